@@ -1,0 +1,75 @@
+# lua-uring: build, test and check.  `make test` is what CI and the README run.
+LUA        ?= lua5.4
+PKG        ?= pkg-config
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+WARN        = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
+              -Wstrict-prototypes -Wcast-qual -Wpointer-arith
+LUA_INCDIR ?= $(shell $(PKG) --cflags-only-I lua5.4 2>/dev/null | sed 's/-I//')
+LIBFLAG    ?= -shared
+ALL_CFLAGS  = -std=gnu11 -D_GNU_SOURCE -fPIC $(WARN) -I$(LUA_INCDIR) \
+              $(shell $(PKG) --cflags liburing 2>/dev/null) $(CFLAGS)
+LIBS        = $(shell $(PKG) --libs liburing 2>/dev/null || echo -luring) -lpthread
+BUILD      ?= build
+SRC         = $(wildcard csrc/*.c)
+OBJ         = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
+SO          = $(BUILD)/uring/core.so
+BUSTED     ?= $(LUA) /usr/bin/busted
+PREFIX     ?= /usr/local
+INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
+INST_LUADIR ?= $(PREFIX)/share/lua/5.4
+INST_BINDIR ?= $(PREFIX)/bin
+DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
+              curl netcat-openbsd wrk
+
+.PHONY: all test deps asan valgrind demo bench install clean docs-check
+
+all: $(SO)
+
+$(BUILD)/obj/%.o: csrc/%.c csrc/uring.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(SO): $(OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -o $@ $(OBJ) $(LIBS)
+
+# Install what is missing from Debian when root; otherwise say what to run.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing packages; run: sudo apt-get install -y $$missing"; exit 1; \
+	  fi; \
+	fi
+
+test: deps all
+	@$(LUA) spec/run.lua $(BUSTED)
+
+asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" LIBFLAG="-shared -fsanitize=address,undefined"
+	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  URING_CPATH=build-asan/?.so $(LUA) spec/run.lua $(BUSTED)
+
+valgrind: all
+	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=spec/valgrind.supp $(BUSTED)"
+
+demo: all
+	$(LUA) examples/batch.lua
+
+bench: all
+	$(MAKE) -C bench
+
+docs-check:
+	@$(LUA) spec/docscheck.lua
+
+install: all
+	install -d $(DESTDIR)$(INST_LIBDIR)/uring $(DESTDIR)$(INST_LUADIR)/uring
+	install -m 755 $(SO) $(DESTDIR)$(INST_LIBDIR)/uring/core.so
+	install -m 644 lua/uring/*.lua $(DESTDIR)$(INST_LUADIR)/uring/
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,24 @@
+/*
+ * core.c: luaopen_uring_core, the module table of the C core.
+ *
+ * Each area registers its own functions and metatables (ur_register_*), so
+ * a reader finds sock:send in net.c and file:read in fs.c.  The public
+ * module is lua/uring/init.lua, which shapes this table for users.
+ */
+#include "uring.h"
+
+int luaopen_uring_core (lua_State *L);
+
+int luaopen_uring_core (lua_State *L) {
+  lua_newtable(L);
+  ur_register_loop(L);
+  ur_register_task(L);
+  ur_register_fs(L);
+  ur_register_buffer(L);
+  ur_register_ring(L);
+  ur_register_probe(L);
+  ur_register_stats(L);
+  lua_pushliteral(L, "0.1.0");
+  lua_setfield(L, -2, "version");
+  return 1;
+}

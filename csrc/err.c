@@ -1,0 +1,114 @@
+/*
+ * err.c: the one failure convention of lua-uring.
+ *
+ * An I/O failure returns the "fail tuple" nil, "what: strerror", errno, as
+ * io.open and LuaSocket do.  liburing hands back -errno in cqe->res and in
+ * its return values and never sets errno (io_uring_prep_read(3)), so every
+ * helper here takes the negative result as it came.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+
+#include "uring.h"
+
+int ur_pushfail (lua_State *L, int res, const char *what) {
+  int en = res < 0 ? -res : res;
+  luaL_pushfail(L);
+  if (what)
+    lua_pushfstring(L, "%s: %s", what, strerror(en));
+  else
+    lua_pushstring(L, strerror(en));
+  lua_pushinteger(L, en);
+  return 3;
+}
+
+/* First line of /proc/sys/kernel/io_uring_disabled, or -1 (before 6.6). */
+static int read_sysctl (void) {
+  FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+  int v = -1;
+  if (f) {
+    if (fscanf(f, "%d", &v) != 1) v = -1;
+    fclose(f);
+  }
+  return v;
+}
+
+/* The "Seccomp:" mode from /proc/self/status: 0 none, 1 strict, 2 filter. */
+static int seccomp_mode (void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  int mode = -1;
+  if (!f) return -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "Seccomp: %d", &mode) == 1) break;
+  fclose(f);
+  return mode;
+}
+
+/*
+ * Why io_uring_setup failed, in words a user can act on.  The causes are
+ * the ones containers and distributions really produce: the sysctl
+ * kernel.io_uring_disabled (6.6+), a seccomp profile (Docker >= 25 answers
+ * EPERM, some sandboxes ENOSYS), an old kernel, or RLIMIT_MEMLOCK.
+ */
+const char *ur_setup_reason (int res, char *buf, size_t len) {
+  int en = res < 0 ? -res : res;
+  struct utsname u;
+  if (uname(&u) != 0) strcpy(u.release, "?");
+  switch (en) {
+    case EPERM: {
+      int sysctl = read_sysctl(), sc = seccomp_mode();
+      if (sysctl == 2)
+        snprintf(buf, len, "io_uring is disabled system-wide "
+                 "(sysctl kernel.io_uring_disabled=2); "
+                 "fix: sysctl -w kernel.io_uring_disabled=0");
+      else if (sysctl == 1)
+        snprintf(buf, len, "io_uring is restricted to CAP_SYS_ADMIN or the "
+                 "group in kernel.io_uring_group "
+                 "(sysctl kernel.io_uring_disabled=1); fix: add the user to "
+                 "that group or set the sysctl to 0");
+      else
+        snprintf(buf, len, "io_uring_setup is blocked by a seccomp or "
+                 "container policy (Seccomp: %d; Docker's default profile "
+                 "does this); fix: allow io_uring_setup/io_uring_enter/"
+                 "io_uring_register in the profile", sc);
+      break;
+    }
+    case ENOSYS:
+      snprintf(buf, len, "io_uring is not available: the kernel (%s) lacks "
+               "it, or a seccomp filter answers ENOSYS; fix: Linux >= 5.19 "
+               "with CONFIG_IO_URING, or allow the io_uring syscalls",
+               u.release);
+      break;
+    case ENOMEM: {
+      struct rlimit rl;
+      getrlimit(RLIMIT_MEMLOCK, &rl);
+      snprintf(buf, len, "not enough locked memory for the ring "
+               "(RLIMIT_MEMLOCK soft %llu, hard %llu bytes); fix: a smaller "
+               "ring (uring.configure{entries = ...}) or ulimit -l",
+               (unsigned long long)rl.rlim_cur,
+               (unsigned long long)rl.rlim_max);
+      break;
+    }
+    case EMFILE: case ENFILE:
+      snprintf(buf, len, "out of file descriptors (%s); fix: ulimit -n",
+               strerror(en));
+      break;
+    default:
+      snprintf(buf, len, "%s (kernel %s)", strerror(en), u.release);
+  }
+  return buf;
+}
+
+int ur_pushsetupfail (lua_State *L, int res, unsigned entries) {
+  char why[512];
+  int en = res < 0 ? -res : res;
+  ur_setup_reason(res, why, sizeof why);
+  luaL_pushfail(L);
+  lua_pushfstring(L, "io_uring_setup(%d entries): %s", (int)entries, why);
+  lua_pushinteger(L, en);
+  return 3;
+}

@@ -1,0 +1,1105 @@
+/*
+ * fs.c: files through the ring, shaped like Lua's io library.
+ *
+ * A uring.file keeps its own read buffer and write buffer (as stdio does)
+ * and its own offset: reads and writes go to the kernel as IORING_OP_READ
+ * and IORING_OP_WRITE at explicit offsets, so no lseek is ever needed on
+ * the hot path.  Pipes and terminals, which have no offset, are detected
+ * by the kernel's ESPIPE and use offset -1 from then on.
+ *
+ * A method that needs I/O (read, write, flush, seek, sync, close) runs as
+ * a small state machine, drive(): it either finishes and pushes results,
+ * or starts one op and yields; file_k absorbs the op's result into the
+ * file and calls drive() again.  While an op is in flight the request owns
+ * the buffer the kernel writes into (r->mem), so closing or collecting the
+ * file then cannot free memory the kernel still holds.
+ *
+ * One task at a time may run a method on a file; a second one raises
+ * "file is busy".  pread/pwrite keep no state and may be used by many
+ * tasks at once.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "uring.h"
+
+#define FILL_MIN   (64 * 1024)     /* smallest read-ahead */
+#define WBUF_SIZE  (64 * 1024)     /* write buffer; larger writes go direct */
+#define L_MAXLENNUM 200            /* as liolib: longest numeral read */
+
+enum { M_NONE, M_READ, M_WRITE, M_FLUSH, M_SEEK, M_SYNC, M_CLOSE };
+enum { OP_NONE, OP_FILL, OP_FLUSH, OP_WDIRECT, OP_SYNC, OP_CLOSE };
+enum { VB_FULL, VB_LINE, VB_NO };
+
+typedef struct ur_file {
+  int fd;                 /* -1 once closed */
+  unsigned readable:1, writable:1, append:1, seekable:1, direct:1, eof:1;
+  unsigned busy:1, datasync:1, sent:1, nl:1;
+  int vbuf;               /* VB_* */
+  int64_t off;            /* file offset of rbuf[rpos]; of wbuf[0] */
+  char *rbuf;             /* buffered read data: rbuf[rpos .. rpos+rlen) */
+  size_t rcap, rpos, rlen, scanned;
+  char *wbuf;             /* pending writes: wbuf[0 .. wlen) */
+  size_t wcap, wlen;
+  /* the method in progress */
+  int method, op;
+  int arg, last;          /* format/argument being handled; the last one */
+  size_t done;            /* bytes of the current write item written */
+  int err;                /* -errno from a failed op, ends the method */
+  int whence;             /* seek */
+  lua_Integer seekoff;
+  uint64_t op_ud;         /* the op in flight, for close from elsewhere */
+  ur_task *owner;         /* the task running the method */
+} ur_file;
+
+static ur_file *checkfile (lua_State *L, int idx) {
+  return (ur_file *)luaL_checkudata(L, idx, UR_FILE_MT);
+}
+
+/* As liolib's tofile: a closed file is a programming error. */
+static ur_file *tofile (lua_State *L) {
+  ur_file *f = checkfile(L, 1);
+  if (f->fd < 0) luaL_error(L, "attempt to use a closed file");
+  return f;
+}
+
+static ur_file *newfile (lua_State *L) {
+  ur_file *f = (ur_file *)lua_newuserdatauv(L, sizeof *f, 0);
+  memset(f, 0, sizeof *f);
+  f->fd = -1;               /* closed until the open completes */
+  f->seekable = 1;
+  luaL_setmetatable(L, UR_FILE_MT);
+  return f;
+}
+
+static void consume (ur_file *f, size_t n) {
+  f->rpos += n;
+  f->rlen -= n;
+  f->off += (int64_t)n;
+  f->scanned = 0;
+  if (f->rlen == 0) f->rpos = 0;
+}
+
+static void drop_readahead (ur_file *f) {
+  f->rpos = f->rlen = f->scanned = 0;
+}
+
+/* --- read formats, over the buffer; NEED means "fill, then retry" --- */
+
+enum { FMT_OK, FMT_FAIL, FMT_NEED };
+
+static int fmt_line (lua_State *L, ur_file *f, int keepnl) {
+  char *p = f->rbuf + f->rpos;
+  char *nl = NULL;
+  if (f->rlen > f->scanned)
+    nl = (char *)memchr(p + f->scanned, '\n', f->rlen - f->scanned);
+  if (nl) {
+    size_t n = (size_t)(nl - p) + 1;
+    lua_pushlstring(L, p, keepnl ? n : n - 1);
+    consume(f, n);
+    return FMT_OK;
+  }
+  f->scanned = f->rlen;     /* don't rescan what has no newline */
+  if (!f->eof) return FMT_NEED;
+  if (f->rlen == 0) return FMT_FAIL;
+  lua_pushlstring(L, p, f->rlen);
+  consume(f, f->rlen);
+  return FMT_OK;
+}
+
+static int fmt_all (lua_State *L, ur_file *f) {
+  if (!f->eof) return FMT_NEED;
+  lua_pushlstring(L, f->rbuf ? f->rbuf + f->rpos : "", f->rlen);
+  consume(f, f->rlen);
+  return FMT_OK;
+}
+
+static int fmt_chars (lua_State *L, ur_file *f, size_t n) {
+  size_t take;
+  if (n == 0) {             /* test for EOF, as read(0) does */
+    if (f->rlen == 0 && !f->eof) return FMT_NEED;
+    if (f->rlen == 0) return FMT_FAIL;
+    lua_pushliteral(L, "");
+    return FMT_OK;
+  }
+  if (f->rlen < n && !f->eof) return FMT_NEED;
+  if (f->rlen == 0) return FMT_FAIL;
+  take = f->rlen < n ? f->rlen : n;
+  lua_pushlstring(L, f->rbuf + f->rpos, take);
+  consume(f, take);
+  return FMT_OK;
+}
+
+/* liolib's read_number, over our buffer: the same numeral grammar, the
+ * same 200-character limit and the same one character of look-ahead. */
+typedef struct RN {
+  const char *p;
+  size_t avail, used;
+  int c, n;
+  char buff[L_MAXLENNUM + 1];
+} RN;
+
+static int rn_getc (RN *rn) {
+  return rn->used < rn->avail ? (unsigned char)rn->p[rn->used++] : EOF;
+}
+
+static int nextc (RN *rn) {
+  if (rn->n >= L_MAXLENNUM) {
+    rn->buff[0] = '\0';
+    return 0;
+  }
+  rn->buff[rn->n++] = (char)rn->c;
+  rn->c = rn_getc(rn);
+  return 1;
+}
+
+static int test2 (RN *rn, const char *set) {
+  if (rn->c == set[0] || rn->c == set[1]) return nextc(rn);
+  return 0;
+}
+
+static int readdigits (RN *rn, int hex) {
+  int count = 0;
+  while ((hex ? isxdigit(rn->c) : isdigit(rn->c)) && nextc(rn)) count++;
+  return count;
+}
+
+static int fmt_number (lua_State *L, ur_file *f) {
+  RN rn;
+  int count = 0, hex = 0;
+  char decp[2];
+  /* skip spaces first: they may span several fills */
+  while (f->rlen > 0 && isspace((unsigned char)f->rbuf[f->rpos]))
+    consume(f, 1);
+  if (f->rlen < L_MAXLENNUM + 1 && !f->eof) return FMT_NEED;
+  rn.p = f->rbuf ? f->rbuf + f->rpos : "";
+  rn.avail = f->rlen;
+  rn.used = 0;
+  rn.n = 0;
+  decp[0] = lua_getlocaledecpoint();
+  decp[1] = '.';
+  rn.c = rn_getc(&rn);
+  test2(&rn, "-+");
+  if (test2(&rn, "00")) {
+    if (test2(&rn, "xX")) hex = 1;
+    else count = 1;
+  }
+  count += readdigits(&rn, hex);
+  if (test2(&rn, decp)) count += readdigits(&rn, hex);
+  if (count > 0 && test2(&rn, (hex ? "pP" : "eE"))) {
+    test2(&rn, "-+");
+    readdigits(&rn, 0);
+  }
+  if (rn.c != EOF) rn.used--;          /* unread the look-ahead */
+  consume(f, rn.used);
+  rn.buff[rn.n] = '\0';
+  if (lua_stringtonumber(L, rn.buff)) return FMT_OK;
+  return FMT_FAIL;
+}
+
+/* --- starting ops: each hands the kernel memory the request owns --- */
+
+static int file_k (lua_State *L, int status, lua_KContext ctx);
+
+static int start_op (lua_State *L, ur_file *f, ur_task *t, ur_req *r,
+                     struct io_uring_sqe *sqe, int op, const char *what) {
+  r->fd = f->fd;
+  f->op = op;
+  ur_req_submitted(t->loop, r, sqe);
+  f->op_ud = ur_req_ud(t->loop, r);
+  (void)sqe;
+  return ur_await(L, t, r, what, 0, file_k);
+}
+
+/* Make room for at least want more bytes after the buffered data. */
+static int reserve_read (ur_file *f, size_t want) {
+  size_t need;
+  if (f->rpos > 0 && f->rcap - f->rpos - f->rlen < want) {
+    memmove(f->rbuf, f->rbuf + f->rpos, f->rlen);
+    f->rpos = 0;
+  }
+  need = f->rlen + want;
+  if (need > f->rcap) {
+    size_t cap = f->rcap ? f->rcap : FILL_MIN;
+    char *nb;
+    while (cap < need) cap *= 2;
+    nb = (char *)realloc(f->rbuf, cap);
+    if (nb == NULL) return 0;
+    f->rbuf = nb;
+    f->rcap = cap;
+  }
+  return 1;
+}
+
+static int start_fill (lua_State *L, ur_file *f, ur_task *t) {
+  /* read ahead at least as much as is buffered: "a" on a big file
+   * doubles its request each time instead of crawling */
+  size_t want = f->rlen > FILL_MIN ? f->rlen : FILL_MIN;
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_READ);
+  struct io_uring_sqe *sqe;
+  size_t space;
+  if (want > (size_t)INT_MAX / 2) want = (size_t)INT_MAX / 2;
+  if (!reserve_read(f, want)) {
+    ur_req_free(t->loop, r);
+    f->busy = 0;
+    return luaL_error(L, "read: not enough memory");
+  }
+  space = f->rcap - f->rpos - f->rlen;
+  if (space > (size_t)INT_MAX) space = (size_t)INT_MAX;
+  sqe = ur_get_sqe(t->loop);
+  io_uring_prep_read(sqe, f->fd, f->rbuf + f->rpos + f->rlen, (unsigned)space,
+                     f->seekable ? (uint64_t)(f->off + (int64_t)f->rlen)
+                                 : (uint64_t)-1);
+  r->mem = f->rbuf;           /* owned by the request while in flight */
+  r->memlen = space;
+  f->rbuf = NULL;
+  return start_op(L, f, t, r, sqe, OP_FILL, "read");
+}
+
+static uint64_t write_offset (ur_file *f) {
+  /* O_APPEND and pipes: -1, the kernel's own position */
+  return (f->append || !f->seekable) ? (uint64_t)-1 : (uint64_t)f->off;
+}
+
+static int start_flush (lua_State *L, ur_file *f, ur_task *t) {
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_WRITE);
+  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  io_uring_prep_write(sqe, f->fd, f->wbuf, (unsigned)f->wlen, write_offset(f));
+  r->mem = f->wbuf;           /* owned by the request while in flight */
+  r->memlen = f->wlen;
+  f->wbuf = NULL;
+  return start_op(L, f, t, r, sqe, OP_FLUSH, "write");
+}
+
+/* Write argument f->arg straight from the Lua string: pinned, not copied. */
+static int start_wdirect (lua_State *L, ur_file *f, ur_task *t) {
+  size_t len, n;
+  const char *s = lua_tolstring(L, f->arg, &len);
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_WRITE);
+  struct io_uring_sqe *sqe;
+  n = len - f->done;
+  if (n > (size_t)INT_MAX) n = (size_t)INT_MAX;
+  ur_req_pin(L, r, f->arg);   /* pinned: the kernel reads it until the CQE */
+  r->memlen = n;
+  sqe = ur_get_sqe(t->loop);
+  io_uring_prep_write(sqe, f->fd, s + f->done, (unsigned)n, write_offset(f));
+  return start_op(L, f, t, r, sqe, OP_WDIRECT, "write");
+}
+
+static int start_simple (lua_State *L, ur_file *f, ur_task *t, int op) {
+  ur_req *r = ur_req_new(L, t->loop, op == OP_SYNC ? IORING_OP_FSYNC
+                                                    : IORING_OP_CLOSE);
+  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  if (op == OP_SYNC)
+    io_uring_prep_fsync(sqe, f->fd, f->datasync ? IORING_FSYNC_DATASYNC : 0);
+  else
+    io_uring_prep_close(sqe, f->fd);
+  return start_op(L, f, t, r, sqe, op, op == OP_SYNC ? "fsync" : "close");
+}
+
+/* --- the method state machine --- */
+
+static int method_end (ur_file *f) {
+  f->busy = 0;
+  f->method = M_NONE;
+  f->owner = NULL;
+  return 0;
+}
+
+static int method_fail (lua_State *L, ur_file *f, int err) {
+  method_end(f);
+  return ur_pushfail(L, err, NULL);
+}
+
+static void file_release (ur_file *f) {
+  free(f->rbuf);
+  free(f->wbuf);
+  f->rbuf = f->wbuf = NULL;
+  f->rcap = f->wcap = f->rlen = f->rpos = f->wlen = 0;
+}
+
+static int append_wbuf (ur_file *f, const char *s, size_t n) {
+  if (f->wlen + n > f->wcap) {
+    size_t cap = f->wcap ? f->wcap : WBUF_SIZE;
+    char *nb;
+    while (cap < f->wlen + n) cap *= 2;
+    nb = (char *)realloc(f->wbuf, cap);
+    if (nb == NULL) return 0;
+    f->wbuf = nb;
+    f->wcap = cap;
+  }
+  memcpy(f->wbuf + f->wlen, s, n);
+  f->wlen += n;
+  return 1;
+}
+
+static int drive_read (lua_State *L, ur_file *f, ur_task *t) {
+  for (; f->arg <= f->last; f->arg++) {
+    int n = f->arg, r;
+    if (lua_type(L, n) == LUA_TNUMBER) {
+      size_t l = (size_t)lua_tointeger(L, n);
+      r = fmt_chars(L, f, l);
+    }
+    else {
+      const char *p = lua_tostring(L, n);
+      if (*p == '*') p++;
+      switch (*p) {
+        case 'n': r = fmt_number(L, f); break;
+        case 'l': r = fmt_line(L, f, 0); break;
+        case 'L': r = fmt_line(L, f, 1); break;
+        default: r = fmt_all(L, f); break;
+      }
+    }
+    if (r == FMT_NEED) return start_fill(L, f, t);
+    if (r == FMT_FAIL) {
+      luaL_pushfail(L);
+      break;
+    }
+  }
+  method_end(f);
+  return lua_gettop(L) - f->last;
+}
+
+static int drive_write (lua_State *L, ur_file *f, ur_task *t) {
+  for (; f->arg <= f->last; f->arg++) {
+    size_t len;
+    const char *s;
+    if (lua_type(L, f->arg) == LUA_TNUMBER) {
+      char num[64];
+      int n = lua_isinteger(L, f->arg)
+        ? snprintf(num, sizeof num, LUA_INTEGER_FMT,
+                   (LUAI_UACINT)lua_tointeger(L, f->arg))
+        : snprintf(num, sizeof num, LUA_NUMBER_FMT,
+                   (LUAI_UACNUMBER)lua_tonumber(L, f->arg));
+      if (!append_wbuf(f, num, (size_t)n)) return method_fail(L, f, -ENOMEM);
+      continue;
+    }
+    s = lua_tolstring(L, f->arg, &len);
+    if (len < WBUF_SIZE && f->done == 0) {
+      if (f->wlen + len > WBUF_SIZE) return start_flush(L, f, t);
+      if (!append_wbuf(f, s, len)) return method_fail(L, f, -ENOMEM);
+      if (memchr(s, '\n', len)) f->nl = 1;
+      continue;
+    }
+    /* a big string: flush what is buffered, then send it from Lua memory */
+    if (f->wlen > 0) return start_flush(L, f, t);
+    if (f->done < len) return start_wdirect(L, f, t);
+    f->done = 0;
+  }
+  if (f->wlen > 0 && (f->vbuf == VB_NO || (f->vbuf == VB_LINE && f->nl))) {
+    f->method = M_FLUSH;        /* unbuffered, or a line ended: flush now */
+    f->nl = 0;
+    return start_flush(L, f, t);
+  }
+  method_end(f);
+  lua_settop(L, 1);
+  return 1;                   /* the file, as io's write returns */
+}
+
+static int drive (lua_State *L, ur_file *f, ur_task *t);
+
+static int drive_seek (lua_State *L, ur_file *f) {
+  int64_t base = 0, pos;
+  if (f->whence == SEEK_CUR) base = f->off;
+  else if (f->whence == SEEK_END) {
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) return method_fail(L, f, -errno);
+    base = st.st_size;
+  }
+  pos = base + (int64_t)f->seekoff;
+  if (pos < 0) return method_fail(L, f, -EINVAL);
+  /* also moves the kernel's position: for fd() users, and to learn
+   * whether the file can seek at all (ESPIPE on a pipe) */
+  if (lseek(f->fd, (off_t)pos, SEEK_SET) < 0) return method_fail(L, f, -errno);
+  if (pos != f->off || f->whence != SEEK_CUR || f->seekoff != 0)
+    drop_readahead(f);
+  f->off = pos;
+  f->eof = 0;
+  method_end(f);
+  lua_pushinteger(L, (lua_Integer)pos);
+  return 1;
+}
+
+static int drive (lua_State *L, ur_file *f, ur_task *t) {
+  if (f->err) {
+    int err = f->err;
+    f->err = 0;
+    return method_fail(L, f, err);
+  }
+  switch (f->method) {
+    case M_READ:
+      if (f->wlen > 0) return start_flush(L, f, t);
+      return drive_read(L, f, t);
+    case M_WRITE:
+      return drive_write(L, f, t);
+    case M_FLUSH:
+      if (f->wlen > 0) return start_flush(L, f, t);
+      method_end(f);
+      lua_settop(L, 1);
+      return 1;
+    case M_SEEK:
+      if (f->wlen > 0) return start_flush(L, f, t);
+      return drive_seek(L, f);
+    case M_SYNC:
+      if (f->wlen > 0) return start_flush(L, f, t);
+      if (!f->sent) {
+        f->sent = 1;
+        return start_simple(L, f, t, OP_SYNC);
+      }
+      method_end(f);
+      lua_pushboolean(L, 1);
+      return 1;
+    default:                    /* M_CLOSE */
+      if (f->wlen > 0) return start_flush(L, f, t);
+      if (!f->sent) {
+        f->sent = 1;
+        return start_simple(L, f, t, OP_CLOSE);
+      }
+      file_release(f);
+      method_end(f);
+      lua_pushboolean(L, 1);
+      return 1;
+  }
+}
+
+/* Take in the result of the op that just completed. */
+static void absorb (ur_file *f, ur_req *r) {
+  int res = r->res;
+  switch (f->op) {
+    case OP_FILL:
+      f->rbuf = (char *)r->mem;
+      r->mem = NULL;
+      if (res == -ESPIPE && f->seekable) f->seekable = 0;   /* retry */
+      else if (res == -EINTR || res == -EAGAIN) {}
+      else if (res < 0) f->err = res;
+      else if (res == 0) f->eof = 1;
+      else f->rlen += (size_t)res;
+      break;
+    case OP_FLUSH:
+      f->wbuf = (char *)r->mem;
+      r->mem = NULL;
+      if (res == -ESPIPE && f->seekable) f->seekable = 0;
+      else if (res == -EINTR || res == -EAGAIN) {}
+      else if (res < 0) { f->err = res; f->wlen = 0; }
+      else {
+        memmove(f->wbuf, f->wbuf + res, f->wlen - (size_t)res);
+        f->wlen -= (size_t)res;
+        f->off += res;
+        if (f->wlen == 0 && f->append) {
+          off_t end = lseek(f->fd, 0, SEEK_CUR);   /* where O_APPEND put us */
+          if (end >= 0) f->off = end;
+        }
+      }
+      break;
+    case OP_WDIRECT:
+      if (res == -ESPIPE && f->seekable) f->seekable = 0;
+      else if (res == -EINTR || res == -EAGAIN) {}
+      else if (res < 0) { f->err = res; f->done = 0; }
+      else {
+        f->done += (size_t)res;
+        f->off += res;
+        if (f->append) {
+          off_t end = lseek(f->fd, 0, SEEK_CUR);
+          if (end >= 0) f->off = end;
+        }
+      }
+      break;
+    case OP_SYNC:
+      if (res < 0) f->err = res;
+      break;
+    case OP_CLOSE:
+      f->fd = -1;               /* closed, whatever the result */
+      if (res < 0) f->err = res;
+      break;
+  }
+  f->op = OP_NONE;
+  f->op_ud = 0;
+}
+
+static int file_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  ur_file *f = checkfile(L, 1);
+  (void)status; (void)ctx;
+  if (f->fd < 0 && f->op != OP_CLOSE) {
+    /* closed by another task while our op was in flight */
+    ur_req_free(t->loop, r);
+    f->op = OP_NONE;
+    file_release(f);
+    return method_fail(L, f, -EBADF);
+  }
+  absorb(f, r);
+  ur_req_free(t->loop, r);
+  if (t->canceled || (t->expired_at && t->expired_at <= t->scope_depth)) {
+    method_end(f);            /* what was read stays buffered */
+    ur_check_interrupt(L, t);
+  }
+  return drive(L, f, t);
+}
+
+/* Claim the file for a method run by the current task. */
+static ur_task *begin (lua_State *L, ur_file *f, const char *fname, int m) {
+  ur_task *t = ur_task_current(L, fname);
+  if (f->busy)
+    luaL_error(L, "%s: file is busy (another task is using it; "
+               "use pread/pwrite to share a file)", fname);
+  f->busy = 1;
+  f->owner = t;
+  f->method = m;
+  f->err = 0;
+  f->done = 0;
+  f->sent = 0;
+  return t;
+}
+
+/* file:read(...) -- formats "n" "l" "L" "a" and counts, as io's read */
+static int l_file_read (lua_State *L) {
+  ur_file *f = tofile(L);
+  ur_task *t;
+  int nargs = lua_gettop(L) - 1;
+  if (nargs == 0) {
+    lua_pushliteral(L, "l");
+    nargs = 1;
+  }
+  luaL_checkstack(L, nargs + LUA_MINSTACK, "too many arguments");
+  for (int n = 2; n <= nargs + 1; n++) {  /* validate before any I/O */
+    if (lua_type(L, n) == LUA_TNUMBER) {
+      luaL_checkinteger(L, n);
+      continue;
+    }
+    {
+      const char *p = luaL_checkstring(L, n);
+      if (*p == '*') p++;
+      luaL_argcheck(L, *p == 'n' || *p == 'l' || *p == 'L' || *p == 'a', n,
+                    "invalid format");
+    }
+  }
+  if (f->direct)
+    return luaL_error(L, "read: a direct (O_DIRECT) file is read with "
+                      "pread into aligned buffers");
+  t = ur_task_current(L, "read");
+  if (!f->readable) return ur_pushfail(L, -EBADF, NULL);   /* as stdio */
+  t = begin(L, f, "read", M_READ);
+  f->arg = 2;
+  f->last = nargs + 1;
+  return drive(L, f, t);
+}
+
+/* file:write(...) -> file | fail */
+static int l_file_write (lua_State *L) {
+  ur_file *f = tofile(L);
+  ur_task *t;
+  int n = lua_gettop(L);
+  for (int i = 2; i <= n; i++)
+    if (lua_type(L, i) != LUA_TNUMBER) luaL_checkstring(L, i);
+  t = ur_task_current(L, "write");
+  if (!f->writable) return ur_pushfail(L, -EBADF, NULL);   /* as stdio */
+  t = begin(L, f, "write", M_WRITE);
+  drop_readahead(f);          /* writing happens at the logical position */
+  f->arg = 2;
+  f->last = n;
+  return drive(L, f, t);
+}
+
+static int l_file_flush (lua_State *L) {
+  ur_file *f = tofile(L);
+  ur_task *t = begin(L, f, "flush", M_FLUSH);
+  lua_settop(L, 1);
+  return drive(L, f, t);
+}
+
+/* file:seek([whence [, offset]]) -> position | fail */
+static int l_file_seek (lua_State *L) {
+  static const int modes[] = {SEEK_SET, SEEK_CUR, SEEK_END};
+  static const char *const names[] = {"set", "cur", "end", NULL};
+  ur_file *f = tofile(L);
+  int op = luaL_checkoption(L, 2, "cur", names);
+  lua_Integer off = luaL_optinteger(L, 3, 0);
+  if (f->busy)
+    return luaL_error(L, "seek: file is busy (another task is using it)");
+  f->whence = modes[op];
+  f->seekoff = off;
+  if (f->wlen == 0) {         /* nothing to write: no need to wait */
+    f->method = M_SEEK;
+    return drive_seek(L, f);
+  }
+  {
+    ur_task *t = begin(L, f, "seek", M_SEEK);
+    lua_settop(L, 1);
+    return drive(L, f, t);
+  }
+}
+
+/* file:setvbuf(mode [, size]) -- "no", "full", "line" */
+static int l_file_setvbuf (lua_State *L) {
+  static const int modes[] = {VB_NO, VB_FULL, VB_LINE};
+  static const char *const names[] = {"no", "full", "line", NULL};
+  ur_file *f = tofile(L);
+  f->vbuf = modes[luaL_checkoption(L, 2, NULL, names)];
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* file:sync([data_only]) -> true | fail   (IORING_OP_FSYNC) */
+static int l_file_sync (lua_State *L) {
+  ur_file *f = tofile(L);
+  int dataonly = lua_toboolean(L, 2);
+  ur_task *t = begin(L, f, "sync", M_SYNC);
+  f->datasync = (unsigned)dataonly;
+  lua_settop(L, 1);
+  return drive(L, f, t);
+}
+
+/* Close without the ring: __gc, or outside a task.  Pending writes are
+ * written with plain pwrite so nothing is lost. */
+static int close_sync (ur_file *f) {
+  int err = 0;
+  size_t done = 0;
+  while (done < f->wlen) {
+    ssize_t n = f->append || !f->seekable
+      ? write(f->fd, f->wbuf + done, f->wlen - done)
+      : pwrite(f->fd, f->wbuf + done, f->wlen - done, (off_t)(f->off + (int64_t)done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) { err = n < 0 ? -errno : -EIO; break; }
+    done += (size_t)n;
+  }
+  if (close(f->fd) != 0 && err == 0) err = -errno;
+  f->fd = -1;
+  file_release(f);
+  return err;
+}
+
+/* file:close(), __close and __gc: one idempotent function. */
+static int l_file_close (lua_State *L) {
+  ur_file *f = checkfile(L, 1);
+  ur_task *t = ur_task_of(L);
+  int err;
+  if (f->fd < 0) return luaL_error(L, "attempt to use a closed file");
+  if (f->busy) {
+    /* another task has an op in flight: cancel it; the kernel keeps its
+     * own reference to the file and the request owns the buffer */
+    if (f->op_ud && f->owner) {
+      ur_req *r = ur_req_at(f->owner->loop, f->op_ud);
+      if (r) ur_req_cancel(f->owner->loop, r);
+    }
+    close(f->fd);
+    f->fd = -1;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (t && lua_isyieldable(L) && t->loop->current == t && !t->canceled) {
+    t = begin(L, f, "close", M_CLOSE);
+    lua_settop(L, 1);
+    return drive(L, f, t);
+  }
+  err = close_sync(f);
+  if (err) return ur_pushfail(L, err, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_file_gc (lua_State *L) {
+  ur_file *f = (ur_file *)luaL_testudata(L, 1, UR_FILE_MT);
+  if (f && f->fd >= 0 && !f->busy) close_sync(f);
+  else if (f && f->fd >= 0) {  /* only at lua_close: the loop drains it */
+    close(f->fd);
+    f->fd = -1;
+  }
+  if (f && !f->busy) file_release(f);
+  return 0;
+}
+
+static int l_file_closemm (lua_State *L) {
+  ur_file *f = checkfile(L, 1);
+  if (f->fd < 0) return 0;
+  lua_settop(L, 1);
+  return l_file_close(L);
+}
+
+static int l_file_fd (lua_State *L) {
+  lua_pushinteger(L, tofile(L)->fd);
+  return 1;
+}
+
+static int l_file_tostring (lua_State *L) {
+  ur_file *f = checkfile(L, 1);
+  if (f->fd < 0) lua_pushliteral(L, "uring.file (closed)");
+  else lua_pushfstring(L, "uring.file (fd %d)", f->fd);
+  return 1;
+}
+
+/* --- positional I/O: no stream state, any number of tasks --- */
+
+static int pread_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  int res = r->res;
+  (void)status; (void)ctx;
+  if (res > 0) lua_pushlstring(L, (const char *)r->mem, (size_t)res);
+  ur_req_free(t->loop, r);
+  if (res <= 0) ur_check_interrupt(L, t);
+  if (res < 0) return ur_pushfail(L, res, NULL);
+  if (res == 0) luaL_pushfail(L);   /* EOF */
+  return 1;
+}
+
+static void *alloc_io (ur_file *f, size_t n) {
+  void *p = NULL;
+  if (!f->direct) return malloc(n ? n : 1);
+  /* O_DIRECT wants memory aligned to the logical block size */
+  if (posix_memalign(&p, 4096, (n + 4095) & ~(size_t)4095) != 0) return NULL;
+  return p;
+}
+
+/* file:pread(n, offset) -> string | nil (EOF) | fail */
+static int l_file_pread (lua_State *L) {
+  ur_file *f = tofile(L);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  lua_Integer off = luaL_checkinteger(L, 3);
+  ur_task *t;
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  void *mem;
+  luaL_argcheck(L, n >= 0 && n <= INT_MAX, 2, "count out of range");
+  luaL_argcheck(L, off >= 0, 3, "offset must be non-negative");
+  t = ur_task_current(L, "pread");
+  if (n == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  r = ur_req_new(L, t->loop, IORING_OP_READ);
+  mem = alloc_io(f, (size_t)n);
+  if (mem == NULL) {
+    ur_req_free(t->loop, r);
+    return luaL_error(L, "pread: not enough memory");
+  }
+  r->mem = mem;               /* the kernel writes here: the request owns it */
+  r->memlen = (size_t)n;
+  r->fd = f->fd;
+  sqe = ur_get_sqe(t->loop);
+  io_uring_prep_read(sqe, f->fd, mem, (unsigned)n, (uint64_t)off);
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, "pread", 0, pread_k);
+}
+
+static int pwrite_k (lua_State *L, int status, lua_KContext ctx);
+
+static int pwrite_start (lua_State *L, ur_file *f, ur_task *t, size_t done) {
+  size_t len;
+  const char *s = lua_tolstring(L, 2, &len);
+  lua_Integer off = lua_tointeger(L, 3);
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_WRITE);
+  struct io_uring_sqe *sqe;
+  const void *src = s + done;
+  size_t n = len - done;
+  if (n > (size_t)INT_MAX) n = (size_t)INT_MAX;
+  if (f->direct) {            /* Lua strings are not aligned: copy */
+    void *mem = alloc_io(f, n);
+    if (mem == NULL) {
+      ur_req_free(t->loop, r);
+      return luaL_error(L, "pwrite: not enough memory");
+    }
+    memcpy(mem, src, n);
+    r->mem = mem;
+    src = mem;
+  }
+  else
+    ur_req_pin(L, r, 2);      /* pinned, not copied */
+  r->memlen = n;
+  r->fd = f->fd;
+  sqe = ur_get_sqe(t->loop);
+  io_uring_prep_write(sqe, f->fd, src, (unsigned)n, (uint64_t)off + done);
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, "pwrite", (lua_KContext)done, pwrite_k);
+}
+
+static int pwrite_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  ur_file *f = checkfile(L, 1);
+  int res = r->res;
+  size_t done = (size_t)ctx, len;
+  (void)status;
+  lua_tolstring(L, 2, &len);
+  ur_req_free(t->loop, r);
+  ur_check_interrupt(L, t);
+  if (res < 0) return ur_pushfail(L, res, NULL);
+  done += (size_t)res;
+  if (res > 0 && done < len && f->fd >= 0)
+    return pwrite_start(L, f, t, done);   /* a short write: the rest */
+  lua_pushinteger(L, (lua_Integer)done);
+  return 1;
+}
+
+/* file:pwrite(s, offset) -> bytes | fail: all of s, at offset */
+static int l_file_pwrite (lua_State *L) {
+  ur_file *f = tofile(L);
+  size_t len;
+  ur_task *t;
+  luaL_checklstring(L, 2, &len);
+  luaL_argcheck(L, luaL_checkinteger(L, 3) >= 0, 3,
+                "offset must be non-negative");
+  lua_settop(L, 3);
+  t = ur_task_current(L, "pwrite");
+  if (len == 0) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  return pwrite_start(L, f, t, 0);
+}
+
+/* --- statx: file:stat() and uring.stat(path) --- */
+
+static void setfield_int (lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static const char *file_type (unsigned mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return "file";
+    case S_IFDIR: return "directory";
+    case S_IFLNK: return "link";
+    case S_IFCHR: return "char device";
+    case S_IFBLK: return "block device";
+    case S_IFIFO: return "fifo";
+    case S_IFSOCK: return "socket";
+    default: return "other";
+  }
+}
+
+static void push_statx (lua_State *L, const struct statx *st) {
+  lua_createtable(L, 0, 16);
+  setfield_int(L, "size", (lua_Integer)st->stx_size);
+  setfield_int(L, "mode", st->stx_mode & 07777);
+  lua_pushstring(L, file_type(st->stx_mode));
+  lua_setfield(L, -2, "type");
+  setfield_int(L, "nlink", st->stx_nlink);
+  setfield_int(L, "uid", st->stx_uid);
+  setfield_int(L, "gid", st->stx_gid);
+  setfield_int(L, "ino", (lua_Integer)st->stx_ino);
+  setfield_int(L, "dev", (lua_Integer)(((uint64_t)st->stx_dev_major << 32)
+                                       | st->stx_dev_minor));
+  setfield_int(L, "blksize", st->stx_blksize);
+  setfield_int(L, "blocks", (lua_Integer)st->stx_blocks);
+  lua_pushnumber(L, (double)st->stx_atime.tv_sec + st->stx_atime.tv_nsec * 1e-9);
+  lua_setfield(L, -2, "atime");
+  lua_pushnumber(L, (double)st->stx_mtime.tv_sec + st->stx_mtime.tv_nsec * 1e-9);
+  lua_setfield(L, -2, "mtime");
+  lua_pushnumber(L, (double)st->stx_ctime.tv_sec + st->stx_ctime.tv_nsec * 1e-9);
+  lua_setfield(L, -2, "ctime");
+}
+
+/* Continuation for ops that report through a fail tuple named after a
+ * path (argument 1), with an optional statx result in r->mem. */
+static int path_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  int res = r->res, isstat = (int)ctx;
+  (void)status;
+  if (res >= 0 && isstat) push_statx(L, (const struct statx *)r->mem);
+  ur_req_free(t->loop, r);
+  ur_check_interrupt(L, t);
+  if (res < 0)
+    return ur_pushfail(L, res, lua_type(L, 1) == LUA_TSTRING
+                                 ? lua_tostring(L, 1) : NULL);
+  if (!isstat) lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int do_statx (lua_State *L, int fd, const char *path, int flags,
+                     int pinidx, const char *fname) {
+  ur_task *t = ur_task_current(L, fname);
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_STATX);
+  struct io_uring_sqe *sqe;
+  r->mem = malloc(sizeof(struct statx));
+  if (r->mem == NULL) {
+    ur_req_free(t->loop, r);
+    return luaL_error(L, "%s: not enough memory", fname);
+  }
+  if (pinidx) ur_req_pin(L, r, pinidx);
+  r->fd = fd;
+  sqe = ur_get_sqe(t->loop);
+  io_uring_prep_statx(sqe, fd, path, flags, STATX_BASIC_STATS,
+                      (struct statx *)r->mem);
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, fname, 1, path_k);
+}
+
+/* file:stat() -> table | fail */
+static int l_file_stat (lua_State *L) {
+  ur_file *f = tofile(L);
+  lua_settop(L, 1);
+  return do_statx(L, f->fd, "", AT_EMPTY_PATH, 0, "stat");
+}
+
+/* uring.stat(path) -> table | fail */
+static int l_stat (lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  return do_statx(L, AT_FDCWD, path, 0, 1, "stat");
+}
+
+/* unlink, rmdir, mkdir, rename: one op each, true | fail */
+static int path_op (lua_State *L, const char *fname, int op) {
+  const char *path = luaL_checkstring(L, 1), *path2 = NULL;
+  lua_Integer perm = 0777;
+  ur_task *t;
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (op == IORING_OP_RENAMEAT) path2 = luaL_checkstring(L, 2);
+  if (op == IORING_OP_MKDIRAT) {
+    perm = luaL_optinteger(L, 2, 0777);
+    luaL_argcheck(L, perm >= 0 && perm <= 07777, 2, "invalid permissions");
+  }
+  lua_settop(L, 2);
+  t = ur_task_current(L, fname);
+  r = ur_req_new(L, t->loop, (uint8_t)op);
+  ur_req_pin(L, r, 1);        /* path: read by the kernel at submit */
+  if (path2) {
+    /* a second pin: keep both paths in one table */
+    luaL_unref(L, LUA_REGISTRYINDEX, r->pin_ref);
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 2);
+    r->pin_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  sqe = ur_get_sqe(t->loop);
+  switch (op) {
+    case IORING_OP_UNLINKAT:
+      io_uring_prep_unlinkat(sqe, AT_FDCWD, path,
+                             strcmp(fname, "rmdir") == 0 ? AT_REMOVEDIR : 0);
+      break;
+    case IORING_OP_MKDIRAT:
+      io_uring_prep_mkdirat(sqe, AT_FDCWD, path, (mode_t)perm);
+      break;
+    default:
+      io_uring_prep_renameat(sqe, AT_FDCWD, path, AT_FDCWD, path2, 0);
+  }
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, fname, 0, path_k);
+}
+
+static int l_unlink (lua_State *L) { return path_op(L, "unlink", IORING_OP_UNLINKAT); }
+static int l_rmdir (lua_State *L) { return path_op(L, "rmdir", IORING_OP_UNLINKAT); }
+static int l_mkdir (lua_State *L) { return path_op(L, "mkdir", IORING_OP_MKDIRAT); }
+static int l_rename (lua_State *L) { return path_op(L, "rename", IORING_OP_RENAMEAT); }
+
+/* --- uring.open --- */
+
+/* As liolib's l_checkmode: [rwa]%+?b* */
+static int checkmode (const char *mode) {
+  return (*mode != '\0' && strchr("rwa", *(mode++)) != NULL &&
+         (*mode != '+' || ((void)(++mode), 1)) &&
+         (strspn(mode, "b") == strlen(mode)));
+}
+
+static int open_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  int res = r->res;
+  ur_file *f = checkfile(L, 4);
+  (void)status; (void)ctx;
+  ur_req_free(t->loop, r);
+  if (res >= 0) {
+    if (t->canceled || (t->expired_at && t->expired_at <= t->scope_depth))
+      close(res);               /* nobody will get this fd: don't leak it */
+    else
+      f->fd = res;
+  }
+  ur_check_interrupt(L, t);
+  if (res < 0) return ur_pushfail(L, res, lua_tostring(L, 1));
+  if (f->append) {
+    struct stat st;             /* "a" starts at the end, as fopen does */
+    if (!f->readable && fstat(f->fd, &st) == 0) f->off = st.st_size;
+  }
+  return 1;
+}
+
+/* uring.open(path [, mode [, opts]]) -> file | fail
+ * opts: a permission number, or {perm =, direct =, sync =, exclusive =} */
+static int l_open (lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  const char *mode = luaL_optstring(L, 2, "r");
+  lua_Integer perm = 0666;
+  int flags, direct = 0, plus;
+  ur_task *t;
+  ur_file *f;
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  luaL_argcheck(L, checkmode(mode), 2, "invalid mode");
+  plus = strchr(mode, '+') != NULL;
+  switch (mode[0]) {
+    case 'r': flags = plus ? O_RDWR : O_RDONLY; break;
+    case 'w': flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_TRUNC; break;
+    default:  flags = (plus ? O_RDWR : O_WRONLY) | O_CREAT | O_APPEND; break;
+  }
+  if (lua_type(L, 3) == LUA_TNUMBER)
+    perm = luaL_checkinteger(L, 3);
+  else if (lua_type(L, 3) == LUA_TTABLE) {
+    if (lua_getfield(L, 3, "perm") != LUA_TNIL) perm = luaL_checkinteger(L, -1);
+    if (lua_getfield(L, 3, "direct") != LUA_TNIL) direct = lua_toboolean(L, -1);
+    if (lua_getfield(L, 3, "sync") != LUA_TNIL && lua_toboolean(L, -1))
+      flags |= O_SYNC;
+    if (lua_getfield(L, 3, "exclusive") != LUA_TNIL && lua_toboolean(L, -1))
+      flags |= O_EXCL;
+    lua_pop(L, 4);
+  }
+  else if (!lua_isnoneornil(L, 3))
+    luaL_typeerror(L, 3, "number or table");
+  luaL_argcheck(L, perm >= 0 && perm <= 07777, 3, "invalid permissions");
+  if (direct) flags |= O_DIRECT;
+  flags |= O_CLOEXEC;
+  lua_settop(L, 3);
+  t = ur_task_current(L, "open");
+  f = newfile(L);               /* closed until the CQE: safe to collect */
+  f->readable = mode[0] == 'r' || plus;
+  f->writable = mode[0] != 'r' || plus;
+  f->append = mode[0] == 'a';
+  f->direct = (unsigned)direct;
+  r = ur_req_new(L, t->loop, IORING_OP_OPENAT);
+  ur_req_pin(L, r, 1);          /* the path, read by the kernel */
+  sqe = ur_get_sqe(t->loop);
+  io_uring_prep_openat(sqe, AT_FDCWD, path, flags, (mode_t)perm);
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, "open", 0, open_k);
+}
+
+void ur_register_fs (lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"read", l_file_read}, {"write", l_file_write}, {"flush", l_file_flush},
+    {"seek", l_file_seek}, {"setvbuf", l_file_setvbuf},
+    {"sync", l_file_sync}, {"close", l_file_close}, {"fd", l_file_fd},
+    {"pread", l_file_pread}, {"pwrite", l_file_pwrite},
+    {"stat", l_file_stat},
+    {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__gc", l_file_gc}, {"__close", l_file_closemm},
+    {"__tostring", l_file_tostring},
+    {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"open", l_open}, {"stat", l_stat}, {"unlink", l_unlink},
+    {"rmdir", l_rmdir}, {"mkdir", l_mkdir}, {"rename", l_rename},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, UR_FILE_MT);
+  luaL_setfuncs(L, meta, 0);
+  luaL_newlib(L, methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -4, "file_methods");  /* init.lua adds lines() here */
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,523 @@
+/*
+ * loop.c: the ring, the run queue and the reaper.
+ *
+ * One loop per Lua state.  A loop turn resumes every task that was
+ * runnable when the turn began, then submits everything those tasks
+ * prepared and, if nothing is runnable, waits in one
+ * io_uring_submit_and_wait; then it reaps every ready CQE in one batch.
+ * Lua runs only from loop_turn's flat frame (lua_resume), never from the
+ * reaper: handlers are plain C that mark tasks runnable.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "uring.h"
+
+static char loop_key;   /* registry key of the loop userdata */
+
+double ur_now (void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/*
+ * Set up a ring with the fastest flags this kernel takes, dropping one rung
+ * at a time on EINVAL (an older kernel): DEFER_TASKRUN (6.1) runs
+ * completion work only when we wait, so it never interrupts Lua;
+ * SINGLE_ISSUER (6.0) lets the kernel skip locking; COOP_TASKRUN (5.19)
+ * avoids IPIs; SUBMIT_ALL (5.18) keeps a bad SQE from stalling the batch.
+ * CQSIZE makes the CQ twice the SQ so a full SQ of completions never
+ * overflows it.  SQPOLL excludes DEFER_TASKRUN and is opt-in only.
+ */
+int ur_setup_ring (ur_loop *loop, struct io_uring *ring, unsigned entries,
+                   int sqpoll, unsigned idle, unsigned *flags_out) {
+  static const unsigned ladder[] = {
+    IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+    IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+      IORING_SETUP_SINGLE_ISSUER,
+    IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+    IORING_SETUP_SUBMIT_ALL,
+    0,
+  };
+  int ret = -EINVAL;
+  (void)loop;
+  for (size_t i = 0; i < sizeof ladder / sizeof ladder[0]; i++) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = ladder[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+    p.cq_entries = entries * 2;
+    if (sqpoll) {
+      if (p.flags & IORING_SETUP_DEFER_TASKRUN) continue;
+      p.flags |= IORING_SETUP_SQPOLL;
+      p.sq_thread_idle = idle;
+    }
+    ret = io_uring_queue_init_params(entries, ring, &p);
+    if (ret == 0) {
+      if (flags_out) *flags_out = p.flags;
+      return 0;
+    }
+    if (ret != -EINVAL) break;
+  }
+  return ret;
+}
+
+/* Default ring size; URING_TEST_RING overrides it so the specs can run
+ * under a tiny ring (4) and a large one (4096). */
+static unsigned default_entries (void) {
+  const char *e = getenv("URING_TEST_RING");
+  if (e && *e) {
+    long n = strtol(e, NULL, 10);
+    if (n >= 1 && n <= 32768) return (unsigned)n;
+  }
+  return 4096;
+}
+
+static int default_sqpoll (void) {
+  const char *e = getenv("URING_TEST_SQPOLL");
+  return e && *e && strcmp(e, "0") != 0;
+}
+
+ur_loop *ur_loop_get (lua_State *L) {
+  ur_loop *loop;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &loop_key) == LUA_TUSERDATA) {
+    loop = (ur_loop *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return loop;
+  }
+  lua_pop(L, 1);
+  /* closed first, then acquired: __gc on an unset loop is a no-op */
+  loop = (ur_loop *)lua_newuserdatauv(L, sizeof *loop, 0);
+  memset(loop, 0, sizeof *loop);
+  loop->entries = default_entries();
+  loop->want_sqpoll = default_sqpoll();
+  loop->sq_thread_idle = 1000;
+  loop->main_ref = loop->error_ref = loop->trace_ref = LUA_NOREF;
+  lua_newtable(L);                     /* anchors live tasks */
+  loop->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  loop->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  luaL_setmetatable(L, UR_LOOP_MT);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &loop_key);
+  return loop;
+}
+
+ur_loop *ur_loop_ready (lua_State *L) {
+  ur_loop *loop = ur_loop_get(L);
+  if (loop->ring_ok) {
+    if (loop->pid != getpid())
+      luaL_error(L, "uring: this ring belongs to process %d; a forked child "
+                 "must not use its parent's ring", (int)loop->pid);
+    return loop;
+  }
+  int ret = ur_setup_ring(loop, &loop->ring, loop->entries, loop->want_sqpoll,
+                          loop->sq_thread_idle, &loop->setup_flags);
+  if (ret < 0) {
+    ur_pushsetupfail(L, ret, loop->entries);
+    lua_error(L);   /* the message names the cause and the fix */
+  }
+  /* a child after fork keeps our mappings; don't let it write to them */
+  io_uring_ring_dontfork(&loop->ring);
+  loop->ring_ok = 1;
+  loop->pid = getpid();
+  return loop;
+}
+
+/*
+ * Enter the kernel: submit what is pending and wait for wait_nr CQEs.
+ * EINTR (a signal, a profiler) and EAGAIN/EBUSY (the kernel is short of
+ * memory or the CQ is backed up) are retried after reaping; they are
+ * never a user's error.  Returns the number submitted or -errno.
+ */
+int ur_submit (ur_loop *loop, unsigned wait_nr) {
+  int ret;
+  for (;;) {
+    unsigned pend = io_uring_sq_ready(&loop->ring);
+    int sqpoll = (loop->setup_flags & IORING_SETUP_SQPOLL) != 0;
+    /* liburing enters unless SQPOLL lets it skip the syscall */
+    if (wait_nr || !sqpoll || (pend && (IO_URING_READ_ONCE(*loop->ring.sq.kflags) & IORING_SQ_NEED_WAKEUP))
+        || io_uring_cq_has_overflow(&loop->ring))
+      loop->stats.enters++;
+    if (wait_nr)
+      loop->stats.waits++;
+    if (wait_nr)
+      ret = io_uring_submit_and_wait(&loop->ring, wait_nr);
+    else
+      ret = io_uring_submit_and_get_events(&loop->ring);
+    if (ret >= 0) {
+      loop->stats.sqes += (unsigned)ret;
+      loop->pending = io_uring_sq_ready(&loop->ring);
+      return ret;
+    }
+    if (ret == -EINTR) {
+      if (io_uring_cq_ready(&loop->ring)) return 0;   /* woken by a CQE */
+      continue;
+    }
+    if (ret == -EAGAIN || ret == -EBUSY) {
+      /* reap to free CQ space, then try again without waiting */
+      ur_reap(loop);
+      if (wait_nr && io_uring_cq_ready(&loop->ring)) wait_nr = 0;
+      continue;
+    }
+    return ret;
+  }
+}
+
+/*
+ * Flush a full SQ.  The CQEs that the flush makes ready are reaped at once
+ * (no syscall: they are in the shared ring) so a small CQ does not
+ * overflow while a storm of SQEs is prepared; a flush inside a reap does
+ * not reap again.
+ */
+static void loop_flush (ur_loop *loop) {
+  loop->stats.flushes++;
+  ur_submit(loop, 0);
+  if (!loop->reaping) ur_reap(loop);
+}
+
+struct io_uring_sqe *ur_get_sqe (ur_loop *loop) {
+  struct io_uring_sqe *sqe;
+  while ((sqe = io_uring_get_sqe(&loop->ring)) == NULL)
+    loop_flush(loop);
+  loop->pending++;
+  return sqe;
+}
+
+/* A link chain must reach the kernel in one submit: make room first. */
+void ur_reserve_sqes (ur_loop *loop, unsigned n) {
+  while (io_uring_sq_space_left(&loop->ring) < n)
+    loop_flush(loop);
+}
+
+void ur_enqueue (ur_loop *loop, ur_task *t) {
+  t->next = NULL;
+  if (loop->runq.tail) loop->runq.tail->next = t;
+  else loop->runq.head = t;
+  loop->runq.tail = t;
+  loop->runq_len++;
+}
+
+static ur_task *runq_pop (ur_loop *loop) {
+  ur_task *t = loop->runq.head;
+  if (t) {
+    loop->runq.head = t->next;
+    if (!loop->runq.head) loop->runq.tail = NULL;
+    t->next = NULL;
+    loop->runq_len--;
+  }
+  return t;
+}
+
+/* Ops that hand back a new fd: if nobody is left to take it, close it. */
+static int returns_fd (unsigned op) {
+  return op == IORING_OP_OPENAT || op == IORING_OP_OPENAT2 ||
+         op == IORING_OP_ACCEPT || op == IORING_OP_SOCKET;
+}
+
+static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
+  ur_req *r;
+  if (ud == 0) return;          /* fire-and-forget (cancels) */
+  r = ur_req_at(loop, ud);
+  if (r == NULL || r->state != UR_REQ_INFLIGHT) {
+    loop->stats.stale_cqes++;   /* never trusted */
+    return;
+  }
+  r->res = res;
+  r->cflags = flags;
+  if (!(flags & IORING_CQE_F_MORE)) {   /* the last CQE of this request */
+    r->state = UR_REQ_DONE;
+    loop->inflight--;
+  }
+  if (loop->trace_ref != LUA_NOREF) ur_trace_cqe(loop, r);
+  if (loop->closing) {          /* shutting down: nobody will resume */
+    if (returns_fd(r->opcode) && res >= 0) close(res);
+    if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
+    return;
+  }
+  if (r->on_cqe) r->on_cqe(loop, r);
+  else ur_req_wake(loop, r);
+}
+
+/*
+ * Reap every ready CQE: copy a batch out, advance the CQ, then dispatch,
+ * so no handler runs while the kernel's CQ head is still ours.  An
+ * overflowed CQ (more completions than CQ entries) is flushed back in with
+ * io_uring_get_events.
+ */
+void ur_reap (ur_loop *loop) {
+  enum { BATCH = 256 };
+  struct { uint64_t ud; int32_t res; uint32_t flags; } b[BATCH];
+  int was = loop->reaping;
+  loop->reaping = 1;
+  for (;;) {
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&loop->ring, head, cqe) {
+      b[n].ud = cqe->user_data;
+      b[n].res = cqe->res;
+      b[n].flags = cqe->flags;
+      if (++n == BATCH) break;
+    }
+    if (n == 0) {
+      if (!io_uring_cq_has_overflow(&loop->ring)) break;
+      loop->stats.overflow_flushes++;
+      loop->stats.enters++;
+      io_uring_get_events(&loop->ring);
+      if (io_uring_cq_ready(&loop->ring) == 0) break;
+      continue;
+    }
+    io_uring_cq_advance(&loop->ring, n);
+    loop->stats.cqes += n;
+    for (unsigned i = 0; i < n; i++)
+      dispatch(loop, b[i].ud, b[i].res, b[i].flags);
+  }
+  loop->reaping = was;
+}
+
+/*
+ * Resume one task from the loop's flat frame.  A task that yields has
+ * either parked itself (ur_await, ur_park: status WAITING), queued itself
+ * (uring.yield: READY), or called coroutine.yield bare; the last is
+ * treated as uring.yield.
+ */
+static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
+  lua_State *co = t->co;
+  int nres, st, nargs = 0;
+  if (!t->started) {
+    t->started = 1;
+    nargs = t->nargs;
+    if (t->canceled) {          /* canceled before it ever ran */
+      lua_settop(co, 0);
+      lua_pushliteral(co, "canceled");
+      ur_task_finished(L, loop, t, UR_CANCELED);
+      return;
+    }
+  }
+  t->status = UR_RUNNING;
+  t->what = NULL;
+  loop->current = t;
+  loop->stats.resumes++;
+  st = lua_resume(co, L, nargs, &nres);
+  loop->current = NULL;
+  if (st == LUA_YIELD) {
+    lua_pop(co, nres);
+    if (t->status == UR_RUNNING) {
+      t->status = UR_READY;
+      ur_enqueue(loop, t);
+    }
+  }
+  else if (st == LUA_OK)
+    ur_task_finished(L, loop, t, UR_DONE);
+  else
+    ur_task_finished(L, loop, t, UR_FAILED);
+}
+
+/* Cancel every live task (main error, deadlock): each raises "canceled"
+ * at its next wait point and ends. */
+static void cancel_all_tasks (lua_State *L, ur_loop *loop) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    ur_task *t = (ur_task *)luaL_testudata(L, -1, UR_TASK_MT);
+    if (t) ur_task_cancel(loop, t);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/*
+ * One turn: run what was runnable when the turn began (tasks woken during
+ * the turn wait for the next one, so a yielding task cannot starve I/O),
+ * then submit, and wait only if nothing is runnable.
+ */
+static void loop_turn (lua_State *L, ur_loop *loop) {
+  uint32_t n = loop->runq_len;
+  if (loop->trace_ref != LUA_NOREF) ur_trace_flush(L, loop);
+  while (n-- > 0) {
+    ur_task *t = runq_pop(loop);
+    if (!t) break;
+    resume_task(L, loop, t);
+    lua_settop(L, 1);
+  }
+  if (loop->live_tasks == 0) {
+    if (io_uring_sq_ready(&loop->ring)) ur_submit(loop, 0);
+    return;
+  }
+  if (loop->runq_len > 0) {
+    if (io_uring_sq_ready(&loop->ring) || loop->inflight) ur_submit(loop, 0);
+  }
+  else if (io_uring_sq_ready(&loop->ring) == 0 && loop->inflight == 0) {
+    /* every task waits on another task: nothing can ever wake them */
+    if (loop->error_ref == LUA_NOREF) {
+      lua_pushfstring(L, "uring.run: deadlock: %d task(s) wait on each other "
+                      "with no I/O in flight", (int)loop->live_tasks);
+      loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    cancel_all_tasks(L, loop);
+    return;
+  }
+  else {
+    int ret = ur_submit(loop, 1);
+    if (ret < 0)
+      luaL_error(L, "uring.run: io_uring_enter: %s", strerror(-ret));
+  }
+  ur_reap(loop);
+}
+
+static int run_body (lua_State *L) {
+  ur_loop *loop = (ur_loop *)lua_touserdata(L, 1);
+  int main_failed = 0;
+  while (loop->live_tasks > 0) {
+    loop_turn(L, loop);
+    if (!main_failed && loop->main_ref != LUA_NOREF) {
+      ur_task *m;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, loop->main_ref);
+      m = (ur_task *)lua_touserdata(L, -1);
+      lua_pop(L, 1);
+      /* the main task failed: end the others rather than serve forever */
+      if (m->status == UR_FAILED) {
+        main_failed = 1;
+        cancel_all_tasks(L, loop);
+      }
+    }
+  }
+  return 0;
+}
+
+/*
+ * uring.run(fn, ...): run fn as the main task until every task ended.
+ * Returns fn's results; raises the main task's error (with traceback),
+ * else the first error of a task nobody joined.
+ */
+static int l_run (lua_State *L) {
+  ur_loop *loop;
+  ur_task *m;
+  int st, nargs = lua_gettop(L) - 1;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  loop = ur_loop_ready(L);
+  if (loop->running)
+    return luaL_error(L, "run: the loop is already running "
+                      "(use uring.spawn inside a task)");
+  ur_task_new(L, loop, nargs);          /* fn, args -> task */
+  m = (ur_task *)lua_touserdata(L, -1);
+  lua_pushvalue(L, -1);
+  loop->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  loop->running = 1;
+  lua_pushcfunction(L, run_body);
+  lua_pushlightuserdata(L, loop);
+  st = lua_pcall(L, 1, 0, 0);
+  loop->running = 0;
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->main_ref);
+  loop->main_ref = LUA_NOREF;
+  if (st != LUA_OK) {
+    /* the loop itself failed (memory, io_uring_enter): end every task */
+    loop->running = 1;
+    cancel_all_tasks(L, loop);
+    lua_pushcfunction(L, run_body);
+    lua_pushlightuserdata(L, loop);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+    loop->running = 0;
+    return lua_error(L);
+  }
+  if (m->status == UR_FAILED || m->status == UR_CANCELED) {
+    if (loop->error_ref != LUA_NOREF) {
+      luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);
+      loop->error_ref = LUA_NOREF;
+    }
+    lua_getiuservalue(L, -1, 2);
+    lua_rawgeti(L, -1, 1);
+    return lua_error(L);
+  }
+  if (loop->error_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->error_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);
+    loop->error_ref = LUA_NOREF;
+    return lua_error(L);
+  }
+  return ur_task_results(L, m);
+}
+
+/*
+ * Loop shutdown (lua_close, uring.configure): cancel every request and
+ * reap until the kernel holds none, then tear the ring down.  If the
+ * kernel will not give requests back, their memory is leaked rather than
+ * freed under it.
+ */
+static void loop_shutdown (ur_loop *loop) {
+  if (!loop->ring_ok) return;
+  if (loop->pid != getpid()) {   /* a forked child: the ring is not ours */
+    loop->ring_ok = 0;
+    return;
+  }
+  loop->closing = 1;
+  for (int tries = 0; loop->inflight > 0 && tries < 100; tries++) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+    struct __kernel_timespec ts = { 0, 100 * 1000 * 1000 };
+    struct io_uring_cqe *cqe;
+    if (sqe) {
+      io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY |
+                                     IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(sqe, 0);
+    }
+    loop->stats.enters++;
+    io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+    ur_reap(loop);
+  }
+  io_uring_queue_exit(&loop->ring);
+  loop->ring_ok = 0;
+  if (loop->inflight == 0) ur_slab_free(loop);
+  loop->closing = 0;
+}
+
+static int loop_gc (lua_State *L) {
+  ur_loop *loop = (ur_loop *)luaL_checkudata(L, 1, UR_LOOP_MT);
+  loop_shutdown(loop);
+  return 0;
+}
+
+/* uring.configure{entries =, sqpoll =, sq_thread_idle =}: ring options;
+ * an idle ring is torn down and set up again with them on next use. */
+static int l_configure (lua_State *L) {
+  ur_loop *loop = ur_loop_get(L);
+  lua_Integer entries;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (loop->running)
+    return luaL_error(L, "configure: the loop is running; call it before "
+                      "uring.run");
+  lua_getfield(L, 1, "entries");
+  entries = luaL_optinteger(L, -1, loop->entries);
+  luaL_argcheck(L, entries >= 1 && entries <= 32768, 1,
+                "entries must be in 1..32768");
+  lua_getfield(L, 1, "sqpoll");
+  if (!lua_isnil(L, -1)) {
+    luaL_argexpected(L, lua_isboolean(L, -1), 1, "boolean sqpoll");
+    loop->want_sqpoll = lua_toboolean(L, -1);
+  }
+  lua_getfield(L, 1, "sq_thread_idle");
+  loop->sq_thread_idle = (unsigned)luaL_optinteger(L, -1, loop->sq_thread_idle);
+  loop->entries = (unsigned)entries;
+  if (loop->ring_ok && loop->live_tasks == 0) loop_shutdown(loop);
+  return 0;
+}
+
+static int l_now (lua_State *L) {
+  lua_pushnumber(L, ur_now());
+  return 1;
+}
+
+void ur_register_loop (lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"run", l_run}, {"configure", l_configure}, {"now", l_now},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, UR_LOOP_MT);
+  lua_pushcfunction(L, loop_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,140 @@
+/*
+ * req.c: the request slab.
+ *
+ * Every SQE the core prepares has a record here until its last CQE: the
+ * task to resume, the memory the kernel writes into, and a registry ref
+ * pinning the Lua value the kernel reads.  Records come from chunks that
+ * never move and are recycled through a free list; user_data is
+ * index | generation << 32, and the generation is bumped on free so a late
+ * or duplicated CQE finds a mismatch instead of someone else's request.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "uring.h"
+
+static int slab_grow (ur_loop *loop) {
+  ur_req **chunks, *c;
+  uint32_t base = loop->nreqs;
+  if (loop->nreqs > UINT32_MAX - 2 * UR_SLAB_CHUNK) return 0;
+  chunks = (ur_req **)realloc(loop->chunks,
+                              (loop->nchunks + 1) * sizeof *chunks);
+  if (!chunks) return 0;
+  loop->chunks = chunks;
+  c = (ur_req *)calloc(UR_SLAB_CHUNK, sizeof *c);
+  if (!c) return 0;
+  chunks[loop->nchunks++] = c;
+  loop->nreqs += UR_SLAB_CHUNK;
+  /* thread the new records onto the free list, lowest index first */
+  for (uint32_t i = UR_SLAB_CHUNK; i-- > 0;) {
+    c[i].gen = 1;
+    c[i].idx = base + i;
+    c[i].pin_ref = LUA_NOREF;
+    c[i].next_free = loop->free_head;
+    loop->free_head = base + i + 1;
+  }
+  return 1;
+}
+
+static ur_req *slot (ur_loop *loop, uint32_t idx) {
+  return &loop->chunks[idx / UR_SLAB_CHUNK][idx % UR_SLAB_CHUNK];
+}
+
+/* Raises "not enough memory" before anything is prepared: callers take a
+ * request first, then the SQE, so nothing half-built reaches the kernel. */
+ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
+  ur_req *r;
+  uint32_t idx;
+  if (loop->free_head == 0 && !slab_grow(loop))
+    luaL_error(L, "uring: out of memory for requests");
+  idx = loop->free_head - 1;
+  r = slot(loop, idx);
+  loop->free_head = r->next_free;
+  r->next_free = 0;
+  r->state = UR_REQ_DONE;   /* not in flight until ur_req_submitted */
+  r->opcode = opcode;
+  r->canceling = 0;
+  r->res = 0;
+  r->cflags = 0;
+  r->fd = -1;
+  r->aux = 0;
+  r->on_cqe = NULL;
+  r->task = NULL;
+  r->pin_ref = LUA_NOREF;
+  r->mem = NULL;
+  r->memlen = 0;
+  return r;
+}
+
+uint64_t ur_req_ud (ur_loop *loop, ur_req *r) {
+  (void)loop;
+  return ((uint64_t)r->gen << 32) | r->idx;
+}
+
+ur_req *ur_req_at (ur_loop *loop, uint64_t ud) {
+  uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32);
+  ur_req *r;
+  if (idx >= loop->nreqs) return NULL;
+  r = slot(loop, idx);
+  return (r->gen == gen && r->state != UR_REQ_FREE) ? r : NULL;
+}
+
+/* The SQE is fully prepared: from here the kernel owns the request. */
+void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe) {
+  io_uring_sqe_set_data64(sqe, ur_req_ud(loop, r));
+  r->state = UR_REQ_INFLIGHT;
+  loop->inflight++;
+  if (loop->trace_ref != LUA_NOREF) {
+    r->t_prep = ur_now();
+    ur_trace_sqe(loop, r);
+  }
+}
+
+/* Called only when the kernel is done with r (its last CQE was seen). */
+void ur_req_free (ur_loop *loop, ur_req *r) {
+  uint32_t idx = r->idx;
+  if (r->state == UR_REQ_FREE) return;
+  if (r->pin_ref != LUA_NOREF) {
+    lua_checkstack(loop->L, 4);
+    luaL_unref(loop->L, LUA_REGISTRYINDEX, r->pin_ref);   /* unpinned */
+    r->pin_ref = LUA_NOREF;
+  }
+  free(r->mem);
+  r->mem = NULL;
+  r->task = NULL;
+  r->state = UR_REQ_FREE;
+  r->gen++;
+  if (r->gen == 0) r->gen = 1;   /* user_data 0 is reserved */
+  r->next_free = loop->free_head;
+  loop->free_head = idx + 1;
+}
+
+/* Pin the value at idx: the kernel reads it until the request's CQE. */
+void ur_req_pin (lua_State *L, ur_req *r, int idx) {
+  lua_pushvalue(L, idx);
+  r->pin_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Ask the kernel to cancel r; its CQE still comes (-ECANCELED, or its
+ * result if it won the race) and frees it.  The cancel's own CQE carries
+ * user_data 0 and is ignored. */
+void ur_req_cancel (ur_loop *loop, ur_req *r) {
+  struct io_uring_sqe *sqe;
+  if (r->state != UR_REQ_INFLIGHT || r->canceling) return;
+  r->canceling = 1;
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_cancel64(sqe, ur_req_ud(loop, r), 0);
+  io_uring_sqe_set_data64(sqe, 0);
+}
+
+void ur_slab_free (ur_loop *loop) {
+  for (uint32_t i = 0; i < loop->nreqs; i++) {
+    ur_req *r = slot(loop, i);
+    if (r->state != UR_REQ_FREE) ur_req_free(loop, r);
+  }
+  for (uint32_t c = 0; c < loop->nchunks; c++) free(loop->chunks[c]);
+  free(loop->chunks);
+  loop->chunks = NULL;
+  loop->nchunks = loop->nreqs = 0;
+  loop->free_head = 0;
+}

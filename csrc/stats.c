@@ -1,0 +1,232 @@
+/*
+ * stats.c: counters and tracing, so a learner can see what the ring did.
+ *
+ * uring.stats() reads counters the loop keeps anyway.  uring.trace() turns
+ * on one event per SQE prepared and per CQE reaped.  Events are produced
+ * deep inside the loop (in a flush, in the reaper) where Lua must not run,
+ * so for a trace function they are queued in C and delivered from the
+ * loop's own frame at the next turn; trace(true) prints them at once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "uring.h"
+
+#define TRACE_PRINT (-3)   /* trace_ref value: print to stderr */
+
+typedef struct trace_ev {
+  char cqe;                /* 0: SQE prepared, 1: CQE reaped */
+  uint8_t op;
+  int fd;
+  uint32_t task;
+  uint64_t ud;
+  int32_t res;
+  uint32_t flags;
+  size_t len;
+  double elapsed;
+} trace_ev;
+
+static trace_ev *tq;       /* queued events (one loop per process in practice) */
+static size_t tq_len, tq_cap;
+
+static void trace_event (ur_loop *loop, ur_req *r, int cqe) {
+  trace_ev ev;
+  memset(&ev, 0, sizeof ev);
+  ev.cqe = (char)cqe;
+  ev.op = r->opcode;
+  ev.fd = r->fd;
+  ev.task = r->task ? r->task->id : 0;
+  ev.ud = ur_req_ud(loop, r);
+  ev.res = r->res;
+  ev.flags = r->cflags;
+  ev.len = r->memlen;
+  ev.elapsed = cqe ? ur_now() - r->t_prep : 0;
+  if (loop->trace_ref == TRACE_PRINT) {
+    if (cqe)
+      fprintf(stderr, "[uring] cqe %-10s task=%u ud=%#llx res=%d%s %.1fus\n",
+              ur_opname(ev.op), ev.task, (unsigned long long)ev.ud, ev.res,
+              (ev.flags & IORING_CQE_F_MORE) ? " more" : "",
+              ev.elapsed * 1e6);
+    else
+      fprintf(stderr, "[uring] sqe %-10s task=%u ud=%#llx fd=%d len=%zu\n",
+              ur_opname(ev.op), ev.task, (unsigned long long)ev.ud, ev.fd,
+              ev.len);
+    return;
+  }
+  if (tq_len == tq_cap) {
+    size_t cap = tq_cap ? tq_cap * 2 : 64;
+    trace_ev *n;
+    if (cap > 1 << 20) return;          /* nobody is draining: drop */
+    n = (trace_ev *)realloc(tq, cap * sizeof *n);
+    if (n == NULL) return;
+    tq = n;
+    tq_cap = cap;
+  }
+  tq[tq_len++] = ev;
+}
+
+void ur_trace_sqe (ur_loop *loop, ur_req *r) { trace_event(loop, r, 0); }
+void ur_trace_cqe (ur_loop *loop, ur_req *r) { trace_event(loop, r, 1); }
+
+/* Deliver queued events to the trace function, from the loop's frame.
+ * An error in the trace function turns tracing off and is warned about. */
+void ur_trace_flush (lua_State *L, ur_loop *loop) {
+  size_t i;
+  if (tq_len == 0 || loop->trace_ref < 0) {
+    tq_len = 0;
+    return;
+  }
+  for (i = 0; i < tq_len && loop->trace_ref >= 0; i++) {
+    trace_ev *ev = &tq[i];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->trace_ref);
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, ev->cqe ? "cqe" : "sqe");
+    lua_setfield(L, -2, "event");
+    lua_pushstring(L, ur_opname(ev->op));
+    lua_setfield(L, -2, "op");
+    lua_pushinteger(L, ev->fd);
+    lua_setfield(L, -2, "fd");
+    lua_pushinteger(L, ev->task);
+    lua_setfield(L, -2, "task");
+    lua_pushinteger(L, (lua_Integer)ev->ud);
+    lua_setfield(L, -2, "user_data");
+    lua_pushinteger(L, (lua_Integer)ev->len);
+    lua_setfield(L, -2, "len");
+    if (ev->cqe) {
+      lua_pushinteger(L, ev->res);
+      lua_setfield(L, -2, "res");
+      if (ev->res < 0) {
+        lua_pushinteger(L, -ev->res);
+        lua_setfield(L, -2, "errno");
+      }
+      lua_pushinteger(L, ev->flags);
+      lua_setfield(L, -2, "flags");
+      lua_pushboolean(L, (ev->flags & IORING_CQE_F_MORE) != 0);
+      lua_setfield(L, -2, "more");
+      lua_pushnumber(L, ev->elapsed);
+      lua_setfield(L, -2, "elapsed");
+    }
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      lua_warning(L, "uring.trace: trace function failed: ", 1);
+      lua_warning(L, lua_tostring(L, -1) ? lua_tostring(L, -1) : "?", 0);
+      lua_pop(L, 1);
+      luaL_unref(L, LUA_REGISTRYINDEX, loop->trace_ref);
+      loop->trace_ref = LUA_NOREF;
+    }
+  }
+  tq_len = 0;
+}
+
+/* uring.trace(fn | true | false) */
+static int l_trace (lua_State *L) {
+  ur_loop *loop = ur_loop_get(L);
+  if (loop->trace_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, loop->trace_ref);
+  loop->trace_ref = LUA_NOREF;
+  tq_len = 0;
+  if (lua_isfunction(L, 1)) {
+    lua_pushvalue(L, 1);
+    loop->trace_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  else if (lua_isboolean(L, 1)) {
+    if (lua_toboolean(L, 1)) loop->trace_ref = TRACE_PRINT;
+  }
+  else
+    luaL_typeerror(L, 1, "function or boolean");
+  return 0;
+}
+
+static void setint (lua_State *L, const char *k, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, k);
+}
+
+/* uring.stats() -> counters since the loop was made */
+static int l_stats (lua_State *L) {
+  ur_loop *loop = ur_loop_get(L);
+  lua_createtable(L, 0, 16);
+  setint(L, "enters", loop->stats.enters);
+  setint(L, "sqes", loop->stats.sqes);
+  setint(L, "cqes", loop->stats.cqes);
+  setint(L, "inflight", loop->inflight);
+  setint(L, "tasks", loop->live_tasks);
+  setint(L, "ready", loop->runq_len);
+  setint(L, "flushes", loop->stats.flushes);
+  setint(L, "waits", loop->stats.waits);
+  setint(L, "resumes", loop->stats.resumes);
+  setint(L, "spawned", loop->stats.spawned);
+  setint(L, "overflow_flushes", loop->stats.overflow_flushes);
+  setint(L, "stale_cqes", loop->stats.stale_cqes);
+  setint(L, "requests", loop->nreqs);
+  setint(L, "entries", loop->ring_ok ? loop->ring.sq.ring_entries : loop->entries);
+  return 1;
+}
+
+static const struct { unsigned flag; const char *name; } setup_names[] = {
+  {IORING_SETUP_IOPOLL, "IOPOLL"}, {IORING_SETUP_SQPOLL, "SQPOLL"},
+  {IORING_SETUP_CQSIZE, "CQSIZE"}, {IORING_SETUP_CLAMP, "CLAMP"},
+  {IORING_SETUP_SUBMIT_ALL, "SUBMIT_ALL"},
+  {IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN"},
+  {IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER"},
+  {IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN"},
+};
+
+/* Push {NAME = true, ...} for the setup flags in f. */
+void ur_push_setup_flags (lua_State *L, unsigned f) {
+  lua_newtable(L);
+  for (size_t i = 0; i < sizeof setup_names / sizeof setup_names[0]; i++)
+    if (f & setup_names[i].flag) {
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, setup_names[i].name);
+    }
+}
+
+/*
+ * uring.features() -> {kernel =, available =, reason =, ops = {...},
+ * flags = {...}, entries =}.  Never raises for a kernel without
+ * io_uring: it reports why instead, so a script can choose a fallback.
+ */
+static int l_features (lua_State *L) {
+  ur_loop *loop = ur_loop_get(L);
+  struct utsname u;
+  lua_createtable(L, 0, 8);
+  if (uname(&u) == 0) {
+    lua_pushstring(L, u.release);
+    lua_setfield(L, -2, "kernel");
+  }
+  if (!loop->ring_ok) {
+    int ret = ur_setup_ring(loop, &loop->ring, loop->entries,
+                            loop->want_sqpoll, loop->sq_thread_idle,
+                            &loop->setup_flags);
+    if (ret < 0) {
+      char why[512];
+      lua_pushboolean(L, 0);
+      lua_setfield(L, -2, "available");
+      lua_pushstring(L, ur_setup_reason(ret, why, sizeof why));
+      lua_setfield(L, -2, "reason");
+      return 1;
+    }
+    io_uring_ring_dontfork(&loop->ring);
+    loop->ring_ok = 1;
+    loop->pid = getpid();
+  }
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "available");
+  if (ur_push_probe(L, &loop->ring) == 1) lua_setfield(L, -2, "ops");
+  else lua_pop(L, 3);
+  ur_push_setup_flags(L, loop->setup_flags);
+  lua_setfield(L, -2, "flags");
+  setint(L, "entries", loop->ring.sq.ring_entries);
+  setint(L, "cq_entries", loop->ring.cq.ring_entries);
+  return 1;
+}
+
+void ur_register_stats (lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"stats", l_stats}, {"trace", l_trace}, {"features", l_features},
+    {NULL, NULL}
+  };
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,596 @@
+/*
+ * task.c: tasks, the coroutines the loop resumes.
+ *
+ * A task is a userdata ("uring.task") whose first uservalue is its
+ * coroutine and whose second, once it ends, is a table of its results or
+ * its error.  The coroutine's extra space (LUA_EXTRASPACE) points back at
+ * the task, which is how an op finds the task it runs in; threads made by
+ * coroutine.create copy the main thread's NULL, so an op inside a plain
+ * coroutine is refused instead of yielding to the wrong resumer.
+ *
+ * A task waits on exactly one thing: a request (wait_ud) or a wait queue
+ * (join, a busy file).  Cancel and timeout expiry both interrupt that
+ * wait: the request is cancelled in the kernel and the task resumes when
+ * its CQE arrives (never earlier: the kernel may still hold its memory),
+ * then raises "canceled" or the timeout sentinel.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "uring.h"
+
+static char timeout_key;   /* registry: the timeout sentinel */
+
+static ur_task **task_slot (lua_State *co) {
+  return (ur_task **)lua_getextraspace(co);
+}
+
+ur_task *ur_task_of (lua_State *L) {
+  return *task_slot(L);
+}
+
+const char *ur_status_name (int status) {
+  static const char *const names[] = {
+    "ready", "running", "waiting", "done", "failed", "canceled"
+  };
+  return names[status];
+}
+
+static ur_task *checktask (lua_State *L, int idx) {
+  return (ur_task *)luaL_checkudata(L, idx, UR_TASK_MT);
+}
+
+/* Raise what interrupted the task's wait: a cancel, or an expired
+ * uring.timeout scope it is still inside. */
+void ur_check_interrupt (lua_State *L, ur_task *t) {
+  if (t->canceled) {
+    lua_pushliteral(L, "canceled");
+    lua_error(L);
+  }
+  if (t->expired_at && t->expired_at <= t->scope_depth) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &timeout_key);
+    lua_error(L);
+  }
+}
+
+/* The task an op runs in; raises when there is none or it cannot yield. */
+ur_task *ur_task_current (lua_State *L, const char *fname) {
+  ur_task *t = ur_task_of(L);
+  if (t == NULL)
+    luaL_error(L, "%s: not inside a task (use uring.run)", fname);
+  if (!lua_isyieldable(L) || t->loop->current != t)
+    luaL_error(L, "%s: cannot wait here: called across a C-call boundary "
+               "(a metamethod, an iterator or a C function)", fname);
+  ur_check_interrupt(L, t);
+  return t;
+}
+
+/* Park t on request r: it resumes in k when r's CQE has arrived. */
+int ur_await (lua_State *L, ur_task *t, ur_req *r, const char *what,
+              lua_KContext ctx, lua_KFunction k) {
+  r->task = t;
+  t->wait_ud = ur_req_ud(t->loop, r);
+  t->status = UR_WAITING;
+  t->what = what;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+/* In a continuation: check that the loop resumed us, then hand back the
+ * finished request.  The caller frees it (ur_req_free). */
+ur_req *ur_resumed (lua_State *L, ur_task *t) {
+  ur_req *r;
+  if (t == NULL || t->loop->current != t)
+    luaL_error(L, "a task can only be resumed by the uring loop");
+  r = ur_req_at(t->loop, t->wait_ud);
+  t->wait_ud = 0;
+  if (r == NULL || r->state != UR_REQ_DONE)
+    luaL_error(L, "uring: internal error: resumed without a completion");
+  return r;
+}
+
+/* The default CQE handler: the request is done; resume its task. */
+void ur_req_wake (ur_loop *loop, ur_req *r) {
+  ur_task *t = r->task;
+  if (t == NULL || t->wait_ud != ur_req_ud(loop, r)) {
+    if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
+    return;
+  }
+  t->status = UR_READY;
+  ur_enqueue(loop, t);
+}
+
+/* Wait queues: tasks blocked on another task or object. */
+int ur_park (lua_State *L, ur_task *t, ur_waitq *q, const char *what,
+             lua_KContext ctx, lua_KFunction k) {
+  t->next = NULL;
+  if (q->tail) q->tail->next = t;
+  else q->head = t;
+  q->tail = t;
+  t->waitq = q;
+  t->status = UR_WAITING;
+  t->what = what;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+static void waitq_remove (ur_waitq *q, ur_task *t) {
+  ur_task **p = &q->head, *prev = NULL;
+  while (*p && *p != t) { prev = *p; p = &(*p)->next; }
+  if (*p == NULL) return;
+  *p = t->next;
+  if (q->tail == t) q->tail = prev;
+  t->next = NULL;
+}
+
+static void wake (ur_loop *loop, ur_task *t) {
+  t->waitq = NULL;
+  t->status = UR_READY;
+  ur_enqueue(loop, t);
+}
+
+void ur_waitq_wake_one (ur_loop *loop, ur_waitq *q) {
+  ur_task *t = q->head;
+  if (t == NULL) return;
+  q->head = t->next;
+  if (q->head == NULL) q->tail = NULL;
+  wake(loop, t);
+}
+
+void ur_waitq_wake_all (ur_loop *loop, ur_waitq *q) {
+  while (q->head) ur_waitq_wake_one(loop, q);
+}
+
+/* Interrupt whatever t waits on; it resumes and raises via the
+ * continuation's ur_check_interrupt. */
+static void task_interrupt (ur_loop *loop, ur_task *t) {
+  if (t->status != UR_WAITING) return;   /* READY: raises when resumed */
+  if (t->wait_ud) {
+    ur_req *r = ur_req_at(loop, t->wait_ud);
+    if (r) ur_req_cancel(loop, r);
+  }
+  else if (t->waitq) {
+    waitq_remove(t->waitq, t);
+    wake(loop, t);
+  }
+}
+
+void ur_task_cancel (ur_loop *loop, ur_task *t) {
+  if (t->status >= UR_DONE) return;
+  t->canceled = 1;
+  task_interrupt(loop, t);
+}
+
+/* Push the task userdata anchored under t->ref. */
+static void push_task (lua_State *L, ur_task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->loop->tasks_ref);
+  lua_rawgeti(L, -1, t->ref);
+  lua_remove(L, -2);
+}
+
+/* fn, args (nargs of them) at the top -> a new task, queued to run. */
+int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
+  ur_task *t;
+  lua_State *co;
+  luaL_checkstack(L, 4, "too many arguments");
+  t = (ur_task *)lua_newuserdatauv(L, sizeof *t, 2);
+  memset(t, 0, sizeof *t);
+  t->ref = LUA_NOREF;
+  luaL_setmetatable(L, UR_TASK_MT);
+  co = lua_newthread(L);
+  lua_setiuservalue(L, -2, 1);          /* the task anchors its coroutine */
+  lua_insert(L, -(nargs + 2));          /* task below fn and args */
+  luaL_checkstack(co, nargs + 1, "too many arguments");
+  lua_xmove(L, co, nargs + 1);          /* fn and args onto the coroutine */
+  t->co = co;
+  t->loop = loop;
+  t->nargs = nargs;
+  t->id = ++loop->next_task_id;
+  t->status = UR_READY;
+  *task_slot(co) = t;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  lua_pushvalue(L, -2);
+  t->ref = luaL_ref(L, -2);             /* alive until it ends */
+  lua_pop(L, 1);
+  loop->live_tasks++;
+  loop->stats.spawned++;
+  ur_enqueue(loop, t);
+  return 1;
+}
+
+/* The task ended (its coroutine returned or raised): keep its results or
+ * its error with a traceback, close its pending to-be-closed variables,
+ * wake its joiners and drop the loop's anchor. */
+void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status) {
+  lua_State *co = t->co;
+  int top = lua_gettop(L);
+  push_task(L, t);                      /* top+1: task */
+  if (status == UR_DONE) {
+    int n = lua_gettop(co);
+    lua_createtable(L, n, 1);
+    for (int i = 1; i <= n; i++) {
+      lua_pushvalue(co, i);
+      lua_xmove(co, L, 1);
+      lua_rawseti(L, -2, i);
+    }
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+  }
+  else {
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);                /* the raw error */
+    if (status == UR_FAILED && t->canceled && lua_type(L, -1) == LUA_TSTRING
+        && strcmp(lua_tostring(L, -1), "canceled") == 0)
+      status = UR_CANCELED;
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+      if (t->started)
+        luaL_traceback(L, co, lua_tostring(L, -1), 0);
+      else
+        lua_pushvalue(L, -1);
+    }
+    else if (lua_isnil(L, -1))
+      lua_pushliteral(L, "(error object is a nil value)");
+    else
+      lua_pushvalue(L, -1);             /* a table error is kept as is */
+    lua_rawseti(L, -3, 1);              /* [1] error with traceback */
+    lua_rawseti(L, -2, 2);              /* [2] raw error */
+    lua_resetthread(co);                /* close its <close> variables */
+  }
+  lua_setiuservalue(L, top + 1, 2);
+  *task_slot(co) = NULL;
+  t->status = (uint8_t)status;
+  t->what = NULL;
+  /* its open timeout scopes' timers have nobody to fire at */
+  for (int i = 0; i < t->scope_depth; i++) {
+    ur_req *r = ur_req_at(loop, t->scope_ud[i]);
+    if (r) {
+      r->task = NULL;
+      ur_req_cancel(loop, r);
+    }
+  }
+  free(t->scope_ud);
+  t->scope_ud = NULL;
+  t->scope_depth = t->scope_cap = 0;
+  if (t->joiners.head) t->observed = 1;
+  ur_waitq_wake_all(loop, &t->joiners);
+  if (status == UR_FAILED && !t->observed && loop->error_ref == LUA_NOREF
+      && loop->main_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->main_ref);
+    if (lua_touserdata(L, -1) != (void *)t) {
+      lua_getiuservalue(L, top + 1, 2);
+      lua_rawgeti(L, -1, 1);
+      loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      loop->error_task = t->id;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  /* drop the coroutine now: a finished task keeps only its results */
+  lua_pushnil(L);
+  lua_setiuservalue(L, top + 1, 1);
+  t->co = NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  luaL_unref(L, -1, t->ref);
+  t->ref = LUA_NOREF;
+  loop->live_tasks--;
+  lua_settop(L, top);
+}
+
+/* Task at the top: push what it returned (DONE only). */
+int ur_task_results (lua_State *L, ur_task *t) {
+  int n;
+  lua_getiuservalue(L, -1, 2);
+  lua_getfield(L, -1, "n");
+  n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  (void)t;
+  luaL_checkstack(L, n, "too many results");
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+  return n;
+}
+
+/* The error of a task nobody joined is raised by uring.run, unless a
+ * join sees it first. */
+static void observe (ur_loop *loop, lua_State *L, ur_task *t) {
+  t->observed = 1;
+  if (loop->error_ref != LUA_NOREF && loop->error_task == t->id) {
+    luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);
+    loop->error_ref = LUA_NOREF;
+  }
+}
+
+/* task at idx has ended: true, results... | false, err */
+static int join_results (lua_State *L, int idx) {
+  ur_task *t = checktask(L, idx);
+  observe(t->loop, L, t);
+  lua_pushvalue(L, idx);
+  if (t->status == UR_DONE) {
+    int n;
+    lua_pushboolean(L, 1);
+    lua_insert(L, -2);
+    n = ur_task_results(L, t);
+    lua_insert(L, -(n + 2));            /* results above true; drop table */
+    lua_pop(L, 2);
+    return n + 1;
+  }
+  lua_getiuservalue(L, -1, 2);
+  lua_pushboolean(L, 0);
+  lua_rawgeti(L, -2, 2);
+  return 2;
+}
+
+static int join_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *self = ur_task_of(L);
+  (void)status; (void)ctx;
+  if (self == NULL || self->loop->current != self)
+    return luaL_error(L, "a task can only be resumed by the uring loop");
+  ur_check_interrupt(L, self);
+  if (checktask(L, 1)->status < UR_DONE)   /* woken early: wait again */
+    return ur_park(L, self, &checktask(L, 1)->joiners, "join", 0, join_k);
+  return join_results(L, 1);
+}
+
+/* task:join() -> true, results... | false, err */
+static int l_task_join (lua_State *L) {
+  ur_task *t = checktask(L, 1), *self;
+  lua_settop(L, 1);
+  if (t->status >= UR_DONE) return join_results(L, 1);
+  self = ur_task_current(L, "join");
+  if (self == t) return luaL_error(L, "join: a task cannot join itself");
+  return ur_park(L, self, &t->joiners, "join", 0, join_k);
+}
+
+/* task:cancel() -> true if it was live.  Cancelling the running task
+ * raises "canceled" at once. */
+static int l_task_cancel (lua_State *L) {
+  ur_task *t = checktask(L, 1);
+  if (t->status >= UR_DONE) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (t->loop->current == t && ur_task_of(L) == t) {
+    t->canceled = 1;
+    lua_pushliteral(L, "canceled");
+    return lua_error(L);
+  }
+  ur_task_cancel(t->loop, t);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_task_status (lua_State *L) {
+  lua_pushstring(L, ur_status_name(checktask(L, 1)->status));
+  return 1;
+}
+
+static int l_task_id (lua_State *L) {
+  lua_pushinteger(L, checktask(L, 1)->id);
+  return 1;
+}
+
+/* What it waits on ("read", "join", ...), or nil. */
+static int l_task_waiting_on (lua_State *L) {
+  ur_task *t = checktask(L, 1);
+  if (t->status == UR_WAITING && t->what) lua_pushstring(L, t->what);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_task_tostring (lua_State *L) {
+  ur_task *t = checktask(L, 1);
+  if (t->status == UR_WAITING && t->what)
+    lua_pushfstring(L, "uring.task %d (waiting: %s)", (int)t->id, t->what);
+  else
+    lua_pushfstring(L, "uring.task %d (%s)", (int)t->id,
+                    ur_status_name(t->status));
+  return 1;
+}
+
+/* uring.spawn(fn, ...) -> task; it runs on the next loop turn. */
+static int l_spawn(lua_State *L) {
+  ur_loop *loop;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  loop = ur_loop_ready(L);
+  return ur_task_new(L, loop, lua_gettop(L) - 1);
+}
+
+/* uring.current() -> the running task, or nil outside one */
+static int l_current (lua_State *L) {
+  ur_task *t = ur_task_of(L);
+  if (t == NULL || t->ref == LUA_NOREF) lua_pushnil(L);
+  else push_task(L, t);
+  return 1;
+}
+
+/* uring.tasks() -> array of live tasks (for :tasks in the REPL) */
+static int l_tasks (lua_State *L) {
+  ur_loop *loop = ur_loop_get(L);
+  int n = 0;
+  lua_newtable(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -1) == LUA_TUSERDATA) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -5, ++n);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* --- operations that only wait: yield, sleep, nop --- */
+
+static int yield_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  (void)status; (void)ctx;
+  if (t == NULL || t->loop->current != t)
+    return luaL_error(L, "a task can only be resumed by the uring loop");
+  ur_check_interrupt(L, t);
+  return 0;
+}
+
+/* uring.yield(): let every other runnable task run, then continue. */
+static int l_yield (lua_State *L) {
+  ur_task *t = ur_task_current(L, "yield");
+  t->status = UR_READY;
+  ur_enqueue(t->loop, t);
+  return lua_yieldk(L, 0, 0, yield_k);
+}
+
+static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  (void)status; (void)ctx;
+  ur_req_free(t->loop, r);
+  ur_check_interrupt(L, t);
+  return 0;
+}
+
+static void set_ts (struct __kernel_timespec *ts, double secs) {
+  ts->tv_sec = (long long)secs;
+  ts->tv_nsec = (long long)((secs - (double)ts->tv_sec) * 1e9);
+}
+
+static double check_seconds (lua_State *L, int arg) {
+  double s = luaL_checknumber(L, arg);
+  luaL_argcheck(L, s >= 0 && s < 1e12 && !isnan(s), arg,
+                "seconds must be a non-negative number");
+  return s;
+}
+
+/* uring.sleep(seconds): IORING_OP_TIMEOUT; the task waits, nothing spins. */
+static int l_sleep (lua_State *L) {
+  double secs = check_seconds(L, 1);
+  ur_task *t = ur_task_current(L, "sleep");
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_TIMEOUT);
+  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  set_ts(&r->u.ts, secs);     /* read by the kernel at submit: lives in r */
+  io_uring_prep_timeout(sqe, &r->u.ts, 0, 0);
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, "sleep", 0, sleep_k);
+}
+
+static int nop_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  (void)status; (void)ctx;
+  ur_req_free(t->loop, r);
+  ur_check_interrupt(L, t);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* uring.nop(): one IORING_OP_NOP round trip, the per-op cost floor. */
+static int l_nop (lua_State *L) {
+  ur_task *t = ur_task_current(L, "nop");
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_NOP);
+  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  io_uring_prep_nop(sqe);
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, "nop", 0, nop_k);
+}
+
+/* --- timeout scopes (uring.timeout is in init.lua over these two) --- */
+
+/* The scope's timer fired: mark the scope expired and interrupt the
+ * task's current wait. */
+static void scope_fire (ur_loop *loop, ur_req *r) {
+  ur_task *t = r->task;
+  int depth = r->aux, fired = (r->res == -ETIME);
+  ur_req_free(loop, r);
+  if (t == NULL || !fired || depth > t->scope_depth) return;
+  if (t->expired_at == 0 || depth < t->expired_at) t->expired_at = depth;
+  task_interrupt(loop, t);
+}
+
+/* _scope_open(seconds) -> depth: arm a timer for the current task. */
+static int l_scope_open (lua_State *L) {
+  double secs = check_seconds(L, 1);
+  ur_task *t = ur_task_current(L, "timeout");
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (t->scope_depth == t->scope_cap) {
+    int cap = t->scope_cap ? t->scope_cap * 2 : 4;
+    uint64_t *a;
+    if (cap > 1024) return luaL_error(L, "timeout: too many nested scopes");
+    a = (uint64_t *)realloc(t->scope_ud, (size_t)cap * sizeof *a);
+    if (a == NULL) return luaL_error(L, "timeout: not enough memory");
+    t->scope_ud = a;
+    t->scope_cap = cap;
+  }
+  r = ur_req_new(L, t->loop, IORING_OP_TIMEOUT);
+  sqe = ur_get_sqe(t->loop);
+  r->on_cqe = scope_fire;
+  r->task = t;
+  r->aux = ++t->scope_depth;
+  set_ts(&r->u.ts, secs);
+  io_uring_prep_timeout(sqe, &r->u.ts, 0, 0);
+  ur_req_submitted(t->loop, r, sqe);
+  t->scope_ud[r->aux - 1] = ur_req_ud(t->loop, r);
+  lua_pushinteger(L, r->aux);
+  return 1;
+}
+
+/* _scope_close(depth) -> expired: disarm the timer; true if this scope
+ * is the one that expired. */
+static int l_scope_close (lua_State *L) {
+  lua_Integer depth = luaL_checkinteger(L, 1);
+  ur_task *t = ur_task_of(L);
+  ur_req *r;
+  int expired = 0;
+  if (t == NULL || depth != t->scope_depth)
+    return luaL_error(L, "timeout: scope closed out of order");
+  r = ur_req_at(t->loop, t->scope_ud[depth - 1]);
+  if (r && r->state == UR_REQ_INFLIGHT) {
+    r->task = NULL;                     /* its CQE just frees it */
+    ur_req_cancel(t->loop, r);
+  }
+  t->scope_depth--;
+  if (t->expired_at == depth) {
+    t->expired_at = 0;
+    expired = 1;
+  }
+  lua_pushboolean(L, expired);
+  return 1;
+}
+
+static int timeout_tostring (lua_State *L) {
+  lua_pushliteral(L, "timeout");
+  return 1;
+}
+
+void ur_register_task (lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"join", l_task_join}, {"cancel", l_task_cancel},
+    {"status", l_task_status}, {"id", l_task_id},
+    {"waiting_on", l_task_waiting_on},
+    {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"spawn", l_spawn}, {"current", l_current}, {"tasks", l_tasks},
+    {"yield", l_yield}, {"sleep", l_sleep}, {"nop", l_nop},
+    {"_scope_open", l_scope_open}, {"_scope_close", l_scope_close},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, UR_TASK_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_task_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+  /* the error a task raises when its uring.timeout scope expires */
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushcfunction(L, timeout_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &timeout_key);
+  lua_setfield(L, -2, "TIMEOUT");
+  lua_pushinteger(L, ETIME);
+  lua_setfield(L, -2, "ETIME");
+}

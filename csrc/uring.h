@@ -1,0 +1,211 @@
+/*
+ * uring.h: the structures shared by the C core of lua-uring.
+ *
+ * The core owns one io_uring per Lua state (ur_loop), a slab of request
+ * records (ur_req) naming everything the kernel may touch, and the tasks
+ * (ur_task) whose coroutines wait on those requests.  Lua only ever sees
+ * userdata wrapping these; no raw SQE, CQE or pointer crosses into Lua.
+ */
+#ifndef LUA_URING_H
+#define LUA_URING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <liburing.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+#define UR_LOOP_MT   "uring.loop"
+#define UR_TASK_MT   "uring.task"
+#define UR_FILE_MT   "uring.file"
+#define UR_BUFFER_MT "uring.buffer"
+#define UR_RING_MT   "uring.ring"
+
+/* Opcodes newer than liburing 2.3's headers, filled in with prep_rw. */
+#ifndef IORING_OP_WAITID
+#define UR_OP_WAITID 51
+#endif
+
+typedef struct ur_loop ur_loop;
+typedef struct ur_req ur_req;
+typedef struct ur_task ur_task;
+
+/* A CQE handler runs inside the reaper: plain C, never calls Lua, never
+ * raises.  It must end the request (ur_req_free) or hand it to a task. */
+typedef void (*ur_handler) (ur_loop *loop, ur_req *req);
+
+enum { UR_REQ_FREE, UR_REQ_INFLIGHT, UR_REQ_DONE };
+
+/*
+ * A request: one per SQE in flight.  Its user_data is the slab index in the
+ * low 32 bits and a generation in the high 32, so a stale CQE is detected
+ * rather than trusted.  Slab chunks never move: the kernel may read u.ts
+ * from here at submit time.
+ */
+struct ur_req {
+  uint32_t gen;         /* bumped on free */
+  uint32_t idx;         /* its slab index */
+  uint32_t next_free;   /* free-list link (index + 1; 0 ends) */
+  uint8_t state;        /* UR_REQ_* */
+  uint8_t opcode;       /* IORING_OP_*, for trace and stats */
+  uint8_t canceling;    /* an ASYNC_CANCEL for it was submitted */
+  int32_t res;          /* copied from the CQE */
+  uint32_t cflags;      /* copied from the CQE */
+  int fd;               /* for trace; and closed by the core when an open
+                           or accept completes for a task that is gone */
+  int aux;              /* per-op small state (timeout scope depth, ...) */
+  ur_handler on_cqe;    /* NULL: wake the task (ur_req_wake) */
+  ur_task *task;        /* the task to resume, or NULL */
+  int pin_ref;          /* registry ref: Lua value the kernel reads */
+  void *mem;            /* malloc'd memory the kernel writes into */
+  size_t memlen;
+  double t_prep;        /* uring.now() at prep; for trace only */
+  union {               /* small arguments the kernel reads at submit */
+    struct __kernel_timespec ts;
+    uint64_t u64;
+    int i[4];
+  } u;
+};
+
+/* Task states, as task:status() names them. */
+enum { UR_READY, UR_RUNNING, UR_WAITING, UR_DONE, UR_FAILED, UR_CANCELED };
+
+/* A FIFO of tasks parked on something that is not a request (join, a busy
+ * file).  Tasks link through ur_task.next. */
+typedef struct ur_waitq { ur_task *head, *tail; } ur_waitq;
+
+struct ur_task {
+  lua_State *co;        /* its coroutine (uservalue 1 of the task userdata) */
+  ur_loop *loop;
+  int ref;              /* registry ref to the task userdata while alive */
+  uint32_t id;          /* small number for :tasks and trace */
+  uint8_t status;       /* UR_READY .. UR_CANCELED */
+  uint8_t started;      /* resumed at least once */
+  uint8_t canceled;     /* cancel requested: every wait point raises */
+  uint8_t observed;     /* joined: its error is handled */
+  int nargs;            /* arguments for the first resume */
+  uint64_t wait_ud;     /* user_data of the request it waits on, or 0 */
+  ur_waitq *waitq;      /* the queue it is parked in, or NULL */
+  ur_task *next;        /* run queue or wait queue link */
+  ur_waitq joiners;     /* tasks blocked in :join() on it */
+  int scope_depth;      /* nested uring.timeout scopes open */
+  int expired_at;       /* outermost expired scope (1-based), 0 if none */
+  const char *what;     /* what it waits on, for :tasks ("read", "join") */
+  uint64_t *scope_ud;   /* timer request of each open timeout scope */
+  int scope_cap;
+};
+
+typedef struct ur_stats {
+  uint64_t enters, sqes, cqes, flushes, waits, resumes, spawned;
+  uint64_t overflow_flushes, stale_cqes;
+} ur_stats;
+
+struct ur_loop {
+  struct io_uring ring;
+  int ring_ok;          /* ring set up */
+  int running;          /* inside uring.run */
+  int reaping;          /* inside ur_reap: a flush must not reap again */
+  int closing;          /* shutting down: no new requests */
+  unsigned entries;     /* SQ size asked for */
+  unsigned setup_flags; /* flags the kernel accepted */
+  unsigned sq_thread_idle;
+  int want_sqpoll;
+  pid_t pid;            /* owner; a forked child must not touch the ring */
+  /* request slab: chunks of UR_SLAB_CHUNK, never moved */
+  ur_req **chunks;
+  uint32_t nchunks, nreqs;
+  uint32_t free_head;   /* index + 1 of first free; 0 = none */
+  uint32_t inflight;    /* requests the kernel holds */
+  uint32_t pending;     /* SQEs prepared, not yet submitted */
+  /* tasks */
+  ur_waitq runq;
+  uint32_t runq_len;
+  uint32_t live_tasks;
+  uint32_t next_task_id;
+  ur_task *current;     /* the task being resumed, or NULL */
+  int tasks_ref;        /* registry ref of the table anchoring live tasks */
+  int main_ref;         /* registry ref of uring.run's main task */
+  int error_ref;        /* first unobserved task error, or LUA_NOREF */
+  uint32_t error_task;  /* the id of the task that raised it */
+  lua_State *L;         /* the main thread, for registry work */
+  int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
+  ur_stats stats;
+};
+
+#define UR_SLAB_CHUNK 256
+
+/* loop.c */
+ur_loop *ur_loop_get (lua_State *L);          /* create on first use */
+ur_loop *ur_loop_ready (lua_State *L);        /* and set up the ring; raises */
+struct io_uring_sqe *ur_get_sqe (ur_loop *loop);   /* flushes a full SQ */
+void ur_reserve_sqes (ur_loop *loop, unsigned n);  /* room for a link chain */
+int ur_submit (ur_loop *loop, unsigned wait_nr);    /* counts enters */
+void ur_reap (ur_loop *loop);                 /* dispatch every ready CQE */
+void ur_enqueue (ur_loop *loop, ur_task *t);  /* make t runnable */
+double ur_now (void);
+int ur_setup_ring (ur_loop *loop, struct io_uring *ring, unsigned entries,
+                   int sqpoll, unsigned idle, unsigned *flags_out);
+void ur_register_loop (lua_State *L);
+
+/* req.c */
+ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode); /* raises */
+ur_req *ur_req_at (ur_loop *loop, uint64_t ud);       /* NULL if stale */
+uint64_t ur_req_ud (ur_loop *loop, ur_req *r);
+void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe);
+void ur_req_free (ur_loop *loop, ur_req *r);          /* unpins, frees mem */
+void ur_req_cancel (ur_loop *loop, ur_req *r);        /* ASYNC_CANCEL it */
+void ur_req_pin (lua_State *L, ur_req *r, int idx);   /* kernel reads it */
+void ur_slab_free (ur_loop *loop);
+
+/* task.c */
+ur_task *ur_task_current (lua_State *L, const char *fname);  /* raises */
+ur_task *ur_task_of (lua_State *L);           /* NULL outside a task */
+int ur_await (lua_State *L, ur_task *t, ur_req *r, const char *what,
+              lua_KContext ctx, lua_KFunction k);
+ur_req *ur_resumed (lua_State *L, ur_task *t);   /* the finished request */
+void ur_check_interrupt (lua_State *L, ur_task *t);   /* raise cancel/timeout */
+void ur_req_wake (ur_loop *loop, ur_req *r);  /* default CQE handler */
+int ur_park (lua_State *L, ur_task *t, ur_waitq *q, const char *what,
+             lua_KContext ctx, lua_KFunction k);
+void ur_waitq_wake_one (ur_loop *loop, ur_waitq *q);
+void ur_waitq_wake_all (ur_loop *loop, ur_waitq *q);
+void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status);
+int ur_task_new (lua_State *L, ur_loop *loop, int nargs);  /* fn, args -> task */
+int ur_task_results (lua_State *L, ur_task *t);  /* task at top -> results */
+void ur_task_cancel (ur_loop *loop, ur_task *t);
+void ur_register_task (lua_State *L);
+const char *ur_status_name (int status);
+
+/* err.c */
+int ur_pushfail (lua_State *L, int res, const char *what);
+int ur_pushsetupfail (lua_State *L, int res, unsigned entries);
+const char *ur_setup_reason (int res, char *buf, size_t len);
+
+/* fs.c */
+void ur_register_fs (lua_State *L);
+
+/* buffer.c */
+typedef struct ur_buffer {
+  size_t size;
+  int pins;             /* SQEs naming it that have not completed */
+  unsigned char *data;  /* 4096-aligned, inside this userdata */
+} ur_buffer;
+ur_buffer *ur_checkbuffer (lua_State *L, int idx);
+void ur_register_buffer (lua_State *L);
+
+/* ring.c (teaching API), probe.c (op names), stats.c (stats, trace) */
+void ur_register_ring (lua_State *L);
+const char *ur_opname (unsigned op);
+int ur_opcode (const char *name);     /* -1 if unknown */
+int ur_push_probe (lua_State *L, struct io_uring *ring);
+void ur_register_probe (lua_State *L);
+void ur_register_stats (lua_State *L);
+void ur_trace_sqe (ur_loop *loop, ur_req *r);
+void ur_trace_cqe (ur_loop *loop, ur_req *r);
+void ur_trace_flush (lua_State *L, ur_loop *loop);
+void ur_push_setup_flags (lua_State *L, unsigned flags);
+
+/* Every register function receives the module table at the stack top and
+ * adds its functions and metatables; it leaves the stack as it found it. */
+
+#endif

@@ -1,0 +1,97 @@
+--- uring.file: the io-shaped parts that are compositions of core calls:
+-- file:lines, and whole-file helpers (readfile, writefile, copyfile).
+local pack, unpack = table.pack, table.unpack
+
+return function(uring, core)
+  local methods = core.file_methods
+
+  --- file:lines(...) -> iterator over file:read(...) (default "l").
+  -- As io's: a read error is raised; the file is not closed at the end.
+  function methods:lines(...)
+    local n = select("#", ...)
+    if n > 250 then error("bad argument #251 to 'lines' (too many arguments)", 2) end
+    local fmts = pack(...)
+    if n == 0 then fmts = { "l", n = 1 } end
+    local f = self
+    if tostring(f) == "uring.file (closed)" then
+      error("attempt to use a closed file", 2)
+    end
+    return function()
+      if tostring(f) == "uring.file (closed)" then
+        error("file is already closed", 2)
+      end
+      local r = pack(f:read(unpack(fmts, 1, fmts.n)))
+      if r[1] == nil and r.n > 1 and type(r[2]) == "string" then
+        error(r[2], 2)
+      end
+      return unpack(r, 1, r.n)
+    end
+  end
+
+  --- uring.readfile(path) -> string | fail
+  function uring.readfile(path)
+    local f, msg, en = uring.open(path, "rb")
+    if not f then return nil, msg, en end
+    local s, rmsg, ren = f:read("a")
+    f:close()
+    if not s then return nil, rmsg, ren end
+    return s
+  end
+
+  --- uring.writefile(path, s [, mode]) -> true | fail
+  function uring.writefile(path, s, mode)
+    if type(s) ~= "string" then
+      error("bad argument #2 to 'writefile' (string expected, got " .. type(s) .. ")", 2)
+    end
+    mode = mode or "wb"
+    if mode:sub(1, 1) ~= "w" and mode:sub(1, 1) ~= "a" then
+      error("bad argument #3 to 'writefile' (mode must be \"w\" or \"a\")", 2)
+    end
+    local f, msg, en = uring.open(path, mode)
+    if not f then return nil, msg, en end
+    local ok, wmsg, wen = f:write(s)
+    local cok, cmsg, cen = f:close()
+    if not ok then return nil, wmsg, wen end
+    if not cok then return nil, cmsg, cen end
+    return true
+  end
+
+  local CHUNK = 1 << 20
+
+  --- uring.copyfile(src, dst [, on_progress(done, total)]) -> bytes | fail
+  -- Reads and writes 1 MiB at a time, the next read in flight while the
+  -- last chunk is written.
+  function uring.copyfile(src, dst, on_progress)
+    if on_progress ~= nil and type(on_progress) ~= "function" then
+      error("bad argument #3 to 'copyfile' (function expected, got "
+        .. type(on_progress) .. ")", 2)
+    end
+    local inf, msg, en = uring.open(src, "rb")
+    if not inf then return nil, msg, en end
+    local st = inf:stat()
+    local outf
+    outf, msg, en = uring.open(dst, "wb", st and st.mode or nil)
+    if not outf then inf:close(); return nil, msg, en end
+    local total, done = st and st.size or 0, 0
+    local chunk, err, eno = inf:pread(CHUNK, 0)
+    while chunk do
+      local nextread = uring.spawn(inf.pread, inf, CHUNK, done + #chunk)
+      local n, werr, weno = outf:pwrite(chunk, done)
+      if not n then
+        nextread:join()
+        err, eno = werr, weno
+        break
+      end
+      done = done + n
+      if on_progress then on_progress(done, total) end
+      local ok, c, e2, en2 = nextread:join()
+      if not ok then error(c, 0) end
+      chunk, err, eno = c, e2, en2
+    end
+    inf:close()
+    local cok, cmsg, cen = outf:close()
+    if err then return nil, err, eno end
+    if not cok then return nil, cmsg, cen end
+    return done
+  end
+end

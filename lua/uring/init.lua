@@ -1,0 +1,37 @@
+--- uring: Lua coroutines over Linux io_uring.
+-- The C core (uring.core) owns the ring, the scheduler and every buffer the
+-- kernel touches; this file gives the public table its shape and adds the
+-- few functions that are plain compositions of core calls.
+local core = require "uring.core"
+
+local uring = {}
+for k, v in pairs(core) do
+  if type(k) == "string" and k:sub(1, 1) ~= "_" then uring[k] = v end
+end
+uring.file_methods = nil
+uring.TIMEOUT = nil
+
+local pack, unpack = table.pack, table.unpack
+
+--- uring.timeout(seconds, fn, ...) -> fn's results | nil, "timeout", ETIME
+-- Runs fn in the current task; at expiry the op it waits on is cancelled
+-- in the kernel and fn is unwound.  Nothing already read is lost: it stays
+-- buffered in the file or socket for the next call.
+function uring.timeout(seconds, fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #2 to 'timeout' (function expected, got "
+      .. type(fn) .. ")", 2)
+  end
+  local depth = core._scope_open(seconds)
+  local r = pack(pcall(fn, ...))
+  local expired = core._scope_close(depth)
+  if r[1] then return unpack(r, 2, r.n) end
+  if expired and r[2] == core.TIMEOUT then
+    return nil, "timeout", core.ETIME
+  end
+  error(r[2], 0)
+end
+
+require("uring.file")(uring, core)
+
+return uring
