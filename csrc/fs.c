@@ -35,7 +35,9 @@
 #define WBUF_SIZE  (64 * 1024)     /* write buffer; larger writes go direct */
 #define L_MAXLENNUM 200            /* as liolib: longest numeral read */
 
-enum { M_NONE, M_READ, M_WRITE, M_FLUSH, M_SEEK, M_SYNC, M_CLOSE };
+/* M_WFLUSH: the flush that ends a line-buffered or unbuffered write; it
+ * returns the file, as write does (M_FLUSH returns true, as io's flush) */
+enum { M_NONE, M_READ, M_WRITE, M_FLUSH, M_WFLUSH, M_SEEK, M_SYNC, M_CLOSE };
 enum { OP_NONE, OP_FILL, OP_FLUSH, OP_WDIRECT, OP_SYNC, OP_CLOSE };
 enum { VB_FULL, VB_LINE, VB_NO };
 
@@ -395,7 +397,7 @@ static int drive_write (lua_State *L, ur_file *f, ur_task *t) {
     f->done = 0;
   }
   if (f->wlen > 0 && (f->vbuf == VB_NO || (f->vbuf == VB_LINE && f->nl))) {
-    f->method = M_FLUSH;        /* unbuffered, or a line ended: flush now */
+    f->method = M_WFLUSH;       /* unbuffered, or a line ended: flush now */
     f->nl = 0;
     return start_flush(L, f, t);
   }
@@ -441,10 +443,14 @@ static int drive (lua_State *L, ur_file *f, ur_task *t) {
     case M_WRITE:
       return drive_write(L, f, t);
     case M_FLUSH:
+    case M_WFLUSH: {
+      int m = f->method;
       if (f->wlen > 0) return start_flush(L, f, t);
       method_end(f);
-      lua_settop(L, 1);
+      lua_settop(L, 1);         /* write returns the file */
+      if (m == M_FLUSH) lua_pushboolean(L, 1);   /* flush: true, as io's */
       return 1;
+    }
     case M_SEEK:
       if (f->wlen > 0) return start_flush(L, f, t);
       return drive_seek(L, f);
@@ -588,6 +594,7 @@ static int l_file_read (lua_State *L) {
   t = ur_task_current(L, "read");
   if (!f->readable) return ur_pushfail(L, -EBADF, NULL);   /* as stdio */
   t = begin(L, f, "read", M_READ);
+  f->eof = 0;                 /* as io's clearerr: the file may have grown */
   f->arg = 2;
   f->last = nargs + 1;
   return drive(L, f, t);
@@ -601,7 +608,15 @@ static int l_file_write (lua_State *L) {
   for (int i = 2; i <= n; i++)
     if (lua_type(L, i) != LUA_TNUMBER) luaL_checkstring(L, i);
   t = ur_task_current(L, "write");
-  if (!f->writable) return ur_pushfail(L, -EBADF, NULL);   /* as stdio */
+  if (!f->writable) {
+    /* as stdio: EBADF, but only once something is to be written (io's
+     * write("") on a read-only file succeeds: fwrite of 0 bytes) */
+    for (int i = 2; i <= n; i++)
+      if (lua_type(L, i) == LUA_TNUMBER || lua_rawlen(L, i) > 0)
+        return ur_pushfail(L, -EBADF, NULL);
+    lua_settop(L, 1);
+    return 1;
+  }
   t = begin(L, f, "write", M_WRITE);
   drop_readahead(f);          /* writing happens at the logical position */
   f->arg = 2;

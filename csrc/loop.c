@@ -119,6 +119,7 @@ ur_loop *ur_loop_ready (lua_State *L) {
                           loop->sq_thread_idle, &loop->setup_flags);
   if (ret < 0) {
     ur_pushsetupfail(L, ret, loop->entries);
+    lua_pop(L, 1);
     lua_error(L);   /* the message names the cause and the fix */
   }
   /* a child after fork keeps our mappings; don't let it write to them */
@@ -232,6 +233,7 @@ static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
   if (!(flags & IORING_CQE_F_MORE)) {   /* the last CQE of this request */
     r->state = UR_REQ_DONE;
     loop->inflight--;
+    if (r->canceling) loop->canceling--;
   }
   if (loop->trace_ref != LUA_NOREF) ur_trace_cqe(loop, r);
   if (loop->closing) {          /* shutting down: nobody will resume */
@@ -344,8 +346,20 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
     resume_task(L, loop, t);
     lua_settop(L, 1);
   }
+  if (loop->main_failed == 1) {
+    /* the main task failed: end the others rather than serve forever */
+    loop->main_failed = 2;
+    cancel_all_tasks(L, loop);
+  }
   if (loop->live_tasks == 0) {
-    if (io_uring_sq_ready(&loop->ring)) ur_submit(loop, 0);
+    /* drain what we cancelled (timers of closed scopes) before returning,
+     * so the next run starts clean */
+    if (loop->canceling) {
+      ur_submit(loop, 1);
+      ur_reap(loop);
+    }
+    else if (io_uring_sq_ready(&loop->ring))
+      ur_submit(loop, 0);
     return;
   }
   if (loop->runq_len > 0) {
@@ -357,6 +371,7 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
       lua_pushfstring(L, "uring.run: deadlock: %d task(s) wait on each other "
                       "with no I/O in flight", (int)loop->live_tasks);
       loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      loop->error_task = 0;
     }
     cancel_all_tasks(L, loop);
     return;
@@ -371,21 +386,8 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
 
 static int run_body (lua_State *L) {
   ur_loop *loop = (ur_loop *)lua_touserdata(L, 1);
-  int main_failed = 0;
-  while (loop->live_tasks > 0) {
+  while (loop->live_tasks > 0 || loop->canceling > 0)
     loop_turn(L, loop);
-    if (!main_failed && loop->main_ref != LUA_NOREF) {
-      ur_task *m;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, loop->main_ref);
-      m = (ur_task *)lua_touserdata(L, -1);
-      lua_pop(L, 1);
-      /* the main task failed: end the others rather than serve forever */
-      if (m->status == UR_FAILED) {
-        main_failed = 1;
-        cancel_all_tasks(L, loop);
-      }
-    }
-  }
   return 0;
 }
 
@@ -408,6 +410,7 @@ static int l_run (lua_State *L) {
   lua_pushvalue(L, -1);
   loop->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   loop->running = 1;
+  loop->main_failed = 0;
   lua_pushcfunction(L, run_body);
   lua_pushlightuserdata(L, loop);
   st = lua_pcall(L, 1, 0, 0);
@@ -422,6 +425,13 @@ static int l_run (lua_State *L) {
     lua_pushlightuserdata(L, loop);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
     loop->running = 0;
+    return lua_error(L);
+  }
+  if (loop->error_ref != LUA_NOREF && loop->error_task == 0) {
+    /* a deadlock: it explains the "canceled" the main task saw */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->error_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);
+    loop->error_ref = LUA_NOREF;
     return lua_error(L);
   }
   if (m->status == UR_FAILED || m->status == UR_CANCELED) {

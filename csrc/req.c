@@ -122,6 +122,7 @@ void ur_req_cancel (ur_loop *loop, ur_req *r) {
   struct io_uring_sqe *sqe;
   if (r->state != UR_REQ_INFLIGHT || r->canceling) return;
   r->canceling = 1;
+  loop->canceling++;
   sqe = ur_get_sqe(loop);
   io_uring_prep_cancel64(sqe, ur_req_ud(loop, r), 0);
   io_uring_sqe_set_data64(sqe, 0);

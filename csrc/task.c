@@ -254,10 +254,11 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status) {
   t->scope_depth = t->scope_cap = 0;
   if (t->joiners.head) t->observed = 1;
   ur_waitq_wake_all(loop, &t->joiners);
-  if (status == UR_FAILED && !t->observed && loop->error_ref == LUA_NOREF
-      && loop->main_ref != LUA_NOREF) {
+  if (status == UR_FAILED && loop->main_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, loop->main_ref);
-    if (lua_touserdata(L, -1) != (void *)t) {
+    if (lua_touserdata(L, -1) == (void *)t)
+      loop->main_failed = 1;
+    else if (!t->observed && loop->error_ref == LUA_NOREF) {
       lua_getiuservalue(L, top + 1, 2);
       lua_rawgeti(L, -1, 1);
       loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -303,21 +304,22 @@ static void observe (ur_loop *loop, lua_State *L, ur_task *t) {
 /* task at idx has ended: true, results... | false, err */
 static int join_results (lua_State *L, int idx) {
   ur_task *t = checktask(L, idx);
+  int n, tbl;
   observe(t->loop, L, t);
-  lua_pushvalue(L, idx);
-  if (t->status == UR_DONE) {
-    int n;
-    lua_pushboolean(L, 1);
-    lua_insert(L, -2);
-    n = ur_task_results(L, t);
-    lua_insert(L, -(n + 2));            /* results above true; drop table */
-    lua_pop(L, 2);
-    return n + 1;
+  lua_getiuservalue(L, idx, 2);
+  tbl = lua_gettop(L);
+  if (t->status != UR_DONE) {
+    lua_pushboolean(L, 0);
+    lua_rawgeti(L, tbl, 2);
+    return 2;
   }
-  lua_getiuservalue(L, -1, 2);
-  lua_pushboolean(L, 0);
-  lua_rawgeti(L, -2, 2);
-  return 2;
+  lua_getfield(L, tbl, "n");
+  n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, n + 1, "too many results");
+  lua_pushboolean(L, 1);
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, tbl, i);
+  return n + 1;
 }
 
 static int join_k (lua_State *L, int status, lua_KContext ctx) {

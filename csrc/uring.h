@@ -21,11 +21,6 @@
 #define UR_BUFFER_MT "uring.buffer"
 #define UR_RING_MT   "uring.ring"
 
-/* Opcodes newer than liburing 2.3's headers, filled in with prep_rw. */
-#ifndef IORING_OP_WAITID
-#define UR_OP_WAITID 51
-#endif
-
 typedef struct ur_loop ur_loop;
 typedef struct ur_req ur_req;
 typedef struct ur_task ur_task;
@@ -116,6 +111,7 @@ struct ur_loop {
   uint32_t nchunks, nreqs;
   uint32_t free_head;   /* index + 1 of first free; 0 = none */
   uint32_t inflight;    /* requests the kernel holds */
+  uint32_t canceling;   /* of those, ones we asked the kernel to cancel */
   uint32_t pending;     /* SQEs prepared, not yet submitted */
   /* tasks */
   ur_waitq runq;
@@ -125,6 +121,7 @@ struct ur_loop {
   ur_task *current;     /* the task being resumed, or NULL */
   int tasks_ref;        /* registry ref of the table anchoring live tasks */
   int main_ref;         /* registry ref of uring.run's main task */
+  int main_failed;      /* 1: it just failed, cancel the rest; 2: done */
   int error_ref;        /* first unobserved task error, or LUA_NOREF */
   uint32_t error_task;  /* the id of the task that raised it */
   lua_State *L;         /* the main thread, for registry work */

@@ -18,13 +18,13 @@ return function(uring, core)
     end
     return function()
       if tostring(f) == "uring.file (closed)" then
-        error("file is already closed", 2)
+        error("file is already closed", 0)
       end
       local r = pack(f:read(unpack(fmts, 1, fmts.n)))
-      if r[1] == nil and r.n > 1 and type(r[2]) == "string" then
-        error(r[2], 2)
-      end
-      return unpack(r, 1, r.n)
+      if r[1] then return unpack(r, 1, r.n) end
+      -- as io's: a read error is raised (without a position, as io's C
+      -- iterator does); EOF ends the loop with no values at all
+      if r.n > 1 then error(tostring(r[2]), 0) end
     end
   end
 

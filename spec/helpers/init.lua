@@ -1,0 +1,63 @@
+-- spec/helpers: shared test utilities (fd counts, temp paths, child runs).
+local helpers = {}
+
+--- Open fds of this process, as a sorted "fd -> target" list (leak checks:
+-- compare before and after; the popen pipe of the listing itself is left out).
+function helpers.fds()
+  local p = io.popen("cd /proc/" .. helpers.pid() .. "/fd && for f in *; do "
+    .. "echo \"$f -> $(readlink $f)\"; done")
+  local list = {}
+  for l in p:lines() do
+    if not l:match("pipe:") and not l:match("-> $") then list[#list + 1] = l end
+  end
+  p:close()
+  table.sort(list)
+  return table.concat(list, "\n")
+end
+
+function helpers.fd_count()
+  local n = 0
+  for _ in helpers.fds():gmatch("[^\n]+") do n = n + 1 end
+  return n
+end
+
+local pid
+function helpers.pid()
+  if not pid then
+    local f = io.open("/proc/self/stat")
+    -- /proc/self is the reader; the parent pid of a sh -c is us
+    f:close()
+    local p = io.popen("echo $PPID")
+    pid = p:read("l")
+    p:close()
+  end
+  return pid
+end
+
+--- A fresh temp directory, removed by the caller with helpers.rmrf.
+function helpers.tmpdir()
+  local p = io.popen("mktemp -d /tmp/uring-spec.XXXXXX")
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
+function helpers.rmrf(path)
+  os.execute("rm -rf '" .. path .. "'")
+end
+
+--- Run a shell command; return its stdout, and exit status.
+function helpers.sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  local ok, how, code = p:close()
+  return out, code, ok
+end
+
+--- The lua5.4 command a child script should use, with our paths.
+function helpers.lua_cmd()
+  local cpath = os.getenv("URING_CPATH") or "./build/?.so"
+  return ("env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='%s;;' lua5.4"):format(cpath)
+end
+
+return helpers

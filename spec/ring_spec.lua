@@ -1,0 +1,908 @@
+-- uring.ring: the teaching API (liburing's model, memory-safe).
+-- For each call: it works on real files, bad arguments raise the right
+-- message, an OS failure comes back as a negative res (raw -errno, as
+-- liburing gives it); then the memory-safety cases (GC of pinned buffers,
+-- close and collect with SQEs in flight) and a descriptor leak check
+-- around every test.
+local core = require "uring.core"
+local helpers = require "helpers"
+
+local ETIME, ECANCELED, ENOENT, EBADF, EEXIST, EINVAL, ENODATA, ENXIO =
+  62, 125, 2, 9, 17, 22, 61, 6
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function spit(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Some bytes that are not all the same: a read at the wrong offset shows.
+local function pattern(n)
+  local t = {}
+  for i = 1, n do t[i] = string.char((i * 7 + (i >> 8)) % 256) end
+  return table.concat(t)
+end
+
+describe("uring.ring", function()
+  local fds, dir, ring
+
+  -- Wait for n CQEs; return them by user_data, and the order they came in.
+  local function reap(n, r)
+    r = r or ring
+    local got, order = {}, {}
+    for _ = 1, n do
+      local res, ud, flags, extra = r:wait_cqe()
+      assert.is_number(res)
+      got[ud] = res
+      got[-ud - 1000] = extra          -- statx tables, out of the way
+      order[#order + 1] = ud
+      assert.is_number(flags)
+    end
+    return got, order
+  end
+
+  -- Prep one SQE, submit it, return its CQE.
+  local function one(method, ...)
+    ring[method](ring, ...)
+    assert.equal(1, ring:submit())
+    return ring:wait_cqe()
+  end
+
+  local function open(path, flags, mode)
+    local fd = one("prep_openat", nil, path, flags, mode, 100)
+    assert.is_true(fd >= 0, "openat " .. path .. ": " .. fd)
+    return fd
+  end
+
+  local function close(fd)
+    assert.equal(0, (one("prep_close", fd, 101)))
+  end
+
+  -- A FIFO opened O_RDWR: one fd that is both ends of a pipe.
+  local function fifo(name)
+    local p = dir .. "/" .. name
+    assert(os.execute("mkfifo '" .. p .. "'"))
+    return open(p, core.O_RDWR | core.O_CLOEXEC)
+  end
+
+  before_each(function()
+    collectgarbage()
+    fds = helpers.fd_count()
+    dir = helpers.tmpdir()
+    ring = assert(core.ring{entries = 8})
+  end)
+
+  after_each(function()
+    ring:close()
+    helpers.rmrf(dir)
+    collectgarbage()
+    assert.equal(fds, helpers.fd_count())
+  end)
+
+  describe("uring.ring{...}", function()
+    it("sets up a plain ring with a CQ twice the SQ", function()
+      assert.equal("uring.ring(8 entries)", tostring(ring))
+      assert.same({ cqsize = true }, ring:flags())
+      assert.equal(8, ring:sq_space_left())
+      local r = assert(core.ring())
+      assert.equal(8, r:sq_space_left())
+      assert.is_true(r:close())
+    end)
+
+    it("takes opt-in setup flags", function()
+      local r = assert(core.ring{entries = 4, sqpoll = true, sq_thread_idle = 10})
+      assert.is_true(r:flags().sqpoll)
+      r:prep_nop(1)
+      r:submit()
+      assert.same({ 0, 1, 0 }, { r:wait_cqe() })
+      r:close()
+      r = assert(core.ring{single_issuer = true, defer_taskrun = true,
+                           flags = { "submit_all" }})
+      local f = r:flags()
+      assert.is_true(f.single_issuer and f.defer_taskrun and f.submit_all)
+      r:prep_nop(2)
+      r:submit()
+      assert.same({ 0, 2, 0 }, { r:wait_cqe() })
+      r:close()
+    end)
+
+    it("returns nil, msg, errno when the kernel refuses the setup", function()
+      -- DEFER_TASKRUN without SINGLE_ISSUER is invalid
+      local r, msg, en = core.ring{defer_taskrun = true}
+      assert.is_nil(r)
+      assert.matches("^io_uring_setup%(8 entries%): ", msg)
+      assert.equal(EINVAL, en)
+    end)
+
+    it("raises on bad options", function()
+      assert.has_error(function() core.ring("x") end,
+        "bad argument #1 to 'ring' (table expected, got string)")
+      assert.has_error(function() core.ring{entries = 0} end,
+        "bad argument #1 to 'ring' (entries must be in 1..32768)")
+      assert.has_error(function() core.ring{entries = "8"} end,
+        "bad argument #1 to 'ring' (option 'entries' must be an integer)")
+      assert.has_error(function() core.ring{sqpoll = 1} end,
+        "bad argument #1 to 'ring' (option 'sqpoll' must be a boolean)")
+      assert.has_error(function() core.ring{entires = 8} end,
+        "bad argument #1 to 'ring' (unknown option 'entires')")
+      assert.has_error(function() core.ring{flags = { "sqe128" }} end,
+        "bad argument #1 to 'ring' (flag 'sqe128' is unknown or not supported here)")
+      assert.has_error(function() core.ring{cq_entries = 2} end,
+        "bad argument #1 to 'ring' (cq_entries must be in 8..65536)")
+    end)
+  end)
+
+  describe("ring:probe() and uring.probe()", function()
+    it("name the ops the kernel supports", function()
+      for _, p in ipairs { ring:probe(), core.probe() } do
+        assert.is_true(p.nop)
+        assert.is_true(p.read)
+        assert.is_true(p.openat)
+        assert.is_true(p.timeout)
+        assert.is_nil(p.no_such_op)
+      end
+      assert.equal("read", core.opname(22))
+      assert.equal("waitid", core.opname(50))
+      assert.equal(51, core.opcode("futex_wait"))
+      assert.equal(49, core.opcode("read_multishot"))
+      assert.is_nil(core.opcode("bogus"))
+      assert.is_nil(core.opname(255))
+    end)
+  end)
+
+  describe("ring:prep_nop", function()
+    it("round-trips any 64-bit user_data", function()
+      for _, ud in ipairs { 0, 1, -1, math.maxinteger, math.mininteger } do
+        assert.same({ 0, ud, 0 }, { one("prep_nop", ud) })
+      end
+      ring:prep_nop()                       -- omitted user_data is 0
+      ring:submit()
+      assert.same({ 0, 0, 0 }, { ring:wait_cqe() })
+    end)
+
+    it("keeps SQEs that share a user_data apart", function()
+      for _ = 1, 3 do ring:prep_nop(7) end
+      assert.equal(3, ring:inflight())
+      assert.equal(3, ring:submit())
+      for _ = 1, 3 do assert.same({ 0, 7, 0 }, { ring:wait_cqe() }) end
+      assert.equal(0, ring:inflight())
+    end)
+
+    it("raises on bad arguments", function()
+      assert.has_error(function() ring.prep_nop(nil) end,
+        "bad argument #1 to 'prep_nop' (uring.ring expected, got nil)")
+      assert.has_error(function() ring:prep_nop("x") end,
+        "bad argument #1 to 'prep_nop' (number expected, got string)")
+      assert.has_error(function() ring:prep_nop(1.5) end,
+        "bad argument #1 to 'prep_nop' (number has no integer representation)")
+    end)
+
+    it("raises on a full SQ without losing a slot", function()
+      local r = core.ring{entries = 2}
+      r:prep_nop(1)
+      r:prep_nop(2)
+      assert.equal(0, r:sq_space_left())
+      assert.has_error(function() r:prep_nop(3) end,
+        "prep_nop: submission queue full (call ring:submit())")
+      assert.has_error(function() r:prep_read(0, core.buffer(1), 1, 0, 3) end,
+        "prep_read: submission queue full (call ring:submit())")
+      assert.equal(2, r:inflight())
+      assert.equal(2, r:submit())
+      reap(2, r)
+      assert.equal(0, r:inflight())
+      r:close()
+    end)
+  end)
+
+  describe("ring:prep_read and ring:prep_write", function()
+    it("write a string and read it back byte for byte", function()
+      local path = dir .. "/rw"
+      local fd = open(path, "w+")
+      local data = pattern(65536)
+      assert.same({ 65536, 1, 0 }, { one("prep_write", fd, data, nil, 0, 1) })
+      -- nbytes and pos pick a slice of the string: bytes 11..20 at offset 5
+      assert.equal(10, (one("prep_write", fd, "0123456789abcdefghijklmnopqrstuvwxyz", 10, 5, 2, 11)))
+      local expect = data:sub(1, 5) .. ("abcdefghij") .. data:sub(16)
+      assert.equal(expect, slurp(path))
+      local b = core.buffer(65536)
+      assert.equal(65536, (one("prep_read", fd, b, 65536, 0, 3)))
+      assert.equal(expect, b:tostring())
+      -- into the middle of a buffer, from the middle of the file
+      b:fill(0)
+      assert.equal(100, (one("prep_read", fd, b, 100, 1000, 4, 501)))
+      assert.equal(("\0"):rep(500) .. expect:sub(1001, 1100) .. ("\0"):rep(100),
+                   b:tostring(1, 700))
+      -- a write from a uring.buffer
+      local wb = core.buffer(4)
+      wb:write("WXYZ")
+      assert.equal(4, (one("prep_write", fd, wb, 4, 0, 5)))
+      assert.equal("WXYZ", slurp(path):sub(1, 4))
+      -- offset -1: the file position (O_APPEND makes it the end)
+      close(fd)
+      fd = open(path, "a")
+      assert.equal(3, (one("prep_write", fd, "END", 3, -1, 6)))
+      assert.equal("END", slurp(path):sub(-3))
+      close(fd)
+    end)
+
+    it("return a negative res for an OS failure", function()
+      assert.same({ -EBADF, 9, 0 }, { one("prep_read", 12345, core.buffer(8), 8, 0, 9) })
+      assert.same({ -EBADF, 9, 0 }, { one("prep_write", -1, "x", 1, 0, 9) })
+    end)
+
+    it("raise on bad arguments, before anything is prepared", function()
+      local b = core.buffer(8)
+      assert.has_error(function() ring.prep_read(nil) end,
+        "bad argument #1 to 'prep_read' (uring.ring expected, got nil)")
+      assert.has_error(function() ring:prep_read("x", b, 8, 0) end,
+        "bad argument #1 to 'prep_read' (number expected, got string)")
+      assert.has_error(function() ring:prep_read(0, "strings are immutable", 8, 0) end,
+        "bad argument #2 to 'prep_read' (uring.buffer expected, got string)")
+      assert.has_error(function() ring:prep_read(0, b, 9, 0) end,
+        "bad argument #3 to 'prep_read' (9 bytes at position 1 overflow a buffer of 8 bytes)")
+      assert.has_error(function() ring:prep_read(0, b, 4, 0, 1, 6) end,
+        "bad argument #3 to 'prep_read' (4 bytes at position 6 overflow a buffer of 8 bytes)")
+      assert.has_error(function() ring:prep_read(0, b, 1, 0, 1, 10) end,
+        "bad argument #6 to 'prep_read' (position out of range)")
+      assert.has_error(function() ring:prep_read(0, b, -1, 0) end,
+        "bad argument #3 to 'prep_read' (nbytes must be >= 0)")
+      assert.has_error(function() ring:prep_read(0, b, 8, -2) end,
+        "bad argument #4 to 'prep_read' (offset must be >= 0 (or -1))")
+      assert.has_error(function() ring:prep_read(0, b, 8, 0, "ud") end,
+        "bad argument #5 to 'prep_read' (number expected, got string)")
+      assert.has_error(function() ring:prep_write(0, "short", 10, 0) end,
+        "bad argument #3 to 'prep_write' (10 bytes at position 1 overflow a string of 5 bytes)")
+      assert.has_error(function() ring:prep_write(0, {}, 1, 0) end,
+        "bad argument #2 to 'prep_write' (uring.buffer or string expected, got table)")
+      assert.equal(0, ring:inflight())
+      assert.equal(0, ring:sq_ready())
+      assert.equal(0, b:pinned())
+    end)
+  end)
+
+  describe("ring:prep_readv and ring:prep_writev", function()
+    it("gather and scatter", function()
+      local path = dir .. "/v"
+      local fd = open(path, "w+")
+      local wb = core.buffer(5)
+      wb:write("world")
+      assert.equal(11, (one("prep_writev", fd, { "hello ", wb }, 0, 1)))
+      assert.equal("hello world", slurp(path))
+      local b1, b2 = core.buffer(5), core.buffer(6)
+      assert.equal(11, (one("prep_readv", fd, { b1, b2 }, 0, 2)))
+      assert.equal("hello", b1:tostring())
+      assert.equal(" world", b2:tostring())
+      assert.equal(0, b1:pinned() + b2:pinned() + wb:pinned())
+      close(fd)
+    end)
+
+    it("return a negative res for an OS failure", function()
+      assert.equal(-EBADF, (one("prep_readv", -1, { core.buffer(1) }, 0, 1)))
+    end)
+
+    it("raise on bad arguments", function()
+      assert.has_error(function() ring:prep_readv(0, { "x" }, 0) end,
+        "bad argument #2 to 'prep_readv' (item 1 is a string, not a uring.buffer)")
+      assert.has_error(function() ring:prep_writev(0, { "x", 1 }, 0) end,
+        "bad argument #2 to 'prep_writev' (item 2 is a number, not a uring.buffer or string)")
+      assert.has_error(function() ring:prep_readv(0, {}, 0) end,
+        "bad argument #2 to 'prep_readv' (table must hold 1..1024 buffers)")
+      assert.has_error(function() ring:prep_readv(0, core.buffer(1), 0) end,
+        "bad argument #2 to 'prep_readv' (table expected, got uring.buffer)")
+    end)
+  end)
+
+  describe("fixed buffers", function()
+    it("register, read_fixed, write_fixed, unregister", function()
+      local path = dir .. "/fixed"
+      local fd = open(path, "w+")
+      local a, b = core.buffer(4096), core.buffer(4096)
+      assert.is_true(ring:register_buffers{ a, b })
+      local text = "fixed buffers: the kernel pinned their pages once"
+      a:write(text)
+      assert.equal(4096, (one("prep_write_fixed", fd, a, 4096, 0, 1)))
+      assert.equal(#text, (one("prep_read_fixed", fd, b, #text, 0, 2)))
+      assert.equal(text, b:tostring(1, #text))
+      assert.is_true(ring:unregister_buffers())
+      local ok, msg, en = ring:unregister_buffers()
+      assert.is_nil(ok)
+      assert.matches("^unregister_buffers: ", msg)
+      assert.equal(ENXIO, en)
+      close(fd)
+    end)
+
+    it("raise on bad arguments", function()
+      local a = core.buffer(16)
+      assert.has_error(function() ring:prep_read_fixed(0, a, 16, 0) end,
+        "bad argument #2 to 'prep_read_fixed' (buffer is not registered (use ring:register_buffers))")
+      assert.has_error(function() ring:register_buffers{ a, "x" } end,
+        "bad argument #1 to 'register_buffers' (item 2 is a string, not a uring.buffer)")
+      assert.has_error(function() ring:register_buffers{} end,
+        "bad argument #1 to 'register_buffers' (table must hold 1..16384 buffers)")
+      assert.is_true(ring:register_buffers{ a })
+      assert.has_error(function() ring:prep_write_fixed(0, a, 17, 0) end,
+        "bad argument #3 to 'prep_write_fixed' (17 bytes at position 1 overflow a buffer of 16 bytes)")
+      assert.has_error(function() ring:prep_write_fixed(0, "s", 1, 0) end,
+        "bad argument #2 to 'prep_write_fixed' (uring.buffer expected, got string)")
+    end)
+  end)
+
+  describe("ring:link", function()
+    it("chains a write and an fsync, completed in order, one submit", function()
+      local path = dir .. "/linked"
+      local fd = open(path, "w")
+      ring:prep_write(fd, "durable", nil, 0, 1)
+      ring:link()
+      ring:prep_fsync(fd, false, 2)
+      assert.equal(2, ring:submit())
+      local got, order = reap(2)
+      assert.same({ 1, 2 }, order)
+      assert.equal(7, got[1])
+      assert.equal(0, got[2])
+      assert.equal("durable", slurp(path))
+      close(fd)
+    end)
+
+    it("cancels the rest of the chain when a link fails; hardlink does not", function()
+      ring:prep_write(-1, "x", 1, 0, 1)
+      ring:link()
+      ring:prep_nop(2)
+      ring:submit()
+      local got = reap(2)
+      assert.equal(-EBADF, got[1])
+      assert.equal(-ECANCELED, got[2])
+      ring:prep_write(-1, "x", 1, 0, 3)
+      ring:hardlink()
+      ring:prep_nop(4)
+      ring:submit()
+      got = reap(2)
+      assert.equal(-EBADF, got[3])
+      assert.equal(0, got[4])
+    end)
+
+    it("drain waits for everything before it", function()
+      ring:prep_timeout(0.01, 0, 1)
+      ring:prep_nop(2)
+      ring:drain()
+      ring:submit()
+      local _, order = reap(2)
+      assert.same({ 1, 2 }, order)
+    end)
+
+    it("raises with no prepared SQE", function()
+      assert.has_error(function() ring:link() end,
+        "link: no prepared SQE (prep one first; link before submit)")
+      ring:prep_nop(1)
+      ring:submit()
+      assert.has_error(function() ring:drain() end,
+        "drain: no prepared SQE (prep one first; drain before submit)")
+      reap(1)
+    end)
+  end)
+
+  describe("ring:prep_fsync, prep_sync_file_range, prep_fallocate, prep_fadvise", function()
+    it("work", function()
+      local path = dir .. "/sync"
+      local fd = open(path, "w+")
+      assert.equal(0, (one("prep_fsync", fd, true, 1)))
+      assert.equal(0, (one("prep_fsync", fd, nil, 2)))
+      assert.equal(0, (one("prep_fallocate", fd, 0, 0, 8192, 3)))
+      local res, _, _, st = one("prep_statx", fd, "", core.AT_EMPTY_PATH, nil, 4)
+      assert.equal(0, res)
+      assert.equal(8192, st.size)
+      assert.equal(0, (one("prep_sync_file_range", fd, 0, 0, core.SYNC_FILE_RANGE_WRITE, 5)))
+      assert.equal(0, (one("prep_fadvise", fd, 0, 8192, "sequential", 6)))
+      assert.equal(0, (one("prep_fadvise", fd, 0, 0, 4, 7)))   -- POSIX_FADV_DONTNEED
+      close(fd)
+    end)
+
+    it("return a negative res for an OS failure", function()
+      assert.equal(-EBADF, (one("prep_fsync", -1, false, 1)))
+      assert.equal(-EBADF, (one("prep_fallocate", -1, 0, 0, 1, 2)))
+    end)
+
+    it("raise on bad arguments", function()
+      assert.has_error(function() ring:prep_fsync(0, 1) end,
+        "bad argument #2 to 'prep_fsync' (boolean expected, got number)")
+      assert.has_error(function() ring:prep_fallocate(0, 0, -1, 1) end,
+        "bad argument #3 to 'prep_fallocate' (offset must be >= 0)")
+      assert.has_error(function() ring:prep_fadvise(0, 0, 0, "fast") end,
+        "bad argument #4 to 'prep_fadvise' (invalid option 'fast')")
+      assert.has_error(function() ring:prep_sync_file_range(0, -1, 0, 0) end,
+        "bad argument #2 to 'prep_sync_file_range' (len must be in 0..4294967295)")
+    end)
+  end)
+
+  describe("ring:prep_openat, prep_openat2, prep_close, prep_statx", function()
+    it("open, stat and close real files", function()
+      local path = dir .. "/f"
+      local fd = open(path, "w", tonumber("640", 8))
+      assert.is_true(exists(path))
+      local res, ud, _, st = one("prep_statx", nil, path, 0, nil, 5)
+      assert.equal(0, res); assert.equal(5, ud)
+      assert.equal("file", st.type)
+      assert.equal(0, st.size)
+      assert.equal(tonumber("640", 8), st.perm)
+      assert.is_number(st.mtime)
+      close(fd)
+      fd = one("prep_openat2", nil, path, { flags = "r" }, 6)
+      assert.is_true(fd >= 0)
+      close(fd)
+      fd = one("prep_openat2", nil, dir .. "/g", { flags = core.O_CREAT | core.O_WRONLY,
+                                                   mode = tonumber("600", 8) }, 7)
+      assert.is_true(fd >= 0)
+      close(fd)
+      local _, _, _, st2 = one("prep_statx", nil, dir .. "/g", 0, nil, 8)
+      assert.equal(tonumber("600", 8), st2.perm)
+      local _, _, _, st3 = one("prep_statx", nil, dir, 0, nil, 9)
+      assert.equal("directory", st3.type)
+    end)
+
+    it("return a negative res for an OS failure", function()
+      assert.same({ -ENOENT, 1, 0 }, { one("prep_openat", nil, dir .. "/missing", "r", 0, 1) })
+      assert.equal(-ENOENT, (one("prep_openat2", nil, dir .. "/missing", { flags = "r" }, 2)))
+      local res, ud, flags, st = one("prep_statx", nil, dir .. "/missing", 0, nil, 3)
+      assert.same({ -ENOENT, 3, 0 }, { res, ud, flags })
+      assert.is_nil(st)
+      assert.equal(-EBADF, (one("prep_close", 99999, 4)))
+      spit(dir .. "/x", "")
+      assert.equal(-EEXIST, (one("prep_openat", nil, dir .. "/x",
+        core.O_CREAT | core.O_EXCL | core.O_WRONLY, 420, 5)))
+    end)
+
+    it("raise on bad arguments", function()
+      assert.has_error(function() ring:prep_openat(nil, "/tmp/x", "rw") end,
+        "bad argument #3 to 'prep_openat' (invalid mode 'rw')")
+      assert.has_error(function() ring:prep_openat(nil, "/tmp/x\0y", "r") end,
+        "bad argument #2 to 'prep_openat' (path contains a zero byte)")
+      assert.has_error(function() ring:prep_openat("x", "/tmp/x") end,
+        "bad argument #1 to 'prep_openat' (number expected, got string)")
+      assert.has_error(function() ring:prep_openat(nil, nil) end,
+        "bad argument #2 to 'prep_openat' (string expected, got nil)")
+      assert.has_error(function() ring:prep_openat2(nil, "/tmp/x") end,
+        "bad argument #3 to 'prep_openat2' (table expected, got no value)")
+      assert.has_error(function() ring:prep_close("x") end,
+        "bad argument #1 to 'prep_close' (number expected, got string)")
+      assert.has_error(function() ring:prep_statx(nil, {}) end,
+        "bad argument #2 to 'prep_statx' (string expected, got table)")
+    end)
+  end)
+
+  describe("ring:prep_unlinkat, renameat, mkdirat, symlinkat, linkat", function()
+    it("change the file system", function()
+      local a, b = dir .. "/a", dir .. "/b"
+      spit(a, "content")
+      assert.equal(0, (one("prep_renameat", nil, a, nil, b, 0, 1)))
+      assert.is_false(exists(a)); assert.equal("content", slurp(b))
+      assert.equal(0, (one("prep_linkat", nil, b, nil, a, 0, 2)))
+      local _, _, _, st = one("prep_statx", nil, a, 0, nil, 3)
+      assert.equal(2, st.nlink)
+      assert.equal(0, (one("prep_symlinkat", "b", nil, dir .. "/s", 4)))
+      local _, _, _, lst = one("prep_statx", nil, dir .. "/s", core.AT_SYMLINK_NOFOLLOW, nil, 5)
+      assert.equal("link", lst.type)
+      assert.equal("content", slurp(dir .. "/s"))
+      assert.equal(0, (one("prep_mkdirat", nil, dir .. "/d", nil, 6)))
+      local _, _, _, dst = one("prep_statx", nil, dir .. "/d", 0, nil, 7)
+      assert.equal("directory", dst.type)
+      assert.equal(0, (one("prep_unlinkat", nil, dir .. "/d", core.AT_REMOVEDIR, 8)))
+      for _, p in ipairs { a, b, dir .. "/s" } do
+        assert.equal(0, (one("prep_unlinkat", nil, p, 0, 9)))
+        assert.is_false(exists(p))
+      end
+    end)
+
+    it("return a negative res for an OS failure", function()
+      local m = dir .. "/missing"
+      assert.equal(-ENOENT, (one("prep_unlinkat", nil, m, 0, 1)))
+      assert.equal(-ENOENT, (one("prep_renameat", nil, m, nil, dir .. "/n", 0, 2)))
+      assert.equal(-ENOENT, (one("prep_linkat", nil, m, nil, dir .. "/n", 0, 3)))
+      assert.equal(-EEXIST, (one("prep_mkdirat", nil, dir, nil, 4)))
+      assert.equal(-EEXIST, (one("prep_symlinkat", "x", nil, dir, 5)))
+    end)
+
+    it("raise on bad arguments", function()
+      assert.has_error(function() ring:prep_unlinkat(nil, 1 == 1) end,
+        "bad argument #2 to 'prep_unlinkat' (string expected, got boolean)")
+      assert.has_error(function() ring:prep_renameat(nil, "a", nil) end,
+        "bad argument #4 to 'prep_renameat' (string expected, got no value)")
+      assert.has_error(function() ring:prep_mkdirat(nil, "d", -1) end,
+        "bad argument #3 to 'prep_mkdirat' (mode must be in 0..4294967295)")
+      assert.has_error(function() ring:prep_symlinkat("t", nil, "l\0") end,
+        "bad argument #3 to 'prep_symlinkat' (path contains a zero byte)")
+      assert.has_error(function() ring:prep_linkat(nil, "a", "x", "b") end,
+        "bad argument #3 to 'prep_linkat' (number expected, got string)")
+    end)
+  end)
+
+  describe("ring:prep_splice and ring:prep_tee", function()
+    it("move bytes through pipes without user space", function()
+      local path = dir .. "/src"
+      spit(path, "spliced bytes")
+      local src = open(path, "r")
+      local p1, p2 = fifo("p1"), fifo("p2")
+      assert.equal(13, (one("prep_splice", src, 0, p1, -1, 13, 0, 1)))
+      assert.equal(13, (one("prep_tee", p1, p2, 13, 0, 2)))
+      local b1, b2 = core.buffer(13), core.buffer(13)
+      assert.equal(13, (one("prep_read", p1, b1, 13, -1, 3)))
+      assert.equal(13, (one("prep_read", p2, b2, 13, -1, 4)))
+      assert.equal("spliced bytes", b1:tostring())
+      assert.equal("spliced bytes", b2:tostring())
+      close(src); close(p1); close(p2)
+    end)
+
+    it("return a negative res for an OS failure", function()
+      assert.equal(-EBADF, (one("prep_splice", -1, -1, -1, -1, 1, 0, 1)))
+      assert.equal(-EBADF, (one("prep_tee", -1, -1, 1, 0, 2)))
+    end)
+
+    it("raise on bad arguments", function()
+      assert.has_error(function() ring:prep_splice(0, 0, 1, 0) end,
+        "bad argument #5 to 'prep_splice' (number expected, got no value)")
+      assert.has_error(function() ring:prep_splice(0, -2, 1, 0, 1) end,
+        "bad argument #2 to 'prep_splice' (offset must be >= 0 (or -1))")
+      assert.has_error(function() ring:prep_tee(0, 1) end,
+        "bad argument #3 to 'prep_tee' (number expected, got no value)")
+    end)
+  end)
+
+  describe("xattrs", function()
+    it("set and get, by path and by fd", function()
+      local path = dir .. "/x"
+      spit(path, "")
+      local res = one("prep_setxattr", path, "user.lua", "uring", 0, 1)
+      if res == -95 then return end            -- EOPNOTSUPP: no user xattrs here
+      assert.equal(0, res)
+      local b = core.buffer(64)
+      assert.equal(5, (one("prep_getxattr", path, "user.lua", b, 2)))
+      assert.equal("uring", b:tostring(1, 5))
+      local fd = open(path, "r+")
+      assert.equal(0, (one("prep_fsetxattr", fd, "user.lua", "ring", core.XATTR_REPLACE, 3)))
+      assert.equal(4, (one("prep_fgetxattr", fd, "user.lua", b, 4)))
+      assert.equal("ring", b:tostring(1, 4))
+      assert.equal(-ENODATA, (one("prep_fgetxattr", fd, "user.none", b, 5)))
+      close(fd)
+    end)
+
+    it("raise on bad arguments", function()
+      assert.has_error(function() ring:prep_getxattr("/tmp", "user.x", "s") end,
+        "bad argument #3 to 'prep_getxattr' (uring.buffer expected, got string)")
+      assert.has_error(function() ring:prep_setxattr("/tmp", "user.x\0", "v") end,
+        "bad argument #2 to 'prep_setxattr' (name contains a zero byte)")
+    end)
+  end)
+
+  describe("ring:prep_poll_add, prep_poll_remove, prep_link_timeout, prep_cancel_fd", function()
+    it("poll reports a readable pipe", function()
+      local p = fifo("poll")
+      assert.equal(1, (one("prep_write", p, "x", 1, -1, 1)))
+      local res = one("prep_poll_add", p, core.POLLIN, 2)
+      assert.is_true(res & core.POLLIN ~= 0)
+      close(p)
+    end)
+
+    it("a link_timeout cuts a poll that never fires", function()
+      local p = fifo("lt")
+      local t0 = core.now()
+      ring:prep_poll_add(p, core.POLLIN, 1)
+      ring:link()
+      ring:prep_link_timeout(0.02, 2)
+      assert.equal(2, ring:submit())
+      local got = reap(2)
+      assert.equal(-ECANCELED, got[1])
+      assert.equal(-ETIME, got[2])
+      assert.is_true(core.now() - t0 < 1)
+      close(p)
+    end)
+
+    it("poll_remove and cancel_fd end a pending poll", function()
+      local p = fifo("rm")
+      ring:prep_poll_add(p, core.POLLIN, 1)
+      ring:submit()
+      ring:prep_poll_remove(1, 2)
+      ring:submit()
+      local got = reap(2)
+      assert.same({ [1] = -ECANCELED, [2] = 0 }, got)
+      ring:prep_poll_add(p, core.POLLIN, 3)
+      ring:submit()
+      ring:prep_cancel_fd(p, 4)
+      ring:submit()
+      got = reap(2)
+      assert.same({ [3] = -ECANCELED, [4] = 0 }, got)
+      assert.equal(-ENOENT, (one("prep_poll_remove", 3, 5)))
+      close(p)
+    end)
+
+    it("raise on bad arguments", function()
+      assert.has_error(function() ring:prep_poll_add(0) end,
+        "bad argument #2 to 'prep_poll_add' (number expected, got no value)")
+      assert.has_error(function() ring:prep_poll_remove() end,
+        "bad argument #1 to 'prep_poll_remove' (number expected, got no value)")
+      assert.has_error(function() ring:prep_link_timeout(-1) end,
+        "bad argument #1 to 'prep_link_timeout' (seconds must be in [0, 1e12))")
+      assert.has_error(function() ring:prep_cancel_fd("x") end,
+        "bad argument #1 to 'prep_cancel_fd' (number expected, got string)")
+    end)
+  end)
+
+  describe("ring:prep_timeout and friends", function()
+    it("a timeout fires with -ETIME", function()
+      local t0 = core.now()
+      assert.same({ -ETIME, 1, 0 }, { one("prep_timeout", 0.01, 0, 1) })
+      local dt = core.now() - t0
+      assert.is_true(dt >= 0.009 and dt < 1, dt)
+    end)
+
+    it("a timeout with a count completes with 0 after that many CQEs", function()
+      ring:prep_timeout(10, 1, 1)
+      ring:prep_nop(2)
+      ring:submit()
+      local got = reap(2)
+      assert.same({ [1] = 0, [2] = 0 }, got)
+    end)
+
+    it("cancel ends a pending timeout with -ECANCELED; the cancel's own CQE is 0", function()
+      ring:prep_timeout(10, 0, 1)
+      ring:submit()
+      ring:prep_cancel(1, 2)
+      ring:submit()
+      assert.same({ [1] = -ECANCELED, [2] = 0 }, (reap(2)))
+      -- CANCEL_ANY | CANCEL_ALL: every request, counted in res
+      ring:prep_timeout(10, 0, 3)
+      ring:prep_timeout(10, 0, 4)
+      ring:submit()
+      ring:prep_cancel(0, 5, core.IORING_ASYNC_CANCEL_ANY | core.IORING_ASYNC_CANCEL_ALL)
+      ring:submit()
+      assert.same({ [3] = -ECANCELED, [4] = -ECANCELED, [5] = 2 }, (reap(3)))
+    end)
+
+    it("timeout_remove and timeout_update", function()
+      ring:prep_timeout(10, 0, 1)
+      ring:submit()
+      ring:prep_timeout_remove(1, 2)
+      ring:submit()
+      assert.same({ [1] = -ECANCELED, [2] = 0 }, (reap(2)))
+      local t0 = core.now()
+      ring:prep_timeout(10, 0, 3)
+      ring:submit()
+      ring:prep_timeout_update(3, 0.01, 4)
+      ring:submit()
+      assert.same({ [3] = -ETIME, [4] = 0 }, (reap(2)))
+      assert.is_true(core.now() - t0 < 1)
+    end)
+
+    it("return a negative res for a missing target", function()
+      assert.same({ -ENOENT, 1, 0 }, { one("prep_cancel", 424242, 1) })
+      assert.same({ -ENOENT, 2, 0 }, { one("prep_timeout_remove", 424242, 2) })
+      assert.same({ -ENOENT, 3, 0 }, { one("prep_timeout_update", 424242, 1, 3) })
+    end)
+
+    it("raise on bad arguments", function()
+      assert.has_error(function() ring:prep_timeout() end,
+        "bad argument #1 to 'prep_timeout' (number expected, got no value)")
+      assert.has_error(function() ring:prep_timeout(-0.5) end,
+        "bad argument #1 to 'prep_timeout' (seconds must be in [0, 1e12))")
+      assert.has_error(function() ring:prep_timeout(0 / 0) end,
+        "bad argument #1 to 'prep_timeout' (seconds must be in [0, 1e12))")
+      assert.has_error(function() ring:prep_timeout(1, -1) end,
+        "bad argument #2 to 'prep_timeout' (count must be in 0..4294967295)")
+      assert.has_error(function() ring:prep_cancel() end,
+        "bad argument #1 to 'prep_cancel' (number expected, got no value)")
+      assert.has_error(function() ring:prep_timeout_update(1) end,
+        "bad argument #2 to 'prep_timeout_update' (number expected, got no value)")
+    end)
+  end)
+
+  describe("submit, wait and the queue counters", function()
+    it("count what is prepared, submitted and completed", function()
+      assert.same({ 8, 0, 0, 0 },
+        { ring:sq_space_left(), ring:sq_ready(), ring:cq_ready(), ring:inflight() })
+      ring:prep_nop(1)
+      ring:prep_nop(2)
+      assert.same({ 6, 2, 0, 2 },
+        { ring:sq_space_left(), ring:sq_ready(), ring:cq_ready(), ring:inflight() })
+      assert.equal(2, ring:submit_and_wait(2))
+      assert.same({ 8, 0, 2, 2 },
+        { ring:sq_space_left(), ring:sq_ready(), ring:cq_ready(), ring:inflight() })
+      assert.same({ 0, 1, 0 }, { ring:peek_cqe() })
+      assert.same({ 0, 2, 0 }, { ring:peek_cqe() })
+      assert.is_nil(ring:peek_cqe())
+      assert.equal(0, ring:inflight())
+      assert.equal(0, ring:submit())
+    end)
+
+    it("wait_cqe with a timeout returns the fail triple", function()
+      ring:prep_timeout(10, 0, 1)
+      ring:submit()
+      local ok, msg, en = ring:wait_cqe(0.01)
+      assert.is_nil(ok)
+      assert.equal("wait_cqe: Timer expired", msg)
+      assert.equal(ETIME, en)
+    end)
+
+    it("raise rather than wait forever", function()
+      assert.has_error(function() ring:wait_cqe() end,
+        "wait_cqe: no submitted SQE is in flight, so no CQE can come (call ring:submit())")
+      ring:prep_nop(1)          -- prepared is not submitted
+      assert.has_error(function() ring:wait_cqe() end,
+        "wait_cqe: no submitted SQE is in flight, so no CQE can come (call ring:submit())")
+      assert.has_error(function() ring:submit_and_wait(2) end,
+        "bad argument #1 to 'submit_and_wait' (cannot wait for 2 CQEs: 1 SQE(s) in flight)")
+      assert.equal(1, ring:submit_and_wait(1))
+      reap(1)
+      assert.has_error(function() ring:wait_cqe(-1) end,
+        "bad argument #1 to 'wait_cqe' (seconds must be in [0, 1e12))")
+    end)
+  end)
+
+  describe("ring:close", function()
+    it("is idempotent and every other method then raises", function()
+      local r = core.ring()
+      assert.is_true(r:close())
+      assert.is_true(r:close())
+      assert.equal("uring.ring (closed)", tostring(r))
+      for _, m in ipairs { "prep_nop", "prep_read", "prep_write", "prep_timeout",
+                           "prep_cancel", "link", "submit", "submit_and_wait",
+                           "wait_cqe", "peek_cqe", "sq_space_left", "sq_ready",
+                           "cq_ready", "inflight", "probe", "flags",
+                           "register_buffers", "unregister_buffers" } do
+        assert.has_error(function() r[m](r) end, "attempt to use a closed ring")
+      end
+    end)
+
+    it("works as a to-be-closed variable", function()
+      local seen
+      do
+        local r <close> = core.ring()
+        seen = r
+        r:prep_timeout(10, 0, 1)
+        r:submit()
+      end
+      assert.equal("uring.ring (closed)", tostring(seen))
+    end)
+
+    it("returns promptly with a 10-second timeout and a poll pending", function()
+      local p = fifo("cl")
+      local r = core.ring{entries = 4}
+      r:prep_timeout(10, 0, 1)
+      r:prep_poll_add(p, core.POLLIN, 2)
+      local b = core.buffer(16)
+      r:prep_read(p, b, 16, -1, 3)     -- pending read into a pinned buffer
+      assert.equal(3, r:submit())
+      assert.equal(1, b:pinned())
+      local t0 = core.now()
+      assert.is_true(r:close())
+      assert.is_true(core.now() - t0 < 1)
+      assert.equal(0, b:pinned())       -- anchors released: the kernel is done
+      close(p)
+    end)
+
+    it("turns prepared-but-unsubmitted SQEs into NOPs", function()
+      local path = dir .. "/nop"
+      local fd = open(path, "w")
+      local r = core.ring()
+      local b = core.buffer(4)
+      b:write("oops")
+      r:prep_write(fd, b, 4, 0, 1)
+      r:link()
+      r:prep_timeout(10, 0, 2)
+      assert.equal(1, b:pinned())
+      r:close()
+      assert.equal(0, b:pinned())
+      assert.equal("", slurp(path))     -- the write never happened
+      close(fd)
+    end)
+  end)
+
+  describe("memory safety", function()
+    it("keeps a buffer alive from prep to CQE with no other reference", function()
+      local path = dir .. "/gc"
+      local data = pattern(4096)
+      spit(path, data)
+      local fd = open(path, "r")
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local b = core.buffer(4096)
+        weak[1] = b
+        ring:prep_read(fd, b, 4096, 0, 1)
+      end
+      collectgarbage("collect")
+      collectgarbage("collect")
+      for _ = 1, 200 do local _ = core.buffer(4096) end   -- reuse freed memory
+      collectgarbage("collect")
+      assert.is_not_nil(weak[1])        -- the ring anchors it
+      assert.equal(1, ring:submit_and_wait(1))
+      assert.same({ 4096, 1, 0 }, { ring:wait_cqe() })
+      assert.equal(data, weak[1]:tostring())
+      assert.equal(0, weak[1]:pinned())
+      collectgarbage("collect")
+      collectgarbage("collect")
+      assert.is_nil(weak[1])            -- and lets it go after the CQE
+      close(fd)
+    end)
+
+    it("keeps a buffer and a string alive while the kernel holds them", function()
+      local p = fifo("gc")
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local b = core.buffer(32)
+        weak[1] = b
+        ring:prep_read(p, b, 11, -1, 1)  -- pends: the pipe is empty
+      end
+      ring:submit()
+      collectgarbage("collect")
+      collectgarbage("collect")
+      do
+        local s = ("late data") .. ("!"):rep(2)
+        ring:prep_write(p, s, nil, -1, 2)
+      end
+      collectgarbage("collect")
+      ring:submit()
+      local got = reap(2)
+      assert.same({ [1] = 11, [2] = 11 }, got)
+      assert.equal("late data!!", weak[1]:tostring(1, 11))
+      close(p)
+    end)
+
+    it("a ring collected with SQEs in flight cancels and reaps them", function()
+      local p = fifo("gcr")
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local r = core.ring{entries = 4}
+        local b = core.buffer(8)
+        r:prep_timeout(10, 0, 1)
+        r:prep_read(p, b, 8, -1, 2)
+        r:submit()
+        r:prep_nop(3)                   -- prepared, never submitted
+        weak[1], weak[2] = r, b
+      end
+      local t0 = core.now()
+      collectgarbage("collect")
+      collectgarbage("collect")
+      collectgarbage("collect")
+      assert.is_true(core.now() - t0 < 1)
+      assert.is_nil(weak[1])
+      assert.is_nil(weak[2])
+      close(p)
+    end)
+
+    it("survives many SQEs with shared and distinct user_data", function()
+      local path = dir .. "/many"
+      local fd = open(path, "w+")
+      local bufs = {}
+      for round = 1, 20 do
+        for i = 1, 8 do
+          local b = core.buffer(64)
+          b:fill(round)
+          bufs[i] = b
+          ring:prep_write(fd, b, 64, (i - 1) * 64, i % 3)
+        end
+        ring:submit()
+        bufs = {}
+        collectgarbage("step")
+        local got = 0
+        for _ = 1, 8 do
+          local res = ring:wait_cqe()
+          assert.equal(64, res)
+          got = got + 1
+        end
+        assert.equal(8, got)
+      end
+      assert.equal((string.char(20)):rep(512), slurp(path))
+      assert.equal(0, ring:inflight())
+      close(fd)
+    end)
+  end)
+end)
