@@ -329,6 +329,7 @@ static void file_release (ur_file *f) {
 }
 
 static int append_wbuf (ur_file *f, const char *s, size_t n) {
+  if (n == 0) return 1;
   if (f->wlen + n > f->wcap) {
     size_t cap = f->wcap ? f->wcap : WBUF_SIZE;
     char *nb;
@@ -1062,7 +1063,11 @@ static int l_open (lua_State *L) {
   if (lua_type(L, 3) == LUA_TNUMBER)
     perm = luaL_checkinteger(L, 3);
   else if (lua_type(L, 3) == LUA_TTABLE) {
-    if (lua_getfield(L, 3, "perm") != LUA_TNIL) perm = luaL_checkinteger(L, -1);
+    if (lua_getfield(L, 3, "perm") != LUA_TNIL) {
+      int isint;              /* luaL_checkinteger(L, -1) would say "#-1" */
+      perm = lua_tointegerx(L, -1, &isint);
+      luaL_argcheck(L, isint, 3, "perm must be an integer");
+    }
     if (lua_getfield(L, 3, "direct") != LUA_TNIL) direct = lua_toboolean(L, -1);
     if (lua_getfield(L, 3, "sync") != LUA_TNIL && lua_toboolean(L, -1))
       flags |= O_SYNC;
@@ -1110,11 +1115,12 @@ void ur_register_fs (lua_State *L) {
     {NULL, NULL}
   };
   luaL_newmetatable(L, UR_FILE_MT);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
+  ur_setfuncs(L, meta);
+  lua_newtable(L);
+  ur_setfuncs(L, methods);
   lua_pushvalue(L, -1);
   lua_setfield(L, -4, "file_methods");  /* init.lua adds lines() here */
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  luaL_setfuncs(L, funcs, 0);
+  ur_setfuncs(L, funcs);
 }

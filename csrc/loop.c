@@ -107,14 +107,15 @@ ur_loop *ur_loop_get (lua_State *L) {
   return loop;
 }
 
+/* Register l into the table at the top, each with the loop as upvalue. */
+void ur_setfuncs (lua_State *L, const luaL_Reg *l) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &loop_key);
+  luaL_setfuncs(L, l, 1);
+}
+
 ur_loop *ur_loop_ready (lua_State *L) {
   ur_loop *loop = ur_loop_get(L);
-  if (loop->ring_ok) {
-    if (loop->pid != getpid())
-      luaL_error(L, "uring: this ring belongs to process %d; a forked child "
-                 "must not use its parent's ring", (int)loop->pid);
-    return loop;
-  }
+  if (loop->ring_ok) return loop;
   int ret = ur_setup_ring(loop, &loop->ring, loop->entries, loop->want_sqpoll,
                           loop->sq_thread_idle, &loop->setup_flags);
   if (ret < 0) {
@@ -402,6 +403,9 @@ static int l_run (lua_State *L) {
   int st, nargs = lua_gettop(L) - 1;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   loop = ur_loop_ready(L);
+  if (loop->pid != getpid())
+    return luaL_error(L, "run: this ring belongs to process %d; a forked "
+                      "child must not use its parent's ring", (int)loop->pid);
   if (loop->running)
     return luaL_error(L, "run: the loop is already running "
                       "(use uring.spawn inside a task)");
@@ -493,7 +497,7 @@ static int loop_gc (lua_State *L) {
 /* uring.configure{entries =, sqpoll =, sq_thread_idle =}: ring options;
  * an idle ring is torn down and set up again with them on next use. */
 static int l_configure (lua_State *L) {
-  ur_loop *loop = ur_loop_get(L);
+  ur_loop *loop = ur_loop_of(L);
   lua_Integer entries;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (loop->running)
@@ -529,5 +533,6 @@ void ur_register_loop (lua_State *L) {
   lua_pushcfunction(L, loop_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  luaL_setfuncs(L, funcs, 0);
+  ur_loop_get(L);                       /* exists before any upvalue */
+  ur_setfuncs(L, funcs);
 }

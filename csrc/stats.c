@@ -122,7 +122,7 @@ void ur_trace_flush (lua_State *L, ur_loop *loop) {
 
 /* uring.trace(fn | true | false) */
 static int l_trace (lua_State *L) {
-  ur_loop *loop = ur_loop_get(L);
+  ur_loop *loop = ur_loop_of(L);
   if (loop->trace_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, loop->trace_ref);
   loop->trace_ref = LUA_NOREF;
   tq_len = 0;
@@ -145,7 +145,7 @@ static void setint (lua_State *L, const char *k, uint64_t v) {
 
 /* uring.stats() -> counters since the loop was made */
 static int l_stats (lua_State *L) {
-  ur_loop *loop = ur_loop_get(L);
+  ur_loop *loop = ur_loop_of(L);
   lua_createtable(L, 0, 16);
   setint(L, "enters", loop->stats.enters);
   setint(L, "sqes", loop->stats.sqes);
@@ -189,7 +189,7 @@ void ur_push_setup_flags (lua_State *L, unsigned f) {
  * io_uring: it reports why instead, so a script can choose a fallback.
  */
 static int l_features (lua_State *L) {
-  ur_loop *loop = ur_loop_get(L);
+  ur_loop *loop = ur_loop_of(L);
   struct utsname u;
   lua_createtable(L, 0, 8);
   if (uname(&u) == 0) {
@@ -228,5 +228,5 @@ void ur_register_stats (lua_State *L) {
     {"stats", l_stats}, {"trace", l_trace}, {"features", l_features},
     {NULL, NULL}
   };
-  luaL_setfuncs(L, funcs, 0);
+  ur_setfuncs(L, funcs);
 }

@@ -23,12 +23,12 @@
 
 static char timeout_key;   /* registry: the timeout sentinel */
 
-static ur_task **task_slot (lua_State *co) {
-  return (ur_task **)lua_getextraspace(co);
-}
-
+/* The task whose coroutine is L, if the loop is resuming it right now.
+ * A plain coroutine inside a task, or a task's coroutine resumed by
+ * anyone but the loop, is not a task. */
 ur_task *ur_task_of (lua_State *L) {
-  return *task_slot(L);
+  ur_task *t = ur_loop_of(L)->current;
+  return (t && t->co == L) ? t : NULL;
 }
 
 const char *ur_status_name (int status) {
@@ -60,7 +60,7 @@ ur_task *ur_task_current (lua_State *L, const char *fname) {
   ur_task *t = ur_task_of(L);
   if (t == NULL)
     luaL_error(L, "%s: not inside a task (use uring.run)", fname);
-  if (!lua_isyieldable(L) || t->loop->current != t)
+  if (!lua_isyieldable(L))
     luaL_error(L, "%s: cannot wait here: called across a C-call boundary "
                "(a metamethod, an iterator or a C function)", fname);
   ur_check_interrupt(L, t);
@@ -81,7 +81,7 @@ int ur_await (lua_State *L, ur_task *t, ur_req *r, const char *what,
  * finished request.  The caller frees it (ur_req_free). */
 ur_req *ur_resumed (lua_State *L, ur_task *t) {
   ur_req *r;
-  if (t == NULL || t->loop->current != t)
+  if (t == NULL)
     luaL_error(L, "a task can only be resumed by the uring loop");
   r = ur_req_at(t->loop, t->wait_ud);
   t->wait_ud = 0;
@@ -187,7 +187,6 @@ int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
   t->nargs = nargs;
   t->id = ++loop->next_task_id;
   t->status = UR_READY;
-  *task_slot(co) = t;
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
   lua_pushvalue(L, -2);
   t->ref = luaL_ref(L, -2);             /* alive until it ends */
@@ -238,7 +237,6 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status) {
     lua_resetthread(co);                /* close its <close> variables */
   }
   lua_setiuservalue(L, top + 1, 2);
-  *task_slot(co) = NULL;
   t->status = (uint8_t)status;
   t->what = NULL;
   /* its open timeout scopes' timers have nobody to fire at */
@@ -325,7 +323,7 @@ static int join_results (lua_State *L, int idx) {
 static int join_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *self = ur_task_of(L);
   (void)status; (void)ctx;
-  if (self == NULL || self->loop->current != self)
+  if (self == NULL)
     return luaL_error(L, "a task can only be resumed by the uring loop");
   ur_check_interrupt(L, self);
   if (checktask(L, 1)->status < UR_DONE)   /* woken early: wait again */
@@ -351,7 +349,7 @@ static int l_task_cancel (lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (t->loop->current == t && ur_task_of(L) == t) {
+  if (ur_task_of(L) == t) {
     t->canceled = 1;
     lua_pushliteral(L, "canceled");
     return lua_error(L);
@@ -393,7 +391,8 @@ static int l_task_tostring (lua_State *L) {
 static int l_spawn(lua_State *L) {
   ur_loop *loop;
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  loop = ur_loop_ready(L);
+  loop = ur_loop_of(L);
+  if (!loop->ring_ok) ur_loop_ready(L);
   return ur_task_new(L, loop, lua_gettop(L) - 1);
 }
 
@@ -407,7 +406,7 @@ static int l_current (lua_State *L) {
 
 /* uring.tasks() -> array of live tasks (for :tasks in the REPL) */
 static int l_tasks (lua_State *L) {
-  ur_loop *loop = ur_loop_get(L);
+  ur_loop *loop = ur_loop_of(L);
   int n = 0;
   lua_newtable(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
@@ -428,7 +427,7 @@ static int l_tasks (lua_State *L) {
 static int yield_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   (void)status; (void)ctx;
-  if (t == NULL || t->loop->current != t)
+  if (t == NULL)
     return luaL_error(L, "a task can only be resumed by the uring loop");
   ur_check_interrupt(L, t);
   return 0;
@@ -578,12 +577,13 @@ void ur_register_task (lua_State *L) {
     {NULL, NULL}
   };
   luaL_newmetatable(L, UR_TASK_MT);
-  luaL_newlib(L, methods);
+  lua_newtable(L);
+  ur_setfuncs(L, methods);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_task_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  luaL_setfuncs(L, funcs, 0);
+  ur_setfuncs(L, funcs);
   /* the error a task raises when its uring.timeout scope expires */
   lua_newtable(L);
   lua_newtable(L);

@@ -133,6 +133,10 @@ struct ur_loop {
 
 /* loop.c */
 ur_loop *ur_loop_get (lua_State *L);          /* create on first use */
+/* The core's functions carry the loop as upvalue 1 (set by ur_setfuncs):
+ * finding it costs no lookup on the hot path. */
+#define ur_loop_of(L) ((ur_loop *)lua_touserdata((L), lua_upvalueindex(1)))
+void ur_setfuncs (lua_State *L, const luaL_Reg *l);   /* table at top */
 ur_loop *ur_loop_ready (lua_State *L);        /* and set up the ring; raises */
 struct io_uring_sqe *ur_get_sqe (ur_loop *loop);   /* flushes a full SQ */
 void ur_reserve_sqes (ur_loop *loop, unsigned n);  /* room for a link chain */
