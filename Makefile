@@ -62,7 +62,7 @@ asan:
 valgrind: all
 	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=spec/valgrind.supp $(BUSTED)"
 
-demo: all
+demo: deps all
 	$(LUA) examples/batch.lua
 
 bench: all

@@ -488,7 +488,10 @@ static void absorb (ur_file *f, ur_req *r) {
       else if (res == -EINTR || res == -EAGAIN) {}
       else if (res < 0) f->err = res;
       else if (res == 0) f->eof = 1;
-      else f->rlen += (size_t)res;
+      else {
+        ur_kernel_wrote(f->rbuf + f->rpos + f->rlen, (size_t)res);
+        f->rlen += (size_t)res;
+      }
       break;
     case OP_FLUSH:
       f->wbuf = (char *)r->mem;
@@ -759,7 +762,10 @@ static int pread_k (lua_State *L, int status, lua_KContext ctx) {
   ur_req *r = ur_resumed(L, t);
   int res = r->res;
   (void)status; (void)ctx;
-  if (res > 0) lua_pushlstring(L, (const char *)r->mem, (size_t)res);
+  if (res > 0) {
+    ur_kernel_wrote(r->mem, (size_t)res);
+    lua_pushlstring(L, (const char *)r->mem, (size_t)res);
+  }
   ur_req_free(t->loop, r);
   if (res <= 0) ur_check_interrupt(L, t);
   if (res < 0) return ur_pushfail(L, res, NULL);
@@ -921,7 +927,10 @@ static int path_k (lua_State *L, int status, lua_KContext ctx) {
   ur_req *r = ur_resumed(L, t);
   int res = r->res, isstat = (int)ctx;
   (void)status;
-  if (res >= 0 && isstat) push_statx(L, (const struct statx *)r->mem);
+  if (res >= 0 && isstat) {
+    ur_kernel_wrote(r->mem, sizeof(struct statx));
+    push_statx(L, (const struct statx *)r->mem);
+  }
   ur_req_free(t->loop, r);
   ur_check_interrupt(L, t);
   if (res < 0)

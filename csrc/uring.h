@@ -15,6 +15,18 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+/* memcheck cannot see the kernel write into a buffer (liburing#640):
+ * tell it, at the CQE, instead of zeroing buffers to silence it */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define ur_kernel_wrote(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#endif
+#endif
+#ifndef ur_kernel_wrote
+#define ur_kernel_wrote(p, n) ((void)0)
+#endif
+
 #define UR_LOOP_MT   "uring.loop"
 #define UR_TASK_MT   "uring.task"
 #define UR_FILE_MT   "uring.file"

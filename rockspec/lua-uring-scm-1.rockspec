@@ -1,0 +1,33 @@
+package = "lua-uring"
+version = "scm-1"
+source = { url = "git+https://example.invalid/lua-uring.git" }
+description = {
+  summary = "Linux io_uring for Lua 5.4: coroutines over batched, completion-based I/O",
+  detailed = [[
+    A C core on liburing owns the ring, every buffer the kernel may touch and
+    the reaping of completions; Lua coroutines map onto in-flight SQEs, so
+    scripts write plain sequential file and network code.
+  ]],
+  license = "MIT",
+}
+dependencies = { "lua >= 5.4, < 5.5" }
+external_dependencies = {
+  LIBURING = { header = "liburing.h", library = "uring" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["uring.core"] = {
+      sources = {
+        "csrc/core.c", "csrc/loop.c", "csrc/req.c", "csrc/task.c", "csrc/err.c",
+        "csrc/fs.c", "csrc/buffer.c", "csrc/ring.c", "csrc/probe.c", "csrc/stats.c",
+      },
+      defines = { "_GNU_SOURCE" },
+      incdirs = { "csrc", "$(LIBURING_INCDIR)" },
+      libdirs = { "$(LIBURING_LIBDIR)" },
+      libraries = { "uring" },
+    },
+    ["uring"] = "lua/uring/init.lua",
+    ["uring.file"] = "lua/uring/file.lua",
+  },
+}
