@@ -51,7 +51,7 @@ deps:
 	fi
 
 test: deps all
-	@$(LUA) spec/run.lua "$(BUSTED)"
+	@URING_MATRIX=1 $(LUA) spec/run.lua "$(BUSTED)"
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" LIBFLAG="-shared -fsanitize=address,undefined"

@@ -56,6 +56,8 @@ typedef struct ur_file {
   int arg, last;          /* format/argument being handled; the last one */
   size_t done;            /* bytes of the current write item written */
   int err;                /* -errno from a failed op, ends the method */
+  int cerr;               /* close: the failed final flush, reported once
+                             the descriptor is closed anyway (as fclose) */
   int whence;             /* seek */
   lua_Integer seekoff;
   uint64_t op_ud;         /* the op in flight, for close from elsewhere */
@@ -435,7 +437,8 @@ static int drive (lua_State *L, ur_file *f, ur_task *t) {
   if (f->err) {
     int err = f->err;
     f->err = 0;
-    return method_fail(L, f, err);
+    if (f->method != M_CLOSE || f->sent) return method_fail(L, f, err);
+    f->cerr = err;            /* the final flush failed: still close */
   }
   switch (f->method) {
     case M_READ:
@@ -472,6 +475,11 @@ static int drive (lua_State *L, ur_file *f, ur_task *t) {
       }
       file_release(f);
       method_end(f);
+      if (f->cerr) {
+        int err = f->cerr;
+        f->cerr = 0;
+        return ur_pushfail(L, err, NULL);
+      }
       lua_pushboolean(L, 1);
       return 1;
   }
@@ -564,7 +572,7 @@ static ur_task *begin (lua_State *L, ur_file *f, const char *fname, int m) {
   f->busy = 1;
   f->owner = t;
   f->method = m;
-  f->err = 0;
+  f->err = f->cerr = 0;
   f->done = 0;
   f->sent = 0;
   return t;
@@ -611,6 +619,9 @@ static int l_file_write (lua_State *L) {
   int n = lua_gettop(L);
   for (int i = 2; i <= n; i++)
     if (lua_type(L, i) != LUA_TNUMBER) luaL_checkstring(L, i);
+  if (f->direct)
+    return luaL_error(L, "write: a direct (O_DIRECT) file is written with "
+                      "pwrite from aligned buffers");
   t = ur_task_current(L, "write");
   if (!f->writable) {
     /* as stdio: EBADF, but only once something is to be written (io's

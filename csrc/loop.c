@@ -152,7 +152,6 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
     else
       ret = io_uring_submit_and_get_events(&loop->ring);
     if (ret >= 0) {
-      loop->stats.sqes += (unsigned)ret;
       loop->pending = io_uring_sq_ready(&loop->ring);
       return ret;
     }
@@ -179,6 +178,13 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
 static void loop_flush (ur_loop *loop) {
   loop->stats.flushes++;
   ur_submit(loop, 0);
+  /* SQPOLL: the kernel thread consumes the SQ on its own time; wait for
+   * room rather than spin */
+  if ((loop->setup_flags & IORING_SETUP_SQPOLL)
+      && io_uring_sq_space_left(&loop->ring) == 0) {
+    loop->stats.enters++;
+    io_uring_sqring_wait(&loop->ring);
+  }
   if (!loop->reaping) ur_reap(loop);
 }
 
@@ -187,6 +193,7 @@ struct io_uring_sqe *ur_get_sqe (ur_loop *loop) {
   while ((sqe = io_uring_get_sqe(&loop->ring)) == NULL)
     loop_flush(loop);
   loop->pending++;
+  loop->stats.sqes++;
   return sqe;
 }
 
@@ -509,7 +516,9 @@ static int l_configure (lua_State *L) {
                 "entries must be in 1..32768");
   lua_getfield(L, 1, "sqpoll");
   if (!lua_isnil(L, -1)) {
-    luaL_argexpected(L, lua_isboolean(L, -1), 1, "boolean sqpoll");
+    if (!lua_isboolean(L, -1))
+      return luaL_error(L, "configure: sqpoll must be a boolean, got %s",
+                        luaL_typename(L, -1));
     loop->want_sqpoll = lua_toboolean(L, -1);
   }
   lua_getfield(L, 1, "sq_thread_idle");

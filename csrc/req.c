@@ -66,24 +66,12 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   return r;
 }
 
-uint64_t ur_req_ud (ur_loop *loop, ur_req *r) {
-  (void)loop;
-  return ((uint64_t)r->gen << 32) | r->idx;
-}
-
-ur_req *ur_req_at (ur_loop *loop, uint64_t ud) {
-  uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32);
-  ur_req *r;
-  if (idx >= loop->nreqs) return NULL;
-  r = slot(loop, idx);
-  return (r->gen == gen && r->state != UR_REQ_FREE) ? r : NULL;
-}
-
 /* The SQE is fully prepared: from here the kernel owns the request. */
 void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe) {
   io_uring_sqe_set_data64(sqe, ur_req_ud(loop, r));
   r->state = UR_REQ_INFLIGHT;
   loop->inflight++;
+  if (r->task == NULL) r->task = loop->current;   /* ur_await confirms it */
   if (loop->trace_ref != LUA_NOREF) {
     r->t_prep = ur_now();
     ur_trace_sqe(loop, r);

@@ -162,8 +162,6 @@ void ur_register_loop (lua_State *L);
 
 /* req.c */
 ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode); /* raises */
-ur_req *ur_req_at (ur_loop *loop, uint64_t ud);       /* NULL if stale */
-uint64_t ur_req_ud (ur_loop *loop, ur_req *r);
 void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe);
 void ur_req_free (ur_loop *loop, ur_req *r);          /* unpins, frees mem */
 void ur_req_cancel (ur_loop *loop, ur_req *r);        /* ASYNC_CANCEL it */
@@ -217,6 +215,21 @@ void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);
 void ur_push_setup_flags (lua_State *L, unsigned flags);
+
+/* user_data <-> request, on every SQE and CQE: inline */
+static inline uint64_t ur_req_ud (ur_loop *loop, ur_req *r) {
+  (void)loop;
+  return ((uint64_t)r->gen << 32) | r->idx;
+}
+
+/* The live request named by ud, or NULL if it is stale. */
+static inline ur_req *ur_req_at (ur_loop *loop, uint64_t ud) {
+  uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32);
+  ur_req *r;
+  if (idx >= loop->nreqs) return NULL;
+  r = &loop->chunks[idx / UR_SLAB_CHUNK][idx % UR_SLAB_CHUNK];
+  return (r->gen == gen && r->state != UR_REQ_FREE) ? r : NULL;
+}
 
 /* Every register function receives the module table at the stack top and
  * adds its functions and metatables; it leaves the stack as it found it. */

@@ -28,8 +28,17 @@ return function(uring, core)
     end
   end
 
+  -- paths are checked here so errors name the helper, not uring.open
+  local function checkpath (fname, n, v)
+    if type(v) ~= "string" and type(v) ~= "number" then
+      error(("bad argument #%d to '%s' (string expected, got %s)"):format(
+        n, fname, v == nil and "no value" or type(v)), 3)
+    end
+  end
+
   --- uring.readfile(path) -> string | fail
   function uring.readfile(path)
+    checkpath("readfile", 1, path)
     local f, msg, en = uring.open(path, "rb")
     if not f then return nil, msg, en end
     local s, rmsg, ren = f:read("a")
@@ -40,6 +49,7 @@ return function(uring, core)
 
   --- uring.writefile(path, s [, mode]) -> true | fail
   function uring.writefile(path, s, mode)
+    checkpath("writefile", 1, path)
     if type(s) ~= "string" then
       error("bad argument #2 to 'writefile' (string expected, got " .. type(s) .. ")", 2)
     end
@@ -62,6 +72,8 @@ return function(uring, core)
   -- Reads and writes 1 MiB at a time, the next read in flight while the
   -- last chunk is written.
   function uring.copyfile(src, dst, on_progress)
+    checkpath("copyfile", 1, src)
+    checkpath("copyfile", 2, dst)
     if on_progress ~= nil and type(on_progress) ~= "function" then
       error("bad argument #3 to 'copyfile' (function expected, got "
         .. type(on_progress) .. ")", 2)

@@ -22,6 +22,9 @@ function uring.timeout(seconds, fn, ...)
     error("bad argument #2 to 'timeout' (function expected, got "
       .. type(fn) .. ")", 2)
   end
+  if type(seconds) ~= "number" or seconds < 0 or seconds ~= seconds then
+    error("bad argument #1 to 'timeout' (seconds must be a non-negative number)", 2)
+  end
   local depth = core._scope_open(seconds)
   local r = pack(pcall(fn, ...))
   local expired = core._scope_close(depth)
