@@ -1,0 +1,1014 @@
+-- spec/file_spec.lua: uring.open and the file methods, the whole-file
+-- helpers and the path operations.  For each API: it works; bad arguments
+-- raise the right message; an OS failure returns nil, "msg", errno.  Every
+-- describe ends by checking that nothing is left in flight and that no
+-- file descriptor leaked.
+local uring = require "uring"
+
+local PID
+do
+  local h = assert(io.open("/proc/self/stat"))
+  PID = h:read("n")
+  h:close()
+end
+
+-- Open descriptors of this process (after collecting garbage files).
+-- Not with io.popen: its pipe's write end may or may not be open yet
+-- while ls runs; system() leaves no descriptor behind.
+local FDLIST = os.tmpname()
+local function fdcount ()
+  collectgarbage()
+  collectgarbage()
+  assert(os.execute("ls /proc/" .. PID .. "/fd > " .. FDLIST))
+  local n = 0
+  for _ in io.lines(FDLIST) do n = n + 1 end
+  os.remove(FDLIST)
+  return n
+end
+
+local function slurp (path)
+  local h = assert(io.open(path, "rb"))
+  local s = h:read("a")
+  h:close()
+  return s
+end
+
+local function spit (path, s)
+  local h = assert(io.open(path, "wb"))
+  h:write(s)
+  h:close()
+end
+
+local function random_bytes (n)
+  local h = assert(io.open("/dev/urandom", "rb"))
+  local s = h:read(n)
+  h:close()
+  return s
+end
+
+-- the message of the error fn raises (fails the test if it does not)
+local function errmsg (fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return tostring(e)
+end
+
+-- assert that fn raises an error containing `text` (plain text)
+local function raises (text, fn, ...)
+  local e = errmsg(fn, ...)
+  assert(e:find(text, 1, true), ("expected an error containing %q, got %q"):format(text, e))
+end
+
+-- assert a fail tuple: nil, message, errno
+local function fails (msg, errno, a, b, c, ...)
+  assert.is_nil(a)
+  assert.equal(msg, b)
+  assert.equal(errno, c)
+  assert.equal(0, select("#", ...))
+end
+
+local run = uring.run
+
+-- Temp dir per test, and the leak check every describe ends with.
+local dir
+local function setup_teardown ()
+  local before
+  before_each(function()
+    run(function() end)       -- the ring's own fd exists from here on
+    local base = os.tmpname()
+    os.remove(base)
+    dir = base .. ".d"
+    assert(os.execute("mkdir '" .. dir .. "'"))
+    before = fdcount()
+  end)
+  after_each(function()
+    os.execute("rm -rf '" .. dir .. "'")
+    assert.equal(0, uring.stats().inflight)
+    assert.equal(before, fdcount(), "file descriptors leaked")
+  end)
+end
+
+describe("uring.open", function()
+  setup_teardown()
+
+  it("opens in each io mode with io's semantics", function()
+    local p = dir .. "/f"
+    spit(p, "hello\n")
+    run(function()
+      local f = assert(uring.open(p))                 -- default "r"
+      assert.equal("hello", f:read())
+      assert.is_true(f:close())
+      f = assert(uring.open(p, "a"))                  -- appends
+      assert.equal(6, f:seek())                       -- "a" starts at the end
+      f:write("more\n"); f:close()
+      assert.equal("hello\nmore\n", slurp(p))
+      f = assert(uring.open(p, "a+"))
+      assert.equal(0, f:seek())                       -- "a+" reads from the start
+      assert.equal("hello", f:read("l"))
+      f:seek("cur", 0)
+      f:write("x")                                    -- but writes at the end
+      assert.equal(12, f:seek("cur", 0))
+      f:close()
+      assert.equal("hello\nmore\nx", slurp(p))
+      f = assert(uring.open(p, "r+"))                 -- overwrites in place
+      f:write("J")
+      f:close()
+      assert.equal("Jello\nmore\nx", slurp(p))
+      f = assert(uring.open(p, "w+b"))                -- truncates; reads back
+      assert.equal(0, #slurp(p))
+      f:write("abc")
+      f:seek("set")
+      assert.equal("abc", f:read("a"))
+      f:close()
+      f = assert(uring.open(dir .. "/new", "w"))      -- creates
+      f:close()
+      assert.equal("", slurp(dir .. "/new"))
+    end)
+  end)
+
+  it("takes a permission number or an options table", function()
+    run(function()
+      local f = assert(uring.open(dir .. "/p1", "w", 384))        -- 0600
+      f:close()
+      assert.equal(384, uring.stat(dir .. "/p1").mode)
+      f = assert(uring.open(dir .. "/p2", "w", { perm = 416 }))  -- 0640
+      f:close()
+      assert.equal(416, uring.stat(dir .. "/p2").mode)
+      fails(dir .. "/p2: File exists", 17,
+            uring.open(dir .. "/p2", "w", { exclusive = true }))
+      f = assert(uring.open(dir .. "/p3", "w", { exclusive = true, sync = true }))
+      f:write("synced"); f:close()
+      assert.equal("synced", slurp(dir .. "/p3"))
+    end)
+  end)
+
+  it("raises on bad arguments", function()
+    local p = dir .. "/f"
+    run(function()
+      -- core functions are named 'open', 'uring.open' or 'uring.core.open'
+      -- by Lua, depending on where it finds them
+      assert.matches("bad argument #2 to '[%w%.]*open' %(string expected, got table%)",
+                     errmsg(uring.open, 1, {}))
+      assert.matches("bad argument #1 to '[%w%.]*open' %(string expected, got no value%)",
+                     errmsg(uring.open))
+      assert.matches("bad argument #2 to '[%w%.]*open' %(invalid mode%)",
+                     errmsg(uring.open, p, "rw"))
+      assert.matches("invalid mode", errmsg(uring.open, p, "x"))
+      assert.matches("invalid mode", errmsg(uring.open, p, "r+x"))
+      assert.matches("bad argument #3 to '[%w%.]*open' %(number or table expected, got string%)",
+                     errmsg(uring.open, p, "w", "x"))
+      assert.matches("bad argument #3 to '[%w%.]*open' %(invalid permissions%)",
+                     errmsg(uring.open, p, "w", 99999))
+      assert.matches("bad argument #3 to '[%w%.]*open' %(perm must be an integer%)",
+                     errmsg(uring.open, p, "w", { perm = "x" }))
+      -- a coroutine that is not a task cannot wait
+      raises("open: not inside a task (use uring.run)", coroutine.wrap(function()
+        return uring.open(p, "w")
+      end))
+    end)
+    raises("open: not inside a task (use uring.run)", uring.open, p)
+    assert.is_nil(io.open(p))                          -- nothing was created
+  end)
+
+  it("returns nil, msg, errno when the OS refuses", function()
+    run(function()
+      fails(dir .. "/missing: No such file or directory", 2, uring.open(dir .. "/missing"))
+      fails(dir .. "/missing: No such file or directory", 2, uring.open(dir .. "/missing", "r+"))
+      fails(dir .. "/no/such: No such file or directory", 2, uring.open(dir .. "/no/such", "w"))
+      fails(dir .. ": Is a directory", 21, uring.open(dir, "w"))
+      fails(dir .. ": Is a directory", 21, uring.open(dir, "a+"))
+    end)
+    -- the same triples io.open gives
+    local _, msg, en = io.open(dir, "w")
+    assert.equal(dir .. ": Is a directory", msg)
+    assert.equal(21, en)
+  end)
+end)
+
+describe("file:read", function()
+  setup_teardown()
+
+  it("reads every format: n, l, L, a, counts, old style, several at once", function()
+    local p = dir .. "/f"
+    spit(p, "line one\nline two\r\n0x1F -3.5e2 .5 12\n  7 tail\nabcdefghij\nend")
+    run(function()
+      local f = assert(uring.open(p))
+      assert.equal("line one", f:read("l"))
+      assert.equal("line two\r\n", f:read("L"))
+      local a, b, c, d = f:read("n", "n", "n", "*n")
+      assert.equal(31, a); assert.equal("integer", math.type(a))
+      assert.equal(-350.0, b); assert.equal("float", math.type(b))
+      assert.equal(0.5, c)
+      assert.equal(12, d)
+      assert.equal("", f:read("l"))                   -- rest of the line
+      local n, l = f:read("n", "l")                   -- n, then the rest
+      assert.equal(7, n)
+      assert.equal(" tail", l)
+      assert.equal("abc", f:read(3))
+      assert.equal("", f:read(0))                     -- not at EOF
+      assert.equal("defghij", f:read("*l"))
+      assert.equal("end", f:read("*a"))
+      assert.is_nil(f:read(0))                        -- at EOF
+      assert.is_nil(f:read("l"))
+      assert.is_nil(f:read(1))
+      assert.is_nil(f:read("n"))
+      assert.equal("", f:read("a"))                   -- "a" never fails
+      f:close()
+    end)
+  end)
+
+  it("stops at the first failing format and returns nil for it", function()
+    local p = dir .. "/f"
+    spit(p, "12 abc\nrest\n")
+    run(function()
+      local f = assert(uring.open(p))
+      local r = table.pack(f:read("n", "n", "l"))
+      assert.same({ 12, nil, n = 2 }, r)
+      assert.equal("abc", f:read("l"))                -- "n" consumed only the space
+      local io_f = assert(io.open(p))
+      local ri = table.pack(io_f:read("n", "n", "l"))
+      assert.same(ri, r)
+      io_f:close()
+      f:close()
+    end)
+  end)
+
+  it("reads lines and numbers across the read-ahead boundary, as io", function()
+    local p = dir .. "/big"
+    local parts = {}
+    for i = 1, 30000 do parts[i] = tostring(i * 7919 % 100003) end
+    local long = string.rep("9", 199)                 -- a 199-digit numeral
+    local s = table.concat(parts, "\n") .. "\n" .. long .. " " .. string.rep("z", 100000) .. "\n"
+    spit(p, s)
+    run(function()
+      local f = assert(uring.open(p))
+      local h = assert(io.open(p))
+      for i = 1, 30000 do
+        local fmt = i % 3 == 0 and "n" or "l"
+        local x, y = f:read(fmt), h:read(fmt)
+        assert(x == y and math.type(x) == math.type(y), "line " .. i)
+      end
+      assert.equal(h:read("n"), f:read("n"))         -- 199 digits
+      assert.equal(h:read("a"), f:read("a"))
+      f:close(); h:close()
+    end)
+  end)
+
+  it("sees data appended after it reached EOF, as io does", function()
+    local p = dir .. "/grow"
+    spit(p, "one\n")
+    run(function()
+      local f = assert(uring.open(p))
+      assert.equal("one\n", f:read("a"))
+      assert.is_nil(f:read("l"))
+      local w = assert(io.open(p, "ab")); w:write("two\n"); w:close()
+      assert.equal("two", f:read("l"))
+      f:close()
+    end)
+  end)
+
+  it("raises on bad arguments", function()
+    local p = dir .. "/f"
+    local f2
+    spit(p, "x\n")
+    run(function()
+      local f = assert(uring.open(p))
+      raises("bad argument #1 to 'read' (invalid format)", function() return f:read("x") end)
+      raises("bad argument #2 to 'read' (invalid format)", function() return f:read("l", "q") end)
+      raises("bad argument #1 to 'read' (string expected, got table)", function() return f:read({}) end)
+      raises("bad argument #1 to 'read' (number has no integer representation)",
+             function() return f:read(1.5) end)
+      raises("bad argument #1 to 'read' (uring.file expected, got nil)", function() return f.read(nil) end)
+      assert.equal("x", f:read())                      -- nothing was consumed
+      f:close()
+      raises("attempt to use a closed file", function() return f:read() end)
+      f = assert(uring.open(p))
+      f2 = f
+    end)
+    raises("read: not inside a task (use uring.run)", function() return f2:read() end)
+    f2:close()                                        -- outside a task: plain close
+    f2 = nil
+  end)
+
+  it("returns nil, msg, errno on failure, as io does", function()
+    local p = dir .. "/f"
+    spit(p, "data\n")
+    run(function()
+      local f = assert(uring.open(p, "w"))
+      fails("Bad file descriptor", 9, f:read("l"))    -- write-only
+      fails("Bad file descriptor", 9, f:read("a"))
+      f:close()
+      local h = assert(io.open(p, "w"))
+      fails("Bad file descriptor", 9, h:read("l"))
+      h:close()
+      local d = assert(uring.open(dir))               -- a directory opens "r"
+      fails("Is a directory", 21, d:read("l"))
+      d:close()
+    end)
+  end)
+end)
+
+describe("file:write", function()
+  setup_teardown()
+
+  it("writes strings and numbers as io does and returns the file", function()
+    local p, q = dir .. "/u", dir .. "/i"
+    local vals = { "a", 1, -2, 2.5, -0.0, 1e100, 1 / 3, math.mininteger, "\0\n", "" }
+    run(function()
+      local f = assert(uring.open(p, "w"))
+      assert.equal(f, f:write(table.unpack(vals)))
+      assert.equal(f, f:write("x"):write("y"))        -- chains
+      assert.equal(f, f:write())
+      f:close()
+    end)
+    local h = assert(io.open(q, "w"))
+    h:write(table.unpack(vals)); h:write("x"):write("y"); h:close()
+    assert.equal(slurp(q), slurp(p))
+  end)
+
+  it("writes strings larger than its buffer, in order", function()
+    local p = dir .. "/big"
+    local big = random_bytes(200000)
+    run(function()
+      local f = assert(uring.open(p, "w"))
+      f:write("head", big, "mid", big:sub(1, 70000), 42)
+      f:close()
+    end)
+    assert.equal("head" .. big .. "mid" .. big:sub(1, 70000) .. "42", slurp(p))
+  end)
+
+  it("raises on bad arguments", function()
+    run(function()
+      local f = assert(uring.open(dir .. "/f", "w"))
+      raises("bad argument #1 to 'write' (string expected, got table)", function() return f:write({}) end)
+      raises("bad argument #2 to 'write' (string expected, got nil)", function() return f:write("a", nil) end)
+      raises("bad argument #1 to 'write' (string expected, got boolean)", function() return f:write(true) end)
+      f:close()
+      raises("attempt to use a closed file", function() return f:write("x") end)
+    end)
+    assert.equal("", slurp(dir .. "/f"))
+  end)
+
+  it("returns nil, msg, errno on failure, as io does", function()
+    local p = dir .. "/f"
+    spit(p, "ro")
+    run(function()
+      local f = assert(uring.open(p, "r"))
+      fails("Bad file descriptor", 9, f:write("x"))
+      fails("Bad file descriptor", 9, f:write(1))
+      assert.equal(f, f:write(""))                    -- nothing to write: as io
+      f:close()
+      -- a device with no room: the buffered write fails when it is flushed
+      f = assert(uring.open("/dev/full", "w"))
+      f:setvbuf("no")
+      fails("No space left on device", 28, f:write("x"))
+      f:close()
+    end)
+    assert.equal("ro", slurp(p))
+  end)
+end)
+
+describe("file:lines", function()
+  setup_teardown()
+
+  it("iterates like io's lines, with formats, and leaves the file open", function()
+    local p = dir .. "/f"
+    spit(p, "a\nb\n\nc")
+    run(function()
+      local f = assert(uring.open(p))
+      local got = {}
+      for l in f:lines() do got[#got + 1] = l end
+      assert.same({ "a", "b", "", "c" }, got)
+      assert.equal(0, select("#", f:lines()()))       -- at EOF: no values, as io
+      f:seek("set")
+      got = {}
+      for l in f:lines("L") do got[#got + 1] = l end
+      assert.same({ "a\n", "b\n", "\n", "c" }, got)
+      f:seek("set")
+      local it = f:lines(1, "l")
+      local c, rest = it()
+      assert.equal("a", c); assert.equal("", rest)
+      f:close()
+      spit(p, "1 2\n3 x")
+      f = assert(uring.open(p))
+      local nums = {}
+      for n in f:lines("n") do nums[#nums + 1] = n end
+      assert.same({ 1, 2, 3 }, nums)
+      f:close()
+    end)
+  end)
+
+  it("raises on bad arguments and closed files", function()
+    local p = dir .. "/f"
+    spit(p, "a\nb\n")
+    run(function()
+      local f = assert(uring.open(p))
+      local it = f:lines()
+      assert.equal("a", it())
+      raises("too many arguments", function() return f:lines(table.unpack({}, 1, 251)) end)
+      raises("invalid format", f:lines("x"))
+      f:close()
+      raises("file is already closed", it)
+      raises("attempt to use a closed file", function() return f:lines() end)
+    end)
+  end)
+
+  it("raises the read error, as io's iterator does", function()
+    run(function()
+      local f = assert(uring.open(dir .. "/f", "w"))
+      assert.equal("Bad file descriptor", errmsg(f:lines()))
+      f:close()
+    end)
+    local h = assert(io.open(dir .. "/f", "w"))
+    assert.equal("Bad file descriptor", errmsg(h:lines()))
+    h:close()
+  end)
+end)
+
+describe("file:seek", function()
+  setup_teardown()
+
+  it("moves with set, cur and end, and reports the position", function()
+    local p = dir .. "/f"
+    spit(p, "0123456789")
+    run(function()
+      local f = assert(uring.open(p, "r+"))
+      assert.equal(0, f:seek())
+      assert.equal(4, f:seek("set", 4))
+      assert.equal("45", f:read(2))
+      assert.equal(6, f:seek())
+      assert.equal(3, f:seek("cur", -3))
+      assert.equal("3", f:read(1))
+      assert.equal(10, f:seek("end"))
+      assert.equal(8, f:seek("end", -2))
+      assert.equal("89", f:read("a"))
+      assert.equal(0, f:seek("set"))
+      f:write("ab")
+      assert.equal(2, f:seek("cur"))                  -- flushes, then reports
+      assert.equal(15, f:seek("set", 15))             -- past EOF
+      assert.is_nil(f:read(1))
+      f:write("Z")                                    -- leaves a hole
+      f:close()
+    end)
+    assert.equal("ab23456789\0\0\0\0\0Z", slurp(p))
+  end)
+
+  it("raises on bad arguments", function()
+    run(function()
+      local f = assert(uring.open(dir .. "/f", "w"))
+      raises("bad argument #1 to 'seek' (invalid option 'bad')", function() return f:seek("bad") end)
+      raises("bad argument #2 to 'seek' (number has no integer representation)",
+             function() return f:seek("set", 1.5) end)
+      raises("bad argument #2 to 'seek' (number expected, got table)",
+             function() return f:seek("set", {}) end)
+      f:close()
+      raises("attempt to use a closed file", function() return f:seek() end)
+    end)
+  end)
+
+  it("returns nil, msg, errno on failure, as io does", function()
+    local p, fifo = dir .. "/f", dir .. "/fifo"
+    spit(p, "abc")
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    run(function()
+      local f = assert(uring.open(p))
+      assert.equal(1, f:seek("set", 1))
+      fails("Invalid argument", 22, f:seek("set", -1))
+      fails("Invalid argument", 22, f:seek("cur", -2))
+      fails("Invalid argument", 22, f:seek("end", -4))
+      assert.equal(1, f:seek())                        -- unchanged
+      f:close()
+      local q = assert(uring.open(fifo, "r+"))
+      fails("Illegal seek", 29, q:seek())
+      q:close()
+    end)
+    local h = assert(io.open(p))
+    fails("Invalid argument", 22, h:seek("set", -1))
+    h:close()
+    h = assert(io.open(fifo, "r+"))
+    fails("Illegal seek", 29, h:seek())
+    h:close()
+  end)
+end)
+
+describe("file:close and <close>", function()
+  setup_teardown()
+
+  it("closes, flushes what is buffered, and is closed by <close> in a task", function()
+    local p = dir .. "/f"
+    run(function()
+      local f = assert(uring.open(p, "w"))
+      f:write("buffered")
+      assert.equal("", slurp(p))                       -- still in the buffer
+      assert.is_true(f:close())
+      assert.equal("uring.file (closed)", tostring(f))
+      assert.equal("buffered", slurp(p))
+      local kept
+      do
+        local g <close> = assert(uring.open(p, "a"))
+        kept = g
+        g:write("+more")
+        assert.matches("^uring%.file %(fd %d+%)$", tostring(g))
+      end
+      assert.equal("uring.file (closed)", tostring(kept))
+      assert.equal("buffered+more", slurp(p))
+      -- an error unwinding a task's pcall closes it too
+      local t = uring.spawn(function()
+        local h <close> = assert(uring.open(p, "a"))
+        kept = h
+        h:write("!")
+        error("boom")
+      end)
+      local ok, e = t:join()
+      assert.is_false(ok)
+      assert.matches("boom", e)
+      assert.equal("uring.file (closed)", tostring(kept))
+      assert.equal("buffered+more!", slurp(p))
+    end)
+  end)
+
+  it("closes outside a task and when collected, writing what is buffered", function()
+    local p, q = dir .. "/f", dir .. "/g"
+    local f = run(function()
+      local f = assert(uring.open(p, "w"))
+      f:write("late")
+      local g = assert(uring.open(q, "w"))
+      g:write("collected")
+      g = nil
+      return f
+    end)
+    collectgarbage(); collectgarbage()
+    assert.equal("collected", slurp(q))
+    assert.is_true(f:close())                          -- no task: plain close
+    assert.equal("late", slurp(p))
+  end)
+
+  it("raises when closed twice or given something else", function()
+    run(function()
+      local f = assert(uring.open(dir .. "/f", "w"))
+      f:close()
+      raises("attempt to use a closed file", function() return f:close() end)
+      raises("bad argument #1 to 'close' (uring.file expected, got string)",
+             function() return f.close("x") end)
+    end)
+  end)
+
+  it("returns nil, msg, errno when the last flush fails, as io does", function()
+    run(function()
+      local f = assert(uring.open("/dev/full", "w"))
+      assert.equal(f, f:write("abc"))                  -- buffered
+      fails("No space left on device", 28, f:close())
+      assert.equal("uring.file (closed)", tostring(f))
+    end)
+    local h = assert(io.open("/dev/full", "w"))
+    h:write("abc")
+    fails("No space left on device", 28, h:close())
+  end)
+end)
+
+describe("file:pread and file:pwrite", function()
+  setup_teardown()
+
+  it("read and write at offsets without moving the stream", function()
+    local p = dir .. "/f"
+    spit(p, "0123456789")
+    run(function()
+      local f = assert(uring.open(p, "r+"))
+      assert.equal("345", f:pread(3, 3))
+      assert.equal("89", f:pread(10, 8))               -- short at EOF
+      assert.is_nil(f:pread(1, 10))                     -- EOF
+      assert.equal("", f:pread(0, 100))
+      assert.equal(0, f:seek())                         -- stream not moved
+      assert.equal(2, f:pwrite("AB", 4))
+      assert.equal(0, f:pwrite("", 0))
+      assert.equal("0123AB6789", f:read("a"))
+      -- many tasks may share a file through pread
+      local tasks = {}
+      for i = 0, 9 do tasks[#tasks + 1] = uring.spawn(f.pread, f, 1, i) end
+      for i, t in ipairs(tasks) do
+        local ok, s = t:join()
+        assert.is_true(ok)
+        assert.equal(("0123AB6789"):sub(i, i), s)
+      end
+      f:close()
+    end)
+  end)
+
+  it("writes a 3 MiB string, all of it, byte for byte", function()
+    local p = dir .. "/big"
+    local big = random_bytes(3 * 1024 * 1024)
+    run(function()
+      local f = assert(uring.open(p, "w+"))
+      assert.equal(#big, f:pwrite(big, 5))
+      assert.equal(big:sub(-100), f:pread(100, 5 + #big - 100))
+      f:close()
+    end)
+    local got = slurp(p)
+    assert.equal(5 + #big, #got)
+    assert.equal(("\0"):rep(5), got:sub(1, 5))
+    assert(got:sub(6) == big, "the 3 MiB string differs from what was written")
+  end)
+
+  it("raises on bad arguments", function()
+    run(function()
+      local f = assert(uring.open(dir .. "/f", "w+"))
+      raises("bad argument #1 to 'pread' (count out of range)", function() return f:pread(-1, 0) end)
+      raises("bad argument #2 to 'pread' (offset must be non-negative)", function() return f:pread(1, -1) end)
+      raises("bad argument #2 to 'pread' (number expected, got no value)", function() return f:pread(1) end)
+      raises("bad argument #1 to 'pwrite' (string expected, got table)", function() return f:pwrite({}, 0) end)
+      raises("bad argument #2 to 'pwrite' (offset must be non-negative)", function() return f:pwrite("x", -1) end)
+      f:close()
+      raises("attempt to use a closed file", function() return f:pread(1, 0) end)
+      raises("attempt to use a closed file", function() return f:pwrite("x", 0) end)
+    end)
+  end)
+
+  it("returns nil, msg, errno on failure", function()
+    local p = dir .. "/f"
+    spit(p, "abc")
+    run(function()
+      local f = assert(uring.open(p, "w"))
+      fails("Bad file descriptor", 9, f:pread(1, 0))
+      f:close()
+      f = assert(uring.open(p, "r"))
+      fails("Bad file descriptor", 9, f:pwrite("x", 0))
+      f:close()
+      f = assert(uring.open("/dev/full", "w"))
+      fails("No space left on device", 28, f:pwrite("x", 0))
+      f:close()
+    end)
+  end)
+end)
+
+describe("file:sync, file:flush, file:setvbuf", function()
+  setup_teardown()
+
+  it("sync flushes and fsyncs, with and without data_only", function()
+    local p = dir .. "/f"
+    run(function()
+      local f = assert(uring.open(p, "w"))
+      f:write("one")
+      assert.is_true(f:sync())
+      assert.equal("one", slurp(p))
+      f:write("two")
+      assert.is_true(f:sync(true))
+      assert.equal("onetwo", slurp(p))
+      f:close()
+      raises("attempt to use a closed file", function() return f:sync() end)
+    end)
+  end)
+
+  it("sync returns nil, msg, errno when fsync fails", function()
+    local fifo = dir .. "/fifo"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    run(function()
+      local q = assert(uring.open(fifo, "r+"))
+      fails("Invalid argument", 22, q:sync())
+      q:close()
+    end)
+  end)
+
+  it("flush writes the buffer out and returns true, as io's", function()
+    local p = dir .. "/f"
+    run(function()
+      local f = assert(uring.open(p, "w"))
+      f:write("abc")
+      assert.equal("", slurp(p))
+      assert.is_true(f:flush())
+      assert.equal("abc", slurp(p))
+      assert.is_true(f:flush())                         -- nothing to do
+      f:close()
+      raises("attempt to use a closed file", function() return f:flush() end)
+      f = assert(uring.open("/dev/full", "w"))
+      f:write("x")
+      fails("No space left on device", 28, f:flush())
+      f:close()
+    end)
+    local h = assert(io.open(p, "a"))
+    assert.is_true(h:flush())
+    h:close()
+  end)
+
+  it("setvbuf chooses when writes reach the file", function()
+    local p = dir .. "/f"
+    run(function()
+      local f = assert(uring.open(p, "w"))
+      assert.is_true(f:setvbuf("no"))
+      f:write("a")
+      assert.equal("a", slurp(p))                       -- at once
+      assert.is_true(f:setvbuf("line"))
+      f:write("b")
+      assert.equal("a", slurp(p))                       -- waits for a newline
+      f:write("c\nd")
+      assert.equal("abc\nd", slurp(p))                  -- the whole buffer goes
+      assert.is_true(f:setvbuf("full", 1024))
+      f:write("e\n")
+      assert.equal("abc\nd", slurp(p))                  -- waits for flush
+      f:close()
+      assert.equal("abc\nde\n", slurp(p))
+      local g = assert(uring.open(p))
+      raises("bad argument #1 to 'setvbuf' (invalid option 'bogus')",
+             function() return g:setvbuf("bogus") end)
+      raises("bad argument #1 to 'setvbuf' (string expected, got no value)",
+             function() return g:setvbuf() end)
+      g:close()
+      raises("attempt to use a closed file", function() return f:setvbuf("no") end)
+    end)
+  end)
+end)
+
+describe("file:stat and file:fd", function()
+  setup_teardown()
+
+  it("stat reports size, type and mode", function()
+    local p, fifo = dir .. "/f", dir .. "/fifo"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    run(function()
+      local f = assert(uring.open(p, "w", 420))         -- 0644
+      f:write("12345")
+      f:flush()
+      local st = f:stat()
+      assert.equal(5, st.size)
+      assert.equal("file", st.type)
+      assert.equal(420, st.mode)
+      assert.equal(1, st.nlink)
+      assert.is_number(st.mtime)
+      f:close()
+      raises("attempt to use a closed file", function() return f:stat() end)
+      local q = assert(uring.open(fifo, "r+"))
+      assert.equal("fifo", q:stat().type)
+      q:close()
+      local d = assert(uring.open(dir))
+      assert.equal("directory", d:stat().type)
+      d:close()
+    end)
+  end)
+
+  it("fd is the open descriptor, and raises once closed", function()
+    local p = dir .. "/f"
+    run(function()
+      local f = assert(uring.open(p, "w"))
+      local fd = f:fd()
+      assert.equal("integer", math.type(fd))
+      assert(fd > 2)
+      local rl = io.popen("readlink /proc/" .. PID .. "/fd/" .. fd)
+      local link = rl:read("l")
+      rl:close()
+      assert.equal(p, link)
+      f:close()
+      raises("attempt to use a closed file", function() return f:fd() end)
+    end)
+  end)
+end)
+
+describe("uring.readfile and uring.writefile", function()
+  setup_teardown()
+
+  it("round-trip any bytes; writefile can append", function()
+    local p = dir .. "/f"
+    local data = random_bytes(300000)
+    run(function()
+      assert.is_true(uring.writefile(p, data))
+      assert(uring.readfile(p) == data)
+      assert.is_true(uring.writefile(p, "tail", "a"))
+      assert.equal(#data + 4, #uring.readfile(p))
+      assert.is_true(uring.writefile(p, ""))
+      assert.equal("", uring.readfile(p))
+    end)
+  end)
+
+  it("raise on bad arguments", function()
+    run(function()
+      raises("bad argument #1 to 'readfile' (string expected, got no value)", uring.readfile)
+      raises("bad argument #1 to 'writefile' (string expected, got table)", uring.writefile, {}, "x")
+      raises("bad argument #2 to 'writefile' (string expected, got number)", uring.writefile, dir .. "/f", 1)
+      raises("bad argument #3 to 'writefile' (mode must be \"w\" or \"a\")",
+             uring.writefile, dir .. "/f", "x", "r")
+    end)
+    raises("not inside a task", uring.readfile, dir .. "/f")
+  end)
+
+  it("return nil, msg, errno on failure", function()
+    run(function()
+      fails(dir .. "/missing: No such file or directory", 2, uring.readfile(dir .. "/missing"))
+      fails(dir .. ": Is a directory", 21, uring.writefile(dir, "x"))
+      fails("Is a directory", 21, uring.readfile(dir))
+      fails("No space left on device", 28, uring.writefile("/dev/full", "x"))
+    end)
+  end)
+end)
+
+describe("uring.stat, unlink, rename, mkdir, rmdir", function()
+  setup_teardown()
+
+  it("work", function()
+    local p = dir .. "/f"
+    spit(p, "abc")
+    run(function()
+      local st = uring.stat(p)
+      assert.equal(3, st.size)
+      assert.equal("file", st.type)
+      assert.equal("directory", uring.stat(dir).type)
+      assert.is_true(uring.rename(p, dir .. "/g"))
+      assert.is_nil(io.open(p))
+      assert.equal("abc", slurp(dir .. "/g"))
+      assert.is_true(uring.unlink(dir .. "/g"))
+      assert.is_nil(io.open(dir .. "/g"))
+      assert.is_true(uring.mkdir(dir .. "/sub", 448))   -- 0700
+      st = uring.stat(dir .. "/sub")
+      assert.equal("directory", st.type)
+      assert.equal(448, st.mode)
+      assert.is_true(uring.mkdir(dir .. "/sub2"))
+      assert.is_true(uring.rmdir(dir .. "/sub"))
+      assert.is_true(uring.rmdir(dir .. "/sub2"))
+      assert.is_nil(uring.stat(dir .. "/sub"))
+    end)
+  end)
+
+  it("raise on bad arguments", function()
+    run(function()
+      assert.matches("bad argument #1 to '[%w%.]*stat' %(string expected, got no value%)", errmsg(uring.stat))
+      assert.matches("bad argument #1 to '[%w%.]*unlink' %(string expected, got table%)",
+                     errmsg(uring.unlink, {}))
+      assert.matches("bad argument #2 to '[%w%.]*rename' %(string expected, got no value%)",
+                     errmsg(uring.rename, dir .. "/a"))
+      assert.matches("bad argument #2 to '[%w%.]*mkdir' %(invalid permissions%)",
+                     errmsg(uring.mkdir, dir .. "/a", 99999))
+      assert.matches("bad argument #2 to '[%w%.]*mkdir' %(number expected, got string%)",
+                     errmsg(uring.mkdir, dir .. "/a", "x"))
+      assert.matches("bad argument #1 to '[%w%.]*rmdir' %(string expected, got boolean%)",
+                     errmsg(uring.rmdir, true))
+    end)
+    for _, name in ipairs { "stat", "unlink", "mkdir", "rmdir" } do
+      raises(name .. ": not inside a task (use uring.run)", uring[name], dir .. "/a")
+    end
+    raises("rename: not inside a task (use uring.run)", uring.rename, dir .. "/a", dir .. "/b")
+  end)
+
+  it("return nil, msg, errno on failure", function()
+    local sub = dir .. "/sub"
+    run(function()
+      local m = dir .. "/missing"
+      fails(m .. ": No such file or directory", 2, uring.stat(m))
+      fails(m .. ": No such file or directory", 2, uring.unlink(m))
+      fails(m .. ": No such file or directory", 2, uring.rename(m, dir .. "/x"))
+      fails(m .. ": No such file or directory", 2, uring.rmdir(m))
+      assert.is_true(uring.mkdir(sub))
+      fails(sub .. ": File exists", 17, uring.mkdir(sub))
+      fails(sub .. ": Is a directory", 21, uring.unlink(sub))
+      assert.is_true(uring.writefile(sub .. "/f", "x"))
+      fails(sub .. ": Directory not empty", 39, uring.rmdir(sub))
+      fails(sub .. "/f: Not a directory", 20, uring.rmdir(sub .. "/f"))
+    end)
+  end)
+end)
+
+describe("uring.copyfile", function()
+  setup_teardown()
+
+  it("copies a 5 MiB file byte for byte and reports progress", function()
+    local src, dst = dir .. "/src", dir .. "/dst"
+    local data = random_bytes(5 * 1024 * 1024 + 12345)
+    spit(src, data)
+    assert(os.execute("chmod 640 '" .. src .. "'"))
+    local calls = {}
+    local n = run(function()
+      return uring.copyfile(src, dst, function(done, total)
+        calls[#calls + 1] = { done, total }
+      end)
+    end)
+    assert.equal(#data, n)
+    assert(slurp(dst) == data, "the copy differs from the source")
+    assert(#calls >= 5, "progress called " .. #calls .. " times")
+    local last = 0
+    for _, c in ipairs(calls) do
+      assert(c[1] > last, "done must increase")
+      assert.equal(#data, c[2])
+      last = c[1]
+    end
+    assert.equal(#data, calls[#calls][1])
+    run(function() assert.equal(416, uring.stat(dst).mode) end)   -- 0640 kept
+  end)
+
+  it("copies an empty file and overwrites an existing destination", function()
+    local src, dst = dir .. "/src", dir .. "/dst"
+    spit(src, "")
+    spit(dst, "old contents")
+    assert.equal(0, run(uring.copyfile, src, dst))
+    assert.equal("", slurp(dst))
+  end)
+
+  it("raises on bad arguments", function()
+    run(function()
+      raises("bad argument #3 to 'copyfile' (function expected, got number)",
+             uring.copyfile, dir .. "/a", dir .. "/b", 1)
+      raises("bad argument #1 to 'copyfile' (string expected, got no value)", uring.copyfile)
+      raises("bad argument #2 to 'copyfile' (string expected, got table)",
+             uring.copyfile, dir .. "/a", {})
+    end)
+    raises("not inside a task", uring.copyfile, dir .. "/a", dir .. "/b")
+  end)
+
+  it("returns nil, msg, errno on failure", function()
+    local src = dir .. "/src"
+    spit(src, "abc")
+    run(function()
+      fails(dir .. "/missing: No such file or directory", 2,
+            uring.copyfile(dir .. "/missing", dir .. "/b"))
+      fails(dir .. "/no/b: No such file or directory", 2, uring.copyfile(src, dir .. "/no/b"))
+      fails("No space left on device", 28, uring.copyfile(src, "/dev/full"))
+    end)
+  end)
+end)
+
+describe("files shared by tasks", function()
+  local fifo
+  setup_teardown()
+  before_each(function()
+    fifo = dir .. "/fifo"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+  end)
+
+  it("a task cancelled while reading a FIFO: the read is cancelled, <close> runs", function()
+    run(function()
+      local f = assert(uring.open(fifo, "r+"))        -- r+: never blocks on open
+      local t = uring.spawn(function()
+        local g <close> = f
+        return g:read("l")
+      end)
+      uring.sleep(0.02)
+      assert.equal("waiting", t:status())
+      assert.equal("read", t:waiting_on())
+      assert.equal(1, uring.stats().inflight)
+      local t0 = uring.now()
+      assert.is_true(t:cancel())
+      local ok, e = t:join()
+      assert(uring.now() - t0 < 1, "cancel took too long")
+      assert.is_false(ok)
+      assert.matches("canceled", e)
+      assert.equal("canceled", t:status())
+      assert.equal(0, uring.stats().inflight)
+      assert.equal("uring.file (closed)", tostring(f))
+    end)
+  end)
+
+  it("a read under uring.timeout gives nil, 'timeout', ETIME and loses nothing", function()
+    run(function()
+      local f = assert(uring.open(fifo, "r+"))
+      local w = assert(io.open(fifo, "w"))
+      w:setvbuf("no")
+      local t0 = uring.now()
+      local r = table.pack(uring.timeout(0.05, f.read, f, "l"))
+      assert.same({ nil, "timeout", 62, n = 3 }, r)
+      assert(uring.now() - t0 >= 0.04, "expired early")
+      w:write("hel")                                  -- part of a line
+      r = table.pack(uring.timeout(0.05, f.read, f, "l"))
+      assert.same({ nil, "timeout", 62, n = 3 }, r)
+      w:write("lo\nworld\n")
+      assert.equal("hello", f:read("l"))              -- "hel" was kept
+      assert.equal("world", f:read("l"))
+      w:write(("x"):rep(100))
+      r = table.pack(uring.timeout(0.05, f.read, f, 101))
+      assert.same({ nil, "timeout", 62, n = 3 }, r)
+      w:write("y")
+      assert.equal(("x"):rep(100) .. "y", f:read(101))
+      w:close()
+      f:close()
+    end)
+  end)
+
+  it("a second task using the same stream raises 'file is busy'", function()
+    run(function()
+      local f = assert(uring.open(fifo, "r+"))
+      local reader = uring.spawn(f.read, f, "l")
+      uring.sleep(0.01)
+      raises("read: file is busy", function() return f:read("l") end)
+      raises("write: file is busy", function() return f:write("x") end)
+      raises("flush: file is busy", function() return f:flush() end)
+      raises("seek: file is busy", function() return f:seek() end)
+      raises("sync: file is busy", function() return f:sync() end)
+      assert.equal("waiting", reader:status())
+      local w = assert(io.open(fifo, "w"))
+      w:write("line\n")
+      w:close()
+      assert.same({ true, "line" }, { reader:join() })
+      f:close()
+    end)
+  end)
+
+  it("a file closed by one task while another reads it: the reader gets a fail tuple", function()
+    run(function()
+      local f = assert(uring.open(fifo, "r+"))
+      local reader = uring.spawn(function() return f:read("l") end)
+      uring.sleep(0.01)
+      assert.equal("waiting", reader:status())
+      local t0 = uring.now()
+      assert.is_true(f:close())
+      local r = table.pack(reader:join())
+      assert(uring.now() - t0 < 1, "the reader was not woken promptly")
+      assert.same({ true, nil, "Bad file descriptor", 9, n = 4 }, r)
+      assert.equal("uring.file (closed)", tostring(f))
+      raises("attempt to use a closed file", function() return f:read() end)
+    end)
+  end)
+end)
