@@ -489,6 +489,7 @@ static void loop_shutdown (ur_loop *loop) {
     io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
     ur_reap(loop);
   }
+  if (loop->inflight == 0) ur_bufring_free(loop);
   io_uring_queue_exit(&loop->ring);
   loop->ring_ok = 0;
   if (loop->inflight == 0) ur_slab_free(loop);

@@ -45,8 +45,10 @@ static ur_req *slot (ur_loop *loop, uint32_t idx) {
 ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   ur_req *r;
   uint32_t idx;
-  if (loop->free_head == 0 && !slab_grow(loop))
+  if (loop->free_head == 0 && !slab_grow(loop)) {
+    if (L == NULL) return NULL;         /* a handler: it copes */
     luaL_error(L, "uring: out of memory for requests");
+  }
   idx = loop->free_head - 1;
   r = slot(loop, idx);
   loop->free_head = r->next_free;
@@ -60,6 +62,7 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   r->aux = 0;
   r->on_cqe = NULL;
   r->task = NULL;
+  r->obj = NULL;
   r->pin_ref = LUA_NOREF;
   r->mem = NULL;
   r->memlen = 0;

@@ -36,6 +36,7 @@
 typedef struct ur_loop ur_loop;
 typedef struct ur_req ur_req;
 typedef struct ur_task ur_task;
+typedef struct ur_bufring ur_bufring;
 
 /* A CQE handler runs inside the reaper: plain C, never calls Lua, never
  * raises.  It must end the request (ur_req_free) or hand it to a task. */
@@ -63,6 +64,7 @@ struct ur_req {
   int aux;              /* per-op small state (timeout scope depth, ...) */
   ur_handler on_cqe;    /* NULL: wake the task (ur_req_wake) */
   ur_task *task;        /* the task to resume, or NULL */
+  void *obj;            /* the object a handler updates (a socket), or NULL */
   int pin_ref;          /* registry ref: Lua value the kernel reads */
   void *mem;            /* malloc'd memory the kernel writes into */
   size_t memlen;
@@ -137,6 +139,7 @@ struct ur_loop {
   int error_ref;        /* first unobserved task error, or LUA_NOREF */
   uint32_t error_task;  /* the id of the task that raised it */
   lua_State *L;         /* the main thread, for registry work */
+  ur_bufring *bufring;  /* provided receive buffers, made on first use */
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
   ur_stats stats;
 };
@@ -203,6 +206,39 @@ typedef struct ur_buffer {
 } ur_buffer;
 ur_buffer *ur_checkbuffer (lua_State *L, int idx);
 void ur_register_buffer (lua_State *L);
+
+/* addr.c: socket addresses; numeric only (host names go through dns.c) */
+#include <sys/socket.h>
+typedef struct ur_addr {
+  struct sockaddr_storage ss;
+  socklen_t len;
+} ur_addr;
+int ur_addr_numeric (const char *host, int port, ur_addr *a);  /* 1: parsed */
+int ur_addr_unix (const char *path, ur_addr *a);               /* 0: too long */
+int ur_push_addr (lua_State *L, const struct sockaddr *sa, socklen_t len);
+
+/* dns.c: getaddrinfo on a helper thread; its completion is read through
+ * the ring (an eventfd), so other tasks run while a name resolves.
+ * ur_resolve yields; in the continuation k, ur_resolved gives the first
+ * address (0) or pushes the fail triple (returns 3). */
+int ur_resolve (lua_State *L, ur_task *t, const char *host, int port,
+                int socktype, lua_KContext ctx, lua_KFunction k);
+int ur_resolved (lua_State *L, ur_task *t, ur_addr *out);
+void ur_register_dns (lua_State *L);
+
+/* bufring.c: provided receive buffers (one group per loop) */
+#define UR_BGID     1
+#define UR_BR_SIZE  (16 * 1024)
+int ur_bufring_ensure (ur_loop *loop);           /* 0 or -errno */
+const char *ur_bufring_data (ur_loop *loop, unsigned bid);
+void ur_bufring_recycle (ur_loop *loop, unsigned bid);
+int ur_bufring_grow (ur_loop *loop);
+unsigned ur_bufring_count (ur_loop *loop);
+void ur_bufring_free (ur_loop *loop);
+
+/* net.c (TCP and Unix streams), udp.c */
+void ur_register_net (lua_State *L);
+void ur_register_udp (lua_State *L);
 
 /* ring.c (teaching API), probe.c (op names), stats.c (stats, trace) */
 void ur_register_ring (lua_State *L);

@@ -21,13 +21,15 @@ build = {
       sources = {
         "csrc/core.c", "csrc/loop.c", "csrc/req.c", "csrc/task.c", "csrc/err.c",
         "csrc/fs.c", "csrc/buffer.c", "csrc/ring.c", "csrc/probe.c", "csrc/stats.c",
+        "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c", "csrc/net.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)" },
       libdirs = { "$(LIBURING_LIBDIR)" },
-      libraries = { "uring" },
+      libraries = { "uring", "pthread" },
     },
     ["uring"] = "lua/uring/init.lua",
     ["uring.file"] = "lua/uring/file.lua",
+    ["uring.net"] = "lua/uring/net.lua",
   },
 }

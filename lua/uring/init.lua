@@ -9,6 +9,7 @@ for k, v in pairs(core) do
   if type(k) == "string" and k:sub(1, 1) ~= "_" then uring[k] = v end
 end
 uring.file_methods = nil
+uring.socket_methods = nil
 uring.TIMEOUT = nil
 
 local pack, unpack = table.pack, table.unpack
@@ -36,5 +37,6 @@ function uring.timeout(seconds, fn, ...)
 end
 
 require("uring.file")(uring, core)
+require("uring.net")(uring, core)
 
 return uring

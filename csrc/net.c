@@ -1,0 +1,814 @@
+/*
+ * net.c: TCP and Unix stream sockets through the ring.
+ *
+ * Sockets are made with IORING_OP_SOCKET and driven with CONNECT, ACCEPT,
+ * SEND, RECV, SHUTDOWN and CLOSE; bind, listen and the option calls are
+ * set-up, done once with plain syscalls.
+ *
+ * - A listener arms one multishot ACCEPT: each CQE is a new connection,
+ *   queued on the listener until a task takes it with accept().  When the
+ *   kernel ends the multishot (no IORING_CQE_F_MORE) it is armed again.
+ * - A receive picks its buffer from the loop's provided-buffer ring
+ *   (bufring.c) only when data arrives; the CQE handler copies the bytes
+ *   into the socket's own buffer, where Lua's patterns are parsed (the
+ *   "_take" primitives) and where bytes stay when a timeout strikes.
+ * - A send pins the Lua string and resubmits the rest of a short send;
+ *   MSG_NOSIGNAL keeps a closed peer from raising SIGPIPE.
+ * - settimeout links an IORING_OP_LINK_TIMEOUT to each receive and send.
+ * - close() cancels what other tasks have in flight on the socket (a
+ *   pending recv would otherwise keep the file open and send no FIN) and
+ *   wakes them with nil, "closed".
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "uring.h"
+
+#define UR_SOCK_MT "uring.socket"
+#define RECV_KEEP  (64 * 1024)   /* a buffer this big is kept, not shrunk */
+
+typedef struct ur_sock {
+  int fd;                 /* -1 once closed */
+  int family;
+  unsigned listener:1, eof:1, rbusy:1, wbusy:1, armed:1;
+  double timeout;         /* seconds for each recv/send; < 0: none */
+  char *rbuf;             /* received, not yet taken: rbuf[rpos..+rlen) */
+  size_t rcap, rpos, rlen;
+  size_t scanned;         /* bytes of rbuf already searched for '\n' */
+  uint64_t recv_ud, send_ud, accept_ud;   /* in flight, for close */
+  /* listener */
+  int *pend;              /* accepted fds no task has taken yet */
+  size_t phead, plen, pcap;
+  int accept_err;
+  ur_waitq acceptors;     /* tasks blocked in accept() */
+} ur_sock;
+
+static ur_sock *checksock (lua_State *L, int idx) {
+  return (ur_sock *)luaL_checkudata(L, idx, UR_SOCK_MT);
+}
+
+static ur_sock *tosock (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  if (s->fd < 0) luaL_error(L, "attempt to use a closed socket");
+  return s;
+}
+
+/* Closed first: collecting a half-made socket does nothing. */
+static ur_sock *newsock (lua_State *L, int family) {
+  ur_sock *s = (ur_sock *)lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  s->fd = -1;
+  s->family = family;
+  s->timeout = -1;
+  luaL_setmetatable(L, UR_SOCK_MT);
+  return s;
+}
+
+static int interrupted (ur_task *t) {
+  return t->canceled || (t->expired_at && t->expired_at <= t->scope_depth);
+}
+
+static void set_ts (struct __kernel_timespec *ts, double secs) {
+  ts->tv_sec = (long long)secs;
+  ts->tv_nsec = (long long)((secs - (double)ts->tv_sec) * 1e9);
+}
+
+static void free_handler (ur_loop *loop, ur_req *r) {
+  if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
+}
+
+/* Link a timeout to the SQE just prepared (reserve 2 SQEs first). */
+static void link_timeout (lua_State *L, ur_loop *loop, struct io_uring_sqe *op,
+                          double secs) {
+  ur_req *tr = ur_req_new(L, loop, IORING_OP_LINK_TIMEOUT);
+  struct io_uring_sqe *sqe;
+  op->flags |= IOSQE_IO_LINK;
+  sqe = ur_get_sqe(loop);
+  set_ts(&tr->u.ts, secs);      /* read at submit: lives in the request */
+  io_uring_prep_link_timeout(sqe, &tr->u.ts, 0);
+  tr->on_cqe = free_handler;
+  ur_req_submitted(loop, tr, sqe);
+}
+
+/* The fail tuple for an op on a socket, "timeout" for our own timer. */
+static int sock_fail (lua_State *L, ur_sock *s, int res) {
+  if (res == -ECANCELED && s->timeout >= 0) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "timeout");
+    lua_pushinteger(L, ETIME);
+    return 3;
+  }
+  if (s->fd < 0 || res == -ECANCELED) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "closed");
+    lua_pushinteger(L, EBADF);
+    return 3;
+  }
+  return ur_pushfail(L, res, NULL);
+}
+
+/* --- receiving --- */
+
+static int append (ur_sock *s, const char *p, size_t n) {
+  if (s->rpos > 0 && s->rcap - s->rpos - s->rlen < n) {
+    memmove(s->rbuf, s->rbuf + s->rpos, s->rlen);
+    s->rpos = 0;
+  }
+  if (s->rlen + n > s->rcap) {
+    size_t cap = s->rcap ? s->rcap : 4096;
+    char *nb;
+    while (cap < s->rlen + n) cap *= 2;
+    nb = (char *)realloc(s->rbuf, cap);
+    if (nb == NULL) return 0;
+    s->rbuf = nb;
+    s->rcap = cap;
+  }
+  memcpy(s->rbuf + s->rpos + s->rlen, p, n);
+  s->rlen += n;
+  return 1;
+}
+
+static void consume (ur_sock *s, size_t n) {
+  s->rpos += n;
+  s->rlen -= n;
+  s->scanned = 0;
+  if (s->rlen == 0) {
+    s->rpos = 0;
+    if (s->rcap > RECV_KEEP) {  /* a burst is over: give the memory back */
+      free(s->rbuf);
+      s->rbuf = NULL;
+      s->rcap = 0;
+    }
+  }
+}
+
+/* The receive CQE: copy the bytes into the socket and give the provided
+ * buffer straight back, then wake the task. */
+static void recv_cqe (ur_loop *loop, ur_req *r) {
+  ur_sock *s = (ur_sock *)r->obj;
+  int res = r->res;
+  const char *data = NULL;
+  if (r->cflags & IORING_CQE_F_BUFFER)
+    data = ur_bufring_data(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
+  else if (r->mem)
+    data = (const char *)r->mem;
+  if (res > 0 && data) {
+    ur_kernel_wrote(data, (size_t)res);
+    if (s && s->fd >= 0 && !append(s, data, (size_t)res)) r->res = -ENOMEM;
+  }
+  if (r->cflags & IORING_CQE_F_BUFFER)
+    ur_bufring_recycle(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
+  ur_req_wake(loop, r);
+}
+
+static int fill_k (lua_State *L, int status, lua_KContext ctx);
+
+static int start_recv (lua_State *L, ur_sock *s, ur_task *t) {
+  ur_loop *loop = t->loop;
+  int pick = ur_bufring_ensure(loop) == 0;
+  ur_req *r = ur_req_new(L, loop, IORING_OP_RECV);
+  struct io_uring_sqe *sqe;
+  if (!pick) {
+    /* no provided buffers (old kernel, memlock): a buffer of our own */
+    r->mem = malloc(UR_BR_SIZE);
+    if (r->mem == NULL) {
+      ur_req_free(loop, r);
+      return luaL_error(L, "receive: not enough memory");
+    }
+  }
+  if (s->timeout >= 0) ur_reserve_sqes(loop, 2);
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_recv(sqe, s->fd, r->mem, UR_BR_SIZE, 0);
+  if (pick) {
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = UR_BGID;
+  }
+  r->on_cqe = recv_cqe;
+  r->obj = s;
+  r->fd = s->fd;
+  r->memlen = UR_BR_SIZE;
+  ur_req_submitted(loop, r, sqe);
+  if (s->timeout >= 0) link_timeout(L, loop, sqe, s->timeout);
+  s->rbusy = 1;
+  s->recv_ud = ur_req_ud(loop, r);
+  return ur_await(L, t, r, "recv", 0, fill_k);
+}
+
+static int fill_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  ur_sock *s = checksock(L, 1);
+  int res = r->res;
+  (void)status; (void)ctx;
+  ur_req_free(t->loop, r);
+  s->rbusy = 0;
+  s->recv_ud = 0;
+  if (s->fd < 0) return sock_fail(L, s, -EBADF);
+  if (interrupted(t)) ur_check_interrupt(L, t);   /* bytes stay buffered */
+  if (res == -ENOBUFS || res == -EINTR || res == -EAGAIN) {
+    if (res == -ENOBUFS) ur_bufring_grow(t->loop);
+    return start_recv(L, s, t);
+  }
+  if (res > 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (res == 0) {
+    s->eof = 1;
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  return sock_fail(L, s, res);
+}
+
+/* sock:_fill() -> true (more bytes buffered) | false (EOF) | fail
+ * The one receive primitive; patterns are taken from the buffer. */
+static int l_sock_fill (lua_State *L) {
+  ur_sock *s = tosock(L);
+  ur_task *t = ur_task_current(L, "receive");
+  if (s->listener) return luaL_error(L, "receive: socket is listening");
+  if (s->rbusy)
+    return luaL_error(L, "receive: socket is busy (another task is "
+                      "receiving on it)");
+  lua_settop(L, 1);
+  if (s->eof) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  return start_recv(L, s, t);
+}
+
+/* sock:_take_line(keep_newline, drop_cr) -> line | nil (no full line) */
+static int l_sock_take_line (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  int keep = lua_toboolean(L, 2), dropcr = lua_toboolean(L, 3);
+  char *p = s->rbuf + s->rpos, *nl = NULL;
+  if (s->rlen > s->scanned)
+    nl = (char *)memchr(p + s->scanned, '\n', s->rlen - s->scanned);
+  if (nl == NULL) {
+    s->scanned = s->rlen;
+    lua_pushnil(L);
+    return 1;
+  }
+  {
+    size_t n = (size_t)(nl - p) + 1, len = keep ? n : n - 1;
+    if (dropcr) {               /* LuaSocket's "*l" ignores every CR */
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      for (size_t i = 0; i < len; i++)
+        if (p[i] != '\r') luaL_addchar(&b, p[i]);
+      luaL_pushresult(&b);
+    }
+    else
+      lua_pushlstring(L, p, len);
+    consume(s, n);
+  }
+  return 1;
+}
+
+/* sock:_take(n) -> up to n buffered bytes ("" if none); n < 0: all */
+static int l_sock_take (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  lua_Integer n = luaL_optinteger(L, 2, -1);
+  size_t take = (n < 0 || (size_t)n > s->rlen) ? s->rlen : (size_t)n;
+  lua_pushlstring(L, s->rbuf ? s->rbuf + s->rpos : "", take);
+  consume(s, take);
+  return 1;
+}
+
+/* sock:_buffered() -> bytes waiting, eof */
+static int l_sock_buffered (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  lua_pushinteger(L, (lua_Integer)s->rlen);
+  lua_pushboolean(L, s->eof);
+  return 2;
+}
+
+/* --- sending --- */
+
+static int send_k (lua_State *L, int status, lua_KContext ctx);
+
+/* Send data[from + done .. to): arguments 2 (data), 3 (i), 4 (j). */
+static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
+  size_t len, from = (size_t)lua_tointeger(L, 3), to = (size_t)lua_tointeger(L, 4);
+  const char *data = lua_tolstring(L, 2, &len);
+  ur_loop *loop = t->loop;
+  ur_req *r = ur_req_new(L, loop, IORING_OP_SEND);
+  struct io_uring_sqe *sqe;
+  size_t n = to - from - done;
+  if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
+  ur_req_pin(L, r, 2);          /* pinned: the kernel reads it until the CQE */
+  if (s->timeout >= 0) ur_reserve_sqes(loop, 2);
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_send(sqe, s->fd, data + from + done, n, MSG_NOSIGNAL);
+  r->fd = s->fd;
+  r->memlen = n;
+  ur_req_submitted(loop, r, sqe);
+  if (s->timeout >= 0) link_timeout(L, loop, sqe, s->timeout);
+  s->wbusy = 1;
+  s->send_ud = ur_req_ud(loop, r);
+  (void)len;
+  return ur_await(L, t, r, "send", (lua_KContext)done, send_k);
+}
+
+static int send_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  ur_sock *s = checksock(L, 1);
+  int res = r->res;
+  size_t done = (size_t)ctx;
+  size_t total = (size_t)(lua_tointeger(L, 4) - lua_tointeger(L, 3));
+  (void)status;
+  ur_req_free(t->loop, r);
+  s->wbusy = 0;
+  s->send_ud = 0;
+  if (s->fd < 0) return sock_fail(L, s, -EBADF);
+  ur_check_interrupt(L, t);
+  if (res == -EINTR || res == -EAGAIN) return start_send(L, s, t, done);
+  if (res < 0) return sock_fail(L, s, res);
+  done += (size_t)res;
+  if (done < total) return start_send(L, s, t, done);   /* short send */
+  lua_pushinteger(L, (lua_Integer)done);
+  return 1;
+}
+
+/* sock:send(data [, i [, j]]) -> bytes sent (all of data[i..j]) | fail */
+static int l_sock_send (lua_State *L) {
+  ur_sock *s = tosock(L);
+  size_t len;
+  lua_Integer i, j;
+  ur_task *t;
+  luaL_checklstring(L, 2, &len);
+  i = luaL_optinteger(L, 3, 1);
+  j = luaL_optinteger(L, 4, -1);
+  /* string.sub's rules for i and j */
+  if (i < 0) i = (lua_Integer)len + i + 1;
+  if (i < 1) i = 1;
+  if (j < 0) j = (lua_Integer)len + j + 1;
+  if (j > (lua_Integer)len) j = (lua_Integer)len;
+  t = ur_task_current(L, "send");
+  if (s->listener) return luaL_error(L, "send: socket is listening");
+  if (s->wbusy)
+    return luaL_error(L, "send: socket is busy (another task is sending)");
+  if (i > j) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  lua_settop(L, 2);
+  lua_pushinteger(L, i - 1);    /* 3: from (0-based) */
+  lua_pushinteger(L, j);        /* 4: to (exclusive) */
+  return start_send(L, s, t, 0);
+}
+
+/* --- accepting: one multishot ACCEPT per listener --- */
+
+static int arm_accept (lua_State *L, ur_loop *loop, ur_sock *s);
+
+static void wake_acceptor (ur_loop *loop, ur_sock *s) {
+  ur_waitq_wake_one(loop, &s->acceptors);
+}
+
+static void accept_cqe (ur_loop *loop, ur_req *r) {
+  ur_sock *s = (ur_sock *)r->obj;
+  int res = r->res, more = (r->cflags & IORING_CQE_F_MORE) != 0;
+  if (res >= 0) {
+    if (s == NULL || s->fd < 0) close(res);     /* nobody can take it */
+    else if (s->plen == s->pcap) {
+      size_t cap = s->pcap ? s->pcap * 2 : 16;
+      int *np = (int *)malloc(cap * sizeof *np);
+      if (np == NULL) close(res);
+      else {
+        for (size_t i = 0; i < s->plen; i++)
+          np[i] = s->pend[(s->phead + i) % s->pcap];
+        free(s->pend);
+        s->pend = np;
+        s->pcap = cap;
+        s->phead = 0;
+      }
+    }
+    if (s && s->fd >= 0 && s->plen < s->pcap) {
+      s->pend[(s->phead + s->plen) % s->pcap] = res;
+      s->plen++;
+    }
+  }
+  else if (s && res != -ECANCELED)
+    s->accept_err = res;
+  if (!more) {                  /* the kernel ended the multishot */
+    if (s) {
+      s->armed = 0;
+      s->accept_ud = 0;
+    }
+    ur_req_free(loop, r);
+    if (s && s->fd >= 0 && s->acceptors.head && s->accept_err == 0)
+      arm_accept(NULL, loop, s);
+  }
+  if (s) wake_acceptor(loop, s);
+}
+
+/* L may be NULL (from a handler): then failure is reported to accept() */
+static int arm_accept (lua_State *L, ur_loop *loop, ur_sock *s) {
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (s->armed) return 1;
+  r = ur_req_new(L, loop, IORING_OP_ACCEPT);
+  if (r == NULL) {
+    s->accept_err = -ENOMEM;
+    return 0;
+  }
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_multishot_accept(sqe, s->fd, NULL, NULL, SOCK_CLOEXEC);
+  r->on_cqe = accept_cqe;
+  r->obj = s;
+  r->fd = s->fd;
+  r->task = NULL;
+  ur_req_submitted(loop, r, sqe);
+  r->task = NULL;               /* owned by the listener, not a task */
+  s->armed = 1;
+  s->accept_ud = ur_req_ud(loop, r);
+  return 1;
+}
+
+static int accept_k (lua_State *L, int status, lua_KContext ctx);
+
+static int try_accept (lua_State *L, ur_sock *s, ur_task *t) {
+  if (s->fd < 0) return sock_fail(L, s, -EBADF);
+  if (s->plen > 0) {
+    int fd = s->pend[s->phead];
+    ur_sock *c;
+    s->phead = (s->phead + 1) % s->pcap;
+    s->plen--;
+    c = newsock(L, s->family);
+    c->fd = fd;
+    return 1;
+  }
+  if (s->accept_err) {
+    int err = s->accept_err;
+    s->accept_err = 0;
+    return ur_pushfail(L, err, "accept");
+  }
+  if (!s->armed) arm_accept(L, t->loop, s);
+  return ur_park(L, t, &s->acceptors, "accept", 0, accept_k);
+}
+
+static int accept_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  (void)status; (void)ctx;
+  if (t == NULL)
+    return luaL_error(L, "a task can only be resumed by the uring loop");
+  ur_check_interrupt(L, t);
+  return try_accept(L, checksock(L, 1), t);
+}
+
+/* server:accept() -> sock | fail */
+static int l_sock_accept (lua_State *L) {
+  ur_sock *s = tosock(L);
+  ur_task *t;
+  if (!s->listener) return luaL_error(L, "accept: socket is not listening");
+  t = ur_task_current(L, "accept");
+  lua_settop(L, 1);
+  return try_accept(L, s, t);
+}
+
+/* --- making sockets: resolve, IORING_OP_SOCKET, then connect or listen --- */
+
+typedef struct conn_args {   /* kept on the task's stack as a userdata */
+  ur_addr addr;
+  int listen, backlog, reuseport;
+  char what[96];             /* "host:port" for messages */
+} conn_args;
+
+static int socket_k (lua_State *L, int status, lua_KContext ctx);
+static int connect_k (lua_State *L, int status, lua_KContext ctx);
+
+/* Stack: 1..3 arguments, 4: conn_args.  Make the socket. */
+static int start_socket (lua_State *L, ur_task *t) {
+  conn_args *a = (conn_args *)lua_touserdata(L, 4);
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_SOCKET);
+  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  io_uring_prep_socket(sqe, a->addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC,
+                       0, 0);
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, "socket", 0, socket_k);
+}
+
+static int resolved_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  conn_args *a = (conn_args *)lua_touserdata(L, 4);
+  (void)status; (void)ctx;
+  if (ur_resolved(L, t, &a->addr) != 0) return 3;
+  lua_settop(L, 4);
+  return start_socket(L, t);
+}
+
+static int setup_listener (lua_State *L, ur_sock *s, conn_args *a) {
+  int one = 1;
+  setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (a->reuseport)
+    setsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (bind(s->fd, (struct sockaddr *)&a->addr.ss, a->addr.len) != 0 ||
+      listen(s->fd, a->backlog) != 0) {
+    int err = errno;
+    close(s->fd);
+    s->fd = -1;
+    return ur_pushfail(L, -err, a->what);
+  }
+  s->listener = 1;
+  return 0;
+}
+
+static int socket_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  conn_args *a = (conn_args *)lua_touserdata(L, 4);
+  int res = r->res;
+  ur_sock *s;
+  (void)status; (void)ctx;
+  ur_req_free(t->loop, r);
+  if (res >= 0 && interrupted(t)) close(res);   /* nobody will get it */
+  ur_check_interrupt(L, t);
+  if (res < 0) return ur_pushfail(L, res, a->what);
+  lua_settop(L, 4);
+  s = newsock(L, a->addr.ss.ss_family);         /* 5: the socket */
+  s->fd = res;
+  if (a->listen) {
+    if (setup_listener(L, s, a)) return 3;
+    arm_accept(L, t->loop, s);
+    return 1;
+  }
+  {
+    ur_req *c = ur_req_new(L, t->loop, IORING_OP_CONNECT);
+    struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+    ur_req_pin(L, c, 4);        /* the address, read by the kernel */
+    io_uring_prep_connect(sqe, s->fd, (struct sockaddr *)&a->addr.ss,
+                          a->addr.len);
+    c->fd = s->fd;
+    ur_req_submitted(t->loop, c, sqe);
+    return ur_await(L, t, c, "connect", 0, connect_k);
+  }
+}
+
+static int connect_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  conn_args *a = (conn_args *)lua_touserdata(L, 4);
+  ur_sock *s = checksock(L, 5);
+  int res = r->res;
+  (void)status; (void)ctx;
+  ur_req_free(t->loop, r);
+  if (res < 0 || interrupted(t)) {   /* a failed or unwanted socket */
+    close(s->fd);
+    s->fd = -1;
+  }
+  ur_check_interrupt(L, t);
+  if (res < 0) return ur_pushfail(L, res, a->what);
+  lua_settop(L, 5);
+  return 1;
+}
+
+/* Shared by connect and listen: parse, resolve if needed, make. */
+static int open_stream (lua_State *L, int listening, const char *fname) {
+  const char *host = luaL_optstring(L, 1, "*");
+  lua_Integer port = luaL_checkinteger(L, 2);
+  conn_args *a;
+  ur_task *t;
+  int numeric;
+  luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  t = ur_task_current(L, fname);
+  a = (conn_args *)lua_newuserdatauv(L, sizeof *a, 0);   /* 4 */
+  memset(a, 0, sizeof *a);
+  a->listen = listening;
+  a->backlog = 511;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "backlog");
+    if (!lua_isnil(L, -1)) a->backlog = (int)luaL_checkinteger(L, -1);
+    lua_getfield(L, 3, "reuseport");
+    a->reuseport = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+  }
+  snprintf(a->what, sizeof a->what, "%s:%d", host, (int)port);
+  numeric = ur_addr_numeric(strcmp(host, "*") == 0 && !listening
+                              ? "127.0.0.1" : host, (int)port, &a->addr);
+  if (numeric) return start_socket(L, t);
+  return ur_resolve(L, t, host, (int)port, SOCK_STREAM, 0, resolved_k);
+}
+
+/* uring.connect(host, port [, opts]) -> sock | fail */
+static int l_connect (lua_State *L) { return open_stream(L, 0, "connect"); }
+
+/* uring.listen(host, port [, opts]) -> server | fail
+ * opts: backlog (511), reuseport (false) */
+static int l_listen (lua_State *L) { return open_stream(L, 1, "listen"); }
+
+/* uring.connect_unix(path) / uring.listen_unix(path [, opts]) */
+static int open_unix (lua_State *L, int listening, const char *fname) {
+  const char *path = luaL_checkstring(L, 1);
+  conn_args *a;
+  ur_task *t;
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_pushnil(L);               /* 3: keep the stack layout of open_stream */
+  t = ur_task_current(L, fname);
+  a = (conn_args *)lua_newuserdatauv(L, sizeof *a, 0);   /* 4 */
+  memset(a, 0, sizeof *a);
+  if (!ur_addr_unix(path, &a->addr))
+    return luaL_argerror(L, 1, "path too long for a Unix socket");
+  a->listen = listening;
+  a->backlog = 511;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "backlog");
+    if (!lua_isnil(L, -1)) a->backlog = (int)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+  }
+  snprintf(a->what, sizeof a->what, "%s", path);
+  return start_socket(L, t);
+}
+
+static int l_connect_unix (lua_State *L) { return open_unix(L, 0, "connect_unix"); }
+static int l_listen_unix (lua_State *L) { return open_unix(L, 1, "listen_unix"); }
+
+/* --- the rest of a socket's life --- */
+
+/* sock:settimeout(seconds | nil): each later receive, send and accept
+ * wait at most this long; then nil, "timeout", ETIME. */
+static int l_sock_settimeout (lua_State *L) {
+  ur_sock *s = tosock(L);
+  if (lua_isnoneornil(L, 2) || lua_tonumber(L, 2) < 0) s->timeout = -1;
+  else s->timeout = luaL_checknumber(L, 2);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int shutdown_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  int res = r->res;
+  (void)status; (void)ctx;
+  ur_req_free(t->loop, r);
+  ur_check_interrupt(L, t);
+  if (res < 0) return ur_pushfail(L, res, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sock:shutdown([how]) -- "both" (default), "send", "receive" */
+static int l_sock_shutdown (lua_State *L) {
+  static const int hows[] = {SHUT_RDWR, SHUT_WR, SHUT_RD};
+  static const char *const names[] = {"both", "send", "receive", NULL};
+  ur_sock *s = tosock(L);
+  int how = hows[luaL_checkoption(L, 2, "both", names)];
+  ur_task *t = ur_task_current(L, "shutdown");
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_SHUTDOWN);
+  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  io_uring_prep_shutdown(sqe, s->fd, how);
+  r->fd = s->fd;
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, "shutdown", 0, shutdown_k);
+}
+
+static void cancel_ud (ur_loop *loop, uint64_t ud, int detach) {
+  ur_req *r = ud ? ur_req_at(loop, ud) : NULL;
+  if (r == NULL) return;
+  if (detach) r->obj = NULL;    /* the socket's memory is going away */
+  ur_req_cancel(loop, r);
+}
+
+/* Close now, from anywhere: cancel what is in flight on the socket, wake
+ * every task blocked on it (they see "closed"), close the fd. */
+static void sock_close (ur_loop *loop, ur_sock *s, int detach) {
+  if (s->fd < 0) return;
+  if (loop->ring_ok && !loop->closing) {
+    cancel_ud(loop, s->recv_ud, detach);
+    cancel_ud(loop, s->send_ud, detach);
+    cancel_ud(loop, s->accept_ud, detach);
+  }
+  close(s->fd);
+  s->fd = -1;
+  while (s->plen > 0) {          /* accepted, never taken */
+    close(s->pend[s->phead]);
+    s->phead = (s->phead + 1) % s->pcap;
+    s->plen--;
+  }
+  free(s->pend);
+  s->pend = NULL;
+  s->pcap = 0;
+  ur_waitq_wake_all(loop, &s->acceptors);
+  if (!s->rbusy) {
+    free(s->rbuf);
+    s->rbuf = NULL;
+    s->rcap = s->rlen = s->rpos = 0;
+  }
+}
+
+/* sock:close(), __close and __gc: one idempotent function */
+static int l_sock_close (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  if (s->fd >= 0) sock_close(ur_loop_of(L), s, 0);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* __gc: the memory is going away; requests still in flight (a cancelled
+ * multishot accept whose last CQE is yet to come) must not touch it. */
+static int l_sock_gc (lua_State *L) {
+  ur_sock *s = (ur_sock *)luaL_testudata(L, 1, UR_SOCK_MT);
+  ur_loop *loop = ur_loop_of(L);
+  if (s == NULL) return 0;
+  sock_close(loop, s, 1);
+  if (loop->chunks) {
+    uint64_t uds[3] = {s->recv_ud, s->send_ud, s->accept_ud};
+    for (int i = 0; i < 3; i++) {
+      ur_req *r = uds[i] ? ur_req_at(loop, uds[i]) : NULL;
+      if (r) r->obj = NULL;
+    }
+  }
+  free(s->rbuf);
+  s->rbuf = NULL;
+  return 0;
+}
+
+static int l_sock_closemm (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  if (s->fd >= 0) sock_close(ur_loop_of(L), s, 0);
+  return 0;
+}
+
+static int names (lua_State *L, int peer) {
+  ur_sock *s = tosock(L);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int ret = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
+                 : getsockname(s->fd, (struct sockaddr *)&ss, &len);
+  if (ret != 0) return ur_pushfail(L, -errno, NULL);
+  return ur_push_addr(L, (struct sockaddr *)&ss, len);
+}
+
+/* sock:getpeername() -> host, port (path for Unix) | fail */
+static int l_sock_getpeername (lua_State *L) { return names(L, 1); }
+/* sock:getsockname() -> host, port (path for Unix) | fail */
+static int l_sock_getsockname (lua_State *L) { return names(L, 0); }
+
+static int l_sock_fd (lua_State *L) {
+  lua_pushinteger(L, tosock(L)->fd);
+  return 1;
+}
+
+/* sock:setoption(name, value): "nodelay", "keepalive" (bool) */
+static int l_sock_setoption (lua_State *L) {
+  static const char *const opts[] = {"nodelay", "keepalive", NULL};
+  ur_sock *s = tosock(L);
+  int o = luaL_checkoption(L, 2, NULL, opts), v = lua_toboolean(L, 3), ret;
+  if (o == 0) ret = setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
+  else ret = setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v);
+  if (ret != 0) return ur_pushfail(L, -errno, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_sock_tostring (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  if (s->fd < 0) lua_pushliteral(L, "uring.socket (closed)");
+  else lua_pushfstring(L, "uring.socket (%s, fd %d)",
+                       s->listener ? "listening" : "stream", s->fd);
+  return 1;
+}
+
+void ur_register_net (lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"accept", l_sock_accept}, {"send", l_sock_send},
+    {"settimeout", l_sock_settimeout}, {"shutdown", l_sock_shutdown},
+    {"close", l_sock_close}, {"getpeername", l_sock_getpeername},
+    {"getsockname", l_sock_getsockname}, {"fd", l_sock_fd},
+    {"setoption", l_sock_setoption},
+    {"_fill", l_sock_fill}, {"_take_line", l_sock_take_line},
+    {"_take", l_sock_take}, {"_buffered", l_sock_buffered},
+    {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__gc", l_sock_gc}, {"__close", l_sock_closemm},
+    {"__tostring", l_sock_tostring},
+    {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"connect", l_connect}, {"listen", l_listen},
+    {"connect_unix", l_connect_unix}, {"listen_unix", l_listen_unix},
+    {NULL, NULL}
+  };
+  luaL_newmetatable(L, UR_SOCK_MT);
+  ur_setfuncs(L, meta);
+  lua_newtable(L);
+  ur_setfuncs(L, methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -4, "socket_methods");   /* net.lua adds receive() ... */
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  ur_setfuncs(L, funcs);
+}
