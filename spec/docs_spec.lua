@@ -2,7 +2,8 @@
 -- and every method of a file, task, ring and buffer has a heading in
 -- docs/api.md or docs/ring.md, and no heading names something that is
 -- gone.  A heading documents a name when a "### " line contains
--- `uring.name(  `file:name(  `task:name(  `ring:name(  or  `buf:name(
+-- `uring.name(  `file:name(  `task:name(  `ring:name(  `buf:name(
+-- `sock:name(  or  `server:name(
 -- (ring.md puts several names on one heading; that counts for each).
 local uring = require "uring"
 
@@ -26,6 +27,8 @@ local KINDS = {
   { prefix = "task", mt = "uring.task" },
   { prefix = "ring", mt = "uring.ring" },
   { prefix = "buf", mt = "uring.buffer" },
+  { prefix = "sock", mt = "uring.socket" },
+  { prefix = "server", mt = "uring.socket" },   -- a listening socket
 }
 
 --- Every documented name, "uring.open" / "file:read" / ..., from the
@@ -83,7 +86,11 @@ local function public_names ()
   for _, kind in ipairs(KINDS) do
     local mt = assert(reg[kind.mt], "no metatable " .. kind.mt)
     assert(type(mt.__index) == "table", kind.mt .. ".__index is not a table")
-    method_names(kind.prefix, mt.__index, names)
+    -- a socket's methods are documented once, as sock: (accept as server:)
+    if kind.prefix ~= "server" then method_names(kind.prefix, mt.__index, names) end
+  end
+  for i, n in ipairs(names) do
+    if n == "sock:accept" then names[i] = "server:accept" end
   end
   table.sort(names)
   return names
