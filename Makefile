@@ -20,11 +20,19 @@ INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 INST_LUADIR ?= $(PREFIX)/share/lua/5.4
 INST_BINDIR ?= $(PREFIX)/bin
 DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
-              curl netcat-openbsd wrk
+              libreadline-dev curl netcat-openbsd wrk
 
 .PHONY: all test deps asan valgrind demo bench install clean docs-check
 
-all: $(SO) $(BUILD)/noring
+RLSO        = $(BUILD)/uring/readline.so
+
+all: $(SO) $(RLSO) $(BUILD)/noring
+
+# line editing for the REPL: a module of its own, so the core does not
+# link GNU readline
+$(RLSO): csrc/rl/readline.c
+	@mkdir -p $(@D)
+	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -o $@ $< -lreadline
 
 # a test helper: runs a command with io_uring_setup blocked by seccomp
 $(BUILD)/noring: spec/helpers/noring.c
@@ -75,6 +83,9 @@ install: all
 	install -d $(DESTDIR)$(INST_LIBDIR)/uring $(DESTDIR)$(INST_LUADIR)/uring
 	install -m 755 $(SO) $(DESTDIR)$(INST_LIBDIR)/uring/core.so
 	install -m 644 lua/uring/*.lua $(DESTDIR)$(INST_LUADIR)/uring/
+	install -m 755 $(RLSO) $(DESTDIR)$(INST_LIBDIR)/uring/readline.so
+	install -d $(DESTDIR)$(INST_BINDIR)
+	install -m 755 bin/uring-repl $(DESTDIR)$(INST_BINDIR)/uring-repl
 
 clean:
 	rm -rf build build-asan

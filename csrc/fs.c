@@ -1115,6 +1115,27 @@ static int l_open (lua_State *L) {
   return ur_await(L, t, r, "open", 0, open_k);
 }
 
+/* uring.fdopen(fd [, mode]) -> file | fail
+ * A file object over a duplicate of an fd this process already has
+ * (stdin, a pipe from elsewhere); closing it leaves fd itself open. */
+static int l_fdopen (lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  const char *mode = luaL_optstring(L, 2, "r");
+  ur_file *f;
+  int nfd, plus;
+  luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "invalid file descriptor");
+  luaL_argcheck(L, checkmode(mode), 2, "invalid mode");
+  plus = strchr(mode, '+') != NULL;
+  f = newfile(L);
+  nfd = fcntl((int)fd, F_DUPFD_CLOEXEC, 3);
+  if (nfd < 0) return ur_pushfail(L, -errno, NULL);
+  f->fd = nfd;
+  f->readable = mode[0] == 'r' || plus;
+  f->writable = mode[0] != 'r' || plus;
+  f->append = mode[0] == 'a';
+  return 1;
+}
+
 void ur_register_fs (lua_State *L) {
   static const luaL_Reg methods[] = {
     {"read", l_file_read}, {"write", l_file_write}, {"flush", l_file_flush},
@@ -1130,7 +1151,8 @@ void ur_register_fs (lua_State *L) {
     {NULL, NULL}
   };
   static const luaL_Reg funcs[] = {
-    {"open", l_open}, {"stat", l_stat}, {"unlink", l_unlink},
+    {"open", l_open}, {"fdopen", l_fdopen}, {"stat", l_stat},
+    {"unlink", l_unlink},
     {"rmdir", l_rmdir}, {"mkdir", l_mkdir}, {"rename", l_rename},
     {NULL, NULL}
   };

@@ -130,6 +130,7 @@ struct ur_loop {
   /* tasks */
   ur_waitq runq;
   uint32_t runq_len;
+  uint32_t busy_turns;  /* turns that found tasks runnable */
   uint32_t live_tasks;
   uint32_t next_task_id;
   ur_task *current;     /* the task being resumed, or NULL */
@@ -235,6 +236,9 @@ void ur_bufring_recycle (ur_loop *loop, unsigned bid);
 int ur_bufring_grow (ur_loop *loop);
 unsigned ur_bufring_count (ur_loop *loop);
 void ur_bufring_free (ur_loop *loop);
+
+/* signal.c: uring.signal (signalfd through the ring), uring.poll */
+void ur_register_signal (lua_State *L);
 
 /* net.c (TCP and Unix streams), udp.c */
 void ur_register_net (lua_State *L);

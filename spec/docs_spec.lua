@@ -29,6 +29,7 @@ local KINDS = {
   { prefix = "buf", mt = "uring.buffer" },
   { prefix = "sock", mt = "uring.socket" },
   { prefix = "server", mt = "uring.socket" },   -- a listening socket
+  { prefix = "sig", mt = "uring.signal" },
 }
 
 --- Every documented name, "uring.open" / "file:read" / ..., from the
