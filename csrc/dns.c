@@ -30,6 +30,7 @@
  * answer (EAI_NONAME, EAI_NODATA, EAI_FAIL, EAI_FAMILY, ...) gives
  * EHOSTUNREACH.  Scripts that only test `if not addr` need none of it.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -103,6 +104,22 @@ static void *dns_thread (void *arg) {
   return NULL;
 }
 
+/*
+ * lua_close unloads this module (dlclose), but a detached thread may still
+ * be inside dns_thread: a cancelled lookup whose resolver waits out a
+ * 5 s DNS timeout, say.  Its code must stay mapped, so before the first
+ * thread starts we open ourselves again with RTLD_NODELETE (the handle is
+ * kept on purpose).  Without it, exiting right after cancelling lookups
+ * crashed about one run in ten.
+ */
+static void dns_pin_module (void) {
+  Dl_info info;
+  if (dladdr((void *)dns_thread, &info) && info.dli_fname)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+static pthread_once_t dns_pin_once = PTHREAD_ONCE_INIT;
+
 /* Start the helper thread with every signal blocked, so a signal meant
  * for the Lua program (SIGINT, uring.signal) is never delivered to it. */
 static int dns_spawn (dns_lookup *lk) {
@@ -110,6 +127,7 @@ static int dns_spawn (dns_lookup *lk) {
   pthread_t th;
   sigset_t all, old;
   int rc;
+  pthread_once(&dns_pin_once, dns_pin_module);
   if (pthread_attr_init(&attr) != 0) return -1;
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   sigfillset(&all);

@@ -16,20 +16,27 @@ external_dependencies = {
 }
 build = {
   type = "builtin",
+  install = { bin = { ["uring-repl"] = "bin/uring-repl" } },
   modules = {
     ["uring.core"] = {
       sources = {
         "csrc/core.c", "csrc/loop.c", "csrc/req.c", "csrc/task.c", "csrc/err.c",
         "csrc/fs.c", "csrc/buffer.c", "csrc/ring.c", "csrc/probe.c", "csrc/stats.c",
-        "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c", "csrc/net.c",
+        "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c", "csrc/net.c", "csrc/signal.c",
+        "csrc/udp.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)" },
       libdirs = { "$(LIBURING_LIBDIR)" },
       libraries = { "uring", "pthread" },
     },
+    ["uring.readline"] = {
+      sources = { "csrc/rl/readline.c" },
+      libraries = { "readline" },
+    },
     ["uring"] = "lua/uring/init.lua",
     ["uring.file"] = "lua/uring/file.lua",
     ["uring.net"] = "lua/uring/net.lua",
+    ["uring.repl"] = "lua/uring/repl.lua",
   },
 }

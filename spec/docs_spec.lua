@@ -30,6 +30,7 @@ local KINDS = {
   { prefix = "sock", mt = "uring.socket" },
   { prefix = "server", mt = "uring.socket" },   -- a listening socket
   { prefix = "sig", mt = "uring.signal" },
+  { prefix = "udp", mt = "uring.udp" },
 }
 
 --- Every documented name, "uring.open" / "file:read" / ..., from the
