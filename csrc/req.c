@@ -66,6 +66,7 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   r->pin_ref = LUA_NOREF;
   r->mem = NULL;
   r->memlen = 0;
+  r->t_prep = 0;
   return r;
 }
 

@@ -43,7 +43,8 @@ static void trace_event (ur_loop *loop, ur_req *r, int cqe) {
   ev.res = r->res;
   ev.flags = r->cflags;
   ev.len = r->memlen;
-  ev.elapsed = cqe ? ur_now() - r->t_prep : 0;
+  /* a request prepared before tracing began has no start time */
+  ev.elapsed = (cqe && r->t_prep > 0) ? ur_now() - r->t_prep : 0;
   if (loop->trace_ref == TRACE_PRINT) {
     if (cqe)
       fprintf(stderr, "[uring] cqe %-10s task=%u ud=%#llx res=%d%s %.1fus\n",

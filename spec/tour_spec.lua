@@ -1,0 +1,101 @@
+-- spec/tour_spec.lua: every example of the guided tour (docs/tour.md)
+-- runs, exits 0 and prints the line that carries the figure it teaches.
+-- Each runs as a reader would, from the repo root:
+--   timeout 60 lua5.4 examples/tour_x.lua
+-- URING_CPATH, when set (the ASan build), reaches the examples through the
+-- environment.  Step 2 (batching) is examples/batch.lua, run by
+-- examples_spec.lua.
+local LUA = os.getenv("LUA") or "lua5.4"
+
+local function run(script)
+  local errfile = os.tmpname()
+  local cmd = ("timeout 60 %s examples/%s 2>%s"):format(LUA, script, errfile)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local f = assert(io.open(errfile, "rb"))
+  local err = f:read("a")
+  f:close()
+  os.remove(errfile)
+  assert(code == 0, ("%s: exit status %s\nstdout:\n%s\nstderr:\n%s")
+    :format(script, tostring(code), out, err))
+  return out
+end
+
+local function expect(out, pattern)
+  local c = { out:match(pattern) }
+  assert(#c > 0, ("no line matching %q in:\n%s"):format(pattern, out))
+  return table.unpack(c)
+end
+
+describe("tour", function()
+  it("1. tour_sq_cq: 5 SQEs, one submit, 5 CQEs", function()
+    local out = run("tour_sq_cq.lua")
+    expect(out, "after 5 prep_nop:  sq_ready = 5  cq_ready = 0")
+    expect(out, "submit%(%) %-> 5:     sq_ready = 0  cq_ready = 5")
+    expect(out, "ok: 5 SQEs went in with one submit and 5 CQEs came back")
+  end)
+
+  it("3. tour_completion: poll says ready at once, the read completes later", function()
+    local out = run("tour_completion.lua")
+    local poll, read = expect(out,
+      "ok: readiness said yes in ([%d.]+) ms; the completion came when the data did, ([%d.]+) ms")
+    assert(tonumber(poll) < tonumber(read))
+  end)
+
+  it("4. tour_link_timeout: the empty read is cut with -ECANCELED / -ETIME", function()
+    local out = run("tour_link_timeout.lua")
+    local ms = tonumber(expect(out, "ok: the empty read was cut after ([%d.]+) ms"))
+    assert(ms >= 90 and ms < 600, ms)
+    expect(out, "read returned \"hello\\n\"")
+  end)
+
+  it("5. tour_cancel: a 10 s sleep cancelled, CQE -125, in < 1 s", function()
+    local out = run("tour_cancel.lua")
+    expect(out, "cqe timeout  task=%d+ res=%-125")
+    local ms = tonumber(expect(out, "ok: the 10 s sleep ended with %-ECANCELED after ([%d.]+) ms"))
+    assert(ms < 1000, ms)
+  end)
+
+  it("6. tour_sqpoll: zero io_uring_enter during the SQPOLL burst", function()
+    local out = run("tour_sqpoll.lua")
+    if out:match("SQPOLL is not allowed here") or out:match("strace not found") then
+      return   -- nothing to count on this machine; the script said so
+    end
+    assert.equal(0, tonumber(expect(out, "enters during burst: (%d+)")))
+    assert(tonumber(expect(out, "\nplain%s+(%d+)")) > 0)
+  end)
+
+  it("7. tour_fixed: fixed and plain reads, timed, all correct", function()
+    local out = run("tour_fixed.lua")
+    expect(out, "buffered %(warm cache%)%s+%d+%s+[%d.]+%s+[%d.]+%s+[%d.]+")
+    expect(out, "reads with a wrong result: 0")
+    expect(out, "ok: every fixed and plain read returned its block")
+  end)
+
+  it("8. tour_multishot: one accept SQE, 100 CQEs with more", function()
+    local out = run("tour_multishot.lua")
+    local sqes, cqes, more = expect(out, "accept: (%d+) SQE, (%d+) CQEs %((%d+) with more = true%)")
+    assert.equal(1, tonumber(sqes))
+    assert(tonumber(cqes) >= 100 and tonumber(more) >= 100)
+  end)
+
+  it("9-10. tour_probe: the op list, send_zc probed", function()
+    local out = run("tour_probe.lua")
+    expect(out, "uring.probe%(%).send_zc = %a+")
+    assert(tonumber(expect(out, "ok: (%d+) ops probed")) > 0)
+  end)
+
+  it("11. tour_security: the seccomp message, with the fix", function()
+    local out = run("tour_security.lua")
+    expect(out, "io_uring_setup is blocked by a seccomp or container policy")
+    expect(out, "ok: blocked by seccomp, lua%-uring named the cause and the fix")
+  end)
+
+  it("12. tour_drill: ring, blocking loop and threads, cold and warm", function()
+    local out = run("tour_drill.lua")
+    expect(out, "warm  uring: 1000 tasks%s+[%d.]+%s+[%d.]+")
+    expect(out, "warm  threads: 8 x pread %(C%)%s+[%d.]+%s+[%d.]+")
+    expect(out, "ok: every read returned its block")
+  end)
+end)
