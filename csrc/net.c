@@ -462,7 +462,15 @@ static int accept_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   if (t == NULL)
     return luaL_error(L, "a task can only be resumed by the uring loop");
-  ur_check_interrupt(L, t);
+  if (interrupted(t)) {
+    ur_sock *s = checksock(L, 1);
+    /* It may have been woken for a connection it will now not take (a
+     * cancel landing between the wake and the resume): pass the wakeup
+     * on, or the connection waits while the next acceptor sleeps. */
+    if (s->fd >= 0 && (s->plen > 0 || s->accept_err))
+      wake_acceptor(t->loop, s);
+    ur_check_interrupt(L, t);
+  }
   return try_accept(L, checksock(L, 1), t);
 }
 
@@ -641,8 +649,12 @@ static int l_listen_unix (lua_State *L) { return open_unix(L, 1, "listen_unix");
  * wait at most this long; then nil, "timeout", ETIME. */
 static int l_sock_settimeout (lua_State *L) {
   ur_sock *s = tosock(L);
-  if (lua_isnoneornil(L, 2) || lua_tonumber(L, 2) < 0) s->timeout = -1;
-  else s->timeout = luaL_checknumber(L, 2);
+  double secs = lua_isnoneornil(L, 2) ? -1 : luaL_checknumber(L, 2);
+  /* NaN would become a garbage timespec (the receive then never timed
+   * out); math.huge and other values past what set_ts can convert are
+   * undefined behaviour in the cast: they mean "wait forever", as nil. */
+  luaL_argcheck(L, secs == secs, 2, "seconds must be a number, not NaN");
+  s->timeout = (secs < 0 || secs >= 1e12) ? -1 : secs;
   lua_settop(L, 1);
   return 1;
 }
@@ -689,6 +701,12 @@ static void sock_close (ur_loop *loop, ur_sock *s, int detach) {
     cancel_ud(loop, s->recv_ud, detach);
     cancel_ud(loop, s->send_ud, detach);
     cancel_ud(loop, s->accept_ud, detach);
+    /* Outside uring.run nobody would submit those cancels until the next
+     * run: the multishot ACCEPT (or a recv) would keep the file, so the
+     * port stays bound and the request stays in flight.  With no task to
+     * starve, finish the cancels now (no Lua runs: handlers are plain C). */
+    if (!loop->running)
+      while (loop->canceling > 0 && ur_submit(loop, 1) >= 0) ur_reap(loop);
   }
   close(s->fd);
   s->fd = -1;

@@ -35,7 +35,7 @@ end
 run("", nil)
 if os.getenv("URING_MATRIX") == "1" then
   local io_specs = "spec/task_spec.lua spec/lifetime_spec.lua spec/batch_spec.lua "
-    .. "spec/file_spec.lua spec/ring_spec.lua"
+    .. "spec/file_spec.lua spec/ring_spec.lua spec/net_spec.lua spec/udp_spec.lua"
   for _, env in ipairs { "URING_TEST_RING=4", "URING_TEST_SQPOLL=1",
                          "URING_TEST_SQPOLL=1 URING_TEST_RING=4" } do
     run("env " .. env, io_specs)
