@@ -50,8 +50,21 @@ typedef struct ur_sock {
   ur_waitq acceptors;     /* tasks blocked in accept() */
 } ur_sock;
 
+static char sock_mt_key;   /* registry: the socket metatable, by address */
+
+/* luaL_checkudata, without its lookup by name: it runs several times per
+ * request on a busy server */
 static ur_sock *checksock (lua_State *L, int idx) {
-  return (ur_sock *)luaL_checkudata(L, idx, UR_SOCK_MT);
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_getmetatable(L, idx)) {
+    int same;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &sock_mt_key);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same) return (ur_sock *)p;
+  }
+  luaL_typeerror(L, idx, UR_SOCK_MT);
+  return NULL;
 }
 
 static ur_sock *tosock (lua_State *L) {
@@ -259,7 +272,11 @@ static int l_sock_take_line (lua_State *L) {
   }
   {
     size_t n = (size_t)(nl - p) + 1, len = keep ? n : n - 1;
-    if (dropcr) {               /* LuaSocket's "*l" ignores every CR */
+    if (dropcr && len > 0 && memchr(p, '\r', len - 1) == NULL) {
+      /* the usual line: at most one CR, right before the LF */
+      lua_pushlstring(L, p, p[len - 1] == '\r' ? len - 1 : len);
+    }
+    else if (dropcr) {          /* LuaSocket's "*l" ignores every CR */
       luaL_Buffer b;
       luaL_buffinit(L, &b);
       for (size_t i = 0; i < len; i++)
@@ -821,6 +838,8 @@ void ur_register_net (lua_State *L) {
     {NULL, NULL}
   };
   luaL_newmetatable(L, UR_SOCK_MT);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sock_mt_key);
   ur_setfuncs(L, meta);
   lua_newtable(L);
   ur_setfuncs(L, methods);

@@ -22,6 +22,18 @@ return function(uring, core)
   -- (everything until the peer closes), n (exactly n bytes).  A timeout
   -- returns nil, "timeout", ETIME and keeps the bytes buffered.
   function methods:receive(pattern, prefix)
+    if (pattern == nil or pattern == "*l" or pattern == "l") and prefix == nil then
+      -- the hot path of every line protocol: no pattern parsing
+      while true do
+        local line = self:_take_line(false, true)
+        if line then return line end
+        local ok, msg, en = self:_fill()
+        if ok == nil then return nil, msg, en end
+        if ok == false then
+          return nil, "closed", (self:_take():gsub("\r", ""))
+        end
+      end
+    end
     pattern = pattern or "*l"
     prefix = prefix or ""
     if type(pattern) == "number" then

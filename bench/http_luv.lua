@@ -1,0 +1,159 @@
+--- bench/http_luv.lua: HTTP/1.1 keep-alive hello world on luv (libuv).
+--
+--   lua5.4 bench/http_luv.lua [port] [--seconds S] [--max-requests N]
+--
+-- The same protocol as examples/http_hello.lua (its request loop, copied;
+-- the responses byte for byte):
+-- the request line and headers are taken line by line out of a per-
+-- connection buffer (pipelined requests are answered in order), a
+-- Content-Length body is skipped, "Hello, world!\n" goes back with
+-- Content-Length, and the connection stays open unless the client said
+-- "Connection: close" or spoke HTTP/1.0 without keep-alive; a malformed
+-- request line gets a 400 and a close.  libuv is callback-driven, so the
+-- parser is a small state machine fed by read_start.  Prints
+-- "listening on 127.0.0.1:PORT" first (port 0: any free).
+local uv = require "luv"
+local byte, find, lower, sub = string.byte, string.find, string.lower, string.sub
+
+local port, seconds, max_requests = 8080, nil, nil
+do
+  local i = 1
+  while arg[i] do
+    local a = arg[i]
+    if a == "--seconds" then seconds = tonumber(arg[i + 1]); i = i + 2
+    elseif a == "--max-requests" then max_requests = tonumber(arg[i + 1]); i = i + 2
+    elseif tonumber(a) then port = math.tointeger(tonumber(a)); i = i + 1
+    else
+      io.stderr:write("usage: lua5.4 bench/http_luv.lua [port] "
+                      .. "[--seconds S] [--max-requests N]\n")
+      os.exit(2)
+    end
+  end
+end
+
+-- the responses, built once, byte for byte those of examples/http_hello.lua
+local BODY = "Hello, world!\n"
+local function response(connection)
+  return "HTTP/1.1 200 OK\r\n"
+    .. "Content-Type: text/plain\r\n"
+    .. "Content-Length: " .. #BODY .. "\r\n"
+    .. "Connection: " .. connection .. "\r\n"
+    .. "\r\n" .. BODY
+end
+local KEEP, CLOSE = response("keep-alive"), response("close")
+local HEAD_KEEP = sub(KEEP, 1, #KEEP - #BODY)     -- HEAD: headers only
+local HEAD_CLOSE = sub(CLOSE, 1, #CLOSE - #BODY)
+local BAD = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+local served = 0
+local function done()
+  io.stdout:write("served ", served, " requests\n")
+  io.stdout:flush()
+  os.exit(0)
+end
+
+local function close(c)
+  if not c:is_closing() then c:close() end
+end
+
+-- the request loop of examples/http_hello.lua turned into a state machine
+-- fed by read_start: the same checks, in the same order
+local function handle(c)
+  c:nodelay(true)
+  local buf, pos = "", 1
+  -- state: "line" (waiting for a request line), "head" (headers),
+  -- "body" (skipping bodylen bytes)
+  local state, keep, head, bodylen = "line", true, false, 0
+  local closing = false
+
+  -- one line out of the buffer (LuaSocket "*l": CRs dropped), or nil
+  local function take_line()
+    local nl = find(buf, "\n", pos, true)
+    if not nl then return nil end
+    local line = sub(buf, pos, nl - 1)
+    pos = nl + 1
+    if find(line, "\r", 1, true) then line = line:gsub("\r", "") end
+    return line
+  end
+
+  local function finish()
+    closing = true
+    c:shutdown(function() close(c) end)
+  end
+
+  local function respond()
+    served = served + 1
+    if head then c:write(keep and HEAD_KEEP or HEAD_CLOSE)
+    else c:write(keep and KEEP or CLOSE) end
+    if not keep then finish() end
+    if max_requests and served >= max_requests then done() end
+    state = "line"
+  end
+
+  c:read_start(function(err, data)
+    if err or not data then close(c); return end
+    if closing then return end
+    if pos > #buf then buf, pos = data, 1
+    else buf = sub(buf, pos) .. data; pos = 1 end
+    while not closing do
+      if state == "line" then
+        local line = take_line()
+        if not line then break end
+        if line ~= "" then   -- (blank lines between requests are allowed)
+          local http10 = sub(line, -8) == "HTTP/1.0"
+          keep = not http10
+          head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
+          bodylen = 0
+          if not find(line, " HTTP/1%.%d$") then
+            c:write(BAD)
+            finish()
+            break
+          end
+          state = "head"
+        end
+      elseif state == "head" then
+        local h = take_line()
+        if not h then break end
+        if h == "" then
+          if bodylen > 0 then state = "body" else respond() end
+        else
+          local ch = byte(h, 1)
+          if ch == 67 or ch == 99 then                        -- "C" or "c"
+            local lh = lower(h)
+            if find(lh, "^connection:") then
+              if find(lh, "close", 12, true) then keep = false
+              elseif find(lh, "keep-alive", 12, true) then keep = true end
+            elseif find(lh, "^content%-length:") then
+              bodylen = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
+            end
+          end
+        end
+      else -- body
+        local have = #buf - pos + 1
+        if have < bodylen then
+          bodylen = bodylen - have
+          pos = #buf + 1
+          break
+        end
+        pos = pos + bodylen
+        bodylen = 0
+        respond()
+      end
+    end
+  end)
+end
+
+local server = uv.new_tcp()
+assert(server:bind("127.0.0.1", port))
+assert(server:listen(511, function(err)
+  if err then return end
+  local c = uv.new_tcp()
+  if server:accept(c) then handle(c) else c:close() end
+end))
+io.stdout:write("listening on 127.0.0.1:", server:getsockname().port, "\n")
+io.stdout:flush()
+if seconds then
+  local t = uv.new_timer()
+  t:start(math.floor(seconds * 1000), 0, done)
+end
+uv.run()

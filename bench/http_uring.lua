@@ -1,0 +1,112 @@
+--- bench/http_uring.lua: HTTP/1.1 keep-alive hello world on lua-uring.
+--
+--   lua5.4 bench/http_uring.lua [port] [--seconds S] [--max-requests N]
+--
+-- A stand-in for examples/http_hello.lua (bench/http.sh uses the example
+-- when it exists), with the example's request loop and responses.  The
+-- protocol is the one all four bench servers share (HEAD: headers only):
+-- read the request line and the headers line by line (so pipelined
+-- requests are answered in order), skip a Content-Length body, answer
+-- "Hello, world!\n" with Content-Length, keep the connection open unless
+-- the client said "Connection: close" or spoke HTTP/1.0 without
+-- "Connection: keep-alive"; a malformed request line gets a 400 and a
+-- close.  Prints "listening on 127.0.0.1:PORT" first (port 0: any free).
+local cp = os.getenv("URING_CPATH") or "./build/?.so"
+package.cpath = cp .. ";" .. package.cpath
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+local uring = require "uring"
+local byte, find, lower, sub = string.byte, string.find, string.lower, string.sub
+
+local port, seconds, max_requests = 8080, nil, nil
+do
+  local i = 1
+  while arg[i] do
+    local a = arg[i]
+    if a == "--seconds" then seconds = tonumber(arg[i + 1]); i = i + 2
+    elseif a == "--max-requests" then max_requests = tonumber(arg[i + 1]); i = i + 2
+    elseif tonumber(a) then port = math.tointeger(tonumber(a)); i = i + 1
+    else
+      io.stderr:write("usage: lua5.4 bench/http_uring.lua [port] "
+                      .. "[--seconds S] [--max-requests N]\n")
+      os.exit(2)
+    end
+  end
+end
+
+-- the responses, built once, byte for byte those of examples/http_hello.lua
+local BODY = "Hello, world!\n"
+local function response(connection)
+  return "HTTP/1.1 200 OK\r\n"
+    .. "Content-Type: text/plain\r\n"
+    .. "Content-Length: " .. #BODY .. "\r\n"
+    .. "Connection: " .. connection .. "\r\n"
+    .. "\r\n" .. BODY
+end
+local KEEP, CLOSE = response("keep-alive"), response("close")
+local HEAD_KEEP = sub(KEEP, 1, #KEEP - #BODY)     -- HEAD: headers only
+local HEAD_CLOSE = sub(CLOSE, 1, #CLOSE - #BODY)
+local BAD = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+local served = 0
+local function done()
+  io.stdout:write("served ", served, " requests\n")
+  io.stdout:flush()
+  os.exit(0)
+end
+
+-- the request loop of examples/http_hello.lua, line for line
+local function handle(sock)
+  sock:setoption("nodelay", true)
+  while true do
+    local line = sock:receive("*l")
+    if not line then break end
+    if line ~= "" then       -- (blank lines between requests are allowed)
+      local http10 = sub(line, -8) == "HTTP/1.0"
+      local keep = not http10
+      local head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
+      local bodylen = 0
+      if not find(line, " HTTP/1%.%d$") then
+        sock:send(BAD)
+        break
+      end
+      while true do
+        local h = sock:receive("*l")
+        if not h then goto done end
+        if h == "" then break end
+        local c = byte(h, 1)
+        if c == 67 or c == 99 then                            -- "C" or "c"
+          local lh = lower(h)
+          if find(lh, "^connection:") then
+            if find(lh, "close", 12, true) then keep = false
+            elseif find(lh, "keep-alive", 12, true) then keep = true end
+          elseif find(lh, "^content%-length:") then
+            bodylen = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
+          end
+        end
+      end
+      if bodylen > 0 and not sock:receive(bodylen) then break end
+      served = served + 1
+      local ok
+      if head then ok = sock:send(keep and HEAD_KEEP or HEAD_CLOSE)
+      else ok = sock:send(keep and KEEP or CLOSE) end
+      if not ok or not keep then break end
+      if max_requests and served >= max_requests then done() end
+    end
+  end
+  ::done::
+  sock:close()
+end
+
+uring.run(function()
+  local server = assert(uring.listen("127.0.0.1", port))
+  local _, p = server:getsockname()
+  io.stdout:write("listening on 127.0.0.1:", p, "\n")
+  io.stdout:flush()
+  if seconds then
+    uring.spawn(function() uring.sleep(seconds); done() end)
+  end
+  while true do
+    local sock = server:accept()
+    if sock then uring.spawn(handle, sock) end
+  end
+end)
