@@ -454,7 +454,39 @@ static int arm_accept (lua_State *L, ur_loop *loop, ur_sock *s) {
 
 static int accept_k (lua_State *L, int status, lua_KContext ctx);
 
-static int try_accept (lua_State *L, ur_sock *s, ur_task *t) {
+/* settimeout's limit on accept: accept has no request of its own to link
+ * a timeout to, so a plain timer takes the task out of the queue. */
+static void accept_timer_cqe (ur_loop *loop, ur_req *r) {
+  ur_task *t = r->task;
+  int fired = r->res == -ETIME && r->obj != NULL;
+  ur_req_free(loop, r);
+  if (fired && t) ur_task_unpark(loop, t);
+}
+
+static uint64_t arm_accept_timer (lua_State *L, ur_sock *s, ur_task *t) {
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_TIMEOUT);
+  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  set_ts(&r->u.ts, s->timeout);
+  io_uring_prep_timeout(sqe, &r->u.ts, 0, 0);
+  r->on_cqe = accept_timer_cqe;
+  r->obj = s;
+  ur_req_submitted(t->loop, r, sqe);
+  r->task = t;
+  return ur_req_ud(t->loop, r);
+}
+
+/* The accept is over: its timer, if still pending, has nobody to wake. */
+static void disarm_accept_timer (ur_loop *loop, uint64_t ud) {
+  ur_req *r = ud ? ur_req_at(loop, ud) : NULL;
+  if (r == NULL) return;
+  r->task = NULL;
+  r->obj = NULL;
+  ur_req_cancel(loop, r);
+}
+
+static int try_accept (lua_State *L, ur_sock *s, ur_task *t, uint64_t timer) {
+  if (s->fd < 0 || s->plen > 0 || s->accept_err)
+    disarm_accept_timer(t->loop, timer);
   if (s->fd < 0) return sock_fail(L, s, -EBADF);
   if (s->plen > 0) {
     int fd = s->pend[s->phead];
@@ -471,16 +503,24 @@ static int try_accept (lua_State *L, ur_sock *s, ur_task *t) {
     return ur_pushfail(L, err, "accept");
   }
   if (!s->armed) arm_accept(L, t->loop, s);
-  return ur_park(L, t, &s->acceptors, "accept", 0, accept_k);
+  if (timer && ur_req_at(t->loop, timer) == NULL) {   /* it fired */
+    luaL_pushfail(L);
+    lua_pushliteral(L, "timeout");
+    lua_pushinteger(L, ETIME);
+    return 3;
+  }
+  if (!timer && s->timeout >= 0) timer = arm_accept_timer(L, s, t);
+  return ur_park(L, t, &s->acceptors, "accept", (lua_KContext)timer, accept_k);
 }
 
 static int accept_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
-  (void)status; (void)ctx;
+  (void)status;
   if (t == NULL)
     return luaL_error(L, "a task can only be resumed by the uring loop");
   if (interrupted(t)) {
     ur_sock *s = checksock(L, 1);
+    disarm_accept_timer(t->loop, (uint64_t)ctx);
     /* It may have been woken for a connection it will now not take (a
      * cancel landing between the wake and the resume): pass the wakeup
      * on, or the connection waits while the next acceptor sleeps. */
@@ -488,17 +528,17 @@ static int accept_k (lua_State *L, int status, lua_KContext ctx) {
       wake_acceptor(t->loop, s);
     ur_check_interrupt(L, t);
   }
-  return try_accept(L, checksock(L, 1), t);
+  return try_accept(L, checksock(L, 1), t, (uint64_t)ctx);
 }
 
-/* server:accept() -> sock | fail */
+/* server:accept() -> sock | fail (nil, "timeout", 62 after settimeout) */
 static int l_sock_accept (lua_State *L) {
   ur_sock *s = tosock(L);
   ur_task *t;
   if (!s->listener) return luaL_error(L, "accept: socket is not listening");
   t = ur_task_current(L, "accept");
   lua_settop(L, 1);
-  return try_accept(L, s, t);
+  return try_accept(L, s, t, 0);
 }
 
 /* --- making sockets: resolve, IORING_OP_SOCKET, then connect or listen --- */

@@ -155,6 +155,15 @@ static void task_interrupt (ur_loop *loop, ur_task *t) {
   }
 }
 
+/* Take t out of the wait queue it is parked in and make it runnable (a
+ * timer for a wait that has no request of its own). */
+void ur_task_unpark (ur_loop *loop, ur_task *t) {
+  if (t->status == UR_WAITING && t->waitq) {
+    waitq_remove(t->waitq, t);
+    wake(loop, t);
+  }
+}
+
 void ur_task_cancel (ur_loop *loop, ur_task *t) {
   if (t->status >= UR_DONE) return;
   t->canceled = 1;

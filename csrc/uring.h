@@ -188,6 +188,7 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status);
 int ur_task_new (lua_State *L, ur_loop *loop, int nargs);  /* fn, args -> task */
 int ur_task_results (lua_State *L, ur_task *t);  /* task at top -> results */
 void ur_task_cancel (ur_loop *loop, ur_task *t);
+void ur_task_unpark (ur_loop *loop, ur_task *t);   /* leave its wait queue */
 void ur_register_task (lua_State *L);
 const char *ur_status_name (int status);
 

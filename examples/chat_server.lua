@@ -1,0 +1,144 @@
+--- examples/chat_server.lua: many clients, one broadcast.
+--
+--   lua5.4 examples/chat_server.lua [port] [--max-conns N] [--seconds S]
+--
+-- Every client gets a name (name1, name2, ...) and a reader task; each
+-- line a client sends goes to every other client as "nameN: text".
+--
+-- The idea: a reader per client, a writer per client.  A broadcast must
+-- not wait for the slowest client, and a socket takes one send at a time,
+-- so a broadcast only appends to each client's outbox; a client's writer
+-- task (spawned when its outbox stops being empty, gone when it is
+-- drained) sends everything queued as one send.  A slow client therefore
+-- costs its own queue, not everyone's latency; what piles up while a send
+-- is in flight goes out together, in one SQE.
+--
+-- Also sent: "* you are nameN" to a client when it joins, and
+-- "* nameN joined" / "* nameN left" to the others.
+--
+-- The first line on stdout is "listening on 127.0.0.1:PORT" (port 0, the
+-- default, lets the kernel choose).  It stops after N clients have come
+-- and gone, or after S seconds (default 30), and prints what it relayed.
+--
+-- Try it:  lua5.4 examples/chat_server.lua 7001 &
+--          nc 127.0.0.1 7001        (in two or three terminals)
+local cp = os.getenv("URING_CPATH") or "./build/?.so"
+package.cpath = cp .. ";" .. package.cpath
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+local uring = require "uring"
+local concat = table.concat
+
+local USAGE = "usage: lua5.4 examples/chat_server.lua [port] [--max-conns N] [--seconds S]\n"
+
+local function usage(msg)
+  io.stderr:write("chat_server: ", msg, "\n", USAGE)
+  os.exit(2)
+end
+
+local port, max_conns, seconds = 0, nil, 30
+do
+  local i, positional = 1, 0
+  while i <= #arg do
+    local a = arg[i]
+    if a == "--max-conns" or a == "--seconds" then
+      local v = tonumber(arg[i + 1])
+      if not v or v <= 0 then usage(a .. " needs a positive number") end
+      if a == "--max-conns" then max_conns = math.tointeger(v) or usage(a .. " needs an integer")
+      else seconds = v end
+      i = i + 2
+    elseif a == "-h" or a == "--help" then
+      io.stdout:write(USAGE)
+      os.exit(0)
+    elseif positional == 0 and a:match("^%d+$") then
+      port, positional = tonumber(a), 1
+      i = i + 1
+    else
+      usage("unexpected argument '" .. a .. "'")
+    end
+  end
+end
+
+local clients = {}           -- client -> true, while connected
+local stats = { joined = 0, lines = 0, deliveries = 0, sends = 0 }
+
+-- A client's writer: drain its outbox, everything queued in one send.
+local function writer(c)
+  while #c.outbox > 0 and not c.dead do
+    local data = concat(c.outbox)
+    c.outbox = {}
+    stats.sends = stats.sends + 1
+    if not c.sock:send(data) then c.dead = true; break end
+  end
+  c.writing = false
+end
+
+-- Queue msg for c; start its writer if none is running.
+local function deliver(c, msg)
+  if c.dead then return end
+  local box = c.outbox
+  box[#box + 1] = msg
+  stats.deliveries = stats.deliveries + 1
+  if not c.writing then
+    c.writing = true
+    uring.spawn(writer, c)
+  end
+end
+
+local function broadcast(from, msg)
+  for c in pairs(clients) do
+    if c ~= from then deliver(c, msg) end
+  end
+end
+
+-- A client's reader: every line it sends, to everyone else.
+local function serve(c)
+  deliver(c, "* you are " .. c.name .. "\n")
+  broadcast(c, "* " .. c.name .. " joined\n")
+  clients[c] = true
+  while true do
+    local line = c.sock:receive("*l")
+    if not line then break end
+    stats.lines = stats.lines + 1
+    broadcast(c, c.name .. ": " .. line .. "\n")
+  end
+  clients[c] = nil
+  broadcast(c, "* " .. c.name .. " left\n")
+  c.dead = true
+  c.sock:close()             -- a writer still sending wakes with "closed"
+end
+
+local t0 = uring.now()
+local enters = uring.run(function()
+  local server = assert(uring.listen("127.0.0.1", port))
+  local _, p = server:getsockname()
+  io.stdout:write(("listening on 127.0.0.1:%d\n"):format(p))
+  io.stdout:flush()
+  local e0 = uring.stats().enters
+  local readers = {}
+
+  local timer = uring.spawn(function()
+    uring.sleep(seconds)
+    server:close()
+    for c in pairs(clients) do
+      c.dead = true          -- a closed socket must not be sent to again
+      c.sock:close()
+    end
+  end)
+
+  while not max_conns or stats.joined < max_conns do
+    local sock = server:accept()
+    if not sock then break end
+    stats.joined = stats.joined + 1
+    local c = { sock = sock, name = "name" .. stats.joined, outbox = {} }
+    readers[#readers + 1] = uring.spawn(serve, c)
+  end
+  server:close()
+  for _, task in ipairs(readers) do task:join() end
+  timer:cancel()
+  return uring.stats().enters - e0
+end)
+
+io.stdout:write(("chat_server: %d clients, %d lines relayed as %d deliveries "
+  .. "in %d sends, %.2f s, %d io_uring_enter calls\n"):format(stats.joined,
+  stats.lines, stats.deliveries, stats.sends, uring.now() - t0, enters))
+io.stdout:flush()
