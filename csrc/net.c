@@ -783,10 +783,44 @@ static void sock_close (ur_loop *loop, ur_sock *s, int detach) {
   }
 }
 
-/* sock:close(), __close and __gc: one idempotent function */
+static int close_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  int res = r->res;
+  (void)status; (void)ctx;
+  ur_req_free(t->loop, r);
+  if (res < 0) return ur_pushfail(L, res, NULL);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sock:close(): in a task, with nothing in flight on the socket, the
+ * close itself goes through the ring (IORING_OP_CLOSE); otherwise (other
+ * tasks to wake, a listener, outside a task) it cancels and closes now.
+ * __close and __gc always take the second path. */
 static int l_sock_close (lua_State *L) {
   ur_sock *s = checksock(L, 1);
-  if (s->fd >= 0) sock_close(ur_loop_of(L), s, 0);
+  ur_loop *loop = ur_loop_of(L);
+  ur_task *t = ur_task_of(L);
+  if (s->fd < 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (t && lua_isyieldable(L) && !interrupted(t) && !s->listener
+      && !s->recv_ud && !s->send_ud) {
+    ur_req *r = ur_req_new(L, loop, IORING_OP_CLOSE);  /* may raise: first */
+    struct io_uring_sqe *sqe = ur_get_sqe(loop);
+    io_uring_prep_close(sqe, s->fd);
+    r->fd = s->fd;
+    s->fd = -1;
+    free(s->rbuf);
+    s->rbuf = NULL;
+    s->rcap = s->rlen = s->rpos = 0;
+    ur_req_submitted(loop, r, sqe);
+    lua_settop(L, 1);
+    return ur_await(L, t, r, "close", 0, close_k);
+  }
+  sock_close(loop, s, 0);
   lua_pushboolean(L, 1);
   return 1;
 }
