@@ -38,7 +38,7 @@
 /* M_WFLUSH: the flush that ends a line-buffered or unbuffered write; it
  * returns the file, as write does (M_FLUSH returns true, as io's flush) */
 enum { M_NONE, M_READ, M_WRITE, M_FLUSH, M_WFLUSH, M_SEEK, M_SYNC, M_CLOSE };
-enum { OP_NONE, OP_FILL, OP_FLUSH, OP_WDIRECT, OP_SYNC, OP_CLOSE };
+enum { OP_NONE, OP_FILL, OP_FLUSH, OP_WDIRECT, OP_SYNC, OP_CLOSE, OP_WSYNC };
 enum { VB_FULL, VB_LINE, VB_NO };
 
 typedef struct ur_file {
@@ -61,6 +61,7 @@ typedef struct ur_file {
   int whence;             /* seek */
   lua_Integer seekoff;
   uint64_t op_ud;         /* the op in flight, for close from elsewhere */
+  int wres;               /* result of the WRITE linked before an FSYNC */
   ur_task *owner;         /* the task running the method */
 } ur_file;
 
@@ -309,6 +310,44 @@ static int start_simple (lua_State *L, ur_file *f, ur_task *t, int op) {
   return start_op(L, f, t, r, sqe, op, op == OP_SYNC ? "fsync" : "close");
 }
 
+/* The linked WRITE's CQE: hand the buffer back and keep its result for
+ * the FSYNC's continuation (the task waits on the FSYNC, the chain's end). */
+static void linked_write_cqe (ur_loop *loop, ur_req *r) {
+  ur_file *f = (ur_file *)r->obj;
+  if (f) {
+    f->wbuf = (char *)r->mem;
+    r->mem = NULL;
+    f->wres = r->res;
+  }
+  ur_req_free(loop, r);
+}
+
+/* sync() with buffered writes: WRITE then FSYNC as one linked chain, one
+ * submission; the FSYNC starts only once the WRITE has completed, and is
+ * cancelled (-ECANCELED) if the WRITE fails. */
+static int start_write_sync (lua_State *L, ur_file *f, ur_task *t) {
+  ur_loop *loop = t->loop;
+  ur_req *w = ur_req_new(L, loop, IORING_OP_WRITE);
+  ur_req *s = ur_req_new(L, loop, IORING_OP_FSYNC);
+  struct io_uring_sqe *sqe;
+  ur_reserve_sqes(loop, 2);     /* a chain reaches the kernel whole */
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_write(sqe, f->fd, f->wbuf, (unsigned)f->wlen, write_offset(f));
+  sqe->flags |= IOSQE_IO_LINK;
+  w->mem = f->wbuf;             /* owned by the request while in flight */
+  w->memlen = f->wlen;
+  w->obj = f;
+  w->fd = f->fd;
+  w->on_cqe = linked_write_cqe;
+  f->wbuf = NULL;
+  f->wres = -ECANCELED;
+  ur_req_submitted(loop, w, sqe);
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_fsync(sqe, f->fd, f->datasync ? IORING_FSYNC_DATASYNC : 0);
+  f->sent = 1;
+  return start_op(L, f, t, s, sqe, OP_WSYNC, "fsync");
+}
+
 /* --- the method state machine --- */
 
 static int method_end (ur_file *f) {
@@ -459,6 +498,8 @@ static int drive (lua_State *L, ur_file *f, ur_task *t) {
       if (f->wlen > 0) return start_flush(L, f, t);
       return drive_seek(L, f);
     case M_SYNC:
+      if (f->wlen > 0 && !f->sent && f->seekable && !f->append)
+        return start_write_sync(L, f, t);
       if (f->wlen > 0) return start_flush(L, f, t);
       if (!f->sent) {
         f->sent = 1;
@@ -517,6 +558,20 @@ static void absorb (ur_file *f, ur_req *r) {
         }
       }
       break;
+    case OP_WSYNC: {
+      int w = f->wres;            /* set by linked_write_cqe */
+      if (f->wbuf == NULL) {      /* the WRITE's CQE never came (shutdown) */
+        f->err = res < 0 ? res : -EIO;
+        break;
+      }
+      if (w < 0) { f->err = w; f->wlen = 0; break; }
+      memmove(f->wbuf, f->wbuf + w, f->wlen - (size_t)w);
+      f->wlen -= (size_t)w;
+      f->off += w;
+      if (f->wlen > 0) f->sent = 0;   /* short: write the rest, sync again */
+      else if (res < 0) f->err = res;
+      break;
+    }
     case OP_WDIRECT:
       if (res == -ESPIPE && f->seekable) f->seekable = 0;
       else if (res == -EINTR || res == -EAGAIN) {}

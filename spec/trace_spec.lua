@@ -37,6 +37,27 @@ describe("uring.trace", function()
     assert.truthy(by["cqe:close"])
   end)
 
+  it("shows file:sync() after buffered writes as a linked write+fsync", function()
+    local ev = {}
+    local path = os.tmpname()
+    uring.trace(function(e) ev[#ev + 1] = e end)
+    uring.run(function()
+      local f = assert(uring.open(path, "w"))
+      f:write(string.rep("x", 1000))
+      assert.is_true(f:sync())
+      f:close()
+    end)
+    uring.trace(false)
+    local got = {}
+    for _, e in ipairs(ev) do
+      if e.op == "write" or e.op == "fsync" then got[#got + 1] = e.event .. ":" .. e.op .. (e.res and ("=" .. e.res) or "") end
+    end
+    -- both SQEs prepared before either completes: one chain, one submit
+    assert.same({ "sqe:write", "sqe:fsync", "cqe:write=1000", "cqe:fsync=0" }, got)
+    local f = io.open(path); assert.equal(1000, #f:read("a")); f:close()
+    os.remove(path)
+  end)
+
   it("shows a cancelled sleep as -ECANCELED", function()
     local ev = {}
     uring.trace(function(e) ev[#ev + 1] = e end)
