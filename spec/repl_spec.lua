@@ -27,12 +27,15 @@ describe("uring-repl", function()
       ':tasks',
       'c:close()',
       ':stats',
+      ':features',
       '',
     }, "\n"))
     assert.equal(0, code, out)
     assert.matches("true\nping\n", out)
     assert.matches("waiting%s+accept", out)   -- :tasks shows the server
     assert.matches("enters%s+%d+", out)       -- :stats
+    assert.matches("flags%s+.*CQSIZE", out)   -- :features
+    assert.matches("ops%s+.*accept", out)
   end)
 
   it("prints expressions, =expr, errors with tracebacks, and multi-line chunks", function()

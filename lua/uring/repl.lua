@@ -16,6 +16,7 @@ local HELP = [[
 Enter Lua statements or expressions (=expr works too); each runs as a task.
   :tasks          live tasks: id, status, what each waits on
   :stats          uring.stats()
+  :features       uring.features(): kernel, setup flags, supported ops
   :trace on|off   print one line per SQE and CQE
   :cancel N       cancel task N
   :help           this text
@@ -66,6 +67,18 @@ local function command(line, hidden)
     for k in pairs(s) do keys[#keys + 1] = k end
     table.sort(keys)
     for _, k in ipairs(keys) do io.write(("%-18s %s\n"):format(k, tostring(s[k]))) end
+  elseif cmd == "features" then
+    local f = uring.features()
+    local function keys(t)
+      local out = {}
+      for k in pairs(t or {}) do out[#out + 1] = k end
+      table.sort(out)
+      return table.concat(out, " ")
+    end
+    io.write("kernel   ", tostring(f.kernel), "\n")
+    io.write("entries  ", tostring(f.entries), " (CQ ", tostring(f.cq_entries), ")\n")
+    io.write("flags    ", keys(f.flags), "\n")
+    io.write("ops      ", keys(f.ops), "\n")
   elseif cmd == "trace" then
     uring.trace(rest == "on")
     io.write("trace ", rest == "on" and "on" or "off", "\n")
