@@ -16,6 +16,7 @@
 #   luv        bench/http_luv.lua      (Debian's lua-luv under lua5.4)
 #   cqueues    bench/http_cqueues.lua  (Debian's lua-cqueues)
 #   c          bench/http_c.c          (raw liburing: the ceiling)
+#   uring-http bench/http_uring_http.lua (the same server on uring.http)
 #
 # Each run starts a fresh server on 127.0.0.1 port 0 pinned to CPU
 # $SRV_CPU (1) and wrk -t1 pinned to CPU $WRK_CPU (0), reads the port
@@ -65,10 +66,11 @@ $CC -O2 -Wall -Wextra $CFLAGS_URING -o "$OUT/http_c" bench/http_c.c $LIBS_URING
 if [ -f examples/http_hello.lua ]; then URING_SRV=examples/http_hello.lua
 else URING_SRV=bench/http_uring.lua; fi
 
-NAMES="lua-uring luv cqueues c"
+NAMES="lua-uring luv cqueues c uring-http"
 server_cmd () {
   case $1 in
     lua-uring) echo "$LUA $URING_SRV" ;;
+    uring-http) echo "$LUA bench/http_uring_http.lua" ;;
     luv)       echo "$LUA bench/http_luv.lua" ;;
     cqueues)   echo "$LUA bench/http_cqueues.lua" ;;
     c)         echo "$OUT/http_c" ;;
@@ -134,7 +136,7 @@ for n in $NAMES; do
     exit 1
   fi
 done
-echo "probe: all four answer a pipelined GET/HEAD/POST/HTTP-1.0/close batch byte for byte alike"
+echo "probe: all four answer a pipelined GET/HEAD/POST/HTTP-1.0/close batch byte for byte alike (and uring-http too)"
 echo "wrk -t1 -d$DURATION, connections: $CONNS; $ROUNDS round(s)"
 
 : > "$OUT/http_results.txt"
@@ -203,5 +205,9 @@ awk -v conns="$CONNS" -v names="$NAMES" '
           o, c, (per[o] > 0 ? per["lua-uring"] / per[o] : 0), T[j],
           (rps[o] > 0 ? rps["lua-uring"] / rps[o] : 0)
       }
+      if (per["uring-http"] > 0)
+        printf "ratio uring-http/lua-uring c%s: %.2f req/server-cpu-s, %.2f req/s (uring.http against the hand-written server)\n",
+          c, (per["lua-uring"] > 0 ? per["uring-http"] / per["lua-uring"] : 0),
+          (rps["lua-uring"] > 0 ? rps["uring-http"] / rps["lua-uring"] : 0)
     }
   }' "$OUT/http_results.txt"

@@ -18,6 +18,7 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_dns(L);
   ur_register_udp(L);
   ur_register_signal(L);
+  ur_register_proc(L);
   ur_register_buffer(L);
   ur_register_ring(L);
   ur_register_probe(L);

@@ -9,10 +9,17 @@
  * reaper: handlers are plain C that mark tasks runnable.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/signalfd.h>
 
 #include "uring.h"
 
@@ -136,6 +143,14 @@ ur_loop *ur_loop_ready (lua_State *L) {
  * memory or the CQ is backed up) are retried after reaping; they are
  * never a user's error.  Returns the number submitted or -errno.
  */
+static int under_valgrind (void) {
+#ifdef RUNNING_ON_VALGRIND
+  return RUNNING_ON_VALGRIND != 0;
+#else
+  return 0;
+#endif
+}
+
 int ur_submit (ur_loop *loop, unsigned wait_nr) {
   int ret;
   for (;;) {
@@ -147,7 +162,18 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
       loop->stats.enters++;
     if (wait_nr)
       loop->stats.waits++;
-    if (wait_nr)
+    if (wait_nr && under_valgrind()) {
+      /* valgrind runs one thread at a time and does not let go of it
+       * inside io_uring_enter: a resolver thread would never run while
+       * we wait for its eventfd.  Wait in slices, and yield between them
+       * (sched_yield is where valgrind hands the CPU to another thread). */
+      struct __kernel_timespec ts = { 0, 10 * 1000 * 1000 };
+      struct io_uring_cqe *cqe;
+      sched_yield();
+      ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, wait_nr, &ts, NULL);
+      if (ret == -ETIME) ret = 0;
+    }
+    else if (wait_nr)
       ret = io_uring_submit_and_wait(&loop->ring, wait_nr);
     else
       ret = io_uring_submit_and_get_events(&loop->ring);
@@ -405,6 +431,134 @@ static int run_body (lua_State *L) {
 }
 
 /*
+ * SIGINT during uring.run (DESIGN: "SIGINT cancels uring.run's main task").
+ * Unless the script already blocks or ignores SIGINT, run blocks it and
+ * polls a signalfd through the ring (multishot).  The handler is plain C:
+ * it sets main_failed, so the next turn cancels every task as when the
+ * main task fails; <close> variables run, and run raises "interrupted".
+ * A uring.signal("INT") made inside the run (the REPL's) takes over: when
+ * another signalfd in this process watches SIGINT, ours steps aside and
+ * leaves the signal to it.  The request is not counted as in flight, so
+ * deadlock detection still sees "no I/O"; it is drained before run returns.
+ */
+typedef struct run_sigint {
+  int fd;                   /* signalfd, -1 when not armed */
+  int hits;                 /* SIGINTs taken */
+  int aside;                /* another holder owns SIGINT */
+  ur_req *req;              /* the poll, until its last CQE */
+} run_sigint;
+
+/* Another signalfd of ours (not fd) that watches SIGINT? */
+static int sigint_other_holder (int fd) {
+  DIR *d = opendir("/proc/self/fdinfo");
+  struct dirent *e;
+  int found = 0;
+  if (d == NULL) return 0;
+  while (!found && (e = readdir(d)) != NULL) {
+    char path[300], buf[512];
+    ssize_t n;
+    int f;
+    if (e->d_name[0] < '0' || e->d_name[0] > '9' || atoi(e->d_name) == fd)
+      continue;
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
+    if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0) continue;
+    n = read(f, buf, sizeof buf - 1);
+    close(f);
+    if (n > 0) {
+      char *m;
+      buf[n] = '\0';
+      m = strstr(buf, "sigmask:");
+      if (m && (strtoull(m + 8, NULL, 16) & (1ULL << (SIGINT - 1)))) found = 1;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+static int sigint_take (run_sigint *s) {
+  struct signalfd_siginfo si;
+  int n = 0;
+  while (read(s->fd, &si, sizeof si) == (ssize_t)sizeof si) n++;
+  return n;
+}
+
+static void sigint_cqe (ur_loop *loop, ur_req *r) {
+  run_sigint *s = (run_sigint *)r->obj;
+  if (r->state == UR_REQ_DONE) {
+    loop->inflight++;       /* it was never counted: undo dispatch's -- */
+    s->req = NULL;
+  }
+  if (r->res > 0 && !s->aside) {
+    if (sigint_other_holder(s->fd)) {
+      s->aside = 1;         /* a uring.signal("INT") will read it */
+      if (r->state != UR_REQ_DONE) ur_req_cancel(loop, r);
+    }
+    else if (sigint_take(s) > 0) {
+      s->hits++;
+      loop->main_failed = 1;   /* next turn: cancel every task */
+    }
+  }
+  if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
+}
+
+static void sigint_arm (lua_State *L, ur_loop *loop, run_sigint *s) {
+  sigset_t set, cur;
+  struct sigaction sa;
+  struct io_uring_sqe *sqe;
+  int trace = loop->trace_ref;
+  s->fd = -1;
+  s->hits = s->aside = 0;
+  s->req = NULL;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  if (sigprocmask(SIG_BLOCK, NULL, &cur) != 0 || sigismember(&cur, SIGINT))
+    return;                 /* the script handles SIGINT itself */
+  if (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+    return;                 /* ignored (a background job): leave it so */
+  if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return;
+  s->fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (s->fd < 0) {
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    return;
+  }
+  s->req = ur_req_new(L, loop, IORING_OP_POLL_ADD);
+  s->req->fd = s->fd;
+  s->req->obj = s;
+  s->req->on_cqe = sigint_cqe;
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_poll_multishot(sqe, s->fd, POLLIN);
+  loop->trace_ref = LUA_NOREF;        /* the loop's own: not traced */
+  ur_req_submitted(loop, s->req, sqe);
+  loop->trace_ref = trace;
+  s->req->task = NULL;
+  loop->inflight--;
+}
+
+/* After the run: drain the poll, take a SIGINT that is still pending,
+ * restore the mask.  Returns the number of SIGINTs seen. */
+static int sigint_disarm (ur_loop *loop, run_sigint *s) {
+  sigset_t set;
+  int trace = loop->trace_ref;
+  if (s->fd < 0) return 0;
+  loop->trace_ref = LUA_NOREF;
+  if (s->req) ur_req_cancel(loop, s->req);
+  while (s->req) {
+    if (ur_submit(loop, 1) < 0) break;
+    ur_reap(loop);
+  }
+  loop->trace_ref = trace;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  if (!sigint_other_holder(s->fd)) {
+    s->hits += sigint_take(s);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+  }
+  close(s->fd);
+  s->fd = -1;
+  return s->hits;
+}
+
+/*
  * uring.run(fn, ...): run fn as the main task until every task ended.
  * Returns fn's results; raises the main task's error (with traceback),
  * else the first error of a task nobody joined.
@@ -412,6 +566,7 @@ static int run_body (lua_State *L) {
 static int l_run (lua_State *L) {
   ur_loop *loop;
   ur_task *m;
+  run_sigint sigint;
   int st, nargs = lua_gettop(L) - 1;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   loop = ur_loop_ready(L);
@@ -427,10 +582,22 @@ static int l_run (lua_State *L) {
   loop->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   loop->running = 1;
   loop->main_failed = 0;
+  sigint_arm(L, loop, &sigint);
   lua_pushcfunction(L, run_body);
   lua_pushlightuserdata(L, loop);
   st = lua_pcall(L, 1, 0, 0);
   loop->running = 0;
+  if (sigint_disarm(loop, &sigint) > 0 && st == LUA_OK) {
+    /* Ctrl-C: every task was cancelled and has unwound */
+    if (loop->error_ref != LUA_NOREF) {
+      luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);
+      loop->error_ref = LUA_NOREF;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, loop->main_ref);
+    loop->main_ref = LUA_NOREF;
+    lua_pushliteral(L, "interrupted");
+    return lua_error(L);
+  }
   luaL_unref(L, LUA_REGISTRYINDEX, loop->main_ref);
   loop->main_ref = LUA_NOREF;
   if (st != LUA_OK) {

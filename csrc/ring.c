@@ -31,6 +31,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/xattr.h>
@@ -41,6 +42,11 @@
 #define RING_CHUNK     64           /* slots per chunk; chunks never move */
 #define RING_MAX_IOV   1024         /* IOV_MAX */
 #define RING_MAX_FIXED 16384        /* the kernel's registered-buffer cap */
+#define RING_MAX_FILES (1 << 20)    /* the kernel's registered-file cap */
+
+/* ring:fixed(slot): "this SQE names registered file slot N", given where
+ * an fd goes; prep_* then set IOSQE_FIXED_FILE */
+#define RING_FIXED_MT  "uring.fixed_file"
 
 /* uservalues of a ring userdata */
 enum { UV_ANCHORS = 1, UV_FIXED = 2 };
@@ -58,6 +64,7 @@ typedef struct ring_slot {
   uint8_t busy;         /* prepared; its CQE not yet returned to Lua */
   uint8_t opcode;
   uint8_t anchored;     /* anchors[index + 1] holds its Lua values */
+  uint8_t zc_first;     /* send_zc whose first CQE (F_MORE) is still due */
   ur_buffer *buf1;      /* the one buffer it pins, or NULL */
   ur_buffer **bufv;     /* or several (readv/writev), inside mem */
   unsigned nbufv;
@@ -80,6 +87,8 @@ typedef struct ur_ring {
   uint32_t inflight;    /* busy slots */
   uint64_t seq;
   int nfixed;           /* buffers registered with register_buffers */
+  int nfiles;           /* file slots registered with register_files */
+  uint32_t zc_pending;  /* slots with zc_first set: one more CQE each */
 } ur_ring;
 
 
@@ -160,6 +169,10 @@ static void ring_release (lua_State *L, ur_ring *r, int ringidx,
     lua_rawseti(L, -2, (lua_Integer)idx + 1);    /* unanchored */
     lua_pop(L, 1);
   }
+  if (s->zc_first) {
+    s->zc_first = 0;
+    r->zc_pending--;
+  }
   free(s->mem);
   s->mem = NULL;
   s->buf1 = NULL;
@@ -228,6 +241,7 @@ static struct io_uring_sqe *ring_sqe (lua_State *L, ur_ring *r, int ringidx,
   s->busy = 1;
   s->opcode = opcode;
   s->anchored = anchor != 0;
+  s->zc_first = 0;
   s->buf1 = NULL;
   s->bufv = NULL;
   s->nbufv = 0;
@@ -282,6 +296,39 @@ static unsigned ring_uint (lua_State *L, int idx, lua_Integer def,
 
 static int ring_fd (lua_State *L, int idx) {
   return ring_int(L, idx, -1, INT_MAX, "fd");
+}
+
+/* The slot a ring:fixed(slot) marker at idx names, checked against the
+ * files registered now (they may have changed since the marker was made). */
+static int ring_slot_check (lua_State *L, ur_ring *r, int idx,
+                            lua_Integer slot) {
+  if (r->nfiles == 0)
+    luaL_argerror(L, idx, "no files are registered (use ring:register_files)");
+  if (slot < 0 || slot >= r->nfiles)
+    luaL_argerror(L, idx, lua_pushfstring(L, "file slot %I out of range "
+                  "(0..%d registered)", slot, r->nfiles - 1));
+  return (int)slot;
+}
+
+/*
+ * Where an SQE names a file: an fd, or ring:fixed(slot) for a registered
+ * file.  Returns the fd or the slot; *fixed says which (the caller sets
+ * IOSQE_FIXED_FILE after its io_uring_prep_*, which clears sqe->flags).
+ */
+static int ring_file (lua_State *L, ur_ring *r, int idx, int *fixed) {
+  int *slot = (int *)luaL_testudata(L, idx, RING_FIXED_MT);
+  if (slot != NULL) {
+    *fixed = 1;
+    return ring_slot_check(L, r, idx, *slot);
+  }
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_typeerror(L, idx, "fd or ring:fixed(slot)");
+  *fixed = 0;
+  return ring_fd(L, idx);
+}
+
+static void ring_fixed_flag (struct io_uring_sqe *sqe, int fixed) {
+  if (fixed) sqe->flags |= IOSQE_FIXED_FILE;
 }
 
 /* A directory fd, or nil for the current directory (AT_FDCWD). */
@@ -377,7 +424,8 @@ static int l_prep_nop (lua_State *L) {
  * (fd, buf, nbytes, offset, user_data [, pos]). */
 static int ring_prep_rw (lua_State *L, const char *fname, uint8_t op) {
   ur_ring *r = ring_check(L);
-  int fd = ring_fd(L, 2);
+  int ffixed;
+  int fd = ring_file(L, r, 2, &ffixed);
   int is_write = (op == IORING_OP_WRITE || op == IORING_OP_WRITE_FIXED);
   int fixed = (op == IORING_OP_READ_FIXED || op == IORING_OP_WRITE_FIXED);
   ring_region g = ring_region_of(L, 3, 4, 7, is_write && !fixed);
@@ -417,6 +465,7 @@ static int ring_prep_rw (lua_State *L, const char *fname, uint8_t op) {
       io_uring_prep_write_fixed(sqe, fd, g.p, g.len, off, bindex);
       break;
   }
+  ring_fixed_flag(sqe, ffixed);
   if (g.buf) ring_pin(s, g.buf);
   return 0;
 }
@@ -448,7 +497,8 @@ static int l_prep_write_fixed (lua_State *L) {
  */
 static int ring_prep_vec (lua_State *L, const char *fname, int is_write) {
   ur_ring *r = ring_check(L);
-  int fd = ring_fd(L, 2);
+  int ffixed;
+  int fd = ring_file(L, r, 2, &ffixed);
   uint64_t off;
   lua_Integer ud, n;
   int rwflags = 0, anchor;
@@ -502,6 +552,7 @@ static int ring_prep_vec (lua_State *L, const char *fname, int is_write) {
     io_uring_prep_writev2(sqe, fd, iov, (unsigned)n, off, rwflags);
   else
     io_uring_prep_readv2(sqe, fd, iov, (unsigned)n, off, rwflags);
+  ring_fixed_flag(sqe, ffixed);
   return 0;
 }
 
@@ -518,7 +569,8 @@ static int l_prep_writev (lua_State *L) {
 /* ring:prep_fsync(fd [, datasync [, user_data]]) */
 static int l_prep_fsync (lua_State *L) {
   ur_ring *r = ring_check(L);
-  int fd = ring_fd(L, 2);
+  int ffixed;
+  int fd = ring_file(L, r, 2, &ffixed);
   lua_Integer ud;
   ring_slot *s;
   struct io_uring_sqe *sqe;
@@ -527,6 +579,7 @@ static int l_prep_fsync (lua_State *L) {
   ud = ring_user(L, 4);
   sqe = ring_sqe(L, r, 1, "prep_fsync", IORING_OP_FSYNC, ud, 0, 0, &s);
   io_uring_prep_fsync(sqe, fd, lua_toboolean(L, 3) ? IORING_FSYNC_DATASYNC : 0);
+  ring_fixed_flag(sqe, ffixed);
   return 0;
 }
 
@@ -906,10 +959,62 @@ static int l_prep_fsetxattr (lua_State *L) {
   return ring_prep_setx(L, "prep_fsetxattr", 1);
 }
 
+/*
+ * ring:prep_send(fd, data, nbytes, flags [, user_data [, pos]]),
+ * ring:prep_send_zc(...) and ring:prep_recv(fd, buf, nbytes, flags
+ * [, user_data [, pos]]).  flags are MSG_* (io_uring adds MSG_NOSIGNAL).
+ * data is a uring.buffer or a string, pinned (never copied) until the
+ * last CQE.  send_zc posts two CQEs: the result, with IORING_CQE_F_MORE,
+ * then the notification (IORING_CQE_F_NOTIF, no F_MORE) once the kernel
+ * no longer reads the pages; ring_push_cqe releases on the CQE without
+ * F_MORE, so the pin lasts until the notification.
+ */
+static int ring_prep_net (lua_State *L, const char *fname, uint8_t op) {
+  ur_ring *r = ring_check(L);
+  int ffixed;
+  int fd = ring_file(L, r, 2, &ffixed);
+  int is_send = (op != IORING_OP_RECV);
+  ring_region g = ring_region_of(L, 3, 4, 7, is_send);
+  int flags = lua_isnoneornil(L, 5) ? 0 : ring_int(L, 5, 0, INT_MAX, "flags");
+  lua_Integer ud = ring_user(L, 6);
+  ring_slot *s;
+  struct io_uring_sqe *sqe = ring_sqe(L, r, 1, fname, op, ud, 3, 0, &s);
+  const void *src = g.buf ? (const void *)g.p : (const void *)g.s;
+  switch (op) {
+    case IORING_OP_SEND:
+      io_uring_prep_send(sqe, fd, src, g.len, flags);
+      break;
+    case IORING_OP_SEND_ZC:
+      io_uring_prep_send_zc(sqe, fd, src, g.len, flags, 0);
+      s->zc_first = 1;                /* two CQEs: result, notification */
+      r->zc_pending++;
+      break;
+    default:
+      io_uring_prep_recv(sqe, fd, g.p, g.len, flags);
+      break;
+  }
+  ring_fixed_flag(sqe, ffixed);
+  if (g.buf) ring_pin(s, g.buf);
+  return 0;
+}
+
+static int l_prep_send (lua_State *L) {
+  return ring_prep_net(L, "prep_send", IORING_OP_SEND);
+}
+
+static int l_prep_send_zc (lua_State *L) {
+  return ring_prep_net(L, "prep_send_zc", IORING_OP_SEND_ZC);
+}
+
+static int l_prep_recv (lua_State *L) {
+  return ring_prep_net(L, "prep_recv", IORING_OP_RECV);
+}
+
 /* ring:prep_poll_add(fd, mask [, user_data]): mask of POLLIN, POLLOUT, ... */
 static int l_prep_poll_add (lua_State *L) {
   ur_ring *r = ring_check(L);
-  int fd = ring_fd(L, 2);
+  int ffixed;
+  int fd = ring_file(L, r, 2, &ffixed);
   unsigned mask;
   lua_Integer ud = ring_user(L, 4);
   ring_slot *s;
@@ -918,6 +1023,7 @@ static int l_prep_poll_add (lua_State *L) {
   mask = ring_uint(L, 3, 0, "mask");
   sqe = ring_sqe(L, r, 1, "prep_poll_add", IORING_OP_POLL_ADD, ud, 0, 0, &s);
   io_uring_prep_poll_add(sqe, fd, mask);
+  ring_fixed_flag(sqe, ffixed);
   return 0;
 }
 
@@ -1077,8 +1183,9 @@ static int l_submit_and_wait (lua_State *L) {
   ur_ring *r = ring_check(L);
   lua_Integer n = luaL_optinteger(L, 2, 1);
   int ret;
-  /* waiting for more CQEs than can ever come would hang forever */
-  if (n < 0 || n > (lua_Integer)r->inflight)
+  /* waiting for more CQEs than can ever come would hang forever (a
+   * send_zc whose first CQE Lua has not taken yet has two to come) */
+  if (n < 0 || n > (lua_Integer)r->inflight + (lua_Integer)r->zc_pending)
     return luaL_argerror(L, 2, lua_pushfstring(L, "cannot wait for %I CQEs: "
                          "%d SQE(s) in flight", n, (int)r->inflight));
   do ret = io_uring_submit_and_wait(&r->ring, (unsigned)n);
@@ -1185,7 +1292,12 @@ static int ring_push_cqe (lua_State *L, ur_ring *r, struct io_uring_cqe *cqe) {
     n = 4;
   }
   io_uring_cqe_seen(&r->ring, cqe);
-  if (!(flags & IORING_CQE_F_MORE)) ring_release(L, r, 1, s, idx);
+  if (!(flags & IORING_CQE_F_MORE))
+    ring_release(L, r, 1, s, idx);    /* its last CQE (send_zc: the notif) */
+  else if (s->zc_first) {
+    s->zc_first = 0;                  /* the result came; the notif is due */
+    r->zc_pending--;
+  }
   return n;
 }
 
@@ -1281,6 +1393,96 @@ static int l_unregister_buffers (lua_State *L) {
 }
 
 
+/* --------------------------------------------------------- fixed files */
+
+/* The fds in the list at idx (1..RING_MAX_FILES integers, -1 for an empty
+ * slot), in a scratch userdata left on the stack (collected even if we
+ * raise).  what names the list in messages. */
+static int *ring_fd_list (lua_State *L, int idx, lua_Integer *pn) {
+  lua_Integer n;
+  int *fds;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, idx);
+  luaL_argcheck(L, n >= 1 && n <= RING_MAX_FILES, idx,
+                "table must hold 1..1048576 fds");
+  fds = (int *)lua_newuserdatauv(L, (size_t)n * sizeof *fds, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    int isint;
+    lua_Integer v;
+    lua_rawgeti(L, idx, i);
+    v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < -1 || v > INT_MAX)
+      luaL_argerror(L, idx, lua_pushfstring(L, "item %I must be an fd "
+                    "(0..%d) or -1 for an empty slot, got %s", i, INT_MAX,
+                    isint ? lua_tostring(L, -1) : luaL_typename(L, -1)));
+    fds[i - 1] = (int)v;
+    lua_pop(L, 1);
+  }
+  *pn = n;
+  return fds;
+}
+
+/*
+ * ring:register_files{fd, ...} -> true | fail.  The kernel takes its own
+ * reference to each file: closing an fd afterwards does not empty its
+ * slot, and nothing on the Lua side needs anchoring.  -1 is an empty
+ * (sparse) slot, to be filled by update_files.
+ */
+static int l_register_files (lua_State *L) {
+  ur_ring *r = ring_check(L);
+  lua_Integer n;
+  int *fds = ring_fd_list(L, 2, &n);
+  int ret = io_uring_register_files(&r->ring, fds, (unsigned)n);
+  if (ret < 0) return ur_pushfail(L, ret, "register_files");
+  r->nfiles = (int)n;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ring:unregister_files() -> true | fail (ENXIO when none).  SQEs in
+ * flight on a fixed file hold their own reference in the kernel. */
+static int l_unregister_files (lua_State *L) {
+  ur_ring *r = ring_check(L);
+  int ret = io_uring_unregister_files(&r->ring);
+  if (ret < 0) return ur_pushfail(L, ret, "unregister_files");
+  r->nfiles = 0;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ring:update_files(offset, {fd, ...}) -> slots updated | fail.  offset is
+ * the 0-based first slot; -1 empties a slot.  Out of range is the
+ * kernel's to refuse (EINVAL), none registered gives ENXIO. */
+static int l_update_files (lua_State *L) {
+  ur_ring *r = ring_check(L);
+  unsigned off = (luaL_checkinteger(L, 2), ring_uint(L, 2, 0, "offset"));
+  lua_Integer n;
+  int *fds = ring_fd_list(L, 3, &n);
+  int ret = io_uring_register_files_update(&r->ring, off, fds, (unsigned)n);
+  if (ret < 0) return ur_pushfail(L, ret, "update_files");
+  lua_pushinteger(L, ret);
+  return 1;
+}
+
+/* ring:fixed(slot) -> a marker that prep_* take in place of an fd: the SQE
+ * names registered file slot (0-based, the kernel's numbering) and gets
+ * IOSQE_FIXED_FILE.  Checked here and again at each prep. */
+static int l_fixed (lua_State *L) {
+  ur_ring *r = ring_check(L);
+  int v = ring_slot_check(L, r, 2, luaL_checkinteger(L, 2));
+  int *slot = (int *)lua_newuserdatauv(L, sizeof *slot, 0);
+  *slot = v;
+  luaL_setmetatable(L, RING_FIXED_MT);
+  return 1;
+}
+
+static int l_fixed_tostring (lua_State *L) {
+  int *slot = (int *)luaL_checkudata(L, 1, RING_FIXED_MT);
+  lua_pushfstring(L, "uring.fixed_file(%d)", *slot);
+  return 1;
+}
+
+
 /* ------------------------------------------------------- introspection */
 
 static const char *const setup_names[] = {
@@ -1364,9 +1566,9 @@ static void ring_drain (lua_State *L, ur_ring *r) {
  * close, __close and __gc: one idempotent function (liolib's f_gc).  The
  * ring is the parent of everything its SQEs name, so it ends them first:
  * prepared-but-unsubmitted SQEs become NOPs (close must not start I/O the
- * user never submitted, but their CQEs must come back), then one
- * ASYNC_CANCEL_ANY|ALL per round cancels the rest, and we reap for at most
- * 50 rounds of 100 ms.  A request that is still out after that (an
+ * user never submitted, but their CQEs must come back), then
+ * ASYNC_CANCEL_ANY|ALL cancels the rest, and we reap until 50 waits of
+ * 100 ms have found nothing (a send_zc's slot waits for its notification).  A request that is still out after that (an
  * uncancelable one stuck in the kernel) keeps its anchors: leaked, not
  * freed under the kernel.  The ring is at stack index 1.
  */
@@ -1387,16 +1589,27 @@ static void ring_shutdown (lua_State *L, ur_ring *r) {
     io_uring_prep_nop(sqe);               /* also clears IOSQE_* flags */
     io_uring_sqe_set_data64(sqe, kud);
   }
-  for (int round = 0; r->inflight > 0 && round < 50; round++) {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+  /* a cancel goes in at first and after each quiet 100 ms, not every
+   * round: its own CQE would end the wait at once, and 50 rounds would
+   * pass before a send_zc notification (which no cancel hurries) came */
+  for (int idle = 0, cancel = 1; r->inflight > 0 && idle < 50;) {
     struct __kernel_timespec ts = { 0, 100 * 1000 * 1000 };
     struct io_uring_cqe *cqe;
-    if (sqe) {
-      io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY |
-                                     IORING_ASYNC_CANCEL_ALL);
-      io_uring_sqe_set_data64(sqe, 0);    /* its CQE names no slot */
+    int ret;
+    if (cancel) {
+      struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+      if (sqe) {
+        io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY |
+                                       IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data64(sqe, 0);  /* its CQE names no slot */
+      }
     }
-    io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
+    ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
+    cancel = 0;
+    if (ret == -ETIME || (ret < 0 && ret != -EINTR)) {
+      idle++;                             /* quiet: count it, nudge again */
+      cancel = 1;
+    }
     ring_drain(L, r);
   }
   if (r->inflight > 0)
@@ -1549,6 +1762,10 @@ static void ring_constants (lua_State *L) {
     {"IORING_TIMEOUT_ETIME_SUCCESS", IORING_TIMEOUT_ETIME_SUCCESS},
     {"IORING_FSYNC_DATASYNC", IORING_FSYNC_DATASYNC},
     {"IORING_CQE_F_MORE", IORING_CQE_F_MORE},
+    {"IORING_CQE_F_NOTIF", IORING_CQE_F_NOTIF},
+    {"MSG_DONTWAIT", MSG_DONTWAIT}, {"MSG_WAITALL", MSG_WAITALL},
+    {"MSG_PEEK", MSG_PEEK}, {"MSG_MORE", MSG_MORE},
+    {"MSG_NOSIGNAL", MSG_NOSIGNAL}, {"MSG_TRUNC", MSG_TRUNC},
     {"POLLIN", POLLIN}, {"POLLOUT", POLLOUT}, {"POLLPRI", POLLPRI},
     {"POLLERR", POLLERR}, {"POLLHUP", POLLHUP},
     {"AT_FDCWD", AT_FDCWD}, {"AT_REMOVEDIR", AT_REMOVEDIR},
@@ -1597,6 +1814,8 @@ void ur_register_ring (lua_State *L) {
     {"prep_splice", l_prep_splice}, {"prep_tee", l_prep_tee},
     {"prep_getxattr", l_prep_getxattr}, {"prep_fgetxattr", l_prep_fgetxattr},
     {"prep_setxattr", l_prep_setxattr}, {"prep_fsetxattr", l_prep_fsetxattr},
+    {"prep_send", l_prep_send}, {"prep_send_zc", l_prep_send_zc},
+    {"prep_recv", l_prep_recv},
     {"prep_poll_add", l_prep_poll_add},
     {"prep_poll_remove", l_prep_poll_remove},
     {"prep_timeout", l_prep_timeout},
@@ -1611,6 +1830,9 @@ void ur_register_ring (lua_State *L) {
     {"cq_ready", l_cq_ready}, {"inflight", l_inflight},
     {"register_buffers", l_register_buffers},
     {"unregister_buffers", l_unregister_buffers},
+    {"register_files", l_register_files},
+    {"unregister_files", l_unregister_files},
+    {"update_files", l_update_files}, {"fixed", l_fixed},
     {"probe", l_ring_probe}, {"flags", l_flags},
     {"close", l_ring_close},
     {NULL, NULL}
@@ -1625,6 +1847,10 @@ void ur_register_ring (lua_State *L) {
   luaL_newlibtable(L, methods);
   luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, RING_FIXED_MT);
+  lua_pushcfunction(L, l_fixed_tostring);
+  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_ring);
   lua_setfield(L, -2, "ring");

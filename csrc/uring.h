@@ -240,6 +240,7 @@ void ur_bufring_free (ur_loop *loop);
 
 /* signal.c: uring.signal (signalfd through the ring), uring.poll */
 void ur_register_signal (lua_State *L);
+void ur_register_proc (lua_State *L);    /* proc.c: exec, popen */
 
 /* net.c (TCP and Unix streams), udp.c */
 void ur_register_net (lua_State *L);

@@ -66,7 +66,7 @@ for _, t in ipairs(tour) do
   print(("  %-16s %-5s %s"):format(t[1], probe[t[1]] and "yes" or "no", t[2]))
 end
 print(("\nuring.probe().send_zc = %s  (IORING_OP_SEND_ZC: the kernel has it; " ..
-  "lua-uring's API does not use it yet)"):format(tostring(probe.send_zc)))
+  "the teaching ring has ring:prep_send_zc, see tour_zerocopy.lua)"):format(tostring(probe.send_zc)))
 
 local agree = true
 for op in pairs(probe) do if not f.ops[op] then agree = false end end

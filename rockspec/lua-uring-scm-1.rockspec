@@ -22,7 +22,7 @@ build = {
       sources = {
         "csrc/core.c", "csrc/loop.c", "csrc/req.c", "csrc/task.c", "csrc/err.c",
         "csrc/fs.c", "csrc/buffer.c", "csrc/ring.c", "csrc/probe.c", "csrc/stats.c",
-        "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c", "csrc/net.c", "csrc/signal.c",
+        "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c", "csrc/net.c", "csrc/signal.c", "csrc/proc.c",
         "csrc/udp.c",
       },
       defines = { "_GNU_SOURCE" },
@@ -37,6 +37,9 @@ build = {
     ["uring"] = "lua/uring/init.lua",
     ["uring.file"] = "lua/uring/file.lua",
     ["uring.net"] = "lua/uring/net.lua",
+    ["uring.http"] = "lua/uring/http.lua",
+    ["uring.proc"] = "lua/uring/proc.lua",
+    ["uring.socket"] = "lua/uring/socket.lua",
     ["uring.repl"] = "lua/uring/repl.lua",
   },
 }

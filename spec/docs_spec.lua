@@ -31,6 +31,7 @@ local KINDS = {
   { prefix = "server", mt = "uring.socket" },   -- a listening socket
   { prefix = "sig", mt = "uring.signal" },
   { prefix = "udp", mt = "uring.udp" },
+  { prefix = "proc", mt = "uring.process" },
 }
 
 --- Every documented name, "uring.open" / "file:read" / ..., from the

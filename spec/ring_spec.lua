@@ -248,7 +248,7 @@ describe("uring.ring", function()
       assert.has_error(function() ring.prep_read(nil) end,
         "bad argument #1 to 'prep_read' (uring.ring expected, got nil)")
       assert.has_error(function() ring:prep_read("x", b, 8, 0) end,
-        "bad argument #1 to 'prep_read' (number expected, got string)")
+        "bad argument #1 to 'prep_read' (fd or ring:fixed(slot) expected, got string)")
       assert.has_error(function() ring:prep_read(0, "strings are immutable", 8, 0) end,
         "bad argument #2 to 'prep_read' (uring.buffer expected, got string)")
       assert.has_error(function() ring:prep_read(0, b, 9, 0) end,
@@ -337,6 +337,318 @@ describe("uring.ring", function()
         "bad argument #3 to 'prep_write_fixed' (17 bytes at position 1 overflow a buffer of 16 bytes)")
       assert.has_error(function() ring:prep_write_fixed(0, "s", 1, 0) end,
         "bad argument #2 to 'prep_write_fixed' (uring.buffer expected, got string)")
+    end)
+  end)
+
+  describe("fixed files", function()
+    it("register, use slots in read/write/readv/writev/fsync/poll_add, update, unregister", function()
+      local path = dir .. "/ffile"
+      local fd = open(path, "w+")
+      local p = fifo("ffifo")
+      assert.is_true(ring:register_files{ fd, -1 })    -- slot 1 sparse
+      local f0 = ring:fixed(0)
+      assert.equal("uring.fixed_file(0)", tostring(f0))
+      local text = "written through registered file slot 0"
+      assert.equal(#text, (one("prep_write", f0, text, nil, 0, 1)))
+      local b = core.buffer(64)
+      assert.equal(#text, (one("prep_read", f0, b, 64, 0, 2)))
+      assert.equal(text, b:tostring(1, #text))
+      assert.equal(6, (one("prep_writev", f0, { "ab", "cd", "ef" }, 100, 3)))
+      local v1, v2 = core.buffer(3), core.buffer(3)
+      assert.equal(6, (one("prep_readv", f0, { v1, v2 }, 100, 4)))
+      assert.equal("abcdef", v1:tostring() .. v2:tostring())
+      assert.equal(0, (one("prep_fsync", f0, true, 5)))
+      -- fixed file and fixed buffer together
+      local fb = core.buffer(4096)
+      assert.is_true(ring:register_buffers{ fb })
+      assert.equal(#text, (one("prep_read_fixed", f0, fb, #text, 0, 6)))
+      assert.equal(text, fb:tostring(1, #text))
+      assert.equal(4096, (one("prep_write_fixed", f0, fb, 4096, 4096, 7)))
+      assert.is_true(ring:unregister_buffers())
+      -- the empty slot: the op fails in the kernel, with -EBADF
+      assert.equal(-EBADF, (one("prep_read", ring:fixed(1), b, 1, 0, 8)))
+      -- fill it with the fifo; poll through the slot
+      assert.equal(1, ring:update_files(1, { p }))
+      assert.equal(1, (one("prep_write", p, "x", 1, -1, 9)))
+      local res = one("prep_poll_add", ring:fixed(1), core.POLLIN, 10)
+      assert.is_true(res & core.POLLIN ~= 0)
+      -- the kernel holds its own reference: closing the fd keeps the slot
+      close(fd)
+      assert.equal(#text, (one("prep_read", f0, b, #text, 0, 11)))
+      assert.is_true(ring:unregister_files())
+      assert.has_error(function() ring:prep_read(f0, b, 1, 0) end,
+        "bad argument #1 to 'prep_read' (no files are registered (use ring:register_files))")
+      close(p)
+    end)
+
+    it("return the fail triple when the kernel refuses", function()
+      local function fails(en, pat, ok, msg, errno)
+        assert.is_nil(ok)
+        assert.matches(pat, msg)
+        assert.equal(en, errno)
+      end
+      fails(EBADF, "^register_files: ", ring:register_files{ 1000000 })
+      fails(ENXIO, "^unregister_files: ", ring:unregister_files())
+      fails(ENXIO, "^update_files: ", ring:update_files(0, { 1 }))
+      assert.is_true(ring:register_files{ -1, -1 })
+      fails(16, "^register_files: ", ring:register_files{ -1 })   -- EBUSY
+      fails(EINVAL, "^update_files: ", ring:update_files(2, { -1 }))
+      fails(EBADF, "^update_files: ", ring:update_files(0, { 1000000 }))
+      assert.is_true(ring:unregister_files())
+    end)
+
+    it("raise on bad arguments", function()
+      assert.has_error(function() ring:fixed(0) end,
+        "bad argument #1 to 'fixed' (no files are registered (use ring:register_files))")
+      assert.has_error(function() ring:register_files{} end,
+        "bad argument #1 to 'register_files' (table must hold 1..1048576 fds)")
+      assert.has_error(function() ring:register_files(3) end,
+        "bad argument #1 to 'register_files' (table expected, got number)")
+      assert.has_error(function() ring:register_files{ 0, "x" } end,
+        "bad argument #1 to 'register_files' (item 2 must be an fd (0..2147483647) or -1 for an empty slot, got string)")
+      assert.has_error(function() ring:register_files{ -2 } end,
+        "bad argument #1 to 'register_files' (item 1 must be an fd (0..2147483647) or -1 for an empty slot, got -2)")
+      assert.has_error(function() ring:register_files{ 1.5 } end,
+        "bad argument #1 to 'register_files' (item 1 must be an fd (0..2147483647) or -1 for an empty slot, got number)")
+      assert.has_error(function() ring:update_files(-1, { 0 }) end,
+        "bad argument #1 to 'update_files' (offset must be in 0..4294967295)")
+      assert.has_error(function() ring:update_files(0, "x") end,
+        "bad argument #2 to 'update_files' (table expected, got string)")
+      assert.is_true(ring:register_files{ -1, -1 })
+      assert.has_error(function() ring:fixed(2) end,
+        "bad argument #1 to 'fixed' (file slot 2 out of range (0..1 registered))")
+      assert.has_error(function() ring:fixed(-1) end,
+        "bad argument #1 to 'fixed' (file slot -1 out of range (0..1 registered))")
+      assert.has_error(function() ring:fixed("a") end,
+        "bad argument #1 to 'fixed' (number expected, got string)")
+      assert.has_error(function() ring:prep_read("3", core.buffer(1), 1, 0) end,
+        "bad argument #1 to 'prep_read' (fd or ring:fixed(slot) expected, got string)")
+      -- a marker is checked again at prep: the registration may have shrunk
+      local f1 = ring:fixed(1)
+      assert.is_true(ring:unregister_files())
+      assert.is_true(ring:register_files{ -1 })
+      assert.has_error(function() ring:prep_send(f1, "x") end,
+        "bad argument #1 to 'prep_send' (file slot 1 out of range (0..0 registered))")
+      -- ops that do not take a fixed file say so
+      assert.has_error(function() ring:prep_close(ring:fixed(0)) end,
+        "bad argument #1 to 'prep_close' (number expected, got uring.fixed_file)")
+      assert.equal(0, ring:sq_ready())            -- nothing half-prepared
+      assert.equal(0, ring:inflight())
+    end)
+  end)
+
+  describe("sockets: prep_send, prep_recv, prep_send_zc", function()
+    local uring = require "uring"
+    local F_MORE, F_NOTIF = core.IORING_CQE_F_MORE, core.IORING_CQE_F_NOTIF
+    local ENOTSOCK = 88
+
+    -- the task loop's ring is made once and lives on: make it before the
+    -- fd counts of the tests are taken
+    setup(function() uring.run(function() end) end)
+
+    -- Two connected loopback TCP sockets (made with the task loop); the
+    -- teaching ring then drives them by fd.  Closed when the test ends.
+    local function pair()
+      local a, b, srv = uring.run(function()
+        local srv = assert(uring.listen("127.0.0.1", 0))
+        local _, port = srv:getsockname()
+        local t = uring.spawn(function() return srv:accept() end)
+        local c = assert(uring.connect("127.0.0.1", port))
+        local _, s = assert(t:join())
+        return c, s, srv
+      end)
+      finally(function()
+        uring.run(function() a:close(); b:close(); srv:close() end)
+      end)
+      return a:fd(), b:fd()
+    end
+
+    it("send a string and a buffer, recv into a buffer at a position", function()
+      local a, b = pair()
+      local s = "hello, ring"
+      assert.equal(5, (one("prep_send", a, s, 5, 0, 1, 5)))   -- "o, ri"
+      local out = core.buffer(16)
+      out:fill(46)
+      assert.equal(5, (one("prep_recv", b, out, 5, core.MSG_WAITALL, 2, 3)))
+      assert.equal("..o, ri.", out:tostring(1, 8))
+      out:write("buffered")
+      assert.equal(8, (one("prep_send", b, out, 8, 0, 3)))
+      local back = core.buffer(8)
+      assert.equal(8, (one("prep_recv", a, back, nil, 0, 4)))
+      assert.equal("buffered", back:tostring())
+      -- MSG_DONTWAIT on an empty socket: -EAGAIN, not a hang
+      assert.equal(-11, (one("prep_recv", a, back, nil, core.MSG_DONTWAIT, 5)))
+    end)
+
+    it("send_zc of 1 MiB: a result CQE with F_MORE, then F_NOTIF; pinned until then", function()
+      local a, b = pair()
+      local N = 1 << 20
+      local data = pattern(65521):rep(17):sub(1, N)
+      local buf = core.buffer(N)
+      buf:write(data)
+      local into = core.buffer(N)
+      ring:prep_send_zc(a, buf, N, 0, 1)
+      assert.equal(1, buf:pinned())
+      ring:prep_recv(b, into, N, core.MSG_WAITALL, 2)
+      assert.equal(2, ring:submit())
+      local seen = {}
+      while ring:inflight() > 0 do
+        local res, ud, flags = ring:wait_cqe()
+        if ud == 2 then
+          assert.equal(N, res)
+          seen.recv = true
+        elseif flags & F_NOTIF ~= 0 then
+          assert.is_true(seen.result, "the notification came first")
+          assert.equal(0, flags & F_MORE)
+          assert.equal(0, res)
+          assert.equal(1, ud)
+          assert.equal(0, buf:pinned())         -- released on the notif
+          seen.notif = true
+        else
+          assert.equal(1, ud)
+          assert.equal(N, res)
+          assert.is_true(flags & F_MORE ~= 0)
+          assert.equal(1, buf:pinned())         -- still the kernel's
+          assert.equal(1, ring:inflight() - (seen.recv and 0 or 1))
+          seen.result = true
+        end
+      end
+      assert.same({ result = true, notif = true, recv = true }, seen)
+      assert.equal(0, buf:pinned())
+      assert.is_true(into:tostring() == data, "the data arrived intact")
+    end)
+
+    it("submit_and_wait counts both CQEs of a send_zc", function()
+      local a, b = pair()
+      ring:prep_send_zc(a, "zero copy", nil, 0, 7)
+      assert.equal(1, ring:submit_and_wait(2))
+      local r1, u1, f1 = ring:wait_cqe()
+      local r2, u2, f2 = ring:wait_cqe()
+      assert.same({ 9, 7, F_MORE }, { r1, u1, f1 & (F_MORE | F_NOTIF) })
+      assert.same({ 0, 7, F_NOTIF }, { r2, u2, f2 & (F_MORE | F_NOTIF) })
+      assert.has_error(function() ring:submit_and_wait(1) end,
+        "bad argument #1 to 'submit_and_wait' (cannot wait for 1 CQEs: 0 SQE(s) in flight)")
+      local got = core.buffer(9)
+      assert.equal(9, (one("prep_recv", b, got, 9, core.MSG_WAITALL, 8)))
+      assert.equal("zero copy", got:tostring())
+    end)
+
+    it("send, recv and send_zc take a registered file", function()
+      local a, b = pair()
+      assert.is_true(ring:register_files{ a, b })
+      ring:prep_send_zc(ring:fixed(0), "fixed and zero-copy", nil, 0, 1)
+      ring:submit()
+      local got = reap(2)
+      assert.equal(0, got[1])                    -- the notification, last
+      assert.equal(0, ring:inflight())
+      local into = core.buffer(19)
+      assert.equal(19, (one("prep_recv", ring:fixed(1), into, nil, core.MSG_WAITALL, 2)))
+      assert.equal("fixed and zero-copy", into:tostring())
+      assert.equal(4, (one("prep_send", ring:fixed(1), "back", nil, 0, 3)))
+      assert.equal(4, (one("prep_recv", a, into, 4, core.MSG_WAITALL, 4)))
+      assert.equal("back", into:tostring(1, 4))
+    end)
+
+    it("return a negative res for an OS failure (send_zc still notifies)", function()
+      local path = dir .. "/notsock"
+      local fd = open(path, "w+")
+      assert.equal(-ENOTSOCK, (one("prep_send", fd, "x", nil, 0, 1)))
+      assert.equal(-ENOTSOCK, (one("prep_recv", fd, core.buffer(1), nil, 0, 2)))
+      ring:prep_send_zc(1000000, "x", nil, 0, 3)
+      ring:submit()
+      local r1, _, f1 = ring:wait_cqe()
+      assert.equal(-EBADF, r1)
+      assert.is_true(f1 & F_MORE ~= 0)
+      local r2, _, f2 = ring:wait_cqe()
+      assert.equal(0, r2)
+      assert.is_true(f2 & F_NOTIF ~= 0)
+      ring:prep_send_zc(fd, "x", nil, 0, 4)
+      ring:submit()
+      assert.same({ [4] = 0 }, reap(2))          -- -ENOTSOCK, then the notif
+      assert.equal(0, ring:inflight())
+      close(fd)
+    end)
+
+    it("raise on bad arguments", function()
+      assert.has_error(function() ring:prep_recv(0, "s", 1, 0) end,
+        "bad argument #2 to 'prep_recv' (uring.buffer expected, got string)")
+      assert.has_error(function() ring:prep_send_zc(0, 12) end,
+        "bad argument #2 to 'prep_send_zc' (uring.buffer or string expected, got number)")
+      assert.has_error(function() ring:prep_send(0, "abc", 4) end,
+        "bad argument #3 to 'prep_send' (4 bytes at position 1 overflow a string of 3 bytes)")
+      assert.has_error(function() ring:prep_recv(0, core.buffer(4), 2, 0, 0, 4) end,
+        "bad argument #3 to 'prep_recv' (2 bytes at position 4 overflow a buffer of 4 bytes)")
+      assert.has_error(function() ring:prep_send_zc(0, "abc", nil, -1) end,
+        "bad argument #4 to 'prep_send_zc' (flags must be in 0..2147483647)")
+      assert.has_error(function() ring:prep_send(0, "abc", nil, "x") end,
+        "bad argument #4 to 'prep_send' (number expected, got string)")
+      assert.has_error(function() ring:prep_send({}, "abc") end,
+        "bad argument #1 to 'prep_send' (fd or ring:fixed(slot) expected, got table)")
+      assert.equal(0, ring:inflight())
+    end)
+
+    it("keep a dropped buffer and string alive until the notification", function()
+      local a, b = pair()
+      local N = 1 << 20
+      local weak = setmetatable({}, { __mode = "v" })
+      local data = pattern(4093):rep(257):sub(1, N)
+      do
+        local buf = core.buffer(N)
+        buf:write(data)
+        weak[1] = buf
+        ring:prep_send_zc(a, buf, nil, 0, 1)
+        -- a string built here, referenced only by the SQE
+        ring:prep_send_zc(a, ("tail:%d"):format(12345) .. ("!"):rep(100), nil, 0, 2)
+      end
+      collectgarbage("collect")
+      collectgarbage("collect")
+      for i = 1, 100 do local _, _ = core.buffer(4096), ("%d"):format(i) .. "x" end
+      assert.is_not_nil(weak[1])
+      ring:submit()
+      -- take the result CQEs only (F_MORE); the notifications stay due
+      local results, notified = 0, {}
+      local function check()
+        collectgarbage("collect")
+        collectgarbage("collect")
+        if not notified[1] then               -- the kernel may still read it
+          assert.is_not_nil(weak[1])
+          assert.equal(1, weak[1]:pinned())
+        end
+      end
+      while results < 2 do
+        local res, ud, flags = ring:wait_cqe()
+        if flags & F_MORE ~= 0 then
+          results = results + 1
+          assert.equal(ud == 1 and N or 110, res)
+        else
+          notified[ud] = true
+        end
+        check()
+      end
+      local into = core.buffer(N + 110)
+      ring:prep_recv(b, into, nil, core.MSG_WAITALL, 3)
+      ring:submit()
+      while ring:inflight() > 0 do
+        local _, ud, flags = ring:wait_cqe()
+        if flags & F_NOTIF ~= 0 then notified[ud] = true end
+        check()
+      end
+      assert.is_true(notified[1] and notified[2])
+      assert.equal(data .. "tail:12345" .. ("!"):rep(100), into:tostring())
+      collectgarbage("collect")
+      collectgarbage("collect")
+      assert.is_nil(weak[1])                    -- let go after the notif
+    end)
+
+    it("close with a send_zc in flight gives the pin back", function()
+      local a = pair()
+      local r = assert(core.ring{entries = 4})
+      local buf = core.buffer(65536)
+      r:prep_send_zc(a, buf, nil, 0, 1)
+      r:submit()
+      assert.equal(1, buf:pinned())
+      r:close()
+      assert.equal(0, buf:pinned())
     end)
   end)
 

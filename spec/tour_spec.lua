@@ -66,9 +66,12 @@ describe("tour", function()
     assert(tonumber(expect(out, "\nplain%s+(%d+)")) > 0)
   end)
 
-  it("7. tour_fixed: fixed and plain reads, timed, all correct", function()
+  it("7. tour_fixed: fixed and plain reads, fixed file and fd, timed, all correct", function()
     local out = run("tour_fixed.lua")
     expect(out, "buffered %(warm cache%)%s+%d+%s+[%d.]+%s+[%d.]+%s+[%d.]+")
+    expect(out, "register_files{fd} took [%d.]+ us, once\n%s+reads%s+fd us%s+fixed file us"
+      .. "%s+fixed/fd\nbuffered %(warm cache%)%s+%d+%s+[%d.]+%s+[%d.]+%s+[%d.]+")
+    expect(out, "unregistered file slot refused by ring:fixed: true")
     expect(out, "reads with a wrong result: 0")
     expect(out, "ok: every fixed and plain read returned its block")
   end)
@@ -78,6 +81,18 @@ describe("tour", function()
     local sqes, cqes, more = expect(out, "accept: (%d+) SQE, (%d+) CQEs %((%d+) with more = true%)")
     assert.equal(1, tonumber(sqes))
     assert(tonumber(cqes) >= 100 and tonumber(more) >= 100)
+  end)
+
+  it("9. tour_zerocopy: send and send_zc timed; a result and a notification per send_zc", function()
+    local out = run("tour_zerocopy.lua")
+    if out:match("this kernel has no IORING_OP_SEND_ZC") then return end
+    expect(out, "64 KiB%s+%d+%s+%d+%s+%d+%s+[%d.]+")
+    expect(out, "1 MiB%s+%d+%s+%d+%s+%d+%s+[%d.]+")
+    local n, more, notif = expect(out,
+      "1 MiB : (%d+) send_zc SQEs %-> (%d+) results with F_MORE %+ (%d+) notifications with F_NOTIF")
+    assert(n == more and n == notif, out)
+    expect(out, "messages with a wrong result: 0")
+    expect(out, "ok: every message arrived intact; every send_zc gave a result and a notification")
   end)
 
   it("9-10. tour_probe: the op list, send_zc probed", function()

@@ -38,5 +38,12 @@ end
 
 require("uring.file")(uring, core)
 require("uring.net")(uring, core)
+require("uring.proc")(uring, core)
+require("uring.socket")(uring, core)
+
+-- uring.http is a plain module over the public table: it may require
+-- "uring" while this file is still running
+package.loaded.uring = uring
+uring.http = require "uring.http"
 
 return uring

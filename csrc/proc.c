@@ -1,0 +1,700 @@
+/*
+ * proc.c: child processes, waited for through the ring.
+ *
+ * uring.exec{argv..., stdin =, stdout =, stderr =, env =, cwd =} starts a
+ * program with posix_spawnp (the child gets an empty signal mask: the loop
+ * blocks SIGINT and uring.signal blocks others, and neither must leak into
+ * children) and returns a process table; uring.popen(cmd [, mode]) runs
+ * "/bin/sh -c cmd" and returns a uring.file over the parent's pipe end,
+ * linked to its process so that file:close() waits for it (init's
+ * uring.proc layer wraps close).  Every descriptor we make is CLOEXEC, so
+ * a child inherits only the three it is given.
+ *
+ * Waiting: IORING_OP_WAITID (6.7) when the probe has it, filled by hand
+ * because liburing 2.3 has no io_uring_prep_waitid.  The kernel's
+ * io_waitid_prep reads
+ *     sqe->len        -> which   (idtype: P_PID)
+ *     sqe->fd         -> upid    (the pid)
+ *     sqe->file_index -> options (WEXITED)
+ *     sqe->addr2      -> infop   (siginfo_t *, written at completion)
+ * and rejects addr, buf_index, addr3 and waitid_flags (rw_flags) != 0;
+ * io_uring_prep_rw zeroes all of those, and its offset argument is addr2
+ * (a union with off).  The siginfo lives in r->mem: the request owns it
+ * until the CQE.  Without WAITID (older kernels, or URING_PROC_FALLBACK=1
+ * to test this path) a pidfd is polled (IORING_OP_POLL_ADD, readable when
+ * the child exits) and then reaped with waitid(P_PIDFD, WNOHANG).
+ *
+ * No zombies: a process collected unreaped is reaped at once if it has
+ * exited, else handed to the loop as a detached WAITID (or pidfd poll)
+ * whose plain-C handler completes the reap.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "uring.h"
+
+#define UR_PROC_MT    "uring.process"
+#define UR_PROCH_MT   "uring.prochandle"
+#define OP_WAITID     50          /* IORING_OP_WAITID; not in liburing 2.3 */
+
+extern char **environ;
+
+static char handle_key;       /* process table -> its handle */
+static char links_key;        /* weak table: popen file -> handle */
+static char fdopen_key;       /* uring.fdopen, to wrap pipe ends */
+
+typedef struct ur_proc {
+  pid_t pid;
+  int pidfd;                  /* fallback only; -1 */
+  int reaped;                 /* status below is final */
+  int how;                    /* CLD_EXITED, or killed */
+  int code;                   /* exit status, or signal number */
+  int err;                    /* -errno if the status was lost (ECHILD) */
+  int waiting;                /* a task has the wait request in flight */
+  ur_waitq waitq;             /* further tasks in wait() */
+} ur_proc;
+
+/* --- reaping --- */
+
+static void record (ur_proc *p, const siginfo_t *si) {
+  p->reaped = 1;
+  p->how = si->si_code == CLD_EXITED ? CLD_EXITED : CLD_KILLED;
+  p->code = si->si_status;
+  if (p->pidfd >= 0) {
+    close(p->pidfd);
+    p->pidfd = -1;
+  }
+}
+
+/* waitid without the ring: 1 if reaped (or lost), 0 if still running */
+static int reap_now (ur_proc *p, int block) {
+  siginfo_t si;
+  if (p->reaped) return 1;
+  for (;;) {
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | (block ? 0 : WNOHANG)) == 0)
+      break;
+    if (errno == EINTR) continue;
+    p->reaped = 1;            /* ECHILD: someone else reaped it */
+    p->err = -errno;
+    return 1;
+  }
+  if (si.si_pid != p->pid) return 0;
+  record(p, &si);
+  return 1;
+}
+
+static int waitid_supported (ur_loop *loop) {
+  static int cached = -1;
+  const char *e = getenv("URING_PROC_FALLBACK");
+  if (e && *e && strcmp(e, "0") != 0) return 0;
+  if (cached < 0) {
+    struct io_uring_probe *pr = io_uring_get_probe_ring(&loop->ring);
+    cached = pr ? io_uring_opcode_supported(pr, OP_WAITID) : 0;
+    if (pr) io_uring_free_probe(pr);
+  }
+  return cached;
+}
+
+static int pidfd_open_ (pid_t pid) {
+#ifdef SYS_pidfd_open
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+  (void)pid;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+/* Fill sqe to wait for pid: WAITID, or a poll on pidfd.  See the top. */
+static void prep_wait (struct io_uring_sqe *sqe, int use_waitid, pid_t pid,
+                       int pidfd, siginfo_t *si) {
+  if (use_waitid) {
+    io_uring_prep_rw(OP_WAITID, sqe, (int)pid, NULL, P_PID,
+                     (uint64_t)(uintptr_t)si);   /* offset is addr2 */
+    sqe->file_index = WEXITED;
+  }
+  else
+    io_uring_prep_poll_add(sqe, pidfd, POLLIN);
+}
+
+/* --- orphans: processes collected unreaped --- */
+
+static pid_t *orphans;        /* waiting for a ring to reap them */
+static int norphans, orphancap;
+
+/* A detached reaper's CQE: WAITID has reaped the child in the kernel; a
+ * pidfd poll means it exited: reap it here. */
+static void orphan_cqe (ur_loop *loop, ur_req *r) {
+  if (r->opcode == IORING_OP_POLL_ADD && r->fd >= 0) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    waitid((idtype_t)P_PIDFD, (id_t)r->fd, &si, WEXITED | WNOHANG);
+    close(r->fd);
+    r->fd = -1;
+  }
+  ur_req_free(loop, r);
+}
+
+/* Submit a detached reaper for pid.  safe: may flush the SQ (a normal C
+ * function); from __gc only a free SQE is taken, since the code the
+ * collector interrupted may have one half prepared.  0 if not possible. */
+static int reap_later (ur_loop *loop, pid_t pid, int safe) {
+  int use_waitid, pidfd = -1;
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (!loop->ring_ok || loop->closing || loop->pid != getpid()) return 0;
+  use_waitid = waitid_supported(loop);
+  if (!use_waitid && (pidfd = pidfd_open_(pid)) < 0) return 0;
+  r = ur_req_new(NULL, loop, use_waitid ? OP_WAITID : IORING_OP_POLL_ADD);
+  if (r == NULL) goto fail;
+  if (use_waitid && (r->mem = calloc(1, sizeof(siginfo_t))) == NULL) {
+    ur_req_free(loop, r);
+    goto fail;
+  }
+  r->memlen = use_waitid ? sizeof(siginfo_t) : 0;
+  if (safe) sqe = ur_get_sqe(loop);
+  else if ((sqe = io_uring_get_sqe(&loop->ring)) != NULL) {
+    loop->pending++;
+    loop->stats.sqes++;
+  }
+  if (sqe == NULL) {
+    ur_req_free(loop, r);
+    goto fail;
+  }
+  r->fd = pidfd;
+  r->aux = (int)pid;
+  r->on_cqe = orphan_cqe;
+  prep_wait(sqe, use_waitid, pid, pidfd, (siginfo_t *)r->mem);
+  ur_req_submitted(loop, r, sqe);
+  r->task = NULL;
+  return 1;
+fail:
+  if (pidfd >= 0) close(pidfd);
+  return 0;
+}
+
+static void add_orphan (pid_t pid) {
+  if (norphans == orphancap) {
+    int cap = orphancap ? orphancap * 2 : 8;
+    pid_t *a = (pid_t *)realloc(orphans, (size_t)cap * sizeof *a);
+    if (a == NULL) return;    /* it stays a zombie until we exit */
+    orphans = a;
+    orphancap = cap;
+  }
+  orphans[norphans++] = pid;
+}
+
+/* From a normal C function: reap or hand over the orphans left by __gc. */
+static void drain_orphans (ur_loop *loop) {
+  int i = 0;
+  while (i < norphans) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if ((waitid(P_PID, (id_t)orphans[i], &si, WEXITED | WNOHANG) != 0
+         || si.si_pid == orphans[i] || reap_later(loop, orphans[i], 1)))
+      orphans[i] = orphans[--norphans];
+    else
+      i++;
+  }
+}
+
+static int l_handle_gc (lua_State *L) {
+  ur_proc *p = (ur_proc *)luaL_checkudata(L, 1, UR_PROCH_MT);
+  if (p->pid > 0 && !reap_now(p, 0)) {
+    if (!reap_later(ur_loop_of(L), p->pid, 0)) add_orphan(p->pid);
+    p->reaped = 1;
+  }
+  if (p->pidfd >= 0) {
+    close(p->pidfd);
+    p->pidfd = -1;
+  }
+  return 0;
+}
+
+/* --- results --- */
+
+/* ok, how, code: as os.execute and io.popen's close */
+static int push_status (lua_State *L, ur_proc *p) {
+  if (p->err) return ur_pushfail(L, p->err, "wait");
+  if (p->how == CLD_EXITED && p->code == 0) lua_pushboolean(L, 1);
+  else luaL_pushfail(L);
+  lua_pushstring(L, p->how == CLD_EXITED ? "exit" : "signal");
+  lua_pushinteger(L, p->code);
+  return 3;
+}
+
+static ur_proc *checkhandle (lua_State *L, int idx) {
+  return (ur_proc *)luaL_checkudata(L, idx, UR_PROCH_MT);
+}
+
+/* Argument 1 is a process table (or, internally, a handle): replace it
+ * with the handle. */
+static ur_proc *toproc (lua_State *L) {
+  ur_proc *p = (ur_proc *)luaL_testudata(L, 1, UR_PROCH_MT);
+  if (p) return p;
+  if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
+    int same;
+    luaL_getmetatable(L, UR_PROC_MT);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same && lua_rawgetp(L, 1, &handle_key) == LUA_TUSERDATA) {
+      lua_replace(L, 1);
+      return checkhandle(L, 1);
+    }
+  }
+  luaL_typeerror(L, 1, UR_PROC_MT);
+  return NULL;
+}
+
+/* --- proc:wait() --- */
+
+static int wait_start (lua_State *L, ur_task *t, ur_proc *p);
+
+/* The wait's CQE: take in the status now (the task may be cancelled and
+ * never look), then wake the task. */
+static void wait_cqe (ur_loop *loop, ur_req *r) {
+  ur_proc *p = (ur_proc *)r->obj;
+  if (r->state == UR_REQ_DONE && !p->reaped) {
+    if (r->opcode == OP_WAITID && r->res >= 0) {
+      siginfo_t *si = (siginfo_t *)r->mem;
+      ur_kernel_wrote(si, sizeof *si);
+      if (si->si_pid == p->pid) record(p, si);
+    }
+    else if (r->opcode == OP_WAITID && r->res == -ECHILD) {
+      p->reaped = 1;
+      p->err = r->res;
+    }
+    else if (r->opcode == IORING_OP_POLL_ADD && r->res > 0)
+      reap_now(p, 0);
+  }
+  ur_req_wake(loop, r);
+}
+
+static int wait_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  ur_proc *p = checkhandle(L, 1);
+  int res = r->res;
+  (void)status; (void)ctx;
+  ur_req_free(t->loop, r);
+  p->waiting = 0;
+  ur_waitq_wake_all(t->loop, &p->waitq);   /* they see the status, or wait */
+  ur_check_interrupt(L, t);
+  if (p->reaped) return push_status(L, p);
+  if (res < 0 && res != -ECANCELED && res != -EINTR && res != -EAGAIN)
+    return ur_pushfail(L, res, "wait");
+  return wait_start(L, t, p);             /* woken early: wait again */
+}
+
+static int waitq_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_proc *p = checkhandle(L, 1);
+  (void)status; (void)ctx;
+  if (t == NULL)
+    return luaL_error(L, "a task can only be resumed by the uring loop");
+  ur_check_interrupt(L, t);
+  if (p->reaped) return push_status(L, p);
+  return wait_start(L, t, p);
+}
+
+static int wait_start (lua_State *L, ur_task *t, ur_proc *p) {
+  ur_loop *loop = t->loop;
+  int use_waitid;
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (p->waiting)             /* one request per process; others queue */
+    return ur_park(L, t, &p->waitq, "wait", 0, waitq_k);
+  use_waitid = waitid_supported(loop);
+  if (!use_waitid && p->pidfd < 0 && (p->pidfd = pidfd_open_(p->pid)) < 0) {
+    int err = -errno;
+    if (reap_now(p, 0)) return push_status(L, p);
+    return ur_pushfail(L, err, "wait: pidfd_open");
+  }
+  r = ur_req_new(L, loop, use_waitid ? OP_WAITID : IORING_OP_POLL_ADD);
+  if (use_waitid) {
+    r->mem = calloc(1, sizeof(siginfo_t));   /* the kernel writes here */
+    if (r->mem == NULL) {
+      ur_req_free(loop, r);
+      return luaL_error(L, "wait: not enough memory");
+    }
+    r->memlen = sizeof(siginfo_t);
+  }
+  else
+    r->fd = p->pidfd;
+  ur_req_pin(L, r, 1);        /* the handle outlives the request */
+  r->obj = p;
+  r->on_cqe = wait_cqe;
+  sqe = ur_get_sqe(loop);
+  prep_wait(sqe, use_waitid, p->pid, p->pidfd, (siginfo_t *)r->mem);
+  ur_req_submitted(loop, r, sqe);
+  p->waiting = 1;
+  return ur_await(L, t, r, "wait", 0, wait_k);
+}
+
+/* proc:wait() -> ok, "exit"|"signal", code   (as os.execute) */
+static int l_proc_wait (lua_State *L) {
+  ur_proc *p = toproc(L);
+  ur_task *t;
+  lua_settop(L, 1);
+  t = ur_task_current(L, "wait");
+  drain_orphans(t->loop);
+  if (p->reaped) return push_status(L, p);
+  return wait_start(L, t, p);
+}
+
+/* _reap(handle, block) -> ok, how, code | nothing if still running:
+ * popen's close outside a task (blocks, as io.popen's) or while a task
+ * unwinds (never blocks; the collector reaps it later). */
+static int l_proc_reap (lua_State *L) {
+  ur_proc *p = checkhandle(L, 1);
+  if (p->waiting) return 0;
+  if (reap_now(p, lua_toboolean(L, 2))) return push_status(L, p);
+  return 0;
+}
+
+/* --- proc:kill([sig]) --- */
+
+static const struct { const char *name; int no; } signames[] = {
+  {"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT}, {"HUP", SIGHUP},
+  {"QUIT", SIGQUIT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+  {"STOP", SIGSTOP}, {"CONT", SIGCONT}, {"ALRM", SIGALRM},
+  {"PIPE", SIGPIPE}, {"WINCH", SIGWINCH}, {"ABRT", SIGABRT},
+};
+
+static int checksig (lua_State *L, int idx) {
+  const char *name;
+  if (lua_isnoneornil(L, idx)) return SIGTERM;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Integer n = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, n >= 0 && n < NSIG, idx, "invalid signal number");
+    return (int)n;
+  }
+  name = luaL_checkstring(L, idx);
+  if (strncmp(name, "SIG", 3) == 0) name += 3;
+  for (size_t i = 0; i < sizeof signames / sizeof signames[0]; i++)
+    if (strcmp(name, signames[i].name) == 0) return signames[i].no;
+  return luaL_argerror(L, idx, "unknown signal name");
+}
+
+/* proc:kill([sig]) -> true | fail  (default SIGTERM) */
+static int l_proc_kill (lua_State *L) {
+  ur_proc *p = toproc(L);
+  int sig = checksig(L, 2);
+  /* an unreaped child's pid cannot be reused, so this is our child */
+  if (p->reaped) return ur_pushfail(L, -ESRCH, "kill");
+  if (kill(p->pid, sig) != 0) return ur_pushfail(L, -errno, "kill");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_proc_tostring (lua_State *L) {
+  ur_proc *p = toproc(L);
+  if (p->reaped && !p->err)
+    lua_pushfstring(L, "uring.process %d (%s %d)", (int)p->pid,
+                    p->how == CLD_EXITED ? "exit" : "signal", p->code);
+  else
+    lua_pushfstring(L, "uring.process %d (%s)", (int)p->pid,
+                    p->reaped ? "reaped" : "running");
+  return 1;
+}
+
+/* --- spawning --- */
+
+enum { IO_INHERIT, IO_NULL, IO_PIPE, IO_FILE };
+
+typedef struct spawn_io {
+  int kind[3];
+  int fd[3];                  /* IO_FILE: the file's fd */
+  int child[3], parent[3];    /* IO_PIPE ends; -1 */
+} spawn_io;
+
+static void io_close_all (spawn_io *io) {
+  for (int i = 0; i < 3; i++) {
+    if (io->child[i] >= 0) close(io->child[i]);
+    if (io->parent[i] >= 0) close(io->parent[i]);
+    io->child[i] = io->parent[i] = -1;
+  }
+}
+
+/* Start argv; 0 or -errno.  path: searched in PATH unless it has a '/'. */
+static int spawn (pid_t *pid, const char *path, char *const argv[],
+                  char *const envp[], const char *cwd, spawn_io *io) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  sigset_t none;
+  int rc;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&at);
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&at, &none);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+  for (int i = 0; i < 3; i++) {
+    switch (io->kind[i]) {
+      case IO_NULL:
+        posix_spawn_file_actions_addopen(&fa, i, "/dev/null",
+                                         i == 0 ? O_RDONLY : O_WRONLY, 0);
+        break;
+      case IO_PIPE:
+        posix_spawn_file_actions_adddup2(&fa, io->child[i], i);
+        break;
+      case IO_FILE:             /* dup2 onto itself clears CLOEXEC */
+        posix_spawn_file_actions_adddup2(&fa, io->fd[i], i);
+        break;
+      default: break;
+    }
+  }
+  if (cwd) posix_spawn_file_actions_addchdir_np(&fa, cwd);
+  rc = posix_spawnp(pid, path, &fa, &at, argv, envp ? envp : environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  return -rc;
+}
+
+static int make_pipe (spawn_io *io, int i) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return -errno;
+  io->child[i] = i == 0 ? p[0] : p[1];
+  io->parent[i] = i == 0 ? p[1] : p[0];
+  return 0;
+}
+
+/* A new handle for pid, pushed. */
+static ur_proc *push_handle (lua_State *L, pid_t pid) {
+  ur_proc *p = (ur_proc *)lua_newuserdatauv(L, sizeof *p, 0);
+  memset(p, 0, sizeof *p);
+  p->pid = pid;
+  p->pidfd = -1;
+  luaL_setmetatable(L, UR_PROCH_MT);
+  return p;
+}
+
+/* Wrap fd (ours) as a uring.file in mode; push it.  fd is closed. */
+static int push_file (lua_State *L, int fd, const char *mode) {
+  int ok;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &fdopen_key);
+  lua_pushinteger(L, fd);
+  lua_pushstring(L, mode);
+  lua_call(L, 2, 1);          /* fdopen dups it (CLOEXEC) */
+  ok = luaL_testudata(L, -1, UR_FILE_MT) != NULL;
+  close(fd);
+  return ok;
+}
+
+/* posix_spawn takes char *const argv[] but never writes through it */
+static char *unconst (const char *s) {
+  union { const char *c; char *m; } u;
+  u.c = s;
+  return u.m;
+}
+
+static const char *const io_names[] = {"stdin", "stdout", "stderr"};
+
+static void check_io (lua_State *L, spawn_io *io, int i) {
+  int tp = lua_getfield(L, 1, io_names[i]);
+  io->kind[i] = IO_INHERIT;
+  if (tp == LUA_TSTRING) {
+    const char *s = lua_tostring(L, -1);
+    if (strcmp(s, "pipe") == 0) io->kind[i] = IO_PIPE;
+    else if (strcmp(s, "null") == 0) io->kind[i] = IO_NULL;
+    else if (strcmp(s, "inherit") != 0) tp = LUA_TNONE;
+  }
+  else if (tp == LUA_TUSERDATA && luaL_testudata(L, -1, UR_FILE_MT)) {
+    io->kind[i] = IO_FILE;
+    lua_getfield(L, -1, "fd");
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 1);        /* raises "attempt to use a closed file" */
+    io->fd[i] = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  else if (tp != LUA_TNIL) tp = LUA_TNONE;
+  if (tp == LUA_TNONE)
+    luaL_error(L, "bad argument #1 to 'exec' (%s must be \"pipe\", \"null\", "
+               "\"inherit\" or a uring.file)", io_names[i]);
+  lua_pop(L, 1);
+}
+
+/* uring.exec{prog, args... [, stdin =] [, stdout =] [, stderr =]
+ *            [, env = {NAME = value}] [, cwd = path]} -> process | fail */
+static int l_exec (lua_State *L) {
+  ur_loop *loop = ur_loop_of(L);
+  spawn_io io;
+  lua_Integer n;
+  char **argv, **envp = NULL;
+  const char *cwd = NULL;
+  int envidx = 0, rc;
+  pid_t pid;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  n = (lua_Integer)lua_rawlen(L, 1);
+  luaL_argcheck(L, n >= 1, 1, "argv[1], the program, is missing");
+  luaL_argcheck(L, n < 100000, 1, "too many arguments");
+  luaL_checkstack(L, (int)n + 8, "too many arguments");
+  argv = (char **)lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    int tp = lua_rawgeti(L, 1, i);
+    if (tp != LUA_TSTRING && tp != LUA_TNUMBER)
+      return luaL_error(L, "bad argument #1 to 'exec' (argv[%d] must be a "
+                        "string, got %s)", (int)i, luaL_typename(L, -1));
+    argv[i - 1] = unconst(lua_tostring(L, -1));    /* anchored on the stack */
+  }
+  argv[n] = NULL;
+  if (lua_getfield(L, 1, "cwd") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "bad argument #1 to 'exec' (cwd must be a string, "
+                        "got %s)", luaL_typename(L, -1));
+    cwd = lua_tostring(L, -1);
+  }
+  if (lua_getfield(L, 1, "env") != LUA_TNIL) {
+    size_t cnt = 0, k = 0;
+    if (lua_type(L, -1) != LUA_TTABLE)
+      return luaL_error(L, "bad argument #1 to 'exec' (env must be a table, "
+                        "got %s)", luaL_typename(L, -1));
+    envidx = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, envidx)) {
+      if (lua_type(L, -2) != LUA_TSTRING
+          || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+          || strchr(lua_tostring(L, -2), '=') != NULL)
+        return luaL_error(L, "bad argument #1 to 'exec' (env must map names "
+                          "to strings)");
+      lua_pop(L, 1);
+      cnt++;
+    }
+    envp = (char **)lua_newuserdatauv(L, (cnt + 1) * sizeof *envp, 0);
+    lua_newtable(L);          /* anchors the "NAME=value" strings */
+    lua_pushnil(L);
+    while (lua_next(L, envidx)) {
+      lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+      envp[k++] = unconst(lua_tostring(L, -1));
+      lua_rawseti(L, -4, (lua_Integer)k);
+      lua_pop(L, 1);
+    }
+    envp[k] = NULL;
+  }
+  for (int i = 0; i < 3; i++) {
+    io.child[i] = io.parent[i] = io.fd[i] = -1;
+  }
+  for (int i = 0; i < 3; i++) check_io(L, &io, i);
+  if (loop->ring_ok) drain_orphans(loop);
+  for (int i = 0; i < 3; i++)
+    if (io.kind[i] == IO_PIPE && (rc = make_pipe(&io, i)) < 0) {
+      io_close_all(&io);
+      return ur_pushfail(L, rc, "exec");
+    }
+  rc = spawn(&pid, argv[0], argv, envp, cwd, &io);
+  for (int i = 0; i < 3; i++) {   /* the child has its ends */
+    if (io.child[i] >= 0) close(io.child[i]);
+    io.child[i] = -1;
+  }
+  if (rc < 0) {
+    io_close_all(&io);
+    return ur_pushfail(L, rc, argv[0]);
+  }
+  /* the process table: {pid =, stdin =, stdout =, stderr =} */
+  lua_createtable(L, 0, 4);
+  push_handle(L, pid);
+  lua_rawsetp(L, -2, &handle_key);
+  lua_pushinteger(L, pid);
+  lua_setfield(L, -2, "pid");
+  luaL_setmetatable(L, UR_PROC_MT);
+  for (int i = 0; i < 3; i++) {
+    if (io.parent[i] < 0) continue;
+    {
+      int fd = io.parent[i];
+      io.parent[i] = -1;
+      if (!push_file(L, fd, i == 0 ? "w" : "r")) {
+        /* fdopen failed (EMFILE): the fail tuple's message is on top */
+        io_close_all(&io);         /* the handle's gc reaps the child */
+        return ur_pushfail(L, -EMFILE, "exec");
+      }
+      lua_setfield(L, -2, io_names[i]);
+    }
+  }
+  return 1;
+}
+
+/* uring.popen(cmd [, mode]) -> file | fail; file:close() -> ok, how, code */
+static int l_popen (lua_State *L) {
+  ur_loop *loop = ur_loop_of(L);
+  const char *cmd = luaL_checkstring(L, 1);
+  const char *mode = luaL_optstring(L, 2, "r");
+  char *argv[4];
+  spawn_io io;
+  int w, rc, fd;
+  pid_t pid;
+  luaL_argcheck(L, (mode[0] == 'r' || mode[0] == 'w') && mode[1] == '\0', 2,
+                "invalid mode");
+  w = mode[0] == 'w';
+  for (int i = 0; i < 3; i++) {
+    io.kind[i] = IO_INHERIT;
+    io.child[i] = io.parent[i] = io.fd[i] = -1;
+  }
+  io.kind[w ? 0 : 1] = IO_PIPE;
+  if (loop->ring_ok) drain_orphans(loop);
+  if ((rc = make_pipe(&io, w ? 0 : 1)) < 0) return ur_pushfail(L, rc, cmd);
+  argv[0] = unconst("sh");
+  argv[1] = unconst("-c");
+  argv[2] = unconst(cmd);
+  argv[3] = NULL;
+  rc = spawn(&pid, "/bin/sh", argv, NULL, NULL, &io);
+  fd = io.parent[w ? 0 : 1];
+  close(io.child[w ? 0 : 1]);
+  if (rc < 0) {
+    close(fd);
+    return ur_pushfail(L, rc, cmd);
+  }
+  push_handle(L, pid);                    /* collected: reaped */
+  if (!push_file(L, fd, mode)) {
+    lua_pop(L, 1);
+    lua_pop(L, 1);                        /* the handle's gc reaps sh */
+    return ur_pushfail(L, -EMFILE, cmd);
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &links_key);
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -4);
+  lua_rawset(L, -3);                      /* links[file] = handle */
+  lua_pop(L, 1);
+  return 1;
+}
+
+void ur_register_proc (lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"wait", l_proc_wait}, {"kill", l_proc_kill}, {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"exec", l_exec}, {"popen", l_popen},
+    {"_wait", l_proc_wait}, {"_reap", l_proc_reap}, {NULL, NULL}
+  };
+  static const luaL_Reg hmeta[] = {{"__gc", l_handle_gc}, {NULL, NULL}};
+  luaL_newmetatable(L, UR_PROC_MT);
+  lua_newtable(L);
+  ur_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_proc_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, UR_PROCH_MT);
+  ur_setfuncs(L, hmeta);
+  lua_pop(L, 1);
+  /* popen's file -> its process: weak keys, so a dropped file frees it */
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &links_key);
+  lua_setfield(L, -2, "_popen_links");
+  lua_getfield(L, -1, "fdopen");          /* fs.c registered it first */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &fdopen_key);
+  ur_setfuncs(L, funcs);
+}

@@ -1,0 +1,490 @@
+-- spec/http_spec.lua: uring.http against clients and servers not written
+-- here.  The server runs in this process (inside uring.run) and is driven
+-- by curl, nc and wrk started in the background (`timeout 60`, their pid
+-- kept and killed in a `finally`), whose exit the test polls for with
+-- uring.sleep so the loop keeps serving meanwhile.  The client fetches
+-- from `python3 -m http.server` serving a temp dir, and from our own
+-- server for chunked bodies, keep-alive and timeouts.  Everything listens
+-- on 127.0.0.1 port 0.  after_each: nothing in flight, no task, no fd
+-- leaked.
+local uring = require "uring"
+local helpers = require "helpers"
+local http = uring.http
+
+local function have(cmd)
+  return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
+end
+
+local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function readall(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function writeall(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- uring.run with a watchdog (a hung test fails instead of hanging)
+local function run(fn, secs)
+  return uring.run(function()
+    local res = table.pack(uring.timeout(secs or 20, function()
+      return true, fn()
+    end))
+    if res[1] == nil then error("test timed out: " .. tostring(res[2]), 0) end
+    return table.unpack(res, 2, res.n)
+  end)
+end
+
+-- External commands, run without the ASan preload (as net_examples_spec)
+local EXT = "env -u LD_PRELOAD "
+local children = {}
+
+-- Start `cmd` in the background (bounded by timeout 60); returns a handle.
+local function bg(cmd)
+  local h = { out = os.tmpname(), rc = os.tmpname(), pidf = os.tmpname() }
+  os.remove(h.rc)
+  local inner = ("echo $$ > %s; exec %stimeout 60 %s"):format(h.pidf, EXT, cmd)
+  assert(os.execute(("(sh -c %s > %s 2>&1 < /dev/null; echo $? > %s) &")
+    :format(shq(inner), h.out, h.rc)))
+  children[#children + 1] = h
+  return h
+end
+
+-- Wait (inside a task, the loop serving meanwhile) for a background
+-- command; returns its output and exit status.
+local function wait(h, secs)
+  local t0 = uring.now()
+  while true do
+    local rc = readall(h.rc)
+    if rc and rc:match("%d") then
+      h.done = true
+      return readall(h.out), tonumber(rc:match("%d+"))
+    end
+    if uring.now() - t0 > (secs or 15) then error("background command did not end", 2) end
+    uring.sleep(0.02)
+  end
+end
+
+local function kill_children()
+  for _, h in ipairs(children) do
+    local pid = readall(h.pidf)
+    if not h.done and pid and pid:match("%d") then
+      os.execute("kill " .. pid:match("%d+") .. " 2>/dev/null")
+    end
+    os.remove(h.out); os.remove(h.rc); os.remove(h.pidf)
+  end
+  children = {}
+end
+
+-- a server with routes for the tests, serving in a task
+local function start(opts)
+  opts = opts or {}
+  local r = http.router()
+  r:get("^/$", function(_, res)
+    res:header("Content-Type", "text/plain")
+    res:finish("Hello, world!\n")
+  end)
+  r:get("^/users/(%d+)$", function(req, res, id)
+    return 200, "user " .. id .. " " .. tostring(req.params[1] == id) .. "\n"
+  end)
+  r:post("^/echo$", function(req, res)
+    res:header("X-TE", req.headers["Transfer-Encoding"] or "none")
+    res:header("X-Len", #req.body)
+    res:finish(req.body)
+  end)
+  r:get("^/headers$", function(req, res)
+    res:finish(("%s|%s|%s"):format(req.headers["x-custom"], req.headers["X-CUSTOM"],
+      req:header("X-Custom")))
+  end)
+  r:get("^/stream$", function(_, res)
+    for i = 1, 5 do
+      res:write(("part %d\n"):format(i))
+      uring.yield()
+    end
+    res:finish()
+  end)
+  r:get("^/slow$", function(_, res)
+    uring.sleep(opts.slow or 0.3)
+    res:finish("slow done\n")
+  end)
+  r:get("^/boom$", function() error("boom in handler") end)
+  r:get("^/redirect$", function(_, res)
+    res:header("Location", "/users/7")
+    return 302, ""
+  end)
+  if opts.root then r:get("^/static(/.*)$", http.static(opts.root)) end
+  local errors = {}
+  local srv = assert(http.server { routes = r, max_body = opts.max_body,
+    grace = opts.grace, on_error = function(e) errors[#errors + 1] = tostring(e) end })
+  local task = uring.spawn(srv.serve, srv)
+  return srv, "http://127.0.0.1:" .. srv:port(), task, errors
+end
+
+local function curl(args) return bg("curl -sS " .. args) end
+
+describe("uring.http", function()
+  local fds
+  setup(function()
+    for _, cmd in ipairs { "curl", "nc", "wrk", "python3" } do
+      assert(have(cmd), cmd .. " is missing (apt-get install curl netcat-openbsd wrk python3)")
+    end
+    uring.run(function() uring.nop() end)     -- the ring exists before the fd counts
+  end)
+  before_each(function() fds = helpers.fds() end)
+  after_each(function()
+    kill_children()
+    local s = uring.stats()
+    assert.equal(0, s.inflight)
+    assert.equal(0, s.tasks)
+    assert.equal(fds, helpers.fds())
+  end)
+
+  describe("server, against curl, nc and wrk", function()
+    it("answers GET and HEAD with Content-Length, keeping the connection", function()
+      run(function()
+        local srv, url, task = start()
+        local out, rc = wait(curl("-i " .. url .. "/"))
+        assert.equal(0, rc, out)
+        assert.equal("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n"
+          .. "Connection: keep-alive\r\n\r\nHello, world!\n", out)
+        out, rc = wait(curl("-I " .. url .. "/users/12"))
+        assert.equal(0, rc, out)
+        assert.matches("^HTTP/1.1 200 OK\r\n", out)
+        assert.matches("Content%-Length: 13\r\n", out)
+        assert.matches("\r\n\r\n$", out)                  -- no body
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("routes by pattern with captures; 404, 405 with Allow, 500 and keeps running", function()
+      run(function()
+        local srv, url, task, errors = start()
+        local out = wait(curl(("-w ' %%{http_code}\\n' %s/users/42 %s/nothing %s/boom %s/users/1")
+          :format(url, url, url, url)))
+        assert.equal("user 42 true\n 200\n404 Not Found\n 404\n"
+          .. "500 Internal Server Error\n 500\nuser 1 true\n 200\n", out)
+        assert.equal(1, #errors)
+        assert.matches("boom in handler", errors[1])
+        out = wait(curl("-i -X DELETE " .. url .. "/echo"))
+        assert.matches("^HTTP/1.1 405 Method Not Allowed\r\n", out)
+        assert.matches("Allow: POST\r\n", out)
+        out = wait(curl("-i -X POST " .. url .. "/users/3"))
+        assert.matches("Allow: GET, HEAD\r\n", out)
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("reads case-insensitive headers", function()
+      run(function()
+        local srv, url, task = start()
+        local out = wait(curl("-H 'X-Custom: v1' " .. url .. "/headers"))
+        assert.equal("v1|v1|v1", out)
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("takes POST bodies by Content-Length and chunked (curl --data-binary)", function()
+      local dir = helpers.tmpdir()
+      finally(function() helpers.rmrf(dir) end)
+      local t = {}
+      for i = 1, 20000 do t[i] = ("line %06d\n"):format(i) end    -- 240 KB
+      local data = table.concat(t)
+      writeall(dir .. "/up.bin", data)
+      run(function()
+        local srv, url, task = start()
+        -- Content-Length (curl sends Expect: 100-continue for this size)
+        local out, rc = wait(curl(("-D %s/h1 -o %s/b1 --data-binary @%s/up.bin %s/echo")
+          :format(dir, dir, dir, url)))
+        assert.equal(0, rc, out)
+        assert.equal(data, readall(dir .. "/b1"))
+        assert.matches("X%-TE: none\r\n", readall(dir .. "/h1"))
+        -- chunked upload
+        out, rc = wait(curl(("-D %s/h2 -o %s/b2 --data-binary @%s/up.bin "
+          .. "-H 'Transfer-Encoding: chunked' %s/echo"):format(dir, dir, dir, url)))
+        assert.equal(0, rc, out)
+        assert.equal(data, readall(dir .. "/b2"))
+        local h2 = readall(dir .. "/h2")
+        assert.matches("X%-TE: chunked\r\n", h2)
+        assert.matches("X%-Len: " .. #data .. "\r\n", h2)
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("refuses a body over max_body with 413 and a bad request with 400", function()
+      run(function()
+        local srv, url, task = start { max_body = 1000 }
+        local out = wait(curl("-i --data-binary " .. ("x"):rep(2000) .. " " .. url .. "/echo"))
+        assert.matches("^HTTP/1.1 413 ", out)
+        local port = srv:port()
+        out = wait(bg(("printf 'NONSENSE\\r\\n\\r\\n' | nc -N 127.0.0.1 %d"):format(port)))
+        assert.matches("^HTTP/1.1 400 Bad Request\r\n", out)
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("streams a chunked response (res:write without a length)", function()
+      run(function()
+        local srv, url, task = start()
+        local out = wait(curl("--raw -i " .. url .. "/stream"))
+        assert.matches("Transfer%-Encoding: chunked\r\n", out)
+        assert.matches("\r\n\r\n7\r\npart 1\n\r\n7\r\npart 2\n\r\n", out)
+        assert.matches("0\r\n\r\n$", out)
+        out = wait(curl(url .. "/stream"))
+        assert.equal("part 1\npart 2\npart 3\npart 4\npart 5\n", out)
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("keeps a curl connection alive across two URLs", function()
+      run(function()
+        local srv, url, task = start()
+        local out = wait(curl(("-w ' %%{num_connects}\\n' %s/users/1 %s/users/2"):format(url, url)))
+        assert.equal("user 1 true\n 1\nuser 2 true\n 0\n", out)
+        assert.equal(1, srv.connections)
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("answers pipelined requests (two in one write) in order", function()
+      run(function()
+        local srv, _, task = start()
+        local req = "GET /users/1 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"
+          .. "GET /users/2 HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n"
+        local out = wait(bg(("printf '%s' | nc -N 127.0.0.1 %d"):format(req, srv:port())))
+        local a = out:find("user 1 true", 1, true)
+        local b = out:find("user 2 true", 1, true)
+        assert(a and b and a < b, out)
+        local _, n = out:gsub("HTTP/1%.1 200 OK\r\n", "")
+        assert.equal(2, n)
+        assert.matches("Connection: close\r\n\r\nuser 2 true\n$", out)
+        -- and with our own raw socket: both requests in one send
+        local s = assert(uring.connect("127.0.0.1", srv:port()))
+        assert(s:send("GET /users/3 HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\n"
+          .. "Host: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"))
+        local all = assert(s:receive("*a"))
+        s:close()
+        assert.matches("user 3 true\n.*\r\n\r\nhello$", all)
+        assert.equal(2, srv.connections)
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("serves wrk -t1 -c200 -d3s with no socket errors", function()
+      run(function()
+        local srv, url, task = start()
+        local out, rc = wait(bg("wrk -t1 -c200 -d3s " .. url .. "/"), 30)
+        assert.equal(0, rc, out)
+        local reqs = tonumber(out:match("(%d+) requests in"))
+        assert(reqs and reqs > 1000, out)
+        assert.is_nil(out:match("Socket errors"), out)
+        assert.is_nil(out:match("Non%-2xx"), out)
+        io.write("# wrk -t1 -c200 -d3s: ", out:match("Requests/sec:%s*[%d.]+") or "?", "\n")
+        srv:close()
+        assert(task:join())
+      end, 40)
+    end)
+
+    it("serves static files: types, lengths, big files, HEAD, traversal refused", function()
+      local dir = helpers.tmpdir()
+      finally(function() helpers.rmrf(dir) end)
+      os.execute("mkdir -p " .. dir .. "/www/sub")
+      writeall(dir .. "/secret.txt", "secret\n")
+      writeall(dir .. "/www/index.html", "<h1>hi</h1>\n")
+      writeall(dir .. "/www/sub/a.css", "body{}\n")
+      os.execute("head -c 3000000 /dev/urandom > " .. dir .. "/www/big.bin")
+      run(function()
+        local srv, url, task = start { root = dir .. "/www" }
+        local s = url .. "/static"
+        local out = wait(curl(("-o %s/got.bin -w '%%{http_code} %%{content_type} %%{size_download}' %s/big.bin")
+          :format(dir, s)))
+        assert.equal("200 application/octet-stream 3000000", out)
+        assert.equal(readall(dir .. "/www/big.bin"), readall(dir .. "/got.bin"))
+        out = wait(curl("-i " .. s .. "/sub/a.css"))
+        assert.matches("Content%-Type: text/css", out)
+        assert.matches("Content%-Length: 7\r\n", out)
+        assert.matches("\r\n\r\nbody{}\n$", out)
+        out = wait(curl("-w ' %{content_type}' " .. s .. "/"))
+        assert.equal("<h1>hi</h1>\n text/html; charset=utf-8", out)
+        out = wait(curl("-I " .. s .. "/big.bin"))
+        assert.matches("Content%-Length: 3000000\r\n", out)
+        for _, p in ipairs { "/../secret.txt", "/sub/../../secret.txt", "/%2e%2e/secret.txt" } do
+          out = wait(curl("--path-as-is -w ' %{http_code}' " .. s .. p))
+          assert.matches(" 403$", out)
+          assert.is_nil(out:find("secret", 1, true))
+        end
+        out = wait(curl("-w ' %{http_code}' " .. s .. "/missing.txt"))
+        assert.matches(" 404$", out)
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("closes gracefully: in-flight requests finish, idle connections close", function()
+      run(function()
+        local srv, url, task = start { slow = 0.4 }
+        -- an idle kept-alive connection of ours
+        local idle = assert(uring.connect("127.0.0.1", srv:port()))
+        assert(idle:send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        local first = assert(idle:receive("*l"))
+        assert.equal("HTTP/1.1 200 OK", first)
+        local h = curl("-i " .. url .. "/slow")
+        uring.sleep(0.15)                     -- the slow request is in flight
+        srv:close()
+        local out = wait(h)
+        assert.matches("^HTTP/1.1 200 OK\r\n", out)
+        assert.matches("Connection: close\r\n", out)
+        assert.matches("slow done\n$", out)
+        -- the idle connection was closed: the rest of its answer, then EOF
+        local rest = idle:receive("*a")
+        assert.matches("Hello, world!\n$", rest)
+        idle:close()
+        assert(task:join())
+        -- no longer accepting
+        local c, err = uring.connect("127.0.0.1", srv:port())
+        assert.is_nil(c)
+        assert.matches("refused", err)
+      end)
+    end)
+
+    it("cuts requests still running at the grace deadline", function()
+      run(function()
+        local srv, url, task = start { slow = 30, grace = 0.2 }
+        local h = curl(url .. "/slow")
+        uring.sleep(0.15)
+        local t0 = uring.now()
+        srv:close()
+        assert(task:join())
+        assert(uring.now() - t0 < 2)
+        local _, rc = wait(h)
+        assert.are_not.equal(0, rc)            -- curl saw the connection cut
+      end)
+    end)
+  end)
+
+  describe("client", function()
+    local py, py_pid, pyport, dir
+    setup(function()
+      dir = helpers.tmpdir()
+      writeall(dir .. "/hello.txt", "hello from python\n")
+      os.execute("mkdir " .. dir .. "/sub")
+      writeall(dir .. "/sub/x.json", '{"x": 1}\n')
+      os.execute("head -c 2000000 /dev/urandom > " .. dir .. "/big.bin")
+      py = io.popen(("sh -c %s 2>/dev/null"):format(shq(("echo $$; exec %stimeout 60 "
+        .. "python3 -u -m http.server 0 --bind 127.0.0.1 --directory %s"):format(EXT, dir))))
+      py_pid = py:read("l")
+      local first = py:read("l") or ""
+      pyport = tonumber(first:match("port (%d+)"))
+      assert(pyport, "python3 -m http.server did not start: " .. first)
+    end)
+    teardown(function()
+      if py then
+        os.execute("kill " .. py_pid .. " 2>/dev/null")
+        py:close()
+      end
+      helpers.rmrf(dir)
+    end)
+
+    it("fetches files from python3 -m http.server", function()
+      run(function()
+        local base = "http://127.0.0.1:" .. pyport
+        local res = assert(http.request(base .. "/hello.txt"))
+        assert.equal(200, res.status)
+        assert.equal("hello from python\n", res.body)
+        assert.equal("18", res.headers["Content-Length"])
+        res = assert(http.request(base .. "/big.bin"))
+        assert.equal(readall(dir .. "/big.bin"), res.body)
+        res = assert(http.request(base .. "/sub/x.json", { headers = { Accept = "*/*" } }))
+        assert.equal('{"x": 1}\n', res.body)
+        assert.equal("application/json", res.headers["content-type"])
+        res = assert(http.request(base .. "/missing"))
+        assert.equal(404, res.status)
+        res = assert(http.request(base .. "/hello.txt", { method = "HEAD" }))
+        assert.equal(200, res.status)
+        assert.equal("", res.body)
+        -- redirects: off by default, followed when asked
+        res = assert(http.request(base .. "/sub"))
+        assert.equal(301, res.status)
+        res = assert(http.request(base .. "/sub", { redirects = 2 }))
+        assert.equal(200, res.status)
+        assert.matches("x.json", res.body)
+        assert.equal(base .. "/sub/", res.url)
+      end)
+    end)
+
+    it("reads our chunked responses and reuses connections in a client object", function()
+      run(function()
+        local srv, url, task = start()
+        local res = assert(http.request(url .. "/stream"))
+        assert.equal("part 1\npart 2\npart 3\npart 4\npart 5\n", res.body)
+        assert.equal("chunked", res.headers["transfer-encoding"])
+        local c <close> = http.client()
+        for i = 1, 3 do
+          res = assert(c:request(url .. "/users/" .. i))
+          assert.equal("user " .. i .. " true\n", res.body)
+        end
+        res = assert(c:request(url .. "/echo", { body = "abc" }))
+        assert.equal("abc", res.body)
+        res = assert(c:request(url .. "/stream"))
+        assert.equal(5, select(2, res.body:gsub("part", "")))
+        assert.equal(1, c.connections)
+        assert.equal(2, srv.connections)         -- the plain request, then the client's
+        -- redirects off by default; followed when asked
+        res = assert(c:request(url .. "/redirect"))
+        assert.equal(302, res.status)
+        res = assert(c:request(url .. "/redirect", { redirects = 1 }))
+        assert.equal("user 7 true\n", res.body)
+        c:close()
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("retries once when a kept connection was closed by the server", function()
+      run(function()
+        local srv, url, task = start()
+        local c <close> = http.client()
+        assert.equal(200, assert(c:request(url .. "/users/1")).status)
+        -- the server drops its idle connections (as an idle timeout would)
+        for sock in pairs(srv._conns) do sock:close() end
+        uring.sleep(0.05)
+        assert.equal("user 2 true\n", assert(c:request(url .. "/users/2")).body)
+        assert.equal(2, c.connections)
+        c:close()
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("times out, refuses https and reports connection errors", function()
+      run(function()
+        local srv, url, task = start { slow = 5, grace = 0.2 }
+        local res, err = http.request(url .. "/slow", { timeout = 0.2 })
+        assert.is_nil(res)
+        assert.equal("timeout", err)
+        res, err = http.request("https://127.0.0.1:1/")
+        assert.is_nil(res)
+        assert.matches("http:// only", err)
+        srv:close()
+        assert(task:join())
+        res, err = http.request(url .. "/")
+        assert.is_nil(res)
+        assert.matches("refused", err)
+      end)
+    end)
+  end)
+end)
