@@ -404,7 +404,10 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
         || (loop->inflight && (++loop->busy_turns & 15) == 0))
       ur_submit(loop, 0);
   }
-  else if (io_uring_sq_ready(&loop->ring) == 0 && loop->inflight == 0) {
+  else if (loop->inflight == 0) {
+    /* inflight counts every request from its prep, submitted or not, so
+     * this holds whatever the SQ shows (under SQPOLL it may still list
+     * SQEs the poller has not picked up, such as fire-and-forget cancels) */
     /* every task waits on another task: nothing can ever wake them */
     if (loop->error_ref == LUA_NOREF) {
       lua_pushfstring(L, "uring.run: deadlock: %d task(s) wait on each other "
