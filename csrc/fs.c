@@ -611,7 +611,7 @@ static int file_k (lua_State *L, int status, lua_KContext ctx) {
   }
   absorb(f, r);
   ur_req_free(t->loop, r);
-  if (t->canceled || (t->expired_at && t->expired_at <= t->scope_depth)) {
+  if (ur_interrupted(t)) {
     method_end(f);            /* what was read stays buffered */
     ur_check_interrupt(L, t);
   }
@@ -1103,7 +1103,7 @@ static int open_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   ur_req_free(t->loop, r);
   if (res >= 0) {
-    if (t->canceled || (t->expired_at && t->expired_at <= t->scope_depth))
+    if (ur_interrupted(t))
       close(res);               /* nobody will get this fd: don't leak it */
     else
       f->fd = res;

@@ -84,32 +84,6 @@ static ur_sock *newsock (lua_State *L, int family) {
   return s;
 }
 
-static int interrupted (ur_task *t) {
-  return t->canceled || (t->expired_at && t->expired_at <= t->scope_depth);
-}
-
-static void set_ts (struct __kernel_timespec *ts, double secs) {
-  ts->tv_sec = (long long)secs;
-  ts->tv_nsec = (long long)((secs - (double)ts->tv_sec) * 1e9);
-}
-
-static void free_handler (ur_loop *loop, ur_req *r) {
-  if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
-}
-
-/* Link a timeout to the SQE just prepared (reserve 2 SQEs first). */
-static void link_timeout (lua_State *L, ur_loop *loop, struct io_uring_sqe *op,
-                          double secs) {
-  ur_req *tr = ur_req_new(L, loop, IORING_OP_LINK_TIMEOUT);
-  struct io_uring_sqe *sqe;
-  op->flags |= IOSQE_IO_LINK;
-  sqe = ur_get_sqe(loop);
-  set_ts(&tr->u.ts, secs);      /* read at submit: lives in the request */
-  io_uring_prep_link_timeout(sqe, &tr->u.ts, 0);
-  tr->on_cqe = free_handler;
-  ur_req_submitted(loop, tr, sqe);
-}
-
 /* The fail tuple for an op on a socket, "timeout" for our own timer. */
 static int sock_fail (lua_State *L, ur_sock *s, int res) {
   if (res == -ECANCELED && s->timeout >= 0) {
@@ -186,7 +160,7 @@ static int fill_k (lua_State *L, int status, lua_KContext ctx);
 static int start_recv (lua_State *L, ur_sock *s, ur_task *t) {
   ur_loop *loop = t->loop;
   int pick = ur_bufring_ensure(loop) == 0;
-  ur_req *r = ur_req_new(L, loop, IORING_OP_RECV);
+  ur_req *r = ur_req_new(L, loop, IORING_OP_RECV), *tr;
   struct io_uring_sqe *sqe;
   if (!pick) {
     /* no provided buffers (old kernel, memlock): a buffer of our own */
@@ -196,7 +170,7 @@ static int start_recv (lua_State *L, ur_sock *s, ur_task *t) {
       return luaL_error(L, "receive: not enough memory");
     }
   }
-  if (s->timeout >= 0) ur_reserve_sqes(loop, 2);
+  tr = s->timeout >= 0 ? ur_link_timeout_new(L, loop) : NULL;
   sqe = ur_get_sqe(loop);
   io_uring_prep_recv(sqe, s->fd, r->mem, UR_BR_SIZE, 0);
   if (pick) {
@@ -208,7 +182,7 @@ static int start_recv (lua_State *L, ur_sock *s, ur_task *t) {
   r->fd = s->fd;
   r->memlen = UR_BR_SIZE;
   ur_req_submitted(loop, r, sqe);
-  if (s->timeout >= 0) link_timeout(L, loop, sqe, s->timeout);
+  if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
   s->rbusy = 1;
   s->recv_ud = ur_req_ud(loop, r);
   return ur_await(L, t, r, "recv", 0, fill_k);
@@ -224,7 +198,7 @@ static int fill_k (lua_State *L, int status, lua_KContext ctx) {
   s->rbusy = 0;
   s->recv_ud = 0;
   if (s->fd < 0) return sock_fail(L, s, -EBADF);
-  if (interrupted(t)) ur_check_interrupt(L, t);   /* bytes stay buffered */
+  if (ur_interrupted(t)) ur_check_interrupt(L, t);   /* bytes stay buffered */
   if (res == -ENOBUFS || res == -EINTR || res == -EAGAIN) {
     if (res == -ENOBUFS) ur_bufring_grow(t->loop);
     return start_recv(L, s, t);
@@ -317,18 +291,18 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   size_t len, from = (size_t)lua_tointeger(L, 3), to = (size_t)lua_tointeger(L, 4);
   const char *data = lua_tolstring(L, 2, &len);
   ur_loop *loop = t->loop;
-  ur_req *r = ur_req_new(L, loop, IORING_OP_SEND);
+  ur_req *r = ur_req_new(L, loop, IORING_OP_SEND), *tr;
   struct io_uring_sqe *sqe;
   size_t n = to - from - done;
   if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
   ur_req_pin(L, r, 2);          /* pinned: the kernel reads it until the CQE */
-  if (s->timeout >= 0) ur_reserve_sqes(loop, 2);
+  tr = s->timeout >= 0 ? ur_link_timeout_new(L, loop) : NULL;
   sqe = ur_get_sqe(loop);
   io_uring_prep_send(sqe, s->fd, data + from + done, n, MSG_NOSIGNAL);
   r->fd = s->fd;
   r->memlen = n;
   ur_req_submitted(loop, r, sqe);
-  if (s->timeout >= 0) link_timeout(L, loop, sqe, s->timeout);
+  if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
   s->wbusy = 1;
   s->send_ud = ur_req_ud(loop, r);
   (void)len;
@@ -466,7 +440,7 @@ static void accept_timer_cqe (ur_loop *loop, ur_req *r) {
 static uint64_t arm_accept_timer (lua_State *L, ur_sock *s, ur_task *t) {
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_TIMEOUT);
   struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
-  set_ts(&r->u.ts, s->timeout);
+  ur_set_ts(&r->u.ts, s->timeout);
   io_uring_prep_timeout(sqe, &r->u.ts, 0, 0);
   r->on_cqe = accept_timer_cqe;
   r->obj = s;
@@ -518,7 +492,7 @@ static int accept_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (t == NULL)
     return luaL_error(L, "a task can only be resumed by the uring loop");
-  if (interrupted(t)) {
+  if (ur_interrupted(t)) {
     ur_sock *s = checksock(L, 1);
     disarm_accept_timer(t->loop, (uint64_t)ctx);
     /* It may have been woken for a connection it will now not take (a
@@ -596,7 +570,7 @@ static int socket_k (lua_State *L, int status, lua_KContext ctx) {
   ur_sock *s;
   (void)status; (void)ctx;
   ur_req_free(t->loop, r);
-  if (res >= 0 && interrupted(t)) close(res);   /* nobody will get it */
+  if (res >= 0 && ur_interrupted(t)) close(res);   /* nobody will get it */
   ur_check_interrupt(L, t);
   if (res < 0) return ur_pushfail(L, res, a->what);
   lua_settop(L, 4);
@@ -627,7 +601,7 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
   int res = r->res;
   (void)status; (void)ctx;
   ur_req_free(t->loop, r);
-  if (res < 0 || interrupted(t)) {   /* a failed or unwanted socket */
+  if (res < 0 || ur_interrupted(t)) {   /* a failed or unwanted socket */
     close(s->fd);
     s->fd = -1;
   }
@@ -806,7 +780,7 @@ static int l_sock_close (lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (t && lua_isyieldable(L) && !interrupted(t) && !s->listener
+  if (t && lua_isyieldable(L) && !ur_interrupted(t) && !s->listener
       && !s->recv_ud && !s->send_ud) {
     ur_req *r = ur_req_new(L, loop, IORING_OP_CLOSE);  /* may raise: first */
     struct io_uring_sqe *sqe = ur_get_sqe(loop);

@@ -120,6 +120,34 @@ void ur_req_cancel (ur_loop *loop, ur_req *r) {
   io_uring_sqe_set_data64(sqe, 0);
 }
 
+/* A CQE handler for requests whose result nobody needs. */
+void ur_req_free_done (ur_loop *loop, ur_req *r) {
+  if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
+}
+
+/*
+ * A timeout linked to an op (settimeout), in two steps so that nothing can
+ * raise once the op's SQE is in the ring: ur_link_timeout_new takes the
+ * request and room for both SQEs before the op's SQE is taken;
+ * ur_link_timeout_add, right after it, links the two.
+ */
+ur_req *ur_link_timeout_new (lua_State *L, ur_loop *loop) {
+  ur_req *tr = ur_req_new(L, loop, IORING_OP_LINK_TIMEOUT);
+  ur_reserve_sqes(loop, 2);     /* a chain reaches the kernel whole */
+  return tr;
+}
+
+void ur_link_timeout_add (ur_loop *loop, ur_req *tr,
+                          struct io_uring_sqe *op, double secs) {
+  struct io_uring_sqe *sqe;
+  op->flags |= IOSQE_IO_LINK;
+  sqe = ur_get_sqe(loop);
+  ur_set_ts(&tr->u.ts, secs);   /* read at submit: lives in the request */
+  io_uring_prep_link_timeout(sqe, &tr->u.ts, 0);
+  tr->on_cqe = ur_req_free_done;
+  ur_req_submitted(loop, tr, sqe);
+}
+
 void ur_slab_free (ur_loop *loop) {
   for (uint32_t i = 0; i < loop->nreqs; i++) {
     ur_req *r = slot(loop, i);

@@ -49,7 +49,7 @@ void ur_check_interrupt (lua_State *L, ur_task *t) {
     lua_pushliteral(L, "canceled");
     lua_error(L);
   }
-  if (t->expired_at && t->expired_at <= t->scope_depth) {
+  if (ur_interrupted(t)) {           /* not canceled: a scope expired */
     lua_rawgetp(L, LUA_REGISTRYINDEX, &timeout_key);
     lua_error(L);
   }
@@ -459,11 +459,6 @@ static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
-static void set_ts (struct __kernel_timespec *ts, double secs) {
-  ts->tv_sec = (long long)secs;
-  ts->tv_nsec = (long long)((secs - (double)ts->tv_sec) * 1e9);
-}
-
 static double check_seconds (lua_State *L, int arg) {
   double s = luaL_checknumber(L, arg);
   luaL_argcheck(L, s >= 0 && s < 1e12 && !isnan(s), arg,
@@ -477,7 +472,7 @@ static int l_sleep (lua_State *L) {
   ur_task *t = ur_task_current(L, "sleep");
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_TIMEOUT);
   struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
-  set_ts(&r->u.ts, secs);     /* read by the kernel at submit: lives in r */
+  ur_set_ts(&r->u.ts, secs);     /* read by the kernel at submit: lives in r */
   io_uring_prep_timeout(sqe, &r->u.ts, 0, 0);
   ur_req_submitted(t->loop, r, sqe);
   return ur_await(L, t, r, "sleep", 0, sleep_k);
@@ -536,7 +531,7 @@ static int l_scope_open (lua_State *L) {
   r->on_cqe = scope_fire;
   r->task = t;
   r->aux = ++t->scope_depth;
-  set_ts(&r->u.ts, secs);
+  ur_set_ts(&r->u.ts, secs);
   io_uring_prep_timeout(sqe, &r->u.ts, 0, 0);
   ur_req_submitted(t->loop, r, sqe);
   t->scope_ud[r->aux - 1] = ur_req_ud(t->loop, r);

@@ -63,20 +63,6 @@ static udp_sock *udp_open (lua_State *L) {
   return u;
 }
 
-static int udp_interrupted (ur_task *t) {
-  return t->canceled || (t->expired_at && t->expired_at <= t->scope_depth);
-}
-
-static void udp_set_ts (struct __kernel_timespec *ts, double secs) {
-  ts->tv_sec = (long long)secs;
-  ts->tv_nsec = (long long)((secs - (double)ts->tv_sec) * 1e9);
-}
-
-/* The link timeout's own CQE: nothing to do but end it. */
-static void udp_lt_done (ur_loop *loop, ur_req *r) {
-  if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
-}
-
 static void udp_release (udp_sock *u) {
   if (u->fd >= 0) close(u->fd);
   u->fd = -1;
@@ -215,7 +201,7 @@ static int udp_socket_k (lua_State *L, int status, lua_KContext ctx) {
     if (res < 0) res = -errno;
   }
   if (res >= 0) {
-    if (udp_interrupted(t)) close(res);   /* nobody will get it */
+    if (ur_interrupted(t)) close(res);   /* nobody will get it */
     else u->fd = res;
   }
   ur_check_interrupt(L, t);
@@ -412,23 +398,13 @@ static int l_udp_recvfrom (lua_State *L) {
   m->msg.msg_iov = &m->iov;
   m->msg.msg_iovlen = 1;
   r->fd = u->fd;
-  if (u->timeout >= 0) {
-    /* take both requests before any SQE: ur_req_new may raise */
-    tr = ur_req_new(L, loop, IORING_OP_LINK_TIMEOUT);
-    ur_reserve_sqes(loop, 2);   /* the link must reach the kernel whole */
-  }
+  /* take both requests before any SQE: ur_req_new may raise */
+  if (u->timeout >= 0) tr = ur_link_timeout_new(L, loop);
   sqe = ur_get_sqe(loop);
   io_uring_prep_recvmsg(sqe, u->fd, &m->msg, 0);
-  if (tr) sqe->flags |= IOSQE_IO_LINK;
   ur_req_submitted(loop, r, sqe);
   u->ops[u->nops++] = ur_req_ud(loop, r);
-  if (tr) {
-    sqe = ur_get_sqe(loop);
-    udp_set_ts(&tr->u.ts, u->timeout);   /* read at submit: in the slab */
-    io_uring_prep_link_timeout(sqe, &tr->u.ts, 0);
-    tr->on_cqe = udp_lt_done;
-    ur_req_submitted(loop, tr, sqe);
-  }
+  if (tr) ur_link_timeout_add(loop, tr, sqe, u->timeout);
   return ur_await(L, t, r, "recvfrom", tr != NULL, udp_recvfrom_k);
 }
 

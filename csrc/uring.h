@@ -171,6 +171,10 @@ void ur_req_free (ur_loop *loop, ur_req *r);          /* unpins, frees mem */
 void ur_req_cancel (ur_loop *loop, ur_req *r);        /* ASYNC_CANCEL it */
 void ur_req_pin (lua_State *L, ur_req *r, int idx);   /* kernel reads it */
 void ur_slab_free (ur_loop *loop);
+void ur_req_free_done (ur_loop *loop, ur_req *r);     /* handler: just end it */
+ur_req *ur_link_timeout_new (lua_State *L, ur_loop *loop);   /* may raise */
+void ur_link_timeout_add (ur_loop *loop, ur_req *tr,
+                          struct io_uring_sqe *op, double secs);
 
 /* task.c */
 ur_task *ur_task_current (lua_State *L, const char *fname);  /* raises */
@@ -271,6 +275,17 @@ static inline ur_req *ur_req_at (ur_loop *loop, uint64_t ud) {
   if (idx >= loop->nreqs) return NULL;
   r = &loop->chunks[idx / UR_SLAB_CHUNK][idx % UR_SLAB_CHUNK];
   return (r->gen == gen && r->state != UR_REQ_FREE) ? r : NULL;
+}
+
+/* t was cancelled, or a uring.timeout scope it is inside has expired:
+ * its next wait point raises (ur_check_interrupt) */
+static inline int ur_interrupted (const ur_task *t) {
+  return t->canceled || (t->expired_at && t->expired_at <= t->scope_depth);
+}
+
+static inline void ur_set_ts (struct __kernel_timespec *ts, double secs) {
+  ts->tv_sec = (long long)secs;
+  ts->tv_nsec = (long long)((secs - (double)ts->tv_sec) * 1e9);
 }
 
 /* Every register function receives the module table at the stack top and
