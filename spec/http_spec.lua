@@ -31,16 +31,7 @@ local function writeall(path, s)
   f:close()
 end
 
--- uring.run with a watchdog (a hung test fails instead of hanging)
-local function run(fn, secs)
-  return uring.run(function()
-    local res = table.pack(uring.timeout(secs or 20, function()
-      return true, fn()
-    end))
-    if res[1] == nil then error("test timed out: " .. tostring(res[2]), 0) end
-    return table.unpack(res, 2, res.n)
-  end)
-end
+local run = helpers.runner(20)   -- uring.run with a 20 s watchdog
 
 -- External commands, run without the ASan preload (as net_examples_spec)
 local EXT = "env -u LD_PRELOAD "

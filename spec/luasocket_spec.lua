@@ -9,15 +9,7 @@ local uring = require "uring"
 local helpers = require "helpers"
 local socket = uring.socket
 
-local function run(fn, secs)
-  return uring.run(function()
-    local res = table.pack(uring.timeout(secs or 20, function()
-      return true, fn()
-    end))
-    if res[1] == nil then error("test timed out: " .. tostring(res[2]), 0) end
-    return table.unpack(res, 2, res.n)
-  end)
-end
+local run = helpers.runner(20)   -- uring.run with a 20 s watchdog
 
 -- a connected pair of tcp{client} objects over loopback
 local function pair()

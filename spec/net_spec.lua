@@ -13,17 +13,7 @@ local helpers = require "helpers"
 local ETIME, EBADF, ENOENT, EPIPE, ECONNRESET = 62, 9, 2, 32, 104
 local ECONNREFUSED, EADDRINUSE, ENOTCONN, EOPNOTSUPP = 111, 98, 107, 95
 
--- uring.run with a watchdog: a hung test fails instead of hanging the
--- suite (the main task's failure cancels every other task).
-local function run(fn, secs)
-  return uring.run(function()
-    local res = table.pack(uring.timeout(secs or 10, function()
-      return true, fn()
-    end))
-    if res[1] == nil then error("test timed out: " .. tostring(res[2]), 0) end
-    return table.unpack(res, 2, res.n)
-  end)
-end
+local run = helpers.runner(10)   -- uring.run with a 10 s watchdog
 
 local function errmsg(fn, ...)
   local ok, e = pcall(fn, ...)

@@ -37,6 +37,22 @@ function helpers.pid()
   return pid
 end
 
+--- A uring.run with a watchdog: runner(secs) returns run(fn [, secs]),
+-- where a test that hangs past its limit fails ("test timed out") instead
+-- of hanging the suite (the main task's failure cancels every other task).
+function helpers.runner(default_secs)
+  local uring = require "uring"
+  return function(fn, secs)
+    return uring.run(function()
+      local res = table.pack(uring.timeout(secs or default_secs, function()
+        return true, fn()
+      end))
+      if res[1] == nil then error("test timed out: " .. tostring(res[2]), 0) end
+      return table.unpack(res, 2, res.n)
+    end)
+  end
+end
+
 --- A fresh temp directory, removed by the caller with helpers.rmrf.
 function helpers.tmpdir()
   local p = io.popen("mktemp -d /tmp/uring-spec.XXXXXX")
