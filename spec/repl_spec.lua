@@ -1,5 +1,5 @@
 -- bin/uring-repl driven as a user would: through a pipe, and on a
--- pseudo-terminal (util-linux `script`) with line editing and Ctrl-C.
+-- pseudo-terminal (spec/helpers/pty_drive.py) with line editing and Ctrl-C.
 local helpers = require "helpers"
 
 local function repl_cmd()
@@ -52,21 +52,26 @@ describe("uring-repl", function()
   end)
 
   it("edits lines on a terminal, and Ctrl-C cancels only the running chunk", function()
-    local keys = table.concat({
-      "sleep 0.6",
-      [[printf 'count = 0; uring.spawn(function() while true do uring.sleep(0.01); count = count + 1 end end)\r']],
-      "sleep 0.3", [[printf 'print(12\1773)\r']],          -- a backspace edit
-      "sleep 0.3", [[printf 'uring.sleep(100)\r']],
-      "sleep 0.6", [[printf '\003']],                     -- Ctrl-C
-      "sleep 0.3", [[printf 'c1 = count\r']],
-      "sleep 0.3", [[printf '=count > c1\r']],
-      "sleep 0.3", [[printf '\004']],                     -- Ctrl-D
-      "sleep 0.5",
-    }, "; ")
+    -- each line is typed once the prompt shows (spec/helpers/pty_drive.py);
+    -- no shell in between: a non-interactive sh dies of the Ctrl-C itself
+    local steps = table.concat({
+      [[expect \n> ]],
+      [[send count = 0; uring.spawn(function() while true do uring.sleep(0.01); count = count + 1 end end)\r]],
+      [[expect \n> ]], [[send print(12\x7f3)\r]],       -- a backspace edit
+      [[expect \n> ]], [[send uring.sleep(100)\r]],
+      "sleep 0.3", [[send \x03]],                    -- Ctrl-C
+      "expect interrupted",
+      [[expect \n> ]], [[send c1 = count\r]],
+      [[expect \n> ]], "sleep 0.1", [[send =count > c1\r]],
+      [[expect \n> ]], [[send \x04]],                    -- Ctrl-D
+    }, "\n")
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w")); f:write(steps, "\n"); f:close()
     local t0 = os.time()
-    local out, code = helpers.sh("(" .. keys .. ") | timeout 30 script -qfec '"
-      .. repl_cmd() .. "' /dev/null")
-    assert.equal(0, code, out)
+    local out, code = helpers.sh("python3 spec/helpers/pty_drive.py 30 env TERM=dumb "
+      .. repl_cmd() .. " < " .. path)
+    os.remove(path)
+    assert.equal(0, code, ("exit %s after %d s:\n%s"):format(code, os.time() - t0, out))
     out = out:gsub("\r", "")
     assert.matches("[^%d]13\n", out)              -- print(12<BS>3) ran as print(13)
     assert.matches("interrupted", out)            -- the sleep(100) was cancelled
