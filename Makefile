@@ -21,7 +21,7 @@ INST_LUADIR ?= $(PREFIX)/share/lua/5.4
 INST_BINDIR ?= $(PREFIX)/bin
 DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
               libreadline-dev curl netcat-openbsd wrk lua-luv lua-cqueues \
-              lua-socket python3
+              lua-socket python3 fio
 
 .PHONY: all test deps asan valgrind demo bench install clean docs-check
 

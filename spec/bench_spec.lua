@@ -8,6 +8,17 @@ local function run(cmd)
   return code, out
 end
 
+-- rows of a results tsv: label, ratio, target, note
+local function read_tsv(path)
+  local rows = {}
+  for line in io.lines(path) do
+    local row = {}
+    for field in (line .. "\t"):gmatch("([^\t]*)\t") do row[#row + 1] = field end
+    rows[#rows + 1] = row
+  end
+  return rows
+end
+
 describe("bench/run.sh quick", function()
   it("builds bench/nop.c, runs the four contenders and prints the ratios", function()
     local code, out = run("BENCH_QUICK=1 timeout 60 sh bench/run.sh")
@@ -18,6 +29,35 @@ describe("bench/run.sh quick", function()
     assert.matches("ratio lua%-tasks/c%-batched: [%d.]+", out)
     assert.matches("ratio lua%-tasks/c%-single: [%d.]+", out)
     assert.matches("ratio lua%-single/c%-single: [%d.]+", out)
+    local tsv = read_tsv("bench/results/nop.tsv")
+    assert.equal(3, #tsv)
+    assert.equal("nop-tasks vs c-batched", tsv[1][1])
+  end)
+end)
+
+describe("bench/files.sh quick", function()
+  it("builds bench/randread.c, runs every file contender and writes the ratios", function()
+    local code, out = run("BENCH_QUICK=1 timeout 120 sh bench/files.sh")
+    assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
+    for _, name in ipairs { "uring-qd1", "luv-qd1", "io-qd1", "fio-uring-qd1",
+        "fio-psync-qd1", "c-qd1", "uring-qd32", "luv-qd32", "fio-uring-qd32",
+        "c-qd32", "d-uring-qd1", "d-fio-uring-qd1", "d-fio-psync-qd1",
+        "d-c-qd1", "cold-io-qd1", "d-uring-qd32", "d-fio-uring-qd32",
+        "d-c-qd32", "cold-luv-qd32", "cp", "uring-copyfile" } do
+      assert.matches("median " .. name:gsub("%-", "%%-") .. " +[%d.]+ ", out)
+    end
+    assert.matches("ratio randread%-cache%-qd32 vs fio: [%d.]+", out)
+    assert.matches("ratio randread%-disk%-qd32 vs fio: [%d.]+", out)
+    assert.matches("ratio copy vs cp: [%d.]+", out)
+    local tsv = read_tsv("bench/results/files.tsv")
+    assert.equal(14, #tsv)
+    for _, row in ipairs(tsv) do
+      assert.equal(4, #row)
+      assert.is_number(tonumber(row[2]))
+    end
+    assert.same({ "randread-cache-qd32 vs fio", "0.8" }, { tsv[1][1], tsv[1][3] })
+    -- the copy was checked byte for byte and removed
+    assert.is_nil(io.open("build/bench/files.copy"))
   end)
 end)
 
