@@ -66,8 +66,69 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   r->pin_ref = LUA_NOREF;
   r->mem = NULL;
   r->memlen = 0;
+  r->memclass = 0;
   r->t_prep = 0;
   return r;
+}
+
+/*
+ * I/O buffers for requests, pooled per loop: a 4 KiB pread at queue depth
+ * 32 would otherwise cost a malloc and a free per op, and O_DIRECT a
+ * posix_memalign (whose fresh pages the kernel must also fault in when it
+ * pins them).  A free buffer's first bytes link it into its class's list;
+ * each class keeps at most IOBUF_KEEP bytes (and at least 32 buffers).
+ */
+#define IOBUF_KEEP (512 * 1024)
+
+static unsigned iobuf_class (size_t n) {
+  unsigned k = 0;
+  while ((size_t)UR_IOBUF_MIN << k < n) k++;
+  return k;
+}
+
+static uint32_t iobuf_keep (unsigned k) {
+  uint32_t n = IOBUF_KEEP / ((uint32_t)UR_IOBUF_MIN << k);
+  return n < 32 ? 32 : n;
+}
+
+void *ur_iobuf_new (ur_loop *loop, ur_req *r, size_t n) {
+  unsigned k = iobuf_class(n ? n : 1);
+  void *p = NULL;
+  if (k < UR_IOBUF_CLASSES && loop->iobuf_free[k]) {
+    p = loop->iobuf_free[k];
+    loop->iobuf_free[k] = *(void **)p;
+    loop->iobuf_count[k]--;
+  }
+  else {
+    size_t size = k < UR_IOBUF_CLASSES ? (size_t)UR_IOBUF_MIN << k
+                  : (n + UR_IOBUF_MIN - 1) & ~(size_t)(UR_IOBUF_MIN - 1);
+    if (posix_memalign(&p, UR_IOBUF_MIN, size) != 0) return NULL;
+  }
+  r->mem = p;
+  r->memlen = n;
+  r->memclass = k < UR_IOBUF_CLASSES ? (uint8_t)(k + 1) : 0;
+  return p;
+}
+
+static void iobuf_release (ur_loop *loop, void *p, unsigned k) {
+  if (loop->iobuf_count[k] >= iobuf_keep(k)) {
+    free(p);
+    return;
+  }
+  *(void **)p = loop->iobuf_free[k];
+  loop->iobuf_free[k] = p;
+  loop->iobuf_count[k]++;
+}
+
+static void iobuf_free_all (ur_loop *loop) {
+  for (unsigned k = 0; k < UR_IOBUF_CLASSES; k++) {
+    while (loop->iobuf_free[k]) {
+      void *p = loop->iobuf_free[k];
+      loop->iobuf_free[k] = *(void **)p;
+      free(p);
+    }
+    loop->iobuf_count[k] = 0;
+  }
 }
 
 /* The SQE is fully prepared: from here the kernel owns the request. */
@@ -91,8 +152,10 @@ void ur_req_free (ur_loop *loop, ur_req *r) {
     luaL_unref(loop->L, LUA_REGISTRYINDEX, r->pin_ref);   /* unpinned */
     r->pin_ref = LUA_NOREF;
   }
-  free(r->mem);
+  if (r->memclass && r->mem) iobuf_release(loop, r->mem, r->memclass - 1u);
+  else free(r->mem);
   r->mem = NULL;
+  r->memclass = 0;
   r->task = NULL;
   r->state = UR_REQ_FREE;
   r->gen++;
@@ -153,6 +216,7 @@ void ur_slab_free (ur_loop *loop) {
     ur_req *r = slot(loop, i);
     if (r->state != UR_REQ_FREE) ur_req_free(loop, r);
   }
+  iobuf_free_all(loop);
   for (uint32_t c = 0; c < loop->nchunks; c++) free(loop->chunks[c]);
   free(loop->chunks);
   loop->chunks = NULL;

@@ -57,6 +57,8 @@ struct ur_req {
   uint8_t state;        /* UR_REQ_* */
   uint8_t opcode;       /* IORING_OP_*, for trace and stats */
   uint8_t canceling;    /* an ASYNC_CANCEL for it was submitted */
+  uint8_t memclass;     /* mem is a pooled I/O buffer of class memclass-1
+                           (ur_iobuf_new); 0: plain malloc, freed */
   int32_t res;          /* copied from the CQE */
   uint32_t cflags;      /* copied from the CQE */
   int fd;               /* for trace; and closed by the core when an open
@@ -104,6 +106,11 @@ struct ur_task {
   int scope_cap;
 };
 
+/* Pooled I/O buffers (file:pread and O_DIRECT writes): 4096-aligned, in
+ * classes of 4 KiB << k up to 64 KiB; bigger ones are allocated each time. */
+#define UR_IOBUF_CLASSES 5
+#define UR_IOBUF_MIN     4096
+
 typedef struct ur_stats {
   uint64_t enters, sqes, cqes, flushes, waits, resumes, spawned;
   uint64_t overflow_flushes, stale_cqes;
@@ -141,6 +148,8 @@ struct ur_loop {
   uint32_t error_task;  /* the id of the task that raised it */
   lua_State *L;         /* the main thread, for registry work */
   ur_bufring *bufring;  /* provided receive buffers, made on first use */
+  void *iobuf_free[UR_IOBUF_CLASSES];   /* pooled I/O buffers, per class */
+  uint32_t iobuf_count[UR_IOBUF_CLASSES];
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
   ur_stats stats;
 };
@@ -170,6 +179,7 @@ void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe);
 void ur_req_free (ur_loop *loop, ur_req *r);          /* unpins, frees mem */
 void ur_req_cancel (ur_loop *loop, ur_req *r);        /* ASYNC_CANCEL it */
 void ur_req_pin (lua_State *L, ur_req *r, int idx);   /* kernel reads it */
+void *ur_iobuf_new (ur_loop *loop, ur_req *r, size_t n);  /* r->mem; NULL: ENOMEM */
 void ur_slab_free (ur_loop *loop);
 void ur_req_free_done (ur_loop *loop, ur_req *r);     /* handler: just end it */
 ur_req *ur_link_timeout_new (lua_State *L, ur_loop *loop);   /* may raise */

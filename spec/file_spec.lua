@@ -890,6 +890,60 @@ describe("uring.copyfile", function()
     run(function() assert.equal(416, uring.stat(dst).mode) end)   -- 0640 kept
   end)
 
+  it("copies a file longer than one chain of splices (9 MiB + 1), in order", function()
+    local src, dst = dir .. "/src", dir .. "/dst"
+    local data = random_bytes(9 * 1024 * 1024 + 1)
+    spit(src, data)
+    local calls = 0
+    local n = run(function()
+      return uring.copyfile(src, dst, function(done, total)
+        calls = calls + 1
+        assert.equal(math.min(calls * 1024 * 1024, #data), done)
+        assert.equal(#data, total)
+      end)
+    end)
+    assert.equal(#data, n)
+    assert.equal(10, calls)
+    assert(slurp(dst) == data, "the copy differs from the source")
+  end)
+
+  it("copies a file that grows after it was stat'ed: to its end", function()
+    local src, dst = dir .. "/src", dir .. "/dst"
+    local data = random_bytes(3 * 1024 * 1024 + 7)
+    spit(src, data)
+    local n = run(function()
+      return uring.copyfile(src, dst, function(done)
+        if done == 1024 * 1024 then
+          local f = assert(io.open(src, "ab"))
+          f:write("tail")
+          f:close()
+        end
+      end)
+    end)
+    assert.equal(#data + 4, n)
+    assert(slurp(dst) == data .. "tail", "the copy differs from the source")
+  end)
+
+  it("a copy cancelled mid-way unwinds and leaks no fd", function()
+    local src, dst = dir .. "/src", dir .. "/dst"
+    spit(src, random_bytes(16 * 1024 * 1024))
+    local before = fdcount()
+    run(function()
+      local started = false
+      local t = uring.spawn(uring.copyfile, src, dst, function() started = true end)
+      -- the first chunk is in: the copy now waits on its next splices
+      while not started do uring.yield() end
+      assert.equal("waiting", t:status())
+      assert.equal("copyfile", t:waiting_on())
+      t:cancel()
+      local ok, e = t:join()
+      assert.is_false(ok)
+      assert.matches("canceled", e)
+      assert.equal(0, uring.stats().inflight)
+    end)
+    assert.equal(before, fdcount())
+  end)
+
   it("copies an empty file and overwrites an existing destination", function()
     local src, dst = dir .. "/src", dir .. "/dst"
     spit(src, "")
