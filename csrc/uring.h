@@ -148,6 +148,7 @@ struct ur_loop {
   uint32_t error_task;  /* the id of the task that raised it */
   lua_State *L;         /* the main thread, for registry work */
   ur_bufring *bufring;  /* provided receive buffers, made on first use */
+  const void *file_mt;  /* the uring.file metatable (fs.c checkfile) */
   void *iobuf_free[UR_IOBUF_CLASSES];   /* pooled I/O buffers, per class */
   uint32_t iobuf_count[UR_IOBUF_CLASSES];
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
