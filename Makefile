@@ -40,9 +40,11 @@ $(BUILD)/noring: spec/helpers/noring.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
+# the core's objects export only luaopen_uring_core: calls between its own
+# files then skip the PLT (-3.5% instructions per uring.nop(), callgrind)
 $(BUILD)/obj/%.o: csrc/%.c csrc/uring.h
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -fvisibility=hidden -c -o $@ $<
 
 $(SO): $(OBJ)
 	@mkdir -p $(@D)

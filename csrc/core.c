@@ -7,7 +7,8 @@
  */
 #include "uring.h"
 
-int luaopen_uring_core (lua_State *L);
+/* the one exported symbol: the Makefile builds with -fvisibility=hidden */
+__attribute__((visibility("default"))) int luaopen_uring_core (lua_State *L);
 
 int luaopen_uring_core (lua_State *L) {
   lua_newtable(L);
