@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/files.sh: file I/O, lua-uring against luv, plain io, fio, cp and C.
 #
-#   sh bench/files.sh          3 alternating rounds on a 1 GiB file (~3 min)
+#   sh bench/files.sh          5 alternating rounds on a 1 GiB file (~3 min)
 #   sh bench/files.sh quick    (or BENCH_QUICK=1) one tiny round on an 8 MiB
 #                              file: checks that it builds and runs; its
 #                              numbers mean nothing
@@ -18,9 +18,10 @@
 #           each of their runs (dd iflag=nocache: this file only)
 #   copy    sequential copy of the file, source warm: uring.copyfile
 #           (bench/copy.lua) against cp
-# Prints each round, the medians (with min..max) and the ratios, and writes
-# the ratios to bench/results/files.tsv (label, ratio, target, note; higher
-# ratio = better for lua-uring).
+# Prints each round, the medians (with min..max), and each ratio as the
+# median of its per-round ratios (with their min..max); writes the ratios
+# to bench/results/files.tsv (label, ratio, target, note; higher ratio =
+# better for lua-uring).
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -33,7 +34,7 @@ if [ "$1" = quick ] || { [ -n "$BENCH_QUICK" ] && [ "$BENCH_QUICK" != 0 ]; }; th
   ROUNDS=1 SIZE_MB=8 OPS=2000 LUV_OPS=1000 DOPS=500 FIO_SECS=0.2
   QUICK=1
 else
-  ROUNDS=${ROUNDS:-3} SIZE_MB=${SIZE_MB:-1024}
+  ROUNDS=${ROUNDS:-5} SIZE_MB=${SIZE_MB:-1024}
   OPS=${OPS:-400000}        # page cache: ~0.3-1 s per fast contender
   LUV_OPS=${LUV_OPS:-100000}
   DOPS=${DOPS:-30000}       # disk: ~1-2 s at QD 1, less at QD 32
@@ -57,6 +58,7 @@ want=$((SIZE_MB * 1048576))
 if [ ! -f "$DATA" ] || [ "$(stat -c %s "$DATA")" != "$want" ]; then
   echo "making $DATA ($SIZE_MB MiB of random bytes)"
   head -c "$want" /dev/urandom > "$DATA.tmp"
+  sync "$DATA.tmp"           # its writeback would slow the first rounds
   mv "$DATA.tmp" "$DATA"
 fi
 avail=$(df -Pk "$OUT" | awk 'NR == 2 { print $4 }')
@@ -131,29 +133,35 @@ while [ "$r" -le "$ROUNDS" ]; do
 done
 rm -f "$COPY"
 
+# medians per contender; each ratio is the median of its per-round ratios
+# (the two contenders ran back to back, so a slow spell of the shared
+# machine hits both), with the spread of those ratios
 awk -v tsv="$RES/files.tsv" -v quick="$QUICK" '
-  function median(k,   n, i, j, t, a) {
-    n = cnt[k]
-    for (i = 1; i <= n; i++) a[i] = val[k, i]
-    for (i = 2; i <= n; i++) {             # insertion sort
+  function sort(a, n,   i, j, t) {      # insertion sort of a[1..n]
+    for (i = 2; i <= n; i++) {
       t = a[i]
       for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]
       a[j + 1] = t
     }
-    lo[k] = a[1]; hi[k] = a[n]
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
-  # ratio LABEL A B TARGET NOTE: A/B, printed and written to the tsv
-  function ratio(label, a, b, target, note,   x) {
-    x = m[a] / m[b]
-    printf "ratio %s: %.2f%s\n", label, x, target == "" ? "" : " (target >= " target ")"
+  function med(a, n) { return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+  # ratio LABEL A B TARGET NOTE: median over runs i of A[i]/B[i]
+  function ratio(label, a, b, target, note,   i, n, x, r) {
+    n = cnt[a] < cnt[b] ? cnt[a] : cnt[b]
+    for (i = 1; i <= n; i++) r[i] = val[a, i] / val[b, i]
+    sort(r, n)
+    x = med(r, n)
+    printf "ratio %s: %.2f (%.2f..%.2f)%s\n", label, x, r[1], r[n],
+      target == "" ? "" : " target >= " target
     printf "%s\t%.2f\t%s\t%s\n", label, x, target, note > tsv
   }
   { if (!($1 in cnt)) order[++nk] = $1; val[$1, ++cnt[$1]] = $2 }
   END {
     for (i = 1; i <= nk; i++) {
-      k = order[i]; m[k] = median(k)
-      printf "median %-16s %12.3f  (%s..%s, %d runs)\n", k, m[k], lo[k], hi[k], cnt[k]
+      k = order[i]
+      for (j = 1; j <= cnt[k]; j++) a[j] = val[k, j]
+      sort(a, cnt[k])
+      printf "median %-16s %12.3f  (%s..%s, %d runs)\n", k, med(a, cnt[k]), a[1], a[cnt[k]], cnt[k]
     }
     printf "" > tsv
     ratio("randread-cache-qd32 vs fio", "uring-qd32", "fio-uring-qd32", "0.8", "page cache, 32 tasks vs fio io_uring iodepth 32")
