@@ -52,7 +52,7 @@ done
 
 # the data file: real bytes (a sparse file would read holes, not the disk);
 # kept between runs in build/bench (not in git)
-DATA=$OUT/files.dat
+DATA=$OUT/files-${SIZE_MB}M.dat
 COPY=$OUT/files.copy
 want=$((SIZE_MB * 1048576))
 if [ ! -f "$DATA" ] || [ "$(stat -c %s "$DATA")" != "$want" ]; then
