@@ -47,22 +47,23 @@ if mode == "uring" then
   local uring = require "uring"
   local secs = uring.run(function()
     local f = assert(uring.open(path, "r", { direct = direct }))
-    local per, extra = ops // qd, ops % qd
-    local function reader (k)
+    local left = ops
+    -- each task takes the next read while any is left, so QD reads stay
+    -- in flight to the end (as fio and the C program keep them)
+    local function reader ()
       local pread = f.pread
-      for _ = 1, k do
+      while left > 0 do
+        left = left - 1
         local s = pread(f, BS, (random(blocks) - 1) * BS)
         if not s or #s ~= BS then error("short read") end
       end
     end
     local t0 = uring.now()
     if qd == 1 then
-      reader(ops)
+      reader()
     else
       local tasks = {}
-      for i = 1, qd do
-        tasks[i] = uring.spawn(reader, per + (i <= extra and 1 or 0))
-      end
+      for i = 1, qd do tasks[i] = uring.spawn(reader) end
       for i = 1, qd do assert(tasks[i]:join()) end
     end
     local t = uring.now() - t0
