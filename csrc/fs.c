@@ -1091,14 +1091,10 @@ static int splice_k (lua_State *L, int status, lua_KContext ctx) {
   }
   for (int j = 0; j < p->npairs; j++) {
     int in = p->res[2 * j], wr = p->res[2 * j + 1];
-    if (in < 0) {             /* nothing of this pair reached the pipe */
-      if (total > 0) break;   /* report what was copied; the error recurs */
-      return ur_pushfail(L, in, NULL);
-    }
-    if (wr < 0 && wr != -ECANCELED) {
-      if (total > 0) break;
-      return ur_pushfail(L, wr, NULL);
-    }
+    /* a failed read or write ends the copy (the pipe may hold bytes that
+     * belong nowhere now: it is not used again) */
+    if (in < 0) return ur_pushfail(L, in, NULL);
+    if (wr < 0 && wr != -ECANCELED) return ur_pushfail(L, wr, NULL);
     if (wr < 0) wr = 0;       /* cancelled: the chain broke on a short in */
     total += wr;
     if (wr < in) {            /* the pipe still holds in - wr bytes */
