@@ -13,7 +13,9 @@
 #            knobs: sqpoll (lua-uring with uring.configure{sqpoll = true},
 #            through URING_TEST_SQPOLL=1) and c-fixed (the C server with
 #            registered files: what fixed_files could buy at best)
-#   c500     500 connections: lua-uring luv cqueues c uring-http
+#   c500     500 connections: lua-uring luv cqueues c uring-http, and the
+#            knob ring64 (lua-uring with uring.configure{entries = 64},
+#            through URING_TEST_RING=64: 500 connections' SQEs overflow it)
 #   close50  connection churn: 50 connections, "Connection: close" on every
 #            request (one TCP connection per request): lua-uring luv
 #            cqueues c
@@ -88,7 +90,7 @@ PROBED="lua-uring luv cqueues c uring-http c-fixed"
 names_of () {
   case $1 in
     c50)     echo "lua-uring luv cqueues c uring-http sqpoll c-fixed" ;;
-    c500)    echo "lua-uring luv cqueues c uring-http" ;;
+    c500)    echo "lua-uring luv cqueues c uring-http ring64" ;;
     close50) echo "lua-uring luv cqueues c" ;;
     workers) echo "w1 w2" ;;
     *) echo "bench: unknown workload $1" >&2; exit 1 ;;
@@ -97,7 +99,7 @@ names_of () {
 conns_of () { case $1 in c500) echo 500 ;; *) echo 50 ;; esac; }
 server_cmd () {
   case $1 in
-    lua-uring|sqpoll) echo "$LUA $URING_SRV 0 --seconds 600" ;;
+    lua-uring|sqpoll|ring64) echo "$LUA $URING_SRV 0 --seconds 600" ;;
     uring-http) echo "$LUA bench/http_uring_http.lua 0 --seconds 600" ;;
     luv)       echo "$LUA bench/http_luv.lua 0 --seconds 600" ;;
     cqueues)   echo "$LUA bench/http_cqueues.lua 0 --seconds 600" ;;
@@ -127,10 +129,11 @@ trap 'cleanup; exit 130' INT TERM
 start_server () {
   log="$OUT/http_$1.log"
   : > "$log"                 # (truncated here: the & below is asynchronous)
-  sqpoll=0
+  sqpoll=0 entries=
   [ "$1" = sqpoll ] && sqpoll=1
+  [ "$1" = ring64 ] && entries=64
   # shellcheck disable=SC2046
-  URING_TEST_SQPOLL=$sqpoll taskset -c "$(srv_cpus "$1")" $(server_cmd "$1") > "$log" 2>&1 &
+  URING_TEST_SQPOLL=$sqpoll URING_TEST_RING=$entries taskset -c "$(srv_cpus "$1")" $(server_cmd "$1") > "$log" 2>&1 &
   SRV_PID=$!                 # taskset execs the server: the same pid
   echo "$SRV_PID" >> "$OUT/http_pids.txt"
   PORT=
@@ -261,11 +264,11 @@ awk -v workloads="$WORKLOADS" -v rounds="$ROUNDS" -v tsv="$BENCH_RESULTS/http.ts
   END {
     printf "" > tsv
     nw = split(workloads, W, " ")
-    split("lua-uring luv cqueues c uring-http sqpoll c-fixed w1 w2", N, " ")
+    split("lua-uring luv cqueues c uring-http sqpoll c-fixed ring64 w1 w2", N, " ")
     for (i = 1; i <= nw; i++) {
       w = W[i]
       line1 = sprintf("median %s req/s:", w); line2 = sprintf("median %s req/server-cpu-s:", w)
-      for (j = 1; j <= 9; j++) if ((w, N[j]) in seen) {
+      for (j = 1; j <= 10; j++) if ((w, N[j]) in seen) {
         line1 = line1 sprintf("  %s %.0f", N[j], med(w, N[j], "rps"))
         line2 = line2 sprintf("  %s %.0f", N[j], med(w, N[j], "per"))
       }
@@ -280,6 +283,7 @@ awk -v workloads="$WORKLOADS" -v rounds="$ROUNDS" -v tsv="$BENCH_RESULTS/http.ts
       ratio(w, "lua-uring", "c", "per", tl ? "0.9" : "", "http " w ": lua-uring/c", what)
       ratio(w, "uring-http", "lua-uring", "per", "", "http " w ": uring.http/hand-written", what)
       ratio(w, "sqpoll", "lua-uring", "per", "", "knob " w ": sqpoll on/off", "SQPOLL, server and its poller on one CPU; " what)
+      ratio(w, "ring64", "lua-uring", "per", "", "knob " w ": 64-entry ring/4096", "uring.configure{entries = 64}; " what)
       ratio(w, "c-fixed", "c", "per", "", "knob " w ": C fixed files on/off", "registered files in the C server (lua-uring has no fixed_files); " what)
       ratio(w, "w2", "w1", "rps", "", "workers: 2/1 req/s", "uring.workers throughput, keep-alive 50 conns; w2 shares both CPUs with wrk")
       ratio(w, "w2", "w1", "per", "", "workers: 2/1 per CPU", "uring.workers efficiency, keep-alive 50 conns")

@@ -60,7 +60,7 @@ describe("bench/http.sh quick", function()
     local case = " ([%w-]+) [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s"
     local want = {
       c50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "sqpoll", "c-fixed" },
-      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-http" },
+      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "ring64" },
       close50 = { "lua-uring", "luv", "cqueues", "c" },
       workers = { "w1", "w2" },
     }
@@ -81,10 +81,11 @@ describe("bench/http.sh quick", function()
     assert.matches("ratio lua%-uring/c close50: [%d.]+ req/server%-cpu%-s", out)
     assert.matches("ratio sqpoll/lua%-uring c50: [%d.]+", out)
     assert.matches("ratio c%-fixed/c c50: [%d.]+", out)
+    assert.matches("ratio ring64/lua%-uring c500: [%d.]+", out)
     assert.matches("ratio w2/w1 workers: [%d.]+ req/s", out)
-    -- the ratio lines for the report: 15 of them, targets on keep-alive only
+    -- the ratio lines for the report: 16 of them, targets on keep-alive only
     local rows = tsv_lines(results .. "/http.tsv")
-    assert.equal(15, #rows)
+    assert.equal(16, #rows)
     local targets = 0
     for _, r in ipairs(rows) do
       if r.target ~= "" then targets = targets + 1 end
@@ -102,8 +103,8 @@ describe("bench/http.sh quick", function()
       if st then st:close() end
       assert.is_nil(cmd:find("http_", 1, true), "server " .. pid .. " still running")
     end
-    -- 6 probe runs + 18 wrk runs + the 3 workers of w1 and w2
-    assert.is_true(n >= 27, "only " .. n .. " pids listed")
+    -- 6 probe runs + 19 wrk runs + the 3 workers of w1 and w2
+    assert.is_true(n >= 28, "only " .. n .. " pids listed")
   end)
 end)
 
@@ -134,8 +135,8 @@ describe("bench/report.lua", function()
     for label, ratio, target, met in text:gmatch("\n| ([^|\n]+) | ([%d.]+) | ([%d.]*) | ([^|\n]*) |") do
       rows[#rows + 1] = { label = label, ratio = ratio, target = target, met = met }
     end
-    -- nop (2) and http (15) from the runs above (idle.tsv only if there), extra last
-    assert.is_true(#rows >= 19, #rows .. " rows")
+    -- nop (2) and http (16) from the runs above (idle.tsv only if there), extra last
+    assert.is_true(#rows >= 20, #rows .. " rows")
     assert.matches("^nop: ", rows[1].label)
     assert.equal("extra: two", rows[#rows].label)
     assert.same({ label = "extra: one", ratio = "1.50", target = "1.20", met = "yes" }, rows[#rows - 1])
