@@ -91,7 +91,7 @@ describe("bench/http.sh quick", function()
       if r.target ~= "" then targets = targets + 1 end
       assert.is_true(r.ratio > 0, r.label)
     end
-    assert.equal(6, targets)
+    assert.equal(8, targets)
     -- nothing left running: every server (and worker) it started, listed
     -- in build/bench/http_pids.txt, was stopped after its run
     local pids = readall("build/bench/http_pids.txt")
