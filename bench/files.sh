@@ -20,19 +20,19 @@
 #           (bench/copy.lua) against cp
 # Prints each round, the medians (with min..max), and each ratio as the
 # median of its per-round ratios (with their min..max); writes the ratios
-# to bench/results/files.tsv (label, ratio, target, note; higher ratio =
+# to $BENCH_RESULTS/files.tsv (label, ratio, target, note; higher ratio =
 # better for lua-uring).
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
 CC=${CC:-cc}
 OUT=build/bench
-RES=bench/results
-mkdir -p "$OUT" "$RES"
+mkdir -p "$OUT"
 
 if [ "$1" = quick ] || { [ -n "$BENCH_QUICK" ] && [ "$BENCH_QUICK" != 0 ]; }; then
   ROUNDS=1 SIZE_MB=8 OPS=2000 LUV_OPS=1000 DOPS=500 FIO_SECS=0.2
   QUICK=1
+  BENCH_RESULTS=${BENCH_RESULTS:-build/bench/results}
 else
   ROUNDS=${ROUNDS:-5} SIZE_MB=${SIZE_MB:-1024}
   OPS=${OPS:-400000}        # page cache: ~0.3-1 s per fast contender
@@ -40,7 +40,9 @@ else
   DOPS=${DOPS:-30000}       # disk: ~1-2 s at QD 1, less at QD 32
   FIO_SECS=${FIO_SECS:-1.5}
   QUICK=
+  BENCH_RESULTS=${BENCH_RESULTS:-bench/results}
 fi
+mkdir -p "$BENCH_RESULTS"
 
 CFLAGS_URING=$(pkg-config --cflags liburing 2>/dev/null || true)
 LIBS_URING=$(pkg-config --libs liburing 2>/dev/null || echo -luring)
@@ -136,7 +138,7 @@ rm -f "$COPY"
 # medians per contender; each ratio is the median of its per-round ratios
 # (the two contenders ran back to back, so a slow spell of the shared
 # machine hits both), with the spread of those ratios
-awk -v tsv="$RES/files.tsv" -v quick="$QUICK" '
+awk -v tsv="$BENCH_RESULTS/files.tsv" -v quick="$QUICK" '
   function sort(a, n,   i, j, t) {      # insertion sort of a[1..n]
     for (i = 2; i <= n; i++) {
       t = a[i]
@@ -181,4 +183,4 @@ awk -v tsv="$RES/files.tsv" -v quick="$QUICK" '
     close(tsv)
     if (quick) print "(quick run: the figures mean nothing)"
   }' "$OUT/files_results.txt"
-echo "wrote $RES/files.tsv"
+echo "wrote $BENCH_RESULTS/files.tsv"

@@ -2,7 +2,7 @@
  * bench/http_c.c: HTTP/1.1 keep-alive hello world on raw liburing: the
  * ceiling the Lua servers are measured against.
  *
- *   build/bench/http_c [port] [--seconds S] [--max-requests N]
+ *   build/bench/http_c [port] [--seconds S] [--max-requests N] [--fixed]
  *
  * The protocol of the Lua bench servers (bench/http_uring.lua,
  * bench/http_luv.lua, bench/http_cqueues.lua, examples/http_hello.lua):
@@ -20,6 +20,13 @@
  * RECV into its own buffer, then one SEND of every response the bytes
  * completed (a batch only when the client pipelines), then RECV again.
  * One io_uring_submit_and_wait per loop turn, CQEs reaped in a batch.
+ *
+ * --fixed: registered files.  A sparse file table; the multishot accept
+ * puts each connection straight into it (IORING_FILE_INDEX_ALLOC: a direct
+ * descriptor, no fd), RECV and SEND name it with IOSQE_FIXED_FILE, and
+ * IORING_OP_CLOSE with the index closes it.  A direct descriptor has no fd
+ * for setsockopt, so this mode leaves Nagle on (one response per request:
+ * nothing waits on it).  bench/http.sh measures what the mode buys.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -52,6 +59,7 @@ typedef struct conn {
 static struct io_uring ring;
 static int listen_fd;
 static long served, max_requests = -1;
+static int fixed;             /* --fixed: direct descriptors */
 
 static const char BODY[] = "Hello, world!\n";
 static char KEEP[160], CLOSE[160];
@@ -75,13 +83,15 @@ static void done (void) {
 
 static void arm_accept (void) {
   struct io_uring_sqe *sqe = sqe_get();
-  io_uring_prep_multishot_accept(sqe, listen_fd, NULL, NULL, SOCK_CLOEXEC);
+  if (fixed) io_uring_prep_multishot_accept_direct(sqe, listen_fd, NULL, NULL, 0);
+  else io_uring_prep_multishot_accept(sqe, listen_fd, NULL, NULL, SOCK_CLOEXEC);
   io_uring_sqe_set_data(sqe, ud(NULL, OP_ACCEPT));
 }
 
 static void post_recv (conn *c) {
   struct io_uring_sqe *sqe = sqe_get();
   io_uring_prep_recv(sqe, c->fd, c->buf + c->len, RBUF - c->len, 0);
+  if (fixed) sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data(sqe, ud(c, OP_RECV));
 }
 
@@ -89,11 +99,17 @@ static void post_send (conn *c) {
   struct io_uring_sqe *sqe = sqe_get();
   io_uring_prep_send(sqe, c->fd, c->out + c->sent, c->olen - c->sent,
                      MSG_NOSIGNAL);
+  if (fixed) sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data(sqe, ud(c, OP_SEND));
 }
 
 static void conn_free (conn *c) {
-  close(c->fd);
+  if (fixed) {                /* its CQE (user_data 0) is ignored */
+    struct io_uring_sqe *sqe = sqe_get();
+    io_uring_prep_close_direct(sqe, (unsigned)c->fd);
+    io_uring_sqe_set_data(sqe, NULL);
+  }
+  else close(c->fd);
   free(c->out);
   free(c);
 }
@@ -222,8 +238,8 @@ static void on_cqe (struct io_uring_cqe *cqe) {
     if (res >= 0) {
       int one = 1;
       conn *n = calloc(1, sizeof *n);
-      if (n == NULL) { close(res); break; }
-      setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      if (n == NULL) { if (!fixed) close(res); break; }
+      if (!fixed) setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       n->fd = res;
       post_recv(n);
     }
@@ -285,9 +301,10 @@ int main (int argc, char **argv) {
       seconds = atof(argv[++i]);
     else if (strcmp(argv[i], "--max-requests") == 0 && i + 1 < argc)
       max_requests = atol(argv[++i]);
+    else if (strcmp(argv[i], "--fixed") == 0) fixed = 1;
     else if (argv[i][0] >= '0' && argv[i][0] <= '9') port = atoi(argv[i]);
     else {
-      fprintf(stderr, "usage: http_c [port] [--seconds S] [--max-requests N]\n");
+      fprintf(stderr, "usage: http_c [port] [--seconds S] [--max-requests N] [--fixed]\n");
       return 2;
     }
   }
@@ -315,6 +332,10 @@ int main (int argc, char **argv) {
   }
   if ((ret = setup_ring()) < 0) {
     fprintf(stderr, "io_uring_queue_init: %s\n", strerror(-ret));
+    return 1;
+  }
+  if (fixed && (ret = io_uring_register_files_sparse(&ring, 4096)) < 0) {
+    fprintf(stderr, "io_uring_register_files_sparse: %s\n", strerror(-ret));
     return 1;
   }
   printf("listening on 127.0.0.1:%d\n", ntohs(sa.sin_port));

@@ -18,7 +18,9 @@
 -- the server sees N EOFs, has served its --max-conns and exits.
 --
 -- Exits non-zero if the server's VmRSS with the connections held is
--- 64 MiB or more (the bound is asserted in every mode).
+-- 64 MiB or more (the bound is asserted in every mode).  Writes the ratio
+-- line (64 MiB over the RSS) to $BENCH_RESULTS/idle.tsv (bench/results,
+-- or build/bench/results when quick).
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
@@ -164,6 +166,13 @@ local ok, err = pcall(function()
     (after - before) / n))
   print(("client VmRSS: %.1f MiB"):format(tonumber(crss) / 1024))
   io.write(summary)
+  -- the ratio line for bench/report.lua: the bound over the RSS (> 1: met)
+  local dir = os.getenv("BENCH_RESULTS") or (quick and "build/bench/results" or "bench/results")
+  os.execute("mkdir -p " .. dir)
+  local tsv = assert(io.open(dir .. "/idle.tsv", "w"))
+  tsv:write(("idle %d conns: %d MiB / server RSS\t%.3f\t1\tserver VmRSS %.1f MiB with %d idle connections (%.1f before; +%.2f KiB each)\n")
+    :format(n, LIMIT_MIB, LIMIT_MIB * 1024 / after, after / 1024, n, before / 1024, (after - before) / n))
+  tsv:close()
   if after >= LIMIT_MIB * 1024 then
     error(("server VmRSS %.1f MiB is over the %d MiB bound"):format(after / 1024, LIMIT_MIB), 0)
   end

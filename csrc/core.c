@@ -24,6 +24,7 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_ring(L);
   ur_register_probe(L);
   ur_register_stats(L);
+  ur_register_workers(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -137,11 +137,23 @@ static void consume (ur_sock *s, size_t n) {
 }
 
 /* The receive CQE: copy the bytes into the socket and give the provided
- * buffer straight back, then wake the task. */
+ * buffer straight back, then wake the task.  A receive into the socket's
+ * own buffer (lent to the request, below) just gives it back. */
 static void recv_cqe (ur_loop *loop, ur_req *r) {
   ur_sock *s = (ur_sock *)r->obj;
   int res = r->res;
   const char *data = NULL;
+  if (r->aux && s && s->fd >= 0 && s->rbuf == NULL) {
+    if (res > 0) ur_kernel_wrote(r->mem, (size_t)res);
+    s->rbuf = (char *)r->mem;
+    s->rcap = r->memlen;
+    s->rpos = 0;
+    s->scanned = 0;
+    s->rlen = res > 0 ? (size_t)res : 0;
+    r->mem = NULL;
+    ur_req_wake(loop, r);
+    return;
+  }
   if (r->cflags & IORING_CQE_F_BUFFER)
     data = ur_bufring_data(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
   else if (r->mem)
@@ -157,12 +169,24 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
 
 static int fill_k (lua_State *L, int status, lua_KContext ctx);
 
+/*
+ * A socket whose buffer is empty but allocated (a keep-alive connection
+ * between requests: consume keeps up to RECV_KEEP) lends that buffer to
+ * the request: the kernel receives straight into it, with no copy out of
+ * a provided buffer (cold in cache: the group hands buffers out in FIFO
+ * order) and no buffer held that the socket does not already own.  The
+ * request owns it until the CQE (ur_req_free frees it if the socket is
+ * gone).  A socket with no buffer (an idle connection's first receive)
+ * still takes a provided buffer only when data arrives.
+ */
 static int start_recv (lua_State *L, ur_sock *s, ur_task *t) {
   ur_loop *loop = t->loop;
-  int pick = ur_bufring_ensure(loop) == 0;
+  int lend = s->rlen == 0 && s->rbuf != NULL && s->rcap >= 1024;
+  int pick = !lend && ur_bufring_ensure(loop) == 0;
   ur_req *r = ur_req_new(L, loop, IORING_OP_RECV), *tr;
   struct io_uring_sqe *sqe;
-  if (!pick) {
+  size_t cap = UR_BR_SIZE;
+  if (!lend && !pick) {
     /* no provided buffers (old kernel, memlock): a buffer of our own */
     r->mem = malloc(UR_BR_SIZE);
     if (r->mem == NULL) {
@@ -171,8 +195,16 @@ static int start_recv (lua_State *L, ur_sock *s, ur_task *t) {
     }
   }
   tr = s->timeout >= 0 ? ur_link_timeout_new(L, loop) : NULL;
+  if (lend) {                   /* nothing raises from here on */
+    r->mem = s->rbuf;
+    cap = s->rcap;
+    r->aux = 1;
+    s->rbuf = NULL;
+    s->rcap = 0;
+    s->rpos = 0;
+  }
   sqe = ur_get_sqe(loop);
-  io_uring_prep_recv(sqe, s->fd, r->mem, UR_BR_SIZE, 0);
+  io_uring_prep_recv(sqe, s->fd, r->mem, cap, 0);
   if (pick) {
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = UR_BGID;
@@ -180,7 +212,7 @@ static int start_recv (lua_State *L, ur_sock *s, ur_task *t) {
   r->on_cqe = recv_cqe;
   r->obj = s;
   r->fd = s->fd;
-  r->memlen = UR_BR_SIZE;
+  r->memlen = cap;
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
   s->rbusy = 1;

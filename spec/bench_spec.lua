@@ -1,6 +1,11 @@
 -- spec/bench_spec.lua: the benches still build and run (their quick modes:
--- one tiny round).  Not timing tests: they assert the figures are printed,
--- not what they are; `make bench` measures.
+-- one tiny round), and bench/report.lua still turns their ratio lines
+-- into the README table and the chart script.  Not timing tests: they
+-- assert the figures are printed, not what they are; `make bench`
+-- measures.  (bench/idle.lua quick runs in spec/net_examples_spec.lua.)
+-- Results go to a temp dir (BENCH_RESULTS), never to bench/results.
+local helpers = require "spec.helpers"
+
 local function run(cmd)
   local p = assert(io.popen(cmd .. " 2>&1", "r"))
   local out = p:read("a")
@@ -8,20 +13,31 @@ local function run(cmd)
   return code, out
 end
 
--- rows of a results tsv: label, ratio, target, note
-local function read_tsv(path)
+local function readall(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- label<TAB>ratio<TAB>target<TAB>note lines of a .tsv
+local function tsv_lines(path)
   local rows = {}
   for line in io.lines(path) do
-    local row = {}
-    for field in (line .. "\t"):gmatch("([^\t]*)\t") do row[#row + 1] = field end
-    rows[#rows + 1] = row
+    local label, ratio, target, note = line:match("^([^\t]+)\t([%d.]+)\t([%d.]*)\t(.+)$")
+    assert(label, "bad tsv line in " .. path .. ": " .. line)
+    rows[#rows + 1] = { label = label, ratio = tonumber(ratio), target = target, note = note }
   end
   return rows
 end
 
+local results = helpers.tmpdir()
+teardown(function() helpers.rmrf(results) end)
+local ENV = "BENCH_QUICK=1 BENCH_RESULTS=" .. results .. " "
+
 describe("bench/run.sh quick", function()
-  it("builds bench/nop.c, runs the four contenders and prints the ratios", function()
-    local code, out = run("BENCH_QUICK=1 timeout 60 sh bench/run.sh")
+  it("builds bench/nop.c, runs the four contenders, prints and writes the ratios", function()
+    local code, out = run(ENV .. "timeout 60 sh bench/run.sh")
     assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
     assert.matches("round 1: c%-batched [%d.]+  c%-single [%d.]+  "
       .. "lua%-tasks [%d.]+  lua%-single [%d.]+", out)
@@ -29,15 +45,16 @@ describe("bench/run.sh quick", function()
     assert.matches("ratio lua%-tasks/c%-batched: [%d.]+", out)
     assert.matches("ratio lua%-tasks/c%-single: [%d.]+", out)
     assert.matches("ratio lua%-single/c%-single: [%d.]+", out)
-    local tsv = read_tsv("bench/results/nop.tsv")
-    assert.equal(3, #tsv)
-    assert.equal("nop-tasks vs c-batched", tsv[1][1])
+    local rows = tsv_lines(results .. "/nop.tsv")
+    assert.equal(2, #rows)
+    assert.equal("0.2", rows[1].target)
+    assert.is_true(rows[1].ratio > 0)
   end)
 end)
 
 describe("bench/files.sh quick", function()
   it("builds bench/randread.c, runs every file contender and writes the ratios", function()
-    local code, out = run("BENCH_QUICK=1 timeout 120 sh bench/files.sh")
+    local code, out = run(ENV .. "timeout 120 sh bench/files.sh")
     assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
     for _, name in ipairs { "uring-qd1", "luv-qd1", "io-qd1", "fio-uring-qd1",
         "fio-psync-qd1", "c-qd1", "uring-qd32", "luv-qd32", "fio-uring-qd32",
@@ -49,37 +66,57 @@ describe("bench/files.sh quick", function()
     assert.matches("ratio randread%-cache%-qd32 vs fio: [%d.]+", out)
     assert.matches("ratio randread%-disk%-qd32 vs fio: [%d.]+", out)
     assert.matches("ratio copy vs cp: [%d.]+", out)
-    local tsv = read_tsv("bench/results/files.tsv")
-    assert.equal(14, #tsv)
-    for _, row in ipairs(tsv) do
-      assert.equal(4, #row)
-      assert.is_number(tonumber(row[2]))
-    end
-    assert.same({ "randread-cache-qd32 vs fio", "0.8" }, { tsv[1][1], tsv[1][3] })
+    local rows = tsv_lines(results .. "/files.tsv")
+    assert.equal(14, #rows)
+    assert.same({ "randread-cache-qd32 vs fio", "0.8" }, { rows[1].label, rows[1].target })
     -- the copy was checked byte for byte and removed
     assert.is_nil(io.open("build/bench/files.copy"))
   end)
 end)
 
 describe("bench/http.sh quick", function()
-  it("builds bench/http_c.c, probes the four servers alike, runs wrk and prints the ratios", function()
-    local code, out = run("BENCH_QUICK=1 timeout 120 sh bench/http.sh")
+  it("probes the servers alike, runs every workload and contender, and leaves nothing running", function()
+    local code, out = run(ENV .. "timeout 180 sh bench/http.sh")
     assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
     assert.matches("probe: all four answer", out)
-    assert.matches("round 1 c50:  lua%-uring [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s  "
-      .. "luv [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s  "
-      .. "cqueues [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s  "
-      .. "c [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s", out)
-    assert.matches("median c50 req/s:", out)
-    assert.matches("median c50 req/server%-cpu%-s:", out)
-    assert.matches("ratio lua%-uring/luv c50: [%d.]+ req/server%-cpu%-s", out)
-    assert.matches("ratio lua%-uring/cqueues c50: [%d.]+ req/server%-cpu%-s", out)
-    assert.matches("ratio lua%-uring/c c50: [%d.]+ req/server%-cpu%-s", out)
-    -- nothing left running: every server it started (their pids are in
-    -- build/bench/http_pids.txt) was killed after its run
-    local f = assert(io.open("build/bench/http_pids.txt"))
-    local pids = f:read("a")
-    f:close()
+    local case = " ([%w-]+) [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s"
+    local want = {
+      c50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "sqpoll", "c-fixed" },
+      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "ring64" },
+      close50 = { "lua-uring", "luv", "cqueues", "c" },
+      workers = { "w1", "w2" },
+    }
+    for w, names in pairs(want) do
+      local line = out:match("round 1 " .. w .. ":([^\n]*)")
+      assert(line, "no round line for " .. w .. ":\n" .. out)
+      local got = {}
+      for name in line:gmatch(case) do got[#got + 1] = name end
+      assert.same(names, got)
+      assert.matches("median " .. w .. " req/server%-cpu%-s:", out)
+    end
+    for _, w in ipairs { "c50", "c500" } do
+      for _, o in ipairs { "luv", "cqueues", "c" } do
+        assert.matches(("ratio lua%%-uring/%s %s: [%%d.]+ req/server%%-cpu%%-s %%(target >= [%%d.]+%%)")
+          :format(o, w), out)
+      end
+    end
+    assert.matches("ratio lua%-uring/c close50: [%d.]+ req/server%-cpu%-s", out)
+    assert.matches("ratio sqpoll/lua%-uring c50: [%d.]+", out)
+    assert.matches("ratio c%-fixed/c c50: [%d.]+", out)
+    assert.matches("ratio ring64/lua%-uring c500: [%d.]+", out)
+    assert.matches("ratio w2/w1 workers: [%d.]+ req/s", out)
+    -- the ratio lines for the report: 16 of them, targets on keep-alive only
+    local rows = tsv_lines(results .. "/http.tsv")
+    assert.equal(16, #rows)
+    local targets = 0
+    for _, r in ipairs(rows) do
+      if r.target ~= "" then targets = targets + 1 end
+      assert.is_true(r.ratio > 0, r.label)
+    end
+    assert.equal(8, targets)
+    -- nothing left running: every server (and worker) it started, listed
+    -- in build/bench/http_pids.txt, was stopped after its run
+    local pids = readall("build/bench/http_pids.txt")
     local n = 0
     for pid in pids:gmatch("%d+") do
       n = n + 1
@@ -88,6 +125,63 @@ describe("bench/http.sh quick", function()
       if st then st:close() end
       assert.is_nil(cmd:find("http_", 1, true), "server " .. pid .. " still running")
     end
-    assert.is_true(n >= 8)      -- 4 probe runs + 4 wrk runs
+    -- 6 probe runs + 19 wrk runs + the 3 workers of w1 and w2
+    assert.is_true(n >= 28, "only " .. n .. " pids listed")
+  end)
+end)
+
+describe("bench/report.lua", function()
+  local readme, png
+  before_each(function()
+    readme = os.tmpname()
+    png = results .. "/ratios.png"
+    local f = assert(io.open(readme, "w"))
+    f:write("# bench\n\nintro\n\n<!-- bench-table:begin -->\nold table\n<!-- bench-table:end -->\n\ntail text\n")
+    f:close()
+  end)
+  after_each(function() os.remove(readme) end)
+
+  it("puts every .tsv line into the README between the markers, known benches first", function()
+    -- a bench the report does not know yet (as the file-I/O benches)
+    local f = assert(io.open(results .. "/zz_extra.tsv", "w"))
+    f:write("extra: one\t1.500\t1.2\tsomething measured\nextra: two\t0.5\t\tno target\n")
+    f:close()
+    local code, out = run(("lua5.4 bench/report.lua %s %s %s"):format(results, readme, png))
+    os.remove(results .. "/zz_extra.tsv")
+    assert(code == 0, out)
+    local text = readall(readme)
+    assert.matches("^# bench\n\nintro\n\n<!%-%- bench%-table:begin %-%->\n", text)
+    assert.matches("\n<!%-%- bench%-table:end %-%->\n\ntail text\n$", text)
+    assert.is_nil(text:find("old table", 1, true))
+    local rows = {}
+    for label, ratio, target, met in text:gmatch("\n| ([^|\n]+) | ([%d.]+) | ([%d.]*) | ([^|\n]*) |") do
+      rows[#rows + 1] = { label = label, ratio = ratio, target = target, met = met }
+    end
+    -- nop (2) and http (16) from the runs above (idle.tsv only if there), extra last
+    assert.is_true(#rows >= 20, #rows .. " rows")
+    assert.matches("^nop: ", rows[1].label)
+    assert.equal("extra: two", rows[#rows].label)
+    assert.same({ label = "extra: one", ratio = "1.50", target = "1.20", met = "yes" }, rows[#rows - 1])
+    assert.equal("", rows[#rows].met)
+    assert.matches("%d+ of %d+ targets met", text)
+    -- the chart: gnuplot's script and data always, the PNG when gnuplot is there
+    assert.matches("plot \"build/bench/ratios.dat\"", readall("build/bench/ratios.gp"))
+    if os.execute("command -v gnuplot >/dev/null 2>&1") then
+      assert.equal("\137PNG", readall(png):sub(1, 4))
+    else
+      assert.matches("gnuplot not installed", out)
+    end
+  end)
+
+  it("rejects a malformed line with a message naming the file", function()
+    local dir = helpers.tmpdir()
+    local f = assert(io.open(dir .. "/bad.tsv", "w"))
+    f:write("label without a ratio\n")
+    f:close()
+    local code, out = run(("lua5.4 bench/report.lua %s %s %s/x.png"):format(dir, readme, dir))
+    helpers.rmrf(dir)
+    assert.equal(1, code)
+    assert.matches("report: bad%.tsv: bad line", out)
+    assert.matches("old table", readall(readme))      -- untouched
   end)
 end)

@@ -126,6 +126,30 @@ describe("examples", function()
     end)
   end)
 
+  describe("http_workers.lua", function()
+    it("forks two workers on one port, answers curl, and all stop by themselves", function()
+      local p = assert(io.popen("timeout 30 " .. LUA .. " examples/http_workers.lua 0 --workers 2 --seconds 2 2>&1"))
+      local port, pids = nil, {}
+      for _ = 1, 2 do
+        local line = p:read("l") or ""
+        local pt, i, pid = line:match("^listening on 127%.0%.0%.1:(%d+) %(worker (%d), pid (%d+)%)$")
+        assert(pt, "line: " .. line)
+        port = port or pt
+        assert.equal(port, pt)           -- one port, shared (SO_REUSEPORT)
+        pids[tonumber(i)] = pid
+      end
+      local c = assert(io.popen("env -u LD_PRELOAD curl -s -m 5 http://127.0.0.1:" .. port .. "/"))
+      local body = c:read("a"); c:close()
+      local rest = p:read("a")
+      local ok = p:close()
+      assert.matches("^Hello from worker %d %(pid %d+%)\n$", body)
+      assert.is_true(ok, rest)
+      assert.matches("worker 1 %(pid " .. pids[1] .. "%): %d+ requests", rest)
+      assert.matches("worker 2 %(pid " .. pids[2] .. "%): %d+ requests", rest)
+      assert.matches("http_workers: 2 workers ended, all cleanly", rest)
+    end)
+  end)
+
   if exists("examples/link.lua") then
     describe("link.lua", function()
       it("runs and exits 0", function()

@@ -1260,3 +1260,44 @@ describe("provided buffers under load", function()
     assert.equal(1000 + tonumber(nobufs), tonumber(recvs))
   end)
 end)
+
+describe("a kept-alive socket's own buffer", function()
+  leak_check()
+
+  -- after its first receive a socket keeps its (empty) buffer, and the
+  -- next receive is made straight into it (net.c start_recv): check the
+  -- bytes, a timeout and a close while that buffer is with the kernel
+  it("receives into it, keeps it through a timeout, and a close in flight frees it", function()
+    run(function()
+      local a, b = pair()
+      -- many requests, one at a time: each lands in the lent buffer
+      for i = 1, 50 do
+        assert(b:send(("request %d\r\nHost: x\r\n\r\n"):format(i)))
+        assert.equal("request " .. i, a:receive("*l"))
+        assert.equal("Host: x", a:receive("*l"))
+        assert.equal("", a:receive("*l"))
+      end
+      -- bigger than the buffer it lent (4 KiB): the rest on the next receives
+      local big = string.rep("x", 10000)
+      assert(b:send(big .. "\n"))
+      assert.equal(big, a:receive("*l"))
+      -- a timeout while the buffer is lent: it comes back, nothing lost
+      a:settimeout(0.05)
+      fails("timeout", ETIME, a:receive("*l"))
+      a:settimeout(-1)
+      assert(b:send("after the timeout\n"))
+      assert.equal("after the timeout", a:receive("*l"))
+      -- a close from another task while the receive is in flight
+      local t = uring.spawn(function() return a:receive("*l") end)
+      uring.sleep(0.02)
+      assert.equal("recv", t:waiting_on())
+      a:close()
+      local ok, line, msg, en = t:join()
+      assert.is_true(ok)
+      assert.is_nil(line)
+      assert.equal("closed", msg)
+      assert.equal(EBADF, en)
+      b:close()
+    end)
+  end)
+end)

@@ -40,6 +40,7 @@ require("uring.file")(uring, core)
 require("uring.net")(uring, core)
 require("uring.proc")(uring, core)
 require("uring.socket")(uring, core)
+require("uring.workers")(uring, core)
 
 -- uring.http is a plain module over the public table: it may require
 -- "uring" while this file is still running
