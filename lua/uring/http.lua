@@ -8,6 +8,7 @@
 -- (chunked streaming otherwise).  Client: http:// only; one connection
 -- per request unless a client object (uring.http.client()) keeps them.
 local uring = require "uring"
+local core = require "uring.core"
 
 local byte, find, lower, sub, format, match, gsub, upper =
   string.byte, string.find, string.lower, string.sub, string.format,
@@ -100,22 +101,40 @@ function Response:status(code)
   return self
 end
 
+-- header names (to their lower case) and values already checked, as
+-- handlers set the same few again and again
+local checked_n = 0
+local NAMES, CLEAN = {}, {}
+
+-- res:header's checks, for a name or value not seen before: then the
+-- header is set by Response.header with both cached
+local function header_checked(self, name, value)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'header' (string expected, got " .. type(name) .. ")", 3)
+  end
+  if self._sent then error("header: headers already sent", 3) end
+  if value ~= nil then
+    if type(value) ~= "string" then value = tostring(value) end
+    if find(value, "\n", 1, true) or find(value, "\r", 1, true) then
+      error("bad argument #2 to 'header' (CR or LF in value)", 3)
+    end
+  end
+  if checked_n >= 1024 then NAMES, CLEAN, checked_n = {}, {}, 0 end
+  NAMES[name] = LOWER[name]
+  if value ~= nil then CLEAN[value] = true end
+  checked_n = checked_n + 1
+  return Response.header(self, name, value)
+end
+
 --- res:header(name, value) -> res: sets a header, replacing one of the
 -- same name in any case; value nil removes it.  Content-Length is taken as
 -- the body's length; Transfer-Encoding is the server's choice (ignored).
 function Response:header(name, value)
-  if type(name) ~= "string" then
-    error("bad argument #1 to 'header' (string expected, got " .. type(name) .. ")", 2)
+  local l = NAMES[name]
+  if not l or self._sent or (value ~= nil and not CLEAN[value]) then
+    return header_checked(self, name, value)
   end
-  if self._sent then error("header: headers already sent", 2) end
-  if value ~= nil then
-    if type(value) ~= "string" then value = tostring(value) end
-    if find(value, "\n", 1, true) or find(value, "\r", 1, true) then
-      error("bad argument #2 to 'header' (CR or LF in value)", 2)
-    end
-  end
-  local l = LOWER[name]
-  if l == "content-length" then self._len = value and tonumber(value); return self end
+  if l == "content-length" then self._len = value and tonumber(value) or false; return self end
   if l == "connection" then
     if value and find(lower(value), "close", 1, true) then self._conn.keep = false end
     return self
@@ -144,7 +163,7 @@ end
 --- res:get_header(name) -> value | nil (any case)
 function Response:get_header(name)
   local h, l = self._h, lower(name)
-  if l == "content-length" then return self._len and tostring(self._len) end
+  if l == "content-length" then return self._len and tostring(self._len) or nil end
   for i = 1, 2 * self._hn, 2 do if lower(h[i]) == l then return h[i + 1] end end
   return nil
 end
@@ -222,6 +241,21 @@ end
 -- write, the whole response goes out in one send with a Content-Length.
 function Response:finish(body)
   if self._done then return true end
+  local c = self._conn
+  local m = c.memo
+  -- the same response as the last one on this connection (a hello
+  -- server, a health check): its bytes are sent again as they are
+  if m and m[2] == body and not self._sent and m[1] == self._code
+      and m[4] == c.keep and m[5] == self._head_only and m[3] == self._len
+      and m[6] == self._hn and (m[6] == 0 or (m[7] == self._h[1] and m[8] == self._h[2])) then
+    self._done, self._sent = true, true
+    local ok, msg = self._sock:send(m[9])
+    if ok then return true end
+    c.keep = false
+    self._err = msg or "send failed"
+    return nil, msg
+  end
+  local arg = body
   if body ~= nil and type(body) ~= "string" then
     if type(body) == "number" then body = tostring(body)
     else error("bad argument #1 to 'finish' (string expected, got " .. type(body) .. ")", 2) end
@@ -235,22 +269,12 @@ function Response:finish(body)
       return send(self, head(self, ""))
     end
     local len = self._len or #body
-    local c = self._conn
-    -- the same response as the last one on this connection (a hello
-    -- server, a health check): its bytes are reused as they are
-    local m = c.memo
     local hn, hh = self._hn, self._h
-    local keep, head_only = c.keep, self._head_only
-    if m and m[1] == code and m[2] == body and m[3] == len and m[4] == keep
-        and m[5] == head_only and hn <= 1 and m[6] == hn
-        and (hn == 0 or (m[7] == hh[1] and m[8] == hh[2])) then
-      return send(self, m[9])
-    end
     local out = head(self, "Content-Length: " .. len .. "\r\n")
-    if not head_only then out = out .. body end
-    if hn <= 1 and #body <= 4096 then
+    if not self._head_only then out = out .. body end
+    if hn <= 1 and #body <= 4096 and type(arg) ~= "number" then
       if not m then m = {}; c.memo = m end
-      m[1], m[2], m[3], m[4], m[5], m[6] = code, body, len, keep, head_only, hn
+      m[1], m[2], m[3], m[4], m[5], m[6] = code, arg, self._len, c.keep, self._head_only, hn
       m[7], m[8], m[9] = hh[1], hh[2], out
     end
     return send(self, out)
@@ -281,7 +305,18 @@ http.Response = Response
 ---------------------------------------------------------------------------
 
 local Request = {}
-Request.__index = Request
+local http_headers = core._http_headers
+
+-- req.headers is made from the head's header lines (req._head, checked by
+-- the C parser) the first time a handler asks for it
+function Request.__index(req, k)
+  if k == "headers" then
+    local h = http_headers(rawget(req, "_head") or "", HEADERS_MT)
+    req.headers = h
+    return h
+  end
+  return Request[k]
+end
 
 --- req:header(name) -> value | nil (any case)
 function Request:header(name) return self.headers[lower(name)] end
@@ -559,95 +594,37 @@ function Server:port() return self._port end
 --- server:getsockname() -> host, port
 function Server:getsockname() return self._host, self._port end
 
--- parsed request lines and header lines, by their text (bounded)
-local CACHE_MAX = 2048
-local rl_cache, rl_n, h_cache, h_n = {}, 0, {}, 0
-
--- one connection: requests in order until close, error or shutdown
+-- one connection: requests in order until close, error or shutdown.  Each
+-- request head is taken whole from the socket's buffer by the C parser
+-- (sock:_take_request, csrc/http.c): pipelined requests are simply the
+-- next heads in the buffer.
 local function connection(self, sock)
   local conns = self._conns
   local handler, on_error = self._handler, self.on_error
   local max_header, max_body = self.max_header, self.max_body
-  local now = uring.now
-  local st = { keep = true, v10 = false, busy = false, last = now(),
+  local take, fill = sock._take_request, sock._fill
+  local st = { keep = true, v10 = false, busy = false, last = self._clock,
                task = uring.current() }
   conns[sock] = st
   self._nconns = self._nconns + 1
-  local res = setmetatable({ _code = 200, _sock = sock, _conn = st, _h = {}, _hn = 0 }, Response)
+  local res = setmetatable({ _code = 200, _sock = sock, _conn = st, _h = {}, _hn = 0,
+    _len = false, _sent = false, _done = false, _err = false, _mode = false,
+    _head_only = false }, Response)
   sock:setoption("nodelay", true)
   while not self._closing do
-    st.busy = false
-    st.last = now()
-    local line = readline(sock, max_header)
-    if line == nil then break end
-    st.busy = true
-    if line ~= "" then                          -- blank lines between requests are allowed
-      if line == TOO_BIG then sock:send(ERR[414]); break end
-      -- "METHOD target HTTP/1.x": the split of a line seen before is
-      -- remembered (clients repeat the same few lines)
-      local rl = rl_cache[line]
-      local method, target, v10
-      if rl then
-        method, target, v10 = rl[1], rl[2], rl[3]
-      else
-        local sp1 = find(line, " ", 1, true)
-        local sp2 = sp1 and find(line, " ", sp1 + 1, true)
-        if not sp2 or sp1 == 1 or sp2 == sp1 + 1 or #line ~= sp2 + 8
-            or sub(line, sp2 + 1, sp2 + 7) ~= "HTTP/1." then
-          sock:send(ERR[400]); break
-        end
-        method, target = sub(line, 1, sp1 - 1), sub(line, sp1 + 1, sp2 - 1)
-        v10 = byte(line, -1) == 48                -- "0"
-        if rl_n >= CACHE_MAX then rl_cache, rl_n = {}, 0 end
-        rl_cache[line] = { method, target, v10 }
-        rl_n = rl_n + 1
-      end
-      local keep = not v10
-      local headers = {}
-      local total, bad = 0, nil
-      local conn, te, cl, expect
-      while true do
-        local h = readline(sock, max_header)
-        if h == nil then goto out end
-        if h == TOO_BIG then bad = 431; break end
-        if h == "" then break end
-        total = total + #h
-        if total > max_header then bad = 431; break end
-        local name, value
-        local hc = h_cache[h]
-        if hc then
-          name, value = hc[1], hc[2]
-        else
-          local c = find(h, ":", 1, true)
-          if not c or c == 1 or byte(h, c - 1) == 32 or byte(h, c - 1) == 9 then bad = 400; break end
-          name = lower(sub(h, 1, c - 1))
-          if byte(h, c + 1) == 32 then value = sub(h, c + 2) else value = sub(h, c + 1) end
-          local b1, bn = byte(value, 1), byte(value, -1)
-          if b1 == 32 or b1 == 9 or bn == 32 or bn == 9 then
-            value = match(value, "^[ \t]*(.-)[ \t]*$")
-          end
-          if h_n >= CACHE_MAX then h_cache, h_n = {}, 0 end
-          h_cache[h] = { name, value }
-          h_n = h_n + 1
-        end
-        local old = headers[name]
-        if old then
-          if name == "content-length" and old ~= value then bad = 400; break end
-          value = old .. ", " .. value
-        end
-        headers[name] = value
-        if name == "connection" then conn = value
-        elseif name == "content-length" then cl = value
-        elseif name == "transfer-encoding" then te = value
-        elseif name == "expect" then expect = value end
-      end
-      if bad then sock:send(ERR[bad]); break end
-      setmetatable(headers, HEADERS_MT)
-      if conn then
-        conn = lower(conn)
-        if find(conn, "close", 1, true) then keep = false
-        elseif find(conn, "keep-alive", 1, true) then keep = true end
-      end
+    local method, target, path, query, v10, lines, keep, cl, te, expect =
+      take(sock, max_header)
+    if not method then
+      -- nil: nothing of a request yet (idle: the sweeper and close() may
+      -- end it); false: part of a head (busy)
+      if method == nil then st.busy = false; st.last = self._clock end
+      if not fill(sock) then break end
+    elseif not target then           -- a bad head: its status
+      st.busy = true
+      sock:send(ERR[method])
+      break
+    else
+      st.busy = true
       -- the body
       local body = ""
       if te then
@@ -660,30 +637,27 @@ local function connection(self, sock)
         if body == BAD then sock:send(ERR[400]); break end
         if body == TOO_BIG then sock:send(ERR[413]); break end
       elseif cl then
-        local n = match(cl, "^%d+$") and tonumber(cl)
-        if not n then sock:send(ERR[400]); break end
-        if n > max_body then sock:send(ERR[413]); break end
-        if n > 0 then
+        if cl > max_body then sock:send(ERR[413]); break end
+        if cl > 0 then
           if expect and lower(expect) == "100-continue" then
             sock:send(CONTINUE)
           end
-          body = sock:receive(n)
+          body = sock:receive(cl)
           if not body then break end
         end
       end
       if self._closing then keep = false end
       st.keep, st.v10 = keep, v10
-      local path, query = target, nil
-      local q = find(target, "?", 1, true)
-      if q then path, query = sub(target, 1, q - 1), sub(target, q + 1) end
       local req = setmetatable({
         method = method, target = target, path = path, query = query,
-        version = v10 and "1.0" or "1.1", headers = headers, body = body,
+        version = v10 and "1.0" or "1.1", _head = lines, body = body,
         socket = sock,
       }, Request)
       -- one response object per connection, reset for each request
-      res._code, res._hn, res._len, res._sent, res._done = 200, 0, nil, nil, nil
-      res._err, res._mode, res._head_only = nil, nil, method == "HEAD"
+      -- (false, not nil: the fields stay in the table, so setting them is
+      -- the VM's fast path)
+      res._code, res._hn, res._len, res._sent, res._done = 200, 0, false, false, false
+      res._err, res._mode, res._head_only = false, false, method == "HEAD"
       self.requests = self.requests + 1
       local ok, r1, r2, r3 = pcall(handler, req, res)
       if not ok then
@@ -708,7 +682,6 @@ local function connection(self, sock)
       if not st.keep or res._err then break end
     end
   end
-  ::out::
 end
 
 -- the connection's task: its loop, then the clean-up whatever happened (a
@@ -726,12 +699,18 @@ local function connection_task(self, sock)
   end
 end
 
+-- Closes connections idle for idle_timeout.  It also keeps self._clock,
+-- the time at its last step, which connections stamp themselves with when
+-- they go idle (no clock call per request): a stamp is at most one step
+-- old, so a connection is closed only once it is surely idle long enough.
 local function sweeper(self)
   local idle = self.idle_timeout
   local step = math.max(0.05, math.min(1, idle / 4))
   while true do
     uring.sleep(step)
-    local t = uring.now() - idle
+    local now = uring.now()
+    self._clock = now
+    local t = now - idle - step
     for sock, st in pairs(self._conns) do
       if not st.busy and st.last < t then sock:close() end
     end
@@ -746,6 +725,7 @@ function Server:serve()
   if self._serving then error("serve: the server is already serving", 2) end
   self._serving = true
   local sweep
+  self._clock = uring.now()
   if self.idle_timeout and self.idle_timeout > 0 then
     sweep = uring.spawn(sweeper, self)
   end
