@@ -106,8 +106,9 @@ static size_t header_line (const char *p, const char *end, const char **v,
   while (a < end && (*a == ' ' || *a == '\t')) a++;
   b = end;
   while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
-  for (const char *c = a; c < b; c++)
-    if (((unsigned char)*c < ' ' && *c != '\t') || *c == 0x7f) return 0;
+  for (const unsigned char *c = (const unsigned char *)a;
+       c < (const unsigned char *)b; c++)
+    if (*c < ' ' ? *c != '\t' : *c == 0x7f) return 0;
   *v = a;
   *ve = b;
   return n;
@@ -121,21 +122,44 @@ static int name_is (const char *p, size_t n, const char *lname, size_t ln) {
   return 1;
 }
 
-/* push v[0..n), or join it to the string at idx with ", " */
-static void set_or_join (lua_State *L, int idx, const char *v, size_t n) {
-  if (lua_isnil(L, idx)) lua_pushlstring(L, v, n);
-  else {
-    lua_pushvalue(L, idx);
-    lua_pushliteral(L, ", ");
-    lua_pushlstring(L, v, n);
-    lua_concat(L, 3);
+/* A header the server reads itself (Transfer-Encoding, Expect): its
+ * value, and whether the name came more than once (then the values are
+ * joined for Lua, as req.headers joins them) */
+typedef struct seen { const char *v; size_t n; int again; } seen;
+
+static void see (seen *f, const char *v, size_t n) {
+  if (f->v == NULL) { f->v = v; f->n = n; }
+  else f->again = 1;
+}
+
+/* push the value of f (nil if absent); a repeated name: every value of
+ * lname in the header lines h[0..n), joined with ", " */
+static void push_seen (lua_State *L, const seen *f, const char *h,
+                       size_t n, const char *lname, size_t ln) {
+  const char *e = h + n;
+  int parts = 0;
+  if (f->v == NULL) { lua_pushnil(L); return; }
+  if (!f->again) { lua_pushlstring(L, f->v, f->n); return; }
+  while (h < e) {
+    const char *nl = (const char *)memchr(h, '\n', (size_t)(e - h));
+    const char *end = nl ? nl : e, *v, *ve;
+    size_t nlen;
+    if (end > h && end[-1] == '\r') end--;
+    nlen = header_line(h, end, &v, &ve);
+    if (nlen > 0 && name_is(h, nlen, lname, ln)) {
+      if (parts++ > 0) lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, (size_t)(ve - v));
+      if (parts > 1) lua_concat(L, 3);
+    }
+    if (!nl) break;
+    h = nl + 1;
   }
-  lua_replace(L, idx);
 }
 
 /* Parse the head p[0..n) (n from ur_http_head_len) and push
- *   method, target, path, query|nil, v10, lines, keep, length|nil,
+ *   method, target, path|nil, query|nil, v10, lines, keep, length|nil,
  *   transfer-encoding|nil, expect|nil
+ * (path and query only when the target has a "?")
  * where lines are the header lines as they came (uring.http makes
  * req.headers of them when first asked, with core._http_headers); or one
  * integer status for a head that is malformed (400) or too big (414,
@@ -144,6 +168,7 @@ static void set_or_join (lua_State *L, int idx, const char *v, size_t n) {
  * Lua's table constructor builds it for less than lua_setfield would.) */
 int ur_http_push_head (lua_State *L, const char *p, size_t n, size_t max) {
   int top = lua_gettop(L), v10, saw_close = 0, saw_keep = 0;
+  seen te = {NULL, 0, 0}, expect = {NULL, 0, 0};
   size_t sp1, sp2, line, q;
   lua_Integer clen = -1;
   const char *e = p + n, *lf = (const char *)memchr(p, '\n', n), *h;
@@ -165,8 +190,6 @@ int ur_http_push_head (lua_State *L, const char *p, size_t n, size_t max) {
   v10 = p[line - 1] == '0';
   h = lf + 1;
   if ((size_t)(e - h) > max + 2) return bad(L, top, 431);
-  lua_pushnil(L);                                      /* top+1: te */
-  lua_pushnil(L);                                      /* top+2: expect */
   /* the header lines, up to the blank one: checked, and the few the
    * server itself needs read */
   for (const char *l = h;;) {
@@ -198,11 +221,11 @@ int ur_http_push_head (lua_State *L, const char *p, size_t n, size_t max) {
         break;
       case 17:
         if (name_is(l, nlen, "transfer-encoding", 17))
-          set_or_join(L, top + 1, v, (size_t)(ve - v));
+          see(&te, v, (size_t)(ve - v));
         break;
       case 6:
         if (name_is(l, nlen, "expect", 6))
-          set_or_join(L, top + 2, v, (size_t)(ve - v));
+          see(&expect, v, (size_t)(ve - v));
         break;
       default: break;
     }
@@ -213,9 +236,9 @@ int ur_http_push_head (lua_State *L, const char *p, size_t n, size_t max) {
   lua_pushlstring(L, p + sp1 + 1, sp2 - sp1 - 1);      /* target */
   q = sp1 + 1;
   while (q < sp2 && p[q] != '?') q++;
-  if (q == sp2) {
-    lua_pushvalue(L, -1);                              /* path */
-    lua_pushnil(L);                                    /* query */
+  if (q == sp2) {                  /* no query: the path is the target */
+    lua_pushnil(L);
+    lua_pushnil(L);
   }
   else {
     lua_pushlstring(L, p + sp1 + 1, q - sp1 - 1);
@@ -226,7 +249,8 @@ int ur_http_push_head (lua_State *L, const char *p, size_t n, size_t max) {
   lua_pushboolean(L, saw_close ? 0 : saw_keep ? 1 : !v10);   /* keep */
   if (clen >= 0) lua_pushinteger(L, clen);
   else lua_pushnil(L);
-  lua_rotate(L, top + 1, -2);      /* te, expect after the rest */
+  push_seen(L, &te, h, (size_t)(e - h), "transfer-encoding", 17);
+  push_seen(L, &expect, h, (size_t)(e - h), "expect", 6);
   return 10;
 }
 

@@ -241,20 +241,20 @@ end
 -- write, the whole response goes out in one send with a Content-Length.
 function Response:finish(body)
   if self._done then return true end
-  local c = self._conn
-  local m = c.memo
+  local m = self._memo
   -- the same response as the last one on this connection (a hello
   -- server, a health check): its bytes are sent again as they are
-  if m and m[2] == body and not self._sent and m[1] == self._code
-      and m[4] == c.keep and m[5] == self._head_only and m[3] == self._len
+  if m[2] == body and m[1] == self._code and not self._sent
+      and m[4] == self._conn.keep and m[5] == self._head_only and m[3] == self._len
       and m[6] == self._hn and (m[6] == 0 or (m[7] == self._h[1] and m[8] == self._h[2])) then
     self._done, self._sent = true, true
     local ok, msg = self._sock:send(m[9])
     if ok then return true end
-    c.keep = false
+    self._conn.keep = false
     self._err = msg or "send failed"
     return nil, msg
   end
+  local c = self._conn
   local arg = body
   if body ~= nil and type(body) ~= "string" then
     if type(body) == "number" then body = tostring(body)
@@ -273,7 +273,6 @@ function Response:finish(body)
     local out = head(self, "Content-Length: " .. len .. "\r\n")
     if not self._head_only then out = out .. body end
     if hn <= 1 and #body <= 4096 and type(arg) ~= "number" then
-      if not m then m = {}; c.memo = m end
       m[1], m[2], m[3], m[4], m[5], m[6] = code, arg, self._len, c.keep, self._head_only, hn
       m[7], m[8], m[9] = hh[1], hh[2], out
     end
@@ -307,10 +306,17 @@ http.Response = Response
 local Request = {}
 local http_headers = core._http_headers
 
--- req.headers is made from the head's header lines (req._head, checked by
--- the C parser) the first time a handler asks for it
+-- A request table holds what every request has (method, target, socket,
+-- _head: the header lines as they came, checked by the C parser) and the
+-- rest only when it differs from the usual: path and query (a target with
+-- "?"), version ("1.0"), body (not empty).  The rest is worked out here
+-- when a handler asks: each field a table holds costs every request, and
+-- a hello-world handler asks for none.
 function Request.__index(req, k)
-  if k == "headers" then
+  if k == "path" then return rawget(req, "target")
+  elseif k == "version" then return "1.1"
+  elseif k == "body" then return ""
+  elseif k == "headers" then
     local h = http_headers(rawget(req, "_head") or "", HEADERS_MT)
     req.headers = h
     return h
@@ -609,7 +615,7 @@ local function connection(self, sock)
   self._nconns = self._nconns + 1
   local res = setmetatable({ _code = 200, _sock = sock, _conn = st, _h = {}, _hn = 0,
     _len = false, _sent = false, _done = false, _err = false, _mode = false,
-    _head_only = false }, Response)
+    _head_only = false, _memo = {} }, Response)
   sock:setoption("nodelay", true)
   while not self._closing do
     local method, target, path, query, v10, lines, keep, cl, te, expect =
@@ -648,11 +654,11 @@ local function connection(self, sock)
       end
       if self._closing then keep = false end
       st.keep, st.v10 = keep, v10
-      local req = setmetatable({
-        method = method, target = target, path = path, query = query,
-        version = v10 and "1.0" or "1.1", _head = lines, body = body,
-        socket = sock,
-      }, Request)
+      local req = setmetatable({ method = method, target = target, _head = lines,
+        socket = sock }, Request)
+      if path then req.path, req.query = path, query end
+      if v10 then req.version = "1.0" end
+      if body ~= "" then req.body = body end
       -- one response object per connection, reset for each request
       -- (false, not nil: the fields stay in the table, so setting them is
       -- the VM's fast path)
