@@ -136,13 +136,13 @@ function Response:header(name, value)
   end
   if l == "content-length" then self._len = value and tonumber(value) or false; return self end
   if l == "connection" then
-    if value and find(lower(value), "close", 1, true) then self._conn.keep = false end
+    if value and find(lower(value), "close", 1, true) then self._keep = false end
     return self
   end
   if l == "transfer-encoding" then return self end
-  -- _h holds name, value pairs in its first 2 * _hn slots (reused per
-  -- connection: no table per response)
-  local h, n = self._h, self._hn
+  -- the response's array part holds name, value pairs in its first
+  -- 2 * _hn slots (reused per connection: no table per response)
+  local h, n = self, self._hn
   for i = 1, 2 * n, 2 do
     if LOWER[h[i]] == l then
       if value == nil then
@@ -162,7 +162,7 @@ end
 
 --- res:get_header(name) -> value | nil (any case)
 function Response:get_header(name)
-  local h, l = self._h, lower(name)
+  local h, l = self, lower(name)
   if l == "content-length" then return self._len and tostring(self._len) or nil end
   for i = 1, 2 * self._hn, 2 do if lower(h[i]) == l then return h[i + 1] end end
   return nil
@@ -170,9 +170,9 @@ end
 
 -- the head of the response: status line, headers, framing, Connection
 local function head(self, framing)
-  local h, n = self._h, self._hn
+  local h, n = self, self._hn
   local t = STATUS_LINE[self._code]
-  local conn = self._conn.keep and "Connection: keep-alive\r\n\r\n" or "Connection: close\r\n\r\n"
+  local conn = self._keep and "Connection: keep-alive\r\n\r\n" or "Connection: close\r\n\r\n"
   if n == 1 then return t .. h[1] .. ": " .. h[2] .. "\r\n" .. framing .. conn end
   if n == 0 then return t .. framing .. conn end
   local parts = { t }
@@ -187,7 +187,7 @@ end
 local function send(self, data)
   local ok, msg = self._sock:send(data)
   if not ok then
-    self._conn.keep = false
+    self._keep = false
     self._err = msg or "send failed"
     return nil, msg
   end
@@ -215,8 +215,8 @@ function Response:write(data)
     elseif nobody then
       framing = ""
       self._mode = "length"
-    elseif self._conn.v10 then
-      self._conn.keep = false
+    elseif self._v10 then
+      self._keep = false
       framing = ""
       self._mode = "close"
     else
@@ -237,24 +237,28 @@ function Response:write(data)
   return send(self, data)
 end
 
+-- the last response finish() built whole: code, body argument, _len,
+-- keep, head only, header count, first header's name and value, bytes
+local MEMO = {}
+
 --- res:finish([body]) -> true | nil, err: ends the response.  Before any
 -- write, the whole response goes out in one send with a Content-Length.
 function Response:finish(body)
   if self._done then return true end
-  local m = self._memo
-  -- the same response as the last one on this connection (a hello
-  -- server, a health check): its bytes are sent again as they are
+  local m = MEMO
+  -- the same response as the last one (a hello server, a health check):
+  -- its bytes are sent again as they are.  One memo for every connection:
+  -- their answers then share one string, which stays in the cache
   if m[2] == body and m[1] == self._code and not self._sent
-      and m[4] == self._conn.keep and m[5] == self._head_only and m[3] == self._len
-      and m[6] == self._hn and (m[6] == 0 or (m[7] == self._h[1] and m[8] == self._h[2])) then
+      and m[4] == self._keep and m[5] == self._head_only and m[3] == self._len
+      and m[6] == self._hn and (m[6] == 0 or (m[7] == self[1] and m[8] == self[2])) then
     self._done, self._sent = true, true
     local ok, msg = self._sock:send(m[9])
     if ok then return true end
-    self._conn.keep = false
+    self._keep = false
     self._err = msg or "send failed"
     return nil, msg
   end
-  local c = self._conn
   local arg = body
   if body ~= nil and type(body) ~= "string" then
     if type(body) == "number" then body = tostring(body)
@@ -269,11 +273,11 @@ function Response:finish(body)
       return send(self, head(self, ""))
     end
     local len = self._len or #body
-    local hn, hh = self._hn, self._h
+    local hn, hh = self._hn, self
     local out = head(self, "Content-Length: " .. len .. "\r\n")
     if not self._head_only then out = out .. body end
     if hn <= 1 and #body <= 4096 and type(arg) ~= "number" then
-      m[1], m[2], m[3], m[4], m[5], m[6] = code, arg, self._len, c.keep, self._head_only, hn
+      m[1], m[2], m[3], m[4], m[5], m[6] = code, arg, self._len, self._keep, self._head_only, hn
       m[7], m[8], m[9] = hh[1], hh[2], out
     end
     return send(self, out)
@@ -528,7 +532,7 @@ function http.static(root, opts)
         off = off + #data
         if not res:write(data) then break end
       end
-      if off < size then res._conn.keep = false end -- short: the peer must not reuse
+      if off < size then res._keep = false end -- short: the peer must not reuse
       return res:finish()
     end)
     f:close()
@@ -609,13 +613,16 @@ local function connection(self, sock)
   local handler, on_error = self._handler, self.on_error
   local max_header, max_body = self.max_header, self.max_body
   local take, fill = sock._take_request, sock._fill
-  local st = { keep = true, v10 = false, busy = false, last = self._clock,
-               task = uring.current() }
+  -- one response object per connection, reset for each request; it also
+  -- holds the connection's state (_keep, _v10, _busy, _last, _task,
+  -- _killed) for the sweeper and close(): one table to touch per request
+  local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
+    _len = false, _sent = false, _done = false, _err = false, _mode = false,
+    _head_only = false, _keep = true, _v10 = false, _busy = false,
+    _last = self._clock, _task = uring.current(), _killed = false }, Response)
+  local st = res
   conns[sock] = st
   self._nconns = self._nconns + 1
-  local res = setmetatable({ _code = 200, _sock = sock, _conn = st, _h = {}, _hn = 0,
-    _len = false, _sent = false, _done = false, _err = false, _mode = false,
-    _head_only = false, _memo = {} }, Response)
   sock:setoption("nodelay", true)
   while not self._closing do
     local method, target, path, query, v10, lines, keep, cl, te, expect =
@@ -623,14 +630,14 @@ local function connection(self, sock)
     if not method then
       -- nil: nothing of a request yet (idle: the sweeper and close() may
       -- end it); false: part of a head (busy)
-      if method == nil then st.busy = false; st.last = self._clock end
+      if method == nil then st._busy = false; st._last = self._clock end
       if not fill(sock) then break end
     elseif not target then           -- a bad head: its status
-      st.busy = true
+      st._busy = true
       sock:send(ERR[method])
       break
     else
-      st.busy = true
+      st._busy = true
       -- the body
       local body = ""
       if te then
@@ -653,24 +660,23 @@ local function connection(self, sock)
         end
       end
       if self._closing then keep = false end
-      st.keep, st.v10 = keep, v10
+      st._keep, st._v10 = keep, v10
       local req = setmetatable({ method = method, target = target, _head = lines,
         socket = sock }, Request)
       if path then req.path, req.query = path, query end
       if v10 then req.version = "1.0" end
       if body ~= "" then req.body = body end
-      -- one response object per connection, reset for each request
-      -- (false, not nil: the fields stay in the table, so setting them is
+      -- the response, reset (false, not nil: the fields stay in the table, so setting them is
       -- the VM's fast path)
       res._code, res._hn, res._len, res._sent, res._done = 200, 0, false, false, false
       res._err, res._mode, res._head_only = false, false, method == "HEAD"
       self.requests = self.requests + 1
       local ok, r1, r2, r3 = pcall(handler, req, res)
       if not ok then
-        if st.killed then break end               -- past close()'s grace
+        if st._killed then break end               -- past close()'s grace
         pcall(on_error, r1, req)
         if not res._sent then
-          st.keep = false
+          st._keep = false
           sock:send(ERR[500])
         end
         break
@@ -685,7 +691,7 @@ local function connection(self, sock)
           res:finish()
         end
       end
-      if not st.keep or res._err then break end
+      if not st._keep or res._err then break end
     end
   end
 end
@@ -699,7 +705,7 @@ local function connection_task(self, sock)
   local st = conns[sock]
   if st then conns[sock] = nil; self._nconns = self._nconns - 1 end
   sock:close()
-  if not ok and not (st and st.killed) and not self._closing
+  if not ok and not (st and st._killed) and not self._closing
       and not find(tostring(err), "closed socket", 1, true) then
     error(err, 0)
   end
@@ -718,7 +724,7 @@ local function sweeper(self)
     self._clock = now
     local t = now - idle - step
     for sock, st in pairs(self._conns) do
-      if not st.busy and st.last < t then sock:close() end
+      if not st._busy and st._last < t then sock:close() end
     end
   end
 end
@@ -750,12 +756,12 @@ function Server:serve()
   while next(self._conns) do
     local late = uring.now() >= deadline
     for sock, st in pairs(self._conns) do
-      if late and st.busy and not st.killed then
-        st.killed = true                           -- its handler is cut short
-        if st.task and st.task ~= uring.current() then st.task:cancel() end
+      if late and st._busy and not st._killed then
+        st._killed = true                           -- its handler is cut short
+        if st._task and st._task ~= uring.current() then st._task:cancel() end
       end
-      if not st.busy or late then sock:close() end
-      if st.killed then self._conns[sock] = nil; self._nconns = self._nconns - 1 end
+      if not st._busy or late then sock:close() end
+      if st._killed then self._conns[sock] = nil; self._nconns = self._nconns - 1 end
     end
     if not next(self._conns) then break end
     uring.sleep(0.01)
@@ -774,7 +780,7 @@ function Server:close()
   self._lsock:close()
   -- idle connections: closed now (busy ones close after their response)
   for sock, st in pairs(self._conns) do
-    if st.busy then st.keep = false else sock:close() end
+    if st._busy then st._keep = false else sock:close() end
   end
   return true
 end
