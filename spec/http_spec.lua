@@ -534,12 +534,19 @@ describe("uring.http", function()
     it("answers bad and oversized heads on the wire, then closes; HTTP/1.0 closes", function()
       run(function()
         local srv, _, task = start()
+        -- everything the server sent until it closed (a reset, when it
+        -- closes with our bytes unread, ends the reading too)
         local function exchange(data)
           local c = assert(uring.connect("127.0.0.1", srv:port()))
           assert(c:send(data))
-          local all = c:receive("*a")
+          local got = {}
+          while true do
+            local d = c:recv()
+            if not d then break end
+            got[#got + 1] = d
+          end
           c:close()
-          return all
+          return table.concat(got)
         end
         assert.matches("^HTTP/1.1 400 Bad Request\r\n.*Connection: close\r\n",
           exchange("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n"))

@@ -1,12 +1,17 @@
 --- uring.http: a small HTTP/1.1 server and client over uring sockets, for
 -- prototyping servers from a script or the REPL.
 --
--- Server: one task per connection reads requests with the socket's line
--- primitives (the bytes of pipelined requests simply wait in the socket's
--- buffer, so requests on a connection are answered in order), calls the
--- handler, and sends each response with one send when its length is known
--- (chunked streaming otherwise).  Client: http:// only; one connection
--- per request unless a client object (uring.http.client()) keeps them.
+-- Server: one task per connection takes each request head whole from the
+-- socket's buffer with sock:_take_request (checked and split by the C
+-- parser in csrc/http.c; the bytes of pipelined requests simply wait in
+-- the buffer, so requests on a connection are answered in order), calls
+-- the handler, and sends each response with one send when its length is
+-- known (chunked streaming otherwise).  The per-request path makes one
+-- small table (req) and nothing else when the answer repeats the last
+-- one: examples/http_hello.lua on it stays close to the hand-written
+-- bench/http_uring.lua (bench/http.sh).  Client: http:// only; one
+-- connection per request unless a client object (uring.http.client())
+-- keeps them.
 local uring = require "uring"
 local core = require "uring.core"
 
