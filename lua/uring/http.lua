@@ -124,8 +124,17 @@ local function header_checked(self, name, value)
       error("bad argument #2 to 'header' (CR or LF in value)", 3)
     end
   end
+  local l = LOWER[name]
+  -- framing headers are the server's: never cached, so the fast path in
+  -- Response.header needs no test for them
+  if l == "content-length" then self._len = value and tonumber(value) or false; return self end
+  if l == "connection" then
+    if value and find(lower(value), "close", 1, true) then self._keep = false end
+    return self
+  end
+  if l == "transfer-encoding" then return self end
   if checked_n >= 1024 then NAMES, CLEAN, checked_n = {}, {}, 0 end
-  NAMES[name] = LOWER[name]
+  NAMES[name] = l
   if value ~= nil then CLEAN[value] = true end
   checked_n = checked_n + 1
   return Response.header(self, name, value)
@@ -139,12 +148,6 @@ function Response:header(name, value)
   if not l or self._sent or (value ~= nil and not CLEAN[value]) then
     return header_checked(self, name, value)
   end
-  if l == "content-length" then self._len = value and tonumber(value) or false; return self end
-  if l == "connection" then
-    if value and find(lower(value), "close", 1, true) then self._keep = false end
-    return self
-  end
-  if l == "transfer-encoding" then return self end
   -- the response's array part holds name, value pairs in its first
   -- 2 * _hn slots (reused per connection: no table per response)
   local h, n = self, self._hn
