@@ -572,7 +572,8 @@ end
 --- uring.http.server(opts) -> server.  opts: host (default "127.0.0.1"),
 -- port (default 0), handler = fn(req, res) | router | routes = {{method,
 -- pattern, fn}, ...}; max_body (bytes, default 8 MiB: larger is 413),
--- max_header (bytes per line and in all, default 16 KiB: larger is 431),
+-- max_header (bytes of the request line, larger is 414, and of the header
+-- lines together, larger is 431; default 16 KiB),
 -- idle_timeout (seconds a kept-alive connection may wait for its next
 -- request, default 60), grace (seconds close() lets requests in flight
 -- finish, default 5), on_error(err, req) (default: a line on stderr),
