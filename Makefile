@@ -71,7 +71,7 @@ asan:
 	  URING_CPATH="build-asan/?.so" $(LUA) spec/run.lua "$(BUSTED)"
 
 valgrind: all
-	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=spec/valgrind.supp $(BUSTED)"
+	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --child-silent-after-fork=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=spec/valgrind.supp $(BUSTED)"
 
 demo: deps all
 	$(LUA) examples/batch.lua

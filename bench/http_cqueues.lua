@@ -2,7 +2,7 @@
 --
 --   lua5.4 bench/http_cqueues.lua [port] [--seconds S] [--max-requests N]
 --
--- The same protocol as examples/http_hello.lua (its request loop, copied;
+-- The same protocol as bench/http_uring.lua (its request loop, copied;
 -- the responses byte for byte):
 -- the request line and headers are read line by line (pipelined requests
 -- are answered in order), a Content-Length body is skipped, "Hello,
@@ -31,7 +31,7 @@ do
   end
 end
 
--- the responses, built once, byte for byte those of examples/http_hello.lua
+-- the responses, built once, byte for byte those of bench/http_uring.lua
 local BODY = "Hello, world!\n"
 local function response(connection)
   return "HTTP/1.1 200 OK\r\n"
@@ -61,7 +61,7 @@ end
 
 local function quiet(_, _, why) return why end
 
--- the request loop of examples/http_hello.lua, line for line
+-- the request loop of bench/http_uring.lua, line for line
 local function handle(con)
   con:setmode("b", "bf")       -- binary; output fully buffered, flushed per response
   con:onerror(quiet)           -- a peer's reset is a nil return, not a raise

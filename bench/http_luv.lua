@@ -2,7 +2,7 @@
 --
 --   lua5.4 bench/http_luv.lua [port] [--seconds S] [--max-requests N]
 --
--- The same protocol as examples/http_hello.lua (its request loop, copied;
+-- The same protocol as bench/http_uring.lua (its request loop, copied;
 -- the responses byte for byte):
 -- the request line and headers are taken line by line out of a per-
 -- connection buffer (pipelined requests are answered in order), a
@@ -31,7 +31,7 @@ do
   end
 end
 
--- the responses, built once, byte for byte those of examples/http_hello.lua
+-- the responses, built once, byte for byte those of bench/http_uring.lua
 local BODY = "Hello, world!\n"
 local function response(connection)
   return "HTTP/1.1 200 OK\r\n"
@@ -56,7 +56,7 @@ local function close(c)
   if not c:is_closing() then c:close() end
 end
 
--- the request loop of examples/http_hello.lua turned into a state machine
+-- the request loop of bench/http_uring.lua turned into a state machine
 -- fed by read_start: the same checks, in the same order
 local function handle(c)
   c:nodelay(true)

@@ -1,16 +1,21 @@
---- bench/http_uring.lua: HTTP/1.1 keep-alive hello world on lua-uring.
+--- bench/http_uring.lua: HTTP/1.1 keep-alive hello world, hand-written
+-- over lua-uring's sockets.
 --
 --   lua5.4 bench/http_uring.lua [port] [--seconds S] [--max-requests N]
 --
--- A stand-in for examples/http_hello.lua (bench/http.sh uses the example
--- when it exists), with the example's request loop and responses.  The
--- protocol is the one all four bench servers share (HEAD: headers only):
--- read the request line and the headers line by line (so pipelined
+-- The reference server of bench/http.sh ("lua-uring"): the luv, cqueues
+-- and C servers are measured against it, and so is examples/http_hello.lua,
+-- the same server on uring.http ("uring-http").  The protocol is the one
+-- every bench server shares (HEAD: headers only): read the request line
+-- and the headers line by line with sock:receive("*l") (so pipelined
 -- requests are answered in order), skip a Content-Length body, answer
 -- "Hello, world!\n" with Content-Length, keep the connection open unless
 -- the client said "Connection: close" or spoke HTTP/1.0 without
 -- "Connection: keep-alive"; a malformed request line gets a 400 and a
--- close.  Prints "listening on 127.0.0.1:PORT" first (port 0: any free).
+-- close.  What makes it fast is what it does not do per request: the
+-- responses are built once; no table is made per request; a header is
+-- inspected only if it starts with "C"/"c".  Prints "listening on
+-- 127.0.0.1:PORT" first (port 0: any free).
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
@@ -33,7 +38,7 @@ do
   end
 end
 
--- the responses, built once, byte for byte those of examples/http_hello.lua
+-- the responses, built once (uring.http's answers are byte for byte these)
 local BODY = "Hello, world!\n"
 local function response(connection)
   return "HTTP/1.1 200 OK\r\n"
@@ -54,7 +59,7 @@ local function done()
   os.exit(0)
 end
 
--- the request loop of examples/http_hello.lua, line for line
+-- the request loop: the luv and cqueues servers copy it
 local function handle(sock)
   sock:setoption("nodelay", true)
   while true do

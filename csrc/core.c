@@ -16,6 +16,7 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_task(L);
   ur_register_fs(L);
   ur_register_net(L);
+  ur_register_http(L);
   ur_register_dns(L);
   ur_register_udp(L);
   ur_register_signal(L);

@@ -42,6 +42,7 @@ typedef struct ur_sock {
   char *rbuf;             /* received, not yet taken: rbuf[rpos..+rlen) */
   size_t rcap, rpos, rlen;
   size_t scanned;         /* bytes of rbuf already searched for '\n' */
+  size_t hscan;           /* _take_request: where its last search stopped */
   uint64_t recv_ud, send_ud, accept_ud;   /* in flight, for close */
   /* listener */
   int *pend;              /* accepted fds no task has taken yet */
@@ -126,6 +127,7 @@ static void consume (ur_sock *s, size_t n) {
   s->rpos += n;
   s->rlen -= n;
   s->scanned = 0;
+  s->hscan = 0;
   if (s->rlen == 0) {
     s->rpos = 0;
     if (s->rcap > RECV_KEEP) {  /* a burst is over: give the memory back */
@@ -304,6 +306,40 @@ static int l_sock_take (lua_State *L) {
   lua_pushlstring(L, s->rbuf ? s->rbuf + s->rpos : "", take);
   consume(s, take);
   return 1;
+}
+
+/* sock:_take_request(max) -> method, target, path, query, v10, lines,
+ *   keep, length, transfer_encoding, expect (see ur_http_push_head)
+ *   | nil (nothing buffered) | false (part of a head: fill and call again)
+ *   | status (400, 414, 431: a bad head, left buffered)
+ * uring.http's request reader: a whole head taken from the buffer in one
+ * call (http.c parses it); blank lines before it are skipped. */
+static int l_sock_take_request (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  size_t head, first;
+  int status, nres;
+  luaL_argcheck(L, max > 0, 2, "positive size expected");
+  while (s->rlen > 0) {         /* blank lines between requests */
+    const char *p = s->rbuf + s->rpos;
+    if (p[0] == '\n') consume(s, 1);
+    else if (p[0] == '\r' && s->rlen > 1 && p[1] == '\n') consume(s, 2);
+    else break;
+  }
+  if (s->rlen == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  head = ur_http_head_len(s->rbuf + s->rpos, s->rlen, &s->hscan, &first);
+  if (head == 0) {
+    status = ur_http_too_big(s->rlen, first, (size_t)max);
+    if (status) lua_pushinteger(L, status);
+    else lua_pushboolean(L, 0);
+    return 1;
+  }
+  nres = ur_http_push_head(L, s->rbuf + s->rpos, head, (size_t)max);
+  if (nres > 1) consume(s, head);          /* parsed: the head is taken */
+  return nres;
 }
 
 /* sock:_buffered() -> bytes waiting, eof */
@@ -905,6 +941,7 @@ void ur_register_net (lua_State *L) {
     {"setoption", l_sock_setoption},
     {"_fill", l_sock_fill}, {"_take_line", l_sock_take_line},
     {"_take", l_sock_take}, {"_buffered", l_sock_buffered},
+    {"_take_request", l_sock_take_request},
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {

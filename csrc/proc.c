@@ -2,9 +2,10 @@
  * proc.c: child processes, waited for through the ring.
  *
  * uring.exec{argv..., stdin =, stdout =, stderr =, env =, cwd =} starts a
- * program with posix_spawnp (the child gets an empty signal mask: the loop
+ * program with fork and exec (the child gets an empty signal mask: the loop
  * blocks SIGINT and uring.signal blocks others, and neither must leak into
- * children) and returns a process table; uring.popen(cmd [, mode]) runs
+ * children; an exec failure comes back through a CLOEXEC pipe) and
+ * returns a process table; uring.popen(cmd [, mode]) runs
  * "/bin/sh -c cmd" and returns a uring.file over the parent's pipe end,
  * linked to its process so that file:close() waits for it (init's
  * uring.proc layer wraps close).  Every descriptor we make is CLOEXEC, so
@@ -32,7 +33,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -425,38 +426,121 @@ static void io_close_all (spawn_io *io) {
   }
 }
 
-/* Start argv; 0 or -errno.  path: searched in PATH unless it has a '/'. */
-static int spawn (pid_t *pid, const char *path, char *const argv[],
-                  char *const envp[], const char *cwd, spawn_io *io) {
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
+/* The child's side of spawn, between fork and exec: async-signal-safe
+ * calls only (the parent may have other threads, holding malloc's lock).
+ * On any failure it writes errno to the CLOEXEC pipe `ep` and exits 127;
+ * a successful exec closes the pipe, so the parent reads EOF. */
+static void child (const char *path, char *const argv[], char *const envp[],
+                   const char *cwd, const spawn_io *io, const char *dirs,
+                   char *buf, int ep) {
+  int err = 0;
   sigset_t none;
-  int rc;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_init(&at);
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-  for (int i = 0; i < 3; i++) {
-    switch (io->kind[i]) {
-      case IO_NULL:
-        posix_spawn_file_actions_addopen(&fa, i, "/dev/null",
-                                         i == 0 ? O_RDONLY : O_WRONLY, 0);
-        break;
-      case IO_PIPE:
-        posix_spawn_file_actions_adddup2(&fa, io->child[i], i);
-        break;
-      case IO_FILE:             /* dup2 onto itself clears CLOEXEC */
-        posix_spawn_file_actions_adddup2(&fa, io->fd[i], i);
-        break;
-      default: break;
+  /* handlers the parent installed run nowhere but in the parent: default
+   * them before the mask opens (ignored signals stay ignored, as exec
+   * keeps them) */
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction sa;
+    if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL
+        && sa.sa_handler != SIG_IGN) {
+      sa.sa_handler = SIG_DFL;
+      sa.sa_flags = 0;
+      sigaction(sig, &sa, NULL);
     }
   }
-  if (cwd) posix_spawn_file_actions_addchdir_np(&fa, cwd);
-  rc = posix_spawnp(pid, path, &fa, &at, argv, envp ? envp : environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  return -rc;
+  for (int i = 0; i < 3 && err == 0; i++) {
+    int fd = -1;
+    switch (io->kind[i]) {
+      case IO_NULL:
+        fd = open("/dev/null", i == 0 ? O_RDONLY : O_WRONLY);
+        if (fd < 0) { err = errno; break; }
+        if (fd != i && (dup2(fd, i) < 0 || close(fd) != 0)) err = errno;
+        fd = -1;
+        break;
+      case IO_PIPE: fd = io->child[i]; break;
+      case IO_FILE: fd = io->fd[i]; break;
+      default: break;
+    }
+    if (fd < 0) continue;
+    /* dup2 onto itself keeps CLOEXEC: clear it by hand */
+    if (fd == i ? fcntl(i, F_SETFD, 0) < 0 : dup2(fd, i) < 0) err = errno;
+  }
+  if (err == 0 && cwd && chdir(cwd) != 0) err = errno;
+  sigemptyset(&none);
+  if (err == 0) sigprocmask(SIG_SETMASK, &none, NULL);
+  if (err == 0 && strchr(path, '/')) {
+    execve(path, argv, envp);
+    err = errno;
+  }
+  else if (err == 0) {
+    /* execvp's search, over the PATH the parent read, in a buffer the
+     * parent allocated: EACCES is kept while later directories are tried */
+    size_t plen = strlen(path);
+    const char *d = dirs;
+    int seen_eacces = 0;
+    err = ENOENT;
+    for (;;) {
+      const char *end = strchr(d, ':');
+      size_t dlen = end ? (size_t)(end - d) : strlen(d);
+      if (dlen == 0) {        /* an empty entry: the current directory */
+        buf[0] = '.';
+        dlen = 1;
+      }
+      else memcpy(buf, d, dlen);
+      buf[dlen] = '/';
+      memcpy(buf + dlen + 1, path, plen + 1);
+      execve(buf, argv, envp);
+      if (errno == EACCES) seen_eacces = 1;
+      else if (errno != ENOENT && errno != ENOTDIR) { err = errno; break; }
+      if (!end) break;
+      d = end + 1;
+    }
+    if (err == ENOENT && seen_eacces) err = EACCES;
+  }
+  while (write(ep, &err, sizeof err) < 0 && errno == EINTR) {}
+  _exit(127);
+}
+
+/* Start argv; 0 or -errno.  path: searched in PATH unless it has a '/'.
+ * fork + exec rather than posix_spawn: an exec failure then comes back
+ * through a CLOEXEC pipe the same way everywhere (under valgrind, too,
+ * which runs posix_spawn's CLONE_VFORK as a plain fork and so loses it). */
+static int spawn (pid_t *pid, const char *path, char *const argv[],
+                  char *const envp[], const char *cwd, spawn_io *io) {
+  const char *dirs = getenv("PATH");
+  char *buf;
+  int ep[2], err = 0;
+  ssize_t n;
+  sigset_t all, old;
+  if (dirs == NULL || *dirs == '\0') dirs = "/bin:/usr/bin";
+  buf = (char *)malloc(strlen(dirs) + strlen(path) + 3);
+  if (buf == NULL) return -ENOMEM;
+  if (pipe2(ep, O_CLOEXEC) != 0) {
+    err = errno;
+    free(buf);
+    return -err;
+  }
+  /* every signal blocked across fork: the child runs no handler of ours
+   * before it has reset them */
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  *pid = fork();
+  if (*pid == 0) {
+    close(ep[0]);
+    child(path, argv, envp ? envp : environ, cwd, io, dirs, buf, ep[1]);
+  }
+  if (*pid < 0) err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(ep[1]);
+  free(buf);
+  if (err == 0) {
+    /* EOF: exec succeeded; an int: the child's errno, and it has exited */
+    do n = read(ep[0], &err, sizeof err);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof err) err = 0;
+    else while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR) {}
+  }
+  close(ep[0]);
+  return -err;
 }
 
 static int make_pipe (spawn_io *io, int i) {
@@ -489,7 +573,7 @@ static int push_file (lua_State *L, int fd, const char *mode) {
   return ok;
 }
 
-/* posix_spawn takes char *const argv[] but never writes through it */
+/* execve takes char *const argv[] but never writes through it */
 static char *unconst (const char *s) {
   union { const char *c; char *m; } u;
   u.c = s;

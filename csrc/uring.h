@@ -257,6 +257,13 @@ void ur_bufring_free (ur_loop *loop);
 void ur_register_signal (lua_State *L);
 void ur_register_proc (lua_State *L);    /* proc.c: exec, popen */
 
+/* http.c: HTTP/1.x request heads, for net.c's sock:_take_request */
+size_t ur_http_head_len (const char *buf, size_t len, size_t *scan,
+                         size_t *first);
+int ur_http_too_big (size_t len, size_t first, size_t max);
+int ur_http_push_head (lua_State *L, const char *p, size_t n, size_t max);
+void ur_register_http (lua_State *L);
+
 /* net.c (TCP and Unix streams), udp.c */
 void ur_register_net (lua_State *L);
 void ur_register_udp (lua_State *L);

@@ -367,6 +367,207 @@ describe("uring.http", function()
     end)
   end)
 
+  describe("request heads, parsed in C (sock:_take_request)", function()
+    -- a connected pair: our client socket and the server's side
+    local function pair()
+      local lsock = assert(uring.listen("127.0.0.1", 0))
+      local _, port = lsock:getsockname()
+      local t = uring.spawn(function() return assert(lsock:accept()) end)
+      local c = assert(uring.connect("127.0.0.1", port))
+      local _, s = t:join()
+      lsock:close()
+      return c, s
+    end
+
+    -- take one head out of s, filling until it is whole; returns what
+    -- _take_request returned (packed)
+    local function take(s, max)
+      while true do
+        local r = table.pack(s:_take_request(max or 16384))
+        if r[1] then return r end              -- nil, false: not all here yet
+        assert(s:_fill())
+      end
+    end
+
+    it("takes a head whole: parts, lines, keep-alive and framing", function()
+      run(function()
+        local c, s = pair()
+        assert(c:send("\r\n\r\nPOST /a/b?x=1&y HTTP/1.1\r\nHost: h\r\n"
+          .. "X-A: 1\r\nx-a:  2 \r\nContent-Length: 5\r\ncontent-length: 5\r\n"
+          .. "Connection: Keep-Alive, Upgrade\r\nExpect: 100-continue\r\n\r\nhello"
+          .. "GET / HTTP/1.0\nTransfer-Encoding: gzip\nTransfer-Encoding: chunked\n\n"))
+        local r = take(s)
+        assert.equal(10, r.n)
+        assert.same({ "POST", "/a/b?x=1&y", "/a/b", "x=1&y", false }, { r[1], r[2], r[3], r[4], r[5] })
+        assert.equal(true, r[7])                 -- keep
+        assert.equal(5, r[8])                    -- length (repeated, equal: once)
+        assert.is_nil(r[9])
+        assert.equal("100-continue", r[10])
+        local h = require("uring.core")._http_headers(r[6], http.HEADERS_MT)
+        assert.same({ host = "h", ["x-a"] = "1, 2", ["content-length"] = "5",
+          connection = "Keep-Alive, Upgrade", expect = "100-continue" }, h)
+        assert.equal("1, 2", h["X-A"])
+        assert.equal("hello", s:_take(5))
+        r = take(s)                              -- bare LF lines; HTTP/1.0
+        assert.same({ "GET", "/", nil, nil, true }, { r[1], r[2], r[3], r[4], r[5] })
+        assert.equal(false, r[7])                -- 1.0 without keep-alive
+        assert.is_nil(r[8])
+        assert.equal("gzip, chunked", r[9])      -- repeated: joined
+        assert.is_nil(s:_take_request(100))      -- nothing left
+        c:close(); s:close()
+      end)
+    end)
+
+    it("answers malformed heads with a status, never a crash", function()
+      run(function()
+        local cases = {
+          { "NONSENSE\r\n\r\n", 400 }, { "GET\r\n\r\n", 400 },
+          { "GET / HTTP/2.0\r\n\r\n", 400 }, { "GET  / HTTP/1.1\r\n\r\n", 400 },
+          { "GET / HTTP/1.1 \r\n\r\n", 400 }, { "GET / HTTP/1.x\r\n\r\n", 400 },
+          { " GET / HTTP/1.1\r\n\r\n", 400 }, { "G\0T / HTTP/1.1\r\n\r\n", 400 },
+          { "GET /\0 HTTP/1.1\r\n\r\n", 400 }, { "GET /a b HTTP/1.1\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\nNo colon\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\n folded: x\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\n: empty\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\nX: a\r\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\nX: \127\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\nContent-Length:\r\n\r\n", 400 },
+          { "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400 },
+          { "\r\r\n\r\n", 400 },
+        }
+        local c, s = pair()
+        for _, case in ipairs(cases) do
+          assert(c:send(case[1]))
+          local r = take(s)
+          assert.equal(1, r.n, case[1])
+          assert.equal(case[2], r[1], case[1])
+          s:_take()                              -- a bad head stays: drop it
+        end
+        -- random bytes, with and without a blank line: a status, a
+        -- request, or (no end yet) false -- and the core still works
+        local seed = 42
+        local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n end
+        local alphabet = "GET /HTP1.0\r\n:\t \0\127\255aZ-?"
+        for _ = 1, 2000 do
+          local t = {}
+          for i = 1, rnd(60) do
+            local k = rnd(#alphabet + 20)
+            t[i] = k < #alphabet and alphabet:sub(k + 1, k + 1) or string.char(rnd(256))
+          end
+          if rnd(2) == 0 then t[#t + 1] = "\r\n\r\n" end
+          assert(c:send(table.concat(t)))
+          while s:_buffered() < #table.concat(t) do assert(s:_fill()) end
+          local r = table.pack(s:_take_request(64))
+          assert(r[1] == nil or r[1] == false or math.type(r[1]) == "integer" or r.n == 10)
+          if math.type(r[1]) == "integer" then
+            assert(r[1] == 400 or r[1] == 414 or r[1] == 431, tostring(r[1]))
+          end
+          s:_take()
+        end
+        c:close(); s:close()
+      end)
+    end)
+
+    it("refuses heads too big: 414 for the request line, 431 for the headers", function()
+      run(function()
+        local c, s = pair()
+        -- complete heads
+        assert(c:send("GET /" .. ("a"):rep(200) .. " HTTP/1.1\r\n\r\n"))
+        assert.same({ n = 1, 414 }, take(s, 100)); s:_take()
+        assert(c:send("GET / HTTP/1.1\r\nX: " .. ("b"):rep(200) .. "\r\n\r\n"))
+        assert.same({ n = 1, 431 }, take(s, 100)); s:_take()
+        -- heads that never end: refused once past the limit, not waited for
+        assert(c:send(("c"):rep(300)))
+        assert.same({ n = 1, 414 }, take(s, 100)); s:_take()
+        assert(c:send("GET / HTTP/1.1\r\n" .. ("X: y\r\n"):rep(100)))
+        assert.same({ n = 1, 431 }, take(s, 100)); s:_take()
+        -- just within: taken
+        assert(c:send("GET /" .. ("a"):rep(84) .. " HTTP/1.1\r\nX: " .. ("b"):rep(95) .. "\r\n\r\n"))
+        assert.equal(10, take(s, 100).n)
+        c:close(); s:close()
+      end)
+    end)
+
+    it("serves heads split across packets, byte by byte and pipelined", function()
+      run(function()
+        local srv, _, task = start()
+        local c = assert(uring.connect("127.0.0.1", srv:port()))
+        c:setoption("nodelay", true)
+        local one = "GET /users/5 HTTP/1.1\r\nHost: x\r\nX-Long: " .. ("z"):rep(100) .. "\r\n\r\n"
+        for i = 1, #one do                     -- one byte per packet
+          assert(c:send(one:sub(i, i)))
+          uring.sleep(0.001)
+        end
+        local function answer()
+          local status = assert(c:receive("*l"))
+          local len
+          while true do
+            local l = assert(c:receive("*l"))
+            if l == "" then break end
+            len = tonumber(l:match("^Content%-Length: (%d+)$")) or len
+          end
+          return status, assert(c:receive(len))
+        end
+        assert.same({ "HTTP/1.1 200 OK", "user 5 true\n" }, { answer() })
+        -- three requests cut at every place in turn, CR and LF apart
+        local three = "GET /users/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+          .. "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+          .. "GET /users/3 HTTP/1.1\r\n\r\n"
+        for cut = 1, #three - 1, 7 do
+          assert(c:send(three:sub(1, cut)))
+          uring.sleep(0.002)
+          assert(c:send(three:sub(cut + 1)))
+          assert.same({ "HTTP/1.1 200 OK", "user 1 true\n" }, { answer() })
+          assert.same({ "HTTP/1.1 200 OK", "abc" }, { answer() })
+          assert.same({ "HTTP/1.1 200 OK", "user 3 true\n" }, { answer() })
+        end
+        c:close()
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("answers bad and oversized heads on the wire, then closes; HTTP/1.0 closes", function()
+      run(function()
+        local srv, _, task = start()
+        -- everything the server sent until it closed (a reset, when it
+        -- closes with our bytes unread, ends the reading too)
+        local function exchange(data)
+          local c = assert(uring.connect("127.0.0.1", srv:port()))
+          assert(c:send(data))
+          local got = {}
+          while true do
+            local d = c:recv()
+            if not d then break end
+            got[#got + 1] = d
+          end
+          c:close()
+          return table.concat(got)
+        end
+        assert.matches("^HTTP/1.1 400 Bad Request\r\n.*Connection: close\r\n",
+          exchange("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n"))
+        assert.matches("^HTTP/1.1 414 ", exchange("GET /" .. ("a"):rep(20000) .. " HTTP/1.1\r\n\r\n"))
+        assert.matches("^HTTP/1.1 431 ", exchange("GET / HTTP/1.1\r\n" .. ("X-Pad: 0123456789\r\n"):rep(1200)))
+        assert.matches("^HTTP/1.1 501 ", exchange("POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"))
+        -- HTTP/1.0: one answer, then close; with keep-alive: two
+        local out = exchange("GET /users/1 HTTP/1.0\r\n\r\nGET /users/2 HTTP/1.0\r\n\r\n")
+        local _, n = out:gsub("HTTP/1%.1 200 OK", "")
+        assert.equal(1, n)
+        assert.matches("Connection: close\r\n", out)
+        out = exchange("GET /users/1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+          .. "GET /users/2 HTTP/1.0\r\n\r\n")
+        _, n = out:gsub("HTTP/1%.1 200 OK", "")
+        assert.equal(2, n)
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+  end)
+
   describe("client", function()
     local py, py_pid, pyport, dir
     setup(function()

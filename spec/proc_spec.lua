@@ -237,6 +237,49 @@ describe("uring.exec", function()
     uring.run(function() proc:wait() end)
   end)
 
+  it("reports every exec failure synchronously, with no zombie and no fd left", function()
+    local fds0, pipes0 = helpers.fds(), pipes()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local noexec = dir .. "/noexec"
+    assert(io.open(noexec, "w")):close()               -- mode 0644: not executable
+    local p, msg, en = uring.exec{ noexec }
+    assert.is_nil(p); assert.equal(noexec .. ": Permission denied", msg); assert.equal(13, en)
+    p, msg, en = uring.exec{ dir .. "/missing" }
+    assert.is_nil(p); assert.equal(dir .. "/missing: No such file or directory", msg)
+    assert.equal(2, en)
+    -- searched in PATH: found only where it cannot run is EACCES (as
+    -- execvp); the search goes on past that directory to a runnable one
+    assert(io.open(dir .. "/true", "w")):close()        -- a "true" that cannot run
+    local cp = (os.getenv("URING_CPATH") or "./build/?.so")
+    local script = "package.cpath = '" .. cp .. ";' .. package.cpath; "
+      .. "package.path = './lua/?.lua;./lua/?/init.lua;' .. package.path; "
+      .. "local u = require 'uring'; "
+      .. "local p, m, e = u.exec{ 'noexec' }; io.write(m, ' ', e, ';'); "
+      .. "p, m, e = u.exec{ 'no-such-program-xyz' }; io.write(m, ' ', e, ';'); "
+      .. "p = u.exec{ 'true' }; u.run(function() io.write(select(2, p:wait())) end)"
+    local out, code = helpers.sh("PATH='" .. dir .. ":" .. os.getenv("PATH")
+      .. "' lua5.4 -e \"" .. script .. "\" 2>&1")
+    assert.equal(0, code, out)
+    assert.equal("noexec: Permission denied 13;"
+      .. "no-such-program-xyz: No such file or directory 2;exit0", out)
+    p, msg, en = uring.exec{ "true", cwd = noexec }       -- chdir to a file
+    assert.is_nil(p); assert.equal("true: Not a directory", msg); assert.equal(20, en)
+    -- and a good one right after still runs, in the directory asked for
+    local pwd = uring.run(function()
+      local q = assert(uring.exec{ "pwd", cwd = dir, stdout = "pipe" })
+      local s = q.stdout:read("a"); q.stdout:close()
+      assert.same({ true, "exit", 0 }, { q:wait() })
+      return s
+    end)
+    assert.equal(dir .. "\n", pwd)
+    os.remove(noexec); os.remove(dir .. "/true"); os.remove(dir)
+    assert.equal(0, zombies())
+    assert.equal(fds0, helpers.fds())
+    assert.equal(pipes0, pipes())
+  end)
+
   it("leaves no zombie when a task in proc:wait is cancelled", function()
     uring.run(function()
       local p = uring.exec{ "sleep", "10" }

@@ -1,13 +1,19 @@
 --- uring.http: a small HTTP/1.1 server and client over uring sockets, for
 -- prototyping servers from a script or the REPL.
 --
--- Server: one task per connection reads requests with the socket's line
--- primitives (the bytes of pipelined requests simply wait in the socket's
--- buffer, so requests on a connection are answered in order), calls the
--- handler, and sends each response with one send when its length is known
--- (chunked streaming otherwise).  Client: http:// only; one connection
--- per request unless a client object (uring.http.client()) keeps them.
+-- Server: one task per connection takes each request head whole from the
+-- socket's buffer with sock:_take_request (checked and split by the C
+-- parser in csrc/http.c; the bytes of pipelined requests simply wait in
+-- the buffer, so requests on a connection are answered in order), calls
+-- the handler, and sends each response with one send when its length is
+-- known (chunked streaming otherwise).  The per-request path makes one
+-- small table (req) and nothing else when the answer repeats the last
+-- one: examples/http_hello.lua on it stays close to the hand-written
+-- bench/http_uring.lua (bench/http.sh).  Client: http:// only; one
+-- connection per request unless a client object (uring.http.client())
+-- keeps them.
 local uring = require "uring"
+local core = require "uring.core"
 
 local byte, find, lower, sub, format, match, gsub, upper =
   string.byte, string.find, string.lower, string.sub, string.format,
@@ -100,30 +106,51 @@ function Response:status(code)
   return self
 end
 
+-- header names (to their lower case) and values already checked, as
+-- handlers set the same few again and again
+local checked_n = 0
+local NAMES, CLEAN = {}, {}
+
+-- res:header's checks, for a name or value not seen before: then the
+-- header is set by Response.header with both cached
+local function header_checked(self, name, value)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'header' (string expected, got " .. type(name) .. ")", 3)
+  end
+  if self._sent then error("header: headers already sent", 3) end
+  if value ~= nil then
+    if type(value) ~= "string" then value = tostring(value) end
+    if find(value, "\n", 1, true) or find(value, "\r", 1, true) then
+      error("bad argument #2 to 'header' (CR or LF in value)", 3)
+    end
+  end
+  local l = LOWER[name]
+  -- framing headers are the server's: never cached, so the fast path in
+  -- Response.header needs no test for them
+  if l == "content-length" then self._len = value and tonumber(value) or false; return self end
+  if l == "connection" then
+    if value and find(lower(value), "close", 1, true) then self._keep = false end
+    return self
+  end
+  if l == "transfer-encoding" then return self end
+  if checked_n >= 1024 then NAMES, CLEAN, checked_n = {}, {}, 0 end
+  NAMES[name] = l
+  if value ~= nil then CLEAN[value] = true end
+  checked_n = checked_n + 1
+  return Response.header(self, name, value)
+end
+
 --- res:header(name, value) -> res: sets a header, replacing one of the
 -- same name in any case; value nil removes it.  Content-Length is taken as
 -- the body's length; Transfer-Encoding is the server's choice (ignored).
 function Response:header(name, value)
-  if type(name) ~= "string" then
-    error("bad argument #1 to 'header' (string expected, got " .. type(name) .. ")", 2)
+  local l = NAMES[name]
+  if not l or self._sent or (value ~= nil and not CLEAN[value]) then
+    return header_checked(self, name, value)
   end
-  if self._sent then error("header: headers already sent", 2) end
-  if value ~= nil then
-    if type(value) ~= "string" then value = tostring(value) end
-    if find(value, "\n", 1, true) or find(value, "\r", 1, true) then
-      error("bad argument #2 to 'header' (CR or LF in value)", 2)
-    end
-  end
-  local l = LOWER[name]
-  if l == "content-length" then self._len = value and tonumber(value); return self end
-  if l == "connection" then
-    if value and find(lower(value), "close", 1, true) then self._conn.keep = false end
-    return self
-  end
-  if l == "transfer-encoding" then return self end
-  -- _h holds name, value pairs in its first 2 * _hn slots (reused per
-  -- connection: no table per response)
-  local h, n = self._h, self._hn
+  -- the response's array part holds name, value pairs in its first
+  -- 2 * _hn slots (reused per connection: no table per response)
+  local h, n = self, self._hn
   for i = 1, 2 * n, 2 do
     if LOWER[h[i]] == l then
       if value == nil then
@@ -143,17 +170,17 @@ end
 
 --- res:get_header(name) -> value | nil (any case)
 function Response:get_header(name)
-  local h, l = self._h, lower(name)
-  if l == "content-length" then return self._len and tostring(self._len) end
+  local h, l = self, lower(name)
+  if l == "content-length" then return self._len and tostring(self._len) or nil end
   for i = 1, 2 * self._hn, 2 do if lower(h[i]) == l then return h[i + 1] end end
   return nil
 end
 
 -- the head of the response: status line, headers, framing, Connection
 local function head(self, framing)
-  local h, n = self._h, self._hn
+  local h, n = self, self._hn
   local t = STATUS_LINE[self._code]
-  local conn = self._conn.keep and "Connection: keep-alive\r\n\r\n" or "Connection: close\r\n\r\n"
+  local conn = self._keep and "Connection: keep-alive\r\n\r\n" or "Connection: close\r\n\r\n"
   if n == 1 then return t .. h[1] .. ": " .. h[2] .. "\r\n" .. framing .. conn end
   if n == 0 then return t .. framing .. conn end
   local parts = { t }
@@ -168,7 +195,7 @@ end
 local function send(self, data)
   local ok, msg = self._sock:send(data)
   if not ok then
-    self._conn.keep = false
+    self._keep = false
     self._err = msg or "send failed"
     return nil, msg
   end
@@ -196,8 +223,8 @@ function Response:write(data)
     elseif nobody then
       framing = ""
       self._mode = "length"
-    elseif self._conn.v10 then
-      self._conn.keep = false
+    elseif self._v10 then
+      self._keep = false
       framing = ""
       self._mode = "close"
     else
@@ -218,10 +245,29 @@ function Response:write(data)
   return send(self, data)
 end
 
+-- the last response finish() built whole: code, body argument, _len,
+-- keep, head only, header count, first header's name and value, bytes
+local MEMO = {}
+
 --- res:finish([body]) -> true | nil, err: ends the response.  Before any
 -- write, the whole response goes out in one send with a Content-Length.
 function Response:finish(body)
   if self._done then return true end
+  local m = MEMO
+  -- the same response as the last one (a hello server, a health check):
+  -- its bytes are sent again as they are.  One memo for every connection:
+  -- their answers then share one string, which stays in the cache
+  if m[2] == body and m[1] == self._code and not self._sent
+      and m[4] == self._keep and m[5] == self._head_only and m[3] == self._len
+      and m[6] == self._hn and (m[6] == 0 or (m[7] == self[1] and m[8] == self[2])) then
+    self._done, self._sent = true, true
+    local ok, msg = self._sock:send(m[9])
+    if ok then return true end
+    self._keep = false
+    self._err = msg or "send failed"
+    return nil, msg
+  end
+  local arg = body
   if body ~= nil and type(body) ~= "string" then
     if type(body) == "number" then body = tostring(body)
     else error("bad argument #1 to 'finish' (string expected, got " .. type(body) .. ")", 2) end
@@ -235,22 +281,11 @@ function Response:finish(body)
       return send(self, head(self, ""))
     end
     local len = self._len or #body
-    local c = self._conn
-    -- the same response as the last one on this connection (a hello
-    -- server, a health check): its bytes are reused as they are
-    local m = c.memo
-    local hn, hh = self._hn, self._h
-    local keep, head_only = c.keep, self._head_only
-    if m and m[1] == code and m[2] == body and m[3] == len and m[4] == keep
-        and m[5] == head_only and hn <= 1 and m[6] == hn
-        and (hn == 0 or (m[7] == hh[1] and m[8] == hh[2])) then
-      return send(self, m[9])
-    end
+    local hn, hh = self._hn, self
     local out = head(self, "Content-Length: " .. len .. "\r\n")
-    if not head_only then out = out .. body end
-    if hn <= 1 and #body <= 4096 then
-      if not m then m = {}; c.memo = m end
-      m[1], m[2], m[3], m[4], m[5], m[6] = code, body, len, keep, head_only, hn
+    if not self._head_only then out = out .. body end
+    if hn <= 1 and #body <= 4096 and type(arg) ~= "number" then
+      m[1], m[2], m[3], m[4], m[5], m[6] = code, arg, self._len, self._keep, self._head_only, hn
       m[7], m[8], m[9] = hh[1], hh[2], out
     end
     return send(self, out)
@@ -281,7 +316,25 @@ http.Response = Response
 ---------------------------------------------------------------------------
 
 local Request = {}
-Request.__index = Request
+local http_headers = core._http_headers
+
+-- A request table holds what every request has (method, target, socket,
+-- _head: the header lines as they came, checked by the C parser) and the
+-- rest only when it differs from the usual: path and query (a target with
+-- "?"), version ("1.0"), body (not empty).  The rest is worked out here
+-- when a handler asks: each field a table holds costs every request, and
+-- a hello-world handler asks for none.
+function Request.__index(req, k)
+  if k == "path" then return rawget(req, "target")
+  elseif k == "version" then return "1.1"
+  elseif k == "body" then return ""
+  elseif k == "headers" then
+    local h = http_headers(rawget(req, "_head") or "", HEADERS_MT)
+    req.headers = h
+    return h
+  end
+  return Request[k]
+end
 
 --- req:header(name) -> value | nil (any case)
 function Request:header(name) return self.headers[lower(name)] end
@@ -487,7 +540,7 @@ function http.static(root, opts)
         off = off + #data
         if not res:write(data) then break end
       end
-      if off < size then res._conn.keep = false end -- short: the peer must not reuse
+      if off < size then res._keep = false end -- short: the peer must not reuse
       return res:finish()
     end)
     f:close()
@@ -519,7 +572,8 @@ end
 --- uring.http.server(opts) -> server.  opts: host (default "127.0.0.1"),
 -- port (default 0), handler = fn(req, res) | router | routes = {{method,
 -- pattern, fn}, ...}; max_body (bytes, default 8 MiB: larger is 413),
--- max_header (bytes per line and in all, default 16 KiB: larger is 431),
+-- max_header (bytes of the request line, larger is 414, and of the header
+-- lines together, larger is 431; default 16 KiB),
 -- idle_timeout (seconds a kept-alive connection may wait for its next
 -- request, default 60), grace (seconds close() lets requests in flight
 -- finish, default 5), on_error(err, req) (default: a line on stderr),
@@ -559,95 +613,40 @@ function Server:port() return self._port end
 --- server:getsockname() -> host, port
 function Server:getsockname() return self._host, self._port end
 
--- parsed request lines and header lines, by their text (bounded)
-local CACHE_MAX = 2048
-local rl_cache, rl_n, h_cache, h_n = {}, 0, {}, 0
-
--- one connection: requests in order until close, error or shutdown
+-- one connection: requests in order until close, error or shutdown.  Each
+-- request head is taken whole from the socket's buffer by the C parser
+-- (sock:_take_request, csrc/http.c): pipelined requests are simply the
+-- next heads in the buffer.
 local function connection(self, sock)
   local conns = self._conns
   local handler, on_error = self._handler, self.on_error
   local max_header, max_body = self.max_header, self.max_body
-  local now = uring.now
-  local st = { keep = true, v10 = false, busy = false, last = now(),
-               task = uring.current() }
+  local take, fill = sock._take_request, sock._fill
+  -- one response object per connection, reset for each request; it also
+  -- holds the connection's state (_keep, _v10, _busy, _last, _task,
+  -- _killed) for the sweeper and close(): one table to touch per request
+  local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
+    _len = false, _sent = false, _done = false, _err = false, _mode = false,
+    _head_only = false, _keep = true, _v10 = false, _busy = false,
+    _last = self._clock, _task = uring.current(), _killed = false }, Response)
+  local st = res
   conns[sock] = st
   self._nconns = self._nconns + 1
-  local res = setmetatable({ _code = 200, _sock = sock, _conn = st, _h = {}, _hn = 0 }, Response)
   sock:setoption("nodelay", true)
   while not self._closing do
-    st.busy = false
-    st.last = now()
-    local line = readline(sock, max_header)
-    if line == nil then break end
-    st.busy = true
-    if line ~= "" then                          -- blank lines between requests are allowed
-      if line == TOO_BIG then sock:send(ERR[414]); break end
-      -- "METHOD target HTTP/1.x": the split of a line seen before is
-      -- remembered (clients repeat the same few lines)
-      local rl = rl_cache[line]
-      local method, target, v10
-      if rl then
-        method, target, v10 = rl[1], rl[2], rl[3]
-      else
-        local sp1 = find(line, " ", 1, true)
-        local sp2 = sp1 and find(line, " ", sp1 + 1, true)
-        if not sp2 or sp1 == 1 or sp2 == sp1 + 1 or #line ~= sp2 + 8
-            or sub(line, sp2 + 1, sp2 + 7) ~= "HTTP/1." then
-          sock:send(ERR[400]); break
-        end
-        method, target = sub(line, 1, sp1 - 1), sub(line, sp1 + 1, sp2 - 1)
-        v10 = byte(line, -1) == 48                -- "0"
-        if rl_n >= CACHE_MAX then rl_cache, rl_n = {}, 0 end
-        rl_cache[line] = { method, target, v10 }
-        rl_n = rl_n + 1
-      end
-      local keep = not v10
-      local headers = {}
-      local total, bad = 0, nil
-      local conn, te, cl, expect
-      while true do
-        local h = readline(sock, max_header)
-        if h == nil then goto out end
-        if h == TOO_BIG then bad = 431; break end
-        if h == "" then break end
-        total = total + #h
-        if total > max_header then bad = 431; break end
-        local name, value
-        local hc = h_cache[h]
-        if hc then
-          name, value = hc[1], hc[2]
-        else
-          local c = find(h, ":", 1, true)
-          if not c or c == 1 or byte(h, c - 1) == 32 or byte(h, c - 1) == 9 then bad = 400; break end
-          name = lower(sub(h, 1, c - 1))
-          if byte(h, c + 1) == 32 then value = sub(h, c + 2) else value = sub(h, c + 1) end
-          local b1, bn = byte(value, 1), byte(value, -1)
-          if b1 == 32 or b1 == 9 or bn == 32 or bn == 9 then
-            value = match(value, "^[ \t]*(.-)[ \t]*$")
-          end
-          if h_n >= CACHE_MAX then h_cache, h_n = {}, 0 end
-          h_cache[h] = { name, value }
-          h_n = h_n + 1
-        end
-        local old = headers[name]
-        if old then
-          if name == "content-length" and old ~= value then bad = 400; break end
-          value = old .. ", " .. value
-        end
-        headers[name] = value
-        if name == "connection" then conn = value
-        elseif name == "content-length" then cl = value
-        elseif name == "transfer-encoding" then te = value
-        elseif name == "expect" then expect = value end
-      end
-      if bad then sock:send(ERR[bad]); break end
-      setmetatable(headers, HEADERS_MT)
-      if conn then
-        conn = lower(conn)
-        if find(conn, "close", 1, true) then keep = false
-        elseif find(conn, "keep-alive", 1, true) then keep = true end
-      end
+    local method, target, path, query, v10, lines, keep, cl, te, expect =
+      take(sock, max_header)
+    if not method then
+      -- nil: nothing of a request yet (idle: the sweeper and close() may
+      -- end it); false: part of a head (busy)
+      if method == nil then st._busy = false; st._last = self._clock end
+      if not fill(sock) then break end
+    elseif not target then           -- a bad head: its status
+      st._busy = true
+      sock:send(ERR[method])
+      break
+    else
+      st._busy = true
       -- the body
       local body = ""
       if te then
@@ -660,37 +659,33 @@ local function connection(self, sock)
         if body == BAD then sock:send(ERR[400]); break end
         if body == TOO_BIG then sock:send(ERR[413]); break end
       elseif cl then
-        local n = match(cl, "^%d+$") and tonumber(cl)
-        if not n then sock:send(ERR[400]); break end
-        if n > max_body then sock:send(ERR[413]); break end
-        if n > 0 then
+        if cl > max_body then sock:send(ERR[413]); break end
+        if cl > 0 then
           if expect and lower(expect) == "100-continue" then
             sock:send(CONTINUE)
           end
-          body = sock:receive(n)
+          body = sock:receive(cl)
           if not body then break end
         end
       end
       if self._closing then keep = false end
-      st.keep, st.v10 = keep, v10
-      local path, query = target, nil
-      local q = find(target, "?", 1, true)
-      if q then path, query = sub(target, 1, q - 1), sub(target, q + 1) end
-      local req = setmetatable({
-        method = method, target = target, path = path, query = query,
-        version = v10 and "1.0" or "1.1", headers = headers, body = body,
-        socket = sock,
-      }, Request)
-      -- one response object per connection, reset for each request
-      res._code, res._hn, res._len, res._sent, res._done = 200, 0, nil, nil, nil
-      res._err, res._mode, res._head_only = nil, nil, method == "HEAD"
+      st._keep, st._v10 = keep, v10
+      local req = setmetatable({ method = method, target = target, _head = lines,
+        socket = sock }, Request)
+      if path then req.path, req.query = path, query end
+      if v10 then req.version = "1.0" end
+      if body ~= "" then req.body = body end
+      -- the response, reset (false, not nil: the fields stay in the table, so setting them is
+      -- the VM's fast path)
+      res._code, res._hn, res._len, res._sent, res._done = 200, 0, false, false, false
+      res._err, res._mode, res._head_only = false, false, method == "HEAD"
       self.requests = self.requests + 1
       local ok, r1, r2, r3 = pcall(handler, req, res)
       if not ok then
-        if st.killed then break end               -- past close()'s grace
+        if st._killed then break end               -- past close()'s grace
         pcall(on_error, r1, req)
         if not res._sent then
-          st.keep = false
+          st._keep = false
           sock:send(ERR[500])
         end
         break
@@ -705,10 +700,9 @@ local function connection(self, sock)
           res:finish()
         end
       end
-      if not st.keep or res._err then break end
+      if not st._keep or res._err then break end
     end
   end
-  ::out::
 end
 
 -- the connection's task: its loop, then the clean-up whatever happened (a
@@ -720,20 +714,26 @@ local function connection_task(self, sock)
   local st = conns[sock]
   if st then conns[sock] = nil; self._nconns = self._nconns - 1 end
   sock:close()
-  if not ok and not (st and st.killed) and not self._closing
+  if not ok and not (st and st._killed) and not self._closing
       and not find(tostring(err), "closed socket", 1, true) then
     error(err, 0)
   end
 end
 
+-- Closes connections idle for idle_timeout.  It also keeps self._clock,
+-- the time at its last step, which connections stamp themselves with when
+-- they go idle (no clock call per request): a stamp is at most one step
+-- old, so a connection is closed only once it is surely idle long enough.
 local function sweeper(self)
   local idle = self.idle_timeout
   local step = math.max(0.05, math.min(1, idle / 4))
   while true do
     uring.sleep(step)
-    local t = uring.now() - idle
+    local now = uring.now()
+    self._clock = now
+    local t = now - idle - step
     for sock, st in pairs(self._conns) do
-      if not st.busy and st.last < t then sock:close() end
+      if not st._busy and st._last < t then sock:close() end
     end
   end
 end
@@ -746,6 +746,7 @@ function Server:serve()
   if self._serving then error("serve: the server is already serving", 2) end
   self._serving = true
   local sweep
+  self._clock = uring.now()
   if self.idle_timeout and self.idle_timeout > 0 then
     sweep = uring.spawn(sweeper, self)
   end
@@ -764,12 +765,12 @@ function Server:serve()
   while next(self._conns) do
     local late = uring.now() >= deadline
     for sock, st in pairs(self._conns) do
-      if late and st.busy and not st.killed then
-        st.killed = true                           -- its handler is cut short
-        if st.task and st.task ~= uring.current() then st.task:cancel() end
+      if late and st._busy and not st._killed then
+        st._killed = true                           -- its handler is cut short
+        if st._task and st._task ~= uring.current() then st._task:cancel() end
       end
-      if not st.busy or late then sock:close() end
-      if st.killed then self._conns[sock] = nil; self._nconns = self._nconns - 1 end
+      if not st._busy or late then sock:close() end
+      if st._killed then self._conns[sock] = nil; self._nconns = self._nconns - 1 end
     end
     if not next(self._conns) then break end
     uring.sleep(0.01)
@@ -788,7 +789,7 @@ function Server:close()
   self._lsock:close()
   -- idle connections: closed now (busy ones close after their response)
   for sock, st in pairs(self._conns) do
-    if st.busy then st.keep = false else sock:close() end
+    if st._busy then st._keep = false else sock:close() end
   end
   return true
 end

@@ -1,0 +1,314 @@
+/*
+ * http.c: HTTP/1.x request heads, parsed in C for uring.http.
+ *
+ * net.c's sock:_take_request finds a whole head in the socket's buffer
+ * (ur_http_head_len) and has it checked and parsed here
+ * (ur_http_push_head) into what the server needs: a request table
+ * (method, target, path, query, version), the keep-alive verdict and the
+ * body framing.  One call per request instead of a Lua call per line.
+ * The headers table is made only when a handler asks for req.headers
+ * (core._http_headers): a hello-world handler never pays for it.  Input
+ * is untrusted: every byte is checked, nothing is read past the head, and
+ * a malformed head yields a status code (400, 414, 431), not an error.
+ */
+#include <string.h>
+
+#include "uring.h"
+
+/* RFC 9110 tchar: the bytes of a method or a header name */
+static const unsigned char tchar[256] = {
+  ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+  ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+  ['`'] = 1, ['|'] = 1, ['~'] = 1,
+  ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+  ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+  ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+  ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+  ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+  ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+  ['Y'] = 1, ['Z'] = 1,
+  ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+  ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+  ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+  ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+  ['y'] = 1, ['z'] = 1,
+};
+
+static int lower_ascii (int c) {
+  return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+/* does v[0..n) contain word (lower case), in any case? */
+static int has_word (const char *v, size_t n, const char *word) {
+  size_t w = strlen(word);
+  for (size_t i = 0; i + w <= n; i++) {
+    size_t k = 0;
+    while (k < w && lower_ascii((unsigned char)v[i + k]) == word[k]) k++;
+    if (k == w) return 1;
+  }
+  return 0;
+}
+
+/* The length of the head at buf[0..len) through its blank line, or 0 if
+ * it has not all arrived.  A line ends with LF (a CR before it is
+ * dropped later).  *scan is the start of the first line not yet seen
+ * whole: a later call resumes there rather than rescanning; *first gets
+ * the request line's length (LF included) once it is complete, else 0. */
+size_t ur_http_head_len (const char *buf, size_t len, size_t *scan,
+                         size_t *first) {
+  size_t off = *scan;
+  const char *nl = memchr(buf, '\n', len);
+  *first = nl ? (size_t)(nl - buf) + 1 : 0;
+  if (off == 0) {
+    if (nl == NULL) return 0;
+    off = *first;
+  }
+  while (off < len) {
+    size_t line;
+    nl = memchr(buf + off, '\n', len - off);
+    if (nl == NULL) break;
+    line = (size_t)(nl - (buf + off));
+    if (line == 0 || (line == 1 && buf[off] == '\r')) {
+      *scan = 0;
+      return off + line + 1;
+    }
+    off += line + 1;
+  }
+  *scan = off;
+  return 0;
+}
+
+/* The status for a head still incomplete at len bytes, given the request
+ * line's length (first, 0 if not whole): 414 for a request line over max
+ * bytes, 431 for a header section over max, 0 to wait for more. */
+int ur_http_too_big (size_t len, size_t first, size_t max) {
+  if (first == 0) return len > max + 2 ? 414 : 0;
+  if (first > max + 2) return 414;
+  return len - first > max + 2 ? 431 : 0;
+}
+
+static int bad (lua_State *L, int top, int status) {
+  lua_settop(L, top);
+  lua_pushinteger(L, status);
+  return 1;
+}
+
+/* One header line p[0..end) (no CR LF): the name's length, or 0 if the
+ * line is malformed (obs-fold, no colon, a non-token name, a control
+ * byte but HT in the value); *v, *ve: the value, trimmed. */
+static size_t header_line (const char *p, const char *end, const char **v,
+                           const char **ve) {
+  size_t n = 0;
+  const char *a, *b;
+  while (p + n < end && tchar[(unsigned char)p[n]]) n++;
+  if (n == 0 || p + n == end || p[n] != ':') return 0;
+  a = p + n + 1;
+  while (a < end && (*a == ' ' || *a == '\t')) a++;
+  b = end;
+  while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+  for (const unsigned char *c = (const unsigned char *)a;
+       c < (const unsigned char *)b; c++)
+    if (*c < ' ' ? *c != '\t' : *c == 0x7f) return 0;
+  *v = a;
+  *ve = b;
+  return n;
+}
+
+/* the name p[0..n) is `lname` (lower case), in any case */
+static int name_is (const char *p, size_t n, const char *lname, size_t ln) {
+  if (n != ln) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (lower_ascii((unsigned char)p[i]) != lname[i]) return 0;
+  return 1;
+}
+
+/* A header the server reads itself (Transfer-Encoding, Expect): its
+ * value, and whether the name came more than once (then the values are
+ * joined for Lua, as req.headers joins them) */
+typedef struct seen { const char *v; size_t n; int again; } seen;
+
+static void see (seen *f, const char *v, size_t n) {
+  if (f->v == NULL) { f->v = v; f->n = n; }
+  else f->again = 1;
+}
+
+/* push the value of f (nil if absent); a repeated name: every value of
+ * lname in the header lines h[0..n), joined with ", " */
+static void push_seen (lua_State *L, const seen *f, const char *h,
+                       size_t n, const char *lname, size_t ln) {
+  const char *e = h + n;
+  int parts = 0;
+  if (f->v == NULL) { lua_pushnil(L); return; }
+  if (!f->again) { lua_pushlstring(L, f->v, f->n); return; }
+  while (h < e) {
+    const char *nl = (const char *)memchr(h, '\n', (size_t)(e - h));
+    const char *end = nl ? nl : e, *v, *ve;
+    size_t nlen;
+    if (end > h && end[-1] == '\r') end--;
+    nlen = header_line(h, end, &v, &ve);
+    if (nlen > 0 && name_is(h, nlen, lname, ln)) {
+      if (parts++ > 0) lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, (size_t)(ve - v));
+      if (parts > 1) lua_concat(L, 3);
+    }
+    if (!nl) break;
+    h = nl + 1;
+  }
+}
+
+/* Parse the head p[0..n) (n from ur_http_head_len) and push
+ *   method, target, path|nil, query|nil, v10, lines, keep, length|nil,
+ *   transfer-encoding|nil, expect|nil
+ * (path and query only when the target has a "?")
+ * where lines are the header lines as they came (uring.http makes
+ * req.headers of them when first asked, with core._http_headers); or one
+ * integer status for a head that is malformed (400) or too big (414,
+ * 431).  Every header line is checked here, so a bad one is refused
+ * before the handler runs.  (Ten results rather than a request table:
+ * Lua's table constructor builds it for less than lua_setfield would.) */
+int ur_http_push_head (lua_State *L, const char *p, size_t n, size_t max) {
+  int top = lua_gettop(L), v10, saw_close = 0, saw_keep = 0;
+  seen te = {NULL, 0, 0}, expect = {NULL, 0, 0};
+  size_t sp1, sp2, line, q;
+  lua_Integer clen = -1;
+  const char *e = p + n, *lf = (const char *)memchr(p, '\n', n), *h;
+  luaL_checkstack(L, 14, NULL);
+  /* the request line: METHOD SP target SP HTTP/1.d */
+  line = (size_t)(lf - p);
+  if (line > 0 && p[line - 1] == '\r') line--;
+  if (line > max) return bad(L, top, 414);
+  for (sp1 = 0; sp1 < line && tchar[(unsigned char)p[sp1]]; sp1++) {}
+  if (sp1 == 0 || sp1 >= line || p[sp1] != ' ') return bad(L, top, 400);
+  for (sp2 = sp1 + 1; sp2 < line; sp2++) {
+    unsigned char c = (unsigned char)p[sp2];
+    if (c <= ' ' || c == 0x7f) break;
+  }
+  if (sp2 == sp1 + 1 || sp2 + 9 != line || p[sp2] != ' '
+      || memcmp(p + sp2 + 1, "HTTP/1.", 7) != 0
+      || p[line - 1] < '0' || p[line - 1] > '9')
+    return bad(L, top, 400);
+  v10 = p[line - 1] == '0';
+  h = lf + 1;
+  if ((size_t)(e - h) > max + 2) return bad(L, top, 431);
+  /* the header lines, up to the blank one: checked, and the few the
+   * server itself needs read */
+  for (const char *l = h;;) {
+    const char *nl = (const char *)memchr(l, '\n', (size_t)(e - l));
+    const char *end = nl, *v, *ve;
+    size_t nlen;
+    if (end > l && end[-1] == '\r') end--;
+    if (end == l) break;                               /* the blank line */
+    nlen = header_line(l, end, &v, &ve);
+    if (nlen == 0) return bad(L, top, 400);
+    switch (nlen) {
+      case 14:
+        if (name_is(l, nlen, "content-length", 14)) {
+          lua_Integer len = 0;
+          if (v == ve) return bad(L, top, 400);
+          for (const char *c = v; c < ve; c++) {
+            if (*c < '0' || *c > '9') return bad(L, top, 400);
+            if (len < ((lua_Integer)1 << 52)) len = len * 10 + (*c - '0');
+          }
+          if (clen >= 0 && clen != len) return bad(L, top, 400);
+          clen = len;
+        }
+        break;
+      case 10:
+        if (name_is(l, nlen, "connection", 10)) {
+          if (has_word(v, (size_t)(ve - v), "close")) saw_close = 1;
+          else if (has_word(v, (size_t)(ve - v), "keep-alive")) saw_keep = 1;
+        }
+        break;
+      case 17:
+        if (name_is(l, nlen, "transfer-encoding", 17))
+          see(&te, v, (size_t)(ve - v));
+        break;
+      case 6:
+        if (name_is(l, nlen, "expect", 6))
+          see(&expect, v, (size_t)(ve - v));
+        break;
+      default: break;
+    }
+    l = nl + 1;
+  }
+  /* the request line's parts and the header lines as they came */
+  lua_pushlstring(L, p, sp1);                          /* method */
+  lua_pushlstring(L, p + sp1 + 1, sp2 - sp1 - 1);      /* target */
+  q = sp1 + 1;
+  while (q < sp2 && p[q] != '?') q++;
+  if (q == sp2) {                  /* no query: the path is the target */
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  else {
+    lua_pushlstring(L, p + sp1 + 1, q - sp1 - 1);
+    lua_pushlstring(L, p + q + 1, sp2 - q - 1);
+  }
+  lua_pushboolean(L, v10);
+  lua_pushlstring(L, h, (size_t)(e - h));              /* header lines */
+  lua_pushboolean(L, saw_close ? 0 : saw_keep ? 1 : !v10);   /* keep */
+  if (clen >= 0) lua_pushinteger(L, clen);
+  else lua_pushnil(L);
+  push_seen(L, &te, h, (size_t)(e - h), "transfer-encoding", 17);
+  push_seen(L, &expect, h, (size_t)(e - h), "expect", 6);
+  return 10;
+}
+
+/* core._http_headers(lines, mt) -> headers: the table of header lines
+ * ur_http_push_head checked (req._head): names lower-cased, values
+ * trimmed, a repeated name's values joined with ", " (Content-Length's,
+ * all equal, kept once); metatable mt.  Lines that do not parse are
+ * skipped (none do, coming from a checked head). */
+static int l_http_headers (lua_State *L) {
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n), *e = p + n;
+  char name[64];
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_createtable(L, 0, 8);
+  while (p < e) {
+    const char *nl = (const char *)memchr(p, '\n', (size_t)(e - p));
+    const char *end = nl ? nl : e, *v, *ve;
+    size_t nlen;
+    if (end > p && end[-1] == '\r') end--;
+    nlen = header_line(p, end, &v, &ve);
+    if (nlen > 0) {
+      if (nlen <= sizeof name) {
+        for (size_t i = 0; i < nlen; i++) name[i] = (char)lower_ascii((unsigned char)p[i]);
+        lua_pushlstring(L, name, nlen);
+      }
+      else {                   /* a long name: lower-cased by Lua's rules */
+        luaL_Buffer b;
+        char *d = luaL_buffinitsize(L, &b, nlen);
+        for (size_t i = 0; i < nlen; i++) d[i] = (char)lower_ascii((unsigned char)p[i]);
+        luaL_pushresultsize(&b, nlen);
+      }
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, 3) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_rawset(L, 3);
+      }
+      else if (nlen == 14 && name_is(p, nlen, "content-length", 14))
+        lua_pop(L, 2);
+      else {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+        lua_rawset(L, 3);
+      }
+    }
+    if (!nl) break;
+    p = nl + 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_setmetatable(L, 3);
+  return 1;
+}
+
+void ur_register_http (lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"_http_headers", l_http_headers}, {NULL, NULL}
+  };
+  ur_setfuncs(L, funcs);
+}
