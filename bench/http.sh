@@ -31,9 +31,8 @@
 #   luv        bench/http_luv.lua      (Debian's lua-luv under lua5.4)
 #   cqueues    bench/http_cqueues.lua  (Debian's lua-cqueues)
 #   c          bench/http_c.c          (raw liburing: the ceiling)
-#   uring-http the same server on uring.http: bench/http_uring_http.lua,
-#              or examples/http_hello.lua once that is the uring.http one
-#              (issue 5 wants it within 10% of lua-uring)
+#   uring-http examples/http_hello.lua (the same server on uring.http;
+#              issue 5 wants it within 10% of lua-uring)
 #
 # Each run starts a fresh server on 127.0.0.1 port 0 pinned to CPU
 # $SRV_CPU (1) and wrk pinned to CPU $WRK_CPU (0), waits for its
@@ -87,8 +86,7 @@ LIBS_URING=$(pkg-config --libs liburing 2>/dev/null || echo -luring)
 $CC -O2 -Wall -Wextra $CFLAGS_URING -o "$OUT/http_c" bench/http_c.c $LIBS_URING
 
 URING_SRV=bench/http_uring.lua
-if [ -f bench/http_uring_http.lua ]; then HTTP_SRV=bench/http_uring_http.lua
-else HTTP_SRV=examples/http_hello.lua; fi
+HTTP_SRV=examples/http_hello.lua
 
 PROBED="lua-uring luv cqueues c uring-http c-fixed"
 names_of () {
