@@ -142,6 +142,8 @@ struct ur_loop {
   lua_State *L;         /* the main thread, for registry work */
   ur_bufring *bufring;  /* provided receive buffers, made on first use */
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
+  struct ur_trace_ev *tq;  /* trace events waiting for the next turn */
+  size_t tq_len, tq_cap;
   ur_stats stats;
 };
 
@@ -245,6 +247,8 @@ void ur_bufring_free (ur_loop *loop);
 /* signal.c: uring.signal (signalfd through the ring), uring.poll */
 void ur_register_signal (lua_State *L);
 void ur_register_proc (lua_State *L);    /* proc.c: exec, popen */
+void ur_proc_drain (ur_loop *loop);     /* reap orphans, at uring.run */
+void ur_proc_forget (void);             /* at loop __gc */
 
 /* net.c (TCP and Unix streams), udp.c */
 void ur_register_net (lua_State *L);
@@ -260,6 +264,7 @@ void ur_register_stats (lua_State *L);
 void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);
+void ur_trace_free (ur_loop *loop);                 /* at loop __gc */
 void ur_push_setup_flags (lua_State *L, unsigned flags);
 
 /* user_data <-> request, on every SQE and CQE: inline */
