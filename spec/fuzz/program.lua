@@ -21,6 +21,7 @@
 -- The last stdout line is "@@fuzz calls=N" on success, or "@@fuzz
 -- FINDING ..." (exit status 3).  A crash or a sanitizer report shows as
 -- the process's exit status; spec/fuzz/run.lua runs many of these.
+-- (run.lua starts it inside DIR, with URING_CPATH and LUA_PATH absolute)
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
@@ -401,14 +402,19 @@ do
   f:close()
 end
 
+-- Open fds of this process.  Not through io.popen: its pipe's write end
+-- may or may not be open yet while ls runs; system() leaves none behind.
+local FDLIST = dir .. "/../" .. seed .. ".fds"
 local function fd_list()
-  local p = io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null")
+  os.execute("ls -l /proc/" .. pid .. "/fd > " .. FDLIST .. " 2>/dev/null")
   local out = {}
-  for l in p:lines() do
+  local f = io.open(FDLIST)
+  for l in f:lines() do
     local fd, target = l:match("(%d+) %-> (.*)$")
     if fd then out[#out + 1] = fd .. " -> " .. target end
   end
-  p:close()
+  f:close()
+  os.remove(FDLIST)
   table.sort(out)
   return out
 end

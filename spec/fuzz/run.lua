@@ -58,6 +58,8 @@ if cpath:match("asan") then
 end
 
 local work = sh("mktemp -d /tmp/uring-fuzz.XXXXXX")
+local root = sh("pwd")
+local function abs(path) return path:sub(1, 1) == "/" and path or root .. "/" .. path:gsub("^%./", "") end
 keep = keep or "/tmp"
 
 local function tail(s, n)
@@ -77,8 +79,11 @@ repeat
   local pdir = work .. "/" .. s
   local log = work .. "/" .. s .. ".log"
   os.execute("mkdir -p '" .. pdir .. "'")
-  local cmd = ("timeout -k 5 %d env %sURING_CPATH='%s' lua5.4 spec/fuzz/program.lua %d '%s' "
-    .. "</dev/null >'%s' 2>&1"):format(watchdog, preload, cpath, s, pdir, log)
+  -- the program runs inside its scratch directory: a relative path made
+  -- of a random value ("1", "-nan") lands there, not in the checkout
+  local cmd = ("cd '%s' && timeout -k 5 %d env %sURING_CPATH='%s' LUA_PATH='%s' "
+    .. "lua5.4 '%s/spec/fuzz/program.lua' %d '%s' </dev/null >'%s' 2>&1"):format(pdir, watchdog,
+    preload, abs(cpath), root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;", root, s, pdir, log)
   local _, how, code = os.execute(cmd)
   local f = io.open(log)
   local out = f and f:read("a") or ""
