@@ -123,8 +123,12 @@ void ur_setfuncs (lua_State *L, const luaL_Reg *l) {
 ur_loop *ur_loop_ready (lua_State *L) {
   ur_loop *loop = ur_loop_get(L);
   if (loop->ring_ok) return loop;
-  int ret = ur_setup_ring(loop, &loop->ring, loop->entries, loop->want_sqpoll,
-                          loop->sq_thread_idle, &loop->setup_flags);
+  /* an op with a linked timeout is a chain of 2 SQEs that must reach the
+   * kernel in one submit (ur_reserve_sqes): a 1-entry SQ could never hold
+   * it and the flush would spin forever */
+  int ret = ur_setup_ring(loop, &loop->ring,
+                          loop->entries < UR_MIN_ENTRIES ? UR_MIN_ENTRIES : loop->entries,
+                          loop->want_sqpoll, loop->sq_thread_idle, &loop->setup_flags);
   if (ret < 0) {
     ur_pushsetupfail(L, ret, loop->entries);
     lua_pop(L, 1);

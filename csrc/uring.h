@@ -148,6 +148,7 @@ struct ur_loop {
 };
 
 #define UR_SLAB_CHUNK 256
+#define UR_MIN_ENTRIES 2   /* the loop's SQ holds the longest chain we submit */
 
 /* loop.c */
 ur_loop *ur_loop_get (lua_State *L);          /* create on first use */

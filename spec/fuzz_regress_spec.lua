@@ -12,7 +12,7 @@ local function child(code)
   f:write(code)
   f:close()
   local errfile = os.tmpname()
-  local p = assert(io.popen(("ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 timeout 60 %s %s 2>%s")
+  local p = assert(io.popen(("ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 timeout 20 %s %s 2>%s")
     :format(helpers.lua_cmd(), path, errfile)))
   local out = p:read("a")
   local _, _, code_ = p:close()
@@ -71,5 +71,30 @@ print(seen > 0, uring.stats().inflight)
 ]])
     assert.equal(0, code, err)
     assert.equal("true\t0\n", out)
+  end)
+
+  -- seed 3219: a 1-entry loop ring (configure{entries = 1}), a socket
+  -- with settimeout, then a send.  The send and its linked timeout are a
+  -- chain of 2 SQEs that must be submitted together; the SQ could never
+  -- make room for 2, and the flush loop spun forever (a hang).
+  it("an op with a linked timeout on a 1-entry loop ring completes", function()
+    local out, code, err = child([[
+local uring = require "uring"
+uring.configure{entries = 1}
+print(uring.run(function()
+  local server = assert(uring.listen("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  local c = assert(uring.connect("127.0.0.1", port))
+  local s = assert(server:accept())
+  c:settimeout(5)
+  assert(c:write("", ("x"):rep(55)))
+  s:settimeout(5)
+  local got = s:receive(55)
+  c:close(); s:close(); server:close()
+  return #got, uring.stats().entries
+end))
+]])
+    assert.equal(0, code, err)
+    assert.equal("55\t2\n", out)
   end)
 end)

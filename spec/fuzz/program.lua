@@ -173,6 +173,8 @@ function G.optname() return { "v", pick { "nodelay", "keepalive", "bogus" } } en
 function G.vbuf() return { "v", pick { "no", "line", "full", "x" } } end
 function G.tracefn() return { "tracefn", R(4) } end
 function G.progress() return { "progress", R(4) } end
+function G.lsocks() return { "list", slot_of("lsock"), R(0, 3) } end
+function G.url() return { "url", slot_of("socket") } end
 function G.resolvehost() return { "v", pick { "localhost", "127.0.0.1", "::1", "", "1.2.3" } } end
 
 -- The API: name, self kind (nil for module functions), argument
@@ -305,6 +307,29 @@ local API = {
   { "update_files", "ring", { "n", "fdlist" }, nil, 0.2 },
   { "fixed", "ring", { "n" }, "fixed", 0.2 },
   { "close", "ring", {}, nil, 0.5 },
+  -- the LuaSocket layer (objects of its own; methods found by name)
+  { "socket.tcp", nil, {}, "lsock", 0.5 },
+  { "socket.udp", nil, {}, "lsock", 0.3 },
+  { "socket.connect", nil, { "host", "port" }, "lsock", 0.5 },
+  { "socket.bind", nil, { "host", "port" }, "lsock", 0.5 },
+  { "socket.select", nil, { "lsocks", "lsocks", "secs" }, nil, 0.5 },
+  { "socket.sleep", nil, { "secs" }, nil, 0.2 },
+  { "socket.gettime", nil, {}, nil, 0.1 },
+  { "socket.dns.toip", nil, { "resolvehost" }, nil, 0.2 },
+  { "connect", "lsock", { "host", "port" }, nil, 0.4 },
+  { "bind", "lsock", { "host", "port" }, nil, 0.3 },
+  { "listen", "lsock", { "n" }, nil, 0.3 },
+  { "accept", "lsock", {}, "lsock", 0.4 },
+  { "send", "lsock", { "data" }, nil, 0.4 },
+  { "receive", "lsock", { "pattern" }, nil, 0.4 },
+  { "settimeout", "lsock", { "secs" }, nil, 0.3 },
+  { "sendto", "lsock", { "data", "host", "port" }, nil, 0.2 },
+  { "receivefrom", "lsock", { "udpmax" }, nil, 0.2 },
+  { "setpeername", "lsock", { "host", "port" }, nil, 0.2 },
+  { "shutdown", "lsock", { "how" }, nil, 0.2 },
+  { "close", "lsock", {}, nil, 0.4 },
+  -- HTTP client against whatever listens (or nothing)
+  { "http.request", nil, { "url" }, nil, 0.3 },
 }
 
 -- steps that are not API calls
@@ -511,6 +536,7 @@ local function resolve(a)
     for k, v in pairs(a[2]) do t[k] = resolve(v) end
     return t
   end
+  if tag == "url" then return ("http://127.0.0.1:%d/x"):format(resolve({ "port", a[2] })) end
   if tag == "fn" then return function() return run_task(a[2]) end end
   if tag == "builtin" then return BUILTIN[a[2]] end
   if tag == "tracefn" then return TRACEFNS[a[2]] end
@@ -533,7 +559,12 @@ local function exec_step(step)
   if op == "gcstep" then collectgarbage("step", 10); return end
   local name, kind = step[2], step[3]
   local f
-  if kind then f = METHODS[kind][name] else f = uring[name] end
+  if kind == "lsock" then f = function(o, ...) return o[name](o, ...) end
+  elseif kind then f = METHODS[kind][name]
+  else
+    f = uring
+    for part in name:gmatch("[^.]+") do f = type(f) == "table" and f[part] or nil end
+  end
   if not f then return end
   local args = {}
   local n = #step.args
@@ -544,7 +575,11 @@ local function exec_step(step)
   else
     for i = 1, n do args[i] = resolve(step.args[i]) end
   end
-  if tracefile then tracefile:write("@@step ", name, "\n") end
+  if tracefile then
+    local cur = uring.current()
+    tracefile:write("@@step task ", cur and cur:id() or 0, " ", show(step), "\n")
+    tracefile:flush()
+  end
   calls = calls + 1
   local r
   if step.timeout then
