@@ -1548,13 +1548,17 @@ static void ring_free_slots (ur_ring *r) {
   r->free_head = 0;
 }
 
-/* Take every ready CQE back without handing it to Lua (close). */
+/* Take every ready CQE back without handing it to Lua (close).  An fd
+ * that an open made and Lua never saw is closed: nobody else can. */
 static void ring_drain (lua_State *L, ur_ring *r) {
   struct io_uring_cqe *cqe;
   unsigned head, n = 0;
   io_uring_for_each_cqe(&r->ring, head, cqe) {
     uint32_t idx;
     ring_slot *s = ring_slot_of(r, cqe->user_data, &idx);
+    if (s && cqe->res >= 0
+        && (s->opcode == IORING_OP_OPENAT || s->opcode == IORING_OP_OPENAT2))
+      close(cqe->res);
     if (s && !(cqe->flags & IORING_CQE_F_MORE))
       ring_release(L, r, 1, s, idx);
     n++;

@@ -4,6 +4,7 @@
 -- the child inherits the sanitizer preload and is run with leak
 -- detection on, which is how two of them showed.
 local helpers = require "helpers"
+local uring = require "uring"
 
 -- run Lua code in a child from the repo root; returns stdout, status, stderr
 local function child(code)
@@ -96,5 +97,33 @@ end))
 ]])
     assert.equal(0, code, err)
     assert.equal("55\t2\n", out)
+  end)
+
+  -- seed 6083: a teaching ring's prep_openat submitted, and the ring
+  -- closed (or collected) before its CQE was taken.  The CQE carried a
+  -- new fd that Lua never saw, so nothing could ever close it.
+  it("ring:close closes the fd of an open whose CQE nobody took", function()
+    -- wait (bounded) until n CQEs are posted, without taking them
+    local function posted(ring, n)
+      local t = uring.now() + 5
+      while ring:cq_ready() < n and uring.now() < t do end
+      assert.equal(n, ring:cq_ready())
+    end
+    uring.run(function() end)                 -- the loop's own fds first
+    local before = helpers.fd_count()
+    for _ = 1, 3 do
+      local ring = assert(uring.ring { entries = 4 })
+      ring:prep_openat(nil, "/etc/hostname", "r", 0, 1)
+      ring:prep_openat(nil, "/dev/null", "r", 0, 2)
+      assert.equal(2, ring:submit())
+      posted(ring, 2)                           -- both fds exist now
+      assert.is_true(ring:close())
+    end
+    local ring = assert(uring.ring { entries = 4 })  -- and by __gc
+    ring:prep_openat(nil, "/etc/hostname", "r", 0, 1)
+    ring:submit()
+    posted(ring, 1)
+    ring = nil
+    assert.equal(before, helpers.fd_count())  -- fd_count collects first
   end)
 end)

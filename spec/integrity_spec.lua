@@ -154,7 +154,7 @@ describe("data integrity", function()
     io.write(("# synced stream: %d MiB in %d writes and syncs, %.2f s\n"):format(TOTAL // MiB, writes, dt))
   end)
 
-  it("256 MiB through examples/tcp_proxy.lua hash the same on both ends", function()
+  it(TOTAL // MiB .. " MiB through examples/tcp_proxy.lua hash the same on both ends", function()
     local fds = helpers.fd_count()
     local t0 = uring.now()
     local sent_hash, recv_hash, answer

@@ -59,6 +59,14 @@ local WEIRD = {
   { "mk", "stdout" }, { "mk", "uring" }, { "slot" }, { "slot" }, { "slot" },
 }
 
+-- wrong hosts that never reach a DNS server (a lookup of "x" waits out
+-- the resolver's timeouts, its helper thread and sockets still open when
+-- the program checks its fds)
+local HOST_WEIRD = {
+  { "v", nil }, { "v", 1 }, { "v", true }, { "mk", "table" }, { "v", "" },
+  { "v", "[::1]" }, { "v", "::ffff:127.0.0.1" }, { "v", "127.0.0.1\0x" }, { "str", 70000 },
+}
+
 local function weird()
   local w = pick(WEIRD)
   if w[1] == "slot" then return { "slot", R(NSLOT) } end
@@ -162,6 +170,10 @@ function G.waitsecs()     -- ring:wait_cqe: never unbounded (no nil)
   return pick { { "v", 0.001 }, { "v", 0.01 }, { "v", 0 }, { "v", -1 }, { "v", "x" },
     { "v", 0 / 0 }, { "v", 1e12 }, { "mk", "table" } }
 end
+-- an open's CQE hands Lua a new fd: the program closes those it took
+-- (they are its own, not the core's), so they are tagged
+local OPEN_UD = 0x4f50454e
+function G.openud() return { "v", OPEN_UD } end
 function G.swait() return { "v", pick { 0, -1, 1 << 40, "x" } } end
 function G.buflist() return { "list", slot_of("buffer"), R(0, 3) } end
 function G.fdlist() return { "fdlist", R(0, 4) } end
@@ -278,7 +290,7 @@ local API = {
   { "prep_readv", "ring", { "rfd", "buflist", "off", "ud" }, nil, 0.5 },
   { "prep_writev", "ring", { "rfd", "buflist", "off", "ud" }, nil, 0.5 },
   { "prep_fsync", "ring", { "rfd", "bool", "ud" }, nil, 0.3 },
-  { "prep_openat", "ring", { "fd", "path", "mode", "perm", "ud" }, nil, 0.5 },
+  { "prep_openat", "ring", { "fd", "path", "mode", "perm", "openud" }, nil, 0.5 },
   { "prep_close", "ring", { "fd", "ud" }, nil, 0.3 },
   { "prep_statx", "ring", { "fd", "path", "n", "statx_mask", "ud" }, nil, 0.5 },
   { "prep_send", "ring", { "rfd", "data", "n", "msg", "ud" }, nil, 0.5 },
@@ -337,6 +349,27 @@ local EXTRA = {
   { "drop", 3 }, { "gc", 2 }, { "gcstep", 1 }, { "move", 1 },
 }
 
+-- Each program favours two or three areas (their calls weigh 6 times
+-- more), so objects of one kind meet more often: closes under waiting
+-- tasks, two tasks on one socket, drops while a ring holds buffers.
+local FAMILY_OF = {
+  open = "file", fdopen = "file", popen = "proc", readfile = "file", writefile = "file",
+  stat = "file", unlink = "file", rename = "file", mkdir = "file", rmdir = "file",
+  copyfile = "file", listen = "socket", listen_unix = "socket", connect = "socket",
+  connect_unix = "socket", resolve = "socket", udp = "udp", exec = "proc", signal = "proc",
+  poll = "proc", buffer = "ring", ring = "ring", spawn = "task", timeout = "task",
+  sleep = "task", yield = "task", nop = "task", ["http.request"] = "socket",
+}
+local FAMILIES = { "file", "socket", "udp", "proc", "ring", "task", "lsock" }
+local favoured = {}
+for _ = 1, R(2, 3) do favoured[pick(FAMILIES)] = true end
+for _, e in ipairs(API) do
+  local fam = e[2] or FAMILY_OF[e[1]] or (e[1]:match("^socket%.") and "lsock")
+  if fam == "socket" and e[2] == "socket" then fam = "socket" end
+  if fam == "process" or fam == "signal" then fam = "proc" end
+  if fam == "buffer" then fam = "ring" end
+  if favoured[fam] then e[5] = e[5] * 6 end
+end
 local total_weight = 0
 for _, e in ipairs(API) do total_weight = total_weight + e[5] end
 for _, e in ipairs(EXTRA) do total_weight = total_weight + e[2] end
@@ -345,7 +378,7 @@ local tasks_n = R(1, 6)
 local program = { seed = seed, tasks = {}, deadline = 0.15 + R() * 0.5 }
 program.entries = pick { false, false, 1, 2, 4, 8, 64 }
 program.sqpoll = chance(0.08)
-program.gchook = chance(0.2) and pick { 50, 200, 1000 } or false
+program.gchook = chance(0.3) and pick { 50, 200, 1000 } or false
 
 local function gen_step(task_index)
   local w = R() * total_weight
@@ -377,7 +410,9 @@ local function gen_step(task_index)
     elseif g == "slot" then a = { "slot", slot_of("buffer") }
     elseif g == "port" then a = G.port(kind == "udp" and "udp" or (name == "udp" and "udp" or "socket"))
     else a = G[g]() end
-    if chance(0.08) then a = weird() end
+    if chance(0.08) then
+      a = (g == "host" or g == "resolvehost") and pick(HOST_WEIRD) or weird()
+    end
     args[i] = a
   end
   if chance(0.05) then args[#args + 1] = weird() end         -- one too many
@@ -410,6 +445,10 @@ if print_only then
   print(("seed %d deadline %.3f entries %s sqpoll %s gchook %s"):format(seed,
     program.deadline, tostring(program.entries), tostring(program.sqpoll),
     tostring(program.gchook)))
+  local fams = {}
+  for f in pairs(favoured) do fams[#fams + 1] = f end
+  table.sort(fams)
+  print("favours " .. table.concat(fams, " "))
   for t, steps in ipairs(program.tasks) do
     print("task " .. t)
     for i, s in ipairs(steps) do print(("  %3d %s"):format(i, show(s))) end
@@ -457,6 +496,7 @@ for _, k in ipairs { "file", "socket", "udp", "task", "buffer", "ring", "signal"
   METHODS[k] = mt and mt.__index or {}
 end
 
+local user_fds = {}            -- fds an openat CQE handed to the program
 local bigcache = {}
 local function bigstring(n)
   if not bigcache[n] then
@@ -588,6 +628,10 @@ local function exec_step(step)
     r = table.pack(pcall(f, table.unpack(args, 1, n)))
   end
   if r[1] and step.out then store(step, r[2]) end
+  if r[1] and (name == "wait_cqe" or name == "peek_cqe") and r[3] == OPEN_UD
+      and math.type(r[2]) == "integer" and r[2] >= 0 then
+    user_fds[#user_fds + 1] = r[2]
+  end
   -- an iterator (lines) is called a few times
   if r[1] and type(r[2]) == "function" and name == "lines" then
     for _ = 1, 3 do
@@ -597,8 +641,19 @@ local function exec_step(step)
   end
 end
 
+-- URING_FUZZ_STEPS=N runs only the first N steps of each list, and
+-- URING_FUZZ_SKIP="t:i,..." leaves steps out: for cutting a finding down
+local max_steps = tonumber(os.getenv("URING_FUZZ_STEPS") or "") or math.huge
+local skip = {}
+for t, i in (os.getenv("URING_FUZZ_SKIP") or ""):gmatch("(%d+):(%d+)") do
+  skip[t .. ":" .. i] = true
+end
+
 function run_task(t)
-  for _, step in ipairs(program.tasks[t]) do exec_step(step) end
+  for i, step in ipairs(program.tasks[t]) do
+    if i > max_steps then break end
+    if not skip[t .. ":" .. i] then exec_step(step) end
+  end
 end
 
 local function close_all()
@@ -651,6 +706,17 @@ local ok, err = pcall(uring.run, function()
 end)
 debug.sethook()
 if not ok and os.getenv("URING_FUZZ_VERBOSE") then io.stderr:write("run: ", tostring(err), "\n") end
+
+-- the fds the program itself received from ring opens are its to close
+if #user_fds > 0 then
+  local ring = assert(uring.ring { entries = 8 })
+  for _, fd in ipairs(user_fds) do
+    ring:prep_close(fd)
+    ring:submit()
+    ring:wait_cqe()
+  end
+  ring:close()
+end
 
 -- drop every reference, collect, and let the loop reap what collection
 -- cancelled (a process collected unwaited is reaped by a detached request)
