@@ -1590,8 +1590,13 @@ static void ring_shutdown (lua_State *L, ur_ring *r) {
   for (unsigned i = sq->sqe_head; i != sq->sqe_tail; i++) {
     struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
     uint64_t kud = sqe->user_data;
+    uint32_t idx;
+    ring_slot *s = ring_slot_of(r, kud, &idx);
     io_uring_prep_nop(sqe);               /* also clears IOSQE_* flags */
     io_uring_sqe_set_data64(sqe, kud);
+    /* its CQE is a NOP's (res 0): ring_drain must not take that 0 for
+     * the fd of an open */
+    if (s) s->opcode = IORING_OP_NOP;
   }
   /* a cancel goes in at first and after each quiet 100 ms, not every
    * round: its own CQE would end the wait at once, and 50 rounds would

@@ -125,5 +125,12 @@ end))
     posted(ring, 1)
     ring = nil
     assert.equal(before, helpers.fd_count())  -- fd_count collects first
+    -- seed 7071: an open prepared and never submitted becomes a NOP at
+    -- close, whose res is 0: that 0 is not an fd to close (stdin was)
+    ring = assert(uring.ring { entries = 4 })
+    ring:prep_openat(nil, "/etc/hostname", "r", 0, 1)
+    assert.is_true(ring:close())
+    assert.equal(before, helpers.fd_count())
+    assert.truthy(io.open("/proc/self/fd/0"))
   end)
 end)

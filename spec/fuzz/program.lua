@@ -174,6 +174,10 @@ end
 -- (they are its own, not the core's), so they are tagged
 local OPEN_UD = 0x4f50454e
 function G.openud() return { "v", OPEN_UD } end
+-- prep_close closes whatever number it is given: only fds the program
+-- owns (from its ring opens) or no fd at all, never one a core object
+-- owns (closing that behind the object's back is the caller's bug)
+function G.closefd() return pick { { "userfd" }, { "userfd" }, { "v", -1 }, { "v", 999 }, { "v", 0x7fffffff } } end
 function G.swait() return { "v", pick { 0, -1, 1 << 40, "x" } } end
 function G.buflist() return { "list", slot_of("buffer"), R(0, 3) } end
 function G.fdlist() return { "fdlist", R(0, 4) } end
@@ -291,7 +295,7 @@ local API = {
   { "prep_writev", "ring", { "rfd", "buflist", "off", "ud" }, nil, 0.5 },
   { "prep_fsync", "ring", { "rfd", "bool", "ud" }, nil, 0.3 },
   { "prep_openat", "ring", { "fd", "path", "mode", "perm", "openud" }, nil, 0.5 },
-  { "prep_close", "ring", { "fd", "ud" }, nil, 0.3 },
+  { "prep_close", "ring", { "closefd", "ud" }, nil, 0.3 },
   { "prep_statx", "ring", { "fd", "path", "n", "statx_mask", "ud" }, nil, 0.5 },
   { "prep_send", "ring", { "rfd", "data", "n", "msg", "ud" }, nil, 0.5 },
   { "prep_send_zc", "ring", { "rfd", "data", "n", "msg", "ud" }, nil, 0.3 },
@@ -411,7 +415,9 @@ local function gen_step(task_index)
     elseif g == "port" then a = G.port(kind == "udp" and "udp" or (name == "udp" and "udp" or "socket"))
     else a = G[g]() end
     if chance(0.08) then
-      a = (g == "host" or g == "resolvehost") and pick(HOST_WEIRD) or weird()
+      if g == "host" or g == "resolvehost" then a = pick(HOST_WEIRD)
+      elseif g == "closefd" then a = pick { { "v", -5 }, { "v", 1.5 }, { "v", "x" } }
+      else a = weird() end
     end
     args[i] = a
   end
@@ -576,6 +582,7 @@ local function resolve(a)
     for k, v in pairs(a[2]) do t[k] = resolve(v) end
     return t
   end
+  if tag == "userfd" then return user_fds[#user_fds] or 999 end
   if tag == "url" then return ("http://127.0.0.1:%d/x"):format(resolve({ "port", a[2] })) end
   if tag == "fn" then return function() return run_task(a[2]) end end
   if tag == "builtin" then return BUILTIN[a[2]] end
