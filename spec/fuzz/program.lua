@@ -21,6 +21,12 @@
 -- The last stdout line is "@@fuzz calls=N" on success, or "@@fuzz
 -- FINDING ..." (exit status 3).  A crash or a sanitizer report shows as
 -- the process's exit status; spec/fuzz/run.lua runs many of these.
+--
+-- Cutting a finding down (run it from inside DIR, as run.lua does):
+--   URING_FUZZ_TRACE=1     each step on stderr before it runs, with its task
+--   URING_FUZZ_STEPS=N     only the first N steps of every list
+--   URING_FUZZ_SKIP=t:i,.. leave out step i of list t (from --print)
+--   URING_FUZZ_VERBOSE=1   the error uring.run ended with, if any
 -- (run.lua starts it inside DIR, with URING_CPATH and LUA_PATH absolute)
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
