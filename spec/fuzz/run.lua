@@ -58,6 +58,14 @@ if cpath:match("asan") then
 end
 
 local work = sh("mktemp -d /tmp/uring-fuzz.XXXXXX")
+-- A program does whatever its random calls say (unlink, rename, mkdir,
+-- open for writing...): as root, it runs as nobody, so no path outside
+-- its scratch directory can be hurt whatever a generator slip names.
+local drop = ""
+if sh("id -u") == "0" and os.execute("command -v setpriv >/dev/null 2>&1") then
+  drop = "setpriv --reuid=65534 --regid=65534 --clear-groups "
+  os.execute("chmod 777 '" .. work .. "'")
+end
 local root = sh("pwd")
 local function abs(path) return path:sub(1, 1) == "/" and path or root .. "/" .. path:gsub("^%./", "") end
 keep = keep or "/tmp"
@@ -71,8 +79,8 @@ end
 
 local programs, calls, findings = 0, 0, 0
 local t0 = monotonic()
-io.write(("fuzz: seeds from %d, %d s, core %s%s\n"):format(seed, seconds, cpath,
-  preload ~= "" and " under ASan+UBSan" or ""))
+io.write(("fuzz: seeds from %d, %d s, core %s%s%s\n"):format(seed, seconds, cpath,
+  preload ~= "" and " under ASan+UBSan" or "", drop ~= "" and ", as nobody" or ""))
 io.flush()
 local s = seed
 repeat
@@ -81,9 +89,10 @@ repeat
   os.execute("mkdir -p '" .. pdir .. "'")
   -- the program runs inside its scratch directory: a relative path made
   -- of a random value ("1", "-nan") lands there, not in the checkout
-  local cmd = ("cd '%s' && timeout -k 5 %d env %sURING_CPATH='%s' LUA_PATH='%s' "
+  os.execute("chmod 777 '" .. pdir .. "'")
+  local cmd = ("cd '%s' && timeout -k 5 %d %senv %sURING_CPATH='%s' LUA_PATH='%s' "
     .. "lua5.4 '%s/spec/fuzz/program.lua' %d '%s' </dev/null >'%s' 2>&1"):format(pdir, watchdog,
-    preload, abs(cpath), root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;", root, s, pdir, log)
+    drop, preload, abs(cpath), root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;", root, s, pdir, log)
   local _, how, code = os.execute(cmd)
   local f = io.open(log)
   local out = f and f:read("a") or ""
