@@ -23,7 +23,7 @@ DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
               libreadline-dev curl netcat-openbsd wrk lua-luv lua-cqueues \
               lua-socket python3 fio
 
-.PHONY: all test deps asan valgrind demo bench install clean docs-check
+.PHONY: all test deps asan asan-build valgrind fuzz soak demo bench install clean docs-check
 
 RLSO        = $(BUILD)/uring/readline.so
 
@@ -61,17 +61,34 @@ deps:
 	  fi; \
 	fi
 
-test: deps all
-	@URING_MATRIX=1 $(LUA) spec/run.lua "$(BUSTED)"
+# the suite, then (spec/run.lua) the I/O specs under other ring setups and
+# FUZZ_SECONDS of the fuzzer under ASan+UBSan
+FUZZ_SECONDS ?= 30
+test: deps all asan-build
+	@URING_MATRIX=1 URING_FUZZ_SECONDS=$(FUZZ_SECONDS) $(LUA) spec/run.lua "$(BUSTED)"
 
-asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" LIBFLAG="-shared -fsanitize=address,undefined"
+asan-build:
+	@$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" LIBFLAG="-shared -fsanitize=address,undefined"
+
+asan: asan-build
 	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  URING_CPATH="build-asan/?.so" $(LUA) spec/run.lua "$(BUSTED)"
 
 valgrind: all
 	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --child-silent-after-fork=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=spec/valgrind.supp $(BUSTED)"
+
+# random programs, each in a fresh lua5.4 under ASan+UBSan:
+#   make fuzz SECONDS=N [SEED=s]     (a finding prints its seed; exit 1)
+SECONDS ?= 60
+fuzz: all asan-build
+	@$(LUA) spec/fuzz/run.lua --seconds $(SECONDS) --cpath 'build-asan/?.so' $(if $(SEED),--seed $(SEED))
+
+# examples/http_hello.lua and examples/echo_server.lua under wrk and churn
+# clients: zero errors, RSS flat after warm-up, fds back to baseline
+SOAK_SECONDS ?= 60
+soak: deps all
+	@$(LUA) spec/soak.lua --seconds $(SOAK_SECONDS)
 
 demo: deps all
 	$(LUA) examples/batch.lua

@@ -123,8 +123,12 @@ void ur_setfuncs (lua_State *L, const luaL_Reg *l) {
 ur_loop *ur_loop_ready (lua_State *L) {
   ur_loop *loop = ur_loop_get(L);
   if (loop->ring_ok) return loop;
-  int ret = ur_setup_ring(loop, &loop->ring, loop->entries, loop->want_sqpoll,
-                          loop->sq_thread_idle, &loop->setup_flags);
+  /* an op with a linked timeout is a chain of 2 SQEs that must reach the
+   * kernel in one submit (ur_reserve_sqes): a 1-entry SQ could never hold
+   * it and the flush would spin forever */
+  int ret = ur_setup_ring(loop, &loop->ring,
+                          loop->entries < UR_MIN_ENTRIES ? UR_MIN_ENTRIES : loop->entries,
+                          loop->want_sqpoll, loop->sq_thread_idle, &loop->setup_flags);
   if (ret < 0) {
     ur_pushsetupfail(L, ret, loop->entries);
     lua_pop(L, 1);
@@ -562,6 +566,33 @@ static int sigint_disarm (ur_loop *loop, run_sigint *s) {
 }
 
 /*
+ * A write to a pipe whose reader is gone (a popen'd child that exited)
+ * raises SIGPIPE in the thread that submitted it, which is ours, and its
+ * default action kills the process.  While the loop runs SIGPIPE is
+ * blocked, so such a write fails with EPIPE instead (as a send does with
+ * MSG_NOSIGNAL); the SIGPIPEs it left pending are taken before the mask
+ * comes back.  A script that blocks SIGPIPE itself is left alone.
+ */
+static int sigpipe_block (void) {
+  sigset_t set, cur;
+  if (sigprocmask(SIG_BLOCK, NULL, &cur) != 0 || sigismember(&cur, SIGPIPE))
+    return 0;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  return sigprocmask(SIG_BLOCK, &set, NULL) == 0;
+}
+
+static void sigpipe_unblock (int blocked) {
+  sigset_t set;
+  struct timespec zero = { 0, 0 };
+  if (!blocked) return;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  while (sigtimedwait(&set, NULL, &zero) == SIGPIPE) {}
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+/*
  * uring.run(fn, ...): run fn as the main task until every task ended.
  * Returns fn's results; raises the main task's error (with traceback),
  * else the first error of a task nobody joined.
@@ -570,7 +601,7 @@ static int l_run (lua_State *L) {
   ur_loop *loop;
   ur_task *m;
   run_sigint sigint;
-  int st, nargs = lua_gettop(L) - 1;
+  int st, sigpipe, nargs = lua_gettop(L) - 1;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   loop = ur_loop_ready(L);
   if (loop->pid != getpid())
@@ -579,6 +610,7 @@ static int l_run (lua_State *L) {
   if (loop->running)
     return luaL_error(L, "run: the loop is already running "
                       "(use uring.spawn inside a task)");
+  ur_proc_drain(loop);
   ur_task_new(L, loop, nargs);          /* fn, args -> task */
   m = (ur_task *)lua_touserdata(L, -1);
   lua_pushvalue(L, -1);
@@ -586,9 +618,11 @@ static int l_run (lua_State *L) {
   loop->running = 1;
   loop->main_failed = 0;
   sigint_arm(L, loop, &sigint);
+  sigpipe = sigpipe_block();
   lua_pushcfunction(L, run_body);
   lua_pushlightuserdata(L, loop);
   st = lua_pcall(L, 1, 0, 0);
+  sigpipe_unblock(sigpipe);
   loop->running = 0;
   if (sigint_disarm(loop, &sigint) > 0 && st == LUA_OK) {
     /* Ctrl-C: every task was cancelled and has unwound */
@@ -674,6 +708,8 @@ static void loop_shutdown (ur_loop *loop) {
 static int loop_gc (lua_State *L) {
   ur_loop *loop = (ur_loop *)luaL_checkudata(L, 1, UR_LOOP_MT);
   loop_shutdown(loop);
+  ur_trace_free(loop);
+  ur_proc_forget();
   return 0;
 }
 

@@ -206,6 +206,29 @@ static void drain_orphans (ur_loop *loop) {
     else
       i++;
   }
+  if (norphans == 0) {        /* nothing is kept when nothing waits */
+    free(orphans);
+    orphans = NULL;
+    orphancap = 0;
+  }
+}
+
+/* At the start of each uring.run: orphans left by a __gc that found no
+ * free SQE get their reaper now, while a loop runs to complete it. */
+void ur_proc_drain (ur_loop *loop) {
+  if (norphans > 0 && loop->ring_ok) drain_orphans(loop);
+}
+
+/* At loop __gc (lua_close): reap what has exited and forget the rest (the
+ * init process reaps them once we exit); the list is not left behind. */
+void ur_proc_forget (void) {
+  for (int i = 0; i < norphans; i++) {
+    siginfo_t si;
+    waitid(P_PID, (id_t)orphans[i], &si, WEXITED | WNOHANG);
+  }
+  free(orphans);
+  orphans = NULL;
+  norphans = orphancap = 0;
 }
 
 static int l_handle_gc (lua_State *L) {

@@ -1548,13 +1548,17 @@ static void ring_free_slots (ur_ring *r) {
   r->free_head = 0;
 }
 
-/* Take every ready CQE back without handing it to Lua (close). */
+/* Take every ready CQE back without handing it to Lua (close).  An fd
+ * that an open made and Lua never saw is closed: nobody else can. */
 static void ring_drain (lua_State *L, ur_ring *r) {
   struct io_uring_cqe *cqe;
   unsigned head, n = 0;
   io_uring_for_each_cqe(&r->ring, head, cqe) {
     uint32_t idx;
     ring_slot *s = ring_slot_of(r, cqe->user_data, &idx);
+    if (s && cqe->res >= 0
+        && (s->opcode == IORING_OP_OPENAT || s->opcode == IORING_OP_OPENAT2))
+      close(cqe->res);
     if (s && !(cqe->flags & IORING_CQE_F_MORE))
       ring_release(L, r, 1, s, idx);
     n++;
@@ -1586,8 +1590,13 @@ static void ring_shutdown (lua_State *L, ur_ring *r) {
   for (unsigned i = sq->sqe_head; i != sq->sqe_tail; i++) {
     struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
     uint64_t kud = sqe->user_data;
+    uint32_t idx;
+    ring_slot *s = ring_slot_of(r, kud, &idx);
     io_uring_prep_nop(sqe);               /* also clears IOSQE_* flags */
     io_uring_sqe_set_data64(sqe, kud);
+    /* its CQE is a NOP's (res 0): ring_drain must not take that 0 for
+     * the fd of an open */
+    if (s) s->opcode = IORING_OP_NOP;
   }
   /* a cancel goes in at first and after each quiet 100 ms, not every
    * round: its own CQE would end the wait at once, and 50 rounds would

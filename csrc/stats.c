@@ -17,7 +17,7 @@
 
 #define TRACE_PRINT (-3)   /* trace_ref value: print to stderr */
 
-typedef struct trace_ev {
+typedef struct ur_trace_ev {
   char cqe;                /* 0: SQE prepared, 1: CQE reaped */
   uint8_t op;
   int fd;
@@ -28,9 +28,6 @@ typedef struct trace_ev {
   size_t len;
   double elapsed;
 } trace_ev;
-
-static trace_ev *tq;       /* queued events (one loop per process in practice) */
-static size_t tq_len, tq_cap;
 
 static void trace_event (ur_loop *loop, ur_req *r, int cqe) {
   trace_ev ev;
@@ -57,16 +54,23 @@ static void trace_event (ur_loop *loop, ur_req *r, int cqe) {
               ev.len);
     return;
   }
-  if (tq_len == tq_cap) {
-    size_t cap = tq_cap ? tq_cap * 2 : 64;
+  /* the queue belongs to the loop (freed with it, one per Lua state) */
+  if (loop->tq_len == loop->tq_cap) {
+    size_t cap = loop->tq_cap ? loop->tq_cap * 2 : 64;
     trace_ev *n;
     if (cap > 1 << 20) return;          /* nobody is draining: drop */
-    n = (trace_ev *)realloc(tq, cap * sizeof *n);
+    n = (trace_ev *)realloc(loop->tq, cap * sizeof *n);
     if (n == NULL) return;
-    tq = n;
-    tq_cap = cap;
+    loop->tq = n;
+    loop->tq_cap = cap;
   }
-  tq[tq_len++] = ev;
+  loop->tq[loop->tq_len++] = ev;
+}
+
+void ur_trace_free (ur_loop *loop) {
+  free(loop->tq);
+  loop->tq = NULL;
+  loop->tq_len = loop->tq_cap = 0;
 }
 
 void ur_trace_sqe (ur_loop *loop, ur_req *r) { trace_event(loop, r, 0); }
@@ -76,12 +80,15 @@ void ur_trace_cqe (ur_loop *loop, ur_req *r) { trace_event(loop, r, 1); }
  * An error in the trace function turns tracing off and is warned about. */
 void ur_trace_flush (lua_State *L, ur_loop *loop) {
   size_t i;
-  if (tq_len == 0 || loop->trace_ref < 0) {
-    tq_len = 0;
+  if (loop->tq_len == 0 || loop->trace_ref < 0) {
+    loop->tq_len = 0;
     return;
   }
-  for (i = 0; i < tq_len && loop->trace_ref >= 0; i++) {
-    trace_ev *ev = &tq[i];
+  for (i = 0; i < loop->tq_len && loop->trace_ref >= 0; i++) {
+    /* a copy: building the table may run a __gc that queues an event
+     * (a process collected unwaited submits its reaper), and the queue
+     * may move */
+    trace_ev e = loop->tq[i], *ev = &e;
     lua_rawgeti(L, LUA_REGISTRYINDEX, loop->trace_ref);
     lua_createtable(L, 0, 10);
     lua_pushstring(L, ev->cqe ? "cqe" : "sqe");
@@ -118,7 +125,7 @@ void ur_trace_flush (lua_State *L, ur_loop *loop) {
       loop->trace_ref = LUA_NOREF;
     }
   }
-  tq_len = 0;
+  loop->tq_len = 0;
 }
 
 /* uring.trace(fn | true | false) */
@@ -126,7 +133,7 @@ static int l_trace (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
   if (loop->trace_ref >= 0) luaL_unref(L, LUA_REGISTRYINDEX, loop->trace_ref);
   loop->trace_ref = LUA_NOREF;
-  tq_len = 0;
+  loop->tq_len = 0;
   if (lua_isfunction(L, 1)) {
     lua_pushvalue(L, 1);
     loop->trace_ref = luaL_ref(L, LUA_REGISTRYINDEX);

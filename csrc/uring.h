@@ -152,10 +152,13 @@ struct ur_loop {
   void *iobuf_free[UR_IOBUF_CLASSES];   /* pooled I/O buffers, per class */
   uint32_t iobuf_count[UR_IOBUF_CLASSES];
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
+  struct ur_trace_ev *tq;  /* trace events waiting for the next turn */
+  size_t tq_len, tq_cap;
   ur_stats stats;
 };
 
 #define UR_SLAB_CHUNK 256
+#define UR_MIN_ENTRIES 2   /* the loop's SQ holds the longest chain we submit */
 
 /* loop.c */
 ur_loop *ur_loop_get (lua_State *L);          /* create on first use */
@@ -256,6 +259,8 @@ void ur_bufring_free (ur_loop *loop);
 /* signal.c: uring.signal (signalfd through the ring), uring.poll */
 void ur_register_signal (lua_State *L);
 void ur_register_proc (lua_State *L);    /* proc.c: exec, popen */
+void ur_proc_drain (ur_loop *loop);     /* reap orphans, at uring.run */
+void ur_proc_forget (void);             /* at loop __gc */
 
 /* http.c: HTTP/1.x request heads, for net.c's sock:_take_request */
 size_t ur_http_head_len (const char *buf, size_t len, size_t *scan,
@@ -279,6 +284,7 @@ void ur_register_workers (lua_State *L);   /* workers.c: uring.workers */
 void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);
+void ur_trace_free (ur_loop *loop);                 /* at loop __gc */
 void ur_push_setup_flags (lua_State *L, unsigned flags);
 
 /* user_data <-> request, on every SQE and CQE: inline */

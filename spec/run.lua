@@ -5,6 +5,10 @@
 -- (a 4-entry ring, SQPOLL, both), as liburing runs its tests under
 -- several setups: bugs in SQ-full flushing and CQ overflow only show
 -- up with tiny rings.
+--
+-- With URING_FUZZ_SECONDS=N the fuzzer (spec/fuzz/run.lua) then runs
+-- random programs for N seconds under ASan+UBSan (build-asan, built by
+-- `make test`); it counts as one test, failed by any finding.
 local busted = arg[1] or "lua5.4 /usr/bin/busted"
 local cpath = os.getenv("URING_CPATH")
 local passed, failed = 0, 0
@@ -39,6 +43,25 @@ if os.getenv("URING_MATRIX") == "1" then
   for _, env in ipairs { "URING_TEST_RING=4", "URING_TEST_SQPOLL=1",
                          "URING_TEST_SQPOLL=1 URING_TEST_RING=4" } do
     run("env " .. env, io_specs)
+  end
+end
+local fuzz = tonumber(os.getenv("URING_FUZZ_SECONDS") or "")
+if fuzz and fuzz > 0 then
+  local cmd = ("lua5.4 spec/fuzz/run.lua --seconds %d --cpath 'build-asan/?.so' 2>&1"):format(fuzz)
+  io.write("# ", cmd, "\n")
+  local p = assert(io.popen(cmd))
+  local summary = "no summary"
+  for line in p:lines() do
+    io.write("# ", line, "\n")
+    io.flush()
+    summary = line:match("^fuzz: %d+ programs.*") or summary
+  end
+  if p:close() then
+    passed = passed + 1
+    io.write("ok - ", summary, "\n")
+  else
+    failed = failed + 1
+    io.write("not ok - ", summary, "\n")
   end
 end
 io.write(("tests: %d passed, %d failed\n"):format(passed, failed))
