@@ -681,24 +681,22 @@ static int loop_gc (lua_State *L) {
  * an idle ring is torn down and set up again with them on next use. */
 static int l_configure (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
-  lua_Integer entries;
+  lua_Integer entries, idle;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (loop->running)
     return luaL_error(L, "configure: the loop is running; call it before "
                       "uring.run");
-  lua_getfield(L, 1, "entries");
-  entries = luaL_optinteger(L, -1, loop->entries);
-  luaL_argcheck(L, entries >= 1 && entries <= 32768, 1,
-                "entries must be in 1..32768");
+  entries = ur_intfield(L, 1, 1, "entries", loop->entries, 1, 32768);
+  idle = ur_intfield(L, 1, 1, "sq_thread_idle", loop->sq_thread_idle, 0,
+                     UINT32_MAX);        /* the kernel's field is a u32 */
   lua_getfield(L, 1, "sqpoll");
   if (!lua_isnil(L, -1)) {
     if (!lua_isboolean(L, -1))
-      return luaL_error(L, "configure: sqpoll must be a boolean, got %s",
-                        luaL_typename(L, -1));
+      return luaL_argerror(L, 1, lua_pushfstring(L, "boolean sqpoll expected, "
+                           "got %s", luaL_typename(L, -1)));
     loop->want_sqpoll = lua_toboolean(L, -1);
   }
-  lua_getfield(L, 1, "sq_thread_idle");
-  loop->sq_thread_idle = (unsigned)luaL_optinteger(L, -1, loop->sq_thread_idle);
+  loop->sq_thread_idle = (unsigned)idle;
   loop->entries = (unsigned)entries;
   if (loop->ring_ok && loop->live_tasks == 0) loop_shutdown(loop);
   return 0;

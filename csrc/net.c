@@ -627,11 +627,10 @@ static int open_stream (lua_State *L, int listening, const char *fname) {
   a->listen = listening;
   a->backlog = 511;
   if (lua_istable(L, 3)) {
-    lua_getfield(L, 3, "backlog");
-    if (!lua_isnil(L, -1)) a->backlog = (int)luaL_checkinteger(L, -1);
+    a->backlog = (int)ur_intfield(L, 3, 3, "backlog", 511, 0, INT32_MAX);
     lua_getfield(L, 3, "reuseport");
     a->reuseport = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
   snprintf(a->what, sizeof a->what, "%s:%d", host, (int)port);
   numeric = ur_addr_numeric(strcmp(host, "*") == 0 && !listening
@@ -663,9 +662,7 @@ static int open_unix (lua_State *L, int listening, const char *fname) {
   a->listen = listening;
   a->backlog = 511;
   if (lua_istable(L, 2)) {
-    lua_getfield(L, 2, "backlog");
-    if (!lua_isnil(L, -1)) a->backlog = (int)luaL_checkinteger(L, -1);
-    lua_pop(L, 1);
+    a->backlog = (int)ur_intfield(L, 2, 2, "backlog", 511, 0, INT32_MAX);
   }
   snprintf(a->what, sizeof a->what, "%s", path);
   return start_socket(L, t);

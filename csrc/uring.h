@@ -200,6 +200,8 @@ const char *ur_status_name (int status);
 int ur_pushfail (lua_State *L, int res, const char *what);
 int ur_pushsetupfail (lua_State *L, int res, unsigned entries);
 const char *ur_setup_reason (int res, char *buf, size_t len);
+lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
+                         lua_Integer def, lua_Integer lo, lua_Integer hi);
 
 /* fs.c */
 void ur_register_fs (lua_State *L);
