@@ -274,6 +274,13 @@ static int l_sock_take (lua_State *L) {
   return 1;
 }
 
+/* sock:_closed() -> true once closed (the Lua methods check it first, so
+ * their "attempt to use a closed socket" names the caller's line) */
+static int l_sock_closed (lua_State *L) {
+  lua_pushboolean(L, checksock(L, 1)->fd < 0);
+  return 1;
+}
+
 /* sock:_buffered() -> bytes waiting, eof */
 static int l_sock_buffered (lua_State *L) {
   ur_sock *s = checksock(L, 1);
@@ -870,6 +877,7 @@ void ur_register_net (lua_State *L) {
     {"setoption", l_sock_setoption},
     {"_fill", l_sock_fill}, {"_take_line", l_sock_take_line},
     {"_take", l_sock_take}, {"_buffered", l_sock_buffered},
+    {"_closed", l_sock_closed},
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {

@@ -160,6 +160,12 @@ int ur_submit (ur_loop *loop, unsigned wait_nr);    /* counts enters */
 void ur_reap (ur_loop *loop);                 /* dispatch every ready CQE */
 void ur_enqueue (ur_loop *loop, ur_task *t);  /* make t runnable */
 double ur_now (void);
+/* After fork() the child inherits the loop but not the ring's mappings
+ * (dontfork): touching them would crash.  ur_foreign is true there. */
+extern volatile int ur_forked;        /* set in the child by pthread_atfork */
+#define ur_foreign(loop) (ur_forked && ur_loop_foreign(loop))
+int ur_loop_foreign (ur_loop *loop);
+int ur_foreign_error (lua_State *L, ur_loop *loop);   /* raises */
 int ur_setup_ring (ur_loop *loop, struct io_uring *ring, unsigned entries,
                    int sqpoll, unsigned idle, unsigned *flags_out);
 void ur_register_loop (lua_State *L);

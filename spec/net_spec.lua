@@ -523,7 +523,7 @@ describe("sock:receive and the io-style views", function()
       raises("attempt to use a closed socket", s.recv, s)
       raises("attempt to use a closed socket", s.read, s)
       raises("attempt to use a closed socket", s.write, s, "x")
-      raises("attempt to use a closed socket", s:lines())
+      raises("attempt to use a closed socket", s.lines, s)   -- as io's lines
     end)
     raises("receive: not inside a task", function() return sock:receive() end)
     raises("not inside a task", function() return sock:recv() end)

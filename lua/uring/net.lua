@@ -9,7 +9,8 @@ return function(uring, core)
 
   -- These methods are plain Lua: check self as the C ones do, so
   -- sock.read(other) raises a bad argument, not "attempt to call a nil
-  -- value (method '_take_line')".
+  -- value (method '_take_line')", and a closed socket raises at the
+  -- caller's line, not inside this file.
   local function checkself(self, name)
     local mt = getmetatable(self)
     if mt ~= sockmt then
@@ -18,6 +19,7 @@ return function(uring, core)
       error(("bad argument #1 to '%s' (uring.socket expected, got %s)")
         :format(name, got), 3)
     end
+    if self:_closed() then error("attempt to use a closed socket", 3) end
   end
 
   -- Wait until `want` is satisfied by the buffer; fill() as needed.

@@ -43,6 +43,12 @@ function M.fails(msg, errnos, a, b, c)
   return b, c
 end
 
+-- The fd listing, with " (deleted)" dropped: a file deleted by someone
+-- else meanwhile (another test on this machine) is not a leak of ours.
+function M.fds()
+  return (helpers.fds():gsub(" %(deleted%)", ""))
+end
+
 -- Nothing left behind: the fd listing is back to `before`, no request
 -- in flight, no task alive, nothing queued.
 function M.settled(before)
@@ -51,14 +57,14 @@ function M.settled(before)
   assert.equal(0, s.inflight, "requests still in flight")
   assert.equal(0, s.tasks, "tasks still alive")
   assert.equal(0, s.ready, "tasks still queued")
-  if before then assert.equal(before, helpers.fds(), "fds leaked") end
+  if before then assert.equal(before, M.fds(), "fds leaked") end
 end
 
 -- it() whose body is followed by the leak checks.
 function M.clean(body)
   return function()
     uring.features()        -- set the loop's ring up: it lives on, not a leak
-    local before = helpers.fds()
+    local before = M.fds()
     body()
     M.settled(before)
   end
@@ -75,6 +81,18 @@ function M.pair()
   return c, s
 end
 
+-- Both ends of a FIFO as uring files (inside a task): a read on r waits
+-- until something is written to w.  The FIFO's name is gone at once.
+function M.pipe()
+  local d = helpers.tmpdir()
+  assert(os.execute("mkfifo '" .. d .. "/p'"))
+  local r = assert(uring.open(d .. "/p", "r+"))
+  local w = assert(uring.open(d .. "/p", "w"))
+  w:setvbuf("no")
+  helpers.rmrf(d)
+  return r, w
+end
+
 -- Run a Lua chunk in a child lua5.4 (same module paths and, under
 -- `make asan`, the same sanitizer preload): output, exit status.
 function M.child(code, prefix)
@@ -87,6 +105,20 @@ function M.child(code, prefix)
     .. helpers.lua_cmd() .. " " .. path)
   helpers.rmrf(dir)
   return out, status
+end
+
+-- The build directory of this run (build/, or build-asan/ under make asan).
+function M.build_dir()
+  local cpath = os.getenv("URING_CPATH") or "./build/?.so"
+  return (cpath:match("^([^;]*)/%?%.so")) or "./build"
+end
+
+-- spec/helpers/testposix.c: fork, close, a signal handler (EINTR).
+function M.posix()
+  local path = M.build_dir() .. "/testposix.so"
+  local open = assert(package.loadlib(path, "luaopen_testposix"),
+    path .. " is missing: run make")
+  return open()
 end
 
 -- Resident set size of this process, in KiB.
