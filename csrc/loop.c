@@ -421,6 +421,9 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
     resume_task(L, loop, t);
     lua_settop(L, 1);
   }
+  /* a task fork()ed during this turn and this is the child: stop before
+   * touching the ring's memory, which the child does not have */
+  if (ur_foreign(loop)) ur_foreign_error(L, loop);
   if (loop->main_failed == 1) {
     /* the main task failed: end the others rather than serve forever */
     loop->main_failed = 2;
