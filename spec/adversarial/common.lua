@@ -70,6 +70,16 @@ function M.clean(body)
   end
 end
 
+-- Run body with the loop's ring set to `entries` (whatever URING_TEST_RING
+-- says), then put the size back.
+function M.with_ring(entries, body)
+  local saved = uring.stats().entries
+  uring.configure { entries = entries }
+  local ok, err = pcall(body)
+  uring.configure { entries = saved }
+  assert(ok, err)
+end
+
 -- A connected TCP pair over loopback (inside a task): client, server side.
 function M.pair()
   local srv = assert(uring.listen("127.0.0.1", 0))

@@ -36,7 +36,11 @@ describe("adversarial faults", function()
         assert.is_true(px.close(r:fd()))   -- as a C library would
         -- the kernel's read holds its own reference to the pipe: it goes on
         w:write("hello")
-        assert.same({ true, "hello" }, { t:join() })
+        -- (under SQPOLL the kernel may not have taken the SQE yet: then it
+        -- meets the closed fd, EBADF; either way exactly one outcome)
+        local ok, a, b, c = t:join()
+        assert.is_true(ok)
+        if a ~= "hello" then fails("Bad file descriptor", EBADF, a, b, c) end
         -- the core's close now meets EBADF: a fail, never a crash
         fails("Bad file descriptor", EBADF, r:close())
         w:close()
@@ -51,7 +55,9 @@ describe("adversarial faults", function()
         uring.yield(); uring.yield()
         assert.is_true(px.close(s:fd()))
         c:send("line\n")
-        assert.same({ true, "line" }, { t:join() })
+        local ok, a, b, e = t:join()
+        assert.is_true(ok)
+        if a ~= "line" then fails("Bad file descriptor", EBADF, a, b, e) end
         s:close()          -- closes fd -1... or whatever: must not raise
         c:close()
       end)
@@ -124,7 +130,10 @@ time.sleep(30)]]):format(port), stdout = "null", stderr = "null" })
   end)
 
   it("ENOBUFS: 600 receives complete at once on 256 provided buffers; no byte lost", adv.clean(function()
-    run(function()
+    -- all 600 receives must reach the kernel in one submit: a ring large
+    -- enough, whatever URING_TEST_RING says (a 4-entry ring reaps, and
+    -- so returns buffers, between every 4)
+    adv.with_ring(1024, function() run(function()
       local N = 600
       local srv = assert(uring.listen("127.0.0.1", 0))
       local _, port = srv:getsockname()
@@ -155,7 +164,7 @@ time.sleep(30)]]):format(port), stdout = "null", stderr = "null" })
       uring.trace(false)
       assert.is_true(enobufs > 0, "the kernel never ran out of provided buffers")
       for i = 1, N do clients[i]:close(); servers[i]:close() end
-    end)
+    end) end)
   end))
 
   describe("a full disk (1 MiB tmpfs)", function()

@@ -8,14 +8,7 @@ local adv = require "adversarial.common"
 
 local run = adv.run
 
--- run body with the loop's ring set to `entries`, then put it back
-local function with_ring(entries, body)
-  local saved = uring.stats().entries
-  uring.configure { entries = entries }
-  local ok, err = pcall(body)
-  uring.configure { entries = saved }
-  assert(ok, err)
-end
+local with_ring = adv.with_ring
 
 describe("adversarial storms on a 4-entry ring", function()
   it("the ring really is 4 entries with an 8-entry CQ", adv.clean(function()
