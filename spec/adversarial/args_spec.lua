@@ -155,7 +155,7 @@ describe("adversarial arguments", function()
     end)
   end))
 
-  it("configure checks every option and names argument #1", adv.clean(function()
+  it("regression: configure{entries = \"x\"} blamed argument #-1; sqpoll's message; sq_thread_idle = -1 accepted", adv.clean(function()
     raises({ "#1", "entries must be in 1..32768" }, uring.configure, { entries = 0 })
     raises({ "#1", "entries must be in 1..32768" }, uring.configure, { entries = 32769 })
     raises({ "#1", "entries" }, uring.configure, { entries = "x" })
@@ -169,7 +169,7 @@ describe("adversarial arguments", function()
     assert.equal(42, uring.run(function() uring.nop(); return 42 end))
   end))
 
-  it("socket options: a bad backlog names the argument, not #-1", adv.clean(function()
+  it("regression: listen's backlog = \"x\" blamed argument #-1, 2^40 was truncated", adv.clean(function()
     run(function()
       raises({ "#3", "backlog" }, uring.listen, "127.0.0.1", 0, { backlog = "x" })
       raises({ "#3", "backlog" }, uring.listen, "127.0.0.1", 0, { backlog = 2 ^ 40 })
@@ -177,7 +177,7 @@ describe("adversarial arguments", function()
     end)
   end))
 
-  it("exec refuses a program, argument, variable or cwd with a NUL byte", adv.clean(function()
+  it("regression: exec{\"tr\\0ue\"} ran tr (a NUL byte in argv, env or cwd)", adv.clean(function()
     run(function()
       -- "tr\0ue" must not run tr: a C string would stop at the NUL
       raises("argv[1] contains a NUL byte", uring.exec, { "tr\0ue" })
@@ -188,7 +188,7 @@ describe("adversarial arguments", function()
     end)
   end))
 
-  it("documented messages for file methods, with the caller's position", adv.clean(function()
+  it("documented messages for file methods; regression: closing twice blamed lua/uring/proc.lua", adv.clean(function()
     run(function()
       local f = assert(uring.open(dir .. "/m", "w+"))
       raises("invalid format", function() return f:read("x") end)
@@ -217,6 +217,22 @@ describe("adversarial arguments", function()
       end)
       assert.not_matches("lua/uring/", e)
       assert.matches("args_spec%.lua:%d+:", e)
+    end)
+  end))
+
+  it("regression: sock.read(other) and a table receive prefix raised internal errors in net.lua", adv.clean(function()
+    run(function()
+      local c, s = adv.pair()
+      local b = uring.buffer(8)
+      for _, m in ipairs { "read", "receive", "recv", "write", "lines" } do
+        local e = raises("uring.socket expected, got uring.buffer", s[m], b)
+        assert.not_matches("attempt to", e)
+      end
+      raises("bad argument #2 to 'receive' (string expected, got boolean)",
+        function() return s:receive("*l", true) end)
+      c:send("x\n")
+      assert.equal("7x", s:receive("*l", 7))   -- a number prefix, as LuaSocket
+      c:close(); s:close()
     end)
   end))
 
