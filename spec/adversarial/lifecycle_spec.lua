@@ -241,6 +241,67 @@ describe("adversarial lifecycle", function()
     end))
   end)
 
+  describe("Lua that runs in the loop's own frame", function()
+    it("a trace function that waits, nests uring.run or yields is turned off; the loop goes on", adv.clean(function()
+      run(function()
+        for _, bad in ipairs {
+          function() uring.nop() end,
+          function() uring.run(print) end,
+          function() coroutine.yield() end,
+          function() uring.configure { entries = 8 } end,
+          function() error(setmetatable({}, { __tostring = function() error("x") end })) end,
+        } do
+          local calls = 0
+          uring.trace(function(e) calls = calls + 1; bad(e) end)
+          for _ = 1, 5 do assert.is_true(uring.nop()) end
+          assert.equal(1, calls, "a failing trace function was called again")
+        end
+        uring.trace(false)
+      end)
+    end))
+
+    it("a __gc that spawns a task during the run: the task runs", adv.clean(function()
+      local ran = false
+      run(function()
+        setmetatable({}, { __gc = function()
+          uring.spawn(function() uring.nop(); ran = true end)
+        end })
+        collectgarbage(); collectgarbage()
+        uring.sleep(0.01)
+      end)
+      assert.is_true(ran)
+    end))
+
+    it("a task overflowing the Lua stack fails alone", adv.clean(function()
+      local ok, e = run(function()
+        local function rec(n) return 1 + rec(n + 1) end
+        local t = uring.spawn(rec, 1)
+        local other = uring.spawn(function() uring.sleep(0.01); return "fine" end)
+        assert.same({ true, "fine" }, { other:join() })
+        return t:join()
+      end)
+      assert.is_false(ok)
+      assert.matches("stack overflow", e)
+    end))
+
+    it("uring.timeout nested past Lua's C-stack limit fails cleanly; later scopes work", adv.clean(function()
+      run(function()
+        for _, d in ipairs { 150, 190, 195, 200, 260, 1100 } do
+          local function deep(k)
+            if k == 0 then return uring.sleep(0) end
+            return uring.timeout(5, deep, k - 1)
+          end
+          local ok, e = pcall(deep, d)
+          assert(ok or e:find("stack overflow") or e:find("too many nested scopes"),
+            "depth " .. d .. ": " .. tostring(e))
+          -- the task's scope stack is consistent afterwards
+          assert.equal("ok", uring.timeout(1, function() return "ok" end))
+          assert.same({ nil, "timeout", 62 }, { uring.timeout(0.001, uring.sleep, 1) })
+        end
+      end)
+    end))
+  end)
+
   describe("task errors that are not strings", function()
     it("a table error reaches join and run as the same table", adv.clean(function()
       local obj = { code = 7 }
