@@ -100,6 +100,7 @@ describe("adversarial arguments", function()
         { "seconds must be a non-negative number", uring.sleep, 0 / 0 },
         { "seconds must be a non-negative number", uring.sleep, 1e12 },
         { "seconds must be a non-negative number", uring.timeout, -1, print },
+        { "seconds must be a non-negative number", uring.timeout, 0 / 0, print },
         { "function expected, got number", uring.timeout, 1, 2 },
         { "loop is running", uring.configure, {} },
         { "already running", uring.run, print },
@@ -185,6 +186,17 @@ describe("adversarial arguments", function()
       raises("env must map names to strings without NUL bytes", uring.exec,
         { "true", env = { A = "x\0y" } })
       raises("cwd contains a NUL byte", uring.exec, { "true", cwd = "/\0tmp" })
+    end)
+  end))
+
+  it("regression: uring.timeout(1e300, fn) raised from '_scope_open' at lua/uring/init.lua", adv.clean(function()
+    run(function()
+      for _, secs in ipairs { 1e12, 1e300, math.huge } do
+        local e = raises("bad argument #1 to 'timeout' (seconds must be a non-negative number)",
+          function() local r = uring.timeout(secs, print); return r end)
+        assert.not_matches("_scope_open", e)
+        assert.matches("args_spec%.lua:%d+:", e)
+      end
     end)
   end))
 
