@@ -60,12 +60,21 @@ function M.settled(before)
   if before then assert.equal(before, M.fds(), "fds leaked") end
 end
 
--- it() whose body is followed by the leak checks.
-function M.clean(body)
+-- it() whose body is followed by the leak checks.  With opts.lookups, the
+-- body cancelled name lookups: their helper threads finish on their own
+-- time (csrc/dns.c) and only then close their eventfd and resolver
+-- socket, so the fds are given up to 10 s to come back.
+function M.clean(body, opts)
   return function()
     uring.features()        -- set the loop's ring up: it lives on, not a leak
     local before = M.fds()
     body()
+    if opts and opts.lookups then
+      local t0 = uring.now()
+      while M.fds() ~= before and uring.now() - t0 < 10 do
+        uring.run(function() uring.sleep(0.05) end)
+      end
+    end
     M.settled(before)
   end
 end
