@@ -115,6 +115,7 @@ struct ur_loop {
   int running;          /* inside uring.run */
   int reaping;          /* inside ur_reap: a flush must not reap again */
   int closing;          /* shutting down: no new requests */
+  int unwinding;        /* closing an ended task's <close> variables */
   unsigned entries;     /* SQ size asked for */
   unsigned setup_flags; /* flags the kernel accepted */
   unsigned sq_thread_idle;
