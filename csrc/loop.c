@@ -68,6 +68,10 @@ int ur_setup_ring (ur_loop *loop, struct io_uring *ring, unsigned entries,
   };
   int ret = -EINVAL;
   (void)loop;
+  /* a linked pair (an op and its timeout, a write and its fsync) must
+   * reach the kernel in one submit: with a 1-entry SQ, ur_reserve_sqes
+   * would flush forever waiting for room for two */
+  if (entries < 2) entries = 2;
   for (size_t i = 0; i < sizeof ladder / sizeof ladder[0]; i++) {
     struct io_uring_params p;
     memset(&p, 0, sizeof p);

@@ -108,6 +108,29 @@ describe("adversarial storms on a 4-entry ring", function()
     end)
   end))
 
+  it("regression: a 1-entry ring hung forever on a linked pair (receive + timeout, write + fsync)", adv.clean(function()
+    with_ring(1, function()
+      assert.equal(2, uring.features().entries)
+      local dir = adv.helpers.tmpdir()
+      run(function()
+        local c, s = adv.pair()
+        s:settimeout(0.02)
+        assert.same({ nil, "timeout", 62 }, { s:receive() })
+        c:send("x\n")
+        assert.equal("x", s:receive())
+        local f = assert(uring.open(dir .. "/f", "w"))
+        assert(f:write("data"))
+        assert.is_true(f:sync())
+        assert.is_true(f:close())
+        local ts = {}
+        for i = 1, 100 do ts[i] = uring.spawn(uring.timeout, 1, uring.nop) end
+        for i = 1, 100 do assert.same({ true, true }, { ts[i]:join() }) end
+        c:close(); s:close()
+      end, 10)
+      adv.helpers.rmrf(dir)
+    end)
+  end))
+
   it("the teaching ring: 40 NOPs into an 8-entry CQ without reaping, all 40 come back", adv.clean(function()
     local r <close> = assert(uring.ring { entries = 4 })
     for round = 1, 10 do
