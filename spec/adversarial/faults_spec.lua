@@ -252,7 +252,7 @@ time.sleep(30)]]):format(port), stdout = "null", stderr = "null" })
     end))
   end)
 
-  it("EINTR: a signal with a handler hits io_uring_enter 50 times; nothing is cut short or lost", adv.clean(function()
+  it("EINTR: 50 signals with a handler hit io_uring_enter; nothing is cut short or lost", adv.clean(function()
     local px = adv.posix()
     local hits = px.catch(10)      -- SIGUSR1, no SA_RESTART
     local me = px.getpid()
@@ -264,18 +264,22 @@ time.sleep(30)]]):format(port), stdout = "null", stderr = "null" })
       local t0 = uring.now()
       local sleeper = uring.spawn(function() uring.sleep(0.6); return uring.now() end)
       local count = 0
-      while hits() - n0 < 50 and uring.now() - t0 < 5 do
+      local waiter = uring.spawn(function() return p:wait() end)
+      while waiter:status() ~= "done" and uring.now() - t0 < 10 do
         assert.is_true(uring.nop())
         count = count + 1
         uring.sleep(0.002)
       end
-      assert.is_true(p:wait())
+      assert.is_true(select(2, waiter:join()))
       local _, woke = sleeper:join()
       assert.is_true(woke - t0 >= 0.6 - 1e-3, "a sleep was cut short by EINTR")
       assert.is_true(count > 0)
     end)
-    assert.is_true(hits() - n0 >= 50, "only " .. (hits() - n0) .. " signals handled")
-    -- leave SIGUSR1 handled: a stray one later must not kill the runner
+    -- every kill was sent before the child ended, and a pending signal is
+    -- delivered at our next return from the kernel: none is on its way
+    px.uncatch(10)
+    -- standard signals coalesce while pending: not all 50 need be seen
+    assert.is_true(hits() - n0 >= 10, "only " .. (hits() - n0) .. " signals handled")
   end))
 
   describe("fork() with the ring open", function()

@@ -8,6 +8,7 @@
  *   catch(signo) -> counter: installs a handler WITHOUT SA_RESTART, so a
  *     system call blocked when the signal arrives fails with EINTR;
  *     counter() -> how many times it ran
+ *   uncatch(signo): back to the default action
  */
 #include <errno.h>
 #include <signal.h>
@@ -86,10 +87,18 @@ static int l_catch (lua_State *L) {
   return 1;
 }
 
+static int l_uncatch (lua_State *L) {
+  lua_Integer sig = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, sig > 0 && sig < 65, 1, "invalid signal number");
+  signal((int)sig, SIG_DFL);
+  return 0;
+}
+
 int luaopen_testposix (lua_State *L) {
   static const luaL_Reg f[] = {
     {"fork", l_fork}, {"_exit", l_exit}, {"waitpid", l_waitpid},
     {"getpid", l_getpid}, {"close", l_close}, {"catch", l_catch},
+    {"uncatch", l_uncatch},
     {NULL, NULL}
   };
   luaL_newlib(L, f);
