@@ -27,7 +27,7 @@ DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
 
 RLSO        = $(BUILD)/uring/readline.so
 
-all: $(SO) $(RLSO) $(BUILD)/noring
+all: $(SO) $(RLSO) $(BUILD)/noring $(BUILD)/testposix.so
 
 # line editing for the REPL: a module of its own, so the core does not
 # link GNU readline
@@ -39,6 +39,12 @@ $(RLSO): csrc/rl/readline.c
 $(BUILD)/noring: spec/helpers/noring.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+# a test helper: fork, close, a signal handler without SA_RESTART (EINTR),
+# for spec/adversarial; loaded with package.loadlib, never installed
+$(BUILD)/testposix.so: spec/helpers/testposix.c
+	@mkdir -p $(@D)
+	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -o $@ $<
 
 # the core's objects export only luaopen_uring_core: calls between its own
 # files then skip the PLT (-3.5% instructions per uring.nop(), callgrind)

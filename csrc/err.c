@@ -25,6 +25,28 @@ int ur_pushfail (lua_State *L, int res, const char *what) {
   return 3;
 }
 
+/*
+ * An integer option opts[key] of the table at index t, which is argument
+ * arg: def when absent, else an integer in lo..hi.  luaL_checkinteger on
+ * the field itself would blame argument "#-1".
+ */
+lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
+                         lua_Integer def, lua_Integer lo, lua_Integer hi) {
+  lua_Integer v = def;
+  int isint;
+  if (lua_getfield(L, t, key) != LUA_TNIL) {
+    v = lua_tointegerx(L, -1, &isint);
+    if (!isint || lua_type(L, -1) != LUA_TNUMBER)
+      luaL_argerror(L, arg, lua_pushfstring(L, "%s must be an integer, got %s",
+                                            key, luaL_typename(L, -1)));
+    if (v < lo || v > hi)
+      luaL_argerror(L, arg, lua_pushfstring(L, "%s must be in %I..%I", key,
+                                            (LUAI_UACINT)lo, (LUAI_UACINT)hi));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
 /* First line of /proc/sys/kernel/io_uring_disabled, or -1 (before 6.6). */
 static int read_sysctl (void) {
   FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");

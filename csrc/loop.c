@@ -20,10 +20,25 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/signalfd.h>
+#include <pthread.h>
 
 #include "uring.h"
 
 static char loop_key;   /* registry key of the loop userdata */
+
+volatile int ur_forked;
+
+static void in_child (void) { ur_forked = 1; }
+
+/* The ring is set up and belongs to another process (our parent). */
+int ur_loop_foreign (ur_loop *loop) {
+  return loop->ring_ok && loop->pid != getpid();
+}
+
+int ur_foreign_error (lua_State *L, ur_loop *loop) {
+  return luaL_error(L, "uring: this ring belongs to process %d; a forked "
+                    "child must not use its parent's ring", (int)loop->pid);
+}
 
 double ur_now (void) {
   struct timespec ts;
@@ -53,6 +68,10 @@ int ur_setup_ring (ur_loop *loop, struct io_uring *ring, unsigned entries,
   };
   int ret = -EINVAL;
   (void)loop;
+  /* a linked pair (an op and its timeout, a write and its fsync) must
+   * reach the kernel in one submit: with a 1-entry SQ, ur_reserve_sqes
+   * would flush forever waiting for room for two */
+  if (entries < 2) entries = 2;
   for (size_t i = 0; i < sizeof ladder / sizeof ladder[0]; i++) {
     struct io_uring_params p;
     memset(&p, 0, sizeof p);
@@ -97,6 +116,12 @@ ur_loop *ur_loop_get (lua_State *L) {
     return loop;
   }
   lua_pop(L, 1);
+  {
+    /* once per process: a fork()ed child must learn it is one before it
+     * touches the ring (posix_spawn, which execs at once, runs no hook) */
+    static int hooked;
+    if (!hooked && pthread_atfork(NULL, NULL, in_child) == 0) hooked = 1;
+  }
   /* closed first, then acquired: __gc on an unset loop is a no-op */
   loop = (ur_loop *)lua_newuserdatauv(L, sizeof *loop, 0);
   memset(loop, 0, sizeof *loop);
@@ -123,11 +148,7 @@ void ur_setfuncs (lua_State *L, const luaL_Reg *l) {
 ur_loop *ur_loop_ready (lua_State *L) {
   ur_loop *loop = ur_loop_get(L);
   if (loop->ring_ok) return loop;
-  /* an op with a linked timeout is a chain of 2 SQEs that must reach the
-   * kernel in one submit (ur_reserve_sqes): a 1-entry SQ could never hold
-   * it and the flush would spin forever */
-  int ret = ur_setup_ring(loop, &loop->ring,
-                          loop->entries < UR_MIN_ENTRIES ? UR_MIN_ENTRIES : loop->entries,
+  int ret = ur_setup_ring(loop, &loop->ring, loop->entries,
                           loop->want_sqpoll, loop->sq_thread_idle, &loop->setup_flags);
   if (ret < 0) {
     ur_pushsetupfail(L, ret, loop->entries);
@@ -157,6 +178,7 @@ static int under_valgrind (void) {
 
 int ur_submit (ur_loop *loop, unsigned wait_nr) {
   int ret;
+  if (ur_foreign(loop)) return -EBADF;   /* a forked child: not our ring */
   for (;;) {
     unsigned pend = io_uring_sq_ready(&loop->ring);
     int sqpoll = (loop->setup_flags & IORING_SETUP_SQPOLL) != 0;
@@ -293,6 +315,7 @@ void ur_reap (ur_loop *loop) {
   enum { BATCH = 256 };
   struct { uint64_t ud; int32_t res; uint32_t flags; } b[BATCH];
   int was = loop->reaping;
+  if (ur_foreign(loop)) return;
   loop->reaping = 1;
   for (;;) {
     struct io_uring_cqe *cqe;
@@ -337,6 +360,24 @@ static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
       ur_task_finished(L, loop, t, UR_CANCELED);
       return;
     }
+  }
+  else if (lua_status(co) != LUA_YIELD) {
+    /* its coroutine was resumed from outside the loop (coroutine.resume):
+     * the continuation raised "can only be resumed by the uring loop" and
+     * the coroutine died with that error on its stack; or it was closed
+     * (coroutine.close).  End the task with
+     * it, and free the request it was waiting on, which no continuation
+     * will free now. */
+    ur_req *r = t->wait_ud ? ur_req_at(loop, t->wait_ud) : NULL;
+    if (r != NULL && r->state == UR_REQ_DONE) ur_req_free(loop, r);
+    if (lua_status(co) == LUA_OK) {     /* coroutine.close()d: no error */
+      lua_settop(co, 0);
+      lua_pushliteral(co, "a task can only be resumed by the uring loop "
+                      "(its coroutine was closed from outside)");
+    }
+    t->wait_ud = 0;
+    ur_task_finished(L, loop, t, UR_FAILED);
+    return;
   }
   t->status = UR_RUNNING;
   t->what = NULL;
@@ -384,6 +425,9 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
     resume_task(L, loop, t);
     lua_settop(L, 1);
   }
+  /* a task fork()ed during this turn and this is the child: stop before
+   * touching the ring's memory, which the child does not have */
+  if (ur_foreign(loop)) ur_foreign_error(L, loop);
   if (loop->main_failed == 1) {
     /* the main task failed: end the others rather than serve forever */
     loop->main_failed = 2;
@@ -424,6 +468,7 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
   }
   else {
     int ret = ur_submit(loop, 1);
+    if (ret < 0 && ur_foreign(loop)) ur_foreign_error(L, loop);
     if (ret < 0)
       luaL_error(L, "uring.run: io_uring_enter: %s", strerror(-ret));
   }
@@ -432,8 +477,11 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
 
 static int run_body (lua_State *L) {
   ur_loop *loop = (ur_loop *)lua_touserdata(L, 1);
-  while (loop->live_tasks > 0 || loop->canceling > 0)
+  while (loop->live_tasks > 0 || loop->canceling > 0) {
+    /* a task fork()ed: the child runs on in this frame, without the ring */
+    if (ur_foreign(loop)) ur_foreign_error(L, loop);
     loop_turn(L, loop);
+  }
   return 0;
 }
 
@@ -604,9 +652,7 @@ static int l_run (lua_State *L) {
   int st, sigpipe, nargs = lua_gettop(L) - 1;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   loop = ur_loop_ready(L);
-  if (loop->pid != getpid())
-    return luaL_error(L, "run: this ring belongs to process %d; a forked "
-                      "child must not use its parent's ring", (int)loop->pid);
+  if (loop->pid != getpid()) return ur_foreign_error(L, loop);
   if (loop->running)
     return luaL_error(L, "run: the loop is already running "
                       "(use uring.spawn inside a task)");
@@ -717,24 +763,22 @@ static int loop_gc (lua_State *L) {
  * an idle ring is torn down and set up again with them on next use. */
 static int l_configure (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
-  lua_Integer entries;
+  lua_Integer entries, idle;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (loop->running)
     return luaL_error(L, "configure: the loop is running; call it before "
                       "uring.run");
-  lua_getfield(L, 1, "entries");
-  entries = luaL_optinteger(L, -1, loop->entries);
-  luaL_argcheck(L, entries >= 1 && entries <= 32768, 1,
-                "entries must be in 1..32768");
+  entries = ur_intfield(L, 1, 1, "entries", loop->entries, 1, 32768);
+  idle = ur_intfield(L, 1, 1, "sq_thread_idle", loop->sq_thread_idle, 0,
+                     UINT32_MAX);        /* the kernel's field is a u32 */
   lua_getfield(L, 1, "sqpoll");
   if (!lua_isnil(L, -1)) {
     if (!lua_isboolean(L, -1))
-      return luaL_error(L, "configure: sqpoll must be a boolean, got %s",
-                        luaL_typename(L, -1));
+      return luaL_argerror(L, 1, lua_pushfstring(L, "boolean sqpoll expected, "
+                           "got %s", luaL_typename(L, -1)));
     loop->want_sqpoll = lua_toboolean(L, -1);
   }
-  lua_getfield(L, 1, "sq_thread_idle");
-  loop->sq_thread_idle = (unsigned)luaL_optinteger(L, -1, loop->sq_thread_idle);
+  loop->sq_thread_idle = (unsigned)idle;
   loop->entries = (unsigned)entries;
   if (loop->ring_ok && loop->live_tasks == 0) loop_shutdown(loop);
   return 0;

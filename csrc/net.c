@@ -342,6 +342,13 @@ static int l_sock_take_request (lua_State *L) {
   return nres;
 }
 
+/* sock:_closed() -> true once closed (the Lua methods check it first, so
+ * their "attempt to use a closed socket" names the caller's line) */
+static int l_sock_closed (lua_State *L) {
+  lua_pushboolean(L, checksock(L, 1)->fd < 0);
+  return 1;
+}
+
 /* sock:_buffered() -> bytes waiting, eof */
 static int l_sock_buffered (lua_State *L) {
   ur_sock *s = checksock(L, 1);
@@ -695,11 +702,10 @@ static int open_stream (lua_State *L, int listening, const char *fname) {
   a->listen = listening;
   a->backlog = 511;
   if (lua_istable(L, 3)) {
-    lua_getfield(L, 3, "backlog");
-    if (!lua_isnil(L, -1)) a->backlog = (int)luaL_checkinteger(L, -1);
+    a->backlog = (int)ur_intfield(L, 3, 3, "backlog", 511, 0, INT32_MAX);
     lua_getfield(L, 3, "reuseport");
     a->reuseport = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
   snprintf(a->what, sizeof a->what, "%s:%d", host, (int)port);
   numeric = ur_addr_numeric(strcmp(host, "*") == 0 && !listening
@@ -731,9 +737,7 @@ static int open_unix (lua_State *L, int listening, const char *fname) {
   a->listen = listening;
   a->backlog = 511;
   if (lua_istable(L, 2)) {
-    lua_getfield(L, 2, "backlog");
-    if (!lua_isnil(L, -1)) a->backlog = (int)luaL_checkinteger(L, -1);
-    lua_pop(L, 1);
+    a->backlog = (int)ur_intfield(L, 2, 2, "backlog", 511, 0, INT32_MAX);
   }
   snprintf(a->what, sizeof a->what, "%s", path);
   return start_socket(L, t);
@@ -942,6 +946,7 @@ void ur_register_net (lua_State *L) {
     {"_fill", l_sock_fill}, {"_take_line", l_sock_take_line},
     {"_take", l_sock_take}, {"_buffered", l_sock_buffered},
     {"_take_request", l_sock_take_request},
+    {"_closed", l_sock_closed},
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {

@@ -629,6 +629,14 @@ static void check_io (lua_State *L, spawn_io *io, int i) {
   lua_pop(L, 1);
 }
 
+/* A string the child gets as a C string would silently stop at a NUL:
+ * "tr\0ue" would run tr.  Refuse it instead. */
+static int has_nul (lua_State *L, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  return strlen(s) != len;
+}
+
 /* uring.exec{prog, args... [, stdin =] [, stdout =] [, stderr =]
  *            [, env = {NAME = value}] [, cwd = path]} -> process | fail */
 static int l_exec (lua_State *L) {
@@ -651,6 +659,9 @@ static int l_exec (lua_State *L) {
     if (tp != LUA_TSTRING && tp != LUA_TNUMBER)
       return luaL_error(L, "bad argument #1 to 'exec' (argv[%d] must be a "
                         "string, got %s)", (int)i, luaL_typename(L, -1));
+    if (has_nul(L, -1))
+      return luaL_error(L, "bad argument #1 to 'exec' (argv[%d] contains a "
+                        "NUL byte)", (int)i);
     argv[i - 1] = unconst(lua_tostring(L, -1));    /* anchored on the stack */
   }
   argv[n] = NULL;
@@ -658,6 +669,9 @@ static int l_exec (lua_State *L) {
     if (lua_type(L, -1) != LUA_TSTRING)
       return luaL_error(L, "bad argument #1 to 'exec' (cwd must be a string, "
                         "got %s)", luaL_typename(L, -1));
+    if (has_nul(L, -1))
+      return luaL_error(L, "bad argument #1 to 'exec' (cwd contains a NUL "
+                        "byte)");
     cwd = lua_tostring(L, -1);
   }
   if (lua_getfield(L, 1, "env") != LUA_TNIL) {
@@ -673,6 +687,9 @@ static int l_exec (lua_State *L) {
           || strchr(lua_tostring(L, -2), '=') != NULL)
         return luaL_error(L, "bad argument #1 to 'exec' (env must map names "
                           "to strings)");
+      if (has_nul(L, -2) || (lua_type(L, -1) == LUA_TSTRING && has_nul(L, -1)))
+        return luaL_error(L, "bad argument #1 to 'exec' (env must map names "
+                          "to strings without NUL bytes)");
       lua_pop(L, 1);
       cnt++;
     }

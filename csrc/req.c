@@ -45,6 +45,10 @@ static ur_req *slot (ur_loop *loop, uint32_t idx) {
 ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   ur_req *r;
   uint32_t idx;
+  if (ur_foreign(loop)) {
+    if (L == NULL) return NULL;
+    ur_foreign_error(L, loop);
+  }
   if (loop->free_head == 0 && !slab_grow(loop)) {
     if (L == NULL) return NULL;         /* a handler: it copes */
     luaL_error(L, "uring: out of memory for requests");
@@ -176,6 +180,7 @@ void ur_req_pin (lua_State *L, ur_req *r, int idx) {
 void ur_req_cancel (ur_loop *loop, ur_req *r) {
   struct io_uring_sqe *sqe;
   if (r->state != UR_REQ_INFLIGHT || r->canceling) return;
+  if (ur_foreign(loop)) return;   /* a forked child: the ring is not ours */
   r->canceling = 1;
   loop->canceling++;
   sqe = ur_get_sqe(loop);

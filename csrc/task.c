@@ -58,6 +58,9 @@ void ur_check_interrupt (lua_State *L, ur_task *t) {
 /* The task an op runs in; raises when there is none or it cannot yield. */
 ur_task *ur_task_current (lua_State *L, const char *fname) {
   ur_task *t = ur_task_of(L);
+  if (t == NULL && ur_loop_of(L)->unwinding)
+    luaL_error(L, "%s: cannot wait here: the <close> variables of a task "
+               "that failed or was cancelled run after it ended", fname);
   if (t == NULL)
     luaL_error(L, "%s: not inside a task (use uring.run)", fname);
   if (!lua_isyieldable(L))
@@ -211,7 +214,7 @@ int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
  * wake its joiners and drop the loop's anchor. */
 void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status) {
   lua_State *co = t->co;
-  int top = lua_gettop(L);
+  int top = lua_gettop(L), st;
   push_task(L, t);                      /* top+1: task */
   if (status == UR_DONE) {
     int n = lua_gettop(co);
@@ -243,7 +246,26 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status) {
       lua_pushvalue(L, -1);             /* a table error is kept as is */
     lua_rawseti(L, -3, 1);              /* [1] error with traceback */
     lua_rawseti(L, -2, 2);              /* [2] raw error */
-    lua_resetthread(co);                /* close its <close> variables */
+    /* close its <close> variables; an error one of them raises replaces
+     * the task's error, as coroutine.close reports it (it was lost: a
+     * cancelled task whose cleanup failed looked merely "canceled") */
+    loop->unwinding = 1;                /* for ur_task_current's message */
+    st = lua_resetthread(co);
+    loop->unwinding = 0;
+    if (st != LUA_OK && lua_gettop(co) > 0) {
+      lua_rawgeti(L, -1, 2);            /* the raw error */
+      lua_pushvalue(co, -1);
+      lua_xmove(co, L, 1);              /* what the closing left */
+      if (!lua_rawequal(L, -1, -2)) {
+        status = UR_FAILED;
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -4, 2);
+        lua_rawseti(L, -3, 1);
+        lua_pop(L, 1);
+      }
+      else
+        lua_pop(L, 2);
+    }
   }
   lua_setiuservalue(L, top + 1, 2);
   t->status = (uint8_t)status;

@@ -122,6 +122,7 @@ struct ur_loop {
   int running;          /* inside uring.run */
   int reaping;          /* inside ur_reap: a flush must not reap again */
   int closing;          /* shutting down: no new requests */
+  int unwinding;        /* closing an ended task's <close> variables */
   unsigned entries;     /* SQ size asked for */
   unsigned setup_flags; /* flags the kernel accepted */
   unsigned sq_thread_idle;
@@ -158,7 +159,6 @@ struct ur_loop {
 };
 
 #define UR_SLAB_CHUNK 256
-#define UR_MIN_ENTRIES 2   /* the loop's SQ holds the longest chain we submit */
 
 /* loop.c */
 ur_loop *ur_loop_get (lua_State *L);          /* create on first use */
@@ -173,6 +173,12 @@ int ur_submit (ur_loop *loop, unsigned wait_nr);    /* counts enters */
 void ur_reap (ur_loop *loop);                 /* dispatch every ready CQE */
 void ur_enqueue (ur_loop *loop, ur_task *t);  /* make t runnable */
 double ur_now (void);
+/* After fork() the child inherits the loop but not the ring's mappings
+ * (dontfork): touching them would crash.  ur_foreign is true there. */
+extern volatile int ur_forked;        /* set in the child by pthread_atfork */
+#define ur_foreign(loop) (ur_forked && ur_loop_foreign(loop))
+int ur_loop_foreign (ur_loop *loop);
+int ur_foreign_error (lua_State *L, ur_loop *loop);   /* raises */
 int ur_setup_ring (ur_loop *loop, struct io_uring *ring, unsigned entries,
                    int sqpoll, unsigned idle, unsigned *flags_out);
 void ur_register_loop (lua_State *L);
@@ -214,6 +220,8 @@ const char *ur_status_name (int status);
 int ur_pushfail (lua_State *L, int res, const char *what);
 int ur_pushsetupfail (lua_State *L, int res, unsigned entries);
 const char *ur_setup_reason (int res, char *buf, size_t len);
+lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
+                         lua_Integer def, lua_Integer lo, lua_Integer hi);
 
 /* fs.c */
 void ur_register_fs (lua_State *L);

@@ -1,6 +1,8 @@
 -- spec/run.lua: run the busted suite and end with the one summary line
 -- CI reads: "tests: N passed, N failed".  Exit status 1 on any failure.
 --
+-- The first run finds every *_spec.lua under spec/ (.busted: recursive),
+-- spec/adversarial/ included.
 -- With URING_MATRIX=1 the I/O specs run again under other ring setups
 -- (a 4-entry ring, SQPOLL, both), as liburing runs its tests under
 -- several setups: bugs in SQ-full flushing and CQ overflow only show
@@ -39,7 +41,11 @@ end
 run("", nil)
 if os.getenv("URING_MATRIX") == "1" then
   local io_specs = "spec/task_spec.lua spec/lifetime_spec.lua spec/batch_spec.lua "
-    .. "spec/file_spec.lua spec/ring_spec.lua spec/net_spec.lua spec/udp_spec.lua"
+    .. "spec/file_spec.lua spec/ring_spec.lua spec/net_spec.lua spec/udp_spec.lua "
+    -- the races and faults of spec/adversarial (found by the first run's
+    -- recursive search) under the other setups too; its storms set their
+    -- own 4-entry ring
+    .. "spec/adversarial/races_spec.lua spec/adversarial/faults_spec.lua"
   for _, env in ipairs { "URING_TEST_RING=4", "URING_TEST_SQPOLL=1",
                          "URING_TEST_SQPOLL=1 URING_TEST_RING=4" } do
     run("env " .. env, io_specs)

@@ -23,7 +23,10 @@ function uring.timeout(seconds, fn, ...)
     error("bad argument #2 to 'timeout' (function expected, got "
       .. type(fn) .. ")", 2)
   end
-  if type(seconds) ~= "number" or seconds < 0 or seconds ~= seconds then
+  -- as uring.sleep: NaN and >= 1e12 (past what a timespec takes) too;
+  -- else the core's check would raise from '_scope_open' in this file
+  if type(seconds) ~= "number" or seconds < 0 or seconds ~= seconds
+      or seconds >= 1e12 then
     error("bad argument #1 to 'timeout' (seconds must be a non-negative number)", 2)
   end
   local depth = core._scope_open(seconds)

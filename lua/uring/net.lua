@@ -5,6 +5,22 @@ local concat = table.concat
 
 return function(uring, core)
   local methods = core.socket_methods
+  local sockmt = debug.getregistry()["uring.socket"]
+
+  -- These methods are plain Lua: check self as the C ones do, so
+  -- sock.read(other) raises a bad argument, not "attempt to call a nil
+  -- value (method '_take_line')", and a closed socket raises at the
+  -- caller's line, not inside this file.
+  local function checkself(self, name)
+    local mt = getmetatable(self)
+    if mt ~= sockmt then
+      local got = type(mt) == "table" and type(mt.__name) == "string"
+        and mt.__name or type(self)
+      error(("bad argument #1 to '%s' (uring.socket expected, got %s)")
+        :format(name, got), 3)
+    end
+    if self:_closed() then error("attempt to use a closed socket", 3) end
+  end
 
   -- Wait until `want` is satisfied by the buffer; fill() as needed.
   -- Returns true when satisfied, false at EOF, or nil, msg, errno.
@@ -22,6 +38,14 @@ return function(uring, core)
   -- (everything until the peer closes), n (exactly n bytes).  A timeout
   -- returns nil, "timeout", ETIME and keeps the bytes buffered.
   function methods:receive(pattern, prefix)
+    checkself(self, "receive")
+    if prefix ~= nil then
+      if type(prefix) == "number" then prefix = tostring(prefix)
+      elseif type(prefix) ~= "string" then
+        error("bad argument #2 to 'receive' (string expected, got "
+          .. type(prefix) .. ")", 2)
+      end
+    end
     if (pattern == nil or pattern == "*l" or pattern == "l") and prefix == nil then
       -- the hot path of every line protocol: no pattern parsing
       while true do
@@ -75,6 +99,7 @@ return function(uring, core)
   --- sock:recv([max]) -> string | nil, "closed" | fail
   -- Whatever has arrived (at most max bytes), waiting only if nothing has.
   function methods:recv(max)
+    checkself(self, "recv")
     if max ~= nil and (math.type(max) ~= "integer" or max <= 0) then
       error("bad argument #1 to 'recv' (positive integer expected)", 2)
     end
@@ -88,6 +113,7 @@ return function(uring, core)
 
   --- sock:read(...) -- io-style formats "l", "L", "a", n; nil at EOF
   function methods:read(...)
+    checkself(self, "read")
     local n = select("#", ...)
     local fmts = n == 0 and { "l" } or { ... }
     local out = {}
@@ -133,6 +159,7 @@ return function(uring, core)
 
   --- sock:write(...) -> sock | fail  (strings and numbers, as file:write)
   function methods:write(...)
+    checkself(self, "write")
     local n = select("#", ...)
     local parts = { ... }
     for i = 1, n do
@@ -150,6 +177,7 @@ return function(uring, core)
 
   --- sock:lines([fmt]) -> iterator over sock:read(fmt or "l")
   function methods:lines(fmt)
+    checkself(self, "lines")
     fmt = fmt or "l"
     return function()
       local v, msg = self:read(fmt)

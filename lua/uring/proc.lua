@@ -18,9 +18,23 @@ return function(uring, core)
   end
 
   local close = methods.close   -- the C close; named so errors say 'close'
+  local mt = debug.getregistry()["uring.file"]
   methods.close = function(f, ...)
     local h = links[f]
-    if h == nil then return close(f, ...) end
+    if h == nil then
+      -- misuse raises here, at level 2, so the message names the
+      -- caller's line and not this wrapper's (the C close would)
+      if getmetatable(f) ~= mt then
+        local m = getmetatable(f)
+        error(("bad argument #1 to 'close' (uring.file expected, got %s)"):format(
+          type(m) == "table" and type(m.__name) == "string" and m.__name
+          or type(f)), 2)
+      end
+      if tostring(f) == "uring.file (closed)" then
+        error("attempt to use a closed file", 2)
+      end
+      return close(f, ...)
+    end
     local ok, msg, en = close(f)
     links[f] = nil
     local r1, r2, r3 = finish(h)
@@ -29,7 +43,6 @@ return function(uring, core)
   end
 
   -- `local f <close> = uring.popen(...)` waits as io.popen's does
-  local mt = debug.getregistry()["uring.file"]
   local closemm = mt.__close
   mt.__close = function(f, e)
     if links[f] ~= nil and tostring(f) ~= "uring.file (closed)" then

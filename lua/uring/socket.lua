@@ -108,6 +108,16 @@ function M.protect(f)
 end
 
 function M.skip(d, ...)
+  -- as LuaSocket's C skip (luaL_checkinteger), not an arithmetic error here
+  if math.type(d) ~= "integer" then
+    if type(d) == "number" then
+      error("bad argument #1 to 'skip' (number has no integer representation)", 2)
+    end
+    error("bad argument #1 to 'skip' (number expected, got "
+      .. (d == nil and "no value" or type(d)) .. ")", 2)
+  end
+  if d >= select("#", ...) then return end
+  if d < 0 then return ... end
   return select(d + 1, ...)
 end
 
