@@ -13,12 +13,7 @@ local function run(cmd)
   return code, out
 end
 
-local function readall(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readall = helpers.readall
 
 -- label<TAB>ratio<TAB>target<TAB>note lines of a .tsv
 local function tsv_lines(path)

@@ -5,12 +5,8 @@
 -- the environment.
 local LUA = os.getenv("LUA") or "lua5.4"
 
-local function readall(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local helpers = require "spec.helpers"
+local readall = helpers.readall
 
 local function exists(path)
   local f = io.open(path, "rb")

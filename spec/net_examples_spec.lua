@@ -12,13 +12,8 @@
 -- test.  URING_CPATH reaches the examples through the environment.
 local LUA = os.getenv("LUA") or "lua5.4"
 
-local function readall(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local helpers = require "spec.helpers"
+local readall = helpers.readall
 
 local function have(cmd)
   return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true

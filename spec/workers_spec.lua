@@ -10,13 +10,7 @@ local uring = require "uring"
 local LUA = os.getenv("LUA") or "lua5.4"
 local EXT = "env -u LD_PRELOAD timeout 10 "     -- curl without the ASan preload
 
-local function readall(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readall = helpers.readall
 
 local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 

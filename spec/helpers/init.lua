@@ -61,6 +61,15 @@ function helpers.tmpdir()
   return d
 end
 
+--- A whole file's bytes; "" when it cannot be read (a log not written).
+function helpers.readall(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 function helpers.rmrf(path)
   os.execute("rm -rf '" .. path .. "'")
 end
