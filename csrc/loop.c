@@ -718,6 +718,24 @@ static int l_run (lua_State *L) {
   return ur_task_results(L, m);
 }
 
+/* In a forked child: let go of the parent's ring without a word to the
+ * kernel (the ring is the parent's); our copies of its memory are private,
+ * so they are freed.  The next use sets up a ring of the child's own. */
+void ur_loop_forget (ur_loop *loop) {
+  if (loop->ring_ok) {
+    int fd = loop->ring.ring_fd;
+    loop->ring_ok = 0;        /* ur_bufring_free must not unregister */
+    ur_bufring_free(loop);
+    close(fd);
+    memset(&loop->ring, 0, sizeof loop->ring);
+  }
+  loop->setup_flags = 0;
+  loop->pending = 0;
+  loop->busy_turns = 0;
+  loop->pid = 0;
+  memset(&loop->stats, 0, sizeof loop->stats);
+}
+
 /*
  * Loop shutdown (lua_close, uring.configure): cancel every request and
  * reap until the kernel holds none, then tear the ring down.  If the
@@ -726,8 +744,9 @@ static int l_run (lua_State *L) {
  */
 static void loop_shutdown (ur_loop *loop) {
   if (!loop->ring_ok) return;
-  if (loop->pid != getpid()) {   /* a forked child: the ring is not ours */
-    loop->ring_ok = 0;
+  if (loop->pid != getpid()) {   /* a forked child */
+    ur_loop_forget(loop);
+    ur_slab_free(loop);
     return;
   }
   loop->closing = 1;

@@ -178,6 +178,7 @@ double ur_now (void);
 extern volatile int ur_forked;        /* set in the child by pthread_atfork */
 #define ur_foreign(loop) (ur_forked && ur_loop_foreign(loop))
 int ur_loop_foreign (ur_loop *loop);
+void ur_loop_forget (ur_loop *loop);
 int ur_foreign_error (lua_State *L, ur_loop *loop);   /* raises */
 int ur_setup_ring (ur_loop *loop, struct io_uring *ring, unsigned entries,
                    int sqpoll, unsigned idle, unsigned *flags_out);

@@ -43,22 +43,6 @@ static void supervised_set (sigset_t *set) {
   sigaddset(set, SIGCHLD);
 }
 
-/* In the child: forget the parent's ring; the next uring.run makes one. */
-static void loop_forget (ur_loop *loop) {
-  if (loop->ring_ok) {
-    int fd = loop->ring.ring_fd;
-    loop->ring_ok = 0;        /* ur_bufring_free must not unregister */
-    ur_bufring_free(loop);    /* our copy of the parent's buffers */
-    close(fd);
-    memset(&loop->ring, 0, sizeof loop->ring);
-  }
-  loop->setup_flags = 0;
-  loop->pending = 0;
-  loop->busy_turns = 0;
-  loop->pid = 0;
-  memset(&loop->stats, 0, sizeof loop->stats);
-}
-
 static void kill_all (const pid_t *pids, int n, int sig) {
   for (int i = 0; i < n; i++)
     if (pids[i] > 0) kill(pids[i], sig);
@@ -100,7 +84,7 @@ static int l_workers_fork (lua_State *L) {
       /* if the supervisor dies, stop too rather than serve unsupervised */
       prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (getppid() != parent) raise(SIGTERM);
-      loop_forget(loop);
+      ur_loop_forget(loop);   /* the next uring.run makes a ring */
       lua_pushinteger(L, i + 1);
       lua_pushinteger(L, getpid());
       return 2;
