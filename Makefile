@@ -82,7 +82,7 @@ asan: asan-build
 	  URING_CPATH="build-asan/?.so" $(LUA) spec/run.lua "$(BUSTED)"
 
 valgrind: all
-	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --child-silent-after-fork=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=spec/valgrind.supp $(BUSTED)"
+	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --child-silent-after-fork=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --suppressions=spec/valgrind.supp $(BUSTED)"
 
 # random programs, each in a fresh lua5.4 under ASan+UBSan:
 #   make fuzz SECONDS=N [SEED=s]     (a finding prints its seed; exit 1)
