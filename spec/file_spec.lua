@@ -926,13 +926,15 @@ describe("uring.copyfile", function()
 
   it("a copy cancelled mid-way unwinds and leaks no fd", function()
     local src, dst = dir .. "/src", dir .. "/dst"
-    spit(src, random_bytes(16 * 1024 * 1024))
+    -- 4 chains of 16 MiB (SPLICE_PAIRS): after the first, three remain
+    spit(src, random_bytes(64 * 1024 * 1024))
     local before = fdcount()
     run(function()
       local started = false
       local t = uring.spawn(uring.copyfile, src, dst, function() started = true end)
-      -- the first chunk is in: the copy now waits on its next splices
+      -- the first chain is in: the copy now waits on its next splices
       while not started do uring.yield() end
+      while t:status() == "ready" do uring.yield() end
       assert.equal("waiting", t:status())
       assert.equal("copyfile", t:waiting_on())
       t:cancel()
