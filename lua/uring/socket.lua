@@ -229,18 +229,25 @@ local function newtcp(class, family, s)
     armed = -1, opts = {}, rx = 0, tx = 0, born = now() }, class)
 end
 
-local function checktcp(self, want, fname)
-  local mt = getmetatable(self)
-  local ok = false
-  if mt and TCP[mt.__name] == mt then
-    ok = want == nil or want:find(self.class, 1, true) ~= nil
+-- A checker of `self` for the methods of one kind (TCP or UDP): its
+-- metatable must be one of `classes`, and its class one of `want` (a
+-- string naming them; nil: any).  The error blames the method's caller.
+local function checker(classes, any)
+  return function(self, want, fname)
+    local mt = getmetatable(self)
+    local ok = false
+    if mt and classes[mt.__name] == mt then
+      ok = want == nil or want:find(self.class, 1, true) ~= nil
+    end
+    if not ok then
+      error(fmt("bad argument #1 to '%s' (%s expected, got %s)", fname,
+        want or any, mt and mt.__name or type(self)), 3)
+    end
+    return self
   end
-  if not ok then
-    error(fmt("bad argument #1 to '%s' (%s expected, got %s)", fname,
-      want or "tcp{any}", mt and mt.__name or type(self)), 3)
-  end
-  return self
 end
+
+local checktcp = checker(TCP, "tcp{any}")
 
 -- The limit for the next wait of a call that started at `start`:
 -- min(block, what is left of total); -1: none.
@@ -635,18 +642,7 @@ for _, class in ipairs { "udp{unconnected}", "udp{connected}" } do
                  __close = udp_close_mm }
 end
 
-local function checkudp(self, want, fname)
-  local mt = getmetatable(self)
-  local ok = false
-  if mt and UDP[mt.__name] == mt then
-    ok = want == nil or want:find(self.class, 1, true) ~= nil
-  end
-  if not ok then
-    error(fmt("bad argument #1 to '%s' (%s expected, got %s)", fname,
-      want or "udp{any}", mt and mt.__name or type(self)), 3)
-  end
-  return self
-end
+local checkudp = checker(UDP, "udp{any}")
 
 local function udpclass(self, class)
   self.class = class
