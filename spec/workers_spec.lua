@@ -18,9 +18,9 @@ local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 local function pstate(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("a")     -- nil: it went between the open and the read
   f:close()
-  return s:match("^%d+ %b() (%a)")
+  return s and s:match("^%d+ %b() (%a)")
 end
 
 local function gone(pid)
