@@ -22,6 +22,9 @@
 #   workers  examples/http_workers.lua (uring.workers) with 1 worker (w1:
 #            on CPU 1, wrk on CPU 0, as every other case) and with 2 (w2:
 #            the workers and wrk all float over both CPUs)
+#   workers-cpu  the same with a CPU-bound handler (--spin $SPIN rounds of
+#            a busy loop per request, ~40 us): the workers, not wrk, run
+#            out of CPU, so the second core's gain shows (w1-spin, w2-spin)
 #
 # Contenders (the same protocol, answers byte for byte alike: checked
 # first with bench/http_probe.lua; the workers example answers with its
@@ -59,7 +62,8 @@ else
   ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-3s} QUICK=
   BENCH_RESULTS=${BENCH_RESULTS:-bench/results}
 fi
-WORKLOADS=${WORKLOADS:-"c50 c500 close50 workers"}
+WORKLOADS=${WORKLOADS:-"c50 c500 close50 workers workers-cpu"}
+SPIN=${SPIN:-5000}
 SRV_CPU=${SRV_CPU:-1}
 WRK_CPU=${WRK_CPU:-0}
 ALL_CPUS=0-$(($(nproc) - 1))
@@ -95,6 +99,7 @@ names_of () {
     c500)    echo "lua-uring luv cqueues c uring-http ring64" ;;
     close50) echo "lua-uring luv cqueues c" ;;
     workers) echo "w1 w2" ;;
+    workers-cpu) echo "w1-spin w2-spin" ;;
     *) echo "bench: unknown workload $1" >&2; exit 1 ;;
   esac
 }
@@ -109,12 +114,14 @@ server_cmd () {
     c-fixed)   echo "$OUT/http_c 0 --seconds 600 --fixed" ;;
     w1)        echo "$LUA examples/http_workers.lua 0 --workers 1 --seconds 600" ;;
     w2)        echo "$LUA examples/http_workers.lua 0 --workers 2 --seconds 600" ;;
+    w1-spin)   echo "$LUA examples/http_workers.lua 0 --workers 1 --seconds 600 --spin $SPIN" ;;
+    w2-spin)   echo "$LUA examples/http_workers.lua 0 --workers 2 --seconds 600 --spin $SPIN" ;;
   esac
 }
 # "listening on" lines to wait for; the CPUs of the server and of wrk
-ready_of () { case $1 in w2) echo 2 ;; *) echo 1 ;; esac; }
-srv_cpus () { case $1 in w2) echo "$ALL_CPUS" ;; *) echo "$SRV_CPU" ;; esac; }
-wrk_cpus () { case $1 in w2) echo "$ALL_CPUS" ;; *) echo "$WRK_CPU" ;; esac; }
+ready_of () { case $1 in w2|w2-spin) echo 2 ;; *) echo 1 ;; esac; }
+srv_cpus () { case $1 in w2|w2-spin) echo "$ALL_CPUS" ;; *) echo "$SRV_CPU" ;; esac; }
+wrk_cpus () { case $1 in w2|w2-spin) echo "$ALL_CPUS" ;; *) echo "$WRK_CPU" ;; esac; }
 
 SRV_PID=
 cleanup () {
@@ -230,7 +237,7 @@ done
 # the medians with the spread of the per-round ratios, printed and written
 # to http.tsv (label, ratio, target, note).  metric: per = requests per
 # server-CPU-second, rps = requests per second.
-awk -v workloads="$WORKLOADS" -v rounds="$ROUNDS" -v tsv="$BENCH_RESULTS/http.tsv" '
+awk -v workloads="$WORKLOADS" -v spin="$SPIN" -v rounds="$ROUNDS" -v tsv="$BENCH_RESULTS/http.tsv" '
   function median(n, a,   i, j, t) {
     for (i = 2; i <= n; i++) {             # insertion sort
       t = a[i]
@@ -266,11 +273,11 @@ awk -v workloads="$WORKLOADS" -v rounds="$ROUNDS" -v tsv="$BENCH_RESULTS/http.ts
   END {
     printf "" > tsv
     nw = split(workloads, W, " ")
-    split("lua-uring luv cqueues c uring-http sqpoll c-fixed ring64 w1 w2", N, " ")
+    nn = split("lua-uring luv cqueues c uring-http sqpoll c-fixed ring64 w1 w2 w1-spin w2-spin", N, " ")
     for (i = 1; i <= nw; i++) {
       w = W[i]
       line1 = sprintf("median %s req/s:", w); line2 = sprintf("median %s req/server-cpu-s:", w)
-      for (j = 1; j <= 10; j++) if ((w, N[j]) in seen) {
+      for (j = 1; j <= nn; j++) if ((w, N[j]) in seen) {
         line1 = line1 sprintf("  %s %.0f", N[j], med(w, N[j], "rps"))
         line2 = line2 sprintf("  %s %.0f", N[j], med(w, N[j], "per"))
       }
@@ -289,6 +296,7 @@ awk -v workloads="$WORKLOADS" -v rounds="$ROUNDS" -v tsv="$BENCH_RESULTS/http.ts
       ratio(w, "c-fixed", "c", "per", "", "knob " w ": C fixed files on/off", "registered files in the C server (lua-uring has no fixed_files); " what)
       ratio(w, "w2", "w1", "rps", "", "workers: 2/1 req/s", "uring.workers throughput, keep-alive 50 conns; w2 shares both CPUs with wrk")
       ratio(w, "w2", "w1", "per", "", "workers: 2/1 per CPU", "uring.workers efficiency, keep-alive 50 conns")
+      ratio(w, "w2-spin", "w1-spin", "rps", "", "workers, CPU-bound handler: 2/1 req/s", "uring.workers throughput, keep-alive 50 conns, --spin " spin " per request; w2 shares both CPUs with wrk")
     }
   }' "$OUT/http_results.txt"
 echo "ratios written to $BENCH_RESULTS/http.tsv"

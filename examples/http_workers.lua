@@ -1,6 +1,6 @@
 --- examples/http_workers.lua: one HTTP/1.1 keep-alive server on every core.
 --
---   lua5.4 examples/http_workers.lua [port] [--workers N] [--seconds S]
+--   lua5.4 examples/http_workers.lua [port] [--workers N] [--seconds S] [--spin K]
 --
 -- uring.workers forks N processes (default: one per CPU); each runs its
 -- own ring and listens on the same port with SO_REUSEPORT, so the kernel
@@ -12,6 +12,10 @@
 -- every worker; each closes its listener and connections (<close>) and
 -- prints its summary; the parent waits for all and prints its own.
 -- --seconds S (default 30) stops each worker after S seconds.
+-- --spin K makes every request first run K rounds of a busy Lua loop, a
+-- stand-in for an application's handler: with it the workers, not the
+-- load generator, are what runs out of CPU, so the gain from more cores
+-- shows (bench/http.sh's "workers-cpu" workload).
 --
 -- Try it:  lua5.4 examples/http_workers.lua 8080 --workers 2 &
 --          curl http://127.0.0.1:8080/ http://127.0.0.1:8080/
@@ -22,7 +26,7 @@ package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 local uring = require "uring"
 local byte, find, lower = string.byte, string.find, string.lower
 
-local USAGE = "usage: lua5.4 examples/http_workers.lua [port] [--workers N] [--seconds S]\n"
+local USAGE = "usage: lua5.4 examples/http_workers.lua [port] [--workers N] [--seconds S] [--spin K]\n"
 local function usage(msg)
   io.stderr:write("http_workers: ", msg, "\n", USAGE)
   os.exit(2)
@@ -35,17 +39,19 @@ local function ncpus()
   return n or 1
 end
 
-local port, nworkers, seconds = 0, nil, 30
+local port, nworkers, seconds, spin = 0, nil, 30, 0
 do
   local i, positional = 1, 0
   while i <= #arg do
     local a = arg[i]
-    if a == "--workers" or a == "--seconds" then
+    if a == "--workers" or a == "--seconds" or a == "--spin" then
       local v = tonumber(arg[i + 1])
       if not v or v <= 0 then usage(a .. " needs a positive number") end
-      if a == "--workers" then
-        nworkers = math.tointeger(v) or usage(a .. " needs an integer")
-      else seconds = v end
+      if a == "--seconds" then seconds = v
+      else
+        v = math.tointeger(v) or usage(a .. " needs an integer")
+        if a == "--workers" then nworkers = v else spin = v end
+      end
       i = i + 2
     elseif positional == 0 and a:match("^%d+$") then
       port, positional = tonumber(a), 1
@@ -74,6 +80,11 @@ local function worker(i, pid)
   local KEEP, CLOSE = response("keep-alive"), response("close")
   local BAD = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
   local requests, conns, active = 0, 0, {}
+  local function work()        -- --spin: the application's share of a request
+    local x = 0
+    for k = 1, spin do x = x ~ (x * 31 + k) end
+    return x
+  end
 
   -- one task per connection: request line, headers, one send per answer
   local function serve(sock)
@@ -103,6 +114,7 @@ local function worker(i, pid)
         end
         if bodylen > 0 and not sock:receive(bodylen) then break end
         requests = requests + 1
+        if spin > 0 then work() end
         if not sock:send(keep and KEEP or CLOSE) or not keep then break end
       end
     end
