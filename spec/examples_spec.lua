@@ -124,7 +124,8 @@ describe("examples", function()
 
   describe("http_workers.lua", function()
     it("forks two workers on one port, answers curl, and all stop by themselves", function()
-      local p = assert(io.popen("timeout 30 " .. LUA .. " examples/http_workers.lua 0 --workers 2 --seconds 2 2>&1"))
+      -- (--spin: each request runs the stand-in handler work first)
+      local p = assert(io.popen("timeout 30 " .. LUA .. " examples/http_workers.lua 0 --workers 2 --seconds 2 --spin 100 2>&1"))
       local port, pids = nil, {}
       for _ = 1, 2 do
         local line = p:read("l") or ""
@@ -143,6 +144,15 @@ describe("examples", function()
       assert.matches("worker 1 %(pid " .. pids[1] .. "%): %d+ requests", rest)
       assert.matches("worker 2 %(pid " .. pids[2] .. "%): %d+ requests", rest)
       assert.matches("http_workers: 2 workers ended, all cleanly", rest)
+    end)
+
+    it("refuses a bad --spin with its usage line and status 2", function()
+      local p = assert(io.popen(LUA .. " examples/http_workers.lua 0 --spin 1.5 2>&1"))
+      local out = p:read("a")
+      local _, _, code = p:close()
+      assert.equal(2, code)
+      assert.matches("%-%-spin needs an integer", out)
+      assert.matches("usage: lua5%.4 examples/http_workers%.lua", out)
     end)
   end)
 
