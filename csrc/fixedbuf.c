@@ -30,21 +30,21 @@
 static const char *fixed_reason (ur_loop *loop, int res, char *buf,
                                  size_t len) {
   int en = res < 0 ? -res : res;
-  size_t total = (size_t)loop->want_fixed * loop->fixed_size;
+  size_t total = (size_t)loop->want_fixed * loop->want_fixed_size;
   if (en == ENOMEM) {
     struct rlimit rl;
     getrlimit(RLIMIT_MEMLOCK, &rl);
     snprintf(buf, len, "not enough locked memory for %u registered buffers "
              "of %u bytes (%zu bytes; RLIMIT_MEMLOCK soft %llu, hard %llu "
              "bytes); fix: ulimit -l, CAP_IPC_LOCK, or fewer or smaller "
-             "buffers", loop->want_fixed, loop->fixed_size, total,
+             "buffers", loop->want_fixed, loop->want_fixed_size, total,
              (unsigned long long)rl.rlim_cur,
              (unsigned long long)rl.rlim_max);
   }
   else if (en == EINVAL || en == EOPNOTSUPP)
     snprintf(buf, len, "the kernel refused %u buffers of %u bytes (%s); "
              "fix: Linux >= 5.19, at most 16384 buffers",
-             loop->want_fixed, loop->fixed_size, strerror(en));
+             loop->want_fixed, loop->want_fixed_size, strerror(en));
   else
     snprintf(buf, len, "%s", strerror(en));
   return buf;
@@ -61,6 +61,7 @@ int ur_fixed_setup (lua_State *L, ur_loop *loop) {
   int ret;
   loop->fixed_err = 0;
   if (loop->want_fixed == 0 || loop->fixed_n > 0) return 0;
+  loop->fixed_size = loop->want_fixed_size;
   iov = (struct iovec *)malloc(loop->want_fixed * sizeof *iov);
   loop->fixed_stack = (uint32_t *)malloc(loop->want_fixed * sizeof(uint32_t));
   if (iov == NULL || loop->fixed_stack == NULL
@@ -116,7 +117,7 @@ void ur_fixed_push (lua_State *L, ur_loop *loop) {
   lua_setfield(L, -2, "count");
   lua_pushinteger(L, loop->want_fixed);
   lua_setfield(L, -2, "wanted");
-  lua_pushinteger(L, loop->fixed_size);
+  lua_pushinteger(L, loop->fixed_n ? loop->fixed_size : loop->want_fixed_size);
   lua_setfield(L, -2, "size");
   lua_pushinteger(L, loop->fixed_nfree);
   lua_setfield(L, -2, "free");

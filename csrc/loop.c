@@ -128,7 +128,7 @@ ur_loop *ur_loop_get (lua_State *L) {
   loop->entries = default_entries();
   loop->want_sqpoll = default_sqpoll();
   loop->sq_thread_idle = 1000;
-  loop->fixed_size = 64 * 1024;
+  loop->want_fixed_size = 64 * 1024;
   loop->main_ref = loop->error_ref = loop->trace_ref = LUA_NOREF;
   lua_newtable(L);                     /* anchors live tasks */
   loop->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -805,7 +805,7 @@ static int l_configure (lua_State *L) {
   nfixed = ur_intfield(L, 1, 1, "fixed_buffers", loop->want_fixed, 0,
                        UR_FIXED_MAX);
   /* whole pages, so every slot suits O_DIRECT; the kernel takes <= 1 GiB */
-  fsize = ur_intfield(L, 1, 1, "fixed_buffer_size", loop->fixed_size, 4096,
+  fsize = ur_intfield(L, 1, 1, "fixed_buffer_size", loop->want_fixed_size, 4096,
                       1 << 30);
   if (fsize % 4096 != 0)
     return luaL_argerror(L, 1, "fixed_buffer_size must be a multiple of 4096");
@@ -819,7 +819,7 @@ static int l_configure (lua_State *L) {
   loop->sq_thread_idle = (unsigned)idle;
   loop->entries = (unsigned)entries;
   loop->want_fixed = (uint32_t)nfixed;
-  loop->fixed_size = (uint32_t)fsize;
+  loop->want_fixed_size = (uint32_t)fsize;
   if (loop->ring_ok && loop->live_tasks == 0) loop_shutdown(loop);
   return 0;
 }

@@ -161,7 +161,9 @@ struct ur_loop {
   uint32_t iobuf_count[UR_IOBUF_CLASSES];
   /* registered buffers for file reads (fixedbuf.c) */
   uint32_t want_fixed;  /* configure{fixed_buffers}: 0 = off */
-  uint32_t fixed_size;  /* bytes per buffer (configure{fixed_buffer_size}) */
+  uint32_t want_fixed_size;  /* configure{fixed_buffer_size} */
+  uint32_t fixed_size;  /* bytes per registered buffer (as set up: a later
+                           configure changes only want_fixed_size) */
   uint32_t fixed_n;     /* registered with the ring now (0: none) */
   uint32_t fixed_nfree; /* free slots, on top of fixed_stack */
   uint32_t *fixed_stack;

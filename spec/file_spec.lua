@@ -1290,19 +1290,46 @@ describe("registered buffers: uring.configure{fixed_buffers}", function()
   end)
 
   it("raises on bad options", function()
-    raises("#1 to 'uring.configure' (fixed_buffers must be in 0..16384)",
+    raises("(fixed_buffers must be in 0..16384)",
       uring.configure, { fixed_buffers = -1 })
-    raises("#1 to 'uring.configure' (fixed_buffers must be in 0..16384)",
+    raises("(fixed_buffers must be in 0..16384)",
       uring.configure, { fixed_buffers = 16385 })
-    raises("#1 to 'uring.configure' (fixed_buffers must be an integer, got string)",
+    raises("(fixed_buffers must be an integer, got string)",
       uring.configure, { fixed_buffers = "x" })
-    raises("#1 to 'uring.configure' (fixed_buffer_size must be a multiple of 4096)",
+    raises("(fixed_buffer_size must be a multiple of 4096)",
       uring.configure, { fixed_buffer_size = 4097 })
-    raises("#1 to 'uring.configure' (fixed_buffer_size must be in 4096..1073741824)",
+    raises("(fixed_buffer_size must be in 4096..1073741824)",
       uring.configure, { fixed_buffer_size = 0 })
-    raises("#1 to 'uring.configure' (fixed_buffer_size must be in 4096..1073741824)",
+    raises("(fixed_buffer_size must be in 4096..1073741824)",
       uring.configure, { fixed_buffer_size = 1 << 31 })
+    assert.matches("^bad argument #1 to '[%w.]*configure' %(fixed_buffers",
+      errmsg(uring.configure, { fixed_buffers = -1 }))
     assert.equal(0, uring.stats().fixed_buffers)
+  end)
+
+  it("a later fixed_buffer_size applies at the next setup, not to the registered buffers", function()
+    local p = dir .. "/f"
+    local data = random_bytes(16384)
+    spit(p, data)
+    uring.configure { fixed_buffers = 2, fixed_buffer_size = 4096 }
+    assert.equal(2, uring.features().fixed_buffers.count)
+    run(function()
+      local f = assert(uring.open(p, "r"))
+      -- configure refuses while running; from a task it raises
+      raises("configure: the loop is running", uring.configure, { fixed_buffer_size = 8192 })
+      assert.equal(data:sub(1, 8192), f:pread(8192, 0))   -- too big: plain
+      f:close()
+    end)
+    uring.configure { fixed_buffer_size = 8192 }          -- idle: set up anew
+    local fb = uring.features().fixed_buffers
+    assert.same({ 2, 8192, 2 }, { fb.count, fb.size, fb.free })
+    local before = uring.stats().fixed_reads
+    run(function()
+      local f = assert(uring.open(p, "r"))
+      assert.equal(data:sub(1, 8192), f:pread(8192, 0))   -- fits now
+      f:close()
+    end)
+    assert.equal(before + 1, uring.stats().fixed_reads)
   end)
 
   it("degrades to plain reads, and says why, when RLIMIT_MEMLOCK refuses", function()
