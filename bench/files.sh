@@ -10,10 +10,14 @@
 # Workloads (contenders alternate within each round; medians of the rounds):
 #   cache   random 4 KiB reads from the page-cached file, QD 1 and 32:
 #           uring (bench/randread.lua: 1 or 32 tasks doing file:pread),
+#           at QD 32 also uring-fixed (configure{fixed_buffers = 32}:
+#           READ_FIXED into registered buffers) and uring-buf
+#           (file:pread(buf, 4096, off) into a uring.buffer: no string),
 #           luv (uv.fs_read, 1 or 32 requests in flight), io (plain Lua
 #           seek+read, QD 1 only), fio io_uring (iodepth 1/32), fio psync
 #           (QD 1), c (bench/randread.c, raw liburing: the ceiling)
-#   direct  the same on the disk: uring, fio and c with O_DIRECT; io and luv
+#   direct  the same on the disk: uring (and at QD 32 uring-fixed and
+#           uring-buf), fio and c with O_DIRECT; io and luv
 #           cannot open O_DIRECT, so the file's page cache is dropped before
 #           each of their runs (dd iflag=nocache: this file only)
 #   copy    sequential copy of the file, source warm: uring.copyfile
@@ -105,6 +109,10 @@ while [ "$r" -le "$ROUNDS" ]; do
   line="round $r cache iops:"
   for qd in 1 32; do
     record "uring-qd$qd" "$(iops $R uring "$DATA" $qd "$OPS")"
+    if [ $qd = 32 ]; then
+      record "uring-fixed-qd32" "$(iops $R uring-fixed "$DATA" 32 "$OPS")"
+      record "uring-buf-qd32" "$(iops $R uring-buf "$DATA" 32 "$OPS")"
+    fi
     record "luv-qd$qd" "$(iops $R luv "$DATA" $qd "$LUV_OPS")"
     if [ $qd = 1 ]; then record "io-qd1" "$(iops $R io "$DATA" 1 "$OPS")"; fi
     record "fio-uring-qd$qd" "$(fio_iops io_uring $qd 0)"
@@ -115,6 +123,10 @@ while [ "$r" -le "$ROUNDS" ]; do
   line="round $r disk iops:"
   for qd in 1 32; do
     record "d-uring-qd$qd" "$(iops $R uring "$DATA" $qd "$DOPS" direct)"
+    if [ $qd = 32 ]; then
+      record "d-uring-fixed-qd32" "$(iops $R uring-fixed "$DATA" 32 "$DOPS" direct)"
+      record "d-uring-buf-qd32" "$(iops $R uring-buf "$DATA" 32 "$DOPS" direct)"
+    fi
     record "d-fio-uring-qd$qd" "$(fio_iops io_uring $qd 1)"
     if [ $qd = 1 ]; then record "d-fio-psync-qd1" "$(fio_iops psync 1 1)"; fi
     record "d-c-qd$qd" "$(iops "$OUT/randread" "$DATA" $qd "$DOPS" direct)"
@@ -169,6 +181,11 @@ awk -v tsv="$BENCH_RESULTS/files.tsv" -v quick="$QUICK" '
     ratio("randread-cache-qd32 vs fio", "uring-qd32", "fio-uring-qd32", "0.8", "page cache, 32 tasks vs fio io_uring iodepth 32")
     ratio("randread-cache-qd32 vs luv", "uring-qd32", "luv-qd32", "3", "page cache, 32 tasks vs luv fs_read, 32 in flight")
     ratio("randread-cache-qd32 vs c", "uring-qd32", "c-qd32", "", "page cache, vs raw liburing QD 32")
+    ratio("randread-cache-qd32 fixed/plain", "uring-fixed-qd32", "uring-qd32", "", "knob: configure{fixed_buffers = 32} (READ_FIXED), page cache, 32 tasks")
+    ratio("randread-cache-qd32 buf/plain", "uring-buf-qd32", "uring-qd32", "", "file:pread(buf, 4096, off) into a uring.buffer (no string per read) vs pread(4096, off), page cache")
+    ratio("randread-cache-qd32 buf vs fio", "uring-buf-qd32", "fio-uring-qd32", "0.8", "page cache, 32 tasks reading into uring.buffers vs fio io_uring iodepth 32")
+    ratio("randread-cache-qd32 buf vs luv", "uring-buf-qd32", "luv-qd32", "3", "page cache, 32 tasks reading into uring.buffers vs luv fs_read, 32 in flight")
+    ratio("randread-cache-qd32 buf vs c", "uring-buf-qd32", "c-qd32", "", "page cache, 32 tasks reading into uring.buffers vs raw liburing QD 32")
     ratio("randread-cache-qd1 vs fio", "uring-qd1", "fio-uring-qd1", "", "page cache, 1 task vs fio io_uring iodepth 1")
     ratio("randread-cache-qd1 vs io", "uring-qd1", "io-qd1", "", "page cache, 1 task vs blocking Lua io seek+read")
     ratio("randread-cache-qd1 vs psync", "uring-qd1", "fio-psync-qd1", "", "page cache, 1 task vs fio psync (blocking pread)")
@@ -177,6 +194,11 @@ awk -v tsv="$BENCH_RESULTS/files.tsv" -v quick="$QUICK" '
     ratio("randread-disk-qd32 vs io", "d-uring-qd32", "cold-io-qd1", "4", "O_DIRECT 32 tasks vs blocking Lua io after dropping the file cache")
     ratio("randread-disk-qd32 vs luv", "d-uring-qd32", "cold-luv-qd32", "", "O_DIRECT 32 tasks vs luv 32 in flight after dropping the file cache")
     ratio("randread-disk-qd32 vs c", "d-uring-qd32", "d-c-qd32", "", "O_DIRECT, vs raw liburing QD 32")
+    ratio("randread-disk-qd32 fixed/plain", "d-uring-fixed-qd32", "d-uring-qd32", "", "knob: configure{fixed_buffers = 32} (READ_FIXED), O_DIRECT, 32 tasks")
+    ratio("randread-disk-qd32 buf/plain", "d-uring-buf-qd32", "d-uring-qd32", "", "file:pread(buf, 4096, off) into a uring.buffer vs pread(4096, off), O_DIRECT")
+    ratio("randread-disk-qd32 fixed vs fio", "d-uring-fixed-qd32", "d-fio-uring-qd32", "0.85", "O_DIRECT, 32 tasks with fixed_buffers vs fio io_uring iodepth 32")
+    ratio("randread-disk-qd32 buf vs fio", "d-uring-buf-qd32", "d-fio-uring-qd32", "0.85", "O_DIRECT, 32 tasks reading into uring.buffers vs fio io_uring iodepth 32")
+    ratio("randread-disk-qd32 buf vs c", "d-uring-buf-qd32", "d-c-qd32", "", "O_DIRECT, 32 tasks reading into uring.buffers vs raw liburing QD 32")
     ratio("randread-disk-qd1 vs fio", "d-uring-qd1", "d-fio-uring-qd1", "", "O_DIRECT, 1 task vs fio io_uring iodepth 1")
     ratio("randread-disk-qd1 vs psync", "d-uring-qd1", "d-fio-psync-qd1", "", "O_DIRECT, 1 task vs fio psync")
     ratio("copy vs cp", "cp", "uring-copyfile", "1", "seconds of cp / seconds of uring.copyfile, source cached")

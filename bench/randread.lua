@@ -3,6 +3,12 @@
 --   lua5.4 bench/randread.lua uring FILE QD OPS [direct]
 --       QD tasks, each calling file:pread(4096, off) in a loop (QD reads
 --       in flight); "direct" opens FILE with {direct = true} (O_DIRECT)
+--   lua5.4 bench/randread.lua uring-fixed FILE QD OPS [direct]
+--       the same with uring.configure{fixed_buffers = QD}: each read is a
+--       READ_FIXED into a registered buffer, still returned as a string
+--   lua5.4 bench/randread.lua uring-buf FILE QD OPS [direct]
+--       each task reads into its own uring.buffer(4096) with
+--       file:pread(buf, 4096, off): no string is made per read
 --   lua5.4 bench/randread.lua luv FILE QD OPS
 --       luv's uv.fs_read with QD requests in flight (each callback
 --       issues the next read); libuv runs them on its thread pool
@@ -21,9 +27,12 @@ local mode, path = arg[1], arg[2]
 local qd = math.tointeger(tonumber(arg[3] or ""))
 local ops = math.tointeger(tonumber(arg[4] or ""))
 local direct = arg[5] == "direct"
+local variant = mode and mode:match("^uring%-(%a+)$")
+if variant == "fixed" or variant == "buf" then mode = "uring"
+elseif variant then mode = nil end
 if (mode ~= "uring" and mode ~= "luv" and mode ~= "io") or not path
    or not qd or qd < 1 or not ops or ops < qd or (mode == "io" and qd ~= 1) then
-  io.stderr:write("usage: lua5.4 bench/randread.lua uring|luv|io FILE QD OPS [direct]\n")
+  io.stderr:write("usage: lua5.4 bench/randread.lua uring|uring-fixed|uring-buf|luv|io FILE QD OPS [direct]\n")
   os.exit(2)
 end
 
@@ -45,6 +54,7 @@ end
 
 if mode == "uring" then
   local uring = require "uring"
+  if variant == "fixed" then uring.configure { fixed_buffers = qd } end
   local secs = uring.run(function()
     local f = assert(uring.open(path, "r", { direct = direct }))
     local left = ops
@@ -58,6 +68,17 @@ if mode == "uring" then
         if not s or #s ~= BS then error("short read") end
       end
     end
+    if variant == "buf" then
+      reader = function ()
+        local pread, buf = f.pread, uring.buffer(BS)
+        while left > 0 do
+          left = left - 1
+          if pread(f, buf, BS, (random(blocks) - 1) * BS) ~= BS then
+            error("short read")
+          end
+        end
+      end
+    end
     local t0 = uring.now()
     if qd == 1 then
       reader()
@@ -67,10 +88,14 @@ if mode == "uring" then
       for i = 1, qd do assert(tasks[i]:join()) end
     end
     local t = uring.now() - t0
+    if variant == "fixed" and uring.stats().fixed_reads < ops then
+      error("fixed_buffers: only " .. uring.stats().fixed_reads .. " of "
+        .. ops .. " reads were READ_FIXED")
+    end
     f:close()
     return t
   end)
-  report("uring", secs)
+  report(variant and "uring-" .. variant or "uring", secs)
 
 elseif mode == "luv" then
   local uv = require "luv"

@@ -148,6 +148,7 @@ void ur_register_buffer (lua_State *L) {
     {NULL, NULL}
   };
   luaL_newmetatable(L, UR_BUFFER_MT);
+  ur_loop_get(L)->buffer_mt = lua_topointer(L, -1);  /* fs.c's fast check */
   luaL_setfuncs(L, meta, 0);
   luaL_newlibtable(L, methods);
   luaL_setfuncs(L, methods, 0);

@@ -80,6 +80,18 @@ static ur_file *checkfile (lua_State *L, int idx) {
   return NULL;
 }
 
+/* The same for a uring.buffer (file:pread(buf, ...) runs it per op). */
+static ur_buffer *checkbuffer (lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_getmetatable(L, idx)) {
+    int same = lua_topointer(L, -1) == ur_loop_of(L)->buffer_mt;
+    lua_pop(L, 1);
+    if (same) return (ur_buffer *)p;
+  }
+  luaL_typeerror(L, idx, UR_BUFFER_MT);
+  return NULL;
+}
+
 /* As liolib's tofile: a closed file is a programming error. */
 static ur_file *tofile (lua_State *L) {
   ur_file *f = checkfile(L, 1);
@@ -850,15 +862,21 @@ static int pread_k (lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* file:pread(n, offset) -> string | nil (EOF) | fail */
+/* file:pread(n, offset) -> string | nil (EOF) | fail
+ * file:pread(buf, n, offset [, pos]) -> bytes | nil (EOF) | fail */
+static int pread_into (lua_State *L, ur_file *f);
+
 static int l_file_pread (lua_State *L) {
   ur_file *f = tofile(L);
-  lua_Integer n = luaL_checkinteger(L, 2);
-  lua_Integer off = luaL_checkinteger(L, 3);
+  lua_Integer n, off;
   ur_task *t;
   ur_req *r;
   struct io_uring_sqe *sqe;
   void *mem;
+  int slot;
+  if (lua_type(L, 2) == LUA_TUSERDATA) return pread_into(L, f);
+  n = luaL_checkinteger(L, 2);
+  off = luaL_checkinteger(L, 3);
   luaL_argcheck(L, n >= 0 && n <= INT_MAX, 2, "count out of range");
   luaL_argcheck(L, off >= 0, 3, "offset must be non-negative");
   t = ur_task_current(L, "pread");
@@ -867,18 +885,90 @@ static int l_file_pread (lua_State *L) {
     return 1;
   }
   r = ur_req_new(L, t->loop, IORING_OP_READ);
-  /* the kernel writes here: the request owns it (pooled, and aligned as
-   * O_DIRECT wants) */
-  mem = ur_iobuf_new(t->loop, r, (size_t)n);
-  if (mem == NULL) {
-    ur_req_free(t->loop, r);
-    return luaL_error(L, "pread: not enough memory");
-  }
   r->fd = f->fd;
-  sqe = ur_get_sqe(t->loop);
-  io_uring_prep_read(sqe, f->fd, mem, (unsigned)n, (uint64_t)off);
+  slot = ur_fixed_take(t->loop, (size_t)n);
+  if (slot >= 0) {
+    /* a registered buffer (configure{fixed_buffers}): its pages are
+     * pinned once, not on every read; back on the stack at ur_req_free */
+    mem = t->loop->fixed_base + (size_t)slot * t->loop->fixed_size;
+    r->mem = mem;
+    r->memlen = (size_t)n;
+    r->memclass = UR_MEM_FIXED;
+    r->aux = slot;
+    r->opcode = IORING_OP_READ_FIXED;
+    t->loop->stats.fixed_reads++;
+    sqe = ur_get_sqe(t->loop);
+    io_uring_prep_read_fixed(sqe, f->fd, mem, (unsigned)n, (uint64_t)off,
+                             slot);
+  }
+  else {
+    /* the kernel writes here: the request owns it (pooled, and aligned
+     * as O_DIRECT wants) */
+    mem = ur_iobuf_new(t->loop, r, (size_t)n);
+    if (mem == NULL) {
+      ur_req_free(t->loop, r);
+      return luaL_error(L, "pread: not enough memory");
+    }
+    sqe = ur_get_sqe(t->loop);
+    io_uring_prep_read(sqe, f->fd, mem, (unsigned)n, (uint64_t)off);
+  }
   ur_req_submitted(t->loop, r, sqe);
   return ur_await(L, t, r, "pread", 0, pread_k);
+}
+
+static int pread_into_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  int res = r->res;
+  (void)status; (void)ctx;
+  if (res > 0) ur_kernel_wrote(r->mem, (size_t)res);
+  ur_req_free(t->loop, r);
+  if (res <= 0) ur_check_interrupt(L, t);
+  if (res < 0) return ur_pushfail(L, res, NULL);
+  if (res == 0) luaL_pushfail(L);   /* EOF */
+  else lua_pushinteger(L, res);
+  return 1;
+}
+
+/* The bytes go straight into the uring.buffer at 1-based pos: no string
+ * is made per read.  The request pins the buffer (registry ref, and its
+ * pins count) until the CQE, so collecting it, or cancelling the task,
+ * while the read is in flight cannot free memory the kernel writes. */
+static int pread_into (lua_State *L, ur_file *f) {
+  ur_buffer *b = checkbuffer(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  lua_Integer off = luaL_checkinteger(L, 4);
+  lua_Integer pos = luaL_optinteger(L, 5, 1);
+  ur_task *t;
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  unsigned char *dst;
+  luaL_argcheck(L, n >= 0 && n <= INT_MAX, 3, "count out of range");
+  luaL_argcheck(L, off >= 0, 4, "offset must be non-negative");
+  luaL_argcheck(L, pos >= 1 && pos <= (lua_Integer)b->size, 5,
+                "position out of range");
+  if ((size_t)n > b->size - (size_t)(pos - 1))
+    return luaL_argerror(L, 3, lua_pushfstring(L,
+        "%I bytes at position %I overflow a buffer of %I bytes",
+        n, pos, (lua_Integer)b->size));
+  t = ur_task_current(L, "pread");
+  if (n == 0) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  dst = b->data + pos - 1;
+  r = ur_req_new(L, t->loop, IORING_OP_READ);
+  ur_req_pin(L, r, 2);          /* pinned: the kernel writes until the CQE */
+  b->pins++;
+  r->obj = b;
+  r->mem = dst;                 /* not ours: ur_req_free only unpins */
+  r->memlen = (size_t)n;
+  r->memclass = UR_MEM_BUFFER;
+  r->fd = f->fd;
+  sqe = ur_get_sqe(t->loop);
+  io_uring_prep_read(sqe, f->fd, dst, (unsigned)n, (uint64_t)off);
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, "pread", 0, pread_into_k);
 }
 
 static int pwrite_k (lua_State *L, int status, lua_KContext ctx);

@@ -128,6 +128,7 @@ ur_loop *ur_loop_get (lua_State *L) {
   loop->entries = default_entries();
   loop->want_sqpoll = default_sqpoll();
   loop->sq_thread_idle = 1000;
+  loop->want_fixed_size = 64 * 1024;
   loop->main_ref = loop->error_ref = loop->trace_ref = LUA_NOREF;
   lua_newtable(L);                     /* anchors live tasks */
   loop->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -159,6 +160,7 @@ ur_loop *ur_loop_ready (lua_State *L) {
   io_uring_ring_dontfork(&loop->ring);
   loop->ring_ok = 1;
   loop->pid = getpid();
+  ur_fixed_setup(L, loop);      /* a failure only warns: reads degrade */
   return loop;
 }
 
@@ -729,6 +731,7 @@ void ur_loop_forget (ur_loop *loop) {
     close(fd);
     memset(&loop->ring, 0, sizeof loop->ring);
   }
+  ur_fixed_free(loop);          /* our copy; the next ring registers anew */
   loop->setup_flags = 0;
   loop->pending = 0;
   loop->busy_turns = 0;
@@ -766,7 +769,15 @@ static void loop_shutdown (ur_loop *loop) {
   if (loop->inflight == 0) ur_bufring_free(loop);
   io_uring_queue_exit(&loop->ring);
   loop->ring_ok = 0;
-  if (loop->inflight == 0) ur_slab_free(loop);
+  if (loop->inflight == 0) {
+    ur_slab_free(loop);
+    ur_fixed_free(loop);
+  }
+  else {                        /* the kernel may still write: leak it */
+    loop->fixed_base = NULL;
+    loop->fixed_stack = NULL;
+    loop->fixed_n = loop->fixed_nfree = 0;
+  }
   loop->closing = 0;
 }
 
@@ -778,11 +789,12 @@ static int loop_gc (lua_State *L) {
   return 0;
 }
 
-/* uring.configure{entries =, sqpoll =, sq_thread_idle =}: ring options;
- * an idle ring is torn down and set up again with them on next use. */
+/* uring.configure{entries =, sqpoll =, sq_thread_idle =, fixed_buffers =,
+ * fixed_buffer_size =}: ring options; an idle ring is torn down and set
+ * up again with them on next use. */
 static int l_configure (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
-  lua_Integer entries, idle;
+  lua_Integer entries, idle, nfixed, fsize;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (loop->running)
     return luaL_error(L, "configure: the loop is running; call it before "
@@ -790,6 +802,13 @@ static int l_configure (lua_State *L) {
   entries = ur_intfield(L, 1, 1, "entries", loop->entries, 1, 32768);
   idle = ur_intfield(L, 1, 1, "sq_thread_idle", loop->sq_thread_idle, 0,
                      UINT32_MAX);        /* the kernel's field is a u32 */
+  nfixed = ur_intfield(L, 1, 1, "fixed_buffers", loop->want_fixed, 0,
+                       UR_FIXED_MAX);
+  /* whole pages, so every slot suits O_DIRECT; the kernel takes <= 1 GiB */
+  fsize = ur_intfield(L, 1, 1, "fixed_buffer_size", loop->want_fixed_size, 4096,
+                      1 << 30);
+  if (fsize % 4096 != 0)
+    return luaL_argerror(L, 1, "fixed_buffer_size must be a multiple of 4096");
   lua_getfield(L, 1, "sqpoll");
   if (!lua_isnil(L, -1)) {
     if (!lua_isboolean(L, -1))
@@ -799,6 +818,8 @@ static int l_configure (lua_State *L) {
   }
   loop->sq_thread_idle = (unsigned)idle;
   loop->entries = (unsigned)entries;
+  loop->want_fixed = (uint32_t)nfixed;
+  loop->want_fixed_size = (uint32_t)fsize;
   if (loop->ring_ok && loop->live_tasks == 0) loop_shutdown(loop);
   return 0;
 }

@@ -151,12 +151,26 @@ void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe) {
 void ur_req_free (ur_loop *loop, ur_req *r) {
   uint32_t idx = r->idx;
   if (r->state == UR_REQ_FREE) return;
+  if (r->memclass == UR_MEM_BUFFER) {
+    ((ur_buffer *)r->obj)->pins--;      /* still anchored by pin_ref */
+    r->memclass = 0;
+    r->mem = NULL;                      /* the buffer's bytes: not ours */
+  }
   if (r->pin_ref != LUA_NOREF) {
     lua_checkstack(loop->L, 4);
     luaL_unref(loop->L, LUA_REGISTRYINDEX, r->pin_ref);   /* unpinned */
     r->pin_ref = LUA_NOREF;
   }
-  if (r->memclass && r->mem) iobuf_release(loop, r->mem, r->memclass - 1u);
+  if (r->memclass == UR_MEM_FIXED) {
+    /* back on the free stack, unless the ring it belonged to is gone */
+    if ((unsigned char *)r->mem >= loop->fixed_base
+        && (unsigned char *)r->mem < loop->fixed_base
+             + (size_t)loop->fixed_n * loop->fixed_size
+        && loop->fixed_nfree < loop->fixed_n)
+      loop->fixed_stack[loop->fixed_nfree++] = (uint32_t)r->aux;
+  }
+  else if (r->memclass && r->mem)
+    iobuf_release(loop, r->mem, r->memclass - 1u);
   else free(r->mem);
   r->mem = NULL;
   r->memclass = 0;

@@ -167,6 +167,8 @@ static int l_stats (lua_State *L) {
   setint(L, "spawned", loop->stats.spawned);
   setint(L, "overflow_flushes", loop->stats.overflow_flushes);
   setint(L, "stale_cqes", loop->stats.stale_cqes);
+  setint(L, "fixed_reads", loop->stats.fixed_reads);
+  setint(L, "fixed_buffers", loop->fixed_n);
   setint(L, "requests", loop->nreqs);
   setint(L, "entries", loop->ring_ok ? loop->ring.sq.ring_entries : loop->entries);
   return 1;
@@ -219,6 +221,7 @@ static int l_features (lua_State *L) {
     io_uring_ring_dontfork(&loop->ring);
     loop->ring_ok = 1;
     loop->pid = getpid();
+    ur_fixed_setup(L, loop);
   }
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "available");
@@ -228,6 +231,8 @@ static int l_features (lua_State *L) {
   lua_setfield(L, -2, "flags");
   setint(L, "entries", loop->ring.sq.ring_entries);
   setint(L, "cq_entries", loop->ring.cq.ring_entries);
+  ur_fixed_push(L, loop);
+  lua_setfield(L, -2, "fixed_buffers");
   return 1;
 }
 

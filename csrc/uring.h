@@ -58,7 +58,9 @@ struct ur_req {
   uint8_t opcode;       /* IORING_OP_*, for trace and stats */
   uint8_t canceling;    /* an ASYNC_CANCEL for it was submitted */
   uint8_t memclass;     /* mem is a pooled I/O buffer of class memclass-1
-                           (ur_iobuf_new); 0: plain malloc, freed */
+                           (ur_iobuf_new); 0: plain malloc, freed;
+                           UR_MEM_FIXED: registered slot aux (fixedbuf.c);
+                           UR_MEM_BUFFER: obj is a pinned uring.buffer */
   int32_t res;          /* copied from the CQE */
   uint32_t cflags;      /* copied from the CQE */
   int fd;               /* for trace; and closed by the core when an open
@@ -110,10 +112,14 @@ struct ur_task {
  * classes of 4 KiB << k up to 64 KiB; bigger ones are allocated each time. */
 #define UR_IOBUF_CLASSES 5
 #define UR_IOBUF_MIN     4096
+#define UR_MEM_FIXED     0xFE   /* memclass of a registered-buffer read */
+#define UR_MEM_BUFFER    0xFD   /* memclass of a read into a uring.buffer */
+#define UR_FIXED_MAX     16384  /* the kernel's IORING_MAX_REG_BUFFERS */
 
 typedef struct ur_stats {
   uint64_t enters, sqes, cqes, flushes, waits, resumes, spawned;
   uint64_t overflow_flushes, stale_cqes;
+  uint64_t fixed_reads;   /* reads through a registered buffer */
 } ur_stats;
 
 struct ur_loop {
@@ -150,8 +156,19 @@ struct ur_loop {
   lua_State *L;         /* the main thread, for registry work */
   ur_bufring *bufring;  /* provided receive buffers, made on first use */
   const void *file_mt;  /* the uring.file metatable (fs.c checkfile) */
+  const void *buffer_mt;   /* the uring.buffer metatable (fs.c) */
   void *iobuf_free[UR_IOBUF_CLASSES];   /* pooled I/O buffers, per class */
   uint32_t iobuf_count[UR_IOBUF_CLASSES];
+  /* registered buffers for file reads (fixedbuf.c) */
+  uint32_t want_fixed;  /* configure{fixed_buffers}: 0 = off */
+  uint32_t want_fixed_size;  /* configure{fixed_buffer_size} */
+  uint32_t fixed_size;  /* bytes per registered buffer (as set up: a later
+                           configure changes only want_fixed_size) */
+  uint32_t fixed_n;     /* registered with the ring now (0: none) */
+  uint32_t fixed_nfree; /* free slots, on top of fixed_stack */
+  uint32_t *fixed_stack;
+  unsigned char *fixed_base;   /* fixed_n * fixed_size bytes, 4096-aligned */
+  int fixed_err;        /* -errno of a failed registration, else 0 */
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
   struct ur_trace_ev *tq;  /* trace events waiting for the next turn */
   size_t tq_len, tq_cap;
@@ -226,6 +243,17 @@ lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
 
 /* fs.c */
 void ur_register_fs (lua_State *L);
+
+/* fixedbuf.c: registered buffers for file reads */
+int ur_fixed_setup (lua_State *L, ur_loop *loop);   /* after ring setup */
+void ur_fixed_free (ur_loop *loop);                 /* at shutdown */
+void ur_fixed_push (lua_State *L, ur_loop *loop);   /* for features() */
+/* A free registered slot for a read of n bytes, or -1 (none registered,
+ * all in use, or n too big): the caller then reads as before. */
+static inline int ur_fixed_take (ur_loop *loop, size_t n) {
+  if (loop->fixed_nfree == 0 || n > loop->fixed_size) return -1;
+  return (int)loop->fixed_stack[--loop->fixed_nfree];
+}
 
 /* buffer.c */
 typedef struct ur_buffer {

@@ -23,7 +23,7 @@ build = {
         "csrc/core.c", "csrc/loop.c", "csrc/req.c", "csrc/task.c", "csrc/err.c",
         "csrc/fs.c", "csrc/buffer.c", "csrc/ring.c", "csrc/probe.c", "csrc/stats.c",
         "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c", "csrc/net.c", "csrc/signal.c", "csrc/proc.c",
-        "csrc/udp.c", "csrc/workers.c", "csrc/http.c",
+        "csrc/udp.c", "csrc/workers.c", "csrc/http.c", "csrc/fixedbuf.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)" },

@@ -53,16 +53,22 @@ describe("bench/files.sh quick", function()
     assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
     for _, name in ipairs { "uring-qd1", "luv-qd1", "io-qd1", "fio-uring-qd1",
         "fio-psync-qd1", "c-qd1", "uring-qd32", "luv-qd32", "fio-uring-qd32",
-        "c-qd32", "d-uring-qd1", "d-fio-uring-qd1", "d-fio-psync-qd1",
+        "c-qd32", "uring-fixed-qd32", "uring-buf-qd32",
+        "d-uring-qd1", "d-fio-uring-qd1", "d-fio-psync-qd1",
         "d-c-qd1", "cold-io-qd1", "d-uring-qd32", "d-fio-uring-qd32",
+        "d-uring-fixed-qd32", "d-uring-buf-qd32",
         "d-c-qd32", "cold-luv-qd32", "cp", "uring-copyfile" } do
       assert.matches("median " .. name:gsub("%-", "%%-") .. " +[%d.]+ ", out)
     end
     assert.matches("ratio randread%-cache%-qd32 vs fio: [%d.]+", out)
     assert.matches("ratio randread%-disk%-qd32 vs fio: [%d.]+", out)
+    assert.matches("ratio randread%-cache%-qd32 fixed/plain: [%d.]+", out)
+    assert.matches("ratio randread%-cache%-qd32 buf vs luv: [%d.]+", out)
+    assert.matches("ratio randread%-disk%-qd32 fixed/plain: [%d.]+", out)
+    assert.matches("ratio randread%-disk%-qd32 buf vs fio: [%d.]+", out)
     assert.matches("ratio copy vs cp: [%d.]+", out)
     local rows = tsv_lines(results .. "/files.tsv")
-    assert.equal(14, #rows)
+    assert.equal(24, #rows)
     assert.same({ "randread-cache-qd32 vs fio", "0.8" }, { rows[1].label, rows[1].target })
     -- the copy was checked byte for byte and removed
     assert.is_nil(io.open("build/bench/files.copy"))

@@ -69,6 +69,13 @@ end
 
 local run = uring.run
 
+local function helpers_is_root ()
+  local p = io.popen("id -u")
+  local id = p:read("l")
+  p:close()
+  return id == "0"
+end
+
 -- Temp dir per test, and the leak check every describe ends with.
 local dir
 local function setup_teardown ()
@@ -1066,5 +1073,293 @@ describe("files shared by tasks", function()
       assert.equal("uring.file (closed)", tostring(f))
       raises("attempt to use a closed file", function() return f:read() end)
     end)
+  end)
+end)
+
+describe("file:pread(buf, n, offset [, pos])", function()
+  setup_teardown()
+
+  it("reads into the buffer at pos, makes no string, and says how many bytes", function()
+    local p = dir .. "/f"
+    spit(p, "0123456789")
+    run(function()
+      local f = assert(uring.open(p, "r"))
+      local b = uring.buffer(8):fill(46)                 -- "........"
+      assert.equal(3, f:pread(b, 3, 3))
+      assert.equal("345.....", b:tostring())
+      assert.equal(2, f:pread(b, 4, 8, 5))               -- short at EOF
+      assert.equal("345.89..", b:tostring())              -- the rest untouched
+      assert.is_nil(f:pread(b, 1, 10))                    -- at EOF
+      assert.is_nil(f:pread(b, 8, 1000))                  -- past EOF
+      assert.equal(0, f:pread(b, 0, 0))
+      assert.equal(0, f:pread(b, 0, 0, 8))                -- n = 0 at the last byte
+      assert.equal(1, f:pread(b, 1, 9, 8))                -- the last byte
+      assert.equal("345.89.9", b:tostring())
+      assert.equal(0, b:pinned())
+      assert.equal(0, f:seek())                           -- stream not moved
+      -- many tasks, each with its own buffer, share the file
+      local tasks = {}
+      for i = 0, 9 do
+        tasks[#tasks + 1] = uring.spawn(function()
+          local mine = uring.buffer(1)
+          assert.equal(1, f:pread(mine, 1, i))
+          return mine:tostring()
+        end)
+      end
+      for i, t in ipairs(tasks) do
+        assert.same({ true, ("0123456789"):sub(i, i) }, { t:join() })
+      end
+      f:close()
+    end)
+  end)
+
+  it("reads an O_DIRECT file into the aligned buffer", function()
+    local p = dir .. "/d"
+    local data = random_bytes(3 * 4096)
+    spit(p, data)
+    run(function()
+      local f, err = uring.open(p, "r", { direct = true })
+      assert(f, err)
+      local b = uring.buffer(2 * 4096)
+      assert.equal(4096, f:pread(b, 4096, 4096, 4097))
+      assert.equal(data:sub(4097, 8192), b:tostring(4097, 8192))
+      assert.equal(8192, f:pread(b, 8192, 0))
+      assert(b:tostring() == data:sub(1, 8192), "direct read differs")
+      fails("Invalid argument", 22, f:pread(b, 4096, 0, 2))   -- misaligned
+      f:close()
+    end)
+  end)
+
+  it("raises on bad arguments before anything is read", function()
+    run(function()
+      local f = assert(uring.open(dir .. "/f", "w+"))
+      local b = uring.buffer(16)
+      raises("bad argument #2 to 'pread' (17 bytes at position 1 overflow a buffer of 16 bytes)",
+        function() return f:pread(b, 17, 0) end)
+      raises("bad argument #2 to 'pread' (8 bytes at position 10 overflow a buffer of 16 bytes)",
+        function() return f:pread(b, 8, 0, 10) end)
+      raises("bad argument #4 to 'pread' (position out of range)", function() return f:pread(b, 1, 0, 0) end)
+      raises("bad argument #4 to 'pread' (position out of range)", function() return f:pread(b, 1, 0, 17) end)
+      raises("bad argument #4 to 'pread' (position out of range)", function() return f:pread(b, 1, 0, -17) end)
+      raises("bad argument #2 to 'pread' (count out of range)", function() return f:pread(b, -1, 0) end)
+      raises("bad argument #3 to 'pread' (offset must be non-negative)", function() return f:pread(b, 1, -1) end)
+      raises("bad argument #2 to 'pread' (number expected, got no value)", function() return f:pread(b) end)
+      raises("bad argument #1 to 'pread' (uring.buffer expected, got uring.file)", function() return f:pread(f, 1, 0) end)
+      raises("bad argument #1 to 'pread' (uring.buffer expected, got FILE*)", function() return f:pread(io.stdout, 1, 0) end)
+      assert.equal(0, b:pinned())
+      f:close()
+      raises("attempt to use a closed file", function() return f:pread(b, 1, 0) end)
+    end)
+    raises("pread: not inside a task", function()
+      local f = io.open(dir .. "/f")
+      f:close()
+      return uring.run(function() return uring.open(dir .. "/f") end):pread(uring.buffer(1), 1, 0)
+    end)
+  end)
+
+  it("returns nil, msg, errno on failure", function()
+    run(function()
+      local f = assert(uring.open(dir .. "/w", "w"))
+      fails("Bad file descriptor", 9, f:pread(uring.buffer(4), 1, 0))
+      f:close()
+    end)
+  end)
+
+  it("pins the buffer while the read is in flight: collect, cancel, timeout", function()
+    local fifo = dir .. "/fifo"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    run(function()
+      local f = assert(uring.open(fifo, "r+"))
+      -- the buffer's only references: the reader's stack and the request
+      local reader = uring.spawn(function()
+        local b = uring.buffer(64)
+        local n = f:pread(b, 5, 0)
+        return n, b:tostring(1, n)
+      end)
+      local probe = uring.buffer(8)
+      local prober = uring.spawn(function() return f:pread(probe, 8, 0) end)
+      uring.sleep(0.01)
+      assert.equal(1, probe:pinned())
+      for _ = 1, 3 do collectgarbage(); collectgarbage(); uring.yield() end
+      -- cancelled mid-read: the kernel lets go before the task ends
+      prober:cancel()
+      local ok, e = prober:join()
+      assert.is_false(ok); assert.matches("canceled", e)
+      assert.equal(0, probe:pinned())
+      local w = assert(io.open(fifo, "w"))
+      w:write("hello")
+      w:close()
+      assert.same({ true, 5, "hello" }, { reader:join() })
+      -- a uring.timeout scope expires mid-read: cancelled, the buffer let go
+      local b2 = uring.buffer(4)
+      local r2 = uring.spawn(function()
+        return uring.timeout(0.02, function()
+          return f:pread(b2, 4, 0)
+        end)
+      end)
+      uring.sleep(0.005)
+      assert.equal(1, b2:pinned())
+      assert.same({ true, nil, "timeout", 62 }, { r2:join() })
+      assert.equal(0, b2:pinned())
+      f:close()
+    end)
+  end)
+end)
+
+describe("registered buffers: uring.configure{fixed_buffers}", function()
+  setup_teardown()
+  after_each(function() uring.configure { fixed_buffers = 0, fixed_buffer_size = 65536 } end)
+
+  it("reads through READ_FIXED while a buffer is free, plain READ otherwise, same bytes", function()
+    local p = dir .. "/f"
+    local data = random_bytes(64 * 1024)
+    spit(p, data)
+    uring.configure { fixed_buffers = 4, fixed_buffer_size = 8192 }
+    local fb = uring.features().fixed_buffers
+    assert.same({ count = 4, wanted = 4, size = 8192, free = 4 }, fb)
+    assert.equal(4, uring.stats().fixed_buffers)
+    local before = uring.stats().fixed_reads
+    local ops = {}
+    uring.trace(function(ev) if ev.event == "sqe" then ops[#ops + 1] = ev.op end end)
+    run(function()
+      local f = assert(uring.open(p, "r"))
+      assert.equal(data:sub(101, 8292), f:pread(8192, 100))     -- fits: fixed
+      assert.equal(data:sub(1, 8193), f:pread(8193, 0))         -- too big: plain
+      assert.is_nil(f:pread(10, #data))
+      f:close()
+    end)
+    uring.trace(false)
+    assert.same({ "openat", "read_fixed", "read", "read_fixed", "close" }, ops)
+    assert.equal(before + 2, uring.stats().fixed_reads)
+    -- 16 readers, 4 buffers: every read right, the rest go plain
+    before = uring.stats().fixed_reads
+    run(function()
+      local f = assert(uring.open(p, "r"))
+      local tasks = {}
+      for i = 1, 16 do
+        tasks[i] = uring.spawn(function()
+          for j = 0, 15 do
+            local off = ((i * 7 + j * 13) % 16) * 4096
+            assert.equal(data:sub(off + 1, off + 4096), f:pread(4096, off))
+          end
+        end)
+      end
+      for i = 1, 16 do assert.is_true((tasks[i]:join())) end
+      f:close()
+    end)
+    local fixed = uring.stats().fixed_reads - before
+    assert(fixed >= 16 and fixed < 256, "fixed reads: " .. fixed)
+    assert.equal(4, uring.features().fixed_buffers.free)      -- all given back
+  end)
+
+  it("reads O_DIRECT files through the registered buffers", function()
+    local p = dir .. "/d"
+    local data = random_bytes(4 * 4096)
+    spit(p, data)
+    uring.configure { fixed_buffers = 2, fixed_buffer_size = 4096 }
+    local before = uring.stats().fixed_reads
+    run(function()
+      local f = assert(uring.open(p, "r", { direct = true }))
+      for i = 3, 0, -1 do
+        assert(f:pread(4096, i * 4096) == data:sub(i * 4096 + 1, (i + 1) * 4096))
+      end
+      fails("Invalid argument", 22, f:pread(100, 1))   -- misaligned: still EINVAL
+      f:close()
+    end)
+    assert.equal(before + 5, uring.stats().fixed_reads)
+  end)
+
+  it("a fixed read cancelled in flight gives its buffer back", function()
+    local fifo = dir .. "/fifo"
+    assert(os.execute("mkfifo '" .. fifo .. "'"))
+    uring.configure { fixed_buffers = 1, fixed_buffer_size = 4096 }
+    run(function()
+      local f = assert(uring.open(fifo, "r+"))
+      local t = uring.spawn(f.pread, f, 10, 0)
+      uring.sleep(0.01)
+      assert.equal(0, uring.features().fixed_buffers.free)
+      t:cancel()
+      assert.is_false((t:join()))
+      assert.equal(1, uring.features().fixed_buffers.free)
+      local w = assert(io.open(fifo, "w"))
+      w:write("abc")
+      w:close()
+      assert.equal("abc", f:pread(10, 0))
+      f:close()
+    end)
+  end)
+
+  it("raises on bad options", function()
+    raises("(fixed_buffers must be in 0..16384)",
+      uring.configure, { fixed_buffers = -1 })
+    raises("(fixed_buffers must be in 0..16384)",
+      uring.configure, { fixed_buffers = 16385 })
+    raises("(fixed_buffers must be an integer, got string)",
+      uring.configure, { fixed_buffers = "x" })
+    raises("(fixed_buffer_size must be a multiple of 4096)",
+      uring.configure, { fixed_buffer_size = 4097 })
+    raises("(fixed_buffer_size must be in 4096..1073741824)",
+      uring.configure, { fixed_buffer_size = 0 })
+    raises("(fixed_buffer_size must be in 4096..1073741824)",
+      uring.configure, { fixed_buffer_size = 1 << 31 })
+    assert.matches("^bad argument #1 to '[%w.]*configure' %(fixed_buffers",
+      errmsg(uring.configure, { fixed_buffers = -1 }))
+    assert.equal(0, uring.stats().fixed_buffers)
+  end)
+
+  it("a later fixed_buffer_size applies at the next setup, not to the registered buffers", function()
+    local p = dir .. "/f"
+    local data = random_bytes(16384)
+    spit(p, data)
+    uring.configure { fixed_buffers = 2, fixed_buffer_size = 4096 }
+    assert.equal(2, uring.features().fixed_buffers.count)
+    run(function()
+      local f = assert(uring.open(p, "r"))
+      -- configure refuses while running; from a task it raises
+      raises("configure: the loop is running", uring.configure, { fixed_buffer_size = 8192 })
+      assert.equal(data:sub(1, 8192), f:pread(8192, 0))   -- too big: plain
+      f:close()
+    end)
+    uring.configure { fixed_buffer_size = 8192 }          -- idle: set up anew
+    local fb = uring.features().fixed_buffers
+    assert.same({ 2, 8192, 2 }, { fb.count, fb.size, fb.free })
+    local before = uring.stats().fixed_reads
+    run(function()
+      local f = assert(uring.open(p, "r"))
+      assert.equal(data:sub(1, 8192), f:pread(8192, 0))   -- fits now
+      f:close()
+    end)
+    assert.equal(before + 1, uring.stats().fixed_reads)
+  end)
+
+  it("degrades to plain reads, and says why, when RLIMIT_MEMLOCK refuses", function()
+    local script = dir .. "/memlock.lua"
+    spit(script, [[
+      local uring = require "uring"
+      -- 4 MiB locked; a small ring, whose own memory fits under the limit
+      uring.configure { fixed_buffers = 64, entries = 64 }
+      local fb = uring.features().fixed_buffers
+      print("count", fb.count, "wanted", fb.wanted)
+      print("error", fb.error)
+      print(uring.run(function()
+        local f = assert(uring.open("/etc/passwd"))
+        local s = f:pread(10, 0)
+        f:close()
+        return #s, uring.stats().fixed_reads
+      end))
+    ]])
+    -- as root, CAP_IPC_LOCK would lift the limit: drop it for the child
+    local drop = helpers_is_root() and "setpriv --bounding-set=-ipc_lock " or ""
+    local p = io.popen(drop .. "prlimit --memlock=65536 "
+      .. ("env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='%s;;' lua5.4 -W ")
+           :format(os.getenv("URING_CPATH") or "./build/?.so")
+      .. script .. " 2>&1")
+    local out = p:read("a")
+    assert(p:close(), out)
+    assert.matches("count\t0\twanted\t64", out)
+    assert.matches("error\tnot enough locked memory for 64 registered buffers of 65536 bytes "
+      .. "%(4194304 bytes; RLIMIT_MEMLOCK soft 65536, hard 65536 bytes%); fix: ulimit %-l", out)
+    assert.matches("\n10\t0\n", out)                      -- read, not fixed
+    assert.matches("Lua warning: uring: fixed_buffers: not enough locked memory", out)
   end)
 end)

@@ -122,6 +122,33 @@ describe("lifetimes", function()
     assert.is_true(uring.now() - t0 < 20)
   end)
 
+  it("keeps pread's uring.buffers and registered buffers alive until the loop lets go at exit", function()
+    local fifo = mkfifo(dir, "b")
+    local script = dir .. "/bufexit.lua"
+    local f = io.open(script, "w")
+    f:write(([[
+      local uring = require "uring"
+      uring.configure { fixed_buffers = 8, fixed_buffer_size = 4096 }
+      uring.run(function()
+        local file = assert(uring.open(%q, "r+"))
+        for i = 1, 50 do
+          -- the buffer's only references: this task's stack, the request
+          uring.spawn(function() file:pread(uring.buffer(4096), 4096, 0) end)
+        end
+        for i = 1, 20 do uring.spawn(file.pread, file, 4096, 0) end  -- 8 fixed
+        uring.sleep(0.05)
+        collectgarbage(); collectgarbage()
+        io.write("inflight ", uring.stats().inflight, " fixed ",
+                 uring.stats().fixed_reads, "\n")
+        os.exit(0, true)   -- lua_close with the reads in flight
+      end)
+    ]]):format(fifo))
+    f:close()
+    local out, code = helpers.sh("timeout 30 " .. helpers.lua_cmd() .. " " .. script)
+    assert.equal(0, code, out)
+    assert.matches("inflight 70 fixed 8", out)
+  end)
+
   it("exits promptly when a script's main task fails with sleepers in flight", function()
     local t0 = uring.now()
     local out, code = helpers.sh("timeout 30 " .. helpers.lua_cmd() .. [[ -e '
