@@ -915,8 +915,12 @@ describe("closing, cancelling and collecting sockets with ops in flight", functi
   it("close wakes a task sending on the socket with nil, \"closed\"", function()
     run(function()
       local c, s = pair()
-      local t = uring.spawn(function() return table.pack(c:send(("s"):rep(64 * 1024 * 1024))) end)
-      uring.sleep(0.05)
+      -- the 64 MiB string is made first: on a loaded machine making it
+      -- took longer than a fixed sleep; then wait until the task is in send
+      local big = ("s"):rep(64 * 1024 * 1024)
+      local t = uring.spawn(function() return table.pack(c:send(big)) end)
+      local deadline = uring.now() + 10
+      while t:waiting_on() ~= "send" and uring.now() < deadline do uring.sleep(0.01) end
       assert.equal("send", t:waiting_on())
       c:close()
       local ok, r = t:join()
