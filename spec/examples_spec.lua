@@ -122,6 +122,27 @@ describe("examples", function()
     end)
   end)
 
+  describe("random_reads.lua", function()
+    it("reads every block right three ways; the fixed way through registered buffers", function()
+      local code, out, err = run("random_reads.lua", "4 3000 8")
+      expect_ok(code, out, err)
+      for _, way in ipairs { "string", "buffer", "fixed" } do
+        assert.matches("\n" .. way .. " +%d+ reads/s +%d+ io_uring_enter +%d+ fixed reads", out)
+      end
+      -- 8 buffers of 4 KiB fit under any usual RLIMIT_MEMLOCK: all 3000 fixed
+      assert.matches("\nstring .- 0 fixed reads\n", out)
+      assert.matches("\nbuffer .- 0 fixed reads\n", out)
+      assert.matches("\nfixed .- 3000 fixed reads\nregistered buffers: 8 of 8\n", out)
+      assert.matches("reads with a wrong block: 0\nok: every read returned its block\n$", out)
+    end)
+
+    it("refuses a bad argument with its usage line and status 2", function()
+      local code, _, err = run("random_reads.lua", "0")
+      assert.equal(2, code)
+      assert.matches("usage: lua5%.4 examples/random_reads%.lua", err)
+    end)
+  end)
+
   describe("http_workers.lua", function()
     it("forks two workers on one port, answers curl, and all stop by themselves", function()
       -- (--spin: each request runs the stand-in handler work first)
