@@ -51,17 +51,15 @@ typedef struct ur_sock {
   ur_waitq acceptors;     /* tasks blocked in accept() */
 } ur_sock;
 
-static char sock_mt_key;   /* registry: the socket metatable, by address */
-
 /* luaL_checkudata, without its lookup by name: it runs several times per
- * request on a busy server */
+ * request on a busy server.  The metatable is compared by address with the
+ * loop's copy (a registry lookup by key cost more than the rest of a
+ * receive that finds its line buffered). */
 static ur_sock *checksock (lua_State *L, int idx) {
   void *p = lua_touserdata(L, idx);
   if (p != NULL && lua_getmetatable(L, idx)) {
-    int same;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &sock_mt_key);
-    same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
+    int same = lua_topointer(L, -1) == ur_loop_of(L)->sock_mt;
+    lua_pop(L, 1);
     if (same) return (ur_sock *)p;
   }
   luaL_typeerror(L, idx, UR_SOCK_MT);
@@ -960,8 +958,7 @@ void ur_register_net (lua_State *L) {
     {NULL, NULL}
   };
   luaL_newmetatable(L, UR_SOCK_MT);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &sock_mt_key);
+  ur_loop_get(L)->sock_mt = lua_topointer(L, -1);
   ur_setfuncs(L, meta);
   lua_newtable(L);
   ur_setfuncs(L, methods);

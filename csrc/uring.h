@@ -150,6 +150,7 @@ struct ur_loop {
   lua_State *L;         /* the main thread, for registry work */
   ur_bufring *bufring;  /* provided receive buffers, made on first use */
   const void *file_mt;  /* the uring.file metatable (fs.c checkfile) */
+  const void *sock_mt;  /* the uring.socket metatable (net.c checksock) */
   void *iobuf_free[UR_IOBUF_CLASSES];   /* pooled I/O buffers, per class */
   uint32_t iobuf_count[UR_IOBUF_CLASSES];
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
