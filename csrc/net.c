@@ -501,6 +501,12 @@ static int l_sock_buffered (lua_State *L) {
 
 static int send_k (lua_State *L, int status, lua_KContext ctx);
 
+/* A send this small (an HTTP response head, a line of a chat) is copied
+ * into memory the request owns: a malloc and a memcpy cost a third of
+ * pinning the string with a registry ref and unref.  Bigger ones are
+ * pinned, not copied. */
+#define SEND_COPY 1024
+
 /* Send data[from + done .. to): arguments 2 (data), 3 (i), 4 (j). */
 static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   size_t len, from = (size_t)lua_tointeger(L, 3), to = (size_t)lua_tointeger(L, 4);
@@ -509,11 +515,22 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   ur_req *r = ur_req_new(L, loop, IORING_OP_SEND), *tr;
   struct io_uring_sqe *sqe;
   size_t n = to - from - done;
+  const char *src = data + from + done;
   if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
-  ur_req_pin(L, r, 2);          /* pinned: the kernel reads it until the CQE */
+  if (n <= SEND_COPY) {         /* the request owns a copy until the CQE */
+    r->mem = malloc(n ? n : 1);
+    if (r->mem == NULL) {
+      ur_req_free(loop, r);
+      return luaL_error(L, "send: not enough memory");
+    }
+    memcpy(r->mem, src, n);
+    src = (const char *)r->mem;
+  }
+  else
+    ur_req_pin(L, r, 2);        /* pinned: the kernel reads it until the CQE */
   tr = s->timeout >= 0 ? ur_link_timeout_new(L, loop) : NULL;
   sqe = ur_get_sqe(loop);
-  io_uring_prep_send(sqe, s->fd, data + from + done, n, MSG_NOSIGNAL);
+  io_uring_prep_send(sqe, s->fd, src, n, MSG_NOSIGNAL);
   r->fd = s->fd;
   r->memlen = n;
   ur_req_submitted(loop, r, sqe);
