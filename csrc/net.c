@@ -261,7 +261,7 @@ static int recv_result (lua_State *L, ur_task *t, ur_sock *s) {
 
 static int fill_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
-  ur_sock *s = (ur_sock *)lua_touserdata(L, 1);   /* checked by _fill */
+  ur_sock *s = checksock(L, 1);
   (void)status;
   switch (recv_result(L, t, s)) {
     case RECV_FAILED: return 3;
@@ -390,7 +390,7 @@ static int receive_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
 
 static int receive_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
-  ur_sock *s = (ur_sock *)lua_touserdata(L, 1);   /* checked at the call */
+  ur_sock *s = checksock(L, 1);    /* (debug.setlocal can change it) */
   (void)status;
   switch (recv_result(L, t, s)) {
     case RECV_FAILED: return 3;
@@ -448,38 +448,94 @@ static int l_sock_take (lua_State *L) {
   return 1;
 }
 
-/* sock:_take_request(max) -> method, target, path, query, v10, lines,
- *   keep, length, transfer_encoding, expect (see ur_http_push_head)
- *   | nil (nothing buffered) | false (part of a head: fill and call again)
- *   | status (400, 414, 431: a bad head, left buffered)
- * uring.http's request reader: a whole head taken from the buffer in one
- * call (http.c parses it); blank lines before it are skipped. */
-static int l_sock_take_request (lua_State *L) {
-  ur_sock *s = checksock(L, 1);
-  lua_Integer max = luaL_checkinteger(L, 2);
+/* Take a whole request head from the buffer (blank lines before it are
+ * skipped): > 1, the results of ur_http_push_head pushed; 1, a bad head's
+ * status (400, 414, 431) pushed, the head left buffered; 0, part of a
+ * head (fill and call again); -1, nothing buffered.  Pushes nothing for
+ * 0 and -1. */
+static int take_request (lua_State *L, ur_sock *s, size_t max) {
   size_t head, first;
   int status, nres;
-  luaL_argcheck(L, max > 0, 2, "positive size expected");
   while (s->rlen > 0) {         /* blank lines between requests */
     const char *p = s->rbuf + s->rpos;
     if (p[0] == '\n') consume(s, 1);
     else if (p[0] == '\r' && s->rlen > 1 && p[1] == '\n') consume(s, 2);
     else break;
   }
-  if (s->rlen == 0) {
-    lua_pushnil(L);
-    return 1;
-  }
+  if (s->rlen == 0) return -1;
   head = ur_http_head_len(s->rbuf + s->rpos, s->rlen, &s->hscan, &first);
   if (head == 0) {
-    status = ur_http_too_big(s->rlen, first, (size_t)max);
-    if (status) lua_pushinteger(L, status);
-    else lua_pushboolean(L, 0);
+    status = ur_http_too_big(s->rlen, first, max);
+    if (status == 0) return 0;
+    lua_pushinteger(L, status);
     return 1;
   }
-  nres = ur_http_push_head(L, s->rbuf + s->rpos, head, (size_t)max);
+  nres = ur_http_push_head(L, s->rbuf + s->rpos, head, max);
   if (nres > 1) consume(s, head);          /* parsed: the head is taken */
   return nres;
+}
+
+/* sock:_take_request(max) -> method, target, path, query, v10, lines,
+ *   keep, length, transfer_encoding, expect (see ur_http_push_head)
+ *   | nil (nothing buffered) | false (part of a head: fill and call again)
+ *   | status (400, 414, 431: a bad head, left buffered)
+ * uring.http's request reader: a whole head taken from the buffer in one
+ * call (http.c parses it). */
+static int l_sock_take_request (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  int n;
+  luaL_argcheck(L, max > 0, 2, "positive size expected");
+  n = take_request(L, s, (size_t)max);
+  if (n < 0) lua_pushnil(L);
+  else if (n == 0) lua_pushboolean(L, 0);
+  return n > 0 ? n : 1;
+}
+
+/* sock:receive_head([max]): take_request, receiving until a whole head
+ * (or a bad one) is buffered.  Stack: 1 the socket; ctx: max. */
+static int receive_head_k (lua_State *L, int status, lua_KContext ctx);
+
+static int receive_head_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
+  int n = take_request(L, s, (size_t)ctx);
+  if (n > 1) return n;
+  if (n == 1) {                 /* a bad head: nil, "bad request", status */
+    luaL_pushfail(L);
+    lua_pushliteral(L, "bad request");
+    lua_rotate(L, -3, 2);
+    return 3;
+  }
+  if (s->eof) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  return start_recv(L, s, recv_task(L, s), ctx, receive_head_k);
+}
+
+static int receive_head_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_sock *s = checksock(L, 1);    /* (debug.setlocal can change it) */
+  (void)status;
+  switch (recv_result(L, t, s)) {
+    case RECV_FAILED: return 3;
+    case RECV_AGAIN: return start_recv(L, s, t, ctx, receive_head_k);
+    default: return receive_head_step(L, s, ctx);
+  }
+}
+
+/* sock:receive_head([max]) -> method, target, path, query, v10, lines,
+ *   keep, length, transfer_encoding, expect
+ *   | nil, "bad request", status | nil, "closed" | fail
+ * An HTTP/1.x request head, parsed in C (http.c) in one call: what a
+ * hand-written server needs, without a Lua call per header line. */
+static int l_sock_receive_head (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, 16 * 1024);
+  if (s->fd < 0) return luaL_error(L, "attempt to use a closed socket");
+  luaL_argcheck(L, max > 0, 2, "positive size expected");
+  lua_settop(L, 1);
+  return receive_head_step(L, s, (lua_KContext)max);
 }
 
 /* sock:_closed() -> true once closed (the Lua methods check it first, so
@@ -1096,7 +1152,7 @@ static int l_sock_tostring (lua_State *L) {
 void ur_register_net (lua_State *L) {
   static const luaL_Reg methods[] = {
     {"accept", l_sock_accept}, {"send", l_sock_send},
-    {"receive", l_sock_receive},
+    {"receive", l_sock_receive}, {"receive_head", l_sock_receive_head},
     {"settimeout", l_sock_settimeout}, {"shutdown", l_sock_shutdown},
     {"close", l_sock_close}, {"getpeername", l_sock_getpeername},
     {"getsockname", l_sock_getsockname}, {"fd", l_sock_fd},
