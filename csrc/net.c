@@ -235,10 +235,25 @@ static int start_recv (lua_State *L, ur_sock *s, ur_task *t,
  * (what arrived stays buffered). */
 enum { RECV_FAILED = -1, RECV_EOF = 0, RECV_BYTES = 1, RECV_AGAIN = 2 };
 
-static int recv_result (lua_State *L, ur_task *t, ur_sock *s) {
+static int closed_fail (lua_State *L) {
+  luaL_pushfail(L);
+  lua_pushliteral(L, "closed");
+  lua_pushinteger(L, EBADF);
+  return 3;
+}
+
+/* The socket is the request's r->obj, checked when the op began: a
+ * continuation needs no second checksock (__gc clears r->obj). */
+static int recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
   ur_req *r = ur_resumed(L, t);
+  ur_sock *s = (ur_sock *)r->obj;
   int res = r->res;
   ur_req_free(t->loop, r);
+  *sp = s;
+  if (s == NULL) {
+    closed_fail(L);
+    return RECV_FAILED;
+  }
   s->rbusy = 0;
   s->recv_ud = 0;
   if (s->fd < 0) {
@@ -261,9 +276,9 @@ static int recv_result (lua_State *L, ur_task *t, ur_sock *s) {
 
 static int fill_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
-  ur_sock *s = checksock(L, 1);
+  ur_sock *s;
   (void)status;
-  switch (recv_result(L, t, s)) {
+  switch (recv_result(L, t, &s)) {
     case RECV_FAILED: return 3;
     case RECV_AGAIN: return start_recv(L, s, t, ctx, fill_k);
     case RECV_BYTES: lua_pushboolean(L, 1); return 1;
@@ -390,9 +405,9 @@ static int receive_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
 
 static int receive_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
-  ur_sock *s = checksock(L, 1);    /* (debug.setlocal can change it) */
+  ur_sock *s;
   (void)status;
-  switch (recv_result(L, t, s)) {
+  switch (recv_result(L, t, &s)) {
     case RECV_FAILED: return 3;
     case RECV_AGAIN: return start_recv(L, s, t, ctx, receive_k);
     default: return receive_step(L, s, ctx);
@@ -515,9 +530,9 @@ static int receive_head_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
 
 static int receive_head_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
-  ur_sock *s = checksock(L, 1);    /* (debug.setlocal can change it) */
+  ur_sock *s;
   (void)status;
-  switch (recv_result(L, t, s)) {
+  switch (recv_result(L, t, &s)) {
     case RECV_FAILED: return 3;
     case RECV_AGAIN: return start_recv(L, s, t, ctx, receive_head_k);
     default: return receive_head_step(L, s, ctx);
@@ -587,6 +602,7 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   tr = s->timeout >= 0 ? ur_link_timeout_new(L, loop) : NULL;
   sqe = ur_get_sqe(loop);
   io_uring_prep_send(sqe, s->fd, src, n, MSG_NOSIGNAL);
+  r->obj = s;
   r->fd = s->fd;
   r->memlen = n;
   ur_req_submitted(loop, r, sqe);
@@ -600,12 +616,13 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
 static int send_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_req *r = ur_resumed(L, t);
-  ur_sock *s = checksock(L, 1);
+  ur_sock *s = (ur_sock *)r->obj;   /* as recv_result's */
   int res = r->res;
   size_t done = (size_t)ctx;
   size_t total = (size_t)(lua_tointeger(L, 4) - lua_tointeger(L, 3));
   (void)status;
   ur_req_free(t->loop, r);
+  if (s == NULL) return closed_fail(L);
   s->wbusy = 0;
   s->send_ud = 0;
   if (s->fd < 0) return sock_fail(L, s, -EBADF);
