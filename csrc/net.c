@@ -51,17 +51,15 @@ typedef struct ur_sock {
   ur_waitq acceptors;     /* tasks blocked in accept() */
 } ur_sock;
 
-static char sock_mt_key;   /* registry: the socket metatable, by address */
-
 /* luaL_checkudata, without its lookup by name: it runs several times per
- * request on a busy server */
+ * request on a busy server.  The metatable is compared by address with the
+ * loop's copy (a registry lookup by key cost more than the rest of a
+ * receive that finds its line buffered). */
 static ur_sock *checksock (lua_State *L, int idx) {
   void *p = lua_touserdata(L, idx);
   if (p != NULL && lua_getmetatable(L, idx)) {
-    int same;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &sock_mt_key);
-    same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
+    int same = lua_topointer(L, -1) == ur_loop_of(L)->sock_mt;
+    lua_pop(L, 1);
     if (same) return (ur_sock *)p;
   }
   luaL_typeerror(L, idx, UR_SOCK_MT);
@@ -138,6 +136,15 @@ static void consume (ur_sock *s, size_t n) {
   }
 }
 
+/* p[0..n) without its CRs (LuaSocket's "*l" ignores every CR) */
+static void push_nocr (lua_State *L, const char *p, size_t n) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != '\r') luaL_addchar(&b, p[i]);
+  luaL_pushresult(&b);
+}
+
 /* The receive CQE: copy the bytes into the socket and give the provided
  * buffer straight back, then wake the task.  A receive into the socket's
  * own buffer (lent to the request, below) just gives it back. */
@@ -169,8 +176,6 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
   ur_req_wake(loop, r);
 }
 
-static int fill_k (lua_State *L, int status, lua_KContext ctx);
-
 /*
  * A socket whose buffer is empty but allocated (a keep-alive connection
  * between requests: consume keeps up to RECV_KEEP) lends that buffer to
@@ -179,9 +184,11 @@ static int fill_k (lua_State *L, int status, lua_KContext ctx);
  * order) and no buffer held that the socket does not already own.  The
  * request owns it until the CQE (ur_req_free frees it if the socket is
  * gone).  A socket with no buffer (an idle connection's first receive)
- * still takes a provided buffer only when data arrives.
+ * still takes a provided buffer only when data arrives.  The task resumes
+ * in k with ctx (recv_result tells it what came).
  */
-static int start_recv (lua_State *L, ur_sock *s, ur_task *t) {
+static int start_recv (lua_State *L, ur_sock *s, ur_task *t,
+                       lua_KContext ctx, lua_KFunction k) {
   ur_loop *loop = t->loop;
   int lend = s->rlen == 0 && s->rbuf != NULL && s->rcap >= 1024;
   int pick = !lend && ur_bufring_ensure(loop) == 0;
@@ -219,64 +226,100 @@ static int start_recv (lua_State *L, ur_sock *s, ur_task *t) {
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
   s->rbusy = 1;
   s->recv_ud = ur_req_ud(loop, r);
-  return ur_await(L, t, r, "recv", 0, fill_k);
+  return ur_await(L, t, r, "recv", ctx, k);
+}
+
+/* In a receive's continuation: end the request and say what it brought.
+ * 1: bytes were buffered; 0: EOF; 2: nothing, receive again; -1: the
+ * fail triple is pushed.  Raises a cancel or an expired timeout scope
+ * (what arrived stays buffered). */
+enum { RECV_FAILED = -1, RECV_EOF = 0, RECV_BYTES = 1, RECV_AGAIN = 2 };
+
+static int closed_fail (lua_State *L) {
+  luaL_pushfail(L);
+  lua_pushliteral(L, "closed");
+  lua_pushinteger(L, EBADF);
+  return 3;
+}
+
+/* The socket is the request's r->obj, checked when the op began: a
+ * continuation needs no second checksock (__gc clears r->obj). */
+static int recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
+  ur_req *r = ur_resumed(L, t);
+  ur_sock *s = (ur_sock *)r->obj;
+  int res = r->res;
+  ur_req_free(t->loop, r);
+  *sp = s;
+  if (s == NULL) {
+    closed_fail(L);
+    return RECV_FAILED;
+  }
+  s->rbusy = 0;
+  s->recv_ud = 0;
+  if (s->fd < 0) {
+    sock_fail(L, s, -EBADF);
+    return RECV_FAILED;
+  }
+  if (ur_interrupted(t)) ur_check_interrupt(L, t);
+  if (res == -ENOBUFS || res == -EINTR || res == -EAGAIN) {
+    if (res == -ENOBUFS) ur_bufring_grow(t->loop);
+    return RECV_AGAIN;
+  }
+  if (res > 0) return RECV_BYTES;
+  if (res == 0) {
+    s->eof = 1;
+    return RECV_EOF;
+  }
+  sock_fail(L, s, res);
+  return RECV_FAILED;
 }
 
 static int fill_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
-  ur_req *r = ur_resumed(L, t);
-  ur_sock *s = checksock(L, 1);
-  int res = r->res;
-  (void)status; (void)ctx;
-  ur_req_free(t->loop, r);
-  s->rbusy = 0;
-  s->recv_ud = 0;
-  if (s->fd < 0) return sock_fail(L, s, -EBADF);
-  if (ur_interrupted(t)) ur_check_interrupt(L, t);   /* bytes stay buffered */
-  if (res == -ENOBUFS || res == -EINTR || res == -EAGAIN) {
-    if (res == -ENOBUFS) ur_bufring_grow(t->loop);
-    return start_recv(L, s, t);
+  ur_sock *s;
+  (void)status;
+  switch (recv_result(L, t, &s)) {
+    case RECV_FAILED: return 3;
+    case RECV_AGAIN: return start_recv(L, s, t, ctx, fill_k);
+    case RECV_BYTES: lua_pushboolean(L, 1); return 1;
+    default: lua_pushboolean(L, 0); return 1;
   }
-  if (res > 0) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (res == 0) {
-    s->eof = 1;
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  return sock_fail(L, s, res);
+}
+
+/* The checks of a receive that must wait for bytes; then the task that
+ * waits. */
+static ur_task *recv_task (lua_State *L, ur_sock *s) {
+  ur_task *t = ur_task_current(L, "receive");
+  if (s->listener) luaL_error(L, "receive: socket is listening");
+  if (s->rbusy)
+    luaL_error(L, "receive: socket is busy (another task is receiving on "
+               "it)");
+  return t;
 }
 
 /* sock:_fill() -> true (more bytes buffered) | false (EOF) | fail
- * The one receive primitive; patterns are taken from the buffer. */
+ * The one receive primitive of the Lua views (read, recv, uring.socket,
+ * uring.http); patterns are taken from the buffer. */
 static int l_sock_fill (lua_State *L) {
   ur_sock *s = tosock(L);
-  ur_task *t = ur_task_current(L, "receive");
-  if (s->listener) return luaL_error(L, "receive: socket is listening");
-  if (s->rbusy)
-    return luaL_error(L, "receive: socket is busy (another task is "
-                      "receiving on it)");
+  ur_task *t = recv_task(L, s);
   lua_settop(L, 1);
   if (s->eof) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  return start_recv(L, s, t);
+  return start_recv(L, s, t, 0, fill_k);
 }
 
-/* sock:_take_line(keep_newline, drop_cr) -> line | nil (no full line) */
-static int l_sock_take_line (lua_State *L) {
-  ur_sock *s = checksock(L, 1);
-  int keep = lua_toboolean(L, 2), dropcr = lua_toboolean(L, 3);
+/* Push the buffered line, if a whole one is buffered (keep: with its LF;
+ * dropcr: without any CR, as LuaSocket's "*l") and take it; 0 if none. */
+static int take_line (lua_State *L, ur_sock *s, int keep, int dropcr) {
   char *p = s->rbuf + s->rpos, *nl = NULL;
   if (s->rlen > s->scanned)
     nl = (char *)memchr(p + s->scanned, '\n', s->rlen - s->scanned);
   if (nl == NULL) {
     s->scanned = s->rlen;
-    lua_pushnil(L);
-    return 1;
+    return 0;
   }
   {
     size_t n = (size_t)(nl - p) + 1, len = keep ? n : n - 1;
@@ -284,18 +327,130 @@ static int l_sock_take_line (lua_State *L) {
       /* the usual line: at most one CR, right before the LF */
       lua_pushlstring(L, p, p[len - 1] == '\r' ? len - 1 : len);
     }
-    else if (dropcr) {          /* LuaSocket's "*l" ignores every CR */
-      luaL_Buffer b;
-      luaL_buffinit(L, &b);
-      for (size_t i = 0; i < len; i++)
-        if (p[i] != '\r') luaL_addchar(&b, p[i]);
-      luaL_pushresult(&b);
-    }
+    else if (dropcr)
+      push_nocr(L, p, len);
     else
       lua_pushlstring(L, p, len);
     consume(s, n);
   }
   return 1;
+}
+
+/* sock:_take_line(keep_newline, drop_cr) -> line | nil (no full line) */
+static int l_sock_take_line (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  if (!take_line(L, s, lua_toboolean(L, 2), lua_toboolean(L, 3)))
+    lua_pushnil(L);
+  return 1;
+}
+
+/*
+ * sock:receive([pattern [, prefix]]) in C: the hot path of every line
+ * protocol is one C call that takes a buffered line, or receives and
+ * takes it in the continuation, with no Lua frame around it.  Stack: 1
+ * the socket, 2 the pattern, 3 the prefix (a string or nil); ctx says
+ * what to take: RECV_LINE, RECV_ALL or a count (>= 0).
+ */
+#define RECV_LINE ((lua_KContext)-1)
+#define RECV_ALL  ((lua_KContext)-2)
+
+static int receive_k (lua_State *L, int status, lua_KContext ctx);
+
+/* the value at the top, after the prefix if there is one */
+static void prefixed (lua_State *L) {
+  if (lua_type(L, 3) == LUA_TSTRING) {
+    lua_pushvalue(L, 3);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+}
+
+static void push_take (lua_State *L, ur_sock *s, size_t n) {
+  if (n > s->rlen) n = s->rlen;
+  lua_pushlstring(L, s->rbuf ? s->rbuf + s->rpos : "", n);
+  consume(s, n);
+}
+
+static int receive_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
+  if (ctx == RECV_LINE) {
+    if (take_line(L, s, 0, 1)) {
+      prefixed(L);
+      return 1;
+    }
+  }
+  else if (ctx >= 0 && s->rlen >= (size_t)ctx) {
+    push_take(L, s, (size_t)ctx);
+    prefixed(L);
+    return 1;
+  }
+  if (s->eof) {
+    if (ctx == RECV_ALL) {
+      push_take(L, s, s->rlen);
+      prefixed(L);
+      return 1;
+    }
+    luaL_pushfail(L);
+    lua_pushliteral(L, "closed");
+    if (ctx == RECV_LINE) {    /* the partial line, CRs dropped */
+      push_nocr(L, s->rbuf ? s->rbuf + s->rpos : "", s->rlen);
+      consume(s, s->rlen);
+    }
+    else
+      push_take(L, s, s->rlen);
+    prefixed(L);
+    return 3;
+  }
+  return start_recv(L, s, recv_task(L, s), ctx, receive_k);
+}
+
+static int receive_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_sock *s;
+  (void)status;
+  switch (recv_result(L, t, &s)) {
+    case RECV_FAILED: return 3;
+    case RECV_AGAIN: return start_recv(L, s, t, ctx, receive_k);
+    default: return receive_step(L, s, ctx);
+  }
+}
+
+/* sock:receive([pattern [, prefix]]) -> data | nil, "closed", partial
+ *   | nil, msg, errno
+ * LuaSocket's patterns: "*l"/"l" (a line, CRs and the LF dropped),
+ * "*a"/"a" (everything until the peer closes), n (exactly n bytes).  A
+ * timeout returns nil, "timeout", ETIME and keeps the bytes buffered. */
+static int l_sock_receive (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  lua_KContext ctx = RECV_LINE;
+  if (s->fd < 0) return luaL_error(L, "attempt to use a closed socket");
+  switch (lua_type(L, 3)) {
+    case LUA_TNONE: case LUA_TNIL: case LUA_TSTRING: break;
+    case LUA_TNUMBER: lua_tolstring(L, 3, NULL); break;   /* in place */
+    default:
+      return luaL_error(L, "bad argument #2 to 'receive' (string expected, "
+                        "got %s)", luaL_typename(L, 3));
+  }
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    int isint;
+    lua_Integer n = lua_tointegerx(L, 2, &isint);
+    if (!isint || n < 0)
+      return luaL_error(L, "bad argument #1 to 'receive' (invalid count)");
+    ctx = (lua_KContext)n;
+  }
+  else if (lua_type(L, 2) == LUA_TSTRING) {
+    const char *p = lua_tostring(L, 2);
+    if (p[0] == '*') p++;
+    if (strcmp(p, "l") == 0) ctx = RECV_LINE;
+    else if (strcmp(p, "a") == 0) ctx = RECV_ALL;
+    else
+      return luaL_error(L, "bad argument #1 to 'receive' (invalid receive "
+                        "pattern)");
+  }
+  else if (!lua_isnoneornil(L, 2))
+    return luaL_error(L, "bad argument #1 to 'receive' (invalid receive "
+                      "pattern)");
+  lua_settop(L, 3);
+  return receive_step(L, s, ctx);
 }
 
 /* sock:_take(n) -> up to n buffered bytes ("" if none); n < 0: all */
@@ -308,38 +463,94 @@ static int l_sock_take (lua_State *L) {
   return 1;
 }
 
-/* sock:_take_request(max) -> method, target, path, query, v10, lines,
- *   keep, length, transfer_encoding, expect (see ur_http_push_head)
- *   | nil (nothing buffered) | false (part of a head: fill and call again)
- *   | status (400, 414, 431: a bad head, left buffered)
- * uring.http's request reader: a whole head taken from the buffer in one
- * call (http.c parses it); blank lines before it are skipped. */
-static int l_sock_take_request (lua_State *L) {
-  ur_sock *s = checksock(L, 1);
-  lua_Integer max = luaL_checkinteger(L, 2);
+/* Take a whole request head from the buffer (blank lines before it are
+ * skipped): > 1, the results of ur_http_push_head pushed; 1, a bad head's
+ * status (400, 414, 431) pushed, the head left buffered; 0, part of a
+ * head (fill and call again); -1, nothing buffered.  Pushes nothing for
+ * 0 and -1. */
+static int take_request (lua_State *L, ur_sock *s, size_t max) {
   size_t head, first;
   int status, nres;
-  luaL_argcheck(L, max > 0, 2, "positive size expected");
   while (s->rlen > 0) {         /* blank lines between requests */
     const char *p = s->rbuf + s->rpos;
     if (p[0] == '\n') consume(s, 1);
     else if (p[0] == '\r' && s->rlen > 1 && p[1] == '\n') consume(s, 2);
     else break;
   }
-  if (s->rlen == 0) {
-    lua_pushnil(L);
-    return 1;
-  }
+  if (s->rlen == 0) return -1;
   head = ur_http_head_len(s->rbuf + s->rpos, s->rlen, &s->hscan, &first);
   if (head == 0) {
-    status = ur_http_too_big(s->rlen, first, (size_t)max);
-    if (status) lua_pushinteger(L, status);
-    else lua_pushboolean(L, 0);
+    status = ur_http_too_big(s->rlen, first, max);
+    if (status == 0) return 0;
+    lua_pushinteger(L, status);
     return 1;
   }
-  nres = ur_http_push_head(L, s->rbuf + s->rpos, head, (size_t)max);
+  nres = ur_http_push_head(L, s->rbuf + s->rpos, head, max);
   if (nres > 1) consume(s, head);          /* parsed: the head is taken */
   return nres;
+}
+
+/* sock:_take_request(max) -> method, target, path, query, v10, lines,
+ *   keep, length, transfer_encoding, expect (see ur_http_push_head)
+ *   | nil (nothing buffered) | false (part of a head: fill and call again)
+ *   | status (400, 414, 431: a bad head, left buffered)
+ * uring.http's request reader: a whole head taken from the buffer in one
+ * call (http.c parses it). */
+static int l_sock_take_request (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  int n;
+  luaL_argcheck(L, max > 0, 2, "positive size expected");
+  n = take_request(L, s, (size_t)max);
+  if (n < 0) lua_pushnil(L);
+  else if (n == 0) lua_pushboolean(L, 0);
+  return n > 0 ? n : 1;
+}
+
+/* sock:receive_head([max]): take_request, receiving until a whole head
+ * (or a bad one) is buffered.  Stack: 1 the socket; ctx: max. */
+static int receive_head_k (lua_State *L, int status, lua_KContext ctx);
+
+static int receive_head_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
+  int n = take_request(L, s, (size_t)ctx);
+  if (n > 1) return n;
+  if (n == 1) {                 /* a bad head: nil, "bad request", status */
+    luaL_pushfail(L);
+    lua_pushliteral(L, "bad request");
+    lua_rotate(L, -3, 2);
+    return 3;
+  }
+  if (s->eof) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  return start_recv(L, s, recv_task(L, s), ctx, receive_head_k);
+}
+
+static int receive_head_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_sock *s;
+  (void)status;
+  switch (recv_result(L, t, &s)) {
+    case RECV_FAILED: return 3;
+    case RECV_AGAIN: return start_recv(L, s, t, ctx, receive_head_k);
+    default: return receive_head_step(L, s, ctx);
+  }
+}
+
+/* sock:receive_head([max]) -> method, target, path, query, v10, lines,
+ *   keep, length, transfer_encoding, expect
+ *   | nil, "bad request", status | nil, "closed" | fail
+ * An HTTP/1.x request head, parsed in C (http.c) in one call: what a
+ * hand-written server needs, without a Lua call per header line. */
+static int l_sock_receive_head (lua_State *L) {
+  ur_sock *s = checksock(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, 16 * 1024);
+  if (s->fd < 0) return luaL_error(L, "attempt to use a closed socket");
+  luaL_argcheck(L, max > 0, 2, "positive size expected");
+  lua_settop(L, 1);
+  return receive_head_step(L, s, (lua_KContext)max);
 }
 
 /* sock:_closed() -> true once closed (the Lua methods check it first, so
@@ -361,6 +572,12 @@ static int l_sock_buffered (lua_State *L) {
 
 static int send_k (lua_State *L, int status, lua_KContext ctx);
 
+/* A send this small (an HTTP response head, a line of a chat) is copied
+ * into memory the request owns: a malloc and a memcpy cost a third of
+ * pinning the string with a registry ref and unref.  Bigger ones are
+ * pinned, not copied. */
+#define SEND_COPY 1024
+
 /* Send data[from + done .. to): arguments 2 (data), 3 (i), 4 (j). */
 static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   size_t len, from = (size_t)lua_tointeger(L, 3), to = (size_t)lua_tointeger(L, 4);
@@ -369,11 +586,23 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   ur_req *r = ur_req_new(L, loop, IORING_OP_SEND), *tr;
   struct io_uring_sqe *sqe;
   size_t n = to - from - done;
+  const char *src = data + from + done;
   if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
-  ur_req_pin(L, r, 2);          /* pinned: the kernel reads it until the CQE */
+  if (n <= SEND_COPY) {         /* the request owns a copy until the CQE */
+    r->mem = malloc(n ? n : 1);
+    if (r->mem == NULL) {
+      ur_req_free(loop, r);
+      return luaL_error(L, "send: not enough memory");
+    }
+    memcpy(r->mem, src, n);
+    src = (const char *)r->mem;
+  }
+  else
+    ur_req_pin(L, r, 2);        /* pinned: the kernel reads it until the CQE */
   tr = s->timeout >= 0 ? ur_link_timeout_new(L, loop) : NULL;
   sqe = ur_get_sqe(loop);
-  io_uring_prep_send(sqe, s->fd, data + from + done, n, MSG_NOSIGNAL);
+  io_uring_prep_send(sqe, s->fd, src, n, MSG_NOSIGNAL);
+  r->obj = s;
   r->fd = s->fd;
   r->memlen = n;
   ur_req_submitted(loop, r, sqe);
@@ -387,12 +616,13 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
 static int send_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_req *r = ur_resumed(L, t);
-  ur_sock *s = checksock(L, 1);
+  ur_sock *s = (ur_sock *)r->obj;   /* as recv_result's */
   int res = r->res;
   size_t done = (size_t)ctx;
   size_t total = (size_t)(lua_tointeger(L, 4) - lua_tointeger(L, 3));
   (void)status;
   ur_req_free(t->loop, r);
+  if (s == NULL) return closed_fail(L);
   s->wbusy = 0;
   s->send_ud = 0;
   if (s->fd < 0) return sock_fail(L, s, -EBADF);
@@ -939,6 +1169,7 @@ static int l_sock_tostring (lua_State *L) {
 void ur_register_net (lua_State *L) {
   static const luaL_Reg methods[] = {
     {"accept", l_sock_accept}, {"send", l_sock_send},
+    {"receive", l_sock_receive}, {"receive_head", l_sock_receive_head},
     {"settimeout", l_sock_settimeout}, {"shutdown", l_sock_shutdown},
     {"close", l_sock_close}, {"getpeername", l_sock_getpeername},
     {"getsockname", l_sock_getsockname}, {"fd", l_sock_fd},
@@ -960,8 +1191,7 @@ void ur_register_net (lua_State *L) {
     {NULL, NULL}
   };
   luaL_newmetatable(L, UR_SOCK_MT);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &sock_mt_key);
+  ur_loop_get(L)->sock_mt = lua_topointer(L, -1);
   ur_setfuncs(L, meta);
   lua_newtable(L);
   ur_setfuncs(L, methods);

@@ -157,6 +157,7 @@ struct ur_loop {
   ur_bufring *bufring;  /* provided receive buffers, made on first use */
   const void *file_mt;  /* the uring.file metatable (fs.c checkfile) */
   const void *buffer_mt;   /* the uring.buffer metatable (fs.c) */
+  const void *sock_mt;  /* the uring.socket metatable (net.c checksock) */
   void *iobuf_free[UR_IOBUF_CLASSES];   /* pooled I/O buffers, per class */
   uint32_t iobuf_count[UR_IOBUF_CLASSES];
   /* registered buffers for file reads (fixedbuf.c) */
