@@ -9,12 +9,12 @@
 #   ROUNDS=5 DURATION=5s WORKLOADS="c50 close50" sh bench/http.sh (overrides)
 #
 # Workloads (wrk -t1, keep-alive unless said):
-#   c50      50 connections: lua-uring luv cqueues c uring-http, and the
-#            knobs: sqpoll (lua-uring with uring.configure{sqpoll = true},
+#   c50      50 connections: lua-uring luv cqueues c uring-head uring-http,
+#            and the knobs: sqpoll (lua-uring with uring.configure{sqpoll = true},
 #            through URING_TEST_SQPOLL=1) and c-fixed (the C server with
 #            registered files: what fixed_files could buy at best)
-#   c500     500 connections: lua-uring luv cqueues c uring-http, and the
-#            knob ring64 (lua-uring with uring.configure{entries = 64},
+#   c500     500 connections: lua-uring luv cqueues c uring-head uring-http,
+#            and the knob ring64 (lua-uring with configure{entries = 64},
 #            through URING_TEST_RING=64: 500 connections' SQEs overflow it)
 #   close50  connection churn: 50 connections, "Connection: close" on every
 #            request (one TCP connection per request): lua-uring luv
@@ -34,6 +34,8 @@
 #   luv        bench/http_luv.lua      (Debian's lua-luv under lua5.4)
 #   cqueues    bench/http_cqueues.lua  (Debian's lua-cqueues)
 #   c          bench/http_c.c          (raw liburing: the ceiling)
+#   uring-head bench/http_uring.lua --head (the same server reading each
+#              head with one sock:receive_head call: the C parser)
 #   uring-http examples/http_hello.lua (the same server on uring.http;
 #              issue 5 wants it within 10% of lua-uring)
 #
@@ -92,11 +94,11 @@ $CC -O2 -Wall -Wextra $CFLAGS_URING -o "$OUT/http_c" bench/http_c.c $LIBS_URING
 URING_SRV=bench/http_uring.lua
 HTTP_SRV=examples/http_hello.lua
 
-PROBED="lua-uring luv cqueues c uring-http c-fixed"
+PROBED="lua-uring luv cqueues c uring-head uring-http c-fixed"
 names_of () {
   case $1 in
-    c50)     echo "lua-uring luv cqueues c uring-http sqpoll c-fixed" ;;
-    c500)    echo "lua-uring luv cqueues c uring-http ring64" ;;
+    c50)     echo "lua-uring luv cqueues c uring-head uring-http sqpoll c-fixed" ;;
+    c500)    echo "lua-uring luv cqueues c uring-head uring-http ring64" ;;
     close50) echo "lua-uring luv cqueues c" ;;
     workers) echo "w1 w2" ;;
     workers-cpu) echo "w1-spin w2-spin" ;;
@@ -107,6 +109,7 @@ conns_of () { case $1 in c500) echo 500 ;; *) echo 50 ;; esac; }
 server_cmd () {
   case $1 in
     lua-uring|sqpoll|ring64) echo "$LUA $URING_SRV 0 --seconds 600" ;;
+    uring-head) echo "$LUA $URING_SRV 0 --seconds 600 --head" ;;
     uring-http) echo "$LUA $HTTP_SRV 0 --seconds 600" ;;
     luv)       echo "$LUA bench/http_luv.lua 0 --seconds 600" ;;
     cqueues)   echo "$LUA bench/http_cqueues.lua 0 --seconds 600" ;;
@@ -193,7 +196,7 @@ for n in $PROBED; do
     exit 1
   fi
 done
-echo "probe: all four answer a pipelined GET/HEAD/POST/HTTP-1.0/close batch byte for byte alike (and uring-http, c-fixed too)"
+echo "probe: all four answer a pipelined GET/HEAD/POST/HTTP-1.0/close batch byte for byte alike (and uring-head, uring-http, c-fixed too)"
 echo "wrk -t1 -d$DURATION, workloads: $WORKLOADS; $ROUNDS round(s)"
 
 : > "$OUT/http_results.txt"
@@ -273,7 +276,7 @@ awk -v workloads="$WORKLOADS" -v spin="$SPIN" -v rounds="$ROUNDS" -v tsv="$BENCH
   END {
     printf "" > tsv
     nw = split(workloads, W, " ")
-    nn = split("lua-uring luv cqueues c uring-http sqpoll c-fixed ring64 w1 w2 w1-spin w2-spin", N, " ")
+    nn = split("lua-uring luv cqueues c uring-head uring-http sqpoll c-fixed ring64 w1 w2 w1-spin w2-spin", N, " ")
     for (i = 1; i <= nw; i++) {
       w = W[i]
       line1 = sprintf("median %s req/s:", w); line2 = sprintf("median %s req/server-cpu-s:", w)
@@ -290,6 +293,7 @@ awk -v workloads="$WORKLOADS" -v spin="$SPIN" -v rounds="$ROUNDS" -v tsv="$BENCH
       ratio(w, "lua-uring", "luv", "per", tl ? "1.3" : "", "http " w ": lua-uring/luv", what)
       ratio(w, "lua-uring", "cqueues", "per", tl ? "1.7" : "", "http " w ": lua-uring/cqueues", what)
       ratio(w, "lua-uring", "c", "per", tl ? "0.9" : "", "http " w ": lua-uring/c", what)
+      ratio(w, "uring-head", "c", "per", "", "http " w ": receive_head server/c", "bench/http_uring.lua --head (heads parsed in C by sock:receive_head); " what)
       ratio(w, "uring-http", "lua-uring", "per", tl ? "0.9" : "", "http " w ": uring.http/hand-written", what)
       ratio(w, "sqpoll", "lua-uring", "per", "", "knob " w ": sqpoll on/off", "SQPOLL, server and its poller on one CPU; " what)
       ratio(w, "ring64", "lua-uring", "per", "", "knob " w ": 64-entry ring/4096", "uring.configure{entries = 64}; " what)

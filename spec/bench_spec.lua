@@ -82,18 +82,19 @@ describe("bench/http.sh quick", function()
     assert.matches("probe: all four answer", out)
     local case = " ([%w-]+) [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s"
     local want = {
-      c50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "sqpoll", "c-fixed" },
-      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "ring64" },
+      c50 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "sqpoll", "c-fixed" },
+      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "ring64" },
       close50 = { "lua-uring", "luv", "cqueues", "c" },
       workers = { "w1", "w2" },
+      ["workers-cpu"] = { "w1-spin", "w2-spin" },
     }
     for w, names in pairs(want) do
-      local line = out:match("round 1 " .. w .. ":([^\n]*)")
+      local line = out:match("round 1 " .. w:gsub("%-", "%%-") .. ":([^\n]*)")
       assert(line, "no round line for " .. w .. ":\n" .. out)
       local got = {}
       for name in line:gmatch(case) do got[#got + 1] = name end
       assert.same(names, got)
-      assert.matches("median " .. w .. " req/server%-cpu%-s:", out)
+      assert.matches("median " .. w:gsub("%-", "%%-") .. " req/server%-cpu%-s:", out)
     end
     for _, w in ipairs { "c50", "c500" } do
       for _, o in ipairs { "luv", "cqueues", "c" } do
@@ -106,9 +107,12 @@ describe("bench/http.sh quick", function()
     assert.matches("ratio c%-fixed/c c50: [%d.]+", out)
     assert.matches("ratio ring64/lua%-uring c500: [%d.]+", out)
     assert.matches("ratio w2/w1 workers: [%d.]+ req/s", out)
-    -- the ratio lines for the report: 16 of them, targets on keep-alive only
+    assert.matches("ratio w2%-spin/w1%-spin workers%-cpu: [%d.]+ req/s", out)
+    assert.matches("ratio uring%-head/c c50: [%d.]+ req/server%-cpu%-s", out)
+    assert.matches("ratio uring%-head/c c500: [%d.]+ req/server%-cpu%-s", out)
+    -- the ratio lines for the report: 19 of them, targets on keep-alive only
     local rows = tsv_lines(results .. "/http.tsv")
-    assert.equal(16, #rows)
+    assert.equal(19, #rows)
     local targets = 0
     for _, r in ipairs(rows) do
       if r.target ~= "" then targets = targets + 1 end
