@@ -953,6 +953,51 @@ describe("uring.copyfile", function()
     assert.equal(before, fdcount())
   end)
 
+  -- without a progress callback one copy_file_range thread copies the
+  -- whole file (csrc/copy.c): cancel reaches it between two 4 MiB steps
+  it("a copy cancelled mid-way stops its thread, leaks no fd and frees the blocks it reserved", function()
+    local src, dst = dir .. "/src", dir .. "/dst"
+    local size = 64 * 1024 * 1024
+    spit(src, ("c"):rep(size))
+    local before = fdcount()
+    run(function()
+      local t = uring.spawn(uring.copyfile, src, dst)
+      -- past the open and stat, and the first bytes landed
+      while t:status() ~= "done" and t:waiting_on() ~= "copyfile" do uring.yield() end
+      while t:status() ~= "done" and (uring.stat(dst) or {}).size == 0 do uring.yield() end
+      assert.equal("copyfile", t:waiting_on())
+      t:cancel()
+      local ok, e = t:join()
+      assert.is_false(ok)
+      assert.matches("canceled", e)
+      assert.equal(0, uring.stats().inflight)
+      local st = uring.stat(dst)
+      assert(st.size < size, "the copy ended before the cancel: " .. st.size)
+      -- the rest of the file's blocks were allocated up front; given back
+      assert(st.blocks * 512 <= st.size + 1024 * 1024,
+             ("%d bytes allocated for %d"):format(st.blocks * 512, st.size))
+    end)
+    assert.equal(before, fdcount())
+  end)
+
+  it("lets other tasks run while it copies, and obeys uring.timeout", function()
+    local src, dst = dir .. "/src", dir .. "/dst"
+    local size = 64 * 1024 * 1024
+    spit(src, ("t"):rep(size))
+    run(function()
+      local ticks, copying = 0, true
+      local ticker = uring.spawn(function()
+        while copying do uring.sleep(0.0005); ticks = ticks + 1 end
+      end)
+      assert.equal(size, uring.copyfile(src, dst))
+      copying = false
+      ticker:join()
+      assert(ticks >= 1, "no other task ran during the copy")
+      fails("timeout", uring.ETIME, uring.timeout(0.0005, uring.copyfile, src, dst))
+      assert.equal(0, uring.stats().inflight)
+    end)
+  end)
+
   it("copies an empty file and overwrites an existing destination", function()
     local src, dst = dir .. "/src", dir .. "/dst"
     spit(src, "")
