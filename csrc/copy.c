@@ -15,10 +15,11 @@
  *
  * One call of core._copy_range copies from an offset until the end of
  * the source or `max` bytes, in COPY_STEP steps, on a thread that lives
- * for that call.  The destination is given its blocks with one
+ * for that call.  On ext4 the destination is given its blocks with one
  * fallocate (KEEP_SIZE: its size still grows as bytes land) once the
- * first step has worked; a call that ends short of them (the source
- * shrank, an error, a cancel) gives the blocks past the end back.
+ * first step has worked; a copy that ends short of them (the source
+ * shrank, an error, a cancel: file.lua's range_copy knows, a call does
+ * not) gives those past the end back with core._copy_trim.
  *
  * Lifetime: the job (dups of both fds, the eventfd, the results) is
  * shared by the thread and the waiting side's "hold" userdata, freed by
@@ -35,8 +36,10 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <linux/magic.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "uring.h"
@@ -53,7 +56,7 @@ typedef struct copy_job {
   atomic_int signalled;   /* release: the eventfd write has returned */
   int efd;                /* written once, by the thread, at its end */
   int in, out;            /* the thread's own fds; it closes them */
-  int64_t off, max, keep; /* copy from off, at most max; dst's blocks */
+  int64_t off, max, keep; /* copy from off, at most max; dst's size */
   int64_t copied;         /* results, final before the eventfd write */
   int err;                /* errno that ended the call, or 0 */
   int eof;                /* the source's end was reached */
@@ -85,6 +88,11 @@ static int copy_hold_gc (lua_State *L) {
   return 0;
 }
 
+static int on_ext4 (int fd) {
+  struct statfs sf;
+  return fstatfs(fd, &sf) == 0 && sf.f_type == EXT4_SUPER_MAGIC;
+}
+
 static void *copy_thread (void *arg) {
   copy_job *j = (copy_job *)arg;
   int64_t pos = j->off, end = j->off + j->max;
@@ -102,21 +110,15 @@ static void *copy_thread (void *arg) {
       j->eof = 1;
       break;
     }
-    /* it works for these files: the rest gets its blocks in one go
-     * (cheaper than a delayed allocation per write; errors only cost
-     * that saving) */
-    if (pos == 0 && j->keep > k)
+    /* it works for these files: on ext4 the rest gets its blocks in one
+     * go (cheaper than a delayed allocation per write; errors only cost
+     * that saving).  Not elsewhere: xfs and btrfs may clone extents
+     * here, and blocks reserved first would be wasted. */
+    if (pos == 0 && j->keep > k && on_ext4(j->out))
       (void)fallocate(j->out, FALLOC_FL_KEEP_SIZE, k, j->keep - k);
     pos += k;
   }
   j->copied = pos - j->off;
-  /* ended short of the blocks given to dst: hand back those past its end
-   * (a truncate to the same size does, on ext4) */
-  if (pos < end && pos < j->keep) {
-    struct stat st;
-    if (fstat(j->out, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < j->keep)
-      (void)ftruncate(j->out, st.st_size);
-  }
   close(j->in);
   close(j->out);
   j->in = j->out = -1;
@@ -232,9 +234,23 @@ static int l_copy_range (lua_State *L) {
   return copy_wait(L, t, j, r);
 }
 
+/* core._copy_trim(fd): a copy into fd ended short of the blocks it was
+ * given (an error, a cancel, a source that shrank): give back those past
+ * its end.  A truncate to the same size does that (ext4_setattr); two
+ * short syscalls, on this thread, and only then. */
+static int l_copy_trim (lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  struct stat st;
+  luaL_argcheck(L, fd >= 0 && fd <= INT32_MAX, 1, "invalid fd");
+  if (fstat((int)fd, &st) == 0 && S_ISREG(st.st_mode)
+      && (int64_t)st.st_blocks * 512 > st.st_size + 4095)
+    (void)ftruncate((int)fd, st.st_size);
+  return 0;
+}
+
 void ur_register_copy (lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"_copy_range", l_copy_range},
+    {"_copy_range", l_copy_range}, {"_copy_trim", l_copy_trim},
     {NULL, NULL}
   };
   luaL_newmetatable(L, COPY_MT);

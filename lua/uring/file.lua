@@ -90,6 +90,11 @@ return function(uring, core)
     local ifd, ofd = inf:fd(), outf:fd()
     local max = on_progress and PROGRESS_CALL or math.maxinteger
     local done = 0
+    -- however this ends short of total (a fail, a raise: cancel, timeout,
+    -- a failing callback), dst's blocks past its end go back
+    local _ <close> = setmetatable({}, { __close = function()
+      if done < total then core._copy_trim(ofd) end
+    end })
     while true do
       local n, eof, eno = core._copy_range(ifd, ofd, done, total, max)
       if n == false then return false end
