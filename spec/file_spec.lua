@@ -939,9 +939,11 @@ describe("uring.copyfile", function()
     local before = fdcount()
     run(function()
       local t, state
-      -- the first call's first callback queues the cancel: it runs once
-      -- the copy waits on its second call's thread (callbacks do not
-      -- yield), before that call can come back
+      -- the first call's first callback queues the cancel: it runs on
+      -- the next loop turn, once the copy waits on its second call's
+      -- thread (callbacks do not yield); a thread quicker than that turn
+      -- (valgrind) has ended the call, the task is ready: either way
+      -- the copy stops there
       t = uring.spawn(uring.copyfile, src, dst, function(done)
         if done == 1024 * 1024 then
           uring.spawn(function()
@@ -951,7 +953,8 @@ describe("uring.copyfile", function()
         end
       end)
       local ok, e = t:join()
-      assert.same({ "waiting", "copyfile" }, state)
+      assert(state[1] == "ready" or (state[1] == "waiting" and state[2] == "copyfile"),
+             table.concat(state, " "))
       assert.is_false(ok)
       assert.matches("canceled", e)
       assert.equal(0, uring.stats().inflight)
