@@ -15,6 +15,7 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_loop(L);
   ur_register_task(L);
   ur_register_fs(L);
+  ur_register_copy(L);
   ur_register_net(L);
   ur_register_http(L);
   ur_register_dns(L);

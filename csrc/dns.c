@@ -2,10 +2,10 @@
  * dns.c: host names resolved without stalling the loop.
  *
  * getaddrinfo(3) blocks, and there is no io_uring op for it, so a lookup
- * runs on a detached helper thread.  When it is done the thread writes to
- * an eventfd; the task meanwhile waits on an IORING_OP_READ of that
- * eventfd, so the completion arrives through the ring like any other CQE
- * and every other task keeps running.
+ * runs on a detached helper thread (thread.c).  When it is done the
+ * thread writes to an eventfd; the task meanwhile waits on an
+ * IORING_OP_READ of that eventfd, so the completion arrives through the
+ * ring like any other CQE and every other task keeps running.
  *
  * Lifetime (RELIABILITY.md §2.1): the lookup record (host, result,
  * eventfd) is shared by the thread and the waiting side, and freed by
@@ -30,12 +30,9 @@
  * answer (EAI_NONAME, EAI_NODATA, EAI_FAIL, EAI_FAMILY, ...) gives
  * EHOSTUNREACH.  Scripts that only test `if not addr` need none of it.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,39 +101,10 @@ static void *dns_thread (void *arg) {
   return NULL;
 }
 
-/*
- * lua_close unloads this module (dlclose), but a detached thread may still
- * be inside dns_thread: a cancelled lookup whose resolver waits out a
- * 5 s DNS timeout, say.  Its code must stay mapped, so before the first
- * thread starts we open ourselves again with RTLD_NODELETE (the handle is
- * kept on purpose).  Without it, exiting right after cancelling lookups
- * crashed about one run in ten.
- */
-static void dns_pin_module (void) {
-  Dl_info info;
-  if (dladdr((void *)dns_thread, &info) && info.dli_fname)
-    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
-}
-
-static pthread_once_t dns_pin_once = PTHREAD_ONCE_INIT;
-
-/* Start the helper thread with every signal blocked, so a signal meant
- * for the Lua program (SIGINT, uring.signal) is never delivered to it. */
+/* Start the helper thread; it holds a reference of its own. */
 static int dns_spawn (dns_lookup *lk) {
-  pthread_attr_t attr;
-  pthread_t th;
-  sigset_t all, old;
-  int rc;
-  pthread_once(&dns_pin_once, dns_pin_module);
-  if (pthread_attr_init(&attr) != 0) return -1;
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
   atomic_fetch_add_explicit(&lk->refs, 1, memory_order_relaxed);  /* thread's */
-  rc = pthread_create(&th, &attr, dns_thread, lk);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
-  if (rc != 0) {
+  if (ur_thread_start(dns_thread, lk) != 0) {
     atomic_fetch_sub_explicit(&lk->refs, 1, memory_order_relaxed);
     return -1;
   }

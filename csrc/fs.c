@@ -1036,9 +1036,10 @@ static int l_file_pwrite (lua_State *L) {
   return pwrite_start(L, f, t, 0);
 }
 
-/* --- uring.copyfile's fast path: the kernel copies, through a pipe ---
+/* --- uring.copyfile's fallback: the kernel copies, through a pipe ---
  *
- * io_uring has no copy_file_range, but SPLICE file -> pipe linked to
+ * Used where copy_file_range (copy.c) cannot serve the files, e.g. from
+ * one file system to another.  SPLICE file -> pipe linked to
  * SPLICE pipe -> file moves a chunk page cache to page cache with one
  * kernel copy and no user-space buffer (what cp gets from
  * copy_file_range).  One call links up to SPLICE_PAIRS such pairs into a

@@ -284,6 +284,12 @@ int ur_resolve (lua_State *L, ur_task *t, const char *host, int port,
 int ur_resolved (lua_State *L, ur_task *t, ur_addr *out);
 void ur_register_dns (lua_State *L);
 
+/* thread.c: a detached helper thread, signals blocked; 0 or -1 */
+int ur_thread_start (void *(*fn)(void *), void *arg);
+
+/* copy.c: copy_file_range on a helper thread, for uring.copyfile */
+void ur_register_copy (lua_State *L);
+
 /* bufring.c: provided receive buffers (one group per loop) */
 #define UR_BGID     1
 #define UR_BR_SIZE  (16 * 1024)

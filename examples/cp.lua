@@ -1,9 +1,11 @@
---- examples/cp.lua: copy a file through io_uring, with progress.
+--- examples/cp.lua: copy a file without blocking the loop, with progress.
 --
 --   lua5.4 examples/cp.lua SRC DST
 --
--- uring.copyfile reads 1 MiB at a time and keeps the next read in flight
--- while the previous chunk is written: two SQEs overlap, one task.  The
+-- uring.copyfile has the kernel copy, as cp does: copy_file_range on a
+-- helper thread whose end the task waits for through the ring (an eventfd
+-- READ), 16 MiB a call when progress is wanted; across file systems it
+-- splices through a pipe with linked SQEs instead.  The
 -- on_progress callback draws a bar on stderr when stderr is a terminal;
 -- otherwise one line at the end: "copied N bytes in X s (Y MiB/s)".
 --

@@ -21,8 +21,9 @@ build = {
     ["uring.core"] = {
       sources = {
         "csrc/core.c", "csrc/loop.c", "csrc/req.c", "csrc/task.c", "csrc/err.c",
-        "csrc/fs.c", "csrc/buffer.c", "csrc/ring.c", "csrc/probe.c", "csrc/stats.c",
-        "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c", "csrc/net.c", "csrc/signal.c", "csrc/proc.c",
+        "csrc/fs.c", "csrc/copy.c", "csrc/buffer.c", "csrc/ring.c", "csrc/probe.c",
+        "csrc/stats.c", "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c",
+        "csrc/thread.c", "csrc/net.c", "csrc/signal.c", "csrc/proc.c",
         "csrc/udp.c", "csrc/workers.c", "csrc/http.c", "csrc/fixedbuf.c",
       },
       defines = { "_GNU_SOURCE" },

@@ -931,26 +931,116 @@ describe("uring.copyfile", function()
     assert(slurp(dst) == data .. "tail", "the copy differs from the source")
   end)
 
-  it("a copy cancelled mid-way unwinds and leaks no fd", function()
+  it("a copy cancelled mid-way unwinds, leaks no fd and frees the blocks it reserved", function()
     local src, dst = dir .. "/src", dir .. "/dst"
-    -- 4 chains of 16 MiB (SPLICE_PAIRS): after the first, three remain
-    spit(src, random_bytes(64 * 1024 * 1024))
+    local size = 64 * 1024 * 1024
+    -- with progress, 16 MiB a call (csrc/copy.c): after the first, three
+    spit(src, random_bytes(size))
     local before = fdcount()
     run(function()
-      local started = false
-      local t = uring.spawn(uring.copyfile, src, dst, function() started = true end)
-      -- the first chain is in: the copy now waits on its next splices
-      while not started do uring.yield() end
-      while t:status() == "ready" do uring.yield() end
-      assert.equal("waiting", t:status())
+      local t, state
+      -- the first call's first callback queues the cancel: it runs on
+      -- the next loop turn, once the copy waits on its second call's
+      -- thread (callbacks do not yield); a thread quicker than that turn
+      -- (valgrind) has ended the call, the task is ready: either way
+      -- the copy stops there
+      t = uring.spawn(uring.copyfile, src, dst, function(done)
+        if done == 1024 * 1024 then
+          uring.spawn(function()
+            state = { t:status(), t:waiting_on() }
+            t:cancel()
+          end)
+        end
+      end)
+      local ok, e = t:join()
+      assert(state[1] == "ready" or (state[1] == "waiting" and state[2] == "copyfile"),
+             table.concat(state, " "))
+      assert.is_false(ok)
+      assert.matches("canceled", e)
+      assert.equal(0, uring.stats().inflight)
+      local st = uring.stat(dst)
+      assert(st.size >= 16 * 1024 * 1024 and st.size <= 32 * 1024 * 1024,
+             "copied " .. st.size)
+      -- on ext4 the file's blocks were allocated up front: given back
+      assert(st.blocks * 512 <= st.size + 1024 * 1024,
+             ("%d bytes allocated for %d"):format(st.blocks * 512, st.size))
+    end)
+    assert.equal(before, fdcount())
+  end)
+
+  -- without a progress callback one thread copies the whole file: the
+  -- cancel reaches it between two 4 MiB steps, and the task waits for it
+  it("a copy without progress cancelled while its thread copies: the thread is stopped first", function()
+    local src, dst = dir .. "/src", dir .. "/dst"
+    local size = 64 * 1024 * 1024
+    spit(src, ("c"):rep(size))
+    local before = fdcount()
+    run(function()
+      local t = uring.spawn(uring.copyfile, src, dst)
+      while t:status() ~= "done" and t:waiting_on() ~= "copyfile" do uring.yield() end
       assert.equal("copyfile", t:waiting_on())
       t:cancel()
       local ok, e = t:join()
       assert.is_false(ok)
       assert.matches("canceled", e)
       assert.equal(0, uring.stats().inflight)
+      -- nothing writes to dst any more (an abandoned thread would)
+      local at = uring.stat(dst).size
+      uring.sleep(0.02)
+      assert.equal(at, uring.stat(dst).size)
     end)
     assert.equal(before, fdcount())
+  end)
+
+  it("lets other tasks run while it copies, and obeys uring.timeout", function()
+    local src, dst = dir .. "/src", dir .. "/dst"
+    local size = 64 * 1024 * 1024
+    spit(src, ("t"):rep(size))
+    run(function()
+      local ticks = 0
+      local t = uring.spawn(uring.copyfile, src, dst)
+      -- a task that runs while the copy waits on its thread
+      while t:status() ~= "done" do
+        uring.sleep(0.0005)
+        if t:waiting_on() == "copyfile" then ticks = ticks + 1 end
+      end
+      assert.same({ true, size }, { t:join() })
+      assert(ticks >= 1, "no other task ran while the copy waited")
+      fails("timeout", uring.ETIME, uring.timeout(0.0005, uring.copyfile, src, dst))
+      assert.equal(0, uring.stats().inflight)
+    end)
+  end)
+
+  -- one file system: copy_file_range (its thread's end is an eventfd
+  -- READ); onto a tmpfs (EXDEV): linked SPLICE pairs, progress alike
+  it("uses copy_file_range within a file system and splices across file systems", function()
+    local src = dir .. "/src"
+    local data = random_bytes(3 * 1024 * 1024 + 5)
+    spit(src, data)
+    local shm = assert(io.open("/dev/shm", "r"), "/dev/shm is needed (tmpfs)")
+    shm:close()
+    local other = ("/dev/shm/uring-copy-%d"):format(PID)
+    local function ops (dst)
+      local seen, calls = {}, 0
+      local n = run(function()
+        uring.trace(function(ev) if ev.event == "sqe" then seen[ev.op] = true end end)
+        local n = uring.copyfile(src, dst, function() calls = calls + 1 end)
+        uring.yield()                 -- the last events come a turn later
+        uring.trace(false)
+        return n
+      end)
+      assert.equal(#data, n)
+      assert.equal(4, calls)
+      assert(slurp(dst) == data, "the copy differs from the source")
+      return seen
+    end
+    local same = ops(dir .. "/dst")
+    assert.is_nil(same.splice)
+    assert.is_true(same.read)
+    local ok, across = pcall(ops, other)
+    os.remove(other)
+    assert(ok, across)
+    assert.is_true(across.splice)
   end)
 
   it("copies an empty file and overwrites an existing destination", function()

@@ -69,6 +69,46 @@ return function(uring, core)
   local CHUNK = 1 << 20
   local EINVAL = 22
 
+  -- on_progress(done, total) once per CHUNK between done and upto
+  local function report (on_progress, done, upto, total)
+    while done < upto do
+      done = math.min(done + CHUNK, upto)
+      on_progress(done, total)
+    end
+  end
+
+  -- What cp does: copy_file_range, on a helper thread (csrc/copy.c).
+  -- One call copies to the end of src, or 16 MiB when progress is to be
+  -- reported; with progress, a last call after the callbacks finds the
+  -- end again (a callback may have added to src).  Returns bytes, or
+  -- fail, or false when copy_file_range cannot serve these files (not
+  -- one file system, not regular files) or no thread could be made,
+  -- before anything was copied.
+  local RANGE_UNSUPPORTED = { [18] = true, [22] = true, [38] = true, [95] = true }
+  local PROGRESS_CALL = 16 << 20
+  local function range_copy (inf, outf, total, on_progress)
+    local ifd, ofd = inf:fd(), outf:fd()
+    local max = on_progress and PROGRESS_CALL or math.maxinteger
+    local done = 0
+    -- however this ends short of total (a fail, a raise: cancel, timeout,
+    -- a failing callback), dst's blocks past its end go back
+    local _ <close> = setmetatable({}, { __close = function()
+      if done < total then core._copy_trim(ofd) end
+    end })
+    while true do
+      local n, eof, eno = core._copy_range(ifd, ofd, done, total, max)
+      if n == false then return false end
+      if not n then
+        if done == 0 and RANGE_UNSUPPORTED[eno] then return false end
+        return nil, eof, eno
+      end
+      local upto = done + n
+      if on_progress then report(on_progress, done, upto, total) end
+      done = upto
+      if eof and (n == 0 or not on_progress) then return done end
+    end
+  end
+
   -- The kernel copies: SPLICE src -> pipe -> dst, a chain of up to 16
   -- 1 MiB pairs per call (csrc/fs.c), no user-space buffer.  Progress is
   -- still reported per 1 MiB.  Returns bytes, or fail, or false when
@@ -87,12 +127,7 @@ return function(uring, core)
       end
       if n == 0 then return done end
       local upto = done + n
-      if on_progress then
-        while done < upto do
-          done = math.min(done + CHUNK, upto)
-          on_progress(done, total)
-        end
-      end
+      if on_progress then report(on_progress, done, upto, total) end
       done = upto
     end
   end
@@ -120,7 +155,8 @@ return function(uring, core)
   end
 
   --- uring.copyfile(src, dst [, on_progress(done, total)]) -> bytes | fail
-  -- Spliced in the kernel where the files allow it, else read and written.
+  -- copy_file_range where the files allow it, else spliced in the kernel,
+  -- else read and written.
   function uring.copyfile(src, dst, on_progress)
     checkpath("copyfile", 1, src)
     checkpath("copyfile", 2, dst)
@@ -135,7 +171,10 @@ return function(uring, core)
     outf, msg, en = uring.open(dst, "wb", st and st.mode or nil)
     if not outf then inf:close(); return nil, msg, en end
     local total = st and st.size or 0
-    local done, err, eno = splice_copy(inf, outf, total, on_progress)
+    local done, err, eno = range_copy(inf, outf, total, on_progress)
+    if done == false then
+      done, err, eno = splice_copy(inf, outf, total, on_progress)
+    end
     if done == false then
       done, err, eno = rw_copy(inf, outf, total, on_progress)
     end

@@ -562,7 +562,18 @@ describe("adversarial lifecycle", function()
           uring.spawn(function() u:recvfrom() end)
           uring.spawn(function() p:read("a") end)
           for i = 1, 100 do uring.spawn(uring.sleep, 60) end
+          -- copies over and over: most of the time one's helper thread
+          -- is inside copy_file_range (csrc/copy.c)
+          local dir = os.tmpname()
+          local src = dir .. ".src"
+          local f = assert(io.open(src, "wb"))
+          f:write(("c"):rep(16 << 20))
+          f:close()
+          uring.spawn(function()
+            while true do uring.copyfile(src, dir .. ".dst") end
+          end)
           uring.sleep(0.05)
+          os.remove(src); os.remove(dir .. ".dst"); os.remove(dir)
           io.write("inflight ", uring.stats().inflight, "\n")
           io.flush()
           os.exit(0, true)
