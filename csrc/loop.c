@@ -108,6 +108,14 @@ static int default_sqpoll (void) {
   return e && *e && strcmp(e, "0") != 0;
 }
 
+/* URING_TEST_FIXED_FILES=N: configure{fixed_files = N} by default (the
+ * specs and bench/http.sh run servers with it) */
+static uint32_t default_ffiles (void) {
+  const char *e = getenv("URING_TEST_FIXED_FILES");
+  long n = e && *e ? strtol(e, NULL, 10) : 0;
+  return n >= 1 && n <= UR_FFILES_MAX ? (uint32_t)n : 0;
+}
+
 ur_loop *ur_loop_get (lua_State *L) {
   ur_loop *loop;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &loop_key) == LUA_TUSERDATA) {
@@ -127,6 +135,7 @@ ur_loop *ur_loop_get (lua_State *L) {
   memset(loop, 0, sizeof *loop);
   loop->entries = default_entries();
   loop->want_sqpoll = default_sqpoll();
+  loop->want_ffiles = default_ffiles();
   loop->sq_thread_idle = 1000;
   loop->want_fixed_size = 64 * 1024;
   loop->main_ref = loop->error_ref = loop->trace_ref = LUA_NOREF;
@@ -161,6 +170,7 @@ ur_loop *ur_loop_ready (lua_State *L) {
   loop->ring_ok = 1;
   loop->pid = getpid();
   ur_fixed_setup(L, loop);      /* a failure only warns: reads degrade */
+  ur_ffiles_setup(L, loop);     /* the same: sockets keep plain fds */
   return loop;
 }
 
@@ -732,6 +742,7 @@ void ur_loop_forget (ur_loop *loop) {
     memset(&loop->ring, 0, sizeof loop->ring);
   }
   ur_fixed_free(loop);          /* our copy; the next ring registers anew */
+  ur_ffiles_free(loop);
   loop->setup_flags = 0;
   loop->pending = 0;
   loop->busy_turns = 0;
@@ -769,6 +780,7 @@ static void loop_shutdown (ur_loop *loop) {
   if (loop->inflight == 0) ur_bufring_free(loop);
   io_uring_queue_exit(&loop->ring);
   loop->ring_ok = 0;
+  ur_ffiles_free(loop);         /* the table went with the ring */
   if (loop->inflight == 0) {
     ur_slab_free(loop);
     ur_fixed_free(loop);
@@ -790,11 +802,11 @@ static int loop_gc (lua_State *L) {
 }
 
 /* uring.configure{entries =, sqpoll =, sq_thread_idle =, fixed_buffers =,
- * fixed_buffer_size =}: ring options; an idle ring is torn down and set
- * up again with them on next use. */
+ * fixed_buffer_size =, fixed_files =}: ring options; an idle ring is torn
+ * down and set up again with them on next use. */
 static int l_configure (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
-  lua_Integer entries, idle, nfixed, fsize;
+  lua_Integer entries, idle, nfixed, fsize, nfiles;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (loop->running)
     return luaL_error(L, "configure: the loop is running; call it before "
@@ -809,6 +821,8 @@ static int l_configure (lua_State *L) {
                       1 << 30);
   if (fsize % 4096 != 0)
     return luaL_argerror(L, 1, "fixed_buffer_size must be a multiple of 4096");
+  nfiles = ur_intfield(L, 1, 1, "fixed_files", loop->want_ffiles, 0,
+                       UR_FFILES_MAX);
   lua_getfield(L, 1, "sqpoll");
   if (!lua_isnil(L, -1)) {
     if (!lua_isboolean(L, -1))
@@ -820,6 +834,7 @@ static int l_configure (lua_State *L) {
   loop->entries = (unsigned)entries;
   loop->want_fixed = (uint32_t)nfixed;
   loop->want_fixed_size = (uint32_t)fsize;
+  loop->want_ffiles = (uint32_t)nfiles;
   if (loop->ring_ok && loop->live_tasks == 0) loop_shutdown(loop);
   return 0;
 }

@@ -44,6 +44,8 @@ typedef struct ur_sock {
   size_t scanned;         /* bytes of rbuf already searched for '\n' */
   size_t hscan;           /* _take_request: where its last search stopped */
   uint64_t recv_ud, send_ud, accept_ud;   /* in flight, for close */
+  int slot;               /* registered file slot (fixedfile.c), or -1 */
+  uint32_t slot_epoch;    /* the ring (loop->ring_epoch) the slot is in */
   /* listener */
   int *pend;              /* accepted fds no task has taken yet */
   size_t phead, plen, pcap;
@@ -77,10 +79,31 @@ static ur_sock *newsock (lua_State *L, int family) {
   ur_sock *s = (ur_sock *)lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   s->fd = -1;
+  s->slot = -1;
   s->family = family;
   s->timeout = -1;
   luaL_setmetatable(L, UR_SOCK_MT);
   return s;
+}
+
+/* configure{fixed_files}: an accepted socket's fd goes into a registered
+ * slot, and its receives and sends name the slot (no fd lookup per op). */
+static void sock_fix (ur_loop *loop, ur_sock *s) {
+  if (loop->ffiles_nfree == 0) return;
+  s->slot = ur_ffile_add(loop, s->fd);
+  s->slot_epoch = loop->ring_epoch;
+}
+
+static void sock_unfix (ur_loop *loop, ur_sock *s) {
+  ur_ffile_remove(loop, s->slot, s->slot_epoch);
+  s->slot = -1;
+}
+
+static void sock_sqe_file (ur_loop *loop, ur_sock *s, struct io_uring_sqe *sqe) {
+  if (s->slot >= 0 && s->slot_epoch == loop->ring_epoch) {
+    sqe->fd = s->slot;
+    sqe->flags |= IOSQE_FIXED_FILE;
+  }
 }
 
 /* The fail tuple for an op on a socket, "timeout" for our own timer. */
@@ -214,6 +237,7 @@ static int start_recv (lua_State *L, ur_sock *s, ur_task *t,
   }
   sqe = ur_get_sqe(loop);
   io_uring_prep_recv(sqe, s->fd, r->mem, cap, 0);
+  sock_sqe_file(loop, s, sqe);
   if (pick) {
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = UR_BGID;
@@ -602,6 +626,7 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   tr = s->timeout >= 0 ? ur_link_timeout_new(L, loop) : NULL;
   sqe = ur_get_sqe(loop);
   io_uring_prep_send(sqe, s->fd, src, n, MSG_NOSIGNAL);
+  sock_sqe_file(loop, s, sqe);
   r->obj = s;
   r->fd = s->fd;
   r->memlen = n;
@@ -774,6 +799,7 @@ static int try_accept (lua_State *L, ur_sock *s, ur_task *t, uint64_t timer) {
     s->plen--;
     c = newsock(L, s->family);
     c->fd = fd;
+    sock_fix(t->loop, c);
     return 1;
   }
   if (s->accept_err) {
@@ -1041,6 +1067,7 @@ static void sock_close (ur_loop *loop, ur_sock *s, int detach) {
     if (!loop->running)
       while (loop->canceling > 0 && ur_submit(loop, 1) >= 0) ur_reap(loop);
   }
+  sock_unfix(loop, s);
   close(s->fd);
   s->fd = -1;
   while (s->plen > 0) {          /* accepted, never taken */
@@ -1086,6 +1113,7 @@ static int l_sock_close (lua_State *L) {
       && !s->recv_ud && !s->send_ud) {
     ur_req *r = ur_req_new(L, loop, IORING_OP_CLOSE);  /* may raise: first */
     struct io_uring_sqe *sqe = ur_get_sqe(loop);
+    sock_unfix(loop, s);
     io_uring_prep_close(sqe, s->fd);
     r->fd = s->fd;
     s->fd = -1;

@@ -169,6 +169,7 @@ static int l_stats (lua_State *L) {
   setint(L, "stale_cqes", loop->stats.stale_cqes);
   setint(L, "fixed_reads", loop->stats.fixed_reads);
   setint(L, "fixed_buffers", loop->fixed_n);
+  setint(L, "fixed_files", loop->ffiles_n - loop->ffiles_nfree);
   setint(L, "requests", loop->nreqs);
   setint(L, "entries", loop->ring_ok ? loop->ring.sq.ring_entries : loop->entries);
   return 1;
@@ -222,6 +223,7 @@ static int l_features (lua_State *L) {
     loop->ring_ok = 1;
     loop->pid = getpid();
     ur_fixed_setup(L, loop);
+    ur_ffiles_setup(L, loop);
   }
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "available");
@@ -233,6 +235,8 @@ static int l_features (lua_State *L) {
   setint(L, "cq_entries", loop->ring.cq.ring_entries);
   ur_fixed_push(L, loop);
   lua_setfield(L, -2, "fixed_buffers");
+  ur_ffiles_push(L, loop);
+  lua_setfield(L, -2, "fixed_files");
   return 1;
 }
 

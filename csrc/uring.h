@@ -115,6 +115,7 @@ struct ur_task {
 #define UR_MEM_FIXED     0xFE   /* memclass of a registered-buffer read */
 #define UR_MEM_BUFFER    0xFD   /* memclass of a read into a uring.buffer */
 #define UR_FIXED_MAX     16384  /* the kernel's IORING_MAX_REG_BUFFERS */
+#define UR_FFILES_MAX    65536  /* configure{fixed_files} at most */
 
 typedef struct ur_stats {
   uint64_t enters, sqes, cqes, flushes, waits, resumes, spawned;
@@ -170,6 +171,13 @@ struct ur_loop {
   uint32_t *fixed_stack;
   unsigned char *fixed_base;   /* fixed_n * fixed_size bytes, 4096-aligned */
   int fixed_err;        /* -errno of a failed registration, else 0 */
+  /* registered files for sockets (fixedfile.c) */
+  uint32_t want_ffiles; /* configure{fixed_files}: 0 = off */
+  uint32_t ffiles_n;    /* slots registered with the ring now */
+  uint32_t ffiles_nfree;   /* free slots, on top of ffiles_stack */
+  uint32_t *ffiles_stack;
+  uint32_t ring_epoch;  /* counts ring setups: a slot is valid in its own */
+  int ffiles_err;       /* -errno of a failed registration, else 0 */
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
   struct ur_trace_ev *tq;  /* trace events waiting for the next turn */
   size_t tq_len, tq_cap;
@@ -244,6 +252,13 @@ lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
 
 /* fs.c */
 void ur_register_fs (lua_State *L);
+
+/* fixedfile.c: registered files for sockets */
+int ur_ffiles_setup (lua_State *L, ur_loop *loop);  /* after ring setup */
+void ur_ffiles_free (ur_loop *loop);                /* at ring teardown */
+int ur_ffile_add (ur_loop *loop, int fd);           /* a slot, or -1 */
+void ur_ffile_remove (ur_loop *loop, int slot, uint32_t epoch);
+void ur_ffiles_push (lua_State *L, ur_loop *loop);  /* for features() */
 
 /* fixedbuf.c: registered buffers for file reads */
 int ur_fixed_setup (lua_State *L, ur_loop *loop);   /* after ring setup */

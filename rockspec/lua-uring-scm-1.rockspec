@@ -25,6 +25,7 @@ build = {
         "csrc/stats.c", "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c",
         "csrc/thread.c", "csrc/net.c", "csrc/signal.c", "csrc/proc.c",
         "csrc/udp.c", "csrc/workers.c", "csrc/http.c", "csrc/fixedbuf.c",
+        "csrc/fixedfile.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)" },

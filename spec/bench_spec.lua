@@ -82,9 +82,9 @@ describe("bench/http.sh quick", function()
     assert.matches("probe: all four answer", out)
     local case = " ([%w-]+) [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s"
     local want = {
-      c50 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "sqpoll", "c-fixed" },
+      c50 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "sqpoll", "fixed", "c-fixed" },
       c500 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "ring64" },
-      close50 = { "lua-uring", "luv", "cqueues", "c" },
+      close50 = { "lua-uring", "luv", "cqueues", "c", "fixed" },
       workers = { "w1", "w2" },
       ["workers-cpu"] = { "w1-spin", "w2-spin" },
     }
@@ -105,14 +105,16 @@ describe("bench/http.sh quick", function()
     assert.matches("ratio lua%-uring/c close50: [%d.]+ req/server%-cpu%-s", out)
     assert.matches("ratio sqpoll/lua%-uring c50: [%d.]+", out)
     assert.matches("ratio c%-fixed/c c50: [%d.]+", out)
+    assert.matches("ratio fixed/lua%-uring c50: [%d.]+", out)
+    assert.matches("ratio fixed/lua%-uring close50: [%d.]+", out)
     assert.matches("ratio ring64/lua%-uring c500: [%d.]+", out)
     assert.matches("ratio w2/w1 workers: [%d.]+ req/s", out)
     assert.matches("ratio w2%-spin/w1%-spin workers%-cpu: [%d.]+ req/s", out)
     assert.matches("ratio uring%-head/c c50: [%d.]+ req/server%-cpu%-s", out)
     assert.matches("ratio uring%-head/c c500: [%d.]+ req/server%-cpu%-s", out)
-    -- the ratio lines for the report: 19 of them, targets on keep-alive only
+    -- the ratio lines for the report: 21 of them, targets on keep-alive only
     local rows = tsv_lines(results .. "/http.tsv")
-    assert.equal(19, #rows)
+    assert.equal(21, #rows)
     local targets = 0
     for _, r in ipairs(rows) do
       if r.target ~= "" then targets = targets + 1 end

@@ -50,6 +50,9 @@ if os.getenv("URING_MATRIX") == "1" then
                          "URING_TEST_SQPOLL=1 URING_TEST_RING=4" } do
     run("env " .. env, io_specs)
   end
+  -- the sockets again with registered files, 8 slots: fixed and plain mixed
+  run("env URING_TEST_FIXED_FILES=8", "spec/net_spec.lua spec/http_spec.lua "
+    .. "spec/adversarial/races_spec.lua")
 end
 local fuzz = tonumber(os.getenv("URING_FUZZ_SECONDS") or "")
 if fuzz and fuzz > 0 then

@@ -392,6 +392,7 @@ local tasks_n = R(1, 6)
 local program = { seed = seed, tasks = {}, deadline = 0.15 + R() * 0.5 }
 program.entries = pick { false, false, 1, 2, 4, 8, 64 }
 program.sqpoll = chance(0.08)
+program.fixed_files = chance(0.2) and pick { 1, 2, 8 }   -- registered socket slots
 program.gchook = chance(0.3) and pick { 50, 200, 1000 } or false
 
 local function gen_step(task_index)
@@ -696,6 +697,7 @@ end
 -- warm-up: the loop's ring and the fds that live as long as the state
 if program.entries then uring.configure { entries = program.entries } end
 if program.sqpoll then uring.configure { sqpoll = true } end
+if program.fixed_files then uring.configure { fixed_files = program.fixed_files } end
 uring.run(function() uring.nop() end)
 local fds0 = fd_list()
 
