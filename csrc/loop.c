@@ -292,6 +292,8 @@ static int returns_fd (unsigned op) {
          op == IORING_OP_ACCEPT || op == IORING_OP_SOCKET;
 }
 
+static void sigint_cqe (ur_loop *loop, ur_req *r);
+
 static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
   ur_req *r;
   if (ud == 0) return;          /* fire-and-forget (cancels) */
@@ -309,6 +311,10 @@ static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
   }
   if (loop->trace_ref != LUA_NOREF) ur_trace_cqe(loop, r);
   if (loop->closing) {          /* shutting down: nobody will resume */
+    /* the run's SIGINT poll is not counted in inflight (sigint_arm): its
+     * last CQE, met here when os.exit closes the state inside uring.run,
+     * must not count down */
+    if (r->on_cqe == sigint_cqe && r->state == UR_REQ_DONE) loop->inflight++;
     if (returns_fd(r->opcode) && res >= 0) close(res);
     if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
     return;
