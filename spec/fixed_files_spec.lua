@@ -32,7 +32,10 @@ end
 
 describe("configure{fixed_files}", function()
   local fds0
-  before_each(function() fds0 = helpers.fd_count() end)
+  before_each(function()
+    uring.configure{ fixed_files = 0 }   -- no ring left by an earlier spec:
+    fds0 = helpers.fd_count()            -- after_each tears ours down too
+  end)
   after_each(function()
     uring.configure{ fixed_files = 0 }
     collectgarbage()
