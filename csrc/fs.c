@@ -65,31 +65,14 @@ typedef struct ur_file {
   ur_task *owner;         /* the task running the method */
 } ur_file;
 
-/* luaL_checkudata without its two table lookups (the name in the
- * registry, ~300 instructions; pread runs this per op): the metatable
- * is compared by address with the loop's record of it.  It stays in the
- * registry for the state's life, so the address is stable. */
 static ur_file *checkfile (lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p != NULL && lua_getmetatable(L, idx)) {
-    int same = lua_topointer(L, -1) == ur_loop_of(L)->file_mt;
-    lua_pop(L, 1);
-    if (same) return (ur_file *)p;
-  }
-  luaL_typeerror(L, idx, UR_FILE_MT);
-  return NULL;
+  return (ur_file *)ur_checkudata(L, idx, ur_loop_of(L)->file_mt, UR_FILE_MT);
 }
 
-/* The same for a uring.buffer (file:pread(buf, ...) runs it per op). */
+/* file:pread(buf, ...) runs it per op */
 static ur_buffer *checkbuffer (lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p != NULL && lua_getmetatable(L, idx)) {
-    int same = lua_topointer(L, -1) == ur_loop_of(L)->buffer_mt;
-    lua_pop(L, 1);
-    if (same) return (ur_buffer *)p;
-  }
-  luaL_typeerror(L, idx, UR_BUFFER_MT);
-  return NULL;
+  return (ur_buffer *)ur_checkudata(L, idx, ur_loop_of(L)->buffer_mt,
+                                    UR_BUFFER_MT);
 }
 
 /* As liolib's tofile: a closed file is a programming error. */

@@ -53,19 +53,9 @@ typedef struct ur_sock {
   ur_waitq acceptors;     /* tasks blocked in accept() */
 } ur_sock;
 
-/* luaL_checkudata, without its lookup by name: it runs several times per
- * request on a busy server.  The metatable is compared by address with the
- * loop's copy (a registry lookup by key cost more than the rest of a
- * receive that finds its line buffered). */
+/* it runs several times per request on a busy server */
 static ur_sock *checksock (lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p != NULL && lua_getmetatable(L, idx)) {
-    int same = lua_topointer(L, -1) == ur_loop_of(L)->sock_mt;
-    lua_pop(L, 1);
-    if (same) return (ur_sock *)p;
-  }
-  luaL_typeerror(L, idx, UR_SOCK_MT);
-  return NULL;
+  return (ur_sock *)ur_checkudata(L, idx, ur_loop_of(L)->sock_mt, UR_SOCK_MT);
 }
 
 static ur_sock *tosock (lua_State *L) {
@@ -89,7 +79,6 @@ static ur_sock *newsock (lua_State *L, int family) {
 /* configure{fixed_files}: an accepted socket's fd goes into a registered
  * slot, and its receives and sends name the slot (no fd lookup per op). */
 static void sock_fix (ur_loop *loop, ur_sock *s) {
-  if (loop->ffiles_nfree == 0) return;
   s->slot = ur_ffile_add(loop, s->fd);
   s->slot_epoch = loop->ring_epoch;
 }

@@ -191,7 +191,24 @@ ur_loop *ur_loop_get (lua_State *L);          /* create on first use */
 /* The core's functions carry the loop as upvalue 1 (set by ur_setfuncs):
  * finding it costs no lookup on the hot path. */
 #define ur_loop_of(L) ((ur_loop *)lua_touserdata((L), lua_upvalueindex(1)))
+
+/* luaL_checkudata without its two table lookups (the name in the
+ * registry, ~300 instructions; pread and receive run it per op): the
+ * metatable is compared by address with the loop's record of it (mt),
+ * which stays in the registry for the state's life. */
+static inline void *ur_checkudata (lua_State *L, int idx, const void *mt,
+                                   const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_getmetatable(L, idx)) {
+    int same = lua_topointer(L, -1) == mt;
+    lua_pop(L, 1);
+    if (same) return p;
+  }
+  luaL_typeerror(L, idx, tname);
+  return NULL;
+}
 void ur_setfuncs (lua_State *L, const luaL_Reg *l);   /* table at top */
+int ur_loop_setup (lua_State *L, ur_loop *loop);   /* 0 or -errno */
 ur_loop *ur_loop_ready (lua_State *L);        /* and set up the ring; raises */
 struct io_uring_sqe *ur_get_sqe (ur_loop *loop);   /* flushes a full SQ */
 void ur_reserve_sqes (ur_loop *loop, unsigned n);  /* room for a link chain */
