@@ -155,22 +155,31 @@ void ur_setfuncs (lua_State *L, const luaL_Reg *l) {
   luaL_setfuncs(L, l, 1);
 }
 
-ur_loop *ur_loop_ready (lua_State *L) {
-  ur_loop *loop = ur_loop_get(L);
-  if (loop->ring_ok) return loop;
+/* Set up the loop's ring with its configured options and register what
+ * they ask for.  Returns 0 or the -errno of the ring's setup. */
+int ur_loop_setup (lua_State *L, ur_loop *loop) {
   int ret = ur_setup_ring(loop, &loop->ring, loop->entries,
                           loop->want_sqpoll, loop->sq_thread_idle, &loop->setup_flags);
-  if (ret < 0) {
-    ur_pushsetupfail(L, ret, loop->entries);
-    lua_pop(L, 1);
-    lua_error(L);   /* the message names the cause and the fix */
-  }
+  if (ret < 0) return ret;
   /* a child after fork keeps our mappings; don't let it write to them */
   io_uring_ring_dontfork(&loop->ring);
   loop->ring_ok = 1;
   loop->pid = getpid();
   ur_fixed_setup(L, loop);      /* a failure only warns: reads degrade */
   ur_ffiles_setup(L, loop);     /* the same: sockets keep plain fds */
+  return 0;
+}
+
+ur_loop *ur_loop_ready (lua_State *L) {
+  ur_loop *loop = ur_loop_get(L);
+  int ret;
+  if (loop->ring_ok) return loop;
+  ret = ur_loop_setup(L, loop);
+  if (ret < 0) {
+    ur_pushsetupfail(L, ret, loop->entries);
+    lua_pop(L, 1);
+    lua_error(L);   /* the message names the cause and the fix */
+  }
   return loop;
 }
 

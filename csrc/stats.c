@@ -208,9 +208,7 @@ static int l_features (lua_State *L) {
     lua_setfield(L, -2, "kernel");
   }
   if (!loop->ring_ok) {
-    int ret = ur_setup_ring(loop, &loop->ring, loop->entries,
-                            loop->want_sqpoll, loop->sq_thread_idle,
-                            &loop->setup_flags);
+    int ret = ur_loop_setup(L, loop);
     if (ret < 0) {
       char why[512];
       lua_pushboolean(L, 0);
@@ -219,11 +217,6 @@ static int l_features (lua_State *L) {
       lua_setfield(L, -2, "reason");
       return 1;
     }
-    io_uring_ring_dontfork(&loop->ring);
-    loop->ring_ok = 1;
-    loop->pid = getpid();
-    ur_fixed_setup(L, loop);
-    ur_ffiles_setup(L, loop);
   }
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "available");
