@@ -25,6 +25,15 @@ int ur_pushfail (lua_State *L, int res, const char *what) {
   return 3;
 }
 
+/* An op ended by close() (its own or another task's): nil, "closed",
+ * EBADF, for every kind of object. */
+int ur_pushclosed (lua_State *L) {
+  luaL_pushfail(L);
+  lua_pushliteral(L, "closed");
+  lua_pushinteger(L, EBADF);
+  return 3;
+}
+
 /*
  * An integer option opts[key] of the table at index t, which is argument
  * arg: def when absent, else an integer in lo..hi.  luaL_checkinteger on

@@ -42,7 +42,7 @@ enum { OP_NONE, OP_FILL, OP_FLUSH, OP_WDIRECT, OP_SYNC, OP_CLOSE, OP_WSYNC };
 enum { VB_FULL, VB_LINE, VB_NO };
 
 typedef struct ur_file {
-  int fd;                 /* -1 once closed */
+  ur_handle h;            /* the fd; -1 before open and once closed */
   unsigned readable:1, writable:1, append:1, seekable:1, direct:1, eof:1;
   unsigned busy:1, datasync:1, sent:1, nl:1;
   int vbuf;               /* VB_* */
@@ -60,7 +60,6 @@ typedef struct ur_file {
                              the descriptor is closed anyway (as fclose) */
   int whence;             /* seek */
   lua_Integer seekoff;
-  uint64_t op_ud;         /* the op in flight, for close from elsewhere */
   int wres;               /* result of the WRITE linked before an FSYNC */
   ur_task *owner;         /* the task running the method */
 } ur_file;
@@ -78,14 +77,14 @@ static ur_buffer *checkbuffer (lua_State *L, int idx) {
 /* As liolib's tofile: a closed file is a programming error. */
 static ur_file *tofile (lua_State *L) {
   ur_file *f = checkfile(L, 1);
-  if (f->fd < 0) luaL_error(L, "attempt to use a closed file");
+  if (f->h.fd < 0) luaL_error(L, "attempt to use a closed file");
   return f;
 }
 
 static ur_file *newfile (lua_State *L) {
   ur_file *f = (ur_file *)lua_newuserdatauv(L, sizeof *f, 0);
   memset(f, 0, sizeof *f);
-  f->fd = -1;               /* closed until the open completes */
+  ur_handle_init(&f->h);    /* closed until the open completes */
   f->seekable = 1;
   luaL_setmetatable(L, UR_FILE_MT);
   return f;
@@ -222,12 +221,20 @@ static int file_k (lua_State *L, int status, lua_KContext ctx);
 
 static int start_op (lua_State *L, ur_file *f, ur_task *t, ur_req *r,
                      struct io_uring_sqe *sqe, int op, const char *what) {
-  r->fd = f->fd;
+  if (op != OP_CLOSE) ur_handle_sqe(t->loop, &f->h, r, sqe);
   f->op = op;
   ur_req_submitted(t->loop, r, sqe);
-  f->op_ud = ur_req_ud(t->loop, r);
-  (void)sqe;
   return ur_await(L, t, r, what, 0, file_k);
+}
+
+static int method_end (ur_file *f);
+static void file_release (ur_file *f);
+
+/* Another task closed the file while this method ran: it cannot go on
+ * (what it did so far stays done). */
+static int closed_midway (lua_State *L, ur_file *f) {
+  method_end(f);
+  return ur_pushclosed(L);
 }
 
 /* Make room for at least want more bytes after the buffered data. */
@@ -254,9 +261,11 @@ static int start_fill (lua_State *L, ur_file *f, ur_task *t) {
   /* read ahead at least as much as is buffered: "a" on a big file
    * doubles its request each time instead of crawling */
   size_t want = f->rlen > FILL_MIN ? f->rlen : FILL_MIN;
-  ur_req *r = ur_req_new(L, t->loop, IORING_OP_READ);
+  ur_req *r;
   struct io_uring_sqe *sqe;
   size_t space;
+  if (f->h.fd < 0) return closed_midway(L, f);
+  r = ur_req_new(L, t->loop, IORING_OP_READ);
   if (want > (size_t)INT_MAX / 2) want = (size_t)INT_MAX / 2;
   if (!reserve_read(f, want)) {
     ur_req_free(t->loop, r);
@@ -266,7 +275,7 @@ static int start_fill (lua_State *L, ur_file *f, ur_task *t) {
   space = f->rcap - f->rpos - f->rlen;
   if (space > (size_t)INT_MAX) space = (size_t)INT_MAX;
   sqe = ur_get_sqe(t->loop);
-  io_uring_prep_read(sqe, f->fd, f->rbuf + f->rpos + f->rlen, (unsigned)space,
+  io_uring_prep_read(sqe, f->h.fd, f->rbuf + f->rpos + f->rlen, (unsigned)space,
                      f->seekable ? (uint64_t)(f->off + (int64_t)f->rlen)
                                  : (uint64_t)-1);
   r->mem = f->rbuf;           /* owned by the request while in flight */
@@ -281,9 +290,12 @@ static uint64_t write_offset (ur_file *f) {
 }
 
 static int start_flush (lua_State *L, ur_file *f, ur_task *t) {
-  ur_req *r = ur_req_new(L, t->loop, IORING_OP_WRITE);
-  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
-  io_uring_prep_write(sqe, f->fd, f->wbuf, (unsigned)f->wlen, write_offset(f));
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (f->h.fd < 0) return closed_midway(L, f);
+  r = ur_req_new(L, t->loop, IORING_OP_WRITE);
+  sqe = ur_get_sqe(t->loop);
+  io_uring_prep_write(sqe, f->h.fd, f->wbuf, (unsigned)f->wlen, write_offset(f));
   r->mem = f->wbuf;           /* owned by the request while in flight */
   r->memlen = f->wlen;
   f->wbuf = NULL;
@@ -294,25 +306,29 @@ static int start_flush (lua_State *L, ur_file *f, ur_task *t) {
 static int start_wdirect (lua_State *L, ur_file *f, ur_task *t) {
   size_t len, n;
   const char *s = lua_tolstring(L, f->arg, &len);
-  ur_req *r = ur_req_new(L, t->loop, IORING_OP_WRITE);
+  ur_req *r;
   struct io_uring_sqe *sqe;
+  if (f->h.fd < 0) return closed_midway(L, f);
+  r = ur_req_new(L, t->loop, IORING_OP_WRITE);
   n = len - f->done;
   if (n > (size_t)INT_MAX) n = (size_t)INT_MAX;
   ur_req_pin(L, r, f->arg);   /* pinned: the kernel reads it until the CQE */
   r->memlen = n;
   sqe = ur_get_sqe(t->loop);
-  io_uring_prep_write(sqe, f->fd, s + f->done, (unsigned)n, write_offset(f));
+  io_uring_prep_write(sqe, f->h.fd, s + f->done, (unsigned)n, write_offset(f));
   return start_op(L, f, t, r, sqe, OP_WDIRECT, "write");
 }
 
 static int start_simple (lua_State *L, ur_file *f, ur_task *t, int op) {
-  ur_req *r = ur_req_new(L, t->loop, op == OP_SYNC ? IORING_OP_FSYNC
-                                                    : IORING_OP_CLOSE);
-  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (f->h.fd < 0) return closed_midway(L, f);
+  r = ur_req_new(L, t->loop, op == OP_SYNC ? IORING_OP_FSYNC : IORING_OP_CLOSE);
+  sqe = ur_get_sqe(t->loop);
   if (op == OP_SYNC)
-    io_uring_prep_fsync(sqe, f->fd, f->datasync ? IORING_FSYNC_DATASYNC : 0);
-  else
-    io_uring_prep_close(sqe, f->fd);
+    io_uring_prep_fsync(sqe, f->h.fd, f->datasync ? IORING_FSYNC_DATASYNC : 0);
+  else                        /* the handle closes it: IORING_OP_CLOSE */
+    ur_handle_close_sqe(t->loop, &f->h, r, sqe);
   return start_op(L, f, t, r, sqe, op, op == OP_SYNC ? "fsync" : "close");
 }
 
@@ -333,23 +349,25 @@ static void linked_write_cqe (ur_loop *loop, ur_req *r) {
  * cancelled (-ECANCELED) if the WRITE fails. */
 static int start_write_sync (lua_State *L, ur_file *f, ur_task *t) {
   ur_loop *loop = t->loop;
-  ur_req *w = ur_req_new(L, loop, IORING_OP_WRITE);
-  ur_req *s = ur_req_new(L, loop, IORING_OP_FSYNC);
+  ur_req *w, *s;
   struct io_uring_sqe *sqe;
+  if (f->h.fd < 0) return closed_midway(L, f);
+  w = ur_req_new(L, loop, IORING_OP_WRITE);
+  s = ur_req_new(L, loop, IORING_OP_FSYNC);
   ur_reserve_sqes(loop, 2);     /* a chain reaches the kernel whole */
   sqe = ur_get_sqe(loop);
-  io_uring_prep_write(sqe, f->fd, f->wbuf, (unsigned)f->wlen, write_offset(f));
+  io_uring_prep_write(sqe, f->h.fd, f->wbuf, (unsigned)f->wlen, write_offset(f));
   sqe->flags |= IOSQE_IO_LINK;
+  ur_handle_sqe(loop, &f->h, w, sqe);
   w->mem = f->wbuf;             /* owned by the request while in flight */
   w->memlen = f->wlen;
   w->obj = f;
-  w->fd = f->fd;
   w->on_cqe = linked_write_cqe;
   f->wbuf = NULL;
   f->wres = -ECANCELED;
   ur_req_submitted(loop, w, sqe);
   sqe = ur_get_sqe(loop);
-  io_uring_prep_fsync(sqe, f->fd, f->datasync ? IORING_FSYNC_DATASYNC : 0);
+  io_uring_prep_fsync(sqe, f->h.fd, f->datasync ? IORING_FSYNC_DATASYNC : 0);
   f->sent = 1;
   return start_op(L, f, t, s, sqe, OP_WSYNC, "fsync");
 }
@@ -360,6 +378,7 @@ static int method_end (ur_file *f) {
   f->busy = 0;
   f->method = M_NONE;
   f->owner = NULL;
+  if (f->h.fd < 0) file_release(f);   /* closed: nothing will use them */
   return 0;
 }
 
@@ -449,6 +468,9 @@ static int drive_write (lua_State *L, ur_file *f, ur_task *t) {
     f->nl = 0;
     return start_flush(L, f, t);
   }
+  /* closed by another task meanwhile: what is buffered will never be
+   * written, so this write did not succeed */
+  if (f->h.fd < 0 && f->wlen > 0) return closed_midway(L, f);
   method_end(f);
   lua_settop(L, 1);
   return 1;                   /* the file, as io's write returns */
@@ -458,17 +480,18 @@ static int drive (lua_State *L, ur_file *f, ur_task *t);
 
 static int drive_seek (lua_State *L, ur_file *f) {
   int64_t base = 0, pos;
+  if (f->h.fd < 0) return closed_midway(L, f);
   if (f->whence == SEEK_CUR) base = f->off;
   else if (f->whence == SEEK_END) {
     struct stat st;
-    if (fstat(f->fd, &st) != 0) return method_fail(L, f, -errno);
+    if (fstat(f->h.fd, &st) != 0) return method_fail(L, f, -errno);
     base = st.st_size;
   }
   pos = base + (int64_t)f->seekoff;
   if (pos < 0) return method_fail(L, f, -EINVAL);
   /* also moves the kernel's position: for fd() users, and to learn
    * whether the file can seek at all (ESPIPE on a pipe) */
-  if (lseek(f->fd, (off_t)pos, SEEK_SET) < 0) return method_fail(L, f, -errno);
+  if (lseek(f->h.fd, (off_t)pos, SEEK_SET) < 0) return method_fail(L, f, -errno);
   if (pos != f->off || f->whence != SEEK_CUR || f->seekoff != 0)
     drop_readahead(f);
   f->off = pos;
@@ -518,7 +541,11 @@ static int drive (lua_State *L, ur_file *f, ur_task *t) {
       if (f->wlen > 0) return start_flush(L, f, t);
       if (!f->sent) {
         f->sent = 1;
-        return start_simple(L, f, t, OP_CLOSE);
+        if (ur_handle_inflight(t->loop, &f->h) == 0)
+          return start_simple(L, f, t, OP_CLOSE);
+        /* other tasks' preads in flight: they are cancelled, and the fd
+         * closed when the last is back */
+        ur_handle_close(t->loop, &f->h, NULL);
       }
       file_release(f);
       method_end(f);
@@ -559,7 +586,7 @@ static void absorb (ur_file *f, ur_req *r) {
         f->wlen -= (size_t)res;
         f->off += res;
         if (f->wlen == 0 && f->append) {
-          off_t end = lseek(f->fd, 0, SEEK_CUR);   /* where O_APPEND put us */
+          off_t end = lseek(f->h.fd, 0, SEEK_CUR);   /* where O_APPEND put us */
           if (end >= 0) f->off = end;
         }
       }
@@ -586,7 +613,7 @@ static void absorb (ur_file *f, ur_req *r) {
         f->done += (size_t)res;
         f->off += res;
         if (f->append) {
-          off_t end = lseek(f->fd, 0, SEEK_CUR);
+          off_t end = lseek(f->h.fd, 0, SEEK_CUR);
           if (end >= 0) f->off = end;
         }
       }
@@ -594,13 +621,11 @@ static void absorb (ur_file *f, ur_req *r) {
     case OP_SYNC:
       if (res < 0) f->err = res;
       break;
-    case OP_CLOSE:
-      f->fd = -1;               /* closed, whatever the result */
+    case OP_CLOSE:              /* closed, whatever the result */
       if (res < 0) f->err = res;
       break;
   }
   f->op = OP_NONE;
-  f->op_ud = 0;
 }
 
 static int file_k (lua_State *L, int status, lua_KContext ctx) {
@@ -608,14 +633,14 @@ static int file_k (lua_State *L, int status, lua_KContext ctx) {
   ur_req *r = ur_resumed(L, t);
   ur_file *f = checkfile(L, 1);
   (void)status; (void)ctx;
-  if (f->fd < 0 && f->op != OP_CLOSE) {
-    /* closed by another task while our op was in flight */
+  if (f->h.fd < 0 && f->op != OP_CLOSE && r->res == -ECANCELED) {
+    /* closed by another task, which cancelled our op */
+    absorb(f, r);             /* the buffer comes back */
     ur_req_free(t->loop, r);
-    f->op = OP_NONE;
-    file_release(f);
-    return method_fail(L, f, -EBADF);
+    f->err = 0;
+    return closed_midway(L, f);
   }
-  absorb(f, r);
+  absorb(f, r);               /* what the op did counts, closed or not */
   ur_req_free(t->loop, r);
   if (ur_interrupted(t)) {
     method_end(f);            /* what was read stays buffered */
@@ -750,48 +775,46 @@ static int l_file_sync (lua_State *L) {
 }
 
 /* Close without the ring: __gc, or outside a task.  Pending writes are
- * written with plain pwrite so nothing is lost. */
-static int close_sync (ur_file *f) {
-  int err = 0;
+ * written with plain pwrite so nothing is lost; what other tasks have in
+ * flight on the file (preads) is cancelled, and the fd closed once it is
+ * back (handle.c). */
+static int close_sync (ur_loop *loop, ur_file *f, int gc) {
+  int err = 0, cerr;
   size_t done = 0;
   while (done < f->wlen) {
     ssize_t n = f->append || !f->seekable
-      ? write(f->fd, f->wbuf + done, f->wlen - done)
-      : pwrite(f->fd, f->wbuf + done, f->wlen - done, (off_t)(f->off + (int64_t)done));
+      ? write(f->h.fd, f->wbuf + done, f->wlen - done)
+      : pwrite(f->h.fd, f->wbuf + done, f->wlen - done, (off_t)(f->off + (int64_t)done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) { err = n < 0 ? -errno : -EIO; break; }
     done += (size_t)n;
   }
-  if (close(f->fd) != 0 && err == 0) err = -errno;
-  f->fd = -1;
+  cerr = ur_handle_close(loop, &f->h, gc ? f : NULL);
   file_release(f);
-  return err;
+  return err ? err : cerr;
 }
 
 /* file:close(), __close and __gc: one idempotent function. */
 static int l_file_close (lua_State *L) {
   ur_file *f = checkfile(L, 1);
+  ur_loop *loop = ur_loop_of(L);
   ur_task *t = ur_task_of(L);
   int err;
-  if (f->fd < 0) return luaL_error(L, "attempt to use a closed file");
+  if (f->h.fd < 0) return luaL_error(L, "attempt to use a closed file");
   if (f->busy) {
-    /* another task has an op in flight: cancel it; the kernel keeps its
-     * own reference to the file and the request owns the buffer */
-    if (f->op_ud && f->owner) {
-      ur_req *r = ur_req_at(f->owner->loop, f->op_ud);
-      if (r) ur_req_cancel(f->owner->loop, r);
-    }
-    close(f->fd);
-    f->fd = -1;
+    /* another task's method is in flight: its op is cancelled, it sees
+     * "closed" (its buffer is the request's until then), and the fd is
+     * closed once the kernel is done with it */
+    ur_handle_close(loop, &f->h, NULL);
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (t && lua_isyieldable(L) && t->loop->current == t && !t->canceled) {
+  if (t && lua_isyieldable(L) && loop->current == t && !t->canceled) {
     t = begin(L, f, "close", M_CLOSE);
     lua_settop(L, 1);
     return drive(L, f, t);
   }
-  err = close_sync(f);
+  err = close_sync(loop, f, 0);
   if (err) return ur_pushfail(L, err, NULL);
   lua_pushboolean(L, 1);
   return 1;
@@ -799,35 +822,42 @@ static int l_file_close (lua_State *L) {
 
 static int l_file_gc (lua_State *L) {
   ur_file *f = (ur_file *)luaL_testudata(L, 1, UR_FILE_MT);
-  if (f && f->fd >= 0 && !f->busy) close_sync(f);
-  else if (f && f->fd >= 0) {  /* only at lua_close: the loop drains it */
-    close(f->fd);
-    f->fd = -1;
-  }
-  if (f && !f->busy) file_release(f);
+  ur_loop *loop = ur_loop_of(L);
+  if (f == NULL) return 0;
+  if (f->h.fd >= 0 && !f->busy) close_sync(loop, f, 1);
+  else if (f->h.fd >= 0)        /* only at lua_close: the loop drains it */
+    ur_handle_close(loop, &f->h, f);
+  if (!f->busy) file_release(f);
   return 0;
 }
 
 static int l_file_closemm (lua_State *L) {
   ur_file *f = checkfile(L, 1);
-  if (f->fd < 0) return 0;
+  if (f->h.fd < 0) return 0;
   lua_settop(L, 1);
   return l_file_close(L);
 }
 
 static int l_file_fd (lua_State *L) {
-  lua_pushinteger(L, tofile(L)->fd);
+  lua_pushinteger(L, tofile(L)->h.fd);
   return 1;
 }
 
 static int l_file_tostring (lua_State *L) {
   ur_file *f = checkfile(L, 1);
-  if (f->fd < 0) lua_pushliteral(L, "uring.file (closed)");
-  else lua_pushfstring(L, "uring.file (fd %d)", f->fd);
+  if (f->h.fd < 0) lua_pushliteral(L, "uring.file (closed)");
+  else lua_pushfstring(L, "uring.file (fd %d)", f->h.fd);
   return 1;
 }
 
 /* --- positional I/O: no stream state, any number of tasks --- */
+
+/* A positional op that failed: "closed" if the file was closed while it
+ * was in flight (its cancel is why). */
+static int pfail (lua_State *L, int res) {
+  if (res == -ECANCELED && checkfile(L, 1)->h.fd < 0) return ur_pushclosed(L);
+  return ur_pushfail(L, res, NULL);
+}
 
 static int pread_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
@@ -840,7 +870,7 @@ static int pread_k (lua_State *L, int status, lua_KContext ctx) {
   }
   ur_req_free(t->loop, r);
   if (res <= 0) ur_check_interrupt(L, t);
-  if (res < 0) return ur_pushfail(L, res, NULL);
+  if (res < 0) return pfail(L, res);
   if (res == 0) luaL_pushfail(L);   /* EOF */
   return 1;
 }
@@ -868,7 +898,6 @@ static int l_file_pread (lua_State *L) {
     return 1;
   }
   r = ur_req_new(L, t->loop, IORING_OP_READ);
-  r->fd = f->fd;
   slot = ur_fixed_take(t->loop, (size_t)n);
   if (slot >= 0) {
     /* a registered buffer (configure{fixed_buffers}): its pages are
@@ -881,7 +910,7 @@ static int l_file_pread (lua_State *L) {
     r->opcode = IORING_OP_READ_FIXED;
     t->loop->stats.fixed_reads++;
     sqe = ur_get_sqe(t->loop);
-    io_uring_prep_read_fixed(sqe, f->fd, mem, (unsigned)n, (uint64_t)off,
+    io_uring_prep_read_fixed(sqe, f->h.fd, mem, (unsigned)n, (uint64_t)off,
                              slot);
   }
   else {
@@ -893,8 +922,9 @@ static int l_file_pread (lua_State *L) {
       return luaL_error(L, "pread: not enough memory");
     }
     sqe = ur_get_sqe(t->loop);
-    io_uring_prep_read(sqe, f->fd, mem, (unsigned)n, (uint64_t)off);
+    io_uring_prep_read(sqe, f->h.fd, mem, (unsigned)n, (uint64_t)off);
   }
+  ur_handle_sqe(t->loop, &f->h, r, sqe);
   ur_req_submitted(t->loop, r, sqe);
   return ur_await(L, t, r, "pread", 0, pread_k);
 }
@@ -907,7 +937,7 @@ static int pread_into_k (lua_State *L, int status, lua_KContext ctx) {
   if (res > 0) ur_kernel_wrote(r->mem, (size_t)res);
   ur_req_free(t->loop, r);
   if (res <= 0) ur_check_interrupt(L, t);
-  if (res < 0) return ur_pushfail(L, res, NULL);
+  if (res < 0) return pfail(L, res);
   if (res == 0) luaL_pushfail(L);   /* EOF */
   else lua_pushinteger(L, res);
   return 1;
@@ -947,14 +977,21 @@ static int pread_into (lua_State *L, ur_file *f) {
   r->mem = dst;                 /* not ours: ur_req_free only unpins */
   r->memlen = (size_t)n;
   r->memclass = UR_MEM_BUFFER;
-  r->fd = f->fd;
   sqe = ur_get_sqe(t->loop);
-  io_uring_prep_read(sqe, f->fd, dst, (unsigned)n, (uint64_t)off);
+  io_uring_prep_read(sqe, f->h.fd, dst, (unsigned)n, (uint64_t)off);
+  ur_handle_sqe(t->loop, &f->h, r, sqe);
   ur_req_submitted(t->loop, r, sqe);
   return ur_await(L, t, r, "pread", 0, pread_into_k);
 }
 
 static int pwrite_k (lua_State *L, int status, lua_KContext ctx);
+
+/* A write that failed part way: the fail triple (n values pushed) and
+ * the bytes that did reach the file. */
+static int written_fail (lua_State *L, int n, size_t done) {
+  lua_pushinteger(L, (lua_Integer)done);
+  return n + 1;
+}
 
 static int pwrite_start (lua_State *L, ur_file *f, ur_task *t, size_t done) {
   size_t len;
@@ -977,9 +1014,9 @@ static int pwrite_start (lua_State *L, ur_file *f, ur_task *t, size_t done) {
   else
     ur_req_pin(L, r, 2);      /* pinned, not copied */
   r->memlen = n;
-  r->fd = f->fd;
   sqe = ur_get_sqe(t->loop);
-  io_uring_prep_write(sqe, f->fd, src, (unsigned)n, (uint64_t)off + done);
+  io_uring_prep_write(sqe, f->h.fd, src, (unsigned)n, (uint64_t)off + done);
+  ur_handle_sqe(t->loop, &f->h, r, sqe);
   ur_req_submitted(t->loop, r, sqe);
   return ur_await(L, t, r, "pwrite", (lua_KContext)done, pwrite_k);
 }
@@ -993,13 +1030,15 @@ static int pwrite_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   lua_tolstring(L, 2, &len);
   ur_req_free(t->loop, r);
+  if (res > 0) done += (size_t)res;   /* written, whatever comes next */
+  if (res == 0 || done >= len) {
+    lua_pushinteger(L, (lua_Integer)done);
+    return 1;
+  }
+  if (f->h.fd < 0) return written_fail(L, ur_pushclosed(L), done);
   ur_check_interrupt(L, t);
-  if (res < 0) return ur_pushfail(L, res, NULL);
-  done += (size_t)res;
-  if (res > 0 && done < len && f->fd >= 0)
-    return pwrite_start(L, f, t, done);   /* a short write: the rest */
-  lua_pushinteger(L, (lua_Integer)done);
-  return 1;
+  if (res < 0) return written_fail(L, ur_pushfail(L, res, NULL), done);
+  return pwrite_start(L, f, t, done);   /* a short write: the rest */
 }
 
 /* file:pwrite(s, offset) -> bytes | fail: all of s, at offset */
@@ -1062,8 +1101,8 @@ typedef struct splice_hold { splice_pipe *p; } splice_hold;
 
 static void splice_unref (splice_pipe *p) {
   if (--p->refs > 0) return;
-  close(p->fd[0]);
-  close(p->fd[1]);
+  ur_fd_release(p->fd[0]);      /* the last request naming them is done */
+  ur_fd_release(p->fd[1]);
   free(p);
 }
 
@@ -1113,15 +1152,19 @@ static void splice_cqe (ur_loop *loop, ur_req *r) {
   if (wake) ur_req_wake(loop, wake);
 }
 
-/* Queue request r as one SPLICE of a call; its result goes to res[slot]. */
+/* Queue request r as one SPLICE of a call between file f and the pipe
+ * (into the pipe if to_pipe); its result goes to res[slot].  r is on f's
+ * handle: closing f cancels the copy; the pipe's fds live as long as
+ * any request names them (refs). */
 static void splice_prep (ur_loop *loop, ur_req *r, splice_pipe *p,
-                         int fdin, int64_t offin, int fdout, int64_t offout,
+                         ur_file *f, int to_pipe, int64_t off,
                          unsigned n, int slot, int link) {
   struct io_uring_sqe *sqe = ur_get_sqe(loop);
-  io_uring_prep_splice(sqe, fdin, offin, fdout, offout, n, 0);
+  if (to_pipe) io_uring_prep_splice(sqe, f->h.fd, off, p->fd[1], -1, n, 0);
+  else io_uring_prep_splice(sqe, p->fd[0], -1, f->h.fd, off, n, 0);
   if (link) sqe->flags |= IOSQE_IO_LINK;
+  ur_handle_sqe(loop, &f->h, r, sqe);
   r->obj = p;
-  r->fd = fdin == p->fd[0] ? fdout : fdin;
   r->aux = slot;
   r->on_cqe = splice_cqe;
   p->refs++;
@@ -1138,7 +1181,11 @@ static int splice_drain (lua_State *L, ur_task *t, splice_pipe *p,
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_SPLICE);
   p->pending = 0;
   p->last = NULL;
-  splice_prep(t->loop, r, p, p->fd[0], -1, out->fd, off,
+  if (out->h.fd < 0) {          /* closed meanwhile */
+    ur_req_free(t->loop, r);
+    return ur_pushclosed(L);
+  }
+  splice_prep(t->loop, r, p, out, 0, off,
               (unsigned)(p->inpipe - p->moved), 0, 0);
   return ur_await(L, t, r, "copyfile", 1, splice_k);
 }
@@ -1198,7 +1245,7 @@ static int l_splice (lua_State *L) {
   ur_req *r[2 * SPLICE_PAIRS];
   int pairs;
   luaL_argcheck(L, p != NULL, 1, "pipe is closed");
-  if (in->fd < 0 || out->fd < 0)
+  if (in->h.fd < 0 || out->h.fd < 0)
     return luaL_error(L, "attempt to use a closed file");
   luaL_argcheck(L, off >= 0, 4, "offset must be non-negative");
   luaL_argcheck(L, n > 0, 5, "count must be positive");
@@ -1221,10 +1268,9 @@ static int l_splice (lua_State *L) {
   p->last = NULL;
   for (int j = 0; j < pairs; j++) {
     int64_t at = off + (int64_t)j * p->size;
-    splice_prep(loop, r[2 * j], p, in->fd, at, p->fd[1], -1,
-                (unsigned)p->size, 2 * j, 1);
-    splice_prep(loop, r[2 * j + 1], p, p->fd[0], -1, out->fd, at,
-                (unsigned)p->size, 2 * j + 1, j < pairs - 1);
+    splice_prep(loop, r[2 * j], p, in, 1, at, (unsigned)p->size, 2 * j, 1);
+    splice_prep(loop, r[2 * j + 1], p, out, 0, at, (unsigned)p->size,
+                2 * j + 1, j < pairs - 1);
   }
   return ur_await(L, t, r[2 * pairs - 1], "copyfile", 0, splice_k);
 }
@@ -1291,7 +1337,7 @@ static int path_k (lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-static int do_statx (lua_State *L, int fd, const char *path, int flags,
+static int do_statx (lua_State *L, ur_handle *h, const char *path, int flags,
                      int pinidx, const char *fname) {
   ur_task *t = ur_task_current(L, fname);
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_STATX);
@@ -1302,10 +1348,10 @@ static int do_statx (lua_State *L, int fd, const char *path, int flags,
     return luaL_error(L, "%s: not enough memory", fname);
   }
   if (pinidx) ur_req_pin(L, r, pinidx);
-  r->fd = fd;
   sqe = ur_get_sqe(t->loop);
-  io_uring_prep_statx(sqe, fd, path, flags, STATX_BASIC_STATS,
-                      (struct statx *)r->mem);
+  io_uring_prep_statx(sqe, h ? h->fd : AT_FDCWD, path, flags,
+                      STATX_BASIC_STATS, (struct statx *)r->mem);
+  if (h) ur_handle_sqe(t->loop, h, r, sqe);
   ur_req_submitted(t->loop, r, sqe);
   return ur_await(L, t, r, fname, 1, path_k);
 }
@@ -1314,14 +1360,14 @@ static int do_statx (lua_State *L, int fd, const char *path, int flags,
 static int l_file_stat (lua_State *L) {
   ur_file *f = tofile(L);
   lua_settop(L, 1);
-  return do_statx(L, f->fd, "", AT_EMPTY_PATH, 0, "stat");
+  return do_statx(L, &f->h, "", AT_EMPTY_PATH, 0, "stat");
 }
 
 /* uring.stat(path) -> table | fail */
 static int l_stat (lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   lua_settop(L, 1);
-  return do_statx(L, AT_FDCWD, path, 0, 1, "stat");
+  return do_statx(L, NULL, path, 0, 1, "stat");
 }
 
 /* unlink, rmdir, mkdir, rename: one op each, true | fail */
@@ -1387,17 +1433,14 @@ static int open_k (lua_State *L, int status, lua_KContext ctx) {
   ur_file *f = checkfile(L, 4);
   (void)status; (void)ctx;
   ur_req_free(t->loop, r);
-  if (res >= 0) {
-    if (ur_interrupted(t))
-      close(res);               /* nobody will get this fd: don't leak it */
-    else
-      f->fd = res;
-  }
+  if (res >= 0 && ur_interrupted(t))
+    ur_fd_release(res);         /* nobody will get this fd: don't leak it */
   ur_check_interrupt(L, t);
+  if (res >= 0) res = ur_handle_adopt(t->loop, &f->h, res);
   if (res < 0) return ur_pushfail(L, res, lua_tostring(L, 1));
   if (f->append) {
     struct stat st;             /* "a" starts at the end, as fopen does */
-    if (!f->readable && fstat(f->fd, &st) == 0) f->off = st.st_size;
+    if (!f->readable && fstat(f->h.fd, &st) == 0) f->off = st.st_size;
   }
   return 1;
 }
@@ -1469,7 +1512,8 @@ static int l_fdopen (lua_State *L) {
   f = newfile(L);
   nfd = fcntl((int)fd, F_DUPFD_CLOEXEC, 3);
   if (nfd < 0) return ur_pushfail(L, -errno, NULL);
-  f->fd = nfd;
+  if ((nfd = ur_handle_adopt(ur_loop_of(L), &f->h, nfd)) < 0)
+    return ur_pushfail(L, nfd, NULL);
   f->readable = mode[0] == 'r' || plus;
   f->writable = mode[0] != 'r' || plus;
   f->append = mode[0] == 'a';

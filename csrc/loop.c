@@ -242,6 +242,22 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
   }
 }
 
+/* Submit and wait at most secs for one CQE (close outside uring.run
+ * draining what it cancelled): 0 when one is ready or the time is up. */
+int ur_submit_timeout (ur_loop *loop, double secs) {
+  struct __kernel_timespec ts;
+  struct io_uring_cqe *cqe;
+  int ret;
+  if (ur_foreign(loop)) return -EBADF;
+  ur_set_ts(&ts, secs);
+  loop->stats.enters++;
+  loop->stats.waits++;
+  ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+  loop->pending = io_uring_sq_ready(&loop->ring);
+  if (ret == -ETIME || ret == -EINTR) return 0;
+  return ret < 0 ? ret : 0;
+}
+
 /*
  * Flush a full SQ.  The CQEs that the flush makes ready are reaped at once
  * (no syscall: they are in the shared ring) so a small CQ does not
@@ -317,6 +333,7 @@ static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
     r->state = UR_REQ_DONE;
     loop->inflight--;
     if (r->canceling) loop->canceling--;
+    if (r->onfd) ur_fd_unlink(loop, r);   /* may close a closed object's fd */
   }
   if (loop->trace_ref != LUA_NOREF) ur_trace_cqe(loop, r);
   if (loop->closing) {          /* shutting down: nobody will resume */
@@ -324,7 +341,7 @@ static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
      * last CQE, met here when os.exit closes the state inside uring.run,
      * must not count down */
     if (r->on_cqe == sigint_cqe && r->state == UR_REQ_DONE) loop->inflight++;
-    if (returns_fd(r->opcode) && res >= 0) close(res);
+    if (returns_fd(r->opcode) && res >= 0) ur_fd_release(res);
     if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
     return;
   }
@@ -461,9 +478,10 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
     cancel_all_tasks(L, loop);
   }
   if (loop->live_tasks == 0) {
-    /* drain what we cancelled (timers of closed scopes) before returning,
-     * so the next run starts clean */
-    if (loop->canceling) {
+    /* drain what we cancelled (timers of closed scopes, the requests of
+     * closed objects, whose fds close with them) before returning, so the
+     * next run starts clean */
+    if (loop->canceling || loop->fd_closing) {
       ur_submit(loop, 1);
       ur_reap(loop);
     }
@@ -504,7 +522,7 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
 
 static int run_body (lua_State *L) {
   ur_loop *loop = (ur_loop *)lua_touserdata(L, 1);
-  while (loop->live_tasks > 0 || loop->canceling > 0) {
+  while (loop->live_tasks > 0 || loop->canceling > 0 || loop->fd_closing > 0) {
     /* a task fork()ed: the child runs on in this frame, without the ring */
     if (ur_foreign(loop)) ur_foreign_error(L, loop);
     loop_turn(L, loop);

@@ -35,7 +35,7 @@
 #define RECV_KEEP  (64 * 1024)   /* a buffer this big is kept, not shrunk */
 
 typedef struct ur_sock {
-  int fd;                 /* -1 once closed */
+  ur_handle h;            /* the fd; -1 once closed (handle.c) */
   int family;
   unsigned listener:1, eof:1, rbusy:1, wbusy:1, armed:1;
   double timeout;         /* seconds for each recv/send; < 0: none */
@@ -43,9 +43,6 @@ typedef struct ur_sock {
   size_t rcap, rpos, rlen;
   size_t scanned;         /* bytes of rbuf already searched for '\n' */
   size_t hscan;           /* _take_request: where its last search stopped */
-  uint64_t recv_ud, send_ud, accept_ud;   /* in flight, for close */
-  int slot;               /* registered file slot (fixedfile.c), or -1 */
-  uint32_t slot_epoch;    /* the ring (loop->ring_epoch) the slot is in */
   /* listener */
   int *pend;              /* accepted fds no task has taken yet */
   size_t phead, plen, pcap;
@@ -60,7 +57,7 @@ static ur_sock *checksock (lua_State *L, int idx) {
 
 static ur_sock *tosock (lua_State *L) {
   ur_sock *s = checksock(L, 1);
-  if (s->fd < 0) luaL_error(L, "attempt to use a closed socket");
+  if (s->h.fd < 0) luaL_error(L, "attempt to use a closed socket");
   return s;
 }
 
@@ -68,47 +65,23 @@ static ur_sock *tosock (lua_State *L) {
 static ur_sock *newsock (lua_State *L, int family) {
   ur_sock *s = (ur_sock *)lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
-  s->fd = -1;
-  s->slot = -1;
+  ur_handle_init(&s->h);
   s->family = family;
   s->timeout = -1;
   luaL_setmetatable(L, UR_SOCK_MT);
   return s;
 }
 
-/* configure{fixed_files}: an accepted socket's fd goes into a registered
- * slot, and its receives and sends name the slot (no fd lookup per op). */
-static void sock_fix (ur_loop *loop, ur_sock *s) {
-  s->slot = ur_ffile_add(loop, s->fd);
-  s->slot_epoch = loop->ring_epoch;
-}
-
-static void sock_unfix (ur_loop *loop, ur_sock *s) {
-  ur_ffile_remove(loop, s->slot, s->slot_epoch);
-  s->slot = -1;
-}
-
-static void sock_sqe_file (ur_loop *loop, ur_sock *s, struct io_uring_sqe *sqe) {
-  if (s->slot >= 0 && s->slot_epoch == loop->ring_epoch) {
-    sqe->fd = s->slot;
-    sqe->flags |= IOSQE_FIXED_FILE;
-  }
-}
-
-/* The fail tuple for an op on a socket, "timeout" for our own timer. */
+/* The fail tuple for an op on a socket: "closed" once closed (by any
+ * task), "timeout" for our own timer. */
 static int sock_fail (lua_State *L, ur_sock *s, int res) {
-  if (res == -ECANCELED && s->timeout >= 0) {
+  if (s->h.fd >= 0 && res == -ECANCELED && s->timeout >= 0) {
     luaL_pushfail(L);
     lua_pushliteral(L, "timeout");
     lua_pushinteger(L, ETIME);
     return 3;
   }
-  if (s->fd < 0 || res == -ECANCELED) {
-    luaL_pushfail(L);
-    lua_pushliteral(L, "closed");
-    lua_pushinteger(L, EBADF);
-    return 3;
-  }
+  if (s->h.fd < 0 || res == -ECANCELED) return ur_pushclosed(L);
   return ur_pushfail(L, res, NULL);
 }
 
@@ -164,7 +137,7 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
   ur_sock *s = (ur_sock *)r->obj;
   int res = r->res;
   const char *data = NULL;
-  if (r->aux && s && s->fd >= 0 && s->rbuf == NULL) {
+  if (r->aux && s && s->h.fd >= 0 && s->rbuf == NULL) {
     if (res > 0) ur_kernel_wrote(r->mem, (size_t)res);
     s->rbuf = (char *)r->mem;
     s->rcap = r->memlen;
@@ -181,7 +154,7 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
     data = (const char *)r->mem;
   if (res > 0 && data) {
     ur_kernel_wrote(data, (size_t)res);
-    if (s && s->fd >= 0 && !append(s, data, (size_t)res)) r->res = -ENOMEM;
+    if (s && s->h.fd >= 0 && !append(s, data, (size_t)res)) r->res = -ENOMEM;
   }
   if (r->cflags & IORING_CQE_F_BUFFER)
     ur_bufring_recycle(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
@@ -225,20 +198,18 @@ static int start_recv (lua_State *L, ur_sock *s, ur_task *t,
     s->rpos = 0;
   }
   sqe = ur_get_sqe(loop);
-  io_uring_prep_recv(sqe, s->fd, r->mem, cap, 0);
-  sock_sqe_file(loop, s, sqe);
+  io_uring_prep_recv(sqe, s->h.fd, r->mem, cap, 0);
+  ur_handle_sqe(loop, &s->h, r, sqe);
   if (pick) {
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = UR_BGID;
   }
   r->on_cqe = recv_cqe;
   r->obj = s;
-  r->fd = s->fd;
   r->memlen = cap;
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
   s->rbusy = 1;
-  s->recv_ud = ur_req_ud(loop, r);
   return ur_await(L, t, r, "recv", ctx, k);
 }
 
@@ -247,13 +218,6 @@ static int start_recv (lua_State *L, ur_sock *s, ur_task *t,
  * fail triple is pushed.  Raises a cancel or an expired timeout scope
  * (what arrived stays buffered). */
 enum { RECV_FAILED = -1, RECV_EOF = 0, RECV_BYTES = 1, RECV_AGAIN = 2 };
-
-static int closed_fail (lua_State *L) {
-  luaL_pushfail(L);
-  lua_pushliteral(L, "closed");
-  lua_pushinteger(L, EBADF);
-  return 3;
-}
 
 /* The socket is the request's r->obj, checked when the op began: a
  * continuation needs no second checksock (__gc clears r->obj). */
@@ -264,12 +228,11 @@ static int recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
   ur_req_free(t->loop, r);
   *sp = s;
   if (s == NULL) {
-    closed_fail(L);
+    ur_pushclosed(L);
     return RECV_FAILED;
   }
   s->rbusy = 0;
-  s->recv_ud = 0;
-  if (s->fd < 0) {
+  if (s->h.fd < 0) {
     sock_fail(L, s, -EBADF);
     return RECV_FAILED;
   }
@@ -435,7 +398,7 @@ static int receive_k (lua_State *L, int status, lua_KContext ctx) {
 static int l_sock_receive (lua_State *L) {
   ur_sock *s = checksock(L, 1);
   lua_KContext ctx = RECV_LINE;
-  if (s->fd < 0) return luaL_error(L, "attempt to use a closed socket");
+  if (s->h.fd < 0) return luaL_error(L, "attempt to use a closed socket");
   switch (lua_type(L, 3)) {
     case LUA_TNONE: case LUA_TNIL: case LUA_TSTRING: break;
     case LUA_TNUMBER: lua_tolstring(L, 3, NULL); break;   /* in place */
@@ -560,7 +523,7 @@ static int receive_head_k (lua_State *L, int status, lua_KContext ctx) {
 static int l_sock_receive_head (lua_State *L) {
   ur_sock *s = checksock(L, 1);
   lua_Integer max = luaL_optinteger(L, 2, 16 * 1024);
-  if (s->fd < 0) return luaL_error(L, "attempt to use a closed socket");
+  if (s->h.fd < 0) return luaL_error(L, "attempt to use a closed socket");
   luaL_argcheck(L, max > 0, 2, "positive size expected");
   lua_settop(L, 1);
   return receive_head_step(L, s, (lua_KContext)max);
@@ -569,7 +532,7 @@ static int l_sock_receive_head (lua_State *L) {
 /* sock:_closed() -> true once closed (the Lua methods check it first, so
  * their "attempt to use a closed socket" names the caller's line) */
 static int l_sock_closed (lua_State *L) {
-  lua_pushboolean(L, checksock(L, 1)->fd < 0);
+  lua_pushboolean(L, checksock(L, 1)->h.fd < 0);
   return 1;
 }
 
@@ -614,19 +577,27 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
     ur_req_pin(L, r, 2);        /* pinned: the kernel reads it until the CQE */
   tr = s->timeout >= 0 ? ur_link_timeout_new(L, loop) : NULL;
   sqe = ur_get_sqe(loop);
-  io_uring_prep_send(sqe, s->fd, src, n, MSG_NOSIGNAL);
-  sock_sqe_file(loop, s, sqe);
+  io_uring_prep_send(sqe, s->h.fd, src, n, MSG_NOSIGNAL);
+  ur_handle_sqe(loop, &s->h, r, sqe);
   r->obj = s;
-  r->fd = s->fd;
   r->memlen = n;
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
   s->wbusy = 1;
-  s->send_ud = ur_req_ud(loop, r);
   (void)len;
   return ur_await(L, t, r, "send", (lua_KContext)done, send_k);
 }
 
+/* A send that failed part way: the fail triple (n values pushed) and
+ * the bytes that did go out. */
+static int send_failed (lua_State *L, int n, size_t done) {
+  lua_pushinteger(L, (lua_Integer)done);
+  return n + 1;
+}
+
+/* Bytes the kernel sent are reported whatever came next: a close by
+ * another task that cancelled the rest, a timeout, an interrupt after
+ * the last byte. */
 static int send_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_req *r = ur_resumed(L, t);
@@ -636,17 +607,17 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
   size_t total = (size_t)(lua_tointeger(L, 4) - lua_tointeger(L, 3));
   (void)status;
   ur_req_free(t->loop, r);
-  if (s == NULL) return closed_fail(L);
-  s->wbusy = 0;
-  s->send_ud = 0;
-  if (s->fd < 0) return sock_fail(L, s, -EBADF);
+  if (res > 0) done += (size_t)res;
+  if (s) s->wbusy = 0;
+  if (done >= total) {
+    lua_pushinteger(L, (lua_Integer)done);
+    return 1;
+  }
+  if (s == NULL || s->h.fd < 0) return send_failed(L, ur_pushclosed(L), done);
   ur_check_interrupt(L, t);
-  if (res == -EINTR || res == -EAGAIN) return start_send(L, s, t, done);
-  if (res < 0) return sock_fail(L, s, res);
-  done += (size_t)res;
-  if (done < total) return start_send(L, s, t, done);   /* short send */
-  lua_pushinteger(L, (lua_Integer)done);
-  return 1;
+  if (res < 0 && res != -EINTR && res != -EAGAIN)
+    return send_failed(L, sock_fail(L, s, res), done);
+  return start_send(L, s, t, done);   /* the rest of a short send */
 }
 
 /* sock:send(data [, i [, j]]) -> bytes sent (all of data[i..j]) | fail */
@@ -689,11 +660,11 @@ static void accept_cqe (ur_loop *loop, ur_req *r) {
   ur_sock *s = (ur_sock *)r->obj;
   int res = r->res, more = (r->cflags & IORING_CQE_F_MORE) != 0;
   if (res >= 0) {
-    if (s == NULL || s->fd < 0) close(res);     /* nobody can take it */
+    if (s == NULL || s->h.fd < 0) ur_fd_release(res);   /* nobody can take it */
     else if (s->plen == s->pcap) {
       size_t cap = s->pcap ? s->pcap * 2 : 16;
       int *np = (int *)malloc(cap * sizeof *np);
-      if (np == NULL) close(res);
+      if (np == NULL) ur_fd_release(res);
       else {
         for (size_t i = 0; i < s->plen; i++)
           np[i] = s->pend[(s->phead + i) % s->pcap];
@@ -703,7 +674,7 @@ static void accept_cqe (ur_loop *loop, ur_req *r) {
         s->phead = 0;
       }
     }
-    if (s && s->fd >= 0 && s->plen < s->pcap) {
+    if (s && s->h.fd >= 0 && s->plen < s->pcap) {
       s->pend[(s->phead + s->plen) % s->pcap] = res;
       s->plen++;
     }
@@ -711,12 +682,9 @@ static void accept_cqe (ur_loop *loop, ur_req *r) {
   else if (s && res != -ECANCELED)
     s->accept_err = res;
   if (!more) {                  /* the kernel ended the multishot */
-    if (s) {
-      s->armed = 0;
-      s->accept_ud = 0;
-    }
+    if (s) s->armed = 0;
     ur_req_free(loop, r);
-    if (s && s->fd >= 0 && s->acceptors.head && s->accept_err == 0)
+    if (s && s->h.fd >= 0 && s->acceptors.head && s->accept_err == 0)
       arm_accept(NULL, loop, s);
   }
   if (s) wake_acceptor(loop, s);
@@ -733,15 +701,14 @@ static int arm_accept (lua_State *L, ur_loop *loop, ur_sock *s) {
     return 0;
   }
   sqe = ur_get_sqe(loop);
-  io_uring_prep_multishot_accept(sqe, s->fd, NULL, NULL, SOCK_CLOEXEC);
+  io_uring_prep_multishot_accept(sqe, s->h.fd, NULL, NULL, SOCK_CLOEXEC);
+  ur_handle_sqe(loop, &s->h, r, sqe);
   r->on_cqe = accept_cqe;
   r->obj = s;
-  r->fd = s->fd;
   r->task = NULL;
   ur_req_submitted(loop, r, sqe);
   r->task = NULL;               /* owned by the listener, not a task */
   s->armed = 1;
-  s->accept_ud = ur_req_ud(loop, r);
   return 1;
 }
 
@@ -778,17 +745,18 @@ static void disarm_accept_timer (ur_loop *loop, uint64_t ud) {
 }
 
 static int try_accept (lua_State *L, ur_sock *s, ur_task *t, uint64_t timer) {
-  if (s->fd < 0 || s->plen > 0 || s->accept_err)
+  if (s->h.fd < 0 || s->plen > 0 || s->accept_err)
     disarm_accept_timer(t->loop, timer);
-  if (s->fd < 0) return sock_fail(L, s, -EBADF);
+  if (s->h.fd < 0) return sock_fail(L, s, -EBADF);
   if (s->plen > 0) {
-    int fd = s->pend[s->phead];
-    ur_sock *c;
+    /* the owner first: if it cannot be made, the fd stays queued */
+    ur_sock *c = newsock(L, s->family);
+    int fd = s->pend[s->phead], ret;
     s->phead = (s->phead + 1) % s->pcap;
     s->plen--;
-    c = newsock(L, s->family);
-    c->fd = fd;
-    sock_fix(t->loop, c);
+    if ((ret = ur_handle_adopt(t->loop, &c->h, fd)) < 0)
+      return ur_pushfail(L, ret, "accept");
+    ur_handle_fix(t->loop, &c->h);
     return 1;
   }
   if (s->accept_err) {
@@ -818,7 +786,7 @@ static int accept_k (lua_State *L, int status, lua_KContext ctx) {
     /* It may have been woken for a connection it will now not take (a
      * cancel landing between the wake and the resume): pass the wakeup
      * on, or the connection waits while the next acceptor sleeps. */
-    if (s->fd >= 0 && (s->plen > 0 || s->accept_err))
+    if (s->h.fd >= 0 && (s->plen > 0 || s->accept_err))
       wake_acceptor(t->loop, s);
     ur_check_interrupt(L, t);
   }
@@ -846,7 +814,9 @@ typedef struct conn_args {   /* kept on the task's stack as a userdata */
 static int socket_k (lua_State *L, int status, lua_KContext ctx);
 static int connect_k (lua_State *L, int status, lua_KContext ctx);
 
-/* Stack: 1..3 arguments, 4: conn_args.  Make the socket. */
+/* Stack: 1..3 arguments, 4: conn_args, 5: the socket, still closed (its
+ * owner exists before the fd does: out of memory cannot leak the fd).
+ * Make the socket. */
 static int start_socket (lua_State *L, ur_task *t) {
   conn_args *a = (conn_args *)lua_touserdata(L, 4);
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_SOCKET);
@@ -862,20 +832,20 @@ static int resolved_k (lua_State *L, int status, lua_KContext ctx) {
   conn_args *a = (conn_args *)lua_touserdata(L, 4);
   (void)status; (void)ctx;
   if (ur_resolved(L, t, &a->addr) != 0) return 3;
-  lua_settop(L, 4);
+  lua_settop(L, 5);
   return start_socket(L, t);
 }
 
-static int setup_listener (lua_State *L, ur_sock *s, conn_args *a) {
+static int setup_listener (lua_State *L, ur_loop *loop, ur_sock *s,
+                           conn_args *a) {
   int one = 1;
-  setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(s->h.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (a->reuseport)
-    setsockopt(s->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (bind(s->fd, (struct sockaddr *)&a->addr.ss, a->addr.len) != 0 ||
-      listen(s->fd, a->backlog) != 0) {
+    setsockopt(s->h.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (bind(s->h.fd, (struct sockaddr *)&a->addr.ss, a->addr.len) != 0 ||
+      listen(s->h.fd, a->backlog) != 0) {
     int err = errno;
-    close(s->fd);
-    s->fd = -1;
+    ur_handle_close(loop, &s->h, NULL);
     return ur_pushfail(L, -err, a->what);
   }
   s->listener = 1;
@@ -886,28 +856,29 @@ static int socket_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_req *r = ur_resumed(L, t);
   conn_args *a = (conn_args *)lua_touserdata(L, 4);
+  ur_sock *s = checksock(L, 5);
   int res = r->res;
-  ur_sock *s;
   (void)status; (void)ctx;
   ur_req_free(t->loop, r);
-  if (res >= 0 && ur_interrupted(t)) close(res);   /* nobody will get it */
+  if (res >= 0 && ur_interrupted(t)) ur_fd_release(res);   /* nobody will get it */
   ur_check_interrupt(L, t);
+  if (res >= 0) res = ur_handle_adopt(t->loop, &s->h, res);
   if (res < 0) return ur_pushfail(L, res, a->what);
-  lua_settop(L, 4);
-  s = newsock(L, a->addr.ss.ss_family);         /* 5: the socket */
-  s->fd = res;
+  s->family = a->addr.ss.ss_family;
+  lua_settop(L, 5);
   if (a->listen) {
-    if (setup_listener(L, s, a)) return 3;
+    if (setup_listener(L, t->loop, s, a)) return 3;
     arm_accept(L, t->loop, s);
     return 1;
   }
   {
     ur_req *c = ur_req_new(L, t->loop, IORING_OP_CONNECT);
-    struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+    struct io_uring_sqe *sqe;
     ur_req_pin(L, c, 4);        /* the address, read by the kernel */
-    io_uring_prep_connect(sqe, s->fd, (struct sockaddr *)&a->addr.ss,
+    sqe = ur_get_sqe(t->loop);
+    io_uring_prep_connect(sqe, s->h.fd, (struct sockaddr *)&a->addr.ss,
                           a->addr.len);
-    c->fd = s->fd;
+    ur_handle_sqe(t->loop, &s->h, c, sqe);
     ur_req_submitted(t->loop, c, sqe);
     return ur_await(L, t, c, "connect", 0, connect_k);
   }
@@ -921,14 +892,23 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
   int res = r->res;
   (void)status; (void)ctx;
   ur_req_free(t->loop, r);
-  if (res < 0 || ur_interrupted(t)) {   /* a failed or unwanted socket */
-    close(s->fd);
-    s->fd = -1;
-  }
+  if (res < 0 || ur_interrupted(t))     /* a failed or unwanted socket */
+    ur_handle_close(t->loop, &s->h, NULL);
   ur_check_interrupt(L, t);
   if (res < 0) return ur_pushfail(L, res, a->what);
   lua_settop(L, 5);
   return 1;
+}
+
+/* Stack 1..3: the arguments.  Push 4, the conn_args, and 5, the socket
+ * (closed until IORING_OP_SOCKET has made its fd). */
+static conn_args *push_conn (lua_State *L, int listening, int family) {
+  conn_args *a = (conn_args *)lua_newuserdatauv(L, sizeof *a, 0);   /* 4 */
+  memset(a, 0, sizeof *a);
+  a->listen = listening;
+  a->backlog = 511;
+  newsock(L, family);                                              /* 5 */
+  return a;
 }
 
 /* Shared by connect and listen: parse, resolve if needed, make. */
@@ -942,10 +922,7 @@ static int open_stream (lua_State *L, int listening, const char *fname) {
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   t = ur_task_current(L, fname);
-  a = (conn_args *)lua_newuserdatauv(L, sizeof *a, 0);   /* 4 */
-  memset(a, 0, sizeof *a);
-  a->listen = listening;
-  a->backlog = 511;
+  a = push_conn(L, listening, AF_INET);
   if (lua_istable(L, 3)) {
     a->backlog = (int)ur_intfield(L, 3, 3, "backlog", 511, 0, INT32_MAX);
     lua_getfield(L, 3, "reuseport");
@@ -975,12 +952,9 @@ static int open_unix (lua_State *L, int listening, const char *fname) {
   lua_settop(L, 2);
   lua_pushnil(L);               /* 3: keep the stack layout of open_stream */
   t = ur_task_current(L, fname);
-  a = (conn_args *)lua_newuserdatauv(L, sizeof *a, 0);   /* 4 */
-  memset(a, 0, sizeof *a);
+  a = push_conn(L, listening, AF_UNIX);
   if (!ur_addr_unix(path, &a->addr))
     return luaL_argerror(L, 1, "path too long for a Unix socket");
-  a->listen = listening;
-  a->backlog = 511;
   if (lua_istable(L, 2)) {
     a->backlog = (int)ur_intfield(L, 2, 2, "backlog", 511, 0, INT32_MAX);
   }
@@ -1028,39 +1002,20 @@ static int l_sock_shutdown (lua_State *L) {
   ur_task *t = ur_task_current(L, "shutdown");
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_SHUTDOWN);
   struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
-  io_uring_prep_shutdown(sqe, s->fd, how);
-  r->fd = s->fd;
+  io_uring_prep_shutdown(sqe, s->h.fd, how);
+  ur_handle_sqe(t->loop, &s->h, r, sqe);
   ur_req_submitted(t->loop, r, sqe);
   return ur_await(L, t, r, "shutdown", 0, shutdown_k);
 }
 
-static void cancel_ud (ur_loop *loop, uint64_t ud, int detach) {
-  ur_req *r = ud ? ur_req_at(loop, ud) : NULL;
-  if (r == NULL) return;
-  if (detach) r->obj = NULL;    /* the socket's memory is going away */
-  ur_req_cancel(loop, r);
-}
-
-/* Close now, from anywhere: cancel what is in flight on the socket, wake
- * every task blocked on it (they see "closed"), close the fd. */
-static void sock_close (ur_loop *loop, ur_sock *s, int detach) {
-  if (s->fd < 0) return;
-  if (loop->ring_ok && !loop->closing) {
-    cancel_ud(loop, s->recv_ud, detach);
-    cancel_ud(loop, s->send_ud, detach);
-    cancel_ud(loop, s->accept_ud, detach);
-    /* Outside uring.run nobody would submit those cancels until the next
-     * run: the multishot ACCEPT (or a recv) would keep the file, so the
-     * port stays bound and the request stays in flight.  With no task to
-     * starve, finish the cancels now (no Lua runs: handlers are plain C). */
-    if (!loop->running)
-      while (loop->canceling > 0 && ur_submit(loop, 1) >= 0) ur_reap(loop);
-  }
-  sock_unfix(loop, s);
-  close(s->fd);
-  s->fd = -1;
-  while (s->plen > 0) {          /* accepted, never taken */
-    close(s->pend[s->phead]);
+/* Close now, from anywhere: what is in flight on the socket is cancelled
+ * and its fd closed once the last of it is back (handle.c); tasks blocked
+ * in accept() wake and see "closed". */
+static void sock_close (ur_loop *loop, ur_sock *s, int gc) {
+  if (s->h.fd < 0) return;
+  ur_handle_close(loop, &s->h, gc ? s : NULL);
+  while (s->plen > 0) {          /* accepted, never taken: nothing names them */
+    ur_fd_release(s->pend[s->phead]);
     s->phead = (s->phead + 1) % s->pcap;
     s->plen--;
   }
@@ -1094,18 +1049,15 @@ static int l_sock_close (lua_State *L) {
   ur_sock *s = checksock(L, 1);
   ur_loop *loop = ur_loop_of(L);
   ur_task *t = ur_task_of(L);
-  if (s->fd < 0) {
+  if (s->h.fd < 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
   if (t && lua_isyieldable(L) && !ur_interrupted(t) && !s->listener
-      && !s->recv_ud && !s->send_ud) {
+      && ur_handle_inflight(loop, &s->h) == 0) {
     ur_req *r = ur_req_new(L, loop, IORING_OP_CLOSE);  /* may raise: first */
     struct io_uring_sqe *sqe = ur_get_sqe(loop);
-    sock_unfix(loop, s);
-    io_uring_prep_close(sqe, s->fd);
-    r->fd = s->fd;
-    s->fd = -1;
+    ur_handle_close_sqe(loop, &s->h, r, sqe);
     free(s->rbuf);
     s->rbuf = NULL;
     s->rcap = s->rlen = s->rpos = 0;
@@ -1122,16 +1074,8 @@ static int l_sock_close (lua_State *L) {
  * multishot accept whose last CQE is yet to come) must not touch it. */
 static int l_sock_gc (lua_State *L) {
   ur_sock *s = (ur_sock *)luaL_testudata(L, 1, UR_SOCK_MT);
-  ur_loop *loop = ur_loop_of(L);
   if (s == NULL) return 0;
-  sock_close(loop, s, 1);
-  if (loop->chunks) {
-    uint64_t uds[3] = {s->recv_ud, s->send_ud, s->accept_ud};
-    for (int i = 0; i < 3; i++) {
-      ur_req *r = uds[i] ? ur_req_at(loop, uds[i]) : NULL;
-      if (r) r->obj = NULL;
-    }
-  }
+  sock_close(ur_loop_of(L), s, 1);
   free(s->rbuf);
   s->rbuf = NULL;
   return 0;
@@ -1139,7 +1083,7 @@ static int l_sock_gc (lua_State *L) {
 
 static int l_sock_closemm (lua_State *L) {
   ur_sock *s = checksock(L, 1);
-  if (s->fd >= 0) sock_close(ur_loop_of(L), s, 0);
+  if (s->h.fd >= 0) sock_close(ur_loop_of(L), s, 0);
   return 0;
 }
 
@@ -1147,8 +1091,8 @@ static int names (lua_State *L, int peer) {
   ur_sock *s = tosock(L);
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  int ret = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
-                 : getsockname(s->fd, (struct sockaddr *)&ss, &len);
+  int ret = peer ? getpeername(s->h.fd, (struct sockaddr *)&ss, &len)
+                 : getsockname(s->h.fd, (struct sockaddr *)&ss, &len);
   if (ret != 0) return ur_pushfail(L, -errno, NULL);
   return ur_push_addr(L, (struct sockaddr *)&ss, len);
 }
@@ -1159,7 +1103,7 @@ static int l_sock_getpeername (lua_State *L) { return names(L, 1); }
 static int l_sock_getsockname (lua_State *L) { return names(L, 0); }
 
 static int l_sock_fd (lua_State *L) {
-  lua_pushinteger(L, tosock(L)->fd);
+  lua_pushinteger(L, tosock(L)->h.fd);
   return 1;
 }
 
@@ -1168,8 +1112,8 @@ static int l_sock_setoption (lua_State *L) {
   static const char *const opts[] = {"nodelay", "keepalive", NULL};
   ur_sock *s = tosock(L);
   int o = luaL_checkoption(L, 2, NULL, opts), v = lua_toboolean(L, 3), ret;
-  if (o == 0) ret = setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
-  else ret = setsockopt(s->fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v);
+  if (o == 0) ret = setsockopt(s->h.fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v);
+  else ret = setsockopt(s->h.fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v);
   if (ret != 0) return ur_pushfail(L, -errno, NULL);
   lua_pushboolean(L, 1);
   return 1;
@@ -1177,9 +1121,9 @@ static int l_sock_setoption (lua_State *L) {
 
 static int l_sock_tostring (lua_State *L) {
   ur_sock *s = checksock(L, 1);
-  if (s->fd < 0) lua_pushliteral(L, "uring.socket (closed)");
+  if (s->h.fd < 0) lua_pushliteral(L, "uring.socket (closed)");
   else lua_pushfstring(L, "uring.socket (%s, fd %d)",
-                       s->listener ? "listening" : "stream", s->fd);
+                       s->listener ? "listening" : "stream", s->h.fd);
   return 1;
 }
 

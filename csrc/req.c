@@ -72,6 +72,8 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   r->memlen = 0;
   r->memclass = 0;
   r->t_prep = 0;
+  r->onfd = 0;
+  r->fd_prev = r->fd_next = 0;
   return r;
 }
 
@@ -151,6 +153,7 @@ void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe) {
 void ur_req_free (ur_loop *loop, ur_req *r) {
   uint32_t idx = r->idx;
   if (r->state == UR_REQ_FREE) return;
+  if (r->onfd) ur_fd_unlink(loop, r);   /* freed without its last CQE */
   if (r->memclass == UR_MEM_BUFFER) {
     ((ur_buffer *)r->obj)->pins--;      /* still anchored by pin_ref */
     r->memclass = 0;

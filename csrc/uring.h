@@ -73,6 +73,8 @@ struct ur_req {
   void *mem;            /* malloc'd memory the kernel writes into */
   size_t memlen;
   double t_prep;        /* uring.now() at prep; for trace only */
+  uint8_t onfd;         /* on the list of the fd it names (handle.c) */
+  uint32_t fd_prev, fd_next;   /* that list: slab index + 1; 0 ends */
   union {               /* small arguments the kernel reads at submit */
     struct __kernel_timespec ts;
     uint64_t u64;
@@ -116,6 +118,24 @@ struct ur_task {
 #define UR_MEM_BUFFER    0xFD   /* memclass of a read into a uring.buffer */
 #define UR_FIXED_MAX     16384  /* the kernel's IORING_MAX_REG_BUFFERS */
 #define UR_FFILES_MAX    65536  /* configure{fixed_files} at most */
+
+/* An fd the ring may name, embedded in every object that owns one
+ * (handle.c).  fd is -1 before it is opened and from close() on. */
+typedef struct ur_handle {
+  int fd;
+  int slot;             /* the registered-file slot SQEs name, or -1 */
+  uint32_t epoch;       /* the ring setup (loop->ring_epoch) of the slot */
+} ur_handle;
+
+/* Per fd number: the requests in flight naming it, and whether it is to
+ * be closed when the last of them completes (handle.c). */
+typedef struct ur_fdent {
+  uint32_t head;        /* first request on the list: slab index + 1 */
+  uint32_t count;
+  int slot;             /* the slot to empty with it, or -1 */
+  uint32_t epoch;
+  uint8_t state;        /* open, closing, or being closed by an op */
+} ur_fdent;
 
 typedef struct ur_stats {
   uint64_t enters, sqes, cqes, flushes, waits, resumes, spawned;
@@ -178,6 +198,10 @@ struct ur_loop {
   uint32_t *ffiles_stack;
   uint32_t ring_epoch;  /* counts ring setups: a slot is valid in its own */
   int ffiles_err;       /* -errno of a failed registration, else 0 */
+  /* fds the ring may name (handle.c) */
+  ur_fdent *fdtab;
+  uint32_t fdcap;
+  uint32_t fd_closing;  /* fds waiting for their last CQE to close */
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
   struct ur_trace_ev *tq;  /* trace events waiting for the next turn */
   size_t tq_len, tq_cap;
@@ -213,6 +237,7 @@ ur_loop *ur_loop_ready (lua_State *L);        /* and set up the ring; raises */
 struct io_uring_sqe *ur_get_sqe (ur_loop *loop);   /* flushes a full SQ */
 void ur_reserve_sqes (ur_loop *loop, unsigned n);  /* room for a link chain */
 int ur_submit (ur_loop *loop, unsigned wait_nr);    /* counts enters */
+int ur_submit_timeout (ur_loop *loop, double secs); /* wait for 1, bounded */
 void ur_reap (ur_loop *loop);                 /* dispatch every ready CQE */
 void ur_enqueue (ur_loop *loop, ur_task *t);  /* make t runnable */
 double ur_now (void);
@@ -239,6 +264,22 @@ void ur_req_free_done (ur_loop *loop, ur_req *r);     /* handler: just end it */
 ur_req *ur_link_timeout_new (lua_State *L, ur_loop *loop);   /* may raise */
 void ur_link_timeout_add (ur_loop *loop, ur_req *tr,
                           struct io_uring_sqe *op, double secs);
+
+/* handle.c: the one close path for fds the ring may name */
+void ur_handle_init (ur_handle *h);
+int ur_handle_adopt (ur_loop *loop, ur_handle *h, int fd);  /* 0 | -ENOMEM */
+void ur_handle_fix (ur_loop *loop, ur_handle *h);
+void ur_handle_sqe (ur_loop *loop, ur_handle *h, ur_req *r,
+                    struct io_uring_sqe *sqe);
+uint32_t ur_handle_inflight (ur_loop *loop, const ur_handle *h);
+int ur_handle_close (ur_loop *loop, ur_handle *h, const void *gone);
+void ur_handle_close_sqe (ur_loop *loop, ur_handle *h, ur_req *r,
+                          struct io_uring_sqe *sqe);
+void ur_fd_unlink (ur_loop *loop, ur_req *r);
+void ur_fd_release (int fd);          /* close an fd no request names */
+void ur_fdtab_forget (ur_loop *loop);
+void ur_fdtab_free (ur_loop *loop);
+int ur_pushclosed (lua_State *L);     /* nil, "closed", EBADF */
 
 /* task.c */
 ur_task *ur_task_current (lua_State *L, const char *fname);  /* raises */

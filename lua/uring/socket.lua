@@ -572,8 +572,9 @@ function tcpm:send(data, i, j)
   while pos < j do
     local lim = arm(self, start)
     local stop = lim >= 0 and math.min(j, pos + CHUNK) or j
-    local n, msg, en = self.s:send(data, pos + 1, stop)
+    local n, msg, en, sent = self.s:send(data, pos + 1, stop)
     if not n then
+      pos = pos + (sent or 0)   -- what went out before the failure
       self.tx = self.tx + (pos - i + 1)
       return nil, lserr(msg, en), pos
     end
