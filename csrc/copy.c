@@ -68,9 +68,11 @@ static void copy_unref (copy_job *j) {
   /* acq_rel: the last dropper sees everything the other side wrote */
   if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1)
     return;
-  if (j->in >= 0) close(j->in);
-  if (j->out >= 0) close(j->out);
-  if (j->efd >= 0) close(j->efd);
+  /* the last reference: no request names the eventfd any more (the
+   * waiting side lets go after its READ's CQE), and the dups never were */
+  ur_fd_release(j->in);
+  ur_fd_release(j->out);
+  ur_fd_release(j->efd);
   free(j);
 }
 
@@ -119,8 +121,8 @@ static void *copy_thread (void *arg) {
     pos += k;
   }
   j->copied = pos - j->off;
-  close(j->in);
-  close(j->out);
+  ur_fd_release(j->in);         /* the thread's own dups */
+  ur_fd_release(j->out);
   j->in = j->out = -1;
   atomic_store_explicit(&j->done, 1, memory_order_release);
   /* the waiting side closes the eventfd once it has seen this write, or
@@ -171,7 +173,7 @@ static int copy_k (lua_State *L, int status, lua_KContext ctx) {
   copied = j->copied;
   err = j->err;
   eof = j->eof;
-  close(j->efd);
+  ur_fd_release(j->efd);        /* its READ is done; the thread is too */
   j->efd = -1;
   copy_unref(j);
   h->j = NULL;

@@ -65,7 +65,9 @@ static void dns_unref (dns_lookup *lk) {
   if (atomic_fetch_sub_explicit(&lk->refs, 1, memory_order_acq_rel) != 1)
     return;
   if (lk->res) freeaddrinfo(lk->res);
-  if (lk->efd >= 0) close(lk->efd);   /* nobody can write to it any more */
+  /* nobody can write to it any more, and no request names it: the
+   * waiting side lets go after its READ's CQE */
+  ur_fd_release(lk->efd);
   free(lk);
 }
 

@@ -1498,25 +1498,35 @@ static int l_open (lua_State *L) {
   return ur_await(L, t, r, "open", 0, open_k);
 }
 
+/* A closed uring.file for mode (checked), pushed: proc.c makes the
+ * owners of a child's pipe ends before the pipes, so running out of
+ * memory cannot leak them. */
+void ur_file_push (lua_State *L, const char *mode) {
+  int plus = strchr(mode, '+') != NULL;
+  ur_file *f = newfile(L);
+  f->readable = mode[0] == 'r' || plus;
+  f->writable = mode[0] != 'r' || plus;
+  f->append = mode[0] == 'a';
+}
+
+/* The closed file at idx takes fd: 0, or -ENOMEM (fd is closed). */
+int ur_file_adopt (lua_State *L, int idx, int fd) {
+  return ur_handle_adopt(ur_loop_of(L), &checkfile(L, idx)->h, fd);
+}
+
 /* uring.fdopen(fd [, mode]) -> file | fail
  * A file object over a duplicate of an fd this process already has
  * (stdin, a pipe from elsewhere); closing it leaves fd itself open. */
 static int l_fdopen (lua_State *L) {
   lua_Integer fd = luaL_checkinteger(L, 1);
   const char *mode = luaL_optstring(L, 2, "r");
-  ur_file *f;
-  int nfd, plus;
+  int nfd;
   luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "invalid file descriptor");
   luaL_argcheck(L, checkmode(mode), 2, "invalid mode");
-  plus = strchr(mode, '+') != NULL;
-  f = newfile(L);
+  ur_file_push(L, mode);
   nfd = fcntl((int)fd, F_DUPFD_CLOEXEC, 3);
   if (nfd < 0) return ur_pushfail(L, -errno, NULL);
-  if ((nfd = ur_handle_adopt(ur_loop_of(L), &f->h, nfd)) < 0)
-    return ur_pushfail(L, nfd, NULL);
-  f->readable = mode[0] == 'r' || plus;
-  f->writable = mode[0] != 'r' || plus;
-  f->append = mode[0] == 'a';
+  if ((nfd = ur_file_adopt(L, -1, nfd)) < 0) return ur_pushfail(L, nfd, NULL);
   return 1;
 }
 

@@ -16,8 +16,8 @@
  * ur_handle_close marks the object closed at once, cancels every request
  * on the list, and closes the fd (close(2), and the registered-file slot)
  * when the list is empty: now, or at the last CQE (ur_fd_unlink, called
- * by the reaper).  A close through the ring (IORING_OP_CLOSE) is itself a
- * request on the list, so nothing closes the fd twice.
+ * by the reaper); or, with nothing in flight, through the ring
+ * (ur_handle_close_sqe: IORING_OP_CLOSE).
  *
  * This file is the only one that calls close(2) on an fd the ring may
  * name; ur_fd_release is for an fd that no request names any more.
@@ -29,7 +29,7 @@
 
 #include "uring.h"
 
-enum { FD_OPEN, FD_CLOSING, FD_CLOSING_BY_OP };
+enum { FD_OPEN, FD_CLOSING, FD_CLOSED };
 
 static ur_req *req_at_index (ur_loop *loop, uint32_t idx1) {
   uint32_t idx = idx1 - 1;
@@ -181,30 +181,36 @@ int ur_handle_close (ur_loop *loop, ur_handle *h, const void *gone) {
     e->count = 0;
   }
   if (close(fd) != 0) ret = -errno;
-  e->state = FD_CLOSING_BY_OP;  /* closed: fd_close_now must not again */
+  e->state = FD_CLOSED;         /* fd_close_now must not close it again */
   fd_close_now(loop, fd);
   return ret;
 }
 
-/* Close h through the ring: sqe becomes r's IORING_OP_CLOSE, put on the
- * fd's list like any request; its CQE (ur_fd_unlink) ends the entry.
- * Only when nothing else is in flight on the fd (ur_handle_inflight). */
+/* Close h through the ring: sqe becomes r's IORING_OP_CLOSE.  Only when
+ * nothing is in flight on the fd (ur_handle_inflight).  The kernel frees
+ * the number when the op runs, before its CQE is reaped, and a new fd may
+ * take it at once: so the entry is let go now and r is not on its list
+ * (nothing else can name the fd: h is closed from here on). */
 void ur_handle_close_sqe (ur_loop *loop, ur_handle *h, ur_req *r,
                           struct io_uring_sqe *sqe) {
   ur_fdent *e = &loop->fdtab[h->fd];
   io_uring_prep_close(sqe, h->fd);
-  e->slot = h->slot;
-  e->epoch = h->epoch;
-  h->slot = -1;
-  ur_handle_sqe(loop, h, r, sqe);
-  e->state = FD_CLOSING_BY_OP;
-  loop->fd_closing++;
+  ur_ffile_remove(loop, h->slot, h->epoch);
+  memset(e, 0, sizeof *e);
+  e->slot = -1;
+  r->fd = h->fd;
   h->fd = -1;
+  h->slot = -1;
 }
 
 /* A forked child: the parent's ring and its requests are gone from our
  * view.  Close our copies of the fds that were waiting to close. */
 void ur_fdtab_forget (ur_loop *loop) {
+  for (uint32_t i = 1; i <= loop->nreqs; i++) {   /* off every list */
+    ur_req *r = req_at_index(loop, i);
+    r->onfd = 0;
+    r->fd_prev = r->fd_next = 0;
+  }
   for (uint32_t fd = 0; fd < loop->fdcap; fd++) {
     ur_fdent *e = &loop->fdtab[fd];
     if (e->state == FD_CLOSING) ur_fd_release((int)fd);

@@ -317,8 +317,6 @@ static int returns_fd (unsigned op) {
          op == IORING_OP_ACCEPT || op == IORING_OP_SOCKET;
 }
 
-static void sigint_cqe (ur_loop *loop, ur_req *r);
-
 static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
   ur_req *r;
   if (ud == 0) return;          /* fire-and-forget (cancels) */
@@ -332,15 +330,12 @@ static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
   if (!(flags & IORING_CQE_F_MORE)) {   /* the last CQE of this request */
     r->state = UR_REQ_DONE;
     loop->inflight--;
+    loop->background -= r->background;
     if (r->canceling) loop->canceling--;
     if (r->onfd) ur_fd_unlink(loop, r);   /* may close a closed object's fd */
   }
   if (loop->trace_ref != LUA_NOREF) ur_trace_cqe(loop, r);
   if (loop->closing) {          /* shutting down: nobody will resume */
-    /* the run's SIGINT poll is not counted in inflight (sigint_arm): its
-     * last CQE, met here when os.exit closes the state inside uring.run,
-     * must not count down */
-    if (r->on_cqe == sigint_cqe && r->state == UR_REQ_DONE) loop->inflight++;
     if (returns_fd(r->opcode) && res >= 0) ur_fd_release(res);
     if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
     return;
@@ -497,10 +492,11 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
         || (loop->inflight && (++loop->busy_turns & 15) == 0))
       ur_submit(loop, 0);
   }
-  else if (loop->inflight == 0) {
+  else if (loop->inflight == loop->background) {
     /* inflight counts every request from its prep, submitted or not, so
      * this holds whatever the SQ shows (under SQPOLL it may still list
-     * SQEs the poller has not picked up, such as fire-and-forget cancels) */
+     * SQEs the poller has not picked up, such as fire-and-forget cancels);
+     * the loop's own requests (the SIGINT poll) wake no task */
     /* every task waits on another task: nothing can ever wake them */
     if (loop->error_ref == LUA_NOREF) {
       lua_pushfstring(L, "uring.run: deadlock: %d task(s) wait on each other "
@@ -538,11 +534,11 @@ static int run_body (lua_State *L) {
  * main task fails; <close> variables run, and run raises "interrupted".
  * A uring.signal("INT") made inside the run (the REPL's) takes over: when
  * another signalfd in this process watches SIGINT, ours steps aside and
- * leaves the signal to it.  The request is not counted as in flight, so
- * deadlock detection still sees "no I/O"; it is drained before run returns.
+ * leaves the signal to it.  The poll is a background request: deadlock
+ * detection still sees "no I/O"; it is drained before run returns.
  */
 typedef struct run_sigint {
-  int fd;                   /* signalfd, -1 when not armed */
+  ur_handle h;              /* the signalfd; -1 when not armed */
   int hits;                 /* SIGINTs taken */
   int aside;                /* another holder owns SIGINT */
   ur_req *req;              /* the poll, until its last CQE */
@@ -578,18 +574,15 @@ static int sigint_other_holder (int fd) {
 static int sigint_take (run_sigint *s) {
   struct signalfd_siginfo si;
   int n = 0;
-  while (read(s->fd, &si, sizeof si) == (ssize_t)sizeof si) n++;
+  while (read(s->h.fd, &si, sizeof si) == (ssize_t)sizeof si) n++;
   return n;
 }
 
 static void sigint_cqe (ur_loop *loop, ur_req *r) {
   run_sigint *s = (run_sigint *)r->obj;
-  if (r->state == UR_REQ_DONE) {
-    loop->inflight++;       /* it was never counted: undo dispatch's -- */
-    s->req = NULL;
-  }
+  if (r->state == UR_REQ_DONE) s->req = NULL;
   if (r->res > 0 && !s->aside) {
-    if (sigint_other_holder(s->fd)) {
+    if (sigint_other_holder(s->h.fd)) {
       s->aside = 1;         /* a uring.signal("INT") will read it */
       if (r->state != UR_REQ_DONE) ur_req_cancel(loop, r);
     }
@@ -605,8 +598,8 @@ static void sigint_arm (lua_State *L, ur_loop *loop, run_sigint *s) {
   sigset_t set, cur;
   struct sigaction sa;
   struct io_uring_sqe *sqe;
-  int trace = loop->trace_ref;
-  s->fd = -1;
+  int trace = loop->trace_ref, fd;
+  ur_handle_init(&s->h);
   s->hits = s->aside = 0;
   s->req = NULL;
   sigemptyset(&set);
@@ -616,22 +609,22 @@ static void sigint_arm (lua_State *L, ur_loop *loop, run_sigint *s) {
   if (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
     return;                 /* ignored (a background job): leave it so */
   if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return;
-  s->fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (s->fd < 0) {
+  fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (fd < 0 || ur_handle_adopt(loop, &s->h, fd) < 0) {
     sigprocmask(SIG_UNBLOCK, &set, NULL);
     return;
   }
   s->req = ur_req_new(L, loop, IORING_OP_POLL_ADD);
-  s->req->fd = s->fd;
   s->req->obj = s;
   s->req->on_cqe = sigint_cqe;
+  s->req->background = 1;
   sqe = ur_get_sqe(loop);
-  io_uring_prep_poll_multishot(sqe, s->fd, POLLIN);
+  io_uring_prep_poll_multishot(sqe, s->h.fd, POLLIN);
+  ur_handle_sqe(loop, &s->h, s->req, sqe);
   loop->trace_ref = LUA_NOREF;        /* the loop's own: not traced */
   ur_req_submitted(loop, s->req, sqe);
   loop->trace_ref = trace;
   s->req->task = NULL;
-  loop->inflight--;
 }
 
 /* After the run: drain the poll, take a SIGINT that is still pending,
@@ -639,7 +632,7 @@ static void sigint_arm (lua_State *L, ur_loop *loop, run_sigint *s) {
 static int sigint_disarm (ur_loop *loop, run_sigint *s) {
   sigset_t set;
   int trace = loop->trace_ref;
-  if (s->fd < 0) return 0;
+  if (s->h.fd < 0) return 0;
   loop->trace_ref = LUA_NOREF;
   if (s->req) ur_req_cancel(loop, s->req);
   while (s->req) {
@@ -649,12 +642,11 @@ static int sigint_disarm (ur_loop *loop, run_sigint *s) {
   loop->trace_ref = trace;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
-  if (!sigint_other_holder(s->fd)) {
+  if (!sigint_other_holder(s->h.fd)) {
     s->hits += sigint_take(s);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
   }
-  close(s->fd);
-  s->fd = -1;
+  ur_handle_close(loop, &s->h, s);
   return s->hits;
 }
 
@@ -776,6 +768,7 @@ void ur_loop_forget (ur_loop *loop) {
   }
   ur_fixed_free(loop);          /* our copy; the next ring registers anew */
   ur_ffiles_free(loop);
+  ur_fdtab_forget(loop);        /* the parent's requests are not ours */
   loop->setup_flags = 0;
   loop->pending = 0;
   loop->busy_turns = 0;
@@ -829,6 +822,7 @@ static void loop_shutdown (ur_loop *loop) {
 static int loop_gc (lua_State *L) {
   ur_loop *loop = (ur_loop *)luaL_checkudata(L, 1, UR_LOOP_MT);
   loop_shutdown(loop);
+  if (loop->inflight == 0) ur_fdtab_free(loop);
   ur_trace_free(loop);
   ur_proc_forget();
   return 0;

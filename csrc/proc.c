@@ -50,11 +50,10 @@ extern char **environ;
 
 static char handle_key;       /* process table -> its handle */
 static char links_key;        /* weak table: popen file -> handle */
-static char fdopen_key;       /* uring.fdopen, to wrap pipe ends */
 
 typedef struct ur_proc {
   pid_t pid;
-  int pidfd;                  /* fallback only; -1 */
+  ur_handle pidfd;            /* fallback only: polled for the exit */
   int reaped;                 /* status below is final */
   int how;                    /* CLD_EXITED, or killed */
   int code;                   /* exit status, or signal number */
@@ -69,10 +68,6 @@ static void record (ur_proc *p, const siginfo_t *si) {
   p->reaped = 1;
   p->how = si->si_code == CLD_EXITED ? CLD_EXITED : CLD_KILLED;
   p->code = si->si_status;
-  if (p->pidfd >= 0) {
-    close(p->pidfd);
-    p->pidfd = -1;
-  }
 }
 
 /* waitid without the ring: 1 if reaped (or lost), 0 if still running */
@@ -139,7 +134,7 @@ static void orphan_cqe (ur_loop *loop, ur_req *r) {
     siginfo_t si;
     memset(&si, 0, sizeof si);
     waitid((idtype_t)P_PIDFD, (id_t)r->fd, &si, WEXITED | WNOHANG);
-    close(r->fd);
+    ur_fd_release(r->fd);     /* the request owned it; its CQE is in */
     r->fd = -1;
   }
   ur_req_free(loop, r);
@@ -179,7 +174,7 @@ static int reap_later (ur_loop *loop, pid_t pid, int safe) {
   r->task = NULL;
   return 1;
 fail:
-  if (pidfd >= 0) close(pidfd);
+  ur_fd_release(pidfd);       /* no request was made to name it */
   return 0;
 }
 
@@ -237,17 +232,16 @@ static int l_handle_gc (lua_State *L) {
     if (!reap_later(ur_loop_of(L), p->pid, 0)) add_orphan(p->pid);
     p->reaped = 1;
   }
-  if (p->pidfd >= 0) {
-    close(p->pidfd);
-    p->pidfd = -1;
-  }
+  ur_handle_close(ur_loop_of(L), &p->pidfd, p);
   return 0;
 }
 
 /* --- results --- */
 
-/* ok, how, code: as os.execute and io.popen's close */
+/* ok, how, code: as os.execute and io.popen's close.  The process is
+ * reaped: its pidfd (fallback path) has nothing left to tell. */
 static int push_status (lua_State *L, ur_proc *p) {
+  ur_handle_close(ur_loop_of(L), &p->pidfd, NULL);
   if (p->err) return ur_pushfail(L, p->err, "wait");
   if (p->how == CLD_EXITED && p->code == 0) lua_pushboolean(L, 1);
   else luaL_pushfail(L);
@@ -338,10 +332,13 @@ static int wait_start (lua_State *L, ur_task *t, ur_proc *p) {
   if (p->waiting)             /* one request per process; others queue */
     return ur_park(L, t, &p->waitq, "wait", 0, waitq_k);
   use_waitid = waitid_supported(loop);
-  if (!use_waitid && p->pidfd < 0 && (p->pidfd = pidfd_open_(p->pid)) < 0) {
-    int err = -errno;
-    if (reap_now(p, 0)) return push_status(L, p);
-    return ur_pushfail(L, err, "wait: pidfd_open");
+  if (!use_waitid && p->pidfd.fd < 0) {
+    int fd = pidfd_open_(p->pid);
+    int err = fd < 0 ? -errno : ur_handle_adopt(loop, &p->pidfd, fd);
+    if (err < 0) {
+      if (reap_now(p, 0)) return push_status(L, p);
+      return ur_pushfail(L, err, "wait: pidfd_open");
+    }
   }
   r = ur_req_new(L, loop, use_waitid ? OP_WAITID : IORING_OP_POLL_ADD);
   if (use_waitid) {
@@ -352,13 +349,12 @@ static int wait_start (lua_State *L, ur_task *t, ur_proc *p) {
     }
     r->memlen = sizeof(siginfo_t);
   }
-  else
-    r->fd = p->pidfd;
   ur_req_pin(L, r, 1);        /* the handle outlives the request */
   r->obj = p;
   r->on_cqe = wait_cqe;
   sqe = ur_get_sqe(loop);
-  prep_wait(sqe, use_waitid, p->pid, p->pidfd, (siginfo_t *)r->mem);
+  prep_wait(sqe, use_waitid, p->pid, p->pidfd.fd, (siginfo_t *)r->mem);
+  if (!use_waitid) ur_handle_sqe(loop, &p->pidfd, r, sqe);
   ur_req_submitted(loop, r, sqe);
   p->waiting = 1;
   return ur_await(L, t, r, "wait", 0, wait_k);
@@ -579,21 +575,9 @@ static ur_proc *push_handle (lua_State *L, pid_t pid) {
   ur_proc *p = (ur_proc *)lua_newuserdatauv(L, sizeof *p, 0);
   memset(p, 0, sizeof *p);
   p->pid = pid;
-  p->pidfd = -1;
+  ur_handle_init(&p->pidfd);
   luaL_setmetatable(L, UR_PROCH_MT);
   return p;
-}
-
-/* Wrap fd (ours) as a uring.file in mode; push it.  fd is closed. */
-static int push_file (lua_State *L, int fd, const char *mode) {
-  int ok;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &fdopen_key);
-  lua_pushinteger(L, fd);
-  lua_pushstring(L, mode);
-  lua_call(L, 2, 1);          /* fdopen dups it (CLOEXEC) */
-  ok = luaL_testudata(L, -1, UR_FILE_MT) != NULL;
-  close(fd);
-  return ok;
 }
 
 /* execve takes char *const argv[] but never writes through it */
@@ -645,7 +629,8 @@ static int l_exec (lua_State *L) {
   lua_Integer n;
   char **argv, **envp = NULL;
   const char *cwd = NULL;
-  int envidx = 0, rc;
+  int envidx = 0, rc, tbl;
+  ur_proc *h;
   pid_t pid;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -709,6 +694,21 @@ static int l_exec (lua_State *L) {
   }
   for (int i = 0; i < 3; i++) check_io(L, &io, i);
   if (loop->ring_ok) drain_orphans(loop);
+  /* the owners first: the process table {pid =, stdin =, stdout =,
+   * stderr =}, its handle, and a closed file per pipe; running out of
+   * memory after the spawn could otherwise leak the child or an fd */
+  lua_createtable(L, 0, 4);
+  tbl = lua_gettop(L);
+  luaL_setmetatable(L, UR_PROC_MT);
+  h = push_handle(L, 0);
+  lua_rawsetp(L, tbl, &handle_key);
+  for (int i = 0; i < 3; i++)
+    if (io.kind[i] == IO_PIPE) {
+      ur_file_push(L, i == 0 ? "w" : "r");
+      lua_setfield(L, tbl, io_names[i]);
+    }
+  lua_pushinteger(L, 0);
+  lua_setfield(L, tbl, "pid");
   for (int i = 0; i < 3; i++)
     if (io.kind[i] == IO_PIPE && (rc = make_pipe(&io, i)) < 0) {
       io_close_all(&io);
@@ -723,26 +723,22 @@ static int l_exec (lua_State *L) {
     io_close_all(&io);
     return ur_pushfail(L, rc, argv[0]);
   }
-  /* the process table: {pid =, stdin =, stdout =, stderr =} */
-  lua_createtable(L, 0, 4);
-  push_handle(L, pid);
-  lua_rawsetp(L, -2, &handle_key);
-  lua_pushinteger(L, pid);
-  lua_setfield(L, -2, "pid");
-  luaL_setmetatable(L, UR_PROC_MT);
-  for (int i = 0; i < 3; i++) {
-    if (io.parent[i] < 0) continue;
-    {
-      int fd = io.parent[i];
-      io.parent[i] = -1;
-      if (!push_file(L, fd, i == 0 ? "w" : "r")) {
-        /* fdopen failed (EMFILE): the fail tuple's message is on top */
-        io_close_all(&io);         /* the handle's gc reaps the child */
-        return ur_pushfail(L, -EMFILE, "exec");
-      }
-      lua_setfield(L, -2, io_names[i]);
+  h->pid = pid;                   /* collected from here on: reaped */
+  for (int i = 0; i < 3; i++) {   /* nothing below allocates Lua memory */
+    int fd = io.parent[i];
+    if (fd < 0) continue;
+    io.parent[i] = -1;
+    lua_getfield(L, tbl, io_names[i]);
+    rc = ur_file_adopt(L, -1, fd);
+    lua_pop(L, 1);
+    if (rc < 0) {
+      io_close_all(&io);
+      return ur_pushfail(L, rc, "exec");
     }
   }
+  lua_pushinteger(L, pid);
+  lua_setfield(L, tbl, "pid");
+  lua_settop(L, tbl);
   return 1;
 }
 
@@ -754,6 +750,7 @@ static int l_popen (lua_State *L) {
   char *argv[4];
   spawn_io io;
   int w, rc, fd;
+  ur_proc *h;
   pid_t pid;
   luaL_argcheck(L, (mode[0] == 'r' || mode[0] == 'w') && mode[1] == '\0', 2,
                 "invalid mode");
@@ -764,6 +761,15 @@ static int l_popen (lua_State *L) {
   }
   io.kind[w ? 0 : 1] = IO_PIPE;
   if (loop->ring_ok) drain_orphans(loop);
+  lua_settop(L, 2);
+  /* the owners first (see exec), linked: links[file] = handle */
+  h = push_handle(L, 0);                  /* 3 */
+  ur_file_push(L, mode);                  /* 4 */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &links_key);
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   if ((rc = make_pipe(&io, w ? 0 : 1)) < 0) return ur_pushfail(L, rc, cmd);
   argv[0] = unconst("sh");
   argv[1] = unconst("-c");
@@ -771,22 +777,13 @@ static int l_popen (lua_State *L) {
   argv[3] = NULL;
   rc = spawn(&pid, "/bin/sh", argv, NULL, NULL, &io);
   fd = io.parent[w ? 0 : 1];
-  close(io.child[w ? 0 : 1]);
+  close(io.child[w ? 0 : 1]);   /* the child's end: the ring never sees it */
   if (rc < 0) {
-    close(fd);
+    close(fd);                  /* not yet given to the file: never named */
     return ur_pushfail(L, rc, cmd);
   }
-  push_handle(L, pid);                    /* collected: reaped */
-  if (!push_file(L, fd, mode)) {
-    lua_pop(L, 1);
-    lua_pop(L, 1);                        /* the handle's gc reaps sh */
-    return ur_pushfail(L, -EMFILE, cmd);
-  }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &links_key);
-  lua_pushvalue(L, -2);
-  lua_pushvalue(L, -4);
-  lua_rawset(L, -3);                      /* links[file] = handle */
-  lua_pop(L, 1);
+  h->pid = pid;                           /* collected: reaped */
+  if ((rc = ur_file_adopt(L, 4, fd)) < 0) return ur_pushfail(L, rc, cmd);
   return 1;
 }
 
@@ -818,7 +815,5 @@ void ur_register_proc (lua_State *L) {
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &links_key);
   lua_setfield(L, -2, "_popen_links");
-  lua_getfield(L, -1, "fdopen");          /* fs.c registered it first */
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &fdopen_key);
   ur_setfuncs(L, funcs);
 }

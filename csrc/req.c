@@ -73,6 +73,7 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   r->memclass = 0;
   r->t_prep = 0;
   r->onfd = 0;
+  r->background = 0;
   r->fd_prev = r->fd_next = 0;
   return r;
 }
@@ -142,6 +143,7 @@ void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe) {
   io_uring_sqe_set_data64(sqe, ur_req_ud(loop, r));
   r->state = UR_REQ_INFLIGHT;
   loop->inflight++;
+  loop->background += r->background;
   if (r->task == NULL) r->task = loop->current;   /* ur_await confirms it */
   if (loop->trace_ref != LUA_NOREF) {
     r->t_prep = ur_now();

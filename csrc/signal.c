@@ -20,7 +20,7 @@
 #define UR_SIGNAL_MT "uring.signal"
 
 typedef struct ur_signal {
-  int fd;                /* signalfd, -1 once closed */
+  ur_handle h;           /* the signalfd, -1 once closed */
   int signo;
   sigset_t prev;         /* mask before we blocked it: restored on close */
   int was_blocked;
@@ -55,10 +55,10 @@ static int checksigno (lua_State *L, int idx) {
 
 /* uring.signal(sig) -> signal object; sig is a number or "INT", "SIGTERM"... */
 static int l_signal (lua_State *L) {
-  int signo = checksigno(L, 1);
+  int signo = checksigno(L, 1), fd, ret;
   ur_signal *s = (ur_signal *)lua_newuserdatauv(L, sizeof *s, 0);
   sigset_t set;
-  s->fd = -1;                 /* closed first */
+  ur_handle_init(&s->h);      /* closed first */
   s->signo = signo;
   luaL_setmetatable(L, UR_SIGNAL_MT);
   sigemptyset(&set);
@@ -67,18 +67,18 @@ static int l_signal (lua_State *L) {
   if (sigprocmask(SIG_BLOCK, &set, &s->prev) != 0)
     return ur_pushfail(L, -errno, "signal");
   s->was_blocked = sigismember(&s->prev, signo);
-  s->fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (s->fd < 0) {
-    int err = errno;
+  fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  ret = fd < 0 ? -errno : ur_handle_adopt(ur_loop_of(L), &s->h, fd);
+  if (ret < 0) {
     if (!s->was_blocked) sigprocmask(SIG_UNBLOCK, &set, NULL);
-    return ur_pushfail(L, -err, "signal");
+    return ur_pushfail(L, ret, "signal");
   }
   return 1;
 }
 
 static ur_signal *tosignal (lua_State *L) {
   ur_signal *s = (ur_signal *)luaL_checkudata(L, 1, UR_SIGNAL_MT);
-  if (s->fd < 0) luaL_error(L, "attempt to use a closed signal");
+  if (s->h.fd < 0) luaL_error(L, "attempt to use a closed signal");
   return s;
 }
 
@@ -93,6 +93,8 @@ static int wait_k (lua_State *L, int status, lua_KContext ctx) {
   }
   ur_req_free(t->loop, r);
   ur_check_interrupt(L, t);
+  if (res < 0 && ((ur_signal *)lua_touserdata(L, 1))->h.fd < 0)
+    return ur_pushclosed(L);    /* sig:close() while we waited */
   if (res < 0) return ur_pushfail(L, res, "signal");
   lua_pushinteger(L, signo);
   return 1;
@@ -110,21 +112,21 @@ static int l_signal_wait (lua_State *L) {
     return luaL_error(L, "wait: not enough memory");
   }
   r->memlen = sizeof(struct signalfd_siginfo);
-  r->fd = s->fd;
   sqe = ur_get_sqe(t->loop);
   /* the fd is non-blocking: io_uring arms a poll and reads when ready */
-  io_uring_prep_read(sqe, s->fd, r->mem, sizeof(struct signalfd_siginfo), 0);
+  io_uring_prep_read(sqe, s->h.fd, r->mem, sizeof(struct signalfd_siginfo), 0);
+  ur_handle_sqe(t->loop, &s->h, r, sqe);
   ur_req_submitted(t->loop, r, sqe);
   return ur_await(L, t, r, "signal", 0, wait_k);
 }
 
-/* sig:close(), __close, __gc: stop catching it; the old mask comes back */
+/* sig:close(), __close, __gc: stop catching it; the old mask comes back.
+ * Tasks in sig:wait() wake with nil, "closed". */
 static int l_signal_close (lua_State *L) {
   ur_signal *s = (ur_signal *)luaL_checkudata(L, 1, UR_SIGNAL_MT);
-  if (s->fd >= 0) {
+  if (s->h.fd >= 0) {
     sigset_t set;
-    close(s->fd);
-    s->fd = -1;
+    ur_handle_close(ur_loop_of(L), &s->h, NULL);
     if (!s->was_blocked) {
       sigemptyset(&set);
       sigaddset(&set, s->signo);
@@ -136,7 +138,7 @@ static int l_signal_close (lua_State *L) {
 
 static int l_signal_tostring (lua_State *L) {
   ur_signal *s = (ur_signal *)luaL_checkudata(L, 1, UR_SIGNAL_MT);
-  lua_pushfstring(L, "uring.signal (%d%s)", s->signo, s->fd < 0 ? ", closed" : "");
+  lua_pushfstring(L, "uring.signal (%d%s)", s->signo, s->h.fd < 0 ? ", closed" : "");
   return 1;
 }
 

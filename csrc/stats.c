@@ -158,7 +158,7 @@ static int l_stats (lua_State *L) {
   setint(L, "enters", loop->stats.enters);
   setint(L, "sqes", loop->stats.sqes);
   setint(L, "cqes", loop->stats.cqes);
-  setint(L, "inflight", loop->inflight);
+  setint(L, "inflight", loop->inflight - loop->background);
   setint(L, "tasks", loop->live_tasks);
   setint(L, "ready", loop->runq_len);
   setint(L, "flushes", loop->stats.flushes);

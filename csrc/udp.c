@@ -13,9 +13,7 @@
  * - settimeout links an IORING_OP_LINK_TIMEOUT to each recvfrom.
  * - close() cancels every op other tasks have in flight on the socket;
  *   they wake with nil, "closed".  The descriptor itself is closed when
- *   the last of those CQEs is in: until then its number stays ours, so an
- *   SQE still queued in the SQ can never land on a reused fd
- *   (liburing#363).
+ *   the last of those CQEs is in (handle.c).
  * - The family is the bind address's (IPv6 for "::1"), else IPv4.  An
  *   IPv6 socket sends to an IPv4 address as ::ffff:a.b.c.d; an IPv4
  *   socket given a numeric IPv6 address raises (a programming error).
@@ -34,14 +32,11 @@
 #define UDP_MAX     65536         /* largest datagram recvfrom takes */
 
 typedef struct udp_sock {
-  int fd;                 /* -1 until made; -1 again once really closed */
+  ur_handle h;            /* the fd: -1 until made and from close() on */
   int family;             /* AF_INET or AF_INET6 */
-  int closed;             /* close() was called: every method raises */
   int bind;               /* construction: bind to local */
   double timeout;         /* recvfrom limit in seconds; < 0: none */
   ur_addr local;          /* construction: the address to bind */
-  uint64_t *ops;          /* user_data of the ops in flight, for close */
-  int nops, capops;
 } udp_sock;
 
 /* What an op hands the kernel: all of it owned by the request. */
@@ -59,65 +54,13 @@ static udp_sock *udp_check (lua_State *L, int idx) {
 /* As liolib's tofile: using a closed socket is a programming error. */
 static udp_sock *udp_open (lua_State *L) {
   udp_sock *u = udp_check(L, 1);
-  if (u->closed || u->fd < 0) luaL_error(L, "attempt to use a closed socket");
+  if (u->h.fd < 0) luaL_error(L, "attempt to use a closed socket");
   return u;
-}
-
-static void udp_release (udp_sock *u) {
-  if (u->fd >= 0) close(u->fd);
-  u->fd = -1;
-  free(u->ops);
-  u->ops = NULL;
-  u->nops = u->capops = 0;
-}
-
-/* Room to record one more op; raises before any request is taken. */
-static void udp_reserve (lua_State *L, udp_sock *u) {
-  if (u->nops == u->capops) {
-    int cap = u->capops ? u->capops * 2 : 4;
-    uint64_t *a = (uint64_t *)realloc(u->ops, (size_t)cap * sizeof *a);
-    if (a == NULL) luaL_error(L, "udp: not enough memory");
-    u->ops = a;
-    u->capops = cap;
-  }
-}
-
-/* An op's CQE is in: forget it; the last one after close() closes. */
-static void udp_op_end (udp_sock *u, uint64_t ud) {
-  for (int i = 0; i < u->nops; i++)
-    if (u->ops[i] == ud) {
-      u->ops[i] = u->ops[--u->nops];
-      break;
-    }
-  if (u->closed && u->nops == 0) udp_release(u);
-}
-
-/*
- * Close from anywhere.  Ops in flight are cancelled (their tasks see
- * "closed"); the fd is closed now if none are, else by the last CQE.
- * force (only __gc, i.e. lua_close with tasks parked forever): close it
- * now; the kernel holds its own reference to the file.
- */
-static void udp_close (ur_loop *loop, udp_sock *u, int force) {
-  if (!u->closed) {
-    u->closed = 1;
-    if (loop->ring_ok && !loop->closing)
-      for (int i = 0; i < u->nops; i++) {
-        ur_req *r = ur_req_at(loop, u->ops[i]);
-        if (r) ur_req_cancel(loop, r);
-      }
-  }
-  if (u->nops == 0 || force) udp_release(u);
 }
 
 /* The fail triple for a finished op; "timeout" only for our own timer. */
 static int udp_fail (lua_State *L, udp_sock *u, int res, int timed) {
-  if (u->closed) {
-    luaL_pushfail(L);
-    lua_pushliteral(L, "closed");
-    lua_pushinteger(L, EBADF);
-    return 3;
-  }
+  if (u->h.fd < 0) return ur_pushclosed(L);
   if (res == -ECANCELED && timed) {
     luaL_pushfail(L);
     lua_pushliteral(L, "timeout");
@@ -200,16 +143,14 @@ static int udp_socket_k (lua_State *L, int status, lua_KContext ctx) {
     res = socket(u->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (res < 0) res = -errno;
   }
-  if (res >= 0) {
-    if (ur_interrupted(t)) close(res);   /* nobody will get it */
-    else u->fd = res;
-  }
+  if (res >= 0 && ur_interrupted(t)) ur_fd_release(res);   /* nobody will get it */
   ur_check_interrupt(L, t);
+  if (res >= 0) res = ur_handle_adopt(t->loop, &u->h, res);
   if (res < 0) return ur_pushfail(L, res, "udp");
   if (u->bind
-      && bind(u->fd, (struct sockaddr *)&u->local.ss, u->local.len) != 0) {
+      && bind(u->h.fd, (struct sockaddr *)&u->local.ss, u->local.len) != 0) {
     int err = errno;
-    udp_release(u);
+    ur_handle_close(t->loop, &u->h, NULL);
     if (lua_isstring(L, 1))
       lua_pushfstring(L, "%s:%d", lua_tostring(L, 1), (int)lua_tointeger(L, 2));
     else
@@ -235,7 +176,7 @@ static int l_udp (lua_State *L) {
   /* closed first: collecting a half-made socket does nothing */
   u = (udp_sock *)lua_newuserdatauv(L, sizeof *u, 0);     /* 3 */
   memset(u, 0, sizeof *u);
-  u->fd = -1;
+  ur_handle_init(&u->h);
   u->family = AF_INET;
   u->timeout = -1;
   luaL_setmetatable(L, UR_UDP_MT);
@@ -257,7 +198,6 @@ static int udp_sendto_k (lua_State *L, int status, lua_KContext ctx) {
   udp_sock *u = udp_check(L, 1);
   int res = r->res;
   (void)status; (void)ctx;
-  udp_op_end(u, ur_req_ud(t->loop, r));
   ur_req_free(t->loop, r);      /* unpins the string */
   if (res < 0) {                /* bytes that went out are reported, even
                                    after a close or an interrupt */
@@ -276,7 +216,6 @@ static int udp_send_start (lua_State *L, ur_task *t, udp_sock *u,
   ur_req *r;
   udp_msg *m;
   struct io_uring_sqe *sqe;
-  udp_reserve(L, u);
   r = ur_req_new(L, t->loop, IORING_OP_SENDMSG);
   m = (udp_msg *)calloc(1, sizeof *m);
   if (m == NULL) {
@@ -293,11 +232,10 @@ static int udp_send_start (lua_State *L, ur_task *t, udp_sock *u,
   m->msg.msg_iov = &m->iov;
   m->msg.msg_iovlen = 1;
   ur_req_pin(L, r, 2);          /* pinned: the kernel reads it until CQE */
-  r->fd = u->fd;
   sqe = ur_get_sqe(t->loop);
-  io_uring_prep_sendmsg(sqe, u->fd, &m->msg, 0);
+  io_uring_prep_sendmsg(sqe, u->h.fd, &m->msg, 0);
+  ur_handle_sqe(t->loop, &u->h, r, sqe);
   ur_req_submitted(t->loop, r, sqe);
-  u->ops[u->nops++] = ur_req_ud(t->loop, r);
   return ur_await(L, t, r, "sendto", 0, udp_sendto_k);
 }
 
@@ -308,7 +246,7 @@ static int udp_sendto_resolved_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   if (ur_resolved(L, t, &a) != 0) return 3;
   lua_settop(L, 4);
-  if (u->closed || u->fd < 0) return udp_fail(L, u, -EBADF, 0);
+  if (u->h.fd < 0) return udp_fail(L, u, -EBADF, 0);
   if (!udp_fit(u, &a)) {
     luaL_pushfail(L);
     lua_pushfstring(L, "%s: no %s address", lua_tostring(L, 3),
@@ -348,8 +286,7 @@ static int udp_recvfrom_k (lua_State *L, int status, lua_KContext ctx) {
   udp_sock *u = udp_check(L, 1);
   int res = r->res, n = 0;
   (void)status;
-  udp_op_end(u, ur_req_ud(t->loop, r));
-  if (res >= 0 && !u->closed) {
+  if (res >= 0) {              /* it arrived: returned, closed or not */
     udp_msg *m = (udp_msg *)r->mem;
     ur_kernel_wrote(m->data, (size_t)res);
     ur_kernel_wrote(&m->name, m->msg.msg_namelen);
@@ -381,7 +318,6 @@ static int l_udp_recvfrom (lua_State *L) {
   lua_settop(L, 2);
   t = ur_task_current(L, "recvfrom");
   loop = t->loop;
-  udp_reserve(L, u);
   r = ur_req_new(L, loop, IORING_OP_RECVMSG);
   m = (udp_msg *)malloc(sizeof *m + (size_t)max);
   if (m == NULL) {
@@ -397,13 +333,12 @@ static int l_udp_recvfrom (lua_State *L) {
   m->msg.msg_namelen = sizeof m->name;
   m->msg.msg_iov = &m->iov;
   m->msg.msg_iovlen = 1;
-  r->fd = u->fd;
   /* take both requests before any SQE: ur_req_new may raise */
   if (u->timeout >= 0) tr = ur_link_timeout_new(L, loop);
   sqe = ur_get_sqe(loop);
-  io_uring_prep_recvmsg(sqe, u->fd, &m->msg, 0);
+  io_uring_prep_recvmsg(sqe, u->h.fd, &m->msg, 0);
+  ur_handle_sqe(loop, &u->h, r, sqe);
   ur_req_submitted(loop, r, sqe);
-  u->ops[u->nops++] = ur_req_ud(loop, r);
   if (tr) ur_link_timeout_add(loop, tr, sqe, u->timeout);
   return ur_await(L, t, r, "recvfrom", tr != NULL, udp_recvfrom_k);
 }
@@ -429,19 +364,19 @@ static int l_udp_getsockname (lua_State *L) {
   udp_sock *u = udp_open(L);
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (getsockname(u->fd, (struct sockaddr *)&ss, &len) != 0)
+  if (getsockname(u->h.fd, (struct sockaddr *)&ss, &len) != 0)
     return ur_pushfail(L, -errno, NULL);
   return ur_push_addr(L, (struct sockaddr *)&ss, len);
 }
 
 static int l_udp_fd (lua_State *L) {
-  lua_pushinteger(L, udp_open(L)->fd);
+  lua_pushinteger(L, udp_open(L)->h.fd);
   return 1;
 }
 
 /* udp:close(), __close: idempotent; a second close does nothing. */
 static int l_udp_close (lua_State *L) {
-  udp_close(ur_loop_of(L), udp_check(L, 1), 0);
+  ur_handle_close(ur_loop_of(L), &udp_check(L, 1)->h, NULL);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -450,15 +385,15 @@ static int l_udp_close (lua_State *L) {
  * the socket, so only lua_close gets here with ops in flight. */
 static int l_udp_gc (lua_State *L) {
   udp_sock *u = (udp_sock *)luaL_testudata(L, 1, UR_UDP_MT);
-  if (u) udp_close(ur_loop_of(L), u, 1);
+  if (u) ur_handle_close(ur_loop_of(L), &u->h, u);
   return 0;
 }
 
 static int l_udp_tostring (lua_State *L) {
   udp_sock *u = udp_check(L, 1);
-  if (u->closed || u->fd < 0) lua_pushliteral(L, "uring.udp (closed)");
+  if (u->h.fd < 0) lua_pushliteral(L, "uring.udp (closed)");
   else lua_pushfstring(L, "uring.udp (%s, fd %d)", udp_family_name(u->family),
-                       u->fd);
+                       u->h.fd);
   return 1;
 }
 

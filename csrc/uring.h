@@ -74,6 +74,9 @@ struct ur_req {
   size_t memlen;
   double t_prep;        /* uring.now() at prep; for trace only */
   uint8_t onfd;         /* on the list of the fd it names (handle.c) */
+  uint8_t background;   /* the loop's own (the run's SIGINT poll): it keeps
+                           no task waiting, so deadlock detection and
+                           stats() leave it out */
   uint32_t fd_prev, fd_next;   /* that list: slab index + 1; 0 ends */
   union {               /* small arguments the kernel reads at submit */
     struct __kernel_timespec ts;
@@ -134,7 +137,7 @@ typedef struct ur_fdent {
   uint32_t count;
   int slot;             /* the slot to empty with it, or -1 */
   uint32_t epoch;
-  uint8_t state;        /* open, closing, or being closed by an op */
+  uint8_t state;        /* open, or to be closed at its last request */
 } ur_fdent;
 
 typedef struct ur_stats {
@@ -160,6 +163,7 @@ struct ur_loop {
   uint32_t nchunks, nreqs;
   uint32_t free_head;   /* index + 1 of first free; 0 = none */
   uint32_t inflight;    /* requests the kernel holds */
+  uint32_t background;  /* of those, the loop's own (ur_req.background) */
   uint32_t canceling;   /* of those, ones we asked the kernel to cancel */
   uint32_t pending;     /* SQEs prepared, not yet submitted */
   /* tasks */
@@ -310,6 +314,8 @@ lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
 
 /* fs.c */
 void ur_register_fs (lua_State *L);
+void ur_file_push (lua_State *L, const char *mode);   /* a closed file */
+int ur_file_adopt (lua_State *L, int idx, int fd);    /* 0 | -ENOMEM */
 
 /* fixedfile.c: registered files for sockets */
 int ur_ffiles_setup (lua_State *L, ur_loop *loop);  /* after ring setup */

@@ -18,13 +18,7 @@ local function zombies()
   return n
 end
 
--- open pipe fds (helpers.fds leaves pipes out; the listing's own is 1)
-local function pipes()
-  local p = io.popen("ls -l /proc/" .. helpers.pid() .. "/fd | grep -c pipe:")
-  local n = tonumber(p:read("l"))
-  p:close()
-  return n
-end
+local pipes = helpers.pipes
 
 -- every opcode prepared while fn runs, as a set
 local function ops_of(fn)

@@ -2,20 +2,28 @@
 local helpers = {}
 
 --- Open fds of this process, as a sorted "fd -> target" list (leak checks:
--- compare before and after; the popen pipe of the listing itself is left out).
+-- compare before and after).  The listing is written to a file by a
+-- child: a popen pipe of our own would be in it, both of its ends for a
+-- moment, and it would hide pipe leaks if pipes were left out.
 function helpers.fds()
   -- io handles a spec forgot to close are closed by the collector at
   -- unpredictable times: collect first so they cannot flicker the count
   collectgarbage(); collectgarbage()
-  local p = io.popen("cd /proc/" .. helpers.pid() .. "/fd && for f in *; do "
-    .. "echo \"$f -> $(readlink $f)\"; done")
+  local tmp = os.tmpname()
+  os.execute("cd /proc/" .. helpers.pid() .. "/fd && for f in *; do "
+    .. "echo \"$f -> $(readlink $f)\"; done > " .. tmp .. " 2>/dev/null")
   local list = {}
-  for l in p:lines() do
-    if not l:match("pipe:") and not l:match("-> $") then list[#list + 1] = l end
+  for l in io.lines(tmp) do
+    if not l:match("-> $") then list[#list + 1] = l end
   end
-  p:close()
+  os.remove(tmp)
   table.sort(list)
   return table.concat(list, "\n")
+end
+
+--- How many of this process's fds are pipes.
+function helpers.pipes()
+  return select(2, helpers.fds():gsub("pipe:", ""))
 end
 
 function helpers.fd_count()
