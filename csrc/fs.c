@@ -1530,6 +1530,23 @@ static int l_fdopen (lua_State *L) {
   return 1;
 }
 
+/* uring.pipe() -> r, w | fail: the two ends of a pipe, as uring.files
+ * ("r" and "w"); both owners are made first. */
+static int l_pipe (lua_State *L) {
+  int fds[2], ret;
+  lua_settop(L, 0);
+  ur_file_push(L, "r");
+  ur_file_push(L, "w");
+  if (pipe2(fds, O_CLOEXEC) != 0) return ur_pushfail(L, -errno, "pipe");
+  ret = ur_file_adopt(L, 1, fds[0]);
+  if (ret < 0) {
+    ur_fd_release(fds[1]);      /* not adopted: nothing names it */
+    return ur_pushfail(L, ret, "pipe");
+  }
+  if ((ret = ur_file_adopt(L, 2, fds[1])) < 0) return ur_pushfail(L, ret, "pipe");
+  return 2;
+}
+
 void ur_register_fs (lua_State *L) {
   static const luaL_Reg methods[] = {
     {"read", l_file_read}, {"write", l_file_write}, {"flush", l_file_flush},
@@ -1545,7 +1562,7 @@ void ur_register_fs (lua_State *L) {
     {NULL, NULL}
   };
   static const luaL_Reg funcs[] = {
-    {"open", l_open}, {"fdopen", l_fdopen}, {"stat", l_stat},
+    {"open", l_open}, {"fdopen", l_fdopen}, {"pipe", l_pipe}, {"stat", l_stat},
     {"unlink", l_unlink}, {"_splice_pipe", l_splice_pipe},
     {"_splice", l_splice},
     {"rmdir", l_rmdir}, {"mkdir", l_mkdir}, {"rename", l_rename},

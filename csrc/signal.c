@@ -133,7 +133,14 @@ static int l_signal_close (lua_State *L) {
       sigprocmask(SIG_UNBLOCK, &set, NULL);
     }
   }
-  return 0;
+  lua_pushboolean(L, 1);        /* as every close: true */
+  return 1;
+}
+
+/* sig:fd() -> the signalfd's number (for trace, and to check leaks) */
+static int l_signal_fd (lua_State *L) {
+  lua_pushinteger(L, tosignal(L)->h.fd);
+  return 1;
 }
 
 static int l_signal_tostring (lua_State *L) {
@@ -181,7 +188,8 @@ static int l_poll (lua_State *L) {
 
 void ur_register_signal (lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"wait", l_signal_wait}, {"close", l_signal_close}, {NULL, NULL}
+    {"wait", l_signal_wait}, {"close", l_signal_close}, {"fd", l_signal_fd},
+    {NULL, NULL}
   };
   static const luaL_Reg meta[] = {
     {"__gc", l_signal_close}, {"__close", l_signal_close},
