@@ -1125,7 +1125,7 @@ static int l_sock_gc (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
   if (s == NULL) return 0;
   sock_close(loop, s, 1);
-  if (loop->chunks) {
+  if (loop->slab.chunks) {
     uint64_t uds[3] = {s->recv_ud, s->send_ud, s->accept_ud};
     for (int i = 0; i < 3; i++) {
       ur_req *r = uds[i] ? ur_req_at(loop, uds[i]) : NULL;

@@ -170,7 +170,7 @@ static int l_stats (lua_State *L) {
   setint(L, "fixed_reads", loop->stats.fixed_reads);
   setint(L, "fixed_buffers", loop->fixed_n);
   setint(L, "fixed_files", loop->ffiles_n - loop->ffiles_nfree);
-  setint(L, "requests", loop->nreqs);
+  setint(L, "requests", loop->slab.nreqs);
   setint(L, "entries", loop->ring_ok ? loop->ring.sq.ring_entries : loop->entries);
   return 1;
 }
