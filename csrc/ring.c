@@ -1223,49 +1223,6 @@ static int l_inflight (lua_State *L) {
 
 /* ------------------------------------------------------- CQ-side methods */
 
-static double ring_ts (struct statx_timestamp t) {
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static const char *ring_ftype (unsigned mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG: return "file";
-    case S_IFDIR: return "directory";
-    case S_IFLNK: return "link";
-    case S_IFSOCK: return "socket";
-    case S_IFIFO: return "named pipe";
-    case S_IFCHR: return "char device";
-    case S_IFBLK: return "block device";
-    default: return "other";
-  }
-}
-
-static void ring_push_statx (lua_State *L, const struct statx *st) {
-  lua_createtable(L, 0, 16);
-#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
-#define SETN(k, v) (lua_pushnumber(L, (v)), lua_setfield(L, -2, k))
-  SETI("mask", st->stx_mask);
-  SETI("size", st->stx_size);
-  SETI("mode", st->stx_mode);
-  SETI("perm", st->stx_mode & 07777);
-  lua_pushstring(L, ring_ftype(st->stx_mode));
-  lua_setfield(L, -2, "type");
-  SETI("ino", st->stx_ino);
-  SETI("nlink", st->stx_nlink);
-  SETI("uid", st->stx_uid);
-  SETI("gid", st->stx_gid);
-  SETI("blksize", st->stx_blksize);
-  SETI("blocks", st->stx_blocks);
-  SETI("dev_major", st->stx_dev_major);
-  SETI("dev_minor", st->stx_dev_minor);
-  SETN("atime", ring_ts(st->stx_atime));
-  SETN("mtime", ring_ts(st->stx_mtime));
-  SETN("ctime", ring_ts(st->stx_ctime));
-  if (st->stx_mask & STATX_BTIME) SETN("btime", ring_ts(st->stx_btime));
-#undef SETI
-#undef SETN
-}
-
 /*
  * Hand one CQE to Lua: res, user_data, flags (and a statx table).  The
  * results are pushed before the CQE is consumed, so a memory error leaves
@@ -1288,7 +1245,8 @@ static int ring_push_cqe (lua_State *L, ur_ring *r, struct io_uring_cqe *cqe) {
   lua_pushinteger(L, s->user);
   lua_pushinteger(L, flags);
   if (s->opcode == IORING_OP_STATX && res >= 0) {
-    ring_push_statx(L, (const struct statx *)s->mem);
+    ur_kernel_wrote(s->mem, sizeof(struct statx));
+    ur_push_statx(L, (const struct statx *)s->mem);
     n = 4;
   }
   io_uring_cqe_seen(&r->ring, cqe);

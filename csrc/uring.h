@@ -293,6 +293,11 @@ lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
 /* fs.c */
 void ur_register_fs (lua_State *L);
 
+/* statx.c: the one statx table (uring.stat, file:stat, ring:prep_statx) */
+struct statx;
+const char *ur_file_type (unsigned mode);     /* "file", "fifo", ... */
+void ur_push_statx (lua_State *L, const struct statx *st);
+
 /* fixedfile.c: registered files for sockets */
 int ur_ffiles_setup (lua_State *L, ur_loop *loop);  /* after ring setup */
 void ur_ffiles_free (ur_loop *loop);                /* at ring teardown */

@@ -747,7 +747,7 @@ describe("uring.ring", function()
       assert.equal(0, res); assert.equal(5, ud)
       assert.equal("file", st.type)
       assert.equal(0, st.size)
-      assert.equal(tonumber("640", 8), st.perm)
+      assert.equal(tonumber("640", 8), st.mode)
       assert.is_number(st.mtime)
       close(fd)
       fd = one("prep_openat2", nil, path, { flags = "r" }, 6)
@@ -758,9 +758,28 @@ describe("uring.ring", function()
       assert.is_true(fd >= 0)
       close(fd)
       local _, _, _, st2 = one("prep_statx", nil, dir .. "/g", 0, nil, 8)
-      assert.equal(tonumber("600", 8), st2.perm)
+      assert.equal(tonumber("600", 8), st2.mode)
       local _, _, _, st3 = one("prep_statx", nil, dir, 0, nil, 9)
       assert.equal("directory", st3.type)
+    end)
+
+    it("prep_statx returns uring.stat's table, in its vocabulary", function()
+      local uring = require "uring"
+      local p = dir .. "/fifo"
+      assert(os.execute("mkfifo '" .. p .. "'"))
+      local res, _, _, st = one("prep_statx", nil, p, 0, nil, 1)
+      assert.equal(0, res)
+      assert.equal("fifo", st.type)
+      local st2 = uring.run(function() return assert(uring.stat(p)) end)
+      local k1, k2 = {}, {}
+      for k in pairs(st) do k1[#k1 + 1] = k end
+      for k in pairs(st2) do k2[#k2 + 1] = k end
+      table.sort(k1); table.sort(k2)
+      assert.same(k2, k1)
+      for _, k in ipairs { "size", "mode", "type", "ino", "dev", "uid", "gid",
+                           "nlink", "mtime" } do
+        assert.equal(st2[k], st[k], k)
+      end
     end)
 
     it("return a negative res for an OS failure", function()
