@@ -1443,12 +1443,6 @@ static int l_fixed_tostring (lua_State *L) {
 
 /* ------------------------------------------------------- introspection */
 
-static const char *const setup_names[] = {
-  "iopoll", "sqpoll", "sq_aff", "cqsize", "clamp", "attach_wq",
-  "r_disabled", "submit_all", "coop_taskrun", "taskrun_flag", "sqe128",
-  "cqe32", "single_issuer", "defer_taskrun", NULL
-};
-
 /* Flags a user may ask for by name: the others need parameters we do not
  * take (sq_aff, attach_wq), change the SQE/CQE layout (sqe128, cqe32), or
  * are set by us (cqsize). */
@@ -1457,15 +1451,11 @@ static const char *const setup_names[] = {
   IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SINGLE_ISSUER | \
   IORING_SETUP_DEFER_TASKRUN)
 
-/* ring:flags() -> {sqpoll = true, cqsize = true, ...} */
+/* ring:flags() -> {SQPOLL = true, CQSIZE = true, ...}: the names of
+ * uring.features().flags */
 static int l_flags (lua_State *L) {
   ur_ring *r = ring_check(L);
-  lua_newtable(L);
-  for (int i = 0; setup_names[i]; i++)
-    if (r->flags & (1u << i)) {
-      lua_pushboolean(L, 1);
-      lua_setfield(L, -2, setup_names[i]);
-    }
+  ur_push_setup_flags(L, r->flags);
   return 1;
 }
 
@@ -1679,15 +1669,14 @@ static int l_ring (lua_State *L) {
       int t = lua_gettop(L);
       luaL_argexpected(L, lua_istable(L, t), 1, "table of flag names");
       for (lua_Integer i = 1; lua_rawgeti(L, t, i) != LUA_TNIL; i++) {
-        const char *name = lua_tostring(L, -1);
-        int bit = -1;
-        for (int j = 0; name && setup_names[j]; j++)
-          if (strcmp(setup_names[j], name) == 0) bit = j;
-        if (bit < 0 || !((1u << bit) & SETUP_ALLOWED))
+        const char *name = lua_type(L, -1) == LUA_TSTRING
+                           ? lua_tostring(L, -1) : NULL;
+        unsigned bit = name ? ur_setup_flag(name) : 0;
+        if (!(bit & SETUP_ALLOWED))
           return luaL_argerror(L, 1, lua_pushfstring(L,
               "flag '%s' is unknown or not supported here",
               name ? name : luaL_typename(L, -1)));
-        flags |= 1u << bit;
+        flags |= bit;
         lua_pop(L, 1);
       }
       lua_pop(L, 1);

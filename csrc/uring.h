@@ -389,7 +389,8 @@ void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);
 void ur_trace_free (ur_loop *loop);                 /* at loop __gc */
-void ur_push_setup_flags (lua_State *L, unsigned flags);
+void ur_push_setup_flags (lua_State *L, unsigned flags);   /* {SQPOLL = true} */
+unsigned ur_setup_flag (const char *name);    /* "SQPOLL" -> bit; 0: unknown */
 
 /* user_data <-> request, on every SQE and CQE: inline.  gen is never 0,
  * so no request has user_data 0 (the core's own cancels carry it). */

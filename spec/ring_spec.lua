@@ -78,6 +78,13 @@ describe("uring.ring", function()
     return open(p, core.O_RDWR | core.O_CLOEXEC)
   end
 
+  -- the task loop's ring (uring.stat, uring.features and the socket pairs
+  -- use it) is made once and lives on: make it before any fd count
+  setup(function()
+    local uring = require "uring"
+    uring.run(function() end)
+  end)
+
   before_each(function()
     collectgarbage()
     fds = helpers.fd_count()
@@ -95,24 +102,40 @@ describe("uring.ring", function()
   describe("uring.ring{...}", function()
     it("sets up a plain ring with a CQ twice the SQ", function()
       assert.equal("uring.ring(8 entries)", tostring(ring))
-      assert.same({ cqsize = true }, ring:flags())
+      assert.same({ CQSIZE = true }, ring:flags())
       assert.equal(8, ring:sq_space_left())
       local r = assert(core.ring())
       assert.equal(8, r:sq_space_left())
       assert.is_true(r:close())
     end)
 
+    it("names its setup flags as uring.features() does", function()
+      local uring = require "uring"
+      local ff = uring.features().flags
+      assert.is_true(ff.CQSIZE)
+      for k in pairs(ring:flags()) do assert.matches("^[%u_%d]+$", k) end
+      local r = assert(core.ring{flags = { "SINGLE_ISSUER", "DEFER_TASKRUN",
+                                           "COOP_TASKRUN", "SUBMIT_ALL" }})
+      local rf = r:flags()
+      r:close()
+      for _, k in ipairs { "SINGLE_ISSUER", "DEFER_TASKRUN", "COOP_TASKRUN",
+                           "SUBMIT_ALL", "CQSIZE" } do
+        assert.is_true(rf[k], k)
+        if ff[k] ~= nil then assert.equal(ff[k], rf[k], k) end
+      end
+    end)
+
     it("takes opt-in setup flags", function()
       local r = assert(core.ring{entries = 4, sqpoll = true, sq_thread_idle = 10})
-      assert.is_true(r:flags().sqpoll)
+      assert.is_true(r:flags().SQPOLL)
       r:prep_nop(1)
       r:submit()
       assert.same({ 0, 1, 0 }, { r:wait_cqe() })
       r:close()
       r = assert(core.ring{single_issuer = true, defer_taskrun = true,
-                           flags = { "submit_all" }})
+                           flags = { "SUBMIT_ALL" }})
       local f = r:flags()
-      assert.is_true(f.single_issuer and f.defer_taskrun and f.submit_all)
+      assert.is_true(f.SINGLE_ISSUER and f.DEFER_TASKRUN and f.SUBMIT_ALL)
       r:prep_nop(2)
       r:submit()
       assert.same({ 0, 2, 0 }, { r:wait_cqe() })
@@ -138,8 +161,13 @@ describe("uring.ring", function()
         "bad argument #1 to 'ring' (option 'sqpoll' must be a boolean)")
       assert.has_error(function() core.ring{entires = 8} end,
         "bad argument #1 to 'ring' (unknown option 'entires')")
-      assert.has_error(function() core.ring{flags = { "sqe128" }} end,
-        "bad argument #1 to 'ring' (flag 'sqe128' is unknown or not supported here)")
+      assert.has_error(function() core.ring{flags = { "SQE128" }} end,
+        "bad argument #1 to 'ring' (flag 'SQE128' is unknown or not supported here)")
+      -- one vocabulary: uring.features().flags's names, not lower case
+      assert.has_error(function() core.ring{flags = { "submit_all" }} end,
+        "bad argument #1 to 'ring' (flag 'submit_all' is unknown or not supported here)")
+      assert.has_error(function() core.ring{flags = { 7 }} end,
+        "bad argument #1 to 'ring' (flag 'number' is unknown or not supported here)")
       assert.has_error(function() core.ring{cq_entries = 2} end,
         "bad argument #1 to 'ring' (cq_entries must be in 8..65536)")
     end)
