@@ -142,10 +142,18 @@ static int l_wait_cqe (lua_State *L) {
   for (;;) {
     struct io_uring_cqe *cqe;
     int ret, n;
-    /* liburing would block forever here: say what is missing instead */
-    if (io_uring_cq_ready(&r->ring) == 0 && ur_ring_in_kernel(r) == 0)
+    /* liburing would block forever here: nothing the kernel holds can
+     * post a CQE.  Say what is missing instead. */
+    if (io_uring_cq_ready(&r->ring) == 0 && ur_ring_in_kernel(r) == 0) {
+      unsigned left = ur_ring_left(r);
+      if (left > 0)
+        return luaL_error(L, "wait_cqe: the kernel stopped submitting at an "
+                          "SQE that failed and left %d SQE(s) in the SQ, so "
+                          "no CQE can come (call ring:submit() to submit "
+                          "them)", (int)left);
       return luaL_error(L, "wait_cqe: no submitted SQE is in flight, so no "
                         "CQE can come (call ring:submit())");
+    }
     ret = timed ? io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts)
                 : io_uring_wait_cqe(&r->ring, &cqe);
     if (ret == -EINTR) continue;
@@ -347,28 +355,17 @@ static void ring_leak (lua_State *L, ur_ring *r) {
 }
 
 /*
- * close, __close and __gc: one idempotent function (liolib's f_gc).  The
- * ring is the parent of everything its SQEs name, so it ends them first:
- * prepared-but-unsubmitted SQEs become NOPs (close must not start I/O the
- * user never submitted, but their CQEs must come back), then
- * ASYNC_CANCEL_ANY|ALL cancels the rest, and we reap until 50 waits of
- * 100 ms have found nothing (a send_zc's request waits for its
- * notification).  A request that is still out after that (an
- * uncancelable one stuck in the kernel) keeps its anchors: leaked, not
- * freed under the kernel.  The ring is at stack index 1.
+ * Turn every SQE the kernel has not consumed into a NOP with the same
+ * user_data: close never starts I/O that was not submitted, but each
+ * request still needs its CQE to be released.  Without SQPOLL that
+ * includes SQEs a submit left in the SQ behind one that failed (the kernel
+ * reads the SQ only inside io_uring_enter); an SQPOLL thread may be
+ * reading those already, so there only the unpublished ones change.
  */
-static void ring_shutdown (lua_State *L, ur_ring *r) {
+static void ring_unsubmit (ur_ring *r) {
   struct io_uring_sq *sq = &r->ring.sq;
-  if (!r->ok) return;
-  r->ok = 0;
-  if (r->pid != getpid()) {
-    /* a forked child: the mappings were not inherited (dontfork) and the
-     * requests are the parent's; just drop our fd */
-    close(r->ring.ring_fd);
-    ring_leak(L, r);
-    return;
-  }
-  for (unsigned i = sq->sqe_head; i != sq->sqe_tail; i++) {
+  for (unsigned i = sq->sqe_tail - ur_ring_unconsumed(r); i != sq->sqe_tail;
+       i++) {
     struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
     uint64_t ud = sqe->user_data;
     ur_req *q = ur_slab_at(&r->slab, ud);
@@ -378,6 +375,29 @@ static void ring_shutdown (lua_State *L, ur_ring *r) {
      * the fd of an open */
     if (q) q->opcode = IORING_OP_NOP;
   }
+}
+
+/*
+ * close, __close and __gc: one idempotent function (liolib's f_gc).  The
+ * ring is the parent of everything its SQEs name, so it ends them first:
+ * SQEs the kernel has not consumed become NOPs (ring_unsubmit), then
+ * ASYNC_CANCEL_ANY|ALL cancels the rest, and we reap until 50 waits of
+ * 100 ms have found nothing (a send_zc's request waits for its
+ * notification).  A request that is still out after that (an
+ * uncancelable one stuck in the kernel) keeps its anchors: leaked, not
+ * freed under the kernel.  The ring is at stack index 1.
+ */
+static void ring_shutdown (lua_State *L, ur_ring *r) {
+  if (!r->ok) return;
+  r->ok = 0;
+  if (r->pid != getpid()) {
+    /* a forked child: the mappings were not inherited (dontfork) and the
+     * requests are the parent's; just drop our fd */
+    close(r->ring.ring_fd);
+    ring_leak(L, r);
+    return;
+  }
+  ring_unsubmit(r);
   /* a cancel goes in at first and after each quiet 100 ms, not every
    * round: its own CQE would end the wait at once, and 50 rounds would
    * pass before a send_zc notification (which no cancel hurries) came */

@@ -165,9 +165,28 @@ unsigned ur_ring_drain (lua_State *L, ur_ring *r) {
   return released;
 }
 
-/* Requests handed to the kernel whose CQE can still come without a
- * submit: all but the SQEs prepared since the last submit. */
+/*
+ * SQEs in the SQ the kernel has not consumed.  Those prepared since the
+ * last submit, and, without SQPOLL, submitted ones the kernel left there:
+ * without IORING_SETUP_SUBMIT_ALL it stops at the first SQE whose prep
+ * fails (that one gets its CQE; the ones after it stay in the SQ until the
+ * next io_uring_enter).  An SQPOLL thread retries those on its own, so for
+ * it they are in flight.
+ */
+unsigned ur_ring_unconsumed (ur_ring *r) {
+  struct io_uring_sq *sq = &r->ring.sq;
+  if (r->flags & IORING_SETUP_SQPOLL) return sq->sqe_tail - sq->sqe_head;
+  return sq->sqe_tail - *sq->khead;
+}
+
+/* Of those, the ones submitted and left by the kernel (0 with SQPOLL). */
+unsigned ur_ring_left (ur_ring *r) {
+  struct io_uring_sq *sq = &r->ring.sq;
+  return ur_ring_unconsumed(r) - (sq->sqe_tail - sq->sqe_head);
+}
+
+/* Requests the kernel holds: their CQE can still come without a submit. */
 uint32_t ur_ring_in_kernel (ur_ring *r) {
-  unsigned local = r->ring.sq.sqe_tail - r->ring.sq.sqe_head;
-  return r->slab.used > local ? r->slab.used - local : 0;
+  unsigned un = ur_ring_unconsumed(r);
+  return r->slab.used > un ? r->slab.used - un : 0;
 }

@@ -1165,6 +1165,111 @@ describe("uring.ring", function()
     end)
   end)
 
+  -- The teaching ring's failure cases, each under several ring setups (as
+  -- liburing's tests run under several): whatever state the ring is left
+  -- in, wait_cqe must not block forever, and close must return at once
+  -- with every request back from the kernel (tostring says so), every
+  -- anchor let go and every fd closed (after_each counts them).
+  describe("failure cases", function()
+    local BAD_TIMEOUT_FLAG = 0x8000     -- unknown to the kernel: prep fails
+    local SETUPS = {
+      { name = "default", opts = { entries = 8 } },
+      { name = "DEFER_TASKRUN", opts = { entries = 8, single_issuer = true,
+                                         defer_taskrun = true } },
+      { name = "SQPOLL", opts = { entries = 8, sqpoll = true,
+                                  sq_thread_idle = 10 } },
+    }
+
+    -- each setup the kernel accepts (SQPOLL may be refused)
+    local function setups(fn)
+      for _, s in ipairs(SETUPS) do
+        local r = core.ring(s.opts)
+        if r then fn(r, s.name) end
+      end
+    end
+
+    -- close: at once, nothing left in the kernel, anchors 1..n let go
+    local function closes_clean(r, weak, n, what)
+      local t0 = core.now()
+      assert.is_true(r:close())
+      local dt = core.now() - t0
+      assert.is_true(dt < 1, what .. ": close took " .. dt .. " s")
+      assert.equal("uring.ring (closed)", tostring(r), what)
+      collectgarbage(); collectgarbage()
+      for i = 1, n do assert.is_nil(weak[i], what .. ": anchor " .. i .. " kept") end
+    end
+
+    it("wait_cqe raises rather than blocks after a submit the kernel cut short", function()
+      local p = fifo("cut")
+      for _, opts in ipairs { { entries = 8 },
+                              { entries = 8, single_issuer = true, defer_taskrun = true } } do
+        local r = assert(core.ring(opts))
+        local b = core.buffer(8)
+        r:prep_timeout(1, 0, 1, BAD_TIMEOUT_FLAG)
+        r:prep_nop(2)
+        r:prep_read(p, b, 8, -1, 3)
+        assert.equal(1, r:submit())             -- it stopped at the failed one
+        assert.equal(2, r:sq_ready())           -- and left the rest in the SQ
+        assert.same({ -EINVAL, 1, 0 }, { r:wait_cqe() })
+        local msg = "wait_cqe: the kernel stopped submitting at an SQE that failed " ..
+                    "and left 2 SQE(s) in the SQ, so no CQE can come (call " ..
+                    "ring:submit() to submit them)"
+        assert.has_error(function() r:wait_cqe() end, msg)
+        assert.has_error(function() r:wait_cqe(10) end, msg)   -- at once, too
+        assert.equal(2, r:inflight())           -- the nop and the read
+        assert.equal(2, r:submit())             -- submitted again: consumed
+        assert.same({ 0, 2, 0 }, { r:wait_cqe() })
+        assert.equal(1, r:inflight())           -- the read waits on the pipe
+        assert.equal(1, b:pinned())
+        r:close()
+        assert.equal("uring.ring (closed)", tostring(r))
+        assert.equal(0, b:pinned())
+      end
+      close(p)
+    end)
+
+    it("SUBMIT_ALL and SQPOLL go on past an SQE that fails in prep", function()
+      for _, opts in ipairs { { entries = 8, submit_all = true },
+                              { entries = 8, sqpoll = true, sq_thread_idle = 10 } } do
+        local r = core.ring(opts)
+        if r then
+          r:prep_timeout(1, 0, 1, BAD_TIMEOUT_FLAG)
+          r:prep_nop(2)
+          assert.equal(2, r:submit())
+          local got = reap(2, r)
+          assert.same({ [1] = -EINVAL, [2] = 0 }, got)
+          assert.equal(0, r:sq_ready())
+          r:close()
+        end
+      end
+    end)
+
+    it("close after a submit the kernel cut short starts nothing and leaks nothing", function()
+      local p, q = fifo("cut2"), fifo("cut3")
+      setups(function(r, what)
+        local weak = setmetatable({}, { __mode = "v" })
+        do
+          local b = core.buffer(8)
+          weak[1] = b
+          r:prep_timeout(1, 0, 1, BAD_TIMEOUT_FLAG)
+          r:prep_write(q, ("never written"):sub(1, 5), nil, -1, 2)
+          r:prep_read(p, b, 8, -1, 3)
+        end
+        assert.is_true(r:submit() >= 1, what)
+        closes_clean(r, weak, 1, what)          -- its CQEs never taken
+        -- the write it left in the SQE never ran (a pipe write would have
+        -- completed at once); an SQPOLL thread went on and ran it
+        assert.equal(2, (one("prep_write", q, "ok", nil, -1, 4)))
+        local b = core.buffer(16)
+        local n = one("prep_read", q, b, 16, -1, 5)
+        assert.equal(what == "SQPOLL" and "neverok" or "ok", b:tostring(1, n), what)
+      end)
+      close(p)
+      close(q)
+    end)
+
+  end)
+
   describe("memory safety", function()
     it("keeps a buffer alive from prep to CQE with no other reference", function()
       local path = dir .. "/gc"
