@@ -392,9 +392,13 @@ static void ring_shutdown (lua_State *L, ur_ring *r) {
   r->ok = 0;
   if (r->pid != getpid()) {
     /* a forked child: the mappings were not inherited (dontfork) and the
-     * requests are the parent's; just drop our fd */
+     * kernel works on the parent's memory, not on this copy of it; drop
+     * our fd and our copies */
     close(r->ring.ring_fd);
-    ring_leak(L, r);
+    ur_ring_release_all(L, r);
+    ur_slab_destroy(&r->slab);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, RING_UV_FIXED);
     return;
   }
   ring_unsubmit(r);

@@ -53,6 +53,7 @@ uint64_t ur_ring_find (ur_ring *r, lua_Integer user);
 int ur_ring_push_cqe (lua_State *L, ur_ring *r, struct io_uring_cqe *cqe);
 unsigned ur_ring_drain (lua_State *L, ur_ring *r);   /* close: no Lua */
 void ur_ring_release (lua_State *L, ur_ring *r, ur_req *q);
+void ur_ring_release_all (lua_State *L, ur_ring *r);
 unsigned ur_ring_unconsumed (ur_ring *r);
 unsigned ur_ring_left (ur_ring *r);
 uint32_t ur_ring_in_kernel (ur_ring *r);

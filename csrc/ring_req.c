@@ -100,6 +100,15 @@ void ur_ring_release (lua_State *L, ur_ring *r, ur_req *q) {
   ur_slab_put(L, &r->slab, q);
 }
 
+/* Every request back at once: only where the kernel can no longer touch
+ * their memory (a forked child, whose ring is its parent's). */
+void ur_ring_release_all (lua_State *L, ur_ring *r) {
+  for (uint32_t i = 0; i < r->slab.nreqs; i++) {
+    ur_req *q = ur_slab_req(&r->slab, i);
+    if (q->state != UR_REQ_FREE) ur_ring_release(L, r, q);
+  }
+}
+
 /* A non-final CQE of q came (F_MORE): a send_zc's result, whose
  * notification is still due. */
 static void ring_more (ur_ring *r, ur_req *q) {
