@@ -11,9 +11,11 @@
  * slab as the task loop's.
  *
  * Two things liburing leaves to the C programmer are done here: a wait
- * that could never end raises instead, and close gets every request back
- * from the kernel before it frees anything; what the kernel never gives
- * back is leaked, not freed under it.
+ * that could never end raises instead (nothing the kernel holds can
+ * complete), and close gets every request back from the kernel, also
+ * those stuck behind an IOSQE_IO_DRAIN barrier or blocked in an io-wq
+ * worker (a splice on an empty pipe), before it frees anything; what the
+ * kernel never gives back is leaked, not freed under it.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -336,6 +338,9 @@ static int l_ring_tostring (lua_State *L) {
   ur_ring *r = (ur_ring *)luaL_checkudata(L, 1, UR_RING_MT);
   if (r->ok)
     lua_pushfstring(L, "uring.ring(%d entries)", (int)r->entries);
+  else if (r->leaked)     /* close gave up on them: say so, for a spec */
+    lua_pushfstring(L, "uring.ring (closed; %d requests left in the "
+                    "kernel)", (int)r->leaked);
   else
     lua_pushliteral(L, "uring.ring (closed)");
   return 1;
@@ -344,6 +349,9 @@ static int l_ring_tostring (lua_State *L) {
 
 /* ------------------------------------------------------------ lifetime */
 
+#define RING_CLOSE_WAIT_NS (100 * 1000 * 1000)  /* one wait for CQEs */
+#define RING_CLOSE_GIVE_UP 5.0      /* seconds without a request back */
+
 /* The kernel still holds requests we could not get back: keep their
  * anchors (registry refs never dropped), their memory (the slab's chunks)
  * and the registered buffers forever rather than free what it may still
@@ -351,6 +359,7 @@ static int l_ring_tostring (lua_State *L) {
 static void ring_leak (lua_State *L, ur_ring *r) {
   lua_getiuservalue(L, 1, RING_UV_FIXED);
   luaL_ref(L, LUA_REGISTRYINDEX);             /* leaked on purpose */
+  r->leaked = r->slab.used;
   memset(&r->slab, 0, sizeof r->slab);        /* leaked on purpose */
 }
 
@@ -378,16 +387,57 @@ static void ring_unsubmit (ur_ring *r) {
 }
 
 /*
+ * Ask the kernel to cancel every request it holds, two ways.  A
+ * synchronous cancel (IORING_REGISTER_SYNC_CANCEL, Linux 6.0) goes
+ * straight to the kernel, where an IORING_OP_ASYNC_CANCEL SQE would wait
+ * behind an IOSQE_IO_DRAIN barrier whose predecessors are what it should
+ * cancel; *use_sync is cleared if the kernel refuses it.  The SQE (with_sqe)
+ * is run by the task that submits, which under SQPOLL is the kernel's
+ * thread: only it reaches a splice blocked in that thread's io-wq worker.
+ * Its CQE carries user_data 0, which names no request.
+ */
+static void ring_cancel_all (ur_ring *r, int *use_sync, int with_sqe) {
+  if (*use_sync) {
+    struct io_uring_sync_cancel_reg reg;
+    int ret;
+    memset(&reg, 0, sizeof reg);
+    reg.fd = -1;
+    reg.flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
+    reg.timeout.tv_sec = 0;               /* never wait in here */
+    reg.timeout.tv_nsec = 0;
+    ret = io_uring_register_sync_cancel(&r->ring, &reg);
+    if (ret < 0 && ret != -ENOENT && ret != -EALREADY && ret != -ETIME
+        && ret != -EINTR)
+      *use_sync = 0;                      /* older kernel: SQEs only */
+  }
+  if (with_sqe || !*use_sync) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    if (sqe) {
+      io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY |
+                                     IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data64(sqe, 0);
+    }
+  }
+}
+
+/*
  * close, __close and __gc: one idempotent function (liolib's f_gc).  The
  * ring is the parent of everything its SQEs name, so it ends them first:
- * SQEs the kernel has not consumed become NOPs (ring_unsubmit), then
- * ASYNC_CANCEL_ANY|ALL cancels the rest, and we reap until 50 waits of
- * 100 ms have found nothing (a send_zc's request waits for its
- * notification).  A request that is still out after that (an
+ * SQEs not yet consumed become NOPs (ring_unsubmit), then each round
+ * cancels what the kernel holds (ring_cancel_all), submits, waits up to
+ * 100 ms for CQEs and releases the requests they end (ur_ring_drain).
+ * Cancelling again each round reaches requests that were held behind a
+ * drain barrier until the round before.  Each round either waits or
+ * releases a request, so it never spins; it gives up once 5 s pass
+ * without a request coming back (a send_zc's request waits for its
+ * notification, which no cancel hurries).  A request still out then (an
  * uncancelable one stuck in the kernel) keeps its anchors: leaked, not
- * freed under the kernel.  The ring is at stack index 1.
+ * freed under the kernel, and tostring(ring) says how many.  The ring is
+ * at stack index 1.
  */
 static void ring_shutdown (lua_State *L, ur_ring *r) {
+  int use_sync = 1, cancel_sqe = 1;
+  double last;
   if (!r->ok) return;
   r->ok = 0;
   if (r->pid != getpid()) {
@@ -402,28 +452,17 @@ static void ring_shutdown (lua_State *L, ur_ring *r) {
     return;
   }
   ring_unsubmit(r);
-  /* a cancel goes in at first and after each quiet 100 ms, not every
-   * round: its own CQE would end the wait at once, and 50 rounds would
-   * pass before a send_zc notification (which no cancel hurries) came */
-  for (int idle = 0, cancel = 1; r->slab.used > 0 && idle < 50;) {
-    struct __kernel_timespec ts = { 0, 100 * 1000 * 1000 };
+  last = ur_now();
+  while (r->slab.used > 0 && ur_now() - last < RING_CLOSE_GIVE_UP) {
+    struct __kernel_timespec ts = { 0, RING_CLOSE_WAIT_NS };
     struct io_uring_cqe *cqe;
     int ret;
-    if (cancel) {
-      struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-      if (sqe) {
-        io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY |
-                                       IORING_ASYNC_CANCEL_ALL);
-        io_uring_sqe_set_data64(sqe, 0);  /* its CQE names no request */
-      }
-    }
+    ring_cancel_all(r, &use_sync, cancel_sqe);
     ret = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
-    cancel = 0;
-    if (ret == -ETIME || (ret < 0 && ret != -EINTR)) {
-      idle++;                             /* quiet: count it, nudge again */
-      cancel = 1;
-    }
-    ur_ring_drain(L, r);
+    /* a cancel SQE's own CQE ends the wait at once: send the next one
+     * only after a quiet wait, or it would keep ending them */
+    cancel_sqe = (ret == -ETIME || (ret < 0 && ret != -EINTR));
+    if (ur_ring_drain(L, r) > 0) last = ur_now();
   }
   if (r->slab.used > 0)
     ring_leak(L, r);
@@ -434,6 +473,7 @@ static void ring_shutdown (lua_State *L, ur_ring *r) {
     lua_setiuservalue(L, 1, RING_UV_FIXED);
   }
   r->nfixed = 0;
+  r->zc_pending = 0;
   io_uring_queue_exit(&r->ring);
 }
 

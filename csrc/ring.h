@@ -39,6 +39,7 @@ typedef struct ur_ring {
   int nfiles;           /* file slots registered with register_files */
   uint32_t zc_pending;  /* send_zc requests whose first CQE is still due:
                            one more CQE each than requests */
+  uint32_t leaked;      /* requests close could not get back (tostring) */
 } ur_ring;
 
 /* ring.c */

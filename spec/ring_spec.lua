@@ -1268,6 +1268,81 @@ describe("uring.ring", function()
       close(q)
     end)
 
+    it("close gets back requests held behind an IOSQE_IO_DRAIN barrier", function()
+      local p = fifo("drain")
+      setups(function(r, what)
+        local weak = setmetatable({}, { __mode = "v" })
+        do
+          local b1, b2 = core.buffer(8), core.buffer(8)
+          weak[1], weak[2] = b1, b2
+          r:prep_read(p, b1, 8, -1, 1)          -- never completes on its own
+          r:prep_nop(2)
+          r:drain()                             -- waits for the read
+          r:prep_read(p, b2, 8, -1, 3)          -- and this for the nop
+          assert.equal(3, r:submit(), what)
+          assert.same({ nil, "wait_cqe: Timer expired", ETIME },
+                      { r:wait_cqe(0.02) }, what)
+          assert.same({ 1, 1, 3 }, { b1:pinned(), b2:pinned(), r:inflight() }, what)
+        end
+        closes_clean(r, weak, 2, what)
+      end)
+      setups(function(r, what)                  -- a timer before the barrier
+        local weak = setmetatable({}, { __mode = "v" })
+        do
+          local b = core.buffer(8)
+          weak[1] = b
+          r:prep_timeout(30, 0, 1)
+          r:prep_nop(2)
+          r:drain()
+          r:prep_read(p, b, 8, -1, 3)
+          assert.equal(3, r:submit(), what)
+        end
+        closes_clean(r, weak, 1, what)
+      end)
+      close(p)
+    end)
+
+    it("a ring collected with requests behind a drain barrier gets them back", function()
+      local p = fifo("draingc")
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local r = core.ring{entries = 8}
+        local b = core.buffer(8)
+        r:prep_read(p, b, 8, -1, 1)
+        r:prep_nop(2)
+        r:drain()
+        r:submit()
+        weak[1], weak[2] = r, b
+      end
+      local t0 = core.now()
+      collectgarbage(); collectgarbage(); collectgarbage()
+      assert.is_true(core.now() - t0 < 1)
+      assert.is_nil(weak[1])
+      assert.is_nil(weak[2])
+      close(p)
+    end)
+
+    for _, op in ipairs { "splice", "tee" } do
+      it("close gets back a " .. op .. " blocked on an empty pipe", function()
+        local p, q = fifo(op .. "1"), fifo(op .. "2")
+        setups(function(r, what)
+          if op == "splice" then r:prep_splice(p, nil, q, nil, 16, 0, 1)
+          else r:prep_tee(p, q, 16, 0, 1) end
+          assert.equal(1, r:submit(), what)
+          -- blocked in the kernel (an io-wq worker): no CQE comes
+          assert.same({ nil, "wait_cqe: Timer expired", ETIME },
+                      { r:wait_cqe(0.05) }, what)
+          closes_clean(r, {}, 0, what)
+        end)
+        -- the cancelled requests took nothing: what is written now stays
+        assert.equal(5, (one("prep_write", p, "hello", nil, -1, 5)))
+        local b = core.buffer(8)
+        assert.equal(5, (one("prep_read", p, b, 8, -1, 6)))
+        assert.equal("hello", b:tostring(1, 5))
+        close(p)
+        close(q)
+      end)
+    end
   end)
 
   describe("memory safety", function()
