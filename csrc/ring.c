@@ -22,7 +22,6 @@
 #endif
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
