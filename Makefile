@@ -48,7 +48,7 @@ $(BUILD)/testposix.so: spec/helpers/testposix.c
 
 # the core's objects export only luaopen_uring_core: calls between its own
 # files then skip the PLT (-3.5% instructions per uring.nop(), callgrind)
-$(BUILD)/obj/%.o: csrc/%.c csrc/uring.h
+$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -fvisibility=hidden -c -o $@ $<
 

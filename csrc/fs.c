@@ -1277,46 +1277,6 @@ static int l_splice (lua_State *L) {
 
 /* --- statx: file:stat() and uring.stat(path) --- */
 
-static void setfield_int (lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
-static const char *file_type (unsigned mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG: return "file";
-    case S_IFDIR: return "directory";
-    case S_IFLNK: return "link";
-    case S_IFCHR: return "char device";
-    case S_IFBLK: return "block device";
-    case S_IFIFO: return "fifo";
-    case S_IFSOCK: return "socket";
-    default: return "other";
-  }
-}
-
-static void push_statx (lua_State *L, const struct statx *st) {
-  lua_createtable(L, 0, 16);
-  setfield_int(L, "size", (lua_Integer)st->stx_size);
-  setfield_int(L, "mode", st->stx_mode & 07777);
-  lua_pushstring(L, file_type(st->stx_mode));
-  lua_setfield(L, -2, "type");
-  setfield_int(L, "nlink", st->stx_nlink);
-  setfield_int(L, "uid", st->stx_uid);
-  setfield_int(L, "gid", st->stx_gid);
-  setfield_int(L, "ino", (lua_Integer)st->stx_ino);
-  setfield_int(L, "dev", (lua_Integer)(((uint64_t)st->stx_dev_major << 32)
-                                       | st->stx_dev_minor));
-  setfield_int(L, "blksize", st->stx_blksize);
-  setfield_int(L, "blocks", (lua_Integer)st->stx_blocks);
-  lua_pushnumber(L, (double)st->stx_atime.tv_sec + st->stx_atime.tv_nsec * 1e-9);
-  lua_setfield(L, -2, "atime");
-  lua_pushnumber(L, (double)st->stx_mtime.tv_sec + st->stx_mtime.tv_nsec * 1e-9);
-  lua_setfield(L, -2, "mtime");
-  lua_pushnumber(L, (double)st->stx_ctime.tv_sec + st->stx_ctime.tv_nsec * 1e-9);
-  lua_setfield(L, -2, "ctime");
-}
-
 /* Continuation for ops that report through a fail tuple named after a
  * path (argument 1), with an optional statx result in r->mem. */
 static int path_k (lua_State *L, int status, lua_KContext ctx) {
@@ -1326,7 +1286,7 @@ static int path_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (res >= 0 && isstat) {
     ur_kernel_wrote(r->mem, sizeof(struct statx));
-    push_statx(L, (const struct statx *)r->mem);
+    ur_push_statx(L, (const struct statx *)r->mem);
   }
   ur_req_free(t->loop, r);
   ur_check_interrupt(L, t);
@@ -1350,7 +1310,7 @@ static int do_statx (lua_State *L, ur_handle *h, const char *path, int flags,
   if (pinidx) ur_req_pin(L, r, pinidx);
   sqe = ur_get_sqe(t->loop);
   io_uring_prep_statx(sqe, h ? h->fd : AT_FDCWD, path, flags,
-                      STATX_BASIC_STATS, (struct statx *)r->mem);
+                      STATX_BASIC_STATS | STATX_BTIME, (struct statx *)r->mem);
   if (h) ur_handle_sqe(t->loop, h, r, sqe);
   ur_req_submitted(t->loop, r, sqe);
   return ur_await(L, t, r, fname, 1, path_k);

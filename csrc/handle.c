@@ -32,8 +32,7 @@
 enum { FD_OPEN, FD_CLOSING, FD_CLOSED };
 
 static ur_req *req_at_index (ur_loop *loop, uint32_t idx1) {
-  uint32_t idx = idx1 - 1;
-  return &loop->chunks[idx / UR_SLAB_CHUNK][idx % UR_SLAB_CHUNK];
+  return ur_slab_req(&loop->slab, idx1 - 1);
 }
 
 /* Room in the fd table for fd; 0 if out of memory. */
@@ -206,7 +205,7 @@ void ur_handle_close_sqe (ur_loop *loop, ur_handle *h, ur_req *r,
 /* A forked child: the parent's ring and its requests are gone from our
  * view.  Close our copies of the fds that were waiting to close. */
 void ur_fdtab_forget (ur_loop *loop) {
-  for (uint32_t i = 1; i <= loop->nreqs; i++) {   /* off every list */
+  for (uint32_t i = 1; i <= loop->slab.nreqs; i++) {   /* off every list */
     ur_req *r = req_at_index(loop, i);
     r->onfd = 0;
     r->fd_prev = r->fd_next = 0;

@@ -786,7 +786,7 @@ static void loop_shutdown (ur_loop *loop) {
   if (!loop->ring_ok) return;
   if (loop->pid != getpid()) {   /* a forked child */
     ur_loop_forget(loop);
-    ur_slab_free(loop);
+    ur_req_free_all(loop);
     return;
   }
   loop->closing = 1;
@@ -808,7 +808,7 @@ static void loop_shutdown (ur_loop *loop) {
   loop->ring_ok = 0;
   ur_ffiles_free(loop);         /* the table went with the ring */
   if (loop->inflight == 0) {
-    ur_slab_free(loop);
+    ur_req_free_all(loop);
     ur_fixed_free(loop);
   }
   else {                        /* the kernel may still write: leak it */

@@ -7,57 +7,58 @@
  * never move and are recycled through a free list; user_data is
  * index | generation << 32, and the generation is bumped on free so a late
  * or duplicated CQE finds a mismatch instead of someone else's request.
+ *
+ * The slab itself (ur_slab_*) knows no loop: the task loop embeds one and
+ * each teaching ring (ring.c) embeds its own, so both anchor, pin and
+ * release through the same code.  The ur_req_* functions below are the
+ * loop's: its pooled I/O buffers, registered slots, cancels and traces.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "uring.h"
 
-static int slab_grow (ur_loop *loop) {
+/* ------------------------------------------------------------ the slab */
+
+static int slab_grow (ur_slab *s) {
   ur_req **chunks, *c;
-  uint32_t base = loop->nreqs;
-  if (loop->nreqs > UINT32_MAX - 2 * UR_SLAB_CHUNK) return 0;
-  chunks = (ur_req **)realloc(loop->chunks,
-                              (loop->nchunks + 1) * sizeof *chunks);
+  uint32_t base = s->nreqs;
+  if (s->nreqs > UINT32_MAX - 2 * UR_SLAB_CHUNK) return 0;
+  chunks = (ur_req **)realloc(s->chunks, (s->nchunks + 1) * sizeof *chunks);
   if (!chunks) return 0;
-  loop->chunks = chunks;
+  s->chunks = chunks;
   c = (ur_req *)calloc(UR_SLAB_CHUNK, sizeof *c);
   if (!c) return 0;
-  chunks[loop->nchunks++] = c;
-  loop->nreqs += UR_SLAB_CHUNK;
+  chunks[s->nchunks++] = c;
+  s->nreqs += UR_SLAB_CHUNK;
   /* thread the new records onto the free list, lowest index first */
   for (uint32_t i = UR_SLAB_CHUNK; i-- > 0;) {
     c[i].gen = 1;
     c[i].idx = base + i;
     c[i].pin_ref = LUA_NOREF;
-    c[i].next_free = loop->free_head;
-    loop->free_head = base + i + 1;
+    c[i].next_free = s->free_head;
+    s->free_head = base + i + 1;
   }
   return 1;
 }
 
-static ur_req *slot (ur_loop *loop, uint32_t idx) {
-  return &loop->chunks[idx / UR_SLAB_CHUNK][idx % UR_SLAB_CHUNK];
+/* Make sure the next ur_slab_take succeeds: 0 if memory ran out.  Lets a
+ * caller that must not fail after some point (the teaching ring takes its
+ * record only once it holds the SQE) find out before it. */
+int ur_slab_reserve (ur_slab *s) {
+  return s->free_head != 0 || slab_grow(s);
 }
 
-/* Raises "not enough memory" before anything is prepared: callers take a
- * request first, then the SQE, so nothing half-built reaches the kernel. */
-ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
+/* A fresh record, state UR_REQ_DONE (taken, not in flight), or NULL when
+ * memory ran out.  Never raises. */
+ur_req *ur_slab_take (ur_slab *s, uint8_t opcode) {
   ur_req *r;
-  uint32_t idx;
-  if (ur_foreign(loop)) {
-    if (L == NULL) return NULL;
-    ur_foreign_error(L, loop);
-  }
-  if (loop->free_head == 0 && !slab_grow(loop)) {
-    if (L == NULL) return NULL;         /* a handler: it copes */
-    luaL_error(L, "uring: out of memory for requests");
-  }
-  idx = loop->free_head - 1;
-  r = slot(loop, idx);
-  loop->free_head = r->next_free;
+  if (!ur_slab_reserve(s)) return NULL;
+  r = ur_slab_req(s, s->free_head - 1);
+  s->free_head = r->next_free;
+  s->used++;
   r->next_free = 0;
-  r->state = UR_REQ_DONE;   /* not in flight until ur_req_submitted */
+  r->state = UR_REQ_DONE;
   r->opcode = opcode;
   r->canceling = 0;
   r->res = 0;
@@ -75,6 +76,83 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   r->onfd = 0;
   r->background = 0;
   r->fd_prev = r->fd_next = 0;
+  r->user = 0;
+  r->seq = 0;
+  return r;
+}
+
+/*
+ * r is back: the kernel is done with it.  Unpin its buffers, drop its
+ * anchor, free plain malloc'd memory (an owner with memory classes of its
+ * own, like the loop's I/O buffer pool, releases those first), bump the
+ * generation and put it on the free list.  L is any thread of the state
+ * (for the registry).  Plain C and a registry unref: never raises.
+ */
+void ur_slab_put (lua_State *L, ur_slab *s, ur_req *r) {
+  if (r->state == UR_REQ_FREE) return;
+  if (r->memclass == UR_MEM_BUFFER) {
+    ((ur_buffer *)r->obj)->pins--;      /* still anchored by pin_ref */
+    r->mem = NULL;                      /* the buffer's bytes: not ours */
+  }
+  else if (r->memclass == UR_MEM_BUFVEC && r->mem) {
+    ur_buffer **bufs = (ur_buffer **)r->mem;
+    for (int i = 0; i < r->aux; i++)
+      if (bufs[i]) bufs[i]->pins--;
+  }
+  if (r->pin_ref != LUA_NOREF) {
+    lua_checkstack(L, 4);
+    luaL_unref(L, LUA_REGISTRYINDEX, r->pin_ref);   /* unpinned */
+    r->pin_ref = LUA_NOREF;
+  }
+  free(r->mem);
+  r->mem = NULL;
+  r->memclass = 0;
+  r->task = NULL;
+  r->obj = NULL;
+  r->state = UR_REQ_FREE;
+  r->gen++;
+  if (r->gen == 0) r->gen = 1;   /* user_data 0 is reserved */
+  r->next_free = s->free_head;
+  s->free_head = r->idx + 1;
+  s->used--;
+}
+
+/* Free the chunks.  Every record must have been put back, or be
+ * abandoned on purpose (then do not call this: leak the slab). */
+void ur_slab_destroy (ur_slab *s) {
+  for (uint32_t c = 0; c < s->nchunks; c++) free(s->chunks[c]);
+  free(s->chunks);
+  s->chunks = NULL;
+  s->nchunks = s->nreqs = 0;
+  s->free_head = 0;
+  s->used = 0;
+}
+
+/* A registry ref to the value at idx, for pin_ref: the kernel reads it
+ * until the request's last CQE.  May raise (memory) only here, before a
+ * caller that takes the ref first has taken anything else. */
+int ur_anchor (lua_State *L, int idx) {
+  lua_pushvalue(L, idx);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+
+/* ------------------------------------------------- the loop's requests */
+
+/* Raises "not enough memory" before anything is prepared: callers take a
+ * request first, then the SQE, so nothing half-built reaches the kernel. */
+ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
+  ur_req *r;
+  if (ur_foreign(loop)) {
+    if (L == NULL) return NULL;
+    ur_foreign_error(L, loop);
+  }
+  r = ur_slab_take(&loop->slab, opcode);
+  if (r == NULL) {
+    if (L == NULL) return NULL;         /* a handler: it copes */
+    luaL_error(L, "uring: out of memory for requests");
+  }
+  /* not in flight until ur_req_submitted */
   return r;
 }
 
@@ -153,19 +231,8 @@ void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe) {
 
 /* Called only when the kernel is done with r (its last CQE was seen). */
 void ur_req_free (ur_loop *loop, ur_req *r) {
-  uint32_t idx = r->idx;
   if (r->state == UR_REQ_FREE) return;
   if (r->onfd) ur_fd_unlink(loop, r);   /* freed without its last CQE */
-  if (r->memclass == UR_MEM_BUFFER) {
-    ((ur_buffer *)r->obj)->pins--;      /* still anchored by pin_ref */
-    r->memclass = 0;
-    r->mem = NULL;                      /* the buffer's bytes: not ours */
-  }
-  if (r->pin_ref != LUA_NOREF) {
-    lua_checkstack(loop->L, 4);
-    luaL_unref(loop->L, LUA_REGISTRYINDEX, r->pin_ref);   /* unpinned */
-    r->pin_ref = LUA_NOREF;
-  }
   if (r->memclass == UR_MEM_FIXED) {
     /* back on the free stack, unless the ring it belonged to is gone */
     if ((unsigned char *)r->mem >= loop->fixed_base
@@ -173,24 +240,20 @@ void ur_req_free (ur_loop *loop, ur_req *r) {
              + (size_t)loop->fixed_n * loop->fixed_size
         && loop->fixed_nfree < loop->fixed_n)
       loop->fixed_stack[loop->fixed_nfree++] = (uint32_t)r->aux;
+    r->mem = NULL;                      /* the loop's, not malloc'd */
+    r->memclass = 0;
   }
-  else if (r->memclass && r->mem)
-    iobuf_release(loop, r->mem, r->memclass - 1u);
-  else free(r->mem);
-  r->mem = NULL;
-  r->memclass = 0;
-  r->task = NULL;
-  r->state = UR_REQ_FREE;
-  r->gen++;
-  if (r->gen == 0) r->gen = 1;   /* user_data 0 is reserved */
-  r->next_free = loop->free_head;
-  loop->free_head = idx + 1;
+  else if (r->memclass && r->memclass <= UR_IOBUF_CLASSES) {
+    if (r->mem) iobuf_release(loop, r->mem, r->memclass - 1u);
+    r->mem = NULL;
+    r->memclass = 0;
+  }
+  ur_slab_put(loop->L, &loop->slab, r);   /* pins, anchor, the rest */
 }
 
 /* Pin the value at idx: the kernel reads it until the request's CQE. */
 void ur_req_pin (lua_State *L, ur_req *r, int idx) {
-  lua_pushvalue(L, idx);
-  r->pin_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  r->pin_ref = ur_anchor(L, idx);
 }
 
 /* Ask the kernel to cancel r; its CQE still comes (-ECANCELED, or its
@@ -235,15 +298,13 @@ void ur_link_timeout_add (ur_loop *loop, ur_req *tr,
   ur_req_submitted(loop, tr, sqe);
 }
 
-void ur_slab_free (ur_loop *loop) {
-  for (uint32_t i = 0; i < loop->nreqs; i++) {
-    ur_req *r = slot(loop, i);
+/* Loop teardown, once the kernel holds none of them: every request
+ * back, the I/O buffer pool and the chunks freed. */
+void ur_req_free_all (ur_loop *loop) {
+  for (uint32_t i = 0; i < loop->slab.nreqs; i++) {
+    ur_req *r = ur_slab_req(&loop->slab, i);
     if (r->state != UR_REQ_FREE) ur_req_free(loop, r);
   }
   iobuf_free_all(loop);
-  for (uint32_t c = 0; c < loop->nchunks; c++) free(loop->chunks[c]);
-  free(loop->chunks);
-  loop->chunks = NULL;
-  loop->nchunks = loop->nreqs = 0;
-  loop->free_head = 0;
+  ur_slab_destroy(&loop->slab);
 }

@@ -170,16 +170,23 @@ static int l_stats (lua_State *L) {
   setint(L, "fixed_reads", loop->stats.fixed_reads);
   setint(L, "fixed_buffers", loop->fixed_n);
   setint(L, "fixed_files", loop->ffiles_n - loop->ffiles_nfree);
-  setint(L, "requests", loop->nreqs);
+  setint(L, "requests", loop->slab.nreqs);
   setint(L, "entries", loop->ring_ok ? loop->ring.sq.ring_entries : loop->entries);
   return 1;
 }
 
+/* Setup flags by their kernel names without the IORING_SETUP_ prefix, as
+ * the DESIGN writes them: the one vocabulary of uring.features().flags,
+ * ring:flags() and uring.ring{flags = {...}}. */
 static const struct { unsigned flag; const char *name; } setup_names[] = {
   {IORING_SETUP_IOPOLL, "IOPOLL"}, {IORING_SETUP_SQPOLL, "SQPOLL"},
-  {IORING_SETUP_CQSIZE, "CQSIZE"}, {IORING_SETUP_CLAMP, "CLAMP"},
+  {IORING_SETUP_SQ_AFF, "SQ_AFF"}, {IORING_SETUP_CQSIZE, "CQSIZE"},
+  {IORING_SETUP_CLAMP, "CLAMP"}, {IORING_SETUP_ATTACH_WQ, "ATTACH_WQ"},
+  {IORING_SETUP_R_DISABLED, "R_DISABLED"},
   {IORING_SETUP_SUBMIT_ALL, "SUBMIT_ALL"},
   {IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN"},
+  {IORING_SETUP_TASKRUN_FLAG, "TASKRUN_FLAG"},
+  {IORING_SETUP_SQE128, "SQE128"}, {IORING_SETUP_CQE32, "CQE32"},
   {IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER"},
   {IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN"},
 };
@@ -192,6 +199,13 @@ void ur_push_setup_flags (lua_State *L, unsigned f) {
       lua_pushboolean(L, 1);
       lua_setfield(L, -2, setup_names[i].name);
     }
+}
+
+/* The IORING_SETUP_* bit named name ("SQPOLL"), or 0 if none is. */
+unsigned ur_setup_flag (const char *name) {
+  for (size_t i = 0; i < sizeof setup_names / sizeof setup_names[0]; i++)
+    if (strcmp(setup_names[i].name, name) == 0) return setup_names[i].flag;
+  return 0;
 }
 
 /*

@@ -83,7 +83,26 @@ struct ur_req {
     uint64_t u64;
     int i[4];
   } u;
+  /* the teaching ring's (ring.c) requests: the user's user_data, and
+   * the prep order (prep_cancel names "the oldest with this user_data") */
+  lua_Integer user;
+  uint64_t seq;
 };
+
+/*
+ * The request slab: records in chunks of UR_SLAB_CHUNK that never move
+ * (the kernel reads u.ts and mem from them), recycled through a free list.
+ * The task loop embeds one, and so does each uring.ring: both give the
+ * kernel user_data = index | generation << 32 (ur_slab_ud), both anchor
+ * Lua values through pin_ref and uring.buffers through pins, and both
+ * release them in ur_slab_put.
+ */
+typedef struct ur_slab {
+  ur_req **chunks;
+  uint32_t nchunks, nreqs;
+  uint32_t free_head;   /* index + 1 of first free; 0 = none */
+  uint32_t used;        /* records taken and not yet put back */
+} ur_slab;
 
 /* Task states, as task:status() names them. */
 enum { UR_READY, UR_RUNNING, UR_WAITING, UR_DONE, UR_FAILED, UR_CANCELED };
@@ -119,6 +138,8 @@ struct ur_task {
 #define UR_IOBUF_MIN     4096
 #define UR_MEM_FIXED     0xFE   /* memclass of a registered-buffer read */
 #define UR_MEM_BUFFER    0xFD   /* memclass of a read into a uring.buffer */
+#define UR_MEM_BUFVEC    0xFC   /* memclass: mem starts with aux pointers to
+                                   pinned uring.buffers (NULL: a string) */
 #define UR_FIXED_MAX     16384  /* the kernel's IORING_MAX_REG_BUFFERS */
 #define UR_FFILES_MAX    65536  /* configure{fixed_files} at most */
 
@@ -158,10 +179,7 @@ struct ur_loop {
   unsigned sq_thread_idle;
   int want_sqpoll;
   pid_t pid;            /* owner; a forked child must not touch the ring */
-  /* request slab: chunks of UR_SLAB_CHUNK, never moved */
-  ur_req **chunks;
-  uint32_t nchunks, nreqs;
-  uint32_t free_head;   /* index + 1 of first free; 0 = none */
+  ur_slab slab;         /* its requests */
   uint32_t inflight;    /* requests the kernel holds */
   uint32_t background;  /* of those, the loop's own (ur_req.background) */
   uint32_t canceling;   /* of those, ones we asked the kernel to cancel */
@@ -256,14 +274,19 @@ int ur_setup_ring (ur_loop *loop, struct io_uring *ring, unsigned entries,
                    int sqpoll, unsigned idle, unsigned *flags_out);
 void ur_register_loop (lua_State *L);
 
-/* req.c */
+/* req.c: the slab (any owner), then the loop's requests */
+int ur_slab_reserve (ur_slab *s);                 /* 0: out of memory */
+ur_req *ur_slab_take (ur_slab *s, uint8_t opcode);   /* NULL: no memory */
+void ur_slab_put (lua_State *L, ur_slab *s, ur_req *r);  /* never raises */
+void ur_slab_destroy (ur_slab *s);        /* the chunks; records are gone */
+int ur_anchor (lua_State *L, int idx);    /* a registry ref for pin_ref */
 ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode); /* raises */
 void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe);
 void ur_req_free (ur_loop *loop, ur_req *r);          /* unpins, frees mem */
 void ur_req_cancel (ur_loop *loop, ur_req *r);        /* ASYNC_CANCEL it */
 void ur_req_pin (lua_State *L, ur_req *r, int idx);   /* kernel reads it */
 void *ur_iobuf_new (ur_loop *loop, ur_req *r, size_t n);  /* r->mem; NULL: ENOMEM */
-void ur_slab_free (ur_loop *loop);
+void ur_req_free_all (ur_loop *loop);       /* loop teardown */
 void ur_req_free_done (ur_loop *loop, ur_req *r);     /* handler: just end it */
 ur_req *ur_link_timeout_new (lua_State *L, ur_loop *loop);   /* may raise */
 void ur_link_timeout_add (ur_loop *loop, ur_req *tr,
@@ -316,6 +339,11 @@ lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
 void ur_register_fs (lua_State *L);
 void ur_file_push (lua_State *L, const char *mode);   /* a closed file */
 int ur_file_adopt (lua_State *L, int idx, int fd);    /* 0 | -ENOMEM */
+
+/* statx.c: the one statx table (uring.stat, file:stat, ring:prep_statx) */
+struct statx;
+const char *ur_file_type (unsigned mode);     /* "file", "fifo", ... */
+void ur_push_statx (lua_State *L, const struct statx *st);
 
 /* fixedfile.c: registered files for sockets */
 int ur_ffiles_setup (lua_State *L, ur_loop *loop);  /* after ring setup */
@@ -408,21 +436,36 @@ void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);
 void ur_trace_free (ur_loop *loop);                 /* at loop __gc */
-void ur_push_setup_flags (lua_State *L, unsigned flags);
+void ur_push_setup_flags (lua_State *L, unsigned flags);   /* {SQPOLL = true} */
+unsigned ur_setup_flag (const char *name);    /* "SQPOLL" -> bit; 0: unknown */
 
-/* user_data <-> request, on every SQE and CQE: inline */
-static inline uint64_t ur_req_ud (ur_loop *loop, ur_req *r) {
-  (void)loop;
+/* user_data <-> request, on every SQE and CQE: inline.  gen is never 0,
+ * so no request has user_data 0 (the core's own cancels carry it). */
+static inline uint64_t ur_slab_ud (const ur_req *r) {
   return ((uint64_t)r->gen << 32) | r->idx;
 }
 
+/* The record at index idx (< s->nreqs). */
+static inline ur_req *ur_slab_req (ur_slab *s, uint32_t idx) {
+  return &s->chunks[idx / UR_SLAB_CHUNK][idx % UR_SLAB_CHUNK];
+}
+
 /* The live request named by ud, or NULL if it is stale. */
-static inline ur_req *ur_req_at (ur_loop *loop, uint64_t ud) {
+static inline ur_req *ur_slab_at (ur_slab *s, uint64_t ud) {
   uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32);
   ur_req *r;
-  if (idx >= loop->nreqs) return NULL;
-  r = &loop->chunks[idx / UR_SLAB_CHUNK][idx % UR_SLAB_CHUNK];
+  if (idx >= s->nreqs) return NULL;
+  r = ur_slab_req(s, idx);
   return (r->gen == gen && r->state != UR_REQ_FREE) ? r : NULL;
+}
+
+static inline uint64_t ur_req_ud (ur_loop *loop, ur_req *r) {
+  (void)loop;
+  return ur_slab_ud(r);
+}
+
+static inline ur_req *ur_req_at (ur_loop *loop, uint64_t ud) {
+  return ur_slab_at(&loop->slab, ud);
 }
 
 /* t was cancelled, or a uring.timeout scope it is inside has expired:

@@ -78,6 +78,13 @@ describe("uring.ring", function()
     return open(p, core.O_RDWR | core.O_CLOEXEC)
   end
 
+  -- the task loop's ring (uring.stat, uring.features and the socket pairs
+  -- use it) is made once and lives on: make it before any fd count
+  setup(function()
+    local uring = require "uring"
+    uring.run(function() end)
+  end)
+
   before_each(function()
     collectgarbage()
     fds = helpers.fd_count()
@@ -95,24 +102,40 @@ describe("uring.ring", function()
   describe("uring.ring{...}", function()
     it("sets up a plain ring with a CQ twice the SQ", function()
       assert.equal("uring.ring(8 entries)", tostring(ring))
-      assert.same({ cqsize = true }, ring:flags())
+      assert.same({ CQSIZE = true }, ring:flags())
       assert.equal(8, ring:sq_space_left())
       local r = assert(core.ring())
       assert.equal(8, r:sq_space_left())
       assert.is_true(r:close())
     end)
 
+    it("names its setup flags as uring.features() does", function()
+      local uring = require "uring"
+      local ff = uring.features().flags
+      assert.is_true(ff.CQSIZE)
+      for k in pairs(ring:flags()) do assert.matches("^[%u_%d]+$", k) end
+      local r = assert(core.ring{flags = { "SINGLE_ISSUER", "DEFER_TASKRUN",
+                                           "COOP_TASKRUN", "SUBMIT_ALL" }})
+      local rf = r:flags()
+      r:close()
+      for _, k in ipairs { "SINGLE_ISSUER", "DEFER_TASKRUN", "COOP_TASKRUN",
+                           "SUBMIT_ALL", "CQSIZE" } do
+        assert.is_true(rf[k], k)
+        if ff[k] ~= nil then assert.equal(ff[k], rf[k], k) end
+      end
+    end)
+
     it("takes opt-in setup flags", function()
       local r = assert(core.ring{entries = 4, sqpoll = true, sq_thread_idle = 10})
-      assert.is_true(r:flags().sqpoll)
+      assert.is_true(r:flags().SQPOLL)
       r:prep_nop(1)
       r:submit()
       assert.same({ 0, 1, 0 }, { r:wait_cqe() })
       r:close()
       r = assert(core.ring{single_issuer = true, defer_taskrun = true,
-                           flags = { "submit_all" }})
+                           flags = { "SUBMIT_ALL" }})
       local f = r:flags()
-      assert.is_true(f.single_issuer and f.defer_taskrun and f.submit_all)
+      assert.is_true(f.SINGLE_ISSUER and f.DEFER_TASKRUN and f.SUBMIT_ALL)
       r:prep_nop(2)
       r:submit()
       assert.same({ 0, 2, 0 }, { r:wait_cqe() })
@@ -138,8 +161,13 @@ describe("uring.ring", function()
         "bad argument #1 to 'ring' (option 'sqpoll' must be a boolean)")
       assert.has_error(function() core.ring{entires = 8} end,
         "bad argument #1 to 'ring' (unknown option 'entires')")
-      assert.has_error(function() core.ring{flags = { "sqe128" }} end,
-        "bad argument #1 to 'ring' (flag 'sqe128' is unknown or not supported here)")
+      assert.has_error(function() core.ring{flags = { "SQE128" }} end,
+        "bad argument #1 to 'ring' (flag 'SQE128' is unknown or not supported here)")
+      -- one vocabulary: uring.features().flags's names, not lower case
+      assert.has_error(function() core.ring{flags = { "submit_all" }} end,
+        "bad argument #1 to 'ring' (flag 'submit_all' is unknown or not supported here)")
+      assert.has_error(function() core.ring{flags = { 7 }} end,
+        "bad argument #1 to 'ring' (flag 'number' is unknown or not supported here)")
       assert.has_error(function() core.ring{cq_entries = 2} end,
         "bad argument #1 to 'ring' (cq_entries must be in 8..65536)")
     end)
@@ -747,7 +775,7 @@ describe("uring.ring", function()
       assert.equal(0, res); assert.equal(5, ud)
       assert.equal("file", st.type)
       assert.equal(0, st.size)
-      assert.equal(tonumber("640", 8), st.perm)
+      assert.equal(tonumber("640", 8), st.mode)
       assert.is_number(st.mtime)
       close(fd)
       fd = one("prep_openat2", nil, path, { flags = "r" }, 6)
@@ -758,9 +786,28 @@ describe("uring.ring", function()
       assert.is_true(fd >= 0)
       close(fd)
       local _, _, _, st2 = one("prep_statx", nil, dir .. "/g", 0, nil, 8)
-      assert.equal(tonumber("600", 8), st2.perm)
+      assert.equal(tonumber("600", 8), st2.mode)
       local _, _, _, st3 = one("prep_statx", nil, dir, 0, nil, 9)
       assert.equal("directory", st3.type)
+    end)
+
+    it("prep_statx returns uring.stat's table, in its vocabulary", function()
+      local uring = require "uring"
+      local p = dir .. "/fifo"
+      assert(os.execute("mkfifo '" .. p .. "'"))
+      local res, _, _, st = one("prep_statx", nil, p, 0, nil, 1)
+      assert.equal(0, res)
+      assert.equal("fifo", st.type)
+      local st2 = uring.run(function() return assert(uring.stat(p)) end)
+      local k1, k2 = {}, {}
+      for k in pairs(st) do k1[#k1 + 1] = k end
+      for k in pairs(st2) do k2[#k2 + 1] = k end
+      table.sort(k1); table.sort(k2)
+      assert.same(k2, k1)
+      for _, k in ipairs { "size", "mode", "type", "ino", "dev", "uid", "gid",
+                           "nlink", "mtime" } do
+        assert.equal(st2[k], st[k], k)
+      end
     end)
 
     it("return a negative res for an OS failure", function()
@@ -1116,6 +1163,186 @@ describe("uring.ring", function()
       assert.equal("", slurp(path))     -- the write never happened
       close(fd)
     end)
+  end)
+
+  -- The teaching ring's failure cases, each under several ring setups (as
+  -- liburing's tests run under several): whatever state the ring is left
+  -- in, wait_cqe must not block forever, and close must return at once
+  -- with every request back from the kernel (tostring says so), every
+  -- anchor let go and every fd closed (after_each counts them).
+  describe("failure cases", function()
+    local BAD_TIMEOUT_FLAG = 0x8000     -- unknown to the kernel: prep fails
+    local SETUPS = {
+      { name = "default", opts = { entries = 8 } },
+      { name = "DEFER_TASKRUN", opts = { entries = 8, single_issuer = true,
+                                         defer_taskrun = true } },
+      { name = "SQPOLL", opts = { entries = 8, sqpoll = true,
+                                  sq_thread_idle = 10 } },
+    }
+
+    -- each setup the kernel accepts (SQPOLL may be refused)
+    local function setups(fn)
+      for _, s in ipairs(SETUPS) do
+        local r = core.ring(s.opts)
+        if r then fn(r, s.name) end
+      end
+    end
+
+    -- close: at once, nothing left in the kernel, anchors 1..n let go
+    local function closes_clean(r, weak, n, what)
+      local t0 = core.now()
+      assert.is_true(r:close())
+      local dt = core.now() - t0
+      assert.is_true(dt < 1, what .. ": close took " .. dt .. " s")
+      assert.equal("uring.ring (closed)", tostring(r), what)
+      collectgarbage(); collectgarbage()
+      for i = 1, n do assert.is_nil(weak[i], what .. ": anchor " .. i .. " kept") end
+    end
+
+    it("wait_cqe raises rather than blocks after a submit the kernel cut short", function()
+      local p = fifo("cut")
+      for _, opts in ipairs { { entries = 8 },
+                              { entries = 8, single_issuer = true, defer_taskrun = true } } do
+        local r = assert(core.ring(opts))
+        local b = core.buffer(8)
+        r:prep_timeout(1, 0, 1, BAD_TIMEOUT_FLAG)
+        r:prep_nop(2)
+        r:prep_read(p, b, 8, -1, 3)
+        assert.equal(1, r:submit())             -- it stopped at the failed one
+        assert.equal(2, r:sq_ready())           -- and left the rest in the SQ
+        assert.same({ -EINVAL, 1, 0 }, { r:wait_cqe() })
+        local msg = "wait_cqe: the kernel stopped submitting at an SQE that failed " ..
+                    "and left 2 SQE(s) in the SQ, so no CQE can come (call " ..
+                    "ring:submit() to submit them)"
+        assert.has_error(function() r:wait_cqe() end, msg)
+        assert.has_error(function() r:wait_cqe(10) end, msg)   -- at once, too
+        assert.equal(2, r:inflight())           -- the nop and the read
+        assert.equal(2, r:submit())             -- submitted again: consumed
+        assert.same({ 0, 2, 0 }, { r:wait_cqe() })
+        assert.equal(1, r:inflight())           -- the read waits on the pipe
+        assert.equal(1, b:pinned())
+        r:close()
+        assert.equal("uring.ring (closed)", tostring(r))
+        assert.equal(0, b:pinned())
+      end
+      close(p)
+    end)
+
+    it("SUBMIT_ALL and SQPOLL go on past an SQE that fails in prep", function()
+      for _, opts in ipairs { { entries = 8, submit_all = true },
+                              { entries = 8, sqpoll = true, sq_thread_idle = 10 } } do
+        local r = core.ring(opts)
+        if r then
+          r:prep_timeout(1, 0, 1, BAD_TIMEOUT_FLAG)
+          r:prep_nop(2)
+          assert.equal(2, r:submit())
+          local got = reap(2, r)
+          assert.same({ [1] = -EINVAL, [2] = 0 }, got)
+          assert.equal(0, r:sq_ready())
+          r:close()
+        end
+      end
+    end)
+
+    it("close after a submit the kernel cut short starts nothing and leaks nothing", function()
+      local p, q = fifo("cut2"), fifo("cut3")
+      setups(function(r, what)
+        local weak = setmetatable({}, { __mode = "v" })
+        do
+          local b = core.buffer(8)
+          weak[1] = b
+          r:prep_timeout(1, 0, 1, BAD_TIMEOUT_FLAG)
+          r:prep_write(q, ("never written"):sub(1, 5), nil, -1, 2)
+          r:prep_read(p, b, 8, -1, 3)
+        end
+        assert.is_true(r:submit() >= 1, what)
+        closes_clean(r, weak, 1, what)          -- its CQEs never taken
+        -- the write it left in the SQE never ran (a pipe write would have
+        -- completed at once); an SQPOLL thread went on and ran it
+        assert.equal(2, (one("prep_write", q, "ok", nil, -1, 4)))
+        local b = core.buffer(16)
+        local n = one("prep_read", q, b, 16, -1, 5)
+        assert.equal(what == "SQPOLL" and "neverok" or "ok", b:tostring(1, n), what)
+      end)
+      close(p)
+      close(q)
+    end)
+
+    it("close gets back requests held behind an IOSQE_IO_DRAIN barrier", function()
+      local p = fifo("drain")
+      setups(function(r, what)
+        local weak = setmetatable({}, { __mode = "v" })
+        do
+          local b1, b2 = core.buffer(8), core.buffer(8)
+          weak[1], weak[2] = b1, b2
+          r:prep_read(p, b1, 8, -1, 1)          -- never completes on its own
+          r:prep_nop(2)
+          r:drain()                             -- waits for the read
+          r:prep_read(p, b2, 8, -1, 3)          -- and this for the nop
+          assert.equal(3, r:submit(), what)
+          assert.same({ nil, "wait_cqe: Timer expired", ETIME },
+                      { r:wait_cqe(0.02) }, what)
+          assert.same({ 1, 1, 3 }, { b1:pinned(), b2:pinned(), r:inflight() }, what)
+        end
+        closes_clean(r, weak, 2, what)
+      end)
+      setups(function(r, what)                  -- a timer before the barrier
+        local weak = setmetatable({}, { __mode = "v" })
+        do
+          local b = core.buffer(8)
+          weak[1] = b
+          r:prep_timeout(30, 0, 1)
+          r:prep_nop(2)
+          r:drain()
+          r:prep_read(p, b, 8, -1, 3)
+          assert.equal(3, r:submit(), what)
+        end
+        closes_clean(r, weak, 1, what)
+      end)
+      close(p)
+    end)
+
+    it("a ring collected with requests behind a drain barrier gets them back", function()
+      local p = fifo("draingc")
+      local weak = setmetatable({}, { __mode = "v" })
+      do
+        local r = core.ring{entries = 8}
+        local b = core.buffer(8)
+        r:prep_read(p, b, 8, -1, 1)
+        r:prep_nop(2)
+        r:drain()
+        r:submit()
+        weak[1], weak[2] = r, b
+      end
+      local t0 = core.now()
+      collectgarbage(); collectgarbage(); collectgarbage()
+      assert.is_true(core.now() - t0 < 1)
+      assert.is_nil(weak[1])
+      assert.is_nil(weak[2])
+      close(p)
+    end)
+
+    for _, op in ipairs { "splice", "tee" } do
+      it("close gets back a " .. op .. " blocked on an empty pipe", function()
+        local p, q = fifo(op .. "1"), fifo(op .. "2")
+        setups(function(r, what)
+          if op == "splice" then r:prep_splice(p, nil, q, nil, 16, 0, 1)
+          else r:prep_tee(p, q, 16, 0, 1) end
+          assert.equal(1, r:submit(), what)
+          -- blocked in the kernel (an io-wq worker): no CQE comes
+          assert.same({ nil, "wait_cqe: Timer expired", ETIME },
+                      { r:wait_cqe(0.05) }, what)
+          closes_clean(r, {}, 0, what)
+        end)
+        -- the cancelled requests took nothing: what is written now stays
+        assert.equal(5, (one("prep_write", p, "hello", nil, -1, 5)))
+        local b = core.buffer(8)
+        assert.equal(5, (one("prep_read", p, b, 8, -1, 6)))
+        assert.equal("hello", b:tostring(1, 5))
+        close(p)
+        close(q)
+      end)
+    end
   end)
 
   describe("memory safety", function()

@@ -351,5 +351,45 @@ time.sleep(30)]]):format(port), stdout = "null", stderr = "null" })
       assert.equal(0, res); assert.equal(1, ud)
       r:close()
     end))
+
+    it("a forked child closing the teaching ring lets its copies go; the parent's read goes on", adv.clean(function()
+      local px = adv.posix()
+      local d = adv.helpers.tmpdir()
+      assert(os.execute("mkfifo '" .. d .. "/p'"))
+      local r = assert(uring.ring { entries = 4 })
+      r:prep_openat(nil, d .. "/p", uring.O_RDWR, 0, 1)
+      r:submit()
+      local fd = r:wait_cqe()
+      assert.is_true(fd >= 0)
+      local b = uring.buffer(8)
+      r:prep_read(fd, b, 8, -1, 2)            -- waits on the empty FIFO
+      assert.equal(1, r:submit())
+      local pid = px.fork()
+      if pid == 0 then
+        -- the kernel works on the parent's memory, not on the child's copy:
+        -- the child's close gives its copies back at once, leaks nothing
+        local t0 = uring.now()
+        r:close()
+        local ok = b:pinned() == 0 and uring.now() - t0 < 0.5
+                   and tostring(r) == "uring.ring (closed)"
+        px._exit(ok and 0 or 1)
+      end
+      assert.same({ "exit", 0 }, { px.waitpid(pid) })
+      assert.equal(1, b:pinned())             -- the parent's is intact
+      r:prep_write(fd, "parent", nil, -1, 3)
+      r:submit()
+      local got = {}
+      for _ = 1, 2 do
+        local res, ud = r:wait_cqe()
+        got[ud] = res
+      end
+      assert.same({ [2] = 6, [3] = 6 }, got)
+      assert.equal("parent", b:tostring(1, 6))
+      r:prep_close(fd, 4)
+      r:submit()
+      assert.equal(0, (r:wait_cqe()))
+      r:close()
+      adv.helpers.rmrf(d)
+    end))
   end)
 end)
