@@ -5,76 +5,16 @@
 -- file descriptor leaked.
 local uring = require "uring"
 
-local PID
-do
-  local h = assert(io.open("/proc/self/stat"))
-  PID = h:read("n")
-  h:close()
-end
+local helpers = require "helpers"
 
--- Open descriptors of this process (after collecting garbage files).
--- Not with io.popen: its pipe's write end may or may not be open yet
--- while ls runs; system() leaves no descriptor behind.
-local FDLIST = os.tmpname()
-local function fdcount ()
-  collectgarbage()
-  collectgarbage()
-  assert(os.execute("ls /proc/" .. PID .. "/fd > " .. FDLIST))
-  local n = 0
-  for _ in io.lines(FDLIST) do n = n + 1 end
-  os.remove(FDLIST)
-  return n
-end
-
-local function slurp (path)
-  local h = assert(io.open(path, "rb"))
-  local s = h:read("a")
-  h:close()
-  return s
-end
-
-local function spit (path, s)
-  local h = assert(io.open(path, "wb"))
-  h:write(s)
-  h:close()
-end
-
-local function random_bytes (n)
-  local h = assert(io.open("/dev/urandom", "rb"))
-  local s = h:read(n)
-  h:close()
-  return s
-end
-
--- the message of the error fn raises (fails the test if it does not)
-local function errmsg (fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return tostring(e)
-end
-
--- assert that fn raises an error containing `text` (plain text)
-local function raises (text, fn, ...)
-  local e = errmsg(fn, ...)
-  assert(e:find(text, 1, true), ("expected an error containing %q, got %q"):format(text, e))
-end
-
--- assert a fail tuple: nil, message, errno
-local function fails (msg, errno, a, b, c, ...)
-  assert.is_nil(a)
-  assert.equal(msg, b)
-  assert.equal(errno, c)
-  assert.equal(0, select("#", ...))
-end
+local PID = helpers.pid()
+local fdcount = helpers.fd_count
+local slurp, spit = helpers.readall, helpers.writeall
+local random_bytes = helpers.random_bytes
+local errmsg, raises, fails = helpers.errmsg, helpers.raises, helpers.fails
+local helpers_is_root = helpers.is_root
 
 local run = uring.run
-
-local function helpers_is_root ()
-  local p = io.popen("id -u")
-  local id = p:read("l")
-  p:close()
-  return id == "0"
-end
 
 -- Temp dir per test, and the leak check every describe ends with.
 local dir

@@ -15,94 +15,11 @@ local ECONNREFUSED, EADDRINUSE, ENOTCONN, EOPNOTSUPP = 111, 98, 107, 95
 
 local run = helpers.runner(10)   -- uring.run with a 10 s watchdog
 
-local function errmsg(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return tostring(e)
-end
+local errmsg, raises, fails = helpers.errmsg, helpers.raises, helpers.fails
+local listen, pair, echo_server = helpers.listen, helpers.pair, helpers.echo_server
 
--- fn raises an error containing each of the plain texts
-local function raises(texts, fn, ...)
-  local e = errmsg(fn, ...)
-  if type(texts) == "string" then texts = { texts } end
-  for _, text in ipairs(texts) do
-    assert(e:find(text, 1, true),
-      ("expected an error containing %q, got %q"):format(text, e))
-  end
-end
-
--- a fail triple: nil, message (matching msg), errno (one of errnos)
-local function fails(msg, errnos, a, b, c, ...)
-  assert.is_nil(a, "expected a failure, got " .. tostring(a))
-  assert.equal("string", type(b))
-  if msg then assert.matches(msg, b) end
-  if type(errnos) == "number" then errnos = { errnos } end
-  local found = false
-  for _, e in ipairs(errnos) do found = found or e == c end
-  assert(found, ("errno %s not among the expected ones (%s)"):format(
-    tostring(c), table.concat(errnos, ", ")))
-  assert.equal(0, select("#", ...))
-  return b, c
-end
-
-local function listen(host)
-  local srv = assert(uring.listen(host or "127.0.0.1", 0))
-  local _, port = srv:getsockname()
-  assert.equal("integer", math.type(port))
-  assert.is_true(port > 0)
-  return srv, port
-end
-
--- A connected pair over loopback: client, server side.  The listener is
--- closed before returning (its multishot accept is cancelled).
-local function pair(host)
-  local srv, port = listen(host)
-  local t = uring.spawn(function() return assert(srv:accept()) end)
-  local c = assert(uring.connect(host or "127.0.0.1", port))
-  local ok, s = t:join()
-  assert(ok, s)
-  srv:close()
-  return c, s
-end
-
--- Serve n connections: each echoes lines until the peer closes; then the
--- listener closes.  Returns the server task (joins every handler).
-local function echo_server(srv, n)
-  return uring.spawn(function()
-    local handlers = {}
-    for i = 1, n do
-      local c = assert(srv:accept())
-      handlers[i] = uring.spawn(function()
-        while true do
-          local l = c:receive("*l")
-          if not l then break end
-          assert(c:send(l .. "\n"))
-        end
-        c:close()
-      end)
-    end
-    srv:close()
-    for i = 1, n do assert(handlers[i]:join()) end
-    return n
-  end)
-end
-
--- nothing in flight, no live task, no new descriptor (baseline taken after
--- a warm-up run, so the ring's own fd is in it)
-local function leak_check()
-  local fds
-  before_each(function()
-    uring.run(function() end)
-    collectgarbage(); collectgarbage()
-    fds = helpers.fds()
-  end)
-  after_each(function()
-    collectgarbage(); collectgarbage()
-    assert.equal(0, uring.stats().inflight)
-    assert.equal(0, uring.stats().tasks)
-    assert.equal(fds, helpers.fds())
-  end)
-end
+-- nothing in flight, no live task, no new descriptor after each test
+local function leak_check() helpers.leak_check(before_each, after_each) end
 
 describe("uring.listen and uring.connect (TCP)", function()
   leak_check()

@@ -2,7 +2,7 @@
 -- the ring (IORING_OP_WAITID, or a polled pidfd with URING_PROC_FALLBACK=1;
 -- the last test runs this whole file again on that path).
 local uring = require "uring"
-local helpers = require "spec.helpers"
+local helpers = require "helpers"
 
 local FALLBACK = os.getenv("URING_PROC_FALLBACK") == "1"
 
@@ -18,12 +18,9 @@ local function zombies()
   return n
 end
 
--- open pipe fds (helpers.fds leaves pipes out; the listing's own is 1)
+-- open pipe fds
 local function pipes()
-  local p = io.popen("ls -l /proc/" .. helpers.pid() .. "/fd | grep -c pipe:")
-  local n = tonumber(p:read("l"))
-  p:close()
-  return n
+  return select(2, helpers.fds():gsub("pipe:", ""))
 end
 
 -- every opcode prepared while fn runs, as a set

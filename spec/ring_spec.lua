@@ -10,24 +10,7 @@ local helpers = require "helpers"
 local ETIME, ECANCELED, ENOENT, EBADF, EEXIST, EINVAL, ENODATA, ENXIO =
   62, 125, 2, 9, 17, 22, 61, 6
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local slurp, spit, exists = helpers.readall, helpers.writeall, helpers.exists
 
 -- Some bytes that are not all the same: a read at the wrong offset shows.
 local function pattern(n)

@@ -8,24 +8,8 @@ local helpers = require "helpers"
 local EBADF, EINVAL, EMSGSIZE, EADDRINUSE, ETIME, EHOSTUNREACH =
   9, 22, 90, 98, 62, 113
 
-local function fds ()
-  collectgarbage()
-  collectgarbage()
-  return helpers.fds()
-end
-
-local function errmsg (f, ...)
-  local ok, e = pcall(f, ...)
-  assert.is_false(ok)
-  return tostring(e)
-end
-
--- Lua names a core function 'udp' or 'uring.udp' depending on where it
--- finds it; methods are named as called.  Match either.
-local function badarg (n, fname, msg)
-  return "bad argument #" .. n .. " to '[%w%.]*" .. fname .. "' %("
-    .. msg:gsub("%p", "%%%0") .. "%)"
-end
+local fds = helpers.fds   -- collects garbage first (a dropped socket)
+local errmsg, badarg = helpers.errmsg, helpers.badarg
 
 -- A bound socket and the port the kernel gave it.
 local function bound (host)

@@ -9,9 +9,9 @@
 --     message) — never a crash, an internal Lua error from lua/uring
 --     ("attempt to index a nil value"), or a leaked fd or request.
 local uring = require "uring"
-local adv = require "adversarial.common"
+local adv = require "helpers"
 
-local run, raises = adv.run, adv.raises
+local run, raises = adv.runner(20), adv.raises
 local problems
 
 -- values no function expects
@@ -103,8 +103,8 @@ end
 
 describe("adversarial arguments", function()
   local dir
-  setup(function() dir = adv.helpers.tmpdir() end)
-  teardown(function() adv.helpers.rmrf(dir) end)
+  setup(function() dir = adv.tmpdir() end)
+  teardown(function() adv.rmrf(dir) end)
 
   it("documented messages for out-of-range values of the uring.* functions", adv.clean(function()
     run(function()

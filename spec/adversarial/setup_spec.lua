@@ -6,7 +6,7 @@
 -- ENOSYS, features under EPERM, spawn and every entry point, both
 -- errnos), that a failed setup leaks no fd and is retried, and that the
 -- rest of the process keeps working.
-local adv = require "adversarial.common"
+local adv = require "helpers"
 
 local noring = adv.build_dir() .. "/noring"
 
