@@ -47,6 +47,34 @@ lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
   return v;
 }
 
+/*
+ * A path, name or mode the kernel or libc reads as a C string.  A Lua
+ * string may hold a NUL, and the C side would stop there: unlink of
+ * "keep\0.tmp" would delete "keep".  Refuse it, with one message.
+ */
+const char *ur_tocstr (lua_State *L, int idx, int arg, const char *what) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (s != NULL && strlen(s) != len)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s contains a NUL byte", what));
+  return s;
+}
+
+const char *ur_checkcstr (lua_State *L, int arg, const char *what) {
+  luaL_checkstring(L, arg);
+  return ur_tocstr(L, arg, arg, what);
+}
+
+const char *ur_optcstr (lua_State *L, int arg, const char *what,
+                        const char *def) {
+  if (lua_isnoneornil(L, arg)) return def;
+  return ur_checkcstr(L, arg, what);
+}
+
+const char *ur_checkpath (lua_State *L, int arg) {
+  return ur_checkcstr(L, arg, "path");
+}
+
 /* First line of /proc/sys/kernel/io_uring_disabled, or -1 (before 6.6). */
 static int read_sysctl (void) {
   FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");

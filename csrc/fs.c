@@ -1319,19 +1319,19 @@ static int l_file_stat (lua_State *L) {
 
 /* uring.stat(path) -> table | fail */
 static int l_stat (lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = ur_checkpath(L, 1);
   lua_settop(L, 1);
   return do_statx(L, AT_FDCWD, path, 0, 1, "stat");
 }
 
 /* unlink, rmdir, mkdir, rename: one op each, true | fail */
 static int path_op (lua_State *L, const char *fname, int op) {
-  const char *path = luaL_checkstring(L, 1), *path2 = NULL;
+  const char *path = ur_checkpath(L, 1), *path2 = NULL;
   lua_Integer perm = 0777;
   ur_task *t;
   ur_req *r;
   struct io_uring_sqe *sqe;
-  if (op == IORING_OP_RENAMEAT) path2 = luaL_checkstring(L, 2);
+  if (op == IORING_OP_RENAMEAT) path2 = ur_checkpath(L, 2);
   if (op == IORING_OP_MKDIRAT) {
     perm = luaL_optinteger(L, 2, 0777);
     luaL_argcheck(L, perm >= 0 && perm <= 07777, 2, "invalid permissions");
@@ -1405,8 +1405,8 @@ static int open_k (lua_State *L, int status, lua_KContext ctx) {
 /* uring.open(path [, mode [, opts]]) -> file | fail
  * opts: a permission number, or {perm =, direct =, sync =, exclusive =} */
 static int l_open (lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  const char *mode = luaL_optstring(L, 2, "r");
+  const char *path = ur_checkpath(L, 1);
+  const char *mode = ur_optcstr(L, 2, "mode", "r");
   lua_Integer perm = 0666;
   int flags, direct = 0, plus;
   ur_task *t;
@@ -1460,7 +1460,7 @@ static int l_open (lua_State *L) {
  * (stdin, a pipe from elsewhere); closing it leaves fd itself open. */
 static int l_fdopen (lua_State *L) {
   lua_Integer fd = luaL_checkinteger(L, 1);
-  const char *mode = luaL_optstring(L, 2, "r");
+  const char *mode = ur_optcstr(L, 2, "mode", "r");
   ur_file *f;
   int nfd, plus;
   luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "invalid file descriptor");

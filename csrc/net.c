@@ -933,7 +933,7 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* Shared by connect and listen: parse, resolve if needed, make. */
 static int open_stream (lua_State *L, int listening, const char *fname) {
-  const char *host = luaL_optstring(L, 1, "*");
+  const char *host = ur_optcstr(L, 1, "host", "*");
   lua_Integer port = luaL_checkinteger(L, 2);
   conn_args *a;
   ur_task *t;
@@ -968,7 +968,7 @@ static int l_listen (lua_State *L) { return open_stream(L, 1, "listen"); }
 
 /* uring.connect_unix(path) / uring.listen_unix(path [, opts]) */
 static int open_unix (lua_State *L, int listening, const char *fname) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = ur_checkpath(L, 1);
   conn_args *a;
   ur_task *t;
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);

@@ -147,7 +147,7 @@ static int l_opname (lua_State *L) {
 }
 
 static int l_opcode (lua_State *L) {
-  int op = ur_opcode(luaL_checkstring(L, 1));
+  int op = ur_opcode(ur_checkcstr(L, 1, "name"));
   if (op >= 0) lua_pushinteger(L, op);
   else luaL_pushfail(L);
   return 1;

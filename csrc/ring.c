@@ -346,10 +346,7 @@ static uint64_t ring_offset (lua_State *L, int idx) {
 
 /* A path the kernel reads (it gets anchored by the caller). */
 static const char *ring_path (lua_State *L, int idx) {
-  size_t len;
-  const char *p = luaL_checklstring(L, idx, &len);
-  luaL_argcheck(L, strlen(p) == len, idx, "path contains a zero byte");
-  return p;
+  return ur_checkpath(L, idx);
 }
 
 /* Seconds as a number -> timespec; kept in the slot, which the kernel
@@ -651,7 +648,7 @@ static int ring_open_flags (lua_State *L, int idx, const char *def) {
   int f;
   if (lua_type(L, idx) == LUA_TNUMBER)
     return ring_int(L, idx, 0, INT_MAX, "flags");
-  m = luaL_optstring(L, idx, def);
+  m = ur_optcstr(L, idx, "mode", def);
   switch (m[0]) {
     case 'r': f = 0; break;
     case 'w': f = O_CREAT | O_TRUNC; break;
@@ -876,10 +873,7 @@ static int l_prep_tee (lua_State *L) {
 
 /* A name for the xattr calls: no zero bytes. */
 static const char *ring_name (lua_State *L, int idx) {
-  size_t len;
-  const char *p = luaL_checklstring(L, idx, &len);
-  luaL_argcheck(L, strlen(p) == len, idx, "name contains a zero byte");
-  return p;
+  return ur_checkcstr(L, idx, "name");
 }
 
 /* ring:prep_getxattr(path, name, buf [, user_data]) and

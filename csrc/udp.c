@@ -129,10 +129,9 @@ static int udp_fail (lua_State *L, udp_sock *u, int res, int timed) {
 
 /* A host argument: a string without embedded zeros. */
 static const char *udp_checkhost (lua_State *L, int arg) {
-  size_t n;
-  const char *h = luaL_checklstring(L, arg, &n);
-  luaL_argcheck(L, n > 0 && n < 1024 && strlen(h) == n, arg,
-                "invalid host name");
+  const char *h = ur_checkcstr(L, arg, "host");
+  size_t n = strlen(h);
+  luaL_argcheck(L, n > 0 && n < 1024, arg, "invalid host name");
   return h;
 }
 

@@ -266,6 +266,15 @@ int ur_pushsetupfail (lua_State *L, int res, unsigned entries);
 const char *ur_setup_reason (int res, char *buf, size_t len);
 lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
                          lua_Integer def, lua_Integer lo, lua_Integer hi);
+/* Strings the kernel or libc reads as C strings (paths, names, modes):
+ * one with a NUL inside raises "bad argument #arg to 'f' (what contains a
+ * NUL byte)" instead of being cut at it.  ur_tocstr checks the string or
+ * number already at idx (a table field), naming argument arg. */
+const char *ur_checkcstr (lua_State *L, int arg, const char *what);
+const char *ur_optcstr (lua_State *L, int arg, const char *what,
+                        const char *def);
+const char *ur_tocstr (lua_State *L, int idx, int arg, const char *what);
+const char *ur_checkpath (lua_State *L, int arg);     /* what = "path" */
 
 /* fs.c */
 void ur_register_fs (lua_State *L);

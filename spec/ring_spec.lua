@@ -762,7 +762,7 @@ describe("uring.ring", function()
       assert.has_error(function() ring:prep_openat(nil, "/tmp/x", "rw") end,
         "bad argument #3 to 'prep_openat' (invalid mode 'rw')")
       assert.has_error(function() ring:prep_openat(nil, "/tmp/x\0y", "r") end,
-        "bad argument #2 to 'prep_openat' (path contains a zero byte)")
+        "bad argument #2 to 'prep_openat' (path contains a NUL byte)")
       assert.has_error(function() ring:prep_openat("x", "/tmp/x") end,
         "bad argument #1 to 'prep_openat' (number expected, got string)")
       assert.has_error(function() ring:prep_openat(nil, nil) end,
@@ -816,7 +816,7 @@ describe("uring.ring", function()
       assert.has_error(function() ring:prep_mkdirat(nil, "d", -1) end,
         "bad argument #3 to 'prep_mkdirat' (mode must be in 0..4294967295)")
       assert.has_error(function() ring:prep_symlinkat("t", nil, "l\0") end,
-        "bad argument #3 to 'prep_symlinkat' (path contains a zero byte)")
+        "bad argument #3 to 'prep_symlinkat' (path contains a NUL byte)")
       assert.has_error(function() ring:prep_linkat(nil, "a", "x", "b") end,
         "bad argument #3 to 'prep_linkat' (number expected, got string)")
     end)
@@ -875,7 +875,7 @@ describe("uring.ring", function()
       assert.has_error(function() ring:prep_getxattr("/tmp", "user.x", "s") end,
         "bad argument #3 to 'prep_getxattr' (uring.buffer expected, got string)")
       assert.has_error(function() ring:prep_setxattr("/tmp", "user.x\0", "v") end,
-        "bad argument #2 to 'prep_setxattr' (name contains a zero byte)")
+        "bad argument #2 to 'prep_setxattr' (name contains a NUL byte)")
     end)
   end)
 

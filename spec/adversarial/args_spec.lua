@@ -197,7 +197,7 @@ describe("adversarial arguments", function()
       -- "tr\0ue" must not run tr: a C string would stop at the NUL
       raises("argv[1] contains a NUL byte", uring.exec, { "tr\0ue" })
       raises("argv[2] contains a NUL byte", uring.exec, { "echo", "a\0b" })
-      raises("env must map names to strings without NUL bytes", uring.exec,
+      raises("env value contains a NUL byte", uring.exec,
         { "true", env = { A = "x\0y" } })
       raises("cwd contains a NUL byte", uring.exec, { "true", cwd = "/\0tmp" })
     end)
