@@ -997,13 +997,9 @@ static int l_listen_unix (lua_State *L) { return open_unix(L, 1, "listen_unix");
  * wait at most this long; then nil, "timeout", ETIME. */
 static int l_sock_settimeout (lua_State *L) {
   ur_sock *s = tosock(L);
-  double secs = lua_isnoneornil(L, 2) ? -1 : luaL_checknumber(L, 2);
-  /* NaN would become a garbage timespec (the receive then never timed
-   * out); math.huge and other values past what set_ts can convert are
-   * undefined behaviour in the cast: they mean "wait forever", as nil. */
-  luaL_argcheck(L, secs == secs, 2, "seconds must be a number, not NaN");
-  s->timeout = (secs < 0 || secs >= 1e12) ? -1 : secs;
-  lua_settop(L, 1);
+  /* nil, negative or math.huge: no limit; NaN raises (ur_checklimit) */
+  s->timeout = ur_checklimit(L, 2);
+  lua_pushinteger(L, 1);        /* as LuaSocket's settimeout */
   return 1;
 }
 

@@ -353,8 +353,7 @@ static const char *ring_path (lua_State *L, int idx) {
  * reads at submit time (or later, with SQPOLL). */
 static struct __kernel_timespec ring_seconds (lua_State *L, int idx) {
   struct __kernel_timespec ts;
-  lua_Number t = luaL_checknumber(L, idx);
-  luaL_argcheck(L, t >= 0 && t < 1e12, idx, "seconds must be in [0, 1e12)");
+  double t = ur_checkseconds(L, idx);
   ts.tv_sec = (long long)floor(t);
   ts.tv_nsec = (long long)((t - floor(t)) * 1e9);
   if (ts.tv_nsec >= 1000000000) ts.tv_nsec = 999999999;

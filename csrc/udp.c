@@ -413,13 +413,9 @@ static int l_udp_recvfrom (lua_State *L) {
  * long, then returns nil, "timeout", ETIME.  nil or negative: no limit. */
 static int l_udp_settimeout (lua_State *L) {
   udp_sock *u = udp_open(L);
-  if (lua_isnoneornil(L, 2)) u->timeout = -1;
-  else {
-    double s = luaL_checknumber(L, 2);
-    luaL_argcheck(L, !isnan(s) && s < 1e12, 2, "invalid timeout");
-    u->timeout = s < 0 ? -1 : s;
-  }
-  lua_pushboolean(L, 1);
+  /* nil, negative or math.huge: no limit; NaN raises (ur_checklimit) */
+  u->timeout = ur_checklimit(L, 2);
+  lua_pushinteger(L, 1);        /* as LuaSocket's settimeout */
   return 1;
 }
 

@@ -271,6 +271,17 @@ lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
  * NUL byte)" instead of being cut at it.  ur_tocstr checks the string or
  * number already at idx (a table field), naming argument arg. */
 const char *ur_checkcstr (lua_State *L, int arg, const char *what);
+/* Seconds for a timer: a number (or a numeric string) in [0, 1e12), the
+ * range a timespec holds exactly enough; NaN, infinities, negatives and
+ * bigger values raise UR_SECONDS_MSG.  ur_seconds_problem says why v at
+ * idx is not one (NULL: it is, stored in *out), for callers that raise
+ * with their own name.  ur_checklimit is settimeout's: nil, a negative
+ * number or >= 1e12 (math.huge) mean "no limit" (-1); NaN raises. */
+#define UR_SECONDS_MAX 1e12
+#define UR_SECONDS_MSG "seconds must be a non-negative number below 1e12"
+const char *ur_seconds_problem (lua_State *L, int idx, double *out);
+double ur_checkseconds (lua_State *L, int arg);
+double ur_checklimit (lua_State *L, int arg);
 const char *ur_optcstr (lua_State *L, int arg, const char *what,
                         const char *def);
 const char *ur_tocstr (lua_State *L, int idx, int arg, const char *what);

@@ -926,7 +926,7 @@ describe("uring.ring", function()
       assert.has_error(function() ring:prep_poll_remove() end,
         "bad argument #1 to 'prep_poll_remove' (number expected, got no value)")
       assert.has_error(function() ring:prep_link_timeout(-1) end,
-        "bad argument #1 to 'prep_link_timeout' (seconds must be in [0, 1e12))")
+        "bad argument #1 to 'prep_link_timeout' (seconds must be a non-negative number below 1e12)")
       assert.has_error(function() ring:prep_cancel_fd("x") end,
         "bad argument #1 to 'prep_cancel_fd' (number expected, got string)")
     end)
@@ -988,9 +988,9 @@ describe("uring.ring", function()
       assert.has_error(function() ring:prep_timeout() end,
         "bad argument #1 to 'prep_timeout' (number expected, got no value)")
       assert.has_error(function() ring:prep_timeout(-0.5) end,
-        "bad argument #1 to 'prep_timeout' (seconds must be in [0, 1e12))")
+        "bad argument #1 to 'prep_timeout' (seconds must be a non-negative number below 1e12)")
       assert.has_error(function() ring:prep_timeout(0 / 0) end,
-        "bad argument #1 to 'prep_timeout' (seconds must be in [0, 1e12))")
+        "bad argument #1 to 'prep_timeout' (seconds must be a non-negative number below 1e12)")
       assert.has_error(function() ring:prep_timeout(1, -1) end,
         "bad argument #2 to 'prep_timeout' (count must be in 0..4294967295)")
       assert.has_error(function() ring:prep_cancel() end,
@@ -1038,7 +1038,7 @@ describe("uring.ring", function()
       assert.equal(1, ring:submit_and_wait(1))
       reap(1)
       assert.has_error(function() ring:wait_cqe(-1) end,
-        "bad argument #1 to 'wait_cqe' (seconds must be in [0, 1e12))")
+        "bad argument #1 to 'wait_cqe' (seconds must be a non-negative number below 1e12)")
     end)
   end)
 
