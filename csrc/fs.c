@@ -464,8 +464,11 @@ static int drive_seek (lua_State *L, ur_file *f) {
     if (fstat(f->fd, &st) != 0) return method_fail(L, f, -errno);
     base = st.st_size;
   }
-  pos = base + (int64_t)f->seekoff;
-  if (pos < 0) return method_fail(L, f, -EINVAL);
+  /* an offset near the integer limits (seek("cur", math.maxinteger))
+   * would overflow the sum: EINVAL, as fseek says for a position it
+   * cannot represent, and no undefined behaviour */
+  if (__builtin_add_overflow(base, (int64_t)f->seekoff, &pos) || pos < 0)
+    return method_fail(L, f, -EINVAL);
   /* also moves the kernel's position: for fd() users, and to learn
    * whether the file can seek at all (ESPIPE on a pipe) */
   if (lseek(f->fd, (off_t)pos, SEEK_SET) < 0) return method_fail(L, f, -errno);
@@ -651,7 +654,10 @@ static int l_file_read (lua_State *L) {
   luaL_checkstack(L, nargs + LUA_MINSTACK, "too many arguments");
   for (int n = 2; n <= nargs + 1; n++) {  /* validate before any I/O */
     if (lua_type(L, n) == LUA_TNUMBER) {
-      luaL_checkinteger(L, n);
+      /* io's read(-1) reads everything ((size_t)-1 bytes); a negative
+       * count is a mistake, said so here */
+      luaL_argcheck(L, luaL_checkinteger(L, n) >= 0, n,
+                    "count must be non-negative");
       continue;
     }
     {
