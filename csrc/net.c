@@ -527,16 +527,18 @@ static int receive_head_k (lua_State *L, int status, lua_KContext ctx);
 static int receive_head_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
   int n = take_request(L, s, (size_t)ctx);
   if (n > 1) return n;
-  if (n == 1) {                 /* a bad head: nil, "bad request", status */
+  if (n == 1) {                 /* a bad head: the fail tuple, then status */
     luaL_pushfail(L);
     lua_pushliteral(L, "bad request");
-    lua_rotate(L, -3, 2);
-    return 3;
+    lua_pushinteger(L, EBADMSG);
+    lua_rotate(L, -4, 3);       /* status last */
+    return 4;
   }
-  if (s->eof) {
+  if (s->eof) {                 /* as receive: nil, "closed", partial */
     luaL_pushfail(L);
     lua_pushliteral(L, "closed");
-    return 2;
+    push_take(L, s, s->rlen);
+    return 3;
   }
   return start_recv(L, s, recv_task(L, s), ctx, receive_head_k);
 }
@@ -554,7 +556,7 @@ static int receive_head_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* sock:receive_head([max]) -> method, target, path, query, v10, lines,
  *   keep, length, transfer_encoding, expect
- *   | nil, "bad request", status | nil, "closed" | fail
+ *   | nil, "bad request", EBADMSG, status | nil, "closed", partial | fail
  * An HTTP/1.x request head, parsed in C (http.c) in one call: what a
  * hand-written server needs, without a Lua call per header line. */
 static int l_sock_receive_head (lua_State *L) {
