@@ -35,7 +35,7 @@ local function setup_teardown ()
   end)
 end
 
-describe("uring.open", function()
+describe("uring.open #io", function()
   setup_teardown()
 
   it("opens in each io mode with io's semantics", function()
@@ -132,7 +132,7 @@ describe("uring.open", function()
   end)
 end)
 
-describe("file:read", function()
+describe("file:read #io", function()
   setup_teardown()
 
   it("reads every format: n, l, L, a, counts, old style, several at once", function()
@@ -255,7 +255,7 @@ describe("file:read", function()
   end)
 end)
 
-describe("file:write", function()
+describe("file:write #io", function()
   setup_teardown()
 
   it("writes strings and numbers as io does and returns the file", function()
@@ -315,7 +315,7 @@ describe("file:write", function()
   end)
 end)
 
-describe("file:lines", function()
+describe("file:lines #io", function()
   setup_teardown()
 
   it("iterates like io's lines, with formats, and leaves the file open", function()
@@ -372,7 +372,7 @@ describe("file:lines", function()
   end)
 end)
 
-describe("file:seek", function()
+describe("file:seek #io", function()
   setup_teardown()
 
   it("moves with set, cur and end, and reports the position", function()
@@ -438,7 +438,7 @@ describe("file:seek", function()
   end)
 end)
 
-describe("file:close and <close>", function()
+describe("file:close and <close> #io", function()
   setup_teardown()
 
   it("closes, flushes what is buffered, and is closed by <close> in a task", function()
@@ -513,7 +513,7 @@ describe("file:close and <close>", function()
   end)
 end)
 
-describe("file:pread and file:pwrite", function()
+describe("file:pread and file:pwrite #io", function()
   setup_teardown()
 
   it("read and write at offsets without moving the stream", function()
@@ -587,7 +587,7 @@ describe("file:pread and file:pwrite", function()
   end)
 end)
 
-describe("file:sync, file:flush, file:setvbuf", function()
+describe("file:sync, file:flush, file:setvbuf #io", function()
   setup_teardown()
 
   it("sync flushes and fsyncs, with and without data_only", function()
@@ -664,7 +664,7 @@ describe("file:sync, file:flush, file:setvbuf", function()
   end)
 end)
 
-describe("file:stat and file:fd", function()
+describe("file:stat and file:fd #io", function()
   setup_teardown()
 
   it("stat reports size, type and mode", function()
@@ -708,7 +708,7 @@ describe("file:stat and file:fd", function()
   end)
 end)
 
-describe("uring.readfile and uring.writefile", function()
+describe("uring.readfile and uring.writefile #io", function()
   setup_teardown()
 
   it("round-trip any bytes; writefile can append", function()
@@ -745,7 +745,7 @@ describe("uring.readfile and uring.writefile", function()
   end)
 end)
 
-describe("uring.stat, unlink, rename, mkdir, rmdir", function()
+describe("uring.stat, unlink, rename, mkdir, rmdir #io", function()
   setup_teardown()
 
   it("work", function()
@@ -810,7 +810,7 @@ describe("uring.stat, unlink, rename, mkdir, rmdir", function()
   end)
 end)
 
-describe("uring.copyfile", function()
+describe("uring.copyfile #io", function()
   setup_teardown()
 
   it("copies a 5 MiB file byte for byte and reports progress", function()
@@ -1014,7 +1014,7 @@ describe("uring.copyfile", function()
   end)
 end)
 
-describe("files shared by tasks", function()
+describe("files shared by tasks #io", function()
   local fifo
   setup_teardown()
   before_each(function()
@@ -1106,7 +1106,7 @@ describe("files shared by tasks", function()
   end)
 end)
 
-describe("file:pread(buf, n, offset [, pos])", function()
+describe("file:pread(buf, n, offset [, pos]) #io", function()
   setup_teardown()
 
   it("reads into the buffer at pos, makes no string, and says how many bytes", function()
@@ -1236,7 +1236,7 @@ describe("file:pread(buf, n, offset [, pos])", function()
   end)
 end)
 
-describe("registered buffers: uring.configure{fixed_buffers}", function()
+describe("registered buffers: uring.configure{fixed_buffers} #io", function()
   setup_teardown()
   after_each(function() uring.configure { fixed_buffers = 0, fixed_buffer_size = 65536 } end)
 

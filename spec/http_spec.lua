@@ -103,7 +103,7 @@ end
 
 local function curl(args) return bg("curl -sS " .. args) end
 
-describe("uring.http", function()
+describe("uring.http #net", function()
   local fds
   setup(function()
     for _, cmd in ipairs { "curl", "nc", "wrk", "python3" } do

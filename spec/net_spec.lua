@@ -21,7 +21,7 @@ local listen, pair, echo_server = helpers.listen, helpers.pair, helpers.echo_ser
 -- nothing in flight, no live task, no new descriptor after each test
 local function leak_check() helpers.leak_check(before_each, after_each) end
 
-describe("uring.listen and uring.connect (TCP)", function()
+describe("uring.listen and uring.connect (TCP) #io #net", function()
   leak_check()
 
   it("round-trips over IPv4; getsockname and getpeername agree", function()
@@ -196,7 +196,7 @@ describe("uring.listen and uring.connect (TCP)", function()
   end)
 end)
 
-describe("server:accept", function()
+describe("server:accept #io #net", function()
   leak_check()
 
   it("queues connections that arrive before anyone accepts", function()
@@ -312,7 +312,7 @@ describe("server:accept", function()
   end)
 end)
 
-describe("sock:receive and the io-style views", function()
+describe("sock:receive and the io-style views #io #net", function()
   leak_check()
 
   it("takes LuaSocket's patterns: lines (CR dropped), counts, all, prefix", function()
@@ -484,7 +484,7 @@ describe("sock:receive and the io-style views", function()
   end)
 end)
 
-describe("sock:receive_head", function()
+describe("sock:receive_head #io #net", function()
   leak_check()
 
   it("takes pipelined heads whole, parsed; the body is left for receive", function()
@@ -576,7 +576,7 @@ describe("sock:receive_head", function()
   end)
 end)
 
-describe("sock:send", function()
+describe("sock:send #io #net", function()
   leak_check()
 
   it("sends string.sub's range of data", function()
@@ -766,7 +766,7 @@ describe("sock:send", function()
   end)
 end)
 
-describe("sock:settimeout", function()
+describe("sock:settimeout #io #net", function()
   leak_check()
 
   it("a silent peer: receive returns nil, \"timeout\", ETIME in time", function()
@@ -933,7 +933,7 @@ describe("sock:settimeout", function()
   end)
 end)
 
-describe("closing, cancelling and collecting sockets with ops in flight", function()
+describe("closing, cancelling and collecting sockets with ops in flight #io #net", function()
   leak_check()
 
   it("close wakes a task receiving on the socket at once with nil, \"closed\"; the peer sees EOF", function()
@@ -1140,7 +1140,7 @@ describe("closing, cancelling and collecting sockets with ops in flight", functi
   end)
 end)
 
-describe("Unix sockets", function()
+describe("Unix sockets #io #net", function()
   leak_check()
   local dir
   before_each(function() dir = helpers.tmpdir() end)
@@ -1191,7 +1191,7 @@ describe("Unix sockets", function()
   end)
 end)
 
-describe("sock:getpeername, getsockname, fd, setoption", function()
+describe("sock:getpeername, getsockname, fd, setoption #io #net", function()
   leak_check()
 
   it("work on connected sockets; getpeername on a listener fails with ENOTCONN", function()
@@ -1298,7 +1298,7 @@ return function(uring, helpers, N)
 end
 ]==]
 
-describe("provided buffers under load", function()
+describe("provided buffers under load #io #net", function()
   leak_check()
 
   it("1,000 receivers whose data lands in one batch never see ENOBUFS", function()
@@ -1331,7 +1331,7 @@ describe("provided buffers under load", function()
   end)
 end)
 
-describe("a kept-alive socket's own buffer", function()
+describe("a kept-alive socket's own buffer #io #net", function()
   leak_check()
 
   -- after its first receive a socket keeps its (empty) buffer, and the

@@ -19,7 +19,7 @@ local function pattern(n)
   return table.concat(t)
 end
 
-describe("uring.ring", function()
+describe("uring.ring #io", function()
   local fds, dir, ring
 
   -- Wait for n CQEs; return them by user_data, and the order they came in.
@@ -858,7 +858,9 @@ describe("uring.ring", function()
       local path = dir .. "/x"
       spit(path, "")
       local res = one("prep_setxattr", path, "user.lua", "uring", 0, 1)
-      if res == -95 then return end            -- EOPNOTSUPP: no user xattrs here
+      if res == -95 then                     -- EOPNOTSUPP: counted as a skip
+        pending("the file system of " .. dir .. " has no user xattrs (EOPNOTSUPP)")
+      end
       assert.equal(0, res)
       local b = core.buffer(64)
       assert.equal(5, (one("prep_getxattr", path, "user.lua", b, 2)))

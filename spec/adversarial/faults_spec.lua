@@ -24,7 +24,7 @@ local function tmpfs(size)
   end
 end
 
-describe("adversarial faults", function()
+describe("adversarial faults #io", function()
   describe("an fd closed behind the core's back", function()
     it("a FIFO read pending when close(2) hits its fd: it completes, the file's close fails cleanly", adv.clean(function()
       local px = adv.posix()

@@ -11,7 +11,7 @@ local adv = require "helpers"
 
 local run, raises, fails = adv.runner(20), adv.raises, adv.fails
 
-describe("adversarial lifecycle", function()
+describe("adversarial lifecycle #io", function()
   local dir
   setup(function() dir = adv.tmpdir() end)
   teardown(function() adv.rmrf(dir) end)

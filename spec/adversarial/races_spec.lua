@@ -7,7 +7,7 @@ local adv = require "helpers"
 
 local run = adv.runner(20)   -- uring.run with a 20 s watchdog
 
-describe("adversarial races", function()
+describe("adversarial races #io #net", function()
   it("cancel racing a NOP's completion, 10,000 times: exactly one outcome each", adv.clean(function()
     local N = 10000
     local done, canceled = 0, 0

@@ -11,6 +11,16 @@
 --                exists(path)  pipe()  random_bytes(n)
 --   processes    sh(cmd)  exec(cmd)  have(cmd)  shq(s)  lua_cmd()  child(code [, prefix])
 --                build_dir()  posix()  pid()  rss_kib()  is_root()
+--
+-- A test that cannot run on this machine (a file system without xattrs, a
+-- kernel without an op) calls busted's `pending("reason")`: spec/run.lua
+-- counts it as skipped and prints the reason.  A skip is a defect unless
+-- the machine truly lacks the feature.
+--
+-- Specs that do I/O through the ring carry the busted tag #io in their
+-- top-level describe: spec/run.lua runs every #io test again under other
+-- ring setups (URING_TEST_RING=4, SQPOLL).  Socket specs also carry #net:
+-- they run again with registered files (URING_TEST_FIXED_FILES=8).
 local helpers = {}
 
 --- This process's pid (the one /proc/self/stat names).
