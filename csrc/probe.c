@@ -96,7 +96,7 @@ const char *ur_opname (unsigned op) {
 
 /* The inverse of ur_opname; "op<N>" (what probe() reports for an opcode
  * it has no name for) maps back to N as well. */
-int ur_opcode (const char *name) {
+static int ur_opcode (const char *name) {
   unsigned n;
   char extra;
   if (name == NULL) return -1;

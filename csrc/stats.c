@@ -185,7 +185,7 @@ static const struct { unsigned flag; const char *name; } setup_names[] = {
 };
 
 /* Push {NAME = true, ...} for the setup flags in f. */
-void ur_push_setup_flags (lua_State *L, unsigned f) {
+static void ur_push_setup_flags (lua_State *L, unsigned f) {
   lua_newtable(L);
   for (size_t i = 0; i < sizeof setup_names / sizeof setup_names[0]; i++)
     if (f & setup_names[i].flag) {

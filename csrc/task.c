@@ -31,7 +31,7 @@ ur_task *ur_task_of (lua_State *L) {
   return (t && t->co == L) ? t : NULL;
 }
 
-const char *ur_status_name (int status) {
+static const char *ur_status_name (int status) {
   static const char *const names[] = {
     "ready", "running", "waiting", "done", "failed", "canceled"
   };
