@@ -18,10 +18,7 @@ local function zombies()
   return n
 end
 
--- open pipe fds
-local function pipes()
-  return select(2, helpers.fds():gsub("pipe:", ""))
-end
+local pipes = helpers.pipes
 
 -- every opcode prepared while fn runs, as a set
 local function ops_of(fn)

@@ -4,7 +4,7 @@
 --   running      runner(secs) -> run(fn [, secs])  uring.run with a watchdog
 --   errors       errmsg(fn, ...)  raises(texts, fn, ...)  badarg(n, fname, msg)
 --                fails(msg, errnos, ...)  (the nil, msg, errno tuple)
---   leaks        fds()  fd_count()  settled(before)  clean(body [, opts])
+--   leaks        fds()  fd_count()  pipes()  settled(before)  clean(body [, opts])
 --                leak_check(before_each, after_each)
 --   sockets      listen([host])  pair([host])  echo_server(srv, n)
 --   files        tmpdir()  rmrf(path)  readall(path)  writeall(path, s)
@@ -35,27 +35,35 @@ function helpers.pid()
 end
 
 --- Open fds of this process, as a sorted "fd -> target" list (leak checks:
--- compare before and after).  Listed with os.execute, not io.popen, so no
--- pipe of the listing itself is in it (pipes are listed); a file deleted
--- by someone else meanwhile loses its " (deleted)", as it is not a leak.
-local fdlist = os.tmpname()
+-- compare before and after).  The listing is written to a file by a
+-- child: a popen pipe of our own would be in it, both of its ends for a
+-- moment, and it would hide pipe leaks if pipes were left out.
 function helpers.fds()
   -- io handles a spec forgot to close are closed by the collector at
   -- unpredictable times: collect first so they cannot flicker the count
   collectgarbage(); collectgarbage()
-  assert(os.execute("cd /proc/" .. helpers.pid() .. "/fd && for f in *; do "
-    .. "echo \"$f -> $(readlink $f)\"; done > " .. fdlist .. " 2>/dev/null"))
+  local tmp = os.tmpname()
+  os.execute("cd /proc/" .. helpers.pid() .. "/fd && for f in *; do "
+    .. "echo \"$f -> $(readlink $f)\"; done > " .. tmp .. " 2>/dev/null")
   local list = {}
-  local f = assert(io.open(fdlist))
-  for l in f:lines() do
-    if not l:match("-> $") and not l:match("-> " .. fdlist:gsub("%p", "%%%0") .. "$") then
-      list[#list + 1] = (l:gsub(" %(deleted%)$", ""))
-    end
+  for l in io.lines(tmp) do
+    if not l:match("-> $") then list[#list + 1] = l end
   end
-  f:close()
-  os.remove(fdlist)
+  os.remove(tmp)
   table.sort(list)
   return table.concat(list, "\n")
+end
+
+--- How many of this process's fds are pipes.
+function helpers.pipes()
+  return select(2, helpers.fds():gsub("pipe:", ""))
+end
+
+-- The fd listing for the leak checks of settled and clean: a file deleted
+-- by someone else meanwhile (another test on this machine) loses its
+-- " (deleted)", as it is not a leak of ours.
+local function fds_kept()
+  return (helpers.fds():gsub(" %(deleted%)", ""))
 end
 
 function helpers.fd_count()
@@ -112,8 +120,9 @@ function helpers.badarg(n, fname, msg)
 end
 
 --- A fail tuple (DESIGN.md): nil, a message equal to msg or matching it
--- as a pattern (nil: any), an errno among errnos (a number or a list),
--- and nothing after.  Returns the message and errno.
+-- as a pattern (nil: any), an errno among errnos (a number or a list).
+-- Returns the message, the errno and whatever came after the tuple (a
+-- failed write's count of bytes that went out) for the caller to check.
 function helpers.fails(msg, errnos, a, b, c, ...)
   assert(a == nil, "expected a failure, got " .. tostring(a))
   assert(type(b) == "string", "expected a message, got " .. tostring(b))
@@ -125,8 +134,7 @@ function helpers.fails(msg, errnos, a, b, c, ...)
   for _, e in ipairs(errnos) do found = found or e == c end
   assert(found, ("errno %s not among the expected (%s); message %q"):format(
     tostring(c), table.concat(errnos, ", "), b))
-  assert(select("#", ...) == 0, "more values after the fail tuple")
-  return b, c
+  return b, c, ...
 end
 
 -- --- leaks -------------------------------------------------------------
@@ -141,7 +149,7 @@ function helpers.settled(before)
   assert(s.tasks == 0, "tasks still alive: " .. s.tasks)
   assert(s.ready == 0, "tasks still queued: " .. s.ready)
   if before then
-    local now = helpers.fds()
+    local now = fds_kept()
     assert(before == now, "fds leaked:\nbefore:\n" .. before .. "\nafter:\n" .. now)
   end
 end
@@ -154,11 +162,11 @@ function helpers.clean(body, opts)
   local uring = require "uring"
   return function()
     uring.features()        -- set the loop's ring up: it lives on, not a leak
-    local before = helpers.fds()
+    local before = fds_kept()
     body()
     if opts and opts.lookups then
       local t0 = uring.now()
-      while helpers.fds() ~= before and uring.now() - t0 < 10 do
+      while fds_kept() ~= before and uring.now() - t0 < 10 do
         uring.run(function() uring.sleep(0.05) end)
       end
     end
