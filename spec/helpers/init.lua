@@ -59,13 +59,6 @@ function helpers.pipes()
   return select(2, helpers.fds():gsub("pipe:", ""))
 end
 
--- The fd listing for the leak checks of settled and clean: a file deleted
--- by someone else meanwhile (another test on this machine) loses its
--- " (deleted)", as it is not a leak of ours.
-local function fds_kept()
-  return (helpers.fds():gsub(" %(deleted%)", ""))
-end
-
 function helpers.fd_count()
   local n = 0
   for _ in helpers.fds():gmatch("[^\n]+") do n = n + 1 end
@@ -138,6 +131,13 @@ function helpers.fails(msg, errnos, a, b, c, ...)
 end
 
 -- --- leaks -------------------------------------------------------------
+
+-- The fd listing for the leak checks of settled and clean: a file deleted
+-- by someone else meanwhile (another test on this machine) loses its
+-- " (deleted)", as it is not a leak of ours.
+local function fds_kept()
+  return (helpers.fds():gsub(" %(deleted%)", ""))
+end
 
 --- Nothing left behind: the fd listing is back to `before` (if given), no
 -- request in flight, no task alive, nothing queued.
