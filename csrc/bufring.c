@@ -109,10 +109,6 @@ int ur_bufring_grow (ur_loop *loop) {
   return provide(b, b->nbufs * 2) > 0;
 }
 
-unsigned ur_bufring_count (ur_loop *loop) {
-  return loop->bufring ? loop->bufring->nbufs : 0;
-}
-
 /* After the ring has drained (nothing in flight may name a buffer). */
 void ur_bufring_free (ur_loop *loop) {
   ur_bufring *b = loop->bufring;

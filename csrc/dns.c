@@ -329,11 +329,11 @@ static int dns_resolve_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* uring.resolve(host [, port]) -> {{family=, addr=, port=}, ...} | fail */
 static int l_resolve (lua_State *L) {
-  const char *host = luaL_checkstring(L, 1);
+  const char *host = ur_checkcstr(L, 1, "host");
   lua_Integer port = luaL_optinteger(L, 2, 0);
   ur_task *t;
-  luaL_argcheck(L, strlen(host) > 0 && strlen(host) < 1024
-                && lua_rawlen(L, 1) == strlen(host), 1, "invalid host name");
+  luaL_argcheck(L, strlen(host) > 0 && strlen(host) < 1024, 1,
+                "invalid host name");
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
   lua_settop(L, 2);
   t = ur_task_current(L, "resolve");

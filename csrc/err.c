@@ -56,6 +56,74 @@ lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
   return v;
 }
 
+/*
+ * A path, name or mode the kernel or libc reads as a C string.  A Lua
+ * string may hold a NUL, and the C side would stop there: unlink of
+ * "keep\0.tmp" would delete "keep".  Refuse it, with one message.
+ */
+const char *ur_tocstr (lua_State *L, int idx, int arg, const char *what) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (s != NULL && strlen(s) != len)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s contains a NUL byte", what));
+  return s;
+}
+
+const char *ur_checkcstr (lua_State *L, int arg, const char *what) {
+  luaL_checkstring(L, arg);
+  return ur_tocstr(L, arg, arg, what);
+}
+
+const char *ur_optcstr (lua_State *L, int arg, const char *what,
+                        const char *def) {
+  if (lua_isnoneornil(L, arg)) return def;
+  return ur_checkcstr(L, arg, what);
+}
+
+const char *ur_checkpath (lua_State *L, int arg) {
+  return ur_checkcstr(L, arg, "path");
+}
+
+/*
+ * Seconds for a timer.  A timespec is made with a cast (ur_set_ts): NaN,
+ * the infinities and values past what long long holds are undefined
+ * behaviour there, so everything is checked here, once, for every timer
+ * (sleep, timeout, settimeout, the ring's prep_timeout).  1e12 seconds
+ * (31 000 years) is far past any real limit and keeps the nanoseconds
+ * exact enough.  -0.0 is 0.  Numeric strings convert, as luaL_checknumber
+ * converts them.
+ */
+const char *ur_seconds_problem (lua_State *L, int idx, double *out) {
+  int isnum;
+  lua_Number v = lua_tonumberx(L, idx, &isnum);
+  if (!isnum)
+    return lua_pushfstring(L, "number expected, got %s",
+                           lua_isnoneornil(L, idx) ? "no value"
+                                                   : luaL_typename(L, idx));
+  if (!(v >= 0 && v < UR_SECONDS_MAX)) return UR_SECONDS_MSG;   /* NaN too */
+  *out = v == 0 ? 0 : (double)v;
+  return NULL;
+}
+
+double ur_checkseconds (lua_State *L, int arg) {
+  double v = 0;
+  const char *why = ur_seconds_problem(L, arg, &v);
+  if (why) luaL_argerror(L, arg, why);
+  return v;
+}
+
+/* settimeout's argument: LuaSocket's meaning, where nil and a negative
+ * number mean "block"; math.huge does too (no timer that long is
+ * needed).  NaN has no meaning and raises ur_checkseconds' message. */
+double ur_checklimit (lua_State *L, int arg) {
+  int isnum;
+  lua_Number v;
+  if (lua_isnoneornil(L, arg)) return -1;
+  v = lua_tonumberx(L, arg, &isnum);
+  if (isnum && (v < 0 || v >= UR_SECONDS_MAX)) return -1;
+  return ur_checkseconds(L, arg);
+}
+
 /* First line of /proc/sys/kernel/io_uring_disabled, or -1 (before 6.6). */
 static int read_sysctl (void) {
   FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");

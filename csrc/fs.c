@@ -487,8 +487,11 @@ static int drive_seek (lua_State *L, ur_file *f) {
     if (fstat(f->h.fd, &st) != 0) return method_fail(L, f, -errno);
     base = st.st_size;
   }
-  pos = base + (int64_t)f->seekoff;
-  if (pos < 0) return method_fail(L, f, -EINVAL);
+  /* an offset near the integer limits (seek("cur", math.maxinteger))
+   * would overflow the sum: EINVAL, as fseek says for a position it
+   * cannot represent, and no undefined behaviour */
+  if (__builtin_add_overflow(base, (int64_t)f->seekoff, &pos) || pos < 0)
+    return method_fail(L, f, -EINVAL);
   /* also moves the kernel's position: for fd() users, and to learn
    * whether the file can seek at all (ESPIPE on a pipe) */
   if (lseek(f->h.fd, (off_t)pos, SEEK_SET) < 0) return method_fail(L, f, -errno);
@@ -676,7 +679,10 @@ static int l_file_read (lua_State *L) {
   luaL_checkstack(L, nargs + LUA_MINSTACK, "too many arguments");
   for (int n = 2; n <= nargs + 1; n++) {  /* validate before any I/O */
     if (lua_type(L, n) == LUA_TNUMBER) {
-      luaL_checkinteger(L, n);
+      /* io's read(-1) reads everything ((size_t)-1 bytes); a negative
+       * count is a mistake, said so here */
+      luaL_argcheck(L, luaL_checkinteger(L, n) >= 0, n,
+                    "count must be non-negative");
       continue;
     }
     {
@@ -1325,19 +1331,19 @@ static int l_file_stat (lua_State *L) {
 
 /* uring.stat(path) -> table | fail */
 static int l_stat (lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = ur_checkpath(L, 1);
   lua_settop(L, 1);
   return do_statx(L, NULL, path, 0, 1, "stat");
 }
 
 /* unlink, rmdir, mkdir, rename: one op each, true | fail */
 static int path_op (lua_State *L, const char *fname, int op) {
-  const char *path = luaL_checkstring(L, 1), *path2 = NULL;
+  const char *path = ur_checkpath(L, 1), *path2 = NULL;
   lua_Integer perm = 0777;
   ur_task *t;
   ur_req *r;
   struct io_uring_sqe *sqe;
-  if (op == IORING_OP_RENAMEAT) path2 = luaL_checkstring(L, 2);
+  if (op == IORING_OP_RENAMEAT) path2 = ur_checkpath(L, 2);
   if (op == IORING_OP_MKDIRAT) {
     perm = luaL_optinteger(L, 2, 0777);
     luaL_argcheck(L, perm >= 0 && perm <= 07777, 2, "invalid permissions");
@@ -1408,8 +1414,8 @@ static int open_k (lua_State *L, int status, lua_KContext ctx) {
 /* uring.open(path [, mode [, opts]]) -> file | fail
  * opts: a permission number, or {perm =, direct =, sync =, exclusive =} */
 static int l_open (lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  const char *mode = luaL_optstring(L, 2, "r");
+  const char *path = ur_checkpath(L, 1);
+  const char *mode = ur_optcstr(L, 2, "mode", "r");
   lua_Integer perm = 0666;
   int flags, direct = 0, plus;
   ur_task *t;
@@ -1479,7 +1485,7 @@ int ur_file_adopt (lua_State *L, int idx, int fd) {
  * (stdin, a pipe from elsewhere); closing it leaves fd itself open. */
 static int l_fdopen (lua_State *L) {
   lua_Integer fd = luaL_checkinteger(L, 1);
-  const char *mode = luaL_optstring(L, 2, "r");
+  const char *mode = ur_optcstr(L, 2, "mode", "r");
   int nfd;
   luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "invalid file descriptor");
   luaL_argcheck(L, checkmode(mode), 2, "invalid mode");

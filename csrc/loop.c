@@ -55,8 +55,9 @@ double ur_now (void) {
  * CQSIZE makes the CQ twice the SQ so a full SQ of completions never
  * overflows it.  SQPOLL excludes DEFER_TASKRUN and is opt-in only.
  */
-int ur_setup_ring (ur_loop *loop, struct io_uring *ring, unsigned entries,
-                   int sqpoll, unsigned idle, unsigned *flags_out) {
+static int ur_setup_ring (ur_loop *loop, struct io_uring *ring,
+                          unsigned entries, int sqpoll, unsigned idle,
+                          unsigned *flags_out) {
   static const unsigned ladder[] = {
     IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
       IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,

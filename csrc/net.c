@@ -490,16 +490,18 @@ static int receive_head_k (lua_State *L, int status, lua_KContext ctx);
 static int receive_head_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
   int n = take_request(L, s, (size_t)ctx);
   if (n > 1) return n;
-  if (n == 1) {                 /* a bad head: nil, "bad request", status */
+  if (n == 1) {                 /* a bad head: the fail tuple, then status */
     luaL_pushfail(L);
     lua_pushliteral(L, "bad request");
-    lua_rotate(L, -3, 2);
-    return 3;
+    lua_pushinteger(L, EBADMSG);
+    lua_rotate(L, -4, 3);       /* status last */
+    return 4;
   }
-  if (s->eof) {
+  if (s->eof) {                 /* as receive: nil, "closed", partial */
     luaL_pushfail(L);
     lua_pushliteral(L, "closed");
-    return 2;
+    push_take(L, s, s->rlen);
+    return 3;
   }
   return start_recv(L, s, recv_task(L, s), ctx, receive_head_k);
 }
@@ -517,7 +519,7 @@ static int receive_head_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* sock:receive_head([max]) -> method, target, path, query, v10, lines,
  *   keep, length, transfer_encoding, expect
- *   | nil, "bad request", status | nil, "closed" | fail
+ *   | nil, "bad request", EBADMSG, status | nil, "closed", partial | fail
  * An HTTP/1.x request head, parsed in C (http.c) in one call: what a
  * hand-written server needs, without a Lua call per header line. */
 static int l_sock_receive_head (lua_State *L) {
@@ -913,7 +915,7 @@ static conn_args *push_conn (lua_State *L, int listening, int family) {
 
 /* Shared by connect and listen: parse, resolve if needed, make. */
 static int open_stream (lua_State *L, int listening, const char *fname) {
-  const char *host = luaL_optstring(L, 1, "*");
+  const char *host = ur_optcstr(L, 1, "host", "*");
   lua_Integer port = luaL_checkinteger(L, 2);
   conn_args *a;
   ur_task *t;
@@ -945,7 +947,7 @@ static int l_listen (lua_State *L) { return open_stream(L, 1, "listen"); }
 
 /* uring.connect_unix(path) / uring.listen_unix(path [, opts]) */
 static int open_unix (lua_State *L, int listening, const char *fname) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = ur_checkpath(L, 1);
   conn_args *a;
   ur_task *t;
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
@@ -971,13 +973,9 @@ static int l_listen_unix (lua_State *L) { return open_unix(L, 1, "listen_unix");
  * wait at most this long; then nil, "timeout", ETIME. */
 static int l_sock_settimeout (lua_State *L) {
   ur_sock *s = tosock(L);
-  double secs = lua_isnoneornil(L, 2) ? -1 : luaL_checknumber(L, 2);
-  /* NaN would become a garbage timespec (the receive then never timed
-   * out); math.huge and other values past what set_ts can convert are
-   * undefined behaviour in the cast: they mean "wait forever", as nil. */
-  luaL_argcheck(L, secs == secs, 2, "seconds must be a number, not NaN");
-  s->timeout = (secs < 0 || secs >= 1e12) ? -1 : secs;
-  lua_settop(L, 1);
+  /* nil, negative or math.huge: no limit; NaN raises (ur_checklimit) */
+  s->timeout = ur_checklimit(L, 2);
+  lua_pushinteger(L, 1);        /* as LuaSocket's settimeout */
   return 1;
 }
 

@@ -96,7 +96,7 @@ const char *ur_opname (unsigned op) {
 
 /* The inverse of ur_opname; "op<N>" (what probe() reports for an opcode
  * it has no name for) maps back to N as well. */
-int ur_opcode (const char *name) {
+static int ur_opcode (const char *name) {
   unsigned n;
   char extra;
   if (name == NULL) return -1;
@@ -147,7 +147,7 @@ static int l_opname (lua_State *L) {
 }
 
 static int l_opcode (lua_State *L) {
-  int op = ur_opcode(luaL_checkstring(L, 1));
+  int op = ur_opcode(ur_checkcstr(L, 1, "name"));
   if (op >= 0) lua_pushinteger(L, op);
   else luaL_pushfail(L);
   return 1;

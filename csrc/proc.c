@@ -398,7 +398,7 @@ static int checksig (lua_State *L, int idx) {
     luaL_argcheck(L, n >= 0 && n < NSIG, idx, "invalid signal number");
     return (int)n;
   }
-  name = luaL_checkstring(L, idx);
+  name = ur_checkcstr(L, idx, "signal name");
   if (strncmp(name, "SIG", 3) == 0) name += 3;
   for (size_t i = 0; i < sizeof signames / sizeof signames[0]; i++)
     if (strcmp(name, signames[i].name) == 0) return signames[i].no;
@@ -613,14 +613,6 @@ static void check_io (lua_State *L, spawn_io *io, int i) {
   lua_pop(L, 1);
 }
 
-/* A string the child gets as a C string would silently stop at a NUL:
- * "tr\0ue" would run tr.  Refuse it instead. */
-static int has_nul (lua_State *L, int idx) {
-  size_t len;
-  const char *s = lua_tolstring(L, idx, &len);
-  return strlen(s) != len;
-}
-
 /* uring.exec{prog, args... [, stdin =] [, stdout =] [, stderr =]
  *            [, env = {NAME = value}] [, cwd = path]} -> process | fail */
 static int l_exec (lua_State *L) {
@@ -644,20 +636,19 @@ static int l_exec (lua_State *L) {
     if (tp != LUA_TSTRING && tp != LUA_TNUMBER)
       return luaL_error(L, "bad argument #1 to 'exec' (argv[%d] must be a "
                         "string, got %s)", (int)i, luaL_typename(L, -1));
-    if (has_nul(L, -1))
-      return luaL_error(L, "bad argument #1 to 'exec' (argv[%d] contains a "
-                        "NUL byte)", (int)i);
     argv[i - 1] = unconst(lua_tostring(L, -1));    /* anchored on the stack */
+    if (strlen(argv[i - 1]) != lua_rawlen(L, -1)) {
+      /* the child gets C strings: "tr\0ue" would run tr; refuse it */
+      lua_pushfstring(L, "argv[%d]", (int)i);
+      ur_tocstr(L, -2, 1, lua_tostring(L, -1));     /* raises */
+    }
   }
   argv[n] = NULL;
   if (lua_getfield(L, 1, "cwd") != LUA_TNIL) {
     if (lua_type(L, -1) != LUA_TSTRING)
       return luaL_error(L, "bad argument #1 to 'exec' (cwd must be a string, "
                         "got %s)", luaL_typename(L, -1));
-    if (has_nul(L, -1))
-      return luaL_error(L, "bad argument #1 to 'exec' (cwd contains a NUL "
-                        "byte)");
-    cwd = lua_tostring(L, -1);
+    cwd = ur_tocstr(L, -1, 1, "cwd");
   }
   if (lua_getfield(L, 1, "env") != LUA_TNIL) {
     size_t cnt = 0, k = 0;
@@ -672,9 +663,8 @@ static int l_exec (lua_State *L) {
           || strchr(lua_tostring(L, -2), '=') != NULL)
         return luaL_error(L, "bad argument #1 to 'exec' (env must map names "
                           "to strings)");
-      if (has_nul(L, -2) || (lua_type(L, -1) == LUA_TSTRING && has_nul(L, -1)))
-        return luaL_error(L, "bad argument #1 to 'exec' (env must map names "
-                          "to strings without NUL bytes)");
+      ur_tocstr(L, -2, 1, "env name");
+      if (lua_type(L, -1) == LUA_TSTRING) ur_tocstr(L, -1, 1, "env value");
       lua_pop(L, 1);
       cnt++;
     }
@@ -745,8 +735,8 @@ static int l_exec (lua_State *L) {
 /* uring.popen(cmd [, mode]) -> file | fail; file:close() -> ok, how, code */
 static int l_popen (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
-  const char *cmd = luaL_checkstring(L, 1);
-  const char *mode = luaL_optstring(L, 2, "r");
+  const char *cmd = ur_checkcstr(L, 1, "command");
+  const char *mode = ur_optcstr(L, 2, "mode", "r");
   char *argv[4];
   spawn_io io;
   int w, rc, fd;

@@ -271,7 +271,7 @@ void ur_req_cancel (ur_loop *loop, ur_req *r) {
 }
 
 /* A CQE handler for requests whose result nobody needs. */
-void ur_req_free_done (ur_loop *loop, ur_req *r) {
+static void ur_req_free_done (ur_loop *loop, ur_req *r) {
   if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
 }
 

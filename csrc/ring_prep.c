@@ -105,18 +105,14 @@ static uint64_t ring_offset (lua_State *L, int idx) {
 
 /* A path the kernel reads (it gets anchored by the caller). */
 static const char *ring_path (lua_State *L, int idx) {
-  size_t len;
-  const char *p = luaL_checklstring(L, idx, &len);
-  luaL_argcheck(L, strlen(p) == len, idx, "path contains a zero byte");
-  return p;
+  return ur_checkpath(L, idx);
 }
 
 /* Seconds as a number -> timespec; kept in the request (u.ts), which the
  * kernel reads at submit time (or later, with SQPOLL). */
 struct __kernel_timespec ur_ring_seconds (lua_State *L, int idx) {
   struct __kernel_timespec ts;
-  lua_Number t = luaL_checknumber(L, idx);
-  luaL_argcheck(L, t >= 0 && t < 1e12, idx, "seconds must be in [0, 1e12)");
+  double t = ur_checkseconds(L, idx);
   ts.tv_sec = (long long)floor(t);
   ts.tv_nsec = (long long)((t - floor(t)) * 1e9);
   if (ts.tv_nsec >= 1000000000) ts.tv_nsec = 999999999;
@@ -414,7 +410,7 @@ static int ring_open_flags (lua_State *L, int idx, const char *def) {
   int f;
   if (lua_type(L, idx) == LUA_TNUMBER)
     return ring_int(L, idx, 0, INT_MAX, "flags");
-  m = luaL_optstring(L, idx, def);
+  m = ur_optcstr(L, idx, "mode", def);
   switch (m[0]) {
     case 'r': f = 0; break;
     case 'w': f = O_CREAT | O_TRUNC; break;
@@ -642,10 +638,7 @@ static int l_prep_tee (lua_State *L) {
 
 /* A name for the xattr calls: no zero bytes. */
 static const char *ring_name (lua_State *L, int idx) {
-  size_t len;
-  const char *p = luaL_checklstring(L, idx, &len);
-  luaL_argcheck(L, strlen(p) == len, idx, "name contains a zero byte");
-  return p;
+  return ur_checkcstr(L, idx, "name");
 }
 
 /* ring:prep_getxattr(path, name, buf [, user_data]) and

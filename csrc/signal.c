@@ -41,7 +41,7 @@ static int checksigno (lua_State *L, int idx) {
     return (int)n;
   }
   {
-    const char *name = luaL_checkstring(L, idx);
+    const char *name = ur_checkcstr(L, idx, "signal name");
     char full[32];
     if (strncmp(name, "SIG", 3) != 0) {
       snprintf(full, sizeof full, "SIG%s", name);
@@ -167,7 +167,7 @@ static int poll_k (lua_State *L, int status, lua_KContext ctx) {
  * events: "r", "w" or "rw".  Waits until the fd is ready. */
 static int l_poll (lua_State *L) {
   lua_Integer fd = luaL_checkinteger(L, 1);
-  const char *ev = luaL_optstring(L, 2, "r");
+  const char *ev = ur_optcstr(L, 2, "events", "r");
   unsigned mask = 0;
   ur_task *t;
   ur_req *r;

@@ -31,7 +31,7 @@ ur_task *ur_task_of (lua_State *L) {
   return (t && t->co == L) ? t : NULL;
 }
 
-const char *ur_status_name (int status) {
+static const char *ur_status_name (int status) {
   static const char *const names[] = {
     "ready", "running", "waiting", "done", "failed", "canceled"
   };
@@ -481,16 +481,9 @@ static int sleep_k (lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
-static double check_seconds (lua_State *L, int arg) {
-  double s = luaL_checknumber(L, arg);
-  luaL_argcheck(L, s >= 0 && s < 1e12 && !isnan(s), arg,
-                "seconds must be a non-negative number");
-  return s;
-}
-
 /* uring.sleep(seconds): IORING_OP_TIMEOUT; the task waits, nothing spins. */
 static int l_sleep (lua_State *L) {
-  double secs = check_seconds(L, 1);
+  double secs = ur_checkseconds(L, 1);
   ur_task *t = ur_task_current(L, "sleep");
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_TIMEOUT);
   struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
@@ -533,12 +526,21 @@ static void scope_fire (ur_loop *loop, ur_req *r) {
   task_interrupt(loop, t);
 }
 
-/* _scope_open(seconds) -> depth: arm a timer for the current task. */
+/* _scope_open(seconds) -> depth: arm a timer for the current task;
+ * nil, why for seconds no timer takes (uring.timeout raises it at its
+ * caller's line, naming itself: raised here it would name this). */
 static int l_scope_open (lua_State *L) {
-  double secs = check_seconds(L, 1);
-  ur_task *t = ur_task_current(L, "timeout");
+  double secs = 0;
+  const char *why = ur_seconds_problem(L, 1, &secs);
+  ur_task *t;
   ur_req *r;
   struct io_uring_sqe *sqe;
+  if (why) {
+    luaL_pushfail(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  t = ur_task_current(L, "timeout");
   if (t->scope_depth == t->scope_cap) {
     int cap = t->scope_cap ? t->scope_cap * 2 : 4;
     uint64_t *a;

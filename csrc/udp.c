@@ -72,10 +72,9 @@ static int udp_fail (lua_State *L, udp_sock *u, int res, int timed) {
 
 /* A host argument: a string without embedded zeros. */
 static const char *udp_checkhost (lua_State *L, int arg) {
-  size_t n;
-  const char *h = luaL_checklstring(L, arg, &n);
-  luaL_argcheck(L, n > 0 && n < 1024 && strlen(h) == n, arg,
-                "invalid host name");
+  const char *h = ur_checkcstr(L, arg, "host");
+  size_t n = strlen(h);
+  luaL_argcheck(L, n > 0 && n < 1024, arg, "invalid host name");
   return h;
 }
 
@@ -349,13 +348,9 @@ static int l_udp_recvfrom (lua_State *L) {
  * long, then returns nil, "timeout", ETIME.  nil or negative: no limit. */
 static int l_udp_settimeout (lua_State *L) {
   udp_sock *u = udp_open(L);
-  if (lua_isnoneornil(L, 2)) u->timeout = -1;
-  else {
-    double s = luaL_checknumber(L, 2);
-    luaL_argcheck(L, !isnan(s) && s < 1e12, 2, "invalid timeout");
-    u->timeout = s < 0 ? -1 : s;
-  }
-  lua_pushboolean(L, 1);
+  /* nil, negative or math.huge: no limit; NaN raises (ur_checklimit) */
+  u->timeout = ur_checklimit(L, 2);
+  lua_pushinteger(L, 1);        /* as LuaSocket's settimeout */
   return 1;
 }
 

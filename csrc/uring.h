@@ -270,8 +270,6 @@ extern volatile int ur_forked;        /* set in the child by pthread_atfork */
 int ur_loop_foreign (ur_loop *loop);
 void ur_loop_forget (ur_loop *loop);
 int ur_foreign_error (lua_State *L, ur_loop *loop);   /* raises */
-int ur_setup_ring (ur_loop *loop, struct io_uring *ring, unsigned entries,
-                   int sqpoll, unsigned idle, unsigned *flags_out);
 void ur_register_loop (lua_State *L);
 
 /* req.c: the slab (any owner), then the loop's requests */
@@ -287,7 +285,6 @@ void ur_req_cancel (ur_loop *loop, ur_req *r);        /* ASYNC_CANCEL it */
 void ur_req_pin (lua_State *L, ur_req *r, int idx);   /* kernel reads it */
 void *ur_iobuf_new (ur_loop *loop, ur_req *r, size_t n);  /* r->mem; NULL: ENOMEM */
 void ur_req_free_all (ur_loop *loop);       /* loop teardown */
-void ur_req_free_done (ur_loop *loop, ur_req *r);     /* handler: just end it */
 ur_req *ur_link_timeout_new (lua_State *L, ur_loop *loop);   /* may raise */
 void ur_link_timeout_add (ur_loop *loop, ur_req *tr,
                           struct io_uring_sqe *op, double secs);
@@ -326,7 +323,6 @@ int ur_task_results (lua_State *L, ur_task *t);  /* task at top -> results */
 void ur_task_cancel (ur_loop *loop, ur_task *t);
 void ur_task_unpark (ur_loop *loop, ur_task *t);   /* leave its wait queue */
 void ur_register_task (lua_State *L);
-const char *ur_status_name (int status);
 
 /* err.c */
 int ur_pushfail (lua_State *L, int res, const char *what);
@@ -334,6 +330,26 @@ int ur_pushsetupfail (lua_State *L, int res, unsigned entries);
 const char *ur_setup_reason (int res, char *buf, size_t len);
 lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
                          lua_Integer def, lua_Integer lo, lua_Integer hi);
+/* Strings the kernel or libc reads as C strings (paths, names, modes):
+ * one with a NUL inside raises "bad argument #arg to 'f' (what contains a
+ * NUL byte)" instead of being cut at it.  ur_tocstr checks the string or
+ * number already at idx (a table field), naming argument arg. */
+const char *ur_checkcstr (lua_State *L, int arg, const char *what);
+const char *ur_optcstr (lua_State *L, int arg, const char *what,
+                        const char *def);
+const char *ur_tocstr (lua_State *L, int idx, int arg, const char *what);
+const char *ur_checkpath (lua_State *L, int arg);     /* what = "path" */
+/* Seconds for a timer: a number (or a numeric string) in [0, 1e12), the
+ * range a timespec holds exactly enough; NaN, infinities, negatives and
+ * bigger values raise UR_SECONDS_MSG.  ur_seconds_problem says why v at
+ * idx is not one (NULL: it is, stored in *out), for callers that raise
+ * with their own name.  ur_checklimit is settimeout's: nil, a negative
+ * number or >= 1e12 (math.huge) mean "no limit" (-1); NaN raises. */
+#define UR_SECONDS_MAX 1e12
+#define UR_SECONDS_MSG "seconds must be a non-negative number below 1e12"
+const char *ur_seconds_problem (lua_State *L, int idx, double *out);
+double ur_checkseconds (lua_State *L, int arg);
+double ur_checklimit (lua_State *L, int arg);
 
 /* fs.c */
 void ur_register_fs (lua_State *L);
@@ -404,7 +420,6 @@ int ur_bufring_ensure (ur_loop *loop);           /* 0 or -errno */
 const char *ur_bufring_data (ur_loop *loop, unsigned bid);
 void ur_bufring_recycle (ur_loop *loop, unsigned bid);
 int ur_bufring_grow (ur_loop *loop);
-unsigned ur_bufring_count (ur_loop *loop);
 void ur_bufring_free (ur_loop *loop);
 
 /* signal.c: uring.signal (signalfd through the ring), uring.poll */
@@ -427,7 +442,6 @@ void ur_register_udp (lua_State *L);
 /* ring.c (teaching API), probe.c (op names), stats.c (stats, trace) */
 void ur_register_ring (lua_State *L);
 const char *ur_opname (unsigned op);
-int ur_opcode (const char *name);     /* -1 if unknown */
 int ur_push_probe (lua_State *L, struct io_uring *ring);
 void ur_register_probe (lua_State *L);
 void ur_register_stats (lua_State *L);

@@ -6,7 +6,7 @@ local uring = require "uring"
 
 local READS, SIZE, LEN = 1000, 4 * 1024 * 1024, 4096
 
-describe("batching", function()
+describe("batching #io", function()
   local path, data, offsets
 
   setup(function()

@@ -4,12 +4,10 @@
 -- assert the figures are printed, not what they are; `make bench`
 -- measures.  (bench/idle.lua quick runs in spec/net_examples_spec.lua.)
 -- Results go to a temp dir (BENCH_RESULTS), never to bench/results.
-local helpers = require "spec.helpers"
+local helpers = require "helpers"
 
 local function run(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = p:read("a")
-  local _, _, code = p:close()
+  local out, code = helpers.sh(cmd)
   return code, out
 end
 

@@ -5,25 +5,13 @@
 -- the environment.
 local LUA = os.getenv("LUA") or "lua5.4"
 
-local helpers = require "spec.helpers"
-local readall = helpers.readall
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local helpers = require "helpers"
+local readall, exists = helpers.readall, helpers.exists
 
 -- run an example; returns exit code, stdout, stderr
 local function run(script, args)
-  local errfile = os.tmpname()
-  local cmd = ("timeout 60 %s examples/%s %s 2>%s"):format(LUA, script,
-    args or "", errfile)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  local err = readall(errfile)
-  os.remove(errfile)
+  local out, err, code = helpers.exec(("timeout 60 %s examples/%s %s")
+    :format(LUA, script, args or ""))
   return code, out, err
 end
 

@@ -5,67 +5,14 @@
 -- file descriptor leaked.
 local uring = require "uring"
 
-local PID
-do
-  local h = assert(io.open("/proc/self/stat"))
-  PID = h:read("n")
-  h:close()
-end
+local helpers = require "helpers"
 
--- Open descriptors of this process (after collecting garbage files).
--- Not with io.popen: its pipe's write end may or may not be open yet
--- while ls runs; system() leaves no descriptor behind.
-local FDLIST = os.tmpname()
-local function fdcount ()
-  collectgarbage()
-  collectgarbage()
-  assert(os.execute("ls /proc/" .. PID .. "/fd > " .. FDLIST))
-  local n = 0
-  for _ in io.lines(FDLIST) do n = n + 1 end
-  os.remove(FDLIST)
-  return n
-end
-
-local function slurp (path)
-  local h = assert(io.open(path, "rb"))
-  local s = h:read("a")
-  h:close()
-  return s
-end
-
-local function spit (path, s)
-  local h = assert(io.open(path, "wb"))
-  h:write(s)
-  h:close()
-end
-
-local function random_bytes (n)
-  local h = assert(io.open("/dev/urandom", "rb"))
-  local s = h:read(n)
-  h:close()
-  return s
-end
-
--- the message of the error fn raises (fails the test if it does not)
-local function errmsg (fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert(not ok, "expected an error")
-  return tostring(e)
-end
-
--- assert that fn raises an error containing `text` (plain text)
-local function raises (text, fn, ...)
-  local e = errmsg(fn, ...)
-  assert(e:find(text, 1, true), ("expected an error containing %q, got %q"):format(text, e))
-end
-
--- assert a fail tuple: nil, message, errno
-local function fails (msg, errno, a, b, c, ...)
-  assert.is_nil(a)
-  assert.equal(msg, b)
-  assert.equal(errno, c)
-  assert.equal(0, select("#", ...))
-end
+local PID = helpers.pid()
+local fdcount = helpers.fd_count
+local slurp, spit = helpers.readall, helpers.writeall
+local random_bytes = helpers.random_bytes
+local errmsg, raises, fails = helpers.errmsg, helpers.raises, helpers.fails
+local helpers_is_root = helpers.is_root
 
 -- a failed write: the fail tuple, then the bytes that did reach the file
 local function wfails (msg, errno, done, a, b, c, d, ...)
@@ -75,13 +22,6 @@ local function wfails (msg, errno, done, a, b, c, d, ...)
 end
 
 local run = uring.run
-
-local function helpers_is_root ()
-  local p = io.popen("id -u")
-  local id = p:read("l")
-  p:close()
-  return id == "0"
-end
 
 -- Temp dir per test, and the leak check every describe ends with.
 local dir
@@ -102,7 +42,7 @@ local function setup_teardown ()
   end)
 end
 
-describe("uring.open", function()
+describe("uring.open #io", function()
   setup_teardown()
 
   it("opens in each io mode with io's semantics", function()
@@ -199,7 +139,7 @@ describe("uring.open", function()
   end)
 end)
 
-describe("file:read", function()
+describe("file:read #io", function()
   setup_teardown()
 
   it("reads every format: n, l, L, a, counts, old style, several at once", function()
@@ -322,7 +262,7 @@ describe("file:read", function()
   end)
 end)
 
-describe("file:write", function()
+describe("file:write #io", function()
   setup_teardown()
 
   it("writes strings and numbers as io does and returns the file", function()
@@ -382,7 +322,7 @@ describe("file:write", function()
   end)
 end)
 
-describe("file:lines", function()
+describe("file:lines #io", function()
   setup_teardown()
 
   it("iterates like io's lines, with formats, and leaves the file open", function()
@@ -439,7 +379,7 @@ describe("file:lines", function()
   end)
 end)
 
-describe("file:seek", function()
+describe("file:seek #io", function()
   setup_teardown()
 
   it("moves with set, cur and end, and reports the position", function()
@@ -505,7 +445,7 @@ describe("file:seek", function()
   end)
 end)
 
-describe("file:close and <close>", function()
+describe("file:close and <close> #io", function()
   setup_teardown()
 
   it("closes, flushes what is buffered, and is closed by <close> in a task", function()
@@ -580,7 +520,7 @@ describe("file:close and <close>", function()
   end)
 end)
 
-describe("file:pread and file:pwrite", function()
+describe("file:pread and file:pwrite #io", function()
   setup_teardown()
 
   it("read and write at offsets without moving the stream", function()
@@ -655,7 +595,7 @@ describe("file:pread and file:pwrite", function()
   end)
 end)
 
-describe("file:sync, file:flush, file:setvbuf", function()
+describe("file:sync, file:flush, file:setvbuf #io", function()
   setup_teardown()
 
   it("sync flushes and fsyncs, with and without data_only", function()
@@ -732,7 +672,7 @@ describe("file:sync, file:flush, file:setvbuf", function()
   end)
 end)
 
-describe("file:stat and file:fd", function()
+describe("file:stat and file:fd #io", function()
   setup_teardown()
 
   it("stat reports size, type and mode", function()
@@ -776,7 +716,7 @@ describe("file:stat and file:fd", function()
   end)
 end)
 
-describe("uring.readfile and uring.writefile", function()
+describe("uring.readfile and uring.writefile #io", function()
   setup_teardown()
 
   it("round-trip any bytes; writefile can append", function()
@@ -813,7 +753,7 @@ describe("uring.readfile and uring.writefile", function()
   end)
 end)
 
-describe("uring.stat, unlink, rename, mkdir, rmdir", function()
+describe("uring.stat, unlink, rename, mkdir, rmdir #io", function()
   setup_teardown()
 
   it("work", function()
@@ -878,7 +818,7 @@ describe("uring.stat, unlink, rename, mkdir, rmdir", function()
   end)
 end)
 
-describe("uring.copyfile", function()
+describe("uring.copyfile #io", function()
   setup_teardown()
 
   it("copies a 5 MiB file byte for byte and reports progress", function()
@@ -1082,7 +1022,7 @@ describe("uring.copyfile", function()
   end)
 end)
 
-describe("files shared by tasks", function()
+describe("files shared by tasks #io", function()
   local fifo
   setup_teardown()
   before_each(function()
@@ -1174,7 +1114,7 @@ describe("files shared by tasks", function()
   end)
 end)
 
-describe("file:pread(buf, n, offset [, pos])", function()
+describe("file:pread(buf, n, offset [, pos]) #io", function()
   setup_teardown()
 
   it("reads into the buffer at pos, makes no string, and says how many bytes", function()
@@ -1304,7 +1244,7 @@ describe("file:pread(buf, n, offset [, pos])", function()
   end)
 end)
 
-describe("registered buffers: uring.configure{fixed_buffers}", function()
+describe("registered buffers: uring.configure{fixed_buffers} #io", function()
   setup_teardown()
   after_each(function() uring.configure { fixed_buffers = 0, fixed_buffer_size = 65536 } end)
 

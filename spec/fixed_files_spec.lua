@@ -7,7 +7,6 @@
 -- (spec/run.lua also runs net_spec with URING_TEST_FIXED_FILES=8.)
 local uring = require "uring"
 local helpers = require "helpers"
-local adv = require "adversarial.common"
 
 local EBADF = 9
 local run = helpers.runner(10)
@@ -25,10 +24,7 @@ local function pairs_of(srv, port, n)
   return out
 end
 
-local function listen()
-  local srv = assert(uring.listen("127.0.0.1", 0))
-  return srv, select(2, srv:getsockname())
-end
+local listen = helpers.listen
 
 describe("configure{fixed_files}", function()
   local fds0
@@ -76,7 +72,7 @@ describe("configure{fixed_files}", function()
   end)
 
   it("receives through the slot even after the fd number is closed behind its back", function()
-    local posix = adv.posix()
+    local posix = helpers.posix()
     for _, n in ipairs { 4, 0 } do
       uring.configure{ fixed_files = n }
       run(function()

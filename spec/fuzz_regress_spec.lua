@@ -9,20 +9,11 @@ local uring = require "uring"
 -- run Lua code in a child from the repo root; returns stdout, status, stderr
 local function child(code)
   local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(code)
-  f:close()
-  local errfile = os.tmpname()
-  local p = assert(io.popen(("ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 timeout 20 %s %s 2>%s")
-    :format(helpers.lua_cmd(), path, errfile)))
-  local out = p:read("a")
-  local _, _, code_ = p:close()
-  local ef = io.open(errfile)
-  local err = ef:read("a")
-  ef:close()
+  helpers.writeall(path, code)
+  local out, err, status = helpers.exec(("ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 timeout 20 %s %s")
+    :format(helpers.lua_cmd(), path))
   os.remove(path)
-  os.remove(errfile)
-  return out, code_, err
+  return out, status, err
 end
 
 describe("fuzz regressions", function()

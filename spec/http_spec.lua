@@ -11,25 +11,8 @@ local uring = require "uring"
 local helpers = require "helpers"
 local http = uring.http
 
-local function have(cmd)
-  return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
-end
-
-local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function readall(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function writeall(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local have, shq = helpers.have, helpers.shq
+local readall, writeall = helpers.readall, helpers.writeall
 
 local run = helpers.runner(20)   -- uring.run with a 20 s watchdog
 
@@ -120,7 +103,7 @@ end
 
 local function curl(args) return bg("curl -sS " .. args) end
 
-describe("uring.http", function()
+describe("uring.http #net", function()
   local fds
   setup(function()
     for _, cmd in ipairs { "curl", "nc", "wrk", "python3" } do

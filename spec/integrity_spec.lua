@@ -64,7 +64,7 @@ end
 
 local dir, REF_HASH
 
-describe("data integrity", function()
+describe("data integrity #io", function()
   setup(function()
     uring.run(function() end)     -- the loop's ring: open for the whole run
     dir = helpers.tmpdir()

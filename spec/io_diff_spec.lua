@@ -428,7 +428,7 @@ local function render (seq)
   return table.concat(lines, "\n")
 end
 
-describe("uring files against io (differential)", function()
+describe("uring files against io (differential) #io", function()
   local base, iopath, urpath
 
   before_each(function()

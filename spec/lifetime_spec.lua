@@ -9,7 +9,7 @@ local function mkfifo(dir, name)
   return path
 end
 
-describe("lifetimes", function()
+describe("lifetimes #io", function()
   local dir, fds
   uring.features()
   before_each(function()

@@ -12,14 +12,10 @@
 -- test.  URING_CPATH reaches the examples through the environment.
 local LUA = os.getenv("LUA") or "lua5.4"
 
-local helpers = require "spec.helpers"
-local readall = helpers.readall
+local helpers = require "helpers"
+local readall, have, shq = helpers.readall, helpers.have, helpers.shq
 
-local function have(cmd)
-  return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
-end
-
--- a shell command's stdout, and whether it exited 0
+-- a shell command's stdout (stderr left alone), and whether it exited 0
 local function sh(cmd)
   local p = assert(io.popen(cmd, "r"))
   local out = p:read("a")
@@ -30,8 +26,6 @@ end
 -- curl, nc and wrk run without the ASan preload of `make asan` (curl
 -- hangs with libasan preloaded); our own processes keep it
 local EXT = "env -u LD_PRELOAD timeout "
-
-local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 -- Start a server; returns {p =, pid =, port =, errfile =}.
 local function start(script, args)
@@ -82,12 +76,9 @@ package.cpath = cp .. ";" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 ]], code)
   f:close()
-  local errfile = os.tmpname()
-  local out, ok, rc = sh(("timeout 30 %s %s %s 2>%s"):format(LUA, path, args or "", errfile))
-  local err = readall(errfile)
+  local out, err, rc = helpers.exec(("timeout 30 %s %s %s"):format(LUA, path, args or ""))
   os.remove(path)
-  os.remove(errfile)
-  assert(ok, ("Lua client exited with %s\nstdout:\n%s\nstderr:\n%s")
+  assert(rc == 0, ("Lua client exited with %s\nstdout:\n%s\nstderr:\n%s")
     :format(tostring(rc), out, err))
   return out
 end

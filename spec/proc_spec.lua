@@ -2,7 +2,7 @@
 -- the ring (IORING_OP_WAITID, or a polled pidfd with URING_PROC_FALLBACK=1;
 -- the last test runs this whole file again on that path).
 local uring = require "uring"
-local helpers = require "spec.helpers"
+local helpers = require "helpers"
 
 local FALLBACK = os.getenv("URING_PROC_FALLBACK") == "1"
 
@@ -29,7 +29,7 @@ local function ops_of(fn)
   return seen, table.unpack(r, 1, r.n)
 end
 
-describe("uring.popen", function()
+describe("uring.popen #io", function()
   after_each(function() assert.equal(0, uring.stats().inflight) end)
 
   it("reads seq 1 100000 with :lines() exactly as io.popen does", function()
@@ -106,7 +106,7 @@ describe("uring.popen", function()
   end)
 end)
 
-describe("uring.exec", function()
+describe("uring.exec #io", function()
   after_each(function() assert.equal(0, uring.stats().inflight) end)
 
   it("returns a process with pid; wait gives ok, how, code as os.execute", function()

@@ -10,24 +10,7 @@ local helpers = require "helpers"
 local ETIME, ECANCELED, ENOENT, EBADF, EEXIST, EINVAL, ENODATA, ENXIO =
   62, 125, 2, 9, 17, 22, 61, 6
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local slurp, spit, exists = helpers.readall, helpers.writeall, helpers.exists
 
 -- Some bytes that are not all the same: a read at the wrong offset shows.
 local function pattern(n)
@@ -36,7 +19,7 @@ local function pattern(n)
   return table.concat(t)
 end
 
-describe("uring.ring", function()
+describe("uring.ring #io", function()
   local fds, dir, ring
 
   -- Wait for n CQEs; return them by user_data, and the order they came in.
@@ -826,7 +809,7 @@ describe("uring.ring", function()
       assert.has_error(function() ring:prep_openat(nil, "/tmp/x", "rw") end,
         "bad argument #3 to 'prep_openat' (invalid mode 'rw')")
       assert.has_error(function() ring:prep_openat(nil, "/tmp/x\0y", "r") end,
-        "bad argument #2 to 'prep_openat' (path contains a zero byte)")
+        "bad argument #2 to 'prep_openat' (path contains a NUL byte)")
       assert.has_error(function() ring:prep_openat("x", "/tmp/x") end,
         "bad argument #1 to 'prep_openat' (number expected, got string)")
       assert.has_error(function() ring:prep_openat(nil, nil) end,
@@ -880,7 +863,7 @@ describe("uring.ring", function()
       assert.has_error(function() ring:prep_mkdirat(nil, "d", -1) end,
         "bad argument #3 to 'prep_mkdirat' (mode must be in 0..4294967295)")
       assert.has_error(function() ring:prep_symlinkat("t", nil, "l\0") end,
-        "bad argument #3 to 'prep_symlinkat' (path contains a zero byte)")
+        "bad argument #3 to 'prep_symlinkat' (path contains a NUL byte)")
       assert.has_error(function() ring:prep_linkat(nil, "a", "x", "b") end,
         "bad argument #3 to 'prep_linkat' (number expected, got string)")
     end)
@@ -922,7 +905,9 @@ describe("uring.ring", function()
       local path = dir .. "/x"
       spit(path, "")
       local res = one("prep_setxattr", path, "user.lua", "uring", 0, 1)
-      if res == -95 then return end            -- EOPNOTSUPP: no user xattrs here
+      if res == -95 then                     -- EOPNOTSUPP: counted as a skip
+        pending("the file system of " .. dir .. " has no user xattrs (EOPNOTSUPP)")
+      end
       assert.equal(0, res)
       local b = core.buffer(64)
       assert.equal(5, (one("prep_getxattr", path, "user.lua", b, 2)))
@@ -939,7 +924,7 @@ describe("uring.ring", function()
       assert.has_error(function() ring:prep_getxattr("/tmp", "user.x", "s") end,
         "bad argument #3 to 'prep_getxattr' (uring.buffer expected, got string)")
       assert.has_error(function() ring:prep_setxattr("/tmp", "user.x\0", "v") end,
-        "bad argument #2 to 'prep_setxattr' (name contains a zero byte)")
+        "bad argument #2 to 'prep_setxattr' (name contains a NUL byte)")
     end)
   end)
 
@@ -990,7 +975,7 @@ describe("uring.ring", function()
       assert.has_error(function() ring:prep_poll_remove() end,
         "bad argument #1 to 'prep_poll_remove' (number expected, got no value)")
       assert.has_error(function() ring:prep_link_timeout(-1) end,
-        "bad argument #1 to 'prep_link_timeout' (seconds must be in [0, 1e12))")
+        "bad argument #1 to 'prep_link_timeout' (seconds must be a non-negative number below 1e12)")
       assert.has_error(function() ring:prep_cancel_fd("x") end,
         "bad argument #1 to 'prep_cancel_fd' (number expected, got string)")
     end)
@@ -1052,9 +1037,9 @@ describe("uring.ring", function()
       assert.has_error(function() ring:prep_timeout() end,
         "bad argument #1 to 'prep_timeout' (number expected, got no value)")
       assert.has_error(function() ring:prep_timeout(-0.5) end,
-        "bad argument #1 to 'prep_timeout' (seconds must be in [0, 1e12))")
+        "bad argument #1 to 'prep_timeout' (seconds must be a non-negative number below 1e12)")
       assert.has_error(function() ring:prep_timeout(0 / 0) end,
-        "bad argument #1 to 'prep_timeout' (seconds must be in [0, 1e12))")
+        "bad argument #1 to 'prep_timeout' (seconds must be a non-negative number below 1e12)")
       assert.has_error(function() ring:prep_timeout(1, -1) end,
         "bad argument #2 to 'prep_timeout' (count must be in 0..4294967295)")
       assert.has_error(function() ring:prep_cancel() end,
@@ -1102,7 +1087,7 @@ describe("uring.ring", function()
       assert.equal(1, ring:submit_and_wait(1))
       reap(1)
       assert.has_error(function() ring:wait_cqe(-1) end,
-        "bad argument #1 to 'wait_cqe' (seconds must be in [0, 1e12))")
+        "bad argument #1 to 'wait_cqe' (seconds must be a non-negative number below 1e12)")
     end)
   end)
 

@@ -1,7 +1,7 @@
 -- SIGINT during uring.run: the main task and every other task are
 -- cancelled, their <close> handlers run, and run raises "interrupted" so
 -- the script exits non-zero, as plain lua does on Ctrl-C.
-local helpers = require "spec.helpers"
+local helpers = require "helpers"
 
 local SCRIPT = [[
 local uring = require "uring"

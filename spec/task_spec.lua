@@ -3,7 +3,7 @@
 local uring = require "uring"
 local helpers = require "helpers"
 
-describe("tasks", function()
+describe("tasks #io", function()
   uring.features()   -- the ring's own fd exists before the first count
   local fds
   before_each(function() fds = helpers.fds() end)

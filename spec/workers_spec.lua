@@ -5,14 +5,12 @@
 --   sh -c 'echo $$; exec lua5.4 examples/http_workers.lua 0 --workers N ...'
 -- so the pid read first is the supervising parent's own.  Every test
 -- bounds the server (--seconds) and its `finally` kills what is left.
-local helpers = require "spec.helpers"
+local helpers = require "helpers"
 local uring = require "uring"
 local LUA = os.getenv("LUA") or "lua5.4"
 local EXT = "env -u LD_PRELOAD timeout 10 "     -- curl without the ASan preload
 
-local readall = helpers.readall
-
-local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local readall, shq = helpers.readall, helpers.shq
 
 -- state of a process ("R", "S", "Z", ...), or nil if it is gone
 local function pstate(pid)

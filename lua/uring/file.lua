@@ -28,11 +28,16 @@ return function(uring, core)
     end
   end
 
-  -- paths are checked here so errors name the helper, not uring.open
+  -- paths are checked here so errors name the helper, not uring.open;
+  -- a NUL is refused as the core refuses it (csrc/err.c ur_checkpath)
   local function checkpath (fname, n, v)
     if type(v) ~= "string" and type(v) ~= "number" then
       error(("bad argument #%d to '%s' (string expected, got %s)"):format(
         n, fname, v == nil and "no value" or type(v)), 3)
+    end
+    if type(v) == "string" and v:find("\0", 1, true) then
+      error(("bad argument #%d to '%s' (path contains a NUL byte)"):format(
+        n, fname), 3)
     end
   end
 

@@ -6,25 +6,25 @@
 -- fork() with the ring open.  Each ends with nothing in flight and the
 -- fds it started with.
 local uring = require "uring"
-local adv = require "adversarial.common"
+local adv = require "helpers"
 
-local run, raises, fails = adv.run, adv.raises, adv.fails
+local run, raises, fails = adv.runner(20), adv.raises, adv.fails
 local ENOSPC, EROFS, EBADF, EPIPE, ECONNRESET, ENOBUFS = 28, 30, 9, 32, 104, 105
 
 -- mount a small tmpfs at a fresh directory; the spec fails loudly when it
 -- cannot (we are root here: a failure is a real problem, not a skip)
 local function tmpfs(size)
-  local d = adv.helpers.tmpdir()
-  local out, code = adv.helpers.sh(("mount -t tmpfs -o size=%s tmpfs '%s'"):format(size, d))
+  local d = adv.tmpdir()
+  local out, code = adv.sh(("mount -t tmpfs -o size=%s tmpfs '%s'"):format(size, d))
   assert(code == 0, "cannot mount a tmpfs (needed for the full-disk case): " .. out)
   return d, function()
-    local o, c = adv.helpers.sh("umount '" .. d .. "'")
+    local o, c = adv.sh("umount '" .. d .. "'")
     assert(c == 0, "umount failed: " .. o)
-    adv.helpers.rmrf(d)
+    adv.rmrf(d)
   end
 end
 
-describe("adversarial faults", function()
+describe("adversarial faults #io", function()
   describe("an fd closed behind the core's back", function()
     it("a FIFO read pending when close(2) hits its fd: it completes, the file's close fails cleanly", adv.clean(function()
       local px = adv.posix()
@@ -199,10 +199,10 @@ time.sleep(30)]]):format(port), stdout = "null", stderr = "null" })
         assert(uring.unlink(d .. "/big")); assert(uring.unlink(d .. "/p"))
         assert(uring.unlink(d .. "/w"))
         -- a source larger than the disk
-        local src = adv.helpers.tmpdir()
+        local src = adv.tmpdir()
         assert(uring.writefile(src .. "/src", ("c"):rep(3 << 20)))
         fails("No space left on device", ENOSPC, uring.copyfile(src .. "/src", d .. "/copy"))
-        adv.helpers.rmrf(src)
+        adv.rmrf(src)
         assert(uring.unlink(d .. "/copy"))
         -- and once space is back, writing works again
         assert.is_true(uring.writefile(d .. "/ok", "fine"))
@@ -217,7 +217,7 @@ time.sleep(30)]]):format(port), stdout = "null", stderr = "null" })
       d, unmount = tmpfs("1m")
       local f = assert(io.open(d .. "/ro", "w")); f:write("data"); f:close()
       assert(os.execute("mkdir '" .. d .. "/sub'"))
-      local out, code = adv.helpers.sh("mount -o remount,ro '" .. d .. "'")
+      local out, code = adv.sh("mount -o remount,ro '" .. d .. "'")
       assert(code == 0, "cannot remount read-only: " .. out)
     end)
     teardown(function() unmount() end)
@@ -244,7 +244,7 @@ time.sleep(30)]]):format(port), stdout = "null", stderr = "null" })
         assert.equal(f, f:write(""))        -- as io: an empty write is fine
         assert.equal("data", f:read("a"))
         assert.is_true(f:close())
-        local w = assert(uring.open(adv.helpers.tmpdir() .. "/wo", "w"))
+        local w = assert(uring.open(adv.tmpdir() .. "/wo", "w"))
         fails("Bad file descriptor", EBADF, w:read("a"))
         local path = w:close() and nil
         assert.is_nil(path)
@@ -354,7 +354,7 @@ time.sleep(30)]]):format(port), stdout = "null", stderr = "null" })
 
     it("a forked child closing the teaching ring lets its copies go; the parent's read goes on", adv.clean(function()
       local px = adv.posix()
-      local d = adv.helpers.tmpdir()
+      local d = adv.tmpdir()
       assert(os.execute("mkfifo '" .. d .. "/p'"))
       local r = assert(uring.ring { entries = 4 })
       r:prep_openat(nil, d .. "/p", uring.O_RDWR, 0, 1)
@@ -389,7 +389,7 @@ time.sleep(30)]]):format(port), stdout = "null", stderr = "null" })
       r:submit()
       assert.equal(0, (r:wait_cqe()))
       r:close()
-      adv.helpers.rmrf(d)
+      adv.rmrf(d)
     end))
   end)
 end)

@@ -7,14 +7,14 @@
 -- timers in flight.  Each case ends with nothing in flight, no task
 -- alive and the fds it started with.
 local uring = require "uring"
-local adv = require "adversarial.common"
+local adv = require "helpers"
 
-local run, raises, fails = adv.run, adv.raises, adv.fails
+local run, raises, fails = adv.runner(20), adv.raises, adv.fails
 
-describe("adversarial lifecycle", function()
+describe("adversarial lifecycle #io", function()
   local dir
-  setup(function() dir = adv.helpers.tmpdir() end)
-  teardown(function() adv.helpers.rmrf(dir) end)
+  setup(function() dir = adv.tmpdir() end)
+  teardown(function() adv.rmrf(dir) end)
 
   describe("use after close", function()
     it("a file: every method raises 'attempt to use a closed file'", adv.clean(function()

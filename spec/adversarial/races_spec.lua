@@ -3,11 +3,11 @@
 -- either completed or was cancelled, never both, never neither) and
 -- nothing left in flight.
 local uring = require "uring"
-local adv = require "adversarial.common"
+local adv = require "helpers"
 
-local run = adv.run
+local run = adv.runner(20)   -- uring.run with a 20 s watchdog
 
-describe("adversarial races", function()
+describe("adversarial races #io #net", function()
   it("cancel racing a NOP's completion, 10,000 times: exactly one outcome each", adv.clean(function()
     local N = 10000
     local done, canceled = 0, 0
@@ -37,7 +37,7 @@ describe("adversarial races", function()
   end))
 
   it("cancel racing an open, 2,000 times: a file is either handed over or closed by the core", adv.clean(function()
-    local dir = adv.helpers.tmpdir()
+    local dir = adv.tmpdir()
     local got, canceled = 0, 0
     run(function()
       assert(uring.writefile(dir .. "/f", "x"))
@@ -55,7 +55,7 @@ describe("adversarial races", function()
         end
       end
     end, 60)
-    adv.helpers.rmrf(dir)
+    adv.rmrf(dir)
     assert.equal(2000, got + canceled)
     assert.is_true(canceled > 0)
     -- adv.clean checks that no opened fd was left behind

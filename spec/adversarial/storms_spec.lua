@@ -4,9 +4,9 @@
 -- IORING_FEAT_NODROP, and the loop fetches it back): nothing is lost, and
 -- the counters show the flushes actually happened.
 local uring = require "uring"
-local adv = require "adversarial.common"
+local adv = require "helpers"
 
-local run = adv.run
+local run = adv.runner(20)   -- uring.run with a 20 s watchdog
 
 local with_ring = adv.with_ring
 
@@ -111,7 +111,7 @@ describe("adversarial storms on a 4-entry ring", function()
   it("regression: a 1-entry ring hung forever on a linked pair (receive + timeout, write + fsync)", adv.clean(function()
     with_ring(1, function()
       assert.equal(2, uring.features().entries)
-      local dir = adv.helpers.tmpdir()
+      local dir = adv.tmpdir()
       run(function()
         local c, s = adv.pair()
         s:settimeout(0.02)
@@ -127,7 +127,7 @@ describe("adversarial storms on a 4-entry ring", function()
         for i = 1, 100 do assert.same({ true, true }, { ts[i]:join() }) end
         c:close(); s:close()
       end, 10)
-      adv.helpers.rmrf(dir)
+      adv.rmrf(dir)
     end)
   end))
 

@@ -1,5 +1,38 @@
--- spec/helpers: shared test utilities (fd counts, temp paths, child runs).
+-- spec/helpers: the one module of test utilities every spec uses
+-- (`local helpers = require "helpers"`).  A newcomer finds here:
+--
+--   running      runner(secs) -> run(fn [, secs])  uring.run with a watchdog
+--   errors       errmsg(fn, ...)  raises(texts, fn, ...)  badarg(n, fname, msg)
+--                fails(msg, errnos, ...)  (the nil, msg, errno tuple)
+--   leaks        fds()  fd_count()  pipes()  settled(before)  clean(body [, opts])
+--                leak_check(before_each, after_each)
+--   sockets      listen([host])  pair([host])  echo_server(srv, n)
+--   files        tmpdir()  rmrf(path)  readall(path)  writeall(path, s)
+--                exists(path)  pipe()  random_bytes(n)
+--   processes    sh(cmd)  exec(cmd)  have(cmd)  shq(s)  lua_cmd()  child(code [, prefix])
+--                build_dir()  posix()  pid()  rss_kib()  is_root()
+--
+-- A test that cannot run on this machine (a file system without xattrs, a
+-- kernel without an op) calls busted's `pending("reason")`: spec/run.lua
+-- counts it as skipped and prints the reason.  A skip is a defect unless
+-- the machine truly lacks the feature.
+--
+-- Specs that do I/O through the ring carry the busted tag #io in their
+-- top-level describe: spec/run.lua runs every #io test again under other
+-- ring setups (URING_TEST_RING=4, SQPOLL).  Socket specs also carry #net:
+-- they run again with registered files (URING_TEST_FIXED_FILES=8).
 local helpers = {}
+
+--- This process's pid (the one /proc/self/stat names).
+local pid
+function helpers.pid()
+  if not pid then
+    local f = assert(io.open("/proc/self/stat"))
+    pid = tostring(f:read("n"))
+    f:close()
+  end
+  return pid
+end
 
 --- Open fds of this process, as a sorted "fd -> target" list (leak checks:
 -- compare before and after).  The listing is written to a file by a
@@ -32,19 +65,6 @@ function helpers.fd_count()
   return n
 end
 
-local pid
-function helpers.pid()
-  if not pid then
-    local f = io.open("/proc/self/stat")
-    -- /proc/self is the reader; the parent pid of a sh -c is us
-    f:close()
-    local p = io.popen("echo $PPID")
-    pid = p:read("l")
-    p:close()
-  end
-  return pid
-end
-
 --- A uring.run with a watchdog: runner(secs) returns run(fn [, secs]),
 -- where a test that hangs past its limit fails ("test timed out") instead
 -- of hanging the suite (the main task's failure cancels every other task).
@@ -61,12 +81,189 @@ function helpers.runner(default_secs)
   end
 end
 
+-- --- errors ------------------------------------------------------------
+
+--- The text of the error fn(...) raises; fails when it does not raise.
+function helpers.errmsg(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert(not ok, "expected an error, got success")
+  return tostring(e)
+end
+
+--- fn(...) raises an error containing every plain text in texts (a
+-- string or a list); returns the message.
+function helpers.raises(texts, fn, ...)
+  local e = helpers.errmsg(fn, ...)
+  if type(texts) == "string" then texts = { texts } end
+  for _, text in ipairs(texts) do
+    assert(e:find(text, 1, true),
+      ("expected an error containing %q, got %q"):format(text, e))
+  end
+  return e
+end
+
+--- A pattern for "bad argument #n to 'fname' (msg)", msg plain (nil: any
+-- message).  Lua names a core function 'open', 'uring.open' or
+-- 'uring.core.open' depending on where it finds it: any dotted prefix
+-- matches.
+function helpers.badarg(n, fname, msg)
+  local p = "bad argument #" .. n .. " to '[%w%._]*" .. fname .. "' %("
+  if msg == nil then return p end
+  return p .. msg:gsub("%p", "%%%0") .. "%)"
+end
+
+--- A fail tuple (DESIGN.md): nil, a message equal to msg or matching it
+-- as a pattern (nil: any), an errno among errnos (a number or a list).
+-- Returns the message, the errno and whatever came after the tuple (a
+-- failed write's count of bytes that went out) for the caller to check.
+function helpers.fails(msg, errnos, a, b, c, ...)
+  assert(a == nil, "expected a failure, got " .. tostring(a))
+  assert(type(b) == "string", "expected a message, got " .. tostring(b))
+  if msg and b ~= msg then
+    assert(b:find(msg), ("message %q does not match %q"):format(b, msg))
+  end
+  if type(errnos) == "number" then errnos = { errnos } end
+  local found = false
+  for _, e in ipairs(errnos) do found = found or e == c end
+  assert(found, ("errno %s not among the expected (%s); message %q"):format(
+    tostring(c), table.concat(errnos, ", "), b))
+  return b, c, ...
+end
+
+-- --- leaks -------------------------------------------------------------
+
+-- The fd listing for the leak checks of settled and clean: a file deleted
+-- by someone else meanwhile (another test on this machine) loses its
+-- " (deleted)", as it is not a leak of ours.
+local function fds_kept()
+  return (helpers.fds():gsub(" %(deleted%)", ""))
+end
+
+--- Nothing left behind: the fd listing is back to `before` (if given), no
+-- request in flight, no task alive, nothing queued.
+function helpers.settled(before)
+  local uring = require "uring"
+  uring.features()          -- the loop's own ring is always up when listing
+  local s = uring.stats()
+  assert(s.inflight == 0, "requests still in flight: " .. s.inflight)
+  assert(s.tasks == 0, "tasks still alive: " .. s.tasks)
+  assert(s.ready == 0, "tasks still queued: " .. s.ready)
+  if before then
+    local now = fds_kept()
+    assert(before == now, "fds leaked:\nbefore:\n" .. before .. "\nafter:\n" .. now)
+  end
+end
+
+--- An it() body followed by the leak checks.  With opts.lookups, the body
+-- cancelled name lookups: their helper threads finish on their own time
+-- (csrc/dns.c) and only then close their eventfd and resolver socket, so
+-- the fds are given up to 10 s to come back.
+function helpers.clean(body, opts)
+  local uring = require "uring"
+  return function()
+    uring.features()        -- set the loop's ring up: it lives on, not a leak
+    local before = fds_kept()
+    body()
+    if opts and opts.lookups then
+      local t0 = uring.now()
+      while fds_kept() ~= before and uring.now() - t0 < 10 do
+        uring.run(function() uring.sleep(0.05) end)
+      end
+    end
+    helpers.settled(before)
+  end
+end
+
+--- Every test of the enclosing describe ends with nothing in flight, no
+-- live task and no new descriptor (the baseline is taken after a warm-up
+-- run, so the ring's own fd is in it).  Pass busted's before_each and
+-- after_each: `helpers.leak_check(before_each, after_each)`.
+function helpers.leak_check(before_each, after_each)
+  local uring = require "uring"
+  local fds
+  before_each(function()
+    uring.run(function() end)
+    fds = helpers.fds()
+  end)
+  after_each(function()
+    local la = require "luassert"   -- busted's assert is not global here
+    collectgarbage(); collectgarbage()
+    la.equal(0, uring.stats().inflight)
+    la.equal(0, uring.stats().tasks)
+    la.equal(fds, helpers.fds())
+  end)
+end
+
+--- Run body with the loop's ring set to `entries` (whatever
+-- URING_TEST_RING says), then put the size back.
+function helpers.with_ring(entries, body)
+  local uring = require "uring"
+  local saved = uring.stats().entries
+  uring.configure { entries = entries }
+  local ok, err = pcall(body)
+  uring.configure { entries = saved }
+  assert(ok, err)
+end
+
+-- --- sockets (inside a task) ------------------------------------------
+
+--- A listener on host (default 127.0.0.1), port 0: server, port.
+function helpers.listen(host)
+  local uring = require "uring"
+  local srv = assert(uring.listen(host or "127.0.0.1", 0))
+  local _, port = srv:getsockname()
+  assert(math.type(port) == "integer" and port > 0, "no port")
+  return srv, port
+end
+
+--- A connected pair over loopback: client, server side.  The listener is
+-- closed before returning (its multishot accept is cancelled).
+function helpers.pair(host)
+  local uring = require "uring"
+  local srv, port = helpers.listen(host)
+  local t = uring.spawn(function() return assert(srv:accept()) end)
+  local c = assert(uring.connect(host or "127.0.0.1", port))
+  local ok, s = t:join()
+  assert(ok, s)
+  srv:close()
+  return c, s
+end
+
+--- Serve n connections: each echoes lines until the peer closes; then the
+-- listener closes.  Returns the server task (joins every handler).
+function helpers.echo_server(srv, n)
+  local uring = require "uring"
+  return uring.spawn(function()
+    local handlers = {}
+    for i = 1, n do
+      local c = assert(srv:accept())
+      handlers[i] = uring.spawn(function()
+        while true do
+          local l = c:receive("*l")
+          if not l then break end
+          assert(c:send(l .. "\n"))
+        end
+        c:close()
+      end)
+    end
+    srv:close()
+    for i = 1, n do assert(handlers[i]:join()) end
+    return n
+  end)
+end
+
+-- --- files --------------------------------------------------------------
+
 --- A fresh temp directory, removed by the caller with helpers.rmrf.
 function helpers.tmpdir()
   local p = io.popen("mktemp -d /tmp/uring-spec.XXXXXX")
   local d = p:read("l")
   p:close()
   return d
+end
+
+function helpers.rmrf(path)
+  os.execute("rm -rf '" .. path .. "'")
 end
 
 --- A whole file's bytes; "" when it cannot be read (a log not written).
@@ -78,22 +275,114 @@ function helpers.readall(path)
   return s
 end
 
-function helpers.rmrf(path)
-  os.execute("rm -rf '" .. path .. "'")
+function helpers.writeall(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
 end
 
---- Run a shell command; return its stdout, and exit status.
+function helpers.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+function helpers.random_bytes(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local s = f:read(n)
+  f:close()
+  return s
+end
+
+--- Both ends of a FIFO as uring files (inside a task): a read on r waits
+-- until something is written to w.  The FIFO's name is gone at once.
+function helpers.pipe()
+  local uring = require "uring"
+  local d = helpers.tmpdir()
+  assert(os.execute("mkfifo '" .. d .. "/p'"))
+  local r = assert(uring.open(d .. "/p", "r+"))
+  local w = assert(uring.open(d .. "/p", "w"))
+  w:setvbuf("no")
+  helpers.rmrf(d)
+  return r, w
+end
+
+-- --- processes ----------------------------------------------------------
+
+--- Run a shell command; return its stdout and stderr, exit status, and
+-- whether it succeeded.
 function helpers.sh(cmd)
   local p = io.popen(cmd .. " 2>&1")
   local out = p:read("a")
-  local ok, how, code = p:close()
+  local ok, _, code = p:close()
   return out, code, ok
+end
+
+--- Run a shell command with its stderr kept apart: stdout, stderr, exit
+-- status.
+function helpers.exec(cmd)
+  local errfile = os.tmpname()
+  local p = assert(io.popen(cmd .. " 2>" .. errfile, "r"))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local err = helpers.readall(errfile)
+  os.remove(errfile)
+  return out, err, code
+end
+
+--- Whether a command is on PATH.
+function helpers.have(cmd)
+  return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") == true
+end
+
+--- s quoted for sh.
+function helpers.shq(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+function helpers.is_root()
+  local p = io.popen("id -u")
+  local id = p:read("l")
+  p:close()
+  return id == "0"
 end
 
 --- The lua5.4 command a child script should use, with our paths.
 function helpers.lua_cmd()
   local cpath = os.getenv("URING_CPATH") or "./build/?.so"
   return ("env LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='%s;;' lua5.4"):format(cpath)
+end
+
+--- Run a Lua chunk in a child lua5.4 (same module paths and, under
+-- `make asan`, the same sanitizer preload): output, exit status.
+function helpers.child(code, prefix)
+  local dir = helpers.tmpdir()
+  local path = dir .. "/child.lua"
+  helpers.writeall(path, code)
+  local out, status = helpers.sh("timeout 30 " .. (prefix or "")
+    .. helpers.lua_cmd() .. " " .. path)
+  helpers.rmrf(dir)
+  return out, status
+end
+
+--- The build directory of this run (build/, or build-asan/ under make asan).
+function helpers.build_dir()
+  local cpath = os.getenv("URING_CPATH") or "./build/?.so"
+  return (cpath:match("^([^;]*)/%?%.so")) or "./build"
+end
+
+--- spec/helpers/testposix.c: fork, close, a signal handler (EINTR).
+function helpers.posix()
+  local path = helpers.build_dir() .. "/testposix.so"
+  local open = assert(package.loadlib(path, "luaopen_testposix"),
+    path .. " is missing: run make")
+  return open()
+end
+
+--- Resident set size of this process, in KiB.
+function helpers.rss_kib()
+  local s = helpers.readall("/proc/self/status")
+  return tonumber(s:match("VmRSS:%s*(%d+)"))
 end
 
 return helpers
