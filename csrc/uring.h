@@ -266,6 +266,7 @@ int ur_pushsetupfail (lua_State *L, int res, unsigned entries);
 const char *ur_setup_reason (int res, char *buf, size_t len);
 lua_Integer ur_intfield (lua_State *L, int t, int arg, const char *key,
                          lua_Integer def, lua_Integer lo, lua_Integer hi);
+void ur_register_err (lua_State *L);   /* uring.errno */
 
 /* fs.c */
 void ur_register_fs (lua_State *L);

@@ -11,6 +11,10 @@ end
 uring.file_methods = nil
 uring.socket_methods = nil
 uring.TIMEOUT = nil
+-- a copy: the core's own table stays as it was for the Lua files
+local errno = {}
+for k, v in pairs(core.errno) do errno[k] = v end
+uring.errno = errno
 
 local pack, unpack = table.pack, table.unpack
 
