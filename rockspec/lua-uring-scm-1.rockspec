@@ -37,6 +37,7 @@ build = {
       libraries = { "readline" },
     },
     ["uring"] = "lua/uring/init.lua",
+    ["uring.check"] = "lua/uring/check.lua",
     ["uring.file"] = "lua/uring/file.lua",
     ["uring.net"] = "lua/uring/net.lua",
     ["uring.http"] = "lua/uring/http.lua",
