@@ -52,17 +52,16 @@ for _, m in ipairs { "get", "post", "put", "delete", "patch", "head", "options",
   end
 end
 
---- router:dispatch(req, res): the handler of the first route whose method
--- and pattern match; 405 (with Allow) if only the pattern matched; 404.
--- GET routes also answer HEAD.
-function Router:dispatch(req, res)
-  checkrouter(self, "dispatch")
-  if type(req) ~= "table" then typeerror(2, "dispatch", "request", req) end
+-- router:dispatch and router(req, res): name is the one errors give
+local function dispatch(self, req, res, name)
+  checkrouter(self, name, 2)
+  if type(req) ~= "table" then typeerror(2, name, "request", req, 2) end
   local path, method = req.path, req.method
-  if type(path) ~= "string" then argerror(2, "dispatch", "request without a path") end
-  if type(res) ~= "table" or type(res.reply) ~= "function" then
-    typeerror(3, "dispatch", "response", res)
+  if type(path) ~= "string" then argerror(2, name, "request without a path", 2) end
+  if type(res) ~= "table" or type(res.reply) ~= "function" or type(res.sent) ~= "function" then
+    typeerror(3, name, "response", res, 2)
   end
+  if res:sent() then check.error(name .. ": the response is already sent", 2) end
   local allow
   for _, rt in ipairs(self._routes) do
     local m = rt.method
@@ -91,9 +90,17 @@ function Router:dispatch(req, res)
   return res:reply(404, "404 Not Found\n", { ["Content-Type"] = "text/plain" })
 end
 
+--- router:dispatch(req, res): the handler of the first route whose method
+-- and pattern match; 405 (with Allow) if only the pattern matched; 404.
+-- GET routes also answer HEAD.
+function Router:dispatch(req, res)
+  local a, b, c = dispatch(self, req, res, "dispatch")
+  return a, b, c
+end
+
+--- router(req, res): a router is a handler
 function Router.__call(self, req, res)
-  checkrouter(self, "__call")
-  local a, b, c = Router.dispatch(self, req, res)
+  local a, b, c = dispatch(self, req, res, "__call")
   return a, b, c
 end
 
