@@ -110,9 +110,11 @@ docs-check: all
 	@$(BUSTED) spec/docs_spec.lua
 
 install: all
-	install -d $(DESTDIR)$(INST_LIBDIR)/uring $(DESTDIR)$(INST_LUADIR)/uring
+	install -d $(DESTDIR)$(INST_LIBDIR)/uring $(DESTDIR)$(INST_LUADIR)/uring \
+	  $(DESTDIR)$(INST_LUADIR)/uring/http
 	install -m 755 $(SO) $(DESTDIR)$(INST_LIBDIR)/uring/core.so
 	install -m 644 lua/uring/*.lua $(DESTDIR)$(INST_LUADIR)/uring/
+	install -m 644 lua/uring/http/*.lua $(DESTDIR)$(INST_LUADIR)/uring/http/
 	install -m 755 $(RLSO) $(DESTDIR)$(INST_LIBDIR)/uring/readline.so
 	install -d $(DESTDIR)$(INST_BINDIR)
 	install -m 755 bin/uring-repl $(DESTDIR)$(INST_BINDIR)/uring-repl

@@ -13,6 +13,7 @@ __attribute__((visibility("default"))) int luaopen_uring_core (lua_State *L);
 int luaopen_uring_core (lua_State *L) {
   lua_newtable(L);
   ur_register_loop(L);
+  ur_register_err(L);
   ur_register_task(L);
   ur_register_fs(L);
   ur_register_copy(L);

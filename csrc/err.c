@@ -211,3 +211,51 @@ int ur_pushsetupfail (lua_State *L, int res, unsigned entries) {
   lua_pushinteger(L, en);
   return 3;
 }
+
+/*
+ * uring.errno: the errno values of this system by name (uring.errno.ETIME,
+ * .EBADF, .ECONNREFUSED, ...), so the Lua files compare a fail tuple's
+ * third value with a name and hard-code no number.  Only names the C
+ * library defines are set.  core._strerror(en) is strerror for the Lua
+ * files that must word a failure themselves (LuaSocket's messages).
+ */
+#define ERRNO(e) {#e, e}
+static const struct { const char *name; int value; } errnos[] = {
+  ERRNO(EPERM), ERRNO(ENOENT), ERRNO(ESRCH), ERRNO(EINTR), ERRNO(EIO),
+  ERRNO(ENXIO), ERRNO(E2BIG), ERRNO(ENOEXEC), ERRNO(EBADF), ERRNO(ECHILD),
+  ERRNO(EAGAIN), ERRNO(EWOULDBLOCK), ERRNO(ENOMEM), ERRNO(EACCES),
+  ERRNO(EFAULT), ERRNO(EBUSY), ERRNO(EEXIST), ERRNO(EXDEV), ERRNO(ENODEV),
+  ERRNO(ENOTDIR), ERRNO(EISDIR), ERRNO(EINVAL), ERRNO(ENFILE),
+  ERRNO(EMFILE), ERRNO(ENOTTY), ERRNO(ETXTBSY), ERRNO(EFBIG), ERRNO(ENOSPC),
+  ERRNO(ESPIPE), ERRNO(EROFS), ERRNO(EMLINK), ERRNO(EPIPE), ERRNO(EDOM),
+  ERRNO(ERANGE), ERRNO(EDEADLK), ERRNO(ENAMETOOLONG), ERRNO(ENOLCK),
+  ERRNO(ENOSYS), ERRNO(ENOTEMPTY), ERRNO(ELOOP), ERRNO(ENOMSG),
+  ERRNO(ETIME), ERRNO(EOVERFLOW), ERRNO(EILSEQ), ERRNO(ENOTSOCK),
+  ERRNO(EDESTADDRREQ), ERRNO(EMSGSIZE), ERRNO(EPROTOTYPE),
+  ERRNO(ENOPROTOOPT), ERRNO(EPROTONOSUPPORT), ERRNO(EOPNOTSUPP),
+  ERRNO(ENOTSUP), ERRNO(EAFNOSUPPORT), ERRNO(EADDRINUSE),
+  ERRNO(EADDRNOTAVAIL), ERRNO(ENETDOWN), ERRNO(ENETUNREACH),
+  ERRNO(ENETRESET), ERRNO(ECONNABORTED), ERRNO(ECONNRESET),
+  ERRNO(ENOBUFS), ERRNO(EISCONN), ERRNO(ENOTCONN), ERRNO(ESHUTDOWN),
+  ERRNO(ETIMEDOUT), ERRNO(ECONNREFUSED), ERRNO(EHOSTDOWN),
+  ERRNO(EHOSTUNREACH), ERRNO(EALREADY), ERRNO(EINPROGRESS),
+  ERRNO(ECANCELED), ERRNO(EBADFD), ERRNO(ENODATA),
+};
+
+static int l_strerror (lua_State *L) {
+  lua_Integer en = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, en > 0 && en < 4096, 1, "errno must be in 1..4095");
+  lua_pushstring(L, strerror((int)en));
+  return 1;
+}
+
+void ur_register_err (lua_State *L) {
+  lua_createtable(L, 0, (int)(sizeof errnos / sizeof errnos[0]));
+  for (size_t i = 0; i < sizeof errnos / sizeof errnos[0]; i++) {
+    lua_pushinteger(L, errnos[i].value);
+    lua_setfield(L, -2, errnos[i].name);
+  }
+  lua_setfield(L, -2, "errno");
+  lua_pushcfunction(L, l_strerror);
+  lua_setfield(L, -2, "_strerror");
+}

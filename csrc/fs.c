@@ -837,11 +837,29 @@ static int l_file_gc (lua_State *L) {
   return 0;
 }
 
+static int closemm_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0;
+}
+
+/* `local f <close>` closes as f:close() does: the method is looked up, so
+ * a close the Lua layer composed (popen's, which waits for the child,
+ * lua/uring/proc.lua) runs here too. */
 static int l_file_closemm (lua_State *L) {
   ur_file *f = checkfile(L, 1);
   if (f->h.fd < 0) return 0;
   lua_settop(L, 1);
-  return l_file_close(L);
+  lua_getfield(L, 1, "close");
+  lua_insert(L, 1);
+  lua_callk(L, 1, 0, 0, closemm_k);
+  return 0;
+}
+
+/* file:_closed() -> true once closed: the Lua methods check it first, so
+ * their "attempt to use a closed file" names the caller's line. */
+static int l_file_closed (lua_State *L) {
+  lua_pushboolean(L, checkfile(L, 1)->h.fd < 0);
+  return 1;
 }
 
 static int l_file_fd (lua_State *L) {
@@ -1519,7 +1537,7 @@ void ur_register_fs (lua_State *L) {
     {"seek", l_file_seek}, {"setvbuf", l_file_setvbuf},
     {"sync", l_file_sync}, {"close", l_file_close}, {"fd", l_file_fd},
     {"pread", l_file_pread}, {"pwrite", l_file_pwrite},
-    {"stat", l_file_stat},
+    {"stat", l_file_stat}, {"_closed", l_file_closed},
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {

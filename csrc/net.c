@@ -531,11 +531,16 @@ static int l_sock_receive_head (lua_State *L) {
   return receive_head_step(L, s, (lua_KContext)max);
 }
 
-/* sock:_closed() -> true once closed (the Lua methods check it first, so
- * their "attempt to use a closed socket" names the caller's line) */
+/* sock:_closed() -> closed, listening, receiving, sending: the Lua
+ * methods check these first, so "attempt to use a closed socket", "socket
+ * is listening" and "socket is busy" name the caller's line */
 static int l_sock_closed (lua_State *L) {
-  lua_pushboolean(L, checksock(L, 1)->h.fd < 0);
-  return 1;
+  ur_sock *s = checksock(L, 1);
+  lua_pushboolean(L, s->h.fd < 0);
+  lua_pushboolean(L, s->listener);
+  lua_pushboolean(L, s->rbusy);
+  lua_pushboolean(L, s->wbusy);
+  return 4;
 }
 
 /* sock:_buffered() -> bytes waiting, eof */

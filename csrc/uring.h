@@ -350,6 +350,7 @@ const char *ur_checkpath (lua_State *L, int arg);     /* what = "path" */
 const char *ur_seconds_problem (lua_State *L, int idx, double *out);
 double ur_checkseconds (lua_State *L, int arg);
 double ur_checklimit (lua_State *L, int arg);
+void ur_register_err (lua_State *L);   /* uring.errno */
 
 /* fs.c */
 void ur_register_fs (lua_State *L);

@@ -386,7 +386,9 @@ describe("uring.http #net", function()
         assert.equal(5, r[8])                    -- length (repeated, equal: once)
         assert.is_nil(r[9])
         assert.equal("100-continue", r[10])
-        local h = require("uring.core")._http_headers(r[6], http.HEADERS_MT)
+        -- the header table a handler's req.headers is, built from the lines
+        -- by the C parser when first asked
+        local h = setmetatable({ _head = r[6] }, http.Request).headers
         assert.same({ host = "h", ["x-a"] = "1, 2", ["content-length"] = "5",
           connection = "Keep-Alive, Upgrade", expect = "100-continue" }, h)
         assert.equal("1, 2", h["X-A"])
@@ -547,6 +549,85 @@ describe("uring.http #net", function()
         assert.equal(2, n)
         srv:close()
         assert(task:join())
+      end)
+    end)
+  end)
+
+  describe("regressions", function()
+    -- everything a server sent until it closed
+    local function exchange(port, data)
+      local c = assert(uring.connect("127.0.0.1", port))
+      assert(c:send(data))
+      local got = {}
+      while true do
+        local d = c:recv()
+        if not d then break end
+        got[#got + 1] = d
+      end
+      c:close()
+      return table.concat(got)
+    end
+
+    it("regression #12: a chunk size of 16+ hex digits is 400; a bad (status, body, headers) returned is 500; the server keeps serving", function()
+      run(function()
+        local errors, checked = {}, {}
+        local srv = assert(http.server { on_error = function(e) errors[#errors + 1] = e end,
+          handler = function(req, res)
+            if req.path == "/status" then return 5, "x" end
+            if req.path == "/headers" then return 200, "x", { ["X\r\nEvil"] = "1" } end
+            if req.path == "/name" then
+              checked[#checked + 1] = select(2, pcall(res.header, res, "X\r\nEvil", "1"))
+              checked[#checked + 1] = select(2, pcall(res.header, res, "X-A", "a\r\nEvil: 1"))
+            end
+            return 200, "ok"
+          end })
+        local task = uring.spawn(srv.serve, srv)
+        local port = srv:port()
+        -- the size wrapped to a negative integer and raised in sock:receive,
+        -- which ended the connection's task with an error
+        assert.matches("^HTTP/1.1 400 ", exchange(port, "POST / HTTP/1.1\r\n"
+          .. "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nx\r\n0\r\n\r\n"))
+        assert.matches("^HTTP/1.1 500 ", exchange(port, "GET /status HTTP/1.1\r\n\r\n"))
+        assert.matches("^HTTP/1.1 500 ", exchange(port, "GET /headers HTTP/1.1\r\n\r\n"))
+        assert.equal(2, #errors)
+        assert.matches("bad argument #2 to 'reply' %(HTTP status code expected%)", errors[1])
+        assert.matches("bad argument #4 to 'reply' %(invalid header name%)", errors[2])
+        local out = exchange(port, "GET /name HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert.matches("^HTTP/1.1 200 ", out)
+        assert.not_matches("Evil", out)
+        assert.matches("invalid header name", checked[1])
+        assert.matches("CR or LF in value", checked[2])
+        srv:close()
+        assert(task:join())
+      end)
+    end)
+
+    it("regression #12: a response with a bad Content-Length or chunk size is a failure, not an error", function()
+      run(function()
+        local answers = {
+          "HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n",
+          "HTTP/1.1 200 OK\r\nContent-Length: 1e400\r\n\r\n",
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n",
+        }
+        local lsock = assert(uring.listen("127.0.0.1", 0))
+        local _, port = lsock:getsockname()
+        local server = uring.spawn(function()
+          for _, answer in ipairs(answers) do
+            local s = assert(lsock:accept())
+            s:receive_head()
+            s:send(answer)
+            s:close()
+          end
+        end)
+        local url = "http://127.0.0.1:" .. port .. "/"
+        local res, err = http.request(url)
+        assert.is_nil(res); assert.equal("bad Content-Length", err)
+        res, err = http.request(url)
+        assert.is_nil(res); assert.equal("bad Content-Length", err)
+        res, err = http.request(url)
+        assert.is_nil(res); assert.equal("bad chunked body", err)
+        assert(server:join())
+        lsock:close()
       end)
     end)
   end)

@@ -1,5 +1,6 @@
 -- The rockspec must build what the Makefile builds: every csrc/*.c and
--- every lua/uring/*.lua is listed, so `luarocks make` installs it all.
+-- every lua/uring/*.lua and lua/uring/*/*.lua is listed, so `luarocks
+-- make` installs it all.
 local function ls(pattern)
   local p = io.popen("ls " .. pattern)
   local t = {}
@@ -22,10 +23,21 @@ describe("rockspec", function()
   end)
 
   it("lists every Lua module", function()
-    for _, f in ipairs(ls("lua/uring/*.lua")) do
-      local name = f:match("lua/uring/(.-)%.lua$")
-      local mod = name == "init" and "uring" or "uring." .. name
-      assert.equal(f, env.build.modules[mod], mod .. " missing from the rockspec")
+    local files = ls("lua/uring/*.lua lua/uring/*/*.lua")
+    assert.is_true(#files > 10, "found only " .. #files .. " Lua files")
+    for _, f in ipairs(files) do
+      local name = f:match("lua/(.-)%.lua$"):gsub("/init$", ""):gsub("/", ".")
+      assert.equal(f, env.build.modules[name], name .. " missing from the rockspec")
+    end
+  end)
+
+  it("lists no Lua file that is not there", function()
+    for name, v in pairs(env.build.modules) do
+      if type(v) == "string" then
+        local f = io.open(v)
+        assert(f, name .. ": " .. v .. " does not exist")
+        f:close()
+      end
     end
   end)
 end)

@@ -9,6 +9,9 @@
 -- signalfd) cancels the chunk that is running, not the background tasks;
 -- end of input cancels every task and returns.
 local uring = require "uring"
+-- required before uring: init.lua has loaded this file meanwhile
+if package.loaded[...] then return package.loaded[...] end
+local check = require "uring.check"
 
 local repl = {}
 
@@ -125,6 +128,9 @@ end
 
 --- repl.main(argv): run the prompt until end of input; returns 0.
 function repl.main()
+  if uring.current() then
+    check.error("main: the prompt runs its own loop: call it outside uring.run")
+  end
   local tty = isatty(0)
   _G.uring = uring          -- as the prompt's own global, like lua -l uring
   uring.run(function()

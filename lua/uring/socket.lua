@@ -4,17 +4,29 @@
 -- udp{connected}), return conventions and error strings, but every call
 -- that would block yields the current task instead.  Debian's unmodified
 -- socket.lua, socket.http, ltn12 ... load on top of it through
--- uring.install_socket().
+-- uring.install_socket() (lua/uring/net.lua).
 --
 -- The objects are Lua tables over the native sockets of net.c and udp.c:
 -- receive patterns are taken from the native socket's buffer (_fill,
 -- _take, _take_line) so that LuaSocket's partial results ("timeout" and
 -- "closed" return what arrived, consumed) can be built here, while the
 -- native API keeps unread bytes buffered.
+local uring = require "uring"
+-- required before uring: init.lua has loaded this file meanwhile
+if package.loaded[...] then return package.loaded[...] end
+local core = require "uring.core"
+local check = require "uring.check"
+
 local pack, unpack = table.pack, table.unpack
 local fmt = string.format
-
-local uring, core           -- set when init.lua registers the module
+local type, tostring, tonumber, rawget, getmetatable, select =
+  type, tostring, tonumber, rawget, getmetatable, select
+local argerror, typeerror, typename = check.argerror, check.typeerror, check.typename
+local smethods = core.socket_methods
+local nfill, ntake, ntake_line = smethods._fill, smethods._take, smethods._take_line
+local nbuffered, nstate = smethods._buffered, smethods._closed
+local strerror = core._strerror
+local E = core.errno
 
 local M = {}
 M._VERSION = "LuaSocket 3.0.0"   -- what Debian's LuaSocket 3.1 reports
@@ -22,26 +34,27 @@ M._SETSIZE = 1024
 M._SOCKETINVALID = -1
 M._DATAGRAMSIZE = 8192
 
-local function ensure()
-  if not uring then require "uring" end   -- registers M (init.lua)
-end
-
 local function now() return uring.now() end
 
--- Errno -> LuaSocket's message (its pierror.h / socket_strerror).
+-- Errno -> LuaSocket's message (its pierror.h / socket_strerror); any
+-- other errno: strerror, as LuaSocket gives it.
 local ERRS = {
-  [98] = "address already in use", [106] = "already connected",
-  [13] = "permission denied", [111] = "connection refused",
-  [103] = "closed", [104] = "closed", [32] = "closed", [9] = "closed",
-  [110] = "timeout", [62] = "timeout",
+  [E.EADDRINUSE] = "address already in use", [E.EISCONN] = "already connected",
+  [E.EACCES] = "permission denied", [E.ECONNREFUSED] = "connection refused",
+  [E.ECONNABORTED] = "closed", [E.ECONNRESET] = "closed", [E.EPIPE] = "closed",
+  [E.EBADF] = "closed", [E.ETIMEDOUT] = "timeout", [E.ETIME] = "timeout",
 }
 local NOTFOUND = "host or service not provided, or not known"
 
+-- a native fail tuple's message and errno, in LuaSocket's words (the
+-- native message names the address first: "127.0.0.1:80: ..."); without
+-- an errno the message is the native API's own word ("closed")
 local function lserr(msg, en)
-  if en and ERRS[en] then return ERRS[en] end
-  if msg == "closed" or msg == "timeout" then return msg end
-  -- the native message names the address first: "127.0.0.1:80: ..."
-  return (tostring(msg):gsub("^.*: ", ""))
+  if math.type(en) == "integer" then
+    if ERRS[en] then return ERRS[en] end
+    if en > 0 and en < 4096 then return strerror(en) end
+  end
+  return tostring(msg)
 end
 
 local function family_of(addr)
@@ -75,19 +88,50 @@ local function lookup(host, family)
   return list
 end
 
+-- a host argument: a string (a number is taken as one, as
+-- luaL_checkstring does)
+local function checkhost(arg, name, host, level)
+  if type(host) == "number" then return tostring(host) end
+  if type(host) ~= "string" then typeerror(arg, name, "string", host, (level or 1) + 1) end
+  return host
+end
+
+-- a port argument: an integer in 0..65535 (or a string of one)
+local function checkport(arg, name, port, level)
+  local p = math.tointeger(tonumber(port))
+  if not p or p < 0 or p > 65535 then argerror(arg, name, "invalid port", (level or 1) + 1) end
+  return p
+end
+
+-- an optional number argument, as luaL_optnumber
+local function optnumber(arg, name, v, def, level)
+  if v == nil then return def end
+  local n = tonumber(v)
+  if n == nil then typeerror(arg, name, "number", v, (level or 1) + 1) end
+  return n
+end
+
 -- Run fn inside a task: as is in one, else in a private uring.run (which
 -- also runs every other pending task to its end).
-local function intask(fn, ...)
-  if uring.current() then return fn(...) end
+local function intask(name, fn, ...)
+  if uring.current() then
+    check.intask(name, 2)
+    return fn(...)
+  end
   return uring.run(fn, ...)
 end
 
 ---------------------------------------------------------------------------
 -- try / protect / skip (LuaSocket's except.c, with pcall: yields pass)
 ---------------------------------------------------------------------------
-local TRYMT = { __tostring = function(e) return tostring(e[1]) end }
+local TRYMT = { __tostring = function(e)
+  return type(e) == "table" and tostring(rawget(e, 1)) or typename(e)
+end }
 
 function M.newtry(finalizer)
+  if finalizer ~= nil and not check.callable(finalizer) then
+    typeerror(1, "newtry", "function", finalizer)
+  end
   return function(...)
     if not (...) then
       if finalizer then finalizer() end
@@ -98,6 +142,7 @@ function M.newtry(finalizer)
 end
 
 function M.protect(f)
+  if not check.callable(f) then typeerror(1, "protect", "function", f) end
   return function(...)
     local r = pack(pcall(f, ...))
     if r[1] then return unpack(r, 2, r.n) end
@@ -111,10 +156,9 @@ function M.skip(d, ...)
   -- as LuaSocket's C skip (luaL_checkinteger), not an arithmetic error here
   if math.type(d) ~= "integer" then
     if type(d) == "number" then
-      error("bad argument #1 to 'skip' (number has no integer representation)", 2)
+      argerror(1, "skip", "number has no integer representation")
     end
-    error("bad argument #1 to 'skip' (number expected, got "
-      .. (d == nil and "no value" or type(d)) .. ")", 2)
+    typeerror(1, "skip", "number", d, 1, d == nil and "no value" or nil)
   end
   if d >= select("#", ...) then return end
   if d < 0 then return ... end
@@ -131,18 +175,15 @@ function M.__unload() end
 local epoch_offset   -- wall clock = monotonic + offset (set once: never jumps)
 
 function M.gettime()
-  ensure()
   if not epoch_offset then epoch_offset = os.time() - uring.now() end
   return uring.now() + epoch_offset
 end
 
 function M.sleep(s)
-  ensure()
-  s = tonumber(s)
-  if not s then error("bad argument #1 to 'sleep' (number expected)", 2) end
+  s = check.number(1, "sleep", s)
   if s ~= s or s <= 0 then return end
   if s > 1e11 then s = 1e11 end
-  intask(uring.sleep, s)
+  intask("sleep", uring.sleep, s)
 end
 
 ---------------------------------------------------------------------------
@@ -160,10 +201,6 @@ function dns.gethostname()
 end
 
 local function toip(name)
-  if type(name) ~= "string" and type(name) ~= "number" then
-    error("bad argument #1 to 'toip' (string expected, got " .. type(name) .. ")", 3)
-  end
-  name = tostring(name)
   if name:match("^%d+%.%d+%.%d+%.%d+$") then
     return name, { name = name, alias = {}, ip = { name } }
   end
@@ -179,22 +216,24 @@ local function toip(name)
 end
 
 function dns.toip(name)
-  ensure()
-  return intask(toip, name)
+  name = checkhost(1, "toip", name)
+  local ip, info = intask("toip", toip, name)
+  return ip, info
+end
+
+local function getaddrinfo(host)
+  if host == "" then return nil, NOTFOUND end
+  local r = uring.resolve(host)
+  if not r then return nil, NOTFOUND end
+  local out = {}
+  for i, a in ipairs(r) do out[i] = { family = a.family, addr = a.addr } end
+  return out
 end
 
 function dns.getaddrinfo(host)
-  ensure()
-  if type(host) ~= "string" then
-    error("bad argument #1 to 'getaddrinfo' (string expected)", 2)
-  end
-  return intask(function()
-    local r = uring.resolve(host)
-    if not r then return nil, NOTFOUND end
-    local out = {}
-    for i, a in ipairs(r) do out[i] = { family = a.family, addr = a.addr } end
-    return out
-  end)
+  host = checkhost(1, "getaddrinfo", host)
+  local list, err = intask("getaddrinfo", getaddrinfo, host)
+  return list, err
 end
 
 local NOREVERSE = "reverse lookups are not supported by uring.socket"
@@ -202,52 +241,72 @@ function dns.tohostname() return nil, NOREVERSE end
 function dns.getnameinfo() return nil, NOREVERSE end
 
 ---------------------------------------------------------------------------
--- TCP objects
+-- TCP and UDP objects: tables made here, known by a weak set (a table
+-- given one of their metatables is not one of them)
 ---------------------------------------------------------------------------
+local OBJS = setmetatable({}, { __mode = "k" })
+
 local tcpm = {}        -- one method table, as LuaSocket's
 local TCP = {}         -- class name -> metatable
+local udpm = {}
+local UDP = {}
 
-local function tcp_tostring(self) return fmt("%s: %p", self.class, self) end
-local function tcp_close_mm(self)
-  local s = self.s
-  self.s = nil
-  if s then getmetatable(s).__close(s) end
-end
-
-for _, class in ipairs { "tcp{master}", "tcp{client}", "tcp{server}" } do
-  TCP[class] = { __index = tcpm, __tostring = tcp_tostring, __name = class,
-                 __close = tcp_close_mm }
-end
-
-local function setclass(self, class)
-  self.class = class
-  return setmetatable(self, TCP[class])
-end
-
-local function newtcp(class, family, s)
-  return setclass({ s = s, family = family, block = -1, total = -1,
-    armed = -1, opts = {}, rx = 0, tx = 0, born = now() }, class)
-end
-
--- A checker of `self` for the methods of one kind (TCP or UDP): its
--- metatable must be one of `classes`, and its class one of `want` (a
--- string naming them; nil: any).  The error blames the method's caller.
+-- `self` of a method of one kind (TCP or UDP): made here, of that kind,
+-- and of a class in `want` (a string naming them; nil: any).  The error
+-- blames the method's caller.
 local function checker(classes, any)
-  return function(self, want, fname)
-    local mt = getmetatable(self)
-    local ok = false
-    if mt and classes[mt.__name] == mt then
-      ok = want == nil or want:find(self.class, 1, true) ~= nil
-    end
-    if not ok then
-      error(fmt("bad argument #1 to '%s' (%s expected, got %s)", fname,
-        want or any, mt and mt.__name or type(self)), 3)
+  return function(self, want, fname, level)
+    if not (OBJS[self] and classes[self.class]
+        and (want == nil or want:find(self.class, 1, true))) then
+      typeerror(1, fname, want or any, self, (level or 1) + 1)
     end
     return self
   end
 end
 
 local checktcp = checker(TCP, "tcp{any}")
+local checkudp = checker(UDP, "udp{any}")
+
+-- __tostring and __close of every class
+local function tostr(self)
+  if not OBJS[self] then typeerror(1, "__tostring", "tcp{any} or udp{any}", self) end
+  return fmt("%s: %p", self.class, self)
+end
+
+local function closemm(self)
+  if not OBJS[self] then typeerror(1, "__close", "tcp{any} or udp{any}", self) end
+  if UDP[self.class] then
+    local u = self.u
+    self.u, self.closed = nil, true
+    if u then u:close() end
+  else
+    local s, c = self.s, self.stash
+    self.s, self.stash = nil, nil
+    if s then s:close() end
+    if c then c:close() end
+  end
+end
+
+for _, class in ipairs { "tcp{master}", "tcp{client}", "tcp{server}" } do
+  TCP[class] = { __index = tcpm, __tostring = tostr, __name = class,
+                 __close = closemm }
+end
+for _, class in ipairs { "udp{unconnected}", "udp{connected}" } do
+  UDP[class] = { __index = udpm, __tostring = tostr, __name = class,
+                 __close = closemm }
+end
+
+local function setclass(self, class)
+  self.class = class
+  return setmetatable(self, TCP[class] or UDP[class])
+end
+
+local function newtcp(class, family, s)
+  local self = setclass({ s = s, family = family, block = -1, total = -1,
+    armed = -1, opts = {}, rx = 0, tx = 0, born = now() }, class)
+  OBJS[self] = true
+  return self
+end
 
 -- The limit for the next wait of a call that started at `start`:
 -- min(block, what is left of total); -1: none.
@@ -270,6 +329,42 @@ local function arm(self, start)
   return lim
 end
 
+-- a method that waits on the native socket s: in a task that can yield,
+-- and (how: "receive" or "send") no other task doing the same on it; as
+-- the native methods check, but at the caller's line
+local function checkwait(s, name, how)
+  check.intask(name, 2)
+  local _, _, receiving, sending = nstate(s)
+  if (how == "receive" and receiving) or (how == "send" and sending) then
+    check.error(name .. ": socket is busy (another task is using it)", 2)
+  end
+end
+
+-- settimeout(value [, mode]) of both kinds: seconds (-1: none) and the
+-- mode's letter
+local function timeout_args(value, mode)
+  local t = optnumber(2, "settimeout", value, -1, 2)
+  if t ~= t then argerror(2, "settimeout", "NaN", 2) end
+  if t < 0 then t = -1 elseif t > 1e11 then t = 1e11 end
+  if mode ~= nil and type(mode) ~= "string" then
+    typeerror(3, "settimeout", "string", mode, 2)
+  end
+  local m = mode and mode:sub(1, 1) or "b"
+  if m ~= "b" and m ~= "t" and m ~= "r" then
+    argerror(3, "settimeout", "invalid timeout mode", 2)
+  end
+  return t, m
+end
+
+-- an option name: a string that `opts` knows
+local function checkoption(opts, name, fname)
+  if type(name) ~= "string" then typeerror(2, fname, "string", name, 2) end
+  if opts[name] == nil then
+    argerror(2, fname, fmt("unsupported option `%s'", name), 2)
+  end
+  return opts[name]
+end
+
 -- Options: name -> {default, how to apply to a native socket (or nil)}
 local TCPOPTS = {
   ["keepalive"] = { false, "keepalive" }, ["tcp-nodelay"] = { false, "nodelay" },
@@ -289,15 +384,9 @@ end
 
 function tcpm:setoption(name, value)
   checktcp(self, nil, "setoption")
-  local o = TCPOPTS[name]
-  if not o then
-    error(fmt("bad argument #2 to 'setoption' (unsupported option `%s')",
-      tostring(name)), 2)
-  end
+  local o = checkoption(TCPOPTS, name, "setoption")
   if name == "linger" then
-    if type(value) ~= "table" then
-      error("bad argument #3 to 'setoption' (table expected)", 2)
-    end
+    if type(value) ~= "table" then typeerror(3, "setoption", "table", value) end
     value = { on = value.on and true or false, timeout = tonumber(value.timeout) or 0 }
   end
   self.opts[name] = value
@@ -310,11 +399,7 @@ end
 
 function tcpm:getoption(name)
   checktcp(self, nil, "getoption")
-  local o = TCPOPTS[name]
-  if not o then
-    error(fmt("bad argument #2 to 'getoption' (unsupported option `%s')",
-      tostring(name)), 2)
-  end
+  local o = checkoption(TCPOPTS, name, "getoption")
   local v = self.opts[name]
   if v == nil then v = o[1] end
   if name == "linger" and v == nil then v = { on = false, timeout = 0 } end
@@ -324,13 +409,8 @@ end
 
 function tcpm:settimeout(value, mode)
   checktcp(self, nil, "settimeout")
-  local t = tonumber(value) or -1
-  if t ~= t then error("bad argument #2 to 'settimeout' (NaN)", 2) end
-  if t < 0 then t = -1 elseif t > 1e11 then t = 1e11 end
-  local m = type(mode) == "string" and mode:sub(1, 1) or "b"
-  if m == "b" then self.block = t
-  elseif m == "t" or m == "r" then self.total = t
-  else error("bad argument #3 to 'settimeout' (invalid timeout mode)", 2) end
+  local t, m = timeout_args(value, mode)
+  if m == "b" then self.block = t else self.total = t end
   return 1
 end
 
@@ -345,12 +425,13 @@ function tcpm:getfd()
 end
 
 function tcpm:setfd()
-  error("setfd: not supported by uring.socket (the ring owns its descriptors)", 2)
+  checktcp(self, nil, "setfd")
+  check.error("setfd: not supported by uring.socket (the ring owns its descriptors)")
 end
 
 function tcpm:dirty()
   checktcp(self, nil, "dirty")
-  return self.s ~= nil and self.class == "tcp{client}" and (self.s:_buffered()) > 0
+  return self.s ~= nil and self.class == "tcp{client}" and (nbuffered(self.s)) > 0
 end
 
 function tcpm:getfamily()
@@ -365,25 +446,30 @@ end
 
 function tcpm:setstats(received, sent, age)
   checktcp(self, nil, "setstats")
-  self.rx = tonumber(received) or self.rx
-  self.tx = tonumber(sent) or self.tx
-  if tonumber(age) then self.born = now() - tonumber(age) end
+  received = optnumber(2, "setstats", received, self.rx)
+  sent = optnumber(3, "setstats", sent, self.tx)
+  age = optnumber(4, "setstats", age, nil)
+  self.rx, self.tx = received, sent
+  if age then self.born = now() - age end
   return 1
 end
 
 function tcpm:close()
   checktcp(self, nil, "close")
-  local s = self.s
-  self.s = nil
+  local s, c = self.s, self.stash
+  self.s, self.stash = nil, nil
   if s then s:close() end
+  if c then c:close() end       -- a connection select accepted for us
   return 1
 end
 
+local SHUTDOWN = { both = true, send = true, receive = true }
+
 function tcpm:shutdown(how)
   checktcp(self, "tcp{client}", "shutdown")
-  how = how or "both"
-  if how ~= "both" and how ~= "send" and how ~= "receive" then
-    error("bad argument #2 to 'shutdown' (invalid shutdown method)", 2)
+  if how == nil then how = "both"
+  elseif type(how) ~= "string" then typeerror(2, "shutdown", "string", how)
+  elseif not SHUTDOWN[how] then argerror(2, "shutdown", "invalid shutdown method")
   end
   if not self.s then return nil, "closed" end
   local ok, msg, en = self.s:shutdown(how)
@@ -393,10 +479,10 @@ end
 
 local function names(self, peer)
   if not self.s then return nil, "closed" end
-  local host, port
-  if peer then host, port = self.s:getpeername()
-  else host, port = self.s:getsockname() end
-  if not host then return nil, lserr(port) end
+  local host, port, en
+  if peer then host, port, en = self.s:getpeername()
+  else host, port, en = self.s:getsockname() end
+  if not host then return nil, lserr(port, en) end
   return host, port, family_of(host)
 end
 
@@ -414,15 +500,7 @@ function tcpm:getsockname()
   return names(self, false)
 end
 
-function tcpm:connect(host, port)
-  checktcp(self, "tcp{master}", "connect")
-  ensure()
-  if self.s then return nil, "bind before connect is not supported by uring.socket" end
-  port = tonumber(port)
-  if not port or port < 0 or port > 65535 then
-    error("bad argument #3 to 'connect' (invalid port)", 2)
-  end
-  host = tostring(host)
+local function connect(self, host, port)
   local start = now()
   local addrs, err = lookup(host, self.family)
   if not addrs then return nil, err end
@@ -438,20 +516,23 @@ function tcpm:connect(host, port)
       return 1
     end
     err = lserr(msg, en)
-    if err == "timeout" then break end
+    if en == E.ETIME then break end
   end
   return nil, err
 end
 
-function tcpm:bind(host, port)
-  checktcp(self, "tcp{master}", "bind")
-  ensure()
-  if self.s then return nil, "already bound" end
-  port = tonumber(port)
-  if not port or port < 0 or port > 65535 then
-    error("bad argument #3 to 'bind' (invalid port)", 2)
-  end
-  local addrs, err = lookup(tostring(host), self.family)
+function tcpm:connect(host, port)
+  checktcp(self, "tcp{master}", "connect")
+  host = checkhost(2, "connect", host)
+  port = checkport(3, "connect", port)
+  if self.s then return nil, "bind before connect is not supported by uring.socket" end
+  check.intask("connect")
+  local ok, err = connect(self, host, port)
+  return ok, err
+end
+
+local function bind(self, host, port)
+  local addrs, err = lookup(host, self.family)
   if not addrs then return nil, err end
   -- bind and listen at once (the native listener): errors show here
   local s, msg, en = core.listen(addrs[1].addr, port,
@@ -461,14 +542,27 @@ function tcpm:bind(host, port)
   return 1
 end
 
-function tcpm:listen(backlog)
-  checktcp(self, "tcp{master}", "listen")
+function tcpm:bind(host, port)
+  checktcp(self, "tcp{master}", "bind")
+  host = checkhost(2, "bind", host)
+  port = checkport(3, "bind", port)
+  if self.s then return nil, "already bound" end
+  return bind(self, host, port)
+end
+
+local function listen(self)
   if not self.s then
-    local ok, err = self:bind(self.family == "inet6" and "::" or "0.0.0.0", 0)
+    local ok, err = bind(self, self.family == "inet6" and "::" or "0.0.0.0", 0)
     if not ok then return nil, err end
   end
   setclass(self, "tcp{server}")
   return 1
+end
+
+function tcpm:listen(backlog)
+  checktcp(self, "tcp{master}", "listen")
+  optnumber(2, "listen", backlog, 32)      -- as LuaSocket's; the ring's is 511
+  return listen(self)
 end
 
 function tcpm:accept()
@@ -478,6 +572,7 @@ function tcpm:accept()
   if c then
     self.stash = nil
   else
+    checkwait(self.s, "accept", "receive")
     arm(self, now())
     local msg, en
     c, msg, en = self.s:accept()
@@ -490,84 +585,96 @@ end
 local function fill(self, start)
   arm(self, start)
   local s = self.s
-  local before = s:_buffered()
-  local ok, msg, en = s:_fill()
-  self.rx = self.rx + ((s:_buffered()) - before)   -- bytes off the wire
+  local before = nbuffered(s)
+  local ok, msg, en = nfill(s)
+  self.rx = self.rx + ((nbuffered(s)) - before)   -- bytes off the wire
   if ok == nil then return nil, lserr(msg, en) end
   if ok == false then return nil, "closed" end
   return true
 end
 
+-- receive's pattern: a count (an integer: what LuaSocket's size_t cast
+-- would keep), or "l" or "a"
+local function pattern_of(pattern)
+  local n = tonumber(pattern)
+  if n then
+    if n ~= n or n < 0 then argerror(2, "receive", "invalid receive pattern", 2) end
+    if n >= math.maxinteger then return math.maxinteger end
+    return math.tointeger(math.floor(n))
+  end
+  if type(pattern) == "string" then
+    local p = pattern:gsub("^%*", "", 1):sub(1, 1)
+    if p == "l" or p == "a" then return p end
+  end
+  argerror(2, "receive", "invalid receive pattern", 2)
+end
+
 function tcpm:receive(pattern, prefix)
   checktcp(self, "tcp{client}", "receive")
+  local p = pattern == nil and "l" or pattern_of(pattern)
   if prefix ~= nil and type(prefix) ~= "string" then
     if type(prefix) == "number" then prefix = tostring(prefix)
-    else error("bad argument #3 to 'receive' (string expected, got " .. type(prefix) .. ")", 2) end
+    else typeerror(3, "receive", "string", prefix) end
   end
   prefix = prefix or ""
   local s = self.s
   if not s then return nil, "closed", prefix end
+  checkwait(s, "receive", "receive")
   local start = now()
-  local n = tonumber(pattern)
-  if pattern == nil then pattern = "*l" end
-  if n then
-    if n < 0 then error("bad argument #2 to 'receive' (invalid receive pattern)", 2) end
-    n = math.floor(n)
-    while (s:_buffered()) < n do
-      local ok, err = fill(self, start)
-      if not ok then
-        local part = s:_take(n)
-        return nil, err, prefix .. part
-      end
-    end
-    return prefix .. s:_take(n)
-  end
-  if type(pattern) ~= "string" then
-    error("bad argument #2 to 'receive' (invalid receive pattern)", 2)
-  end
-  local p = pattern:gsub("^%*", ""):sub(1, 1)
   if p == "l" then
     while true do
-      local line = s:_take_line(false, true)
+      local line = ntake_line(s, false, true)
       if line then return prefix .. line end
       local ok, err = fill(self, start)
       if not ok then
-        return nil, err, prefix .. (s:_take():gsub("\r", ""))
+        return nil, err, prefix .. (ntake(s):gsub("\r", ""))
       end
     end
   elseif p == "a" then
-    local got = (s:_buffered()) > 0   -- LuaSocket: "closed" only if nothing came
+    local got = (nbuffered(s)) > 0   -- LuaSocket: "closed" only if nothing came
     while true do
-      local before = s:_buffered()
+      local before = nbuffered(s)
       local ok, err = fill(self, start)
       if not ok then
-        local data = s:_take()
+        local data = ntake(s)
         if err == "closed" and got then return prefix .. data end
         return nil, err, prefix .. data
       end
-      got = got or (s:_buffered()) > before
+      got = got or (nbuffered(s)) > before
     end
   end
-  error("bad argument #2 to 'receive' (invalid receive pattern)", 2)
+  while (nbuffered(s)) < p do
+    local ok, err = fill(self, start)
+    if not ok then return nil, err, prefix .. ntake(s, p) end
+  end
+  return prefix .. ntake(s, p)
 end
 
 local CHUNK = 64 * 1024   -- with a timeout, sends go in chunks: progress is known
 
+-- an index of send: luaL_optnumber's, as an integer
+local function index(arg, v, def)
+  local n = optnumber(arg, "send", v, def, 2)
+  if n ~= n then return def end
+  if n >= math.maxinteger then return math.maxinteger end
+  if n <= math.mininteger then return math.mininteger end
+  return math.tointeger(n >= 0 and math.floor(n) or math.ceil(n))
+end
+
 function tcpm:send(data, i, j)
   checktcp(self, "tcp{client}", "send")
   if type(data) == "number" then data = tostring(data)
-  elseif type(data) ~= "string" then
-    error("bad argument #2 to 'send' (string expected, got " .. type(data) .. ")", 2)
+  elseif type(data) ~= "string" then typeerror(2, "send", "string", data)
   end
   local len = #data
-  i = math.tointeger(tonumber(i) or 1) or 1
-  j = math.tointeger(tonumber(j) or -1) or -1
+  i, j = index(3, i, 1), index(4, j, -1)
   if i < 0 then i = len + i + 1 end
   if i < 1 then i = 1 end
   if j < 0 then j = len + j + 1 end
   if j > len then j = len end
   local pos = i - 1            -- the last index sent
   if not self.s then return nil, "closed", pos end
+  if pos < j then checkwait(self.s, "send", "send") end
   local start = now()
   while pos < j do
     local lim = arm(self, start)
@@ -585,8 +692,9 @@ function tcpm:send(data, i, j)
   return pos
 end
 
+local FAMILIES = { inet = "inet", inet6 = "inet6", unspec = false }
+
 local function newmaster(family)
-  ensure()
   return newtcp("tcp{master}", family, nil)
 end
 
@@ -594,14 +702,23 @@ function M.tcp() return newmaster(nil) end
 function M.tcp4() return newmaster("inet") end
 function M.tcp6() return newmaster("inet6") end
 
-function M.connect(host, port, locaddr, locport, family)
-  ensure()
+local function connect_any(name, host, port, locaddr, locport, family)
+  host = checkhost(1, name, host, 2)
+  port = checkport(2, name, port, 2)
+  if family ~= nil then
+    if type(family) ~= "string" then typeerror(5, name, "string", family, 2) end
+    if FAMILIES[family] == nil then
+      argerror(5, name, fmt("invalid option '%s'", family), 2)
+    end
+    family = FAMILIES[family] or nil
+  end
   if (locaddr ~= nil and locaddr ~= "*" and locaddr ~= "0.0.0.0" and locaddr ~= "::")
     or (locport ~= nil and tonumber(locport) ~= 0) then
     return nil, "binding a local address before connect is not supported by uring.socket"
   end
+  check.intask(name, 2)
   local sock = newmaster(family)
-  local ok, err = sock:connect(host, port)
+  local ok, err = connect(sock, host, port)
   if not ok then
     sock:close()
     return nil, err
@@ -609,16 +726,30 @@ function M.connect(host, port, locaddr, locport, family)
   return sock
 end
 
-function M.connect4(host, port, la, lp) return M.connect(host, port, la, lp, "inet") end
-function M.connect6(host, port, la, lp) return M.connect(host, port, la, lp, "inet6") end
+function M.connect(host, port, locaddr, locport, family)
+  local r1, r2 = connect_any("connect", host, port, locaddr, locport, family)
+  return r1, r2
+end
+
+function M.connect4(host, port, la, lp)
+  local r1, r2 = connect_any("connect4", host, port, la, lp, "inet")
+  return r1, r2
+end
+
+function M.connect6(host, port, la, lp)
+  local r1, r2 = connect_any("connect6", host, port, la, lp, "inet6")
+  return r1, r2
+end
 
 function M.bind(host, port, backlog)
-  ensure()
+  host = checkhost(1, "bind", host)
+  port = checkport(2, "bind", port)
+  optnumber(3, "bind", backlog, 32)
   if host == "*" then host = "0.0.0.0" end
-  local sock = newmaster(family_of(tostring(host)) == "inet6" and "inet6" or nil)
-  sock:setoption("reuseaddr", true)
-  local ok, err = sock:bind(host, port)
-  if ok then ok, err = sock:listen(backlog) end
+  local sock = newmaster(family_of(host) == "inet6" and "inet6" or nil)
+  sock.opts.reuseaddr = true
+  local ok, err = bind(sock, host, port)
+  if ok then ok, err = listen(sock) end
   if not ok then
     sock:close()
     return nil, err
@@ -629,28 +760,8 @@ end
 ---------------------------------------------------------------------------
 -- UDP objects
 ---------------------------------------------------------------------------
-local udpm = {}
-local UDP = {}
 
-local function udp_tostring(self) return fmt("%s: %p", self.class, self) end
-local function udp_close_mm(self)
-  local u = self.u
-  self.u = nil
-  if u then getmetatable(u).__close(u) end
-end
-for _, class in ipairs { "udp{unconnected}", "udp{connected}" } do
-  UDP[class] = { __index = udpm, __tostring = udp_tostring, __name = class,
-                 __close = udp_close_mm }
-end
-
-local checkudp = checker(UDP, "udp{any}")
-
-local function udpclass(self, class)
-  self.class = class
-  return setmetatable(self, UDP[class])
-end
-
--- the native socket, made on first use (it needs a task)
+-- the native socket, made on first use
 local function native_udp(self)
   if self.closed then return nil, "closed" end
   if not self.u then
@@ -671,9 +782,10 @@ local function udp_arm(self)
 end
 
 local function newudp(family)
-  ensure()
-  return udpclass({ family = family, timeout = -1, armed = -1, opts = {} },
+  local self = setclass({ family = family, timeout = -1, armed = -1, opts = {} },
     "udp{unconnected}")
+  OBJS[self] = true
+  return self
 end
 
 function M.udp() return newudp(nil) end
@@ -682,11 +794,11 @@ function M.udp6() return newudp("inet6") end
 
 function udpm:setsockname(host, port)
   checkudp(self, "udp{unconnected}", "setsockname")
+  host = checkhost(2, "setsockname", host)
+  port = checkport(3, "setsockname", port)
   if self.closed then return nil, "closed" end
   if self.u then return nil, "already bound" end
-  port = tonumber(port)
-  if not port then error("bad argument #3 to 'setsockname' (number expected)", 2) end
-  local addrs, err = lookup(tostring(host), self.family)
+  local addrs, err = lookup(host, self.family)
   if not addrs then return nil, err end
   local u, msg, en = core.udp(addrs[1].addr, port)
   if not u then return nil, lserr(msg, en) end
@@ -696,26 +808,22 @@ end
 
 function udpm:setpeername(host, port)
   checkudp(self, nil, "setpeername")
+  host = checkhost(2, "setpeername", host)
   if self.closed then return nil, "closed" end
   if host == "*" then          -- LuaSocket: "*" disconnects
     self.peer = nil
-    udpclass(self, "udp{unconnected}")
+    setclass(self, "udp{unconnected}")
     return 1
   end
-  port = tonumber(port)
-  if not port then error("bad argument #3 to 'setpeername' (number expected)", 2) end
-  local addrs, err = lookup(tostring(host), self.family)
+  port = checkport(3, "setpeername", port)
+  local addrs, err = lookup(host, self.family)
   if not addrs then return nil, err end
   self.peer = { addrs[1].addr, port }
-  udpclass(self, "udp{connected}")
+  setclass(self, "udp{connected}")
   return 1
 end
 
 local function udp_send(self, data, host, port)
-  if type(data) == "number" then data = tostring(data)
-  elseif type(data) ~= "string" then
-    error("bad argument #2 to 'sendto' (string expected, got " .. type(data) .. ")", 3)
-  end
   local u, err = native_udp(self)
   if not u then return nil, err end
   if not is_numeric(host) then
@@ -729,20 +837,31 @@ local function udp_send(self, data, host, port)
   return n
 end
 
+-- a datagram argument: a string (or a number, as a string)
+local function checkdata(name, data)
+  if type(data) == "number" then return tostring(data) end
+  if type(data) ~= "string" then typeerror(2, name, "string", data, 2) end
+  return data
+end
+
 function udpm:sendto(data, host, port)
   checkudp(self, "udp{unconnected}", "sendto")
-  port = tonumber(port)
-  if not port then error("bad argument #4 to 'sendto' (number expected)", 2) end
-  return udp_send(self, data, tostring(host), port)
+  data = checkdata("sendto", data)
+  host = checkhost(3, "sendto", host)
+  port = checkport(4, "sendto", port)
+  check.intask("sendto")
+  return udp_send(self, data, host, port)
 end
 
 function udpm:send(data)
   checkudp(self, "udp{connected}", "send")
+  data = checkdata("send", data)
+  check.intask("send")
   return udp_send(self, data, self.peer[1], self.peer[2])
 end
 
 local function udp_recv(self, size)
-  size = math.tointeger(tonumber(size) or M._DATAGRAMSIZE) or M._DATAGRAMSIZE
+  size = math.tointeger(size) or M._DATAGRAMSIZE
   if size < 1 then size = 1 elseif size > 65536 then size = 65536 end
   local st = self.stash
   if st then
@@ -757,13 +876,24 @@ local function udp_recv(self, size)
   return data, host, port
 end
 
+-- receive's size: luaL_optnumber's
+local function checksize(name, size)
+  local n = optnumber(2, name, size, M._DATAGRAMSIZE, 2)
+  if n ~= n then return M._DATAGRAMSIZE end
+  return math.tointeger(math.floor(math.max(math.min(n, 65536), 1)))
+end
+
 function udpm:receivefrom(size)
   checkudp(self, nil, "receivefrom")
+  size = checksize("receivefrom", size)
+  check.intask("receivefrom")
   return udp_recv(self, size)
 end
 
 function udpm:receive(size)
   checkudp(self, nil, "receive")
+  size = checksize("receive", size)
+  check.intask("receive")
   while true do
     local data, host, port = udp_recv(self, size)
     if not data then return nil, host end
@@ -778,8 +908,8 @@ function udpm:getsockname()
   checkudp(self, nil, "getsockname")
   if self.closed then return nil, "closed" end
   if not self.u then return self.family == "inet6" and "::" or "0.0.0.0", 0, self.family or "inet" end
-  local host, port = self.u:getsockname()
-  if not host then return nil, lserr(port) end
+  local host, port, en = self.u:getsockname()
+  if not host then return nil, lserr(port, en) end
   return host, port, family_of(host)
 end
 
@@ -790,14 +920,7 @@ end
 
 function udpm:settimeout(value, mode)
   checkudp(self, nil, "settimeout")
-  local t = tonumber(value) or -1
-  if t ~= t then error("bad argument #2 to 'settimeout' (NaN)", 2) end
-  if t < 0 then t = -1 elseif t > 1e11 then t = 1e11 end
-  local m = type(mode) == "string" and mode:sub(1, 1) or "b"
-  if m ~= "b" and m ~= "t" and m ~= "r" then
-    error("bad argument #3 to 'settimeout' (invalid timeout mode)", 2)
-  end
-  self.timeout = t   -- one wait per call: block and total are the same
+  self.timeout = timeout_args(value, mode)   -- one wait per call: block and total are the same
   return 1
 end
 
@@ -817,18 +940,14 @@ local UDPOPTS = {
 
 function udpm:setoption(name, value)
   checkudp(self, nil, "setoption")
-  if UDPOPTS[name] == nil then
-    error(fmt("bad argument #2 to 'setoption' (unsupported option `%s')", tostring(name)), 2)
-  end
+  checkoption(UDPOPTS, name, "setoption")
   self.opts[name] = value
   return 1
 end
 
 function udpm:getoption(name)
   checkudp(self, nil, "getoption")
-  if UDPOPTS[name] == nil then
-    error(fmt("bad argument #2 to 'getoption' (unsupported option `%s')", tostring(name)), 2)
-  end
+  checkoption(UDPOPTS, name, "getoption")
   local v = self.opts[name]
   if v == nil then v = UDPOPTS[name] end
   return v
@@ -849,7 +968,8 @@ function udpm:getfd()
 end
 
 function udpm:setfd()
-  error("setfd: not supported by uring.socket (the ring owns its descriptors)", 2)
+  checkudp(self, nil, "setfd")
+  check.error("setfd: not supported by uring.socket (the ring owns its descriptors)")
 end
 
 function udpm:dirty()
@@ -868,17 +988,16 @@ end
 -- read is kept for the next call.
 ---------------------------------------------------------------------------
 local function kind(s)
-  local mt = getmetatable(s)
-  if mt and TCP[mt.__name] == mt then return s.class end
-  if mt and UDP[mt.__name] == mt then return "udp" end
-  return nil
+  if not OBJS[s] then return nil end
+  if TCP[s.class] then return s.class end
+  return "udp"
 end
 
 local function ready_to_read(s)
   local k = kind(s)
   if k == "tcp{client}" then
     if not s.s or s.selready then return true end
-    local n, eof = s.s:_buffered()
+    local n, eof = nbuffered(s.s)
     return n > 0 or eof
   elseif k == "tcp{server}" then
     return s.stash ~= nil or not s.s or s.selready
@@ -893,7 +1012,7 @@ local function wait_one(s, waiter)
   if k == "tcp{client}" and s.s then
     s.armed = -1
     s.s:settimeout(nil)
-    s.s:_fill()
+    nfill(s.s)
   elseif k == "tcp{server}" and s.s then
     s.armed = -1
     s.s:settimeout(nil)
@@ -913,9 +1032,11 @@ local function wait_one(s, waiter)
 end
 
 function M.select(recvt, sendt, timeout)
-  ensure()
+  if recvt ~= nil and type(recvt) ~= "table" then typeerror(1, "select", "table", recvt) end
+  if sendt ~= nil and type(sendt) ~= "table" then typeerror(2, "select", "table", sendt) end
+  timeout = optnumber(3, "select", timeout, -1)
+  if timeout ~= timeout then timeout = -1 end
   recvt, sendt = recvt or {}, sendt or {}
-  timeout = tonumber(timeout) or -1
   local r, w = {}, {}
   local function add(t, s)
     if t[s] then return end
@@ -940,10 +1061,10 @@ function M.select(recvt, sendt, timeout)
   end
   if #r > 0 or #w > 0 then return r, w end
   if waitable == 0 then
-    if timeout > 0 then intask(uring.sleep, math.min(timeout, 1e11)) end
+    if timeout > 0 then intask("select", uring.sleep, math.min(timeout, 1e11)) end
     return r, w, "timeout"
   end
-  if not uring.current() then error("select: not inside a task (use uring.run)", 2) end
+  check.intask("select")
   local waiter = uring.spawn(uring.sleep, timeout >= 0 and math.min(timeout, 1e11) or 1e11)
   local tasks = {}
   for _, s in ipairs(recvt) do tasks[#tasks + 1] = uring.spawn(wait_one, s, waiter) end
@@ -955,47 +1076,4 @@ function M.select(recvt, sendt, timeout)
   return r, w
 end
 
----------------------------------------------------------------------------
--- uring.install_socket(): Debian's socket.lua (and socket.http, ...) over M
----------------------------------------------------------------------------
-local CAPTURED = { "socket.core", "socket", "socket.http", "socket.url",
-  "socket.headers", "socket.tp", "socket.ftp", "socket.smtp", "socket.mbox" }
-local saved
-
-local function install_socket(on)
-  ensure()
-  local loaded = package.loaded
-  if on == false then
-    if saved then
-      for _, name in ipairs(CAPTURED) do
-        local v = saved[name]
-        if v == false then v = nil end
-        loaded[name] = v
-      end
-      saved = nil
-    end
-    return M
-  end
-  if saved and loaded["socket.core"] == M and loaded.socket then return loaded.socket end
-  if not saved then
-    saved = {}
-    for _, name in ipairs(CAPTURED) do saved[name] = loaded[name] or false end
-  end
-  for _, name in ipairs(CAPTURED) do loaded[name] = nil end
-  loaded["socket.core"] = M
-  local ok, mod = pcall(require, "socket")
-  if not ok then        -- no LuaSocket's socket.lua on this system: M alone
-    loaded.socket = M
-    mod = M
-  end
-  return mod
-end
-
--- init.lua: require("uring.socket")(uring, core)
-return setmetatable(M, {
-  __call = function(_, u, c)
-    uring, core = u, c
-    u.socket = M
-    u.install_socket = install_socket
-  end,
-})
+return M

@@ -1,0 +1,693 @@
+--- uring.http.server: the HTTP/1.1 server: requests, responses, and one
+-- task per connection.
+--
+-- One task per connection takes each request head whole from the socket's
+-- buffer with sock:_take_request (checked and split by the C parser in
+-- csrc/http.c; the bytes of pipelined requests simply wait in the buffer,
+-- so requests on a connection are answered in order), calls the handler,
+-- and sends each response with one send when its length is known (chunked
+-- streaming otherwise).  The per-request path makes one small table (req)
+-- and nothing else when the answer repeats the last one:
+-- examples/http_hello.lua on it stays close to the hand-written
+-- bench/http_uring.lua (bench/http.sh).
+local uring = require "uring"
+-- required before uring: init.lua has loaded this file meanwhile
+if package.loaded[...] then return package.loaded[...] end
+local core = require "uring.core"
+local check = require "uring.check"
+local message = require "uring.http.message"
+local router = require "uring.http.router"
+
+local find, lower, format = string.find, string.lower, string.format
+local concat = table.concat
+local tostring, type, pcall, setmetatable, rawget, next =
+  tostring, type, pcall, setmetatable, rawget, next
+local argerror, typeerror = check.argerror, check.typeerror
+local REASONS, STATUS_LINE, HEADERS_MT = message.REASONS, message.STATUS_LINE,
+  message.HEADERS_MT
+local read_chunked, TOO_BIG, BAD = message.read_chunked, message.TOO_BIG, message.BAD
+local http_headers = core._http_headers
+local smethods = core.socket_methods
+local take_request, fill, sock_state = smethods._take_request, smethods._fill,
+  smethods._closed
+
+local M = {}
+
+---------------------------------------------------------------------------
+-- Responses
+---------------------------------------------------------------------------
+
+local Response = {}
+Response.__index = Response
+M.Response = Response
+
+-- the responses the server made (one per connection); a table given
+-- Response as its metatable is not one
+local RESPONSES = setmetatable({}, { __mode = "k" })
+
+--- is_response(v) -> true when v is a response of the server
+function M.is_response(v) return RESPONSES[v] == true end
+
+local function checkres(self, name, level)
+  if not RESPONSES[self] then typeerror(1, name, "response", self, (level or 1) + 1) end
+end
+
+-- lower-case names, remembered (handlers set the same few names)
+local lower_n = 0
+local LOWER = setmetatable({}, { __index = function(t, k)
+  local l = lower(k)
+  if lower_n >= 1024 then
+    for key in pairs(t) do t[key] = nil end
+    lower_n = 0
+  end
+  t[k] = l
+  lower_n = lower_n + 1
+  return l
+end })
+
+local function checkcode(arg, name, code, level)
+  if math.type(code) ~= "integer" or code < 100 or code > 999 then
+    argerror(arg, name, "HTTP status code expected", (level or 1) + 1)
+  end
+end
+
+--- res:status(code) -> res
+function Response:status(code)
+  checkres(self, "status")
+  checkcode(2, "status", code)
+  if self._sent then check.error("status: headers already sent") end
+  self._code = code
+  return self
+end
+
+-- header names (to their lower case) and values already checked, as
+-- handlers set the same few again and again
+local checked_n = 0
+local NAMES, CLEAN = {}, {}
+
+-- a header's name and value as res:header takes them: the value as a
+-- string, nil to remove
+local function checkheader(name, value, fname, arg, level)
+  level = (level or 1) + 1
+  if type(name) ~= "string" then typeerror(arg, fname, "string", name, level) end
+  if name == "" or find(name, "[%c%s:]") then
+    argerror(arg, fname, "invalid header name", level)
+  end
+  if value ~= nil then
+    if type(value) == "number" then value = tostring(value)
+    elseif type(value) ~= "string" then typeerror(arg + 1, fname, "string", value, level)
+    end
+    if find(value, "\n", 1, true) or find(value, "\r", 1, true) then
+      argerror(arg + 1, fname, "CR or LF in value", level)
+    end
+  end
+  return value
+end
+
+local set_header
+
+-- res:header's checks, for a name or value not seen before: then the
+-- header is set by set_header with both cached
+local function header_checked(self, name, value)
+  -- (res:header -> set_header -> here)
+  value = checkheader(name, value, "header", 2, 3)
+  if self._sent then check.error("header: headers already sent", 3) end
+  local l = LOWER[name]
+  -- framing headers are the server's: never cached, so the fast path in
+  -- set_header needs no test for them
+  if l == "content-length" then self._len = value and tonumber(value) or false; return self end
+  if l == "connection" then
+    if value and find(lower(value), "close", 1, true) then self._keep = false end
+    return self
+  end
+  if l == "transfer-encoding" then return self end
+  if checked_n >= 1024 then NAMES, CLEAN, checked_n = {}, {}, 0 end
+  NAMES[name] = l
+  if value ~= nil then CLEAN[value] = true end
+  checked_n = checked_n + 1
+  return set_header(self, name, value)
+end
+
+-- the header, once name and value are known to be clean
+function set_header(self, name, value)
+  local l = NAMES[name]
+  if not l or self._sent or (value ~= nil and not CLEAN[value]) then
+    local r = header_checked(self, name, value)
+    return r
+  end
+  -- the response's array part holds name, value pairs in its first
+  -- 2 * _hn slots (reused per connection: no table per response)
+  local h, n = self, self._hn
+  for i = 1, 2 * n, 2 do
+    if LOWER[h[i]] == l then
+      if value == nil then
+        table.move(h, i + 2, 2 * n, i)
+        h[2 * n - 1], h[2 * n] = nil, nil
+        self._hn = n - 1
+      else h[i + 1] = value end
+      return self
+    end
+  end
+  if value ~= nil then
+    h[2 * n + 1], h[2 * n + 2] = name, value
+    self._hn = n + 1
+  end
+  return self
+end
+
+--- res:header(name, value) -> res: sets a header, replacing one of the
+-- same name in any case; value nil removes it.  Content-Length is taken as
+-- the body's length; Transfer-Encoding is the server's choice (ignored).
+function Response:header(name, value)
+  if not RESPONSES[self] then typeerror(1, "header", "response", self) end
+  local r = set_header(self, name, value)
+  return r
+end
+
+--- res:get_header(name) -> value | nil (any case)
+function Response:get_header(name)
+  checkres(self, "get_header")
+  if type(name) ~= "string" then typeerror(2, "get_header", "string", name) end
+  local h, l = self, lower(name)
+  if l == "content-length" then return self._len and tostring(self._len) or nil end
+  for i = 1, 2 * self._hn, 2 do if lower(h[i]) == l then return h[i + 1] end end
+  return nil
+end
+
+-- the head of the response: status line, headers, framing, Connection
+local function head(self, framing)
+  local h, n = self, self._hn
+  local t = STATUS_LINE[self._code]
+  local conn = self._keep and "Connection: keep-alive\r\n\r\n" or "Connection: close\r\n\r\n"
+  if n == 1 then return t .. h[1] .. ": " .. h[2] .. "\r\n" .. framing .. conn end
+  if n == 0 then return t .. framing .. conn end
+  local parts = { t }
+  for i = 1, 2 * n, 2 do
+    parts[#parts + 1] = h[i] .. ": " .. h[i + 1] .. "\r\n"
+  end
+  parts[#parts + 1] = framing
+  parts[#parts + 1] = conn
+  return concat(parts)
+end
+
+local function send(self, data)
+  local ok, msg = self._sock:send(data)
+  if not ok then
+    self._keep = false
+    self._err = msg or "send failed"
+    return nil, msg
+  end
+  return true
+end
+
+-- res:write without its checks: data is a string
+local function write(self, data)
+  if self._err then return nil, self._err end
+  local nobody = self._head_only or self._code == 204 or self._code == 304
+  if not self._sent then
+    self._sent = true
+    local framing
+    if self._len then
+      framing = "Content-Length: " .. self._len .. "\r\n"
+      self._mode = "length"
+    elseif nobody then
+      framing = ""
+      self._mode = "length"
+    elseif self._v10 then
+      self._keep = false
+      framing = ""
+      self._mode = "close"
+    else
+      framing = "Transfer-Encoding: chunked\r\n"
+      self._mode = "chunked"
+    end
+    local h = head(self, framing)
+    if nobody or data == "" then return send(self, h) end
+    if self._mode == "chunked" then
+      return send(self, h .. format("%x\r\n", #data) .. data .. "\r\n")
+    end
+    return send(self, h .. data)
+  end
+  if nobody or data == "" then return true end
+  if self._mode == "chunked" then
+    return send(self, format("%x\r\n", #data) .. data .. "\r\n")
+  end
+  return send(self, data)
+end
+
+-- a body argument: a string, a number (as a string) or nil
+local function checkbody(arg, name, body, level)
+  if body == nil or type(body) == "string" then return body end
+  if type(body) == "number" then return tostring(body) end
+  typeerror(arg, name, "string", body, (level or 1) + 1)
+end
+
+--- res:write(chunk) -> true | nil, err: streams a part of the body.  With
+-- no Content-Length set, the body is sent chunked (HTTP/1.1) or delimited
+-- by closing the connection (HTTP/1.0).
+function Response:write(data)
+  checkres(self, "write")
+  data = checkbody(2, "write", data)
+  if data == nil then return true end
+  if self._done then check.error("write: response already finished") end
+  check.intask("write")
+  local ok, err = write(self, data)
+  return ok, err
+end
+
+-- the last response finish() built whole: code, body argument, _len,
+-- keep, head only, header count, first header's name and value, bytes
+local MEMO = {}
+
+-- res:finish without its checks: body is a string, a number or nil
+local function finish(self, body)
+  if self._done then return true end
+  local m = MEMO
+  -- the same response as the last one (a hello server, a health check):
+  -- its bytes are sent again as they are.  One memo for every connection:
+  -- their answers then share one string, which stays in the cache
+  if m[2] == body and m[1] == self._code and not self._sent
+      and m[4] == self._keep and m[5] == self._head_only and m[3] == self._len
+      and m[6] == self._hn and (m[6] == 0 or (m[7] == self[1] and m[8] == self[2])) then
+    self._done, self._sent = true, true
+    local ok, msg = self._sock:send(m[9])
+    if ok then return true end
+    self._keep = false
+    self._err = msg or "send failed"
+    return nil, msg
+  end
+  local arg = body
+  if type(body) == "number" then body = tostring(body) end
+  if not self._sent then
+    self._done = true
+    self._sent = true
+    body = body or ""
+    local code = self._code
+    if code == 204 or code == 304 or (code >= 100 and code < 200) then
+      return send(self, head(self, ""))
+    end
+    local len = self._len or #body
+    local hn, hh = self._hn, self
+    local out = head(self, "Content-Length: " .. len .. "\r\n")
+    if not self._head_only then out = out .. body end
+    if hn <= 1 and #body <= 4096 and type(arg) ~= "number" then
+      m[1], m[2], m[3], m[4], m[5], m[6] = code, arg, self._len, self._keep, self._head_only, hn
+      m[7], m[8], m[9] = hh[1], hh[2], out
+    end
+    return send(self, out)
+  end
+  if body and body ~= "" then
+    local ok, err = write(self, body)
+    if not ok then self._done = true; return nil, err end
+  end
+  self._done = true
+  if self._err then return nil, self._err end
+  if self._mode == "chunked" then return send(self, "0\r\n\r\n") end
+  return true
+end
+
+--- res:finish([body]) -> true | nil, err: ends the response.  Before any
+-- write, the whole response goes out in one send with a Content-Length.
+function Response:finish(body)
+  if not RESPONSES[self] then typeerror(1, "finish", "response", self) end
+  if body ~= nil and type(body) ~= "string" and type(body) ~= "number" then
+    typeerror(2, "finish", "string", body)
+  end
+  if self._done then return true end
+  check.intask("finish")
+  local ok, err = finish(self, body)
+  return ok, err
+end
+
+--- res:reply(status, body [, headers]) -> true | nil, err
+function Response:reply(code, body, headers)
+  checkres(self, "reply")
+  checkcode(2, "reply", code)
+  body = checkbody(3, "reply", body)
+  if headers ~= nil then
+    if type(headers) ~= "table" then typeerror(4, "reply", "table", headers) end
+    for k, v in pairs(headers) do
+      if type(k) ~= "string" or k == "" or find(k, "[%c%s:]") then
+        argerror(4, "reply", "invalid header name")
+      end
+      if type(v) ~= "string" and type(v) ~= "number" then
+        argerror(4, "reply", "header " .. k .. ": string expected, got " .. check.typename(v))
+      end
+      if find(tostring(v), "[\r\n]") then argerror(4, "reply", "CR or LF in value") end
+    end
+  end
+  if self._sent then check.error("reply: headers already sent") end
+  check.intask("reply")
+  self._code = code
+  if headers then for k, v in pairs(headers) do set_header(self, k, v) end end
+  local ok, err = finish(self, body)
+  return ok, err
+end
+
+--- res:sent() -> true once the head has gone out
+function Response:sent()
+  checkres(self, "sent")
+  return self._sent == true
+end
+
+---------------------------------------------------------------------------
+-- Requests
+---------------------------------------------------------------------------
+
+local Request = {}
+M.Request = Request
+
+-- A request table holds what every request has (method, target, socket,
+-- _head: the header lines as they came, checked by the C parser) and the
+-- rest only when it differs from the usual: path and query (a target with
+-- "?"), version ("1.0"), body (not empty).  The rest is worked out here
+-- when a handler asks: each field a table holds costs every request, and
+-- a hello-world handler asks for none.
+function Request.__index(req, k)
+  if type(req) ~= "table" then typeerror(1, "__index", "request", req) end
+  if k == "path" then return rawget(req, "target")
+  elseif k == "version" then return "1.1"
+  elseif k == "body" then return ""
+  elseif k == "headers" then
+    local lines = rawget(req, "_head")
+    local h = http_headers(type(lines) == "string" and lines or "", HEADERS_MT)
+    req.headers = h
+    return h
+  end
+  return Request[k]
+end
+
+--- req:header(name) -> value | nil (any case)
+function Request:header(name)
+  if getmetatable(self) ~= Request then typeerror(1, "header", "request", self) end
+  if type(name) ~= "string" then typeerror(2, "header", "string", name) end
+  local h = self.headers
+  if type(h) ~= "table" then return nil end
+  return rawget(h, lower(name))
+end
+
+---------------------------------------------------------------------------
+-- Server
+---------------------------------------------------------------------------
+
+local Server = {}
+Server.__index = Server
+M.Server = Server
+
+local SERVERS = setmetatable({}, { __mode = "k" })
+
+local function checkserver(self, name, level)
+  if not SERVERS[self] then typeerror(1, name, "server", self, (level or 1) + 1) end
+end
+
+local function plain_error(code)
+  local body = code .. " " .. (REASONS[code] or "Error") .. "\n"
+  return STATUS_LINE[code] .. "Content-Type: text/plain\r\nContent-Length: "
+    .. #body .. "\r\nConnection: close\r\n\r\n" .. body
+end
+local ERR = setmetatable({}, { __index = function(t, code)
+  local s = plain_error(code); t[code] = s; return s
+end })
+local CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n"
+
+local function default_on_error(err)
+  io.stderr:write("uring.http: handler error: ", tostring(err), "\n")
+end
+
+-- an option of server{}: nil (def), or a number in lo..hi (integer: an
+-- integer); errors name argument #1
+local function numopt(opts, key, def, lo, hi, integer)
+  local v = opts[key]
+  if v == nil then return def end
+  if type(v) ~= "number" or v ~= v or v < lo or v > hi
+      or (integer and math.tointeger(v) == nil) then
+    argerror(1, "server", format("%s must be a%s number in %s..%s, got %s", key,
+      integer and "n integer" or "", tostring(lo), tostring(hi),
+      type(v) == "number" and tostring(v) or check.typename(v)), 2)
+  end
+  return integer and math.tointeger(v) or v
+end
+
+--- uring.http.server(opts) -> server.  opts: host (default "127.0.0.1"),
+-- port (default 0), handler = fn(req, res) | router | routes = {{method,
+-- pattern, fn}, ...}; max_body (bytes, default 8 MiB: larger is 413),
+-- max_header (bytes of the request line, larger is 414, and of the header
+-- lines together, larger is 431; default 16 KiB),
+-- idle_timeout (seconds a kept-alive connection may wait for its next
+-- request, default 60), grace (seconds close() lets requests in flight
+-- finish, default 5), on_error(err, req) (default: a line on stderr),
+-- backlog, reuseport.
+function M.server(opts)
+  if type(opts) ~= "table" then typeerror(1, "server", "table", opts) end
+  local handler = opts.handler
+  if handler == nil and opts.routes ~= nil then
+    local routes = opts.routes
+    if router.is(routes) then handler = routes
+    elseif type(routes) ~= "table" then
+      argerror(1, "server", "routes must be a table or a router, got " .. check.typename(routes))
+    else
+      router.check_routes(routes, "server", 1, "routes: ")
+      handler = router.router(routes)
+    end
+  end
+  if handler == nil then argerror(1, "server", "handler or routes expected") end
+  if not check.callable(handler) then
+    argerror(1, "server", "handler must be a function or a router, got " .. check.typename(handler))
+  end
+  if router.is(handler) then
+    local r = handler
+    handler = function(req, res) return r:dispatch(req, res) end
+  end
+  local host = opts.host
+  if host == nil then host = "127.0.0.1"
+  elseif type(host) ~= "string" then
+    argerror(1, "server", "host must be a string, got " .. check.typename(host))
+  end
+  local port = numopt(opts, "port", 0, 0, 65535, true)
+  local backlog = numopt(opts, "backlog", 1024, 0, 0x7fffffff, true)
+  local max_body = numopt(opts, "max_body", 8 * 1024 * 1024, 0, math.huge)
+  local max_header = numopt(opts, "max_header", 16 * 1024, 1, math.maxinteger, true)
+  local idle = numopt(opts, "idle_timeout", 60, 0, math.huge)
+  local grace = numopt(opts, "grace", 5, 0, math.huge)
+  local on_error = opts.on_error
+  if on_error == nil then on_error = default_on_error
+  elseif not check.callable(on_error) then
+    argerror(1, "server", "on_error must be a function, got " .. check.typename(on_error))
+  end
+  check.intask("server")
+  local lsock, msg, en = uring.listen(host, port,
+    { backlog = backlog, reuseport = opts.reuseport and true or false })
+  if not lsock then return nil, msg, en end
+  local self = setmetatable({
+    _lsock = lsock, _handler = handler, _conns = {}, _nconns = 0,
+    max_body = max_body, max_header = max_header, idle_timeout = idle,
+    grace = grace, on_error = on_error, requests = 0, connections = 0,
+  }, Server)
+  SERVERS[self] = true
+  self._host, self._port = lsock:getsockname()
+  return self
+end
+
+--- server:port() -> the port listened on (port 0 lets the kernel choose)
+function Server:port()
+  checkserver(self, "port")
+  return self._port
+end
+
+--- server:getsockname() -> host, port
+function Server:getsockname()
+  checkserver(self, "getsockname")
+  return self._host, self._port
+end
+
+-- one connection: requests in order until close, error or shutdown.  Each
+-- request head is taken whole from the socket's buffer by the C parser
+-- (sock:_take_request, csrc/http.c): pipelined requests are simply the
+-- next heads in the buffer.
+local function connection(self, sock)
+  local conns = self._conns
+  local handler, on_error = self._handler, self.on_error
+  local max_header, max_body = self.max_header, self.max_body
+  local take = take_request
+  -- one response object per connection, reset for each request; it also
+  -- holds the connection's state (_keep, _v10, _busy, _last, _task,
+  -- _killed) for the sweeper and close(): one table to touch per request
+  local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
+    _len = false, _sent = false, _done = false, _err = false, _mode = false,
+    _head_only = false, _keep = true, _v10 = false, _busy = false,
+    _last = self._clock, _task = uring.current(), _killed = false }, Response)
+  RESPONSES[res] = true
+  local st = res
+  conns[sock] = st
+  self._nconns = self._nconns + 1
+  sock:setoption("nodelay", true)
+  while not self._closing do
+    local method, target, path, query, v10, lines, keep, cl, te, expect =
+      take(sock, max_header)
+    if not method then
+      -- nil: nothing of a request yet (idle: the sweeper and close() may
+      -- end it); false: part of a head (busy)
+      if method == nil then st._busy = false; st._last = self._clock end
+      if not fill(sock) then break end
+    elseif not target then           -- a bad head: its status
+      st._busy = true
+      sock:send(ERR[method])
+      break
+    else
+      st._busy = true
+      -- the body
+      local body = ""
+      if te then
+        if lower(te) ~= "chunked" then sock:send(ERR[501]); break end
+        if expect and lower(expect) == "100-continue" then
+          sock:send(CONTINUE)
+        end
+        body = read_chunked(sock, max_body, max_header)
+        if body == nil then break end
+        if body == BAD then sock:send(ERR[400]); break end
+        if body == TOO_BIG then sock:send(ERR[413]); break end
+      elseif cl then
+        if cl > max_body then sock:send(ERR[413]); break end
+        if cl > 0 then
+          if expect and lower(expect) == "100-continue" then
+            sock:send(CONTINUE)
+          end
+          body = sock:receive(cl)
+          if not body then break end
+        end
+      end
+      if self._closing then keep = false end
+      st._keep, st._v10 = keep, v10
+      local req = setmetatable({ method = method, target = target, _head = lines,
+        socket = sock }, Request)
+      if path then req.path, req.query = path, query end
+      if v10 then req.version = "1.0" end
+      if body ~= "" then req.body = body end
+      -- the response, reset (false, not nil: the fields stay in the table, so setting them is
+      -- the VM's fast path)
+      res._code, res._hn, res._len, res._sent, res._done = 200, 0, false, false, false
+      res._err, res._mode, res._head_only = false, false, method == "HEAD"
+      self.requests = self.requests + 1
+      local ok, r1, r2, r3 = pcall(handler, req, res)
+      if ok and not res._done then
+        if not res._sent and math.type(r1) == "integer" then
+          -- return status, body [, headers]: checked as res:reply checks
+          -- them, and a bad one is the handler's error
+          ok, r1 = pcall(Response.reply, res, r1, r2, r3)
+        else
+          finish(res)
+        end
+      end
+      if not ok then
+        if st._killed then break end               -- past close()'s grace
+        pcall(on_error, r1, req)
+        if not res._sent then
+          st._keep = false
+          sock:send(ERR[500])
+        end
+        break
+      end
+      if not st._keep or res._err then break end
+    end
+  end
+end
+
+-- the connection's task: its loop, then the clean-up whatever happened (a
+-- socket close() closed under it, the sweeper's or server:close()'s, ends
+-- it with an error; past the grace deadline the task is cancelled)
+local function connection_task(self, sock)
+  local ok, err = pcall(connection, self, sock)
+  local conns = self._conns
+  local st = conns[sock]
+  if st then conns[sock] = nil; self._nconns = self._nconns - 1 end
+  local closed_under = (sock_state(sock))
+  if not closed_under then sock:close() end
+  if not ok and not (st and st._killed) and not self._closing and not closed_under then
+    error(err, 0)
+  end
+end
+
+-- Closes connections idle for idle_timeout.  It also keeps self._clock,
+-- the time at its last step, which connections stamp themselves with when
+-- they go idle (no clock call per request): a stamp is at most one step
+-- old, so a connection is closed only once it is surely idle long enough.
+local function sweeper(self)
+  local idle = self.idle_timeout
+  local step = math.max(0.05, math.min(1, idle / 4))
+  while true do
+    uring.sleep(step)
+    local now = uring.now()
+    self._clock = now
+    local t = now - idle - step
+    for sock, st in pairs(self._conns) do
+      if not st._busy and st._last < t then sock:close() end
+    end
+  end
+end
+
+--- server:serve(): accepts and serves until server:close(); then waits
+-- for the connections to end (at most `grace` seconds after close) and
+-- returns.  Run it as a task to keep the REPL or script going:
+-- uring.spawn(srv.serve, srv).
+function Server:serve()
+  checkserver(self, "serve")
+  if self._serving then check.error("serve: the server is already serving") end
+  if self._lsock_closed then check.error("serve: the server is closed") end
+  check.intask("serve")
+  self._serving = true
+  local sweep
+  self._clock = uring.now()
+  if self.idle_timeout > 0 then
+    sweep = uring.spawn(sweeper, self)
+  end
+  local lsock = self._lsock
+  while true do
+    local sock = lsock:accept()
+    if not sock then break end
+    if self._closing then sock:close(); break end
+    self.connections = self.connections + 1
+    uring.spawn(connection_task, self, sock)
+  end
+  if sweep then sweep:cancel() end
+  self._closing = true
+  -- idle kept-alive connections go now; busy ones may finish
+  local deadline = uring.now() + self.grace
+  while next(self._conns) do
+    local late = uring.now() >= deadline
+    for sock, st in pairs(self._conns) do
+      if late and st._busy and not st._killed then
+        st._killed = true                           -- its handler is cut short
+        if st._task and st._task ~= uring.current() then st._task:cancel() end
+      end
+      if not st._busy or late then sock:close() end
+      if st._killed then self._conns[sock] = nil; self._nconns = self._nconns - 1 end
+    end
+    if not next(self._conns) then break end
+    uring.sleep(0.01)
+  end
+  self._serving = false
+  return true
+end
+
+--- server:close(): stops accepting at once; serve() then lets requests
+-- in flight finish (with Connection: close) for at most opts.grace seconds,
+-- closes the rest and returns.  Does not wait; calling it again is harmless.
+function Server:close()
+  checkserver(self, "close")
+  if self._closing and self._lsock_closed then return true end
+  self._closing = true
+  self._lsock_closed = true
+  self._lsock:close()
+  -- idle connections: closed now (busy ones close after their response)
+  for sock, st in pairs(self._conns) do
+    if st._busy then st._keep = false else sock:close() end
+  end
+  return true
+end
+
+function Server:__close()
+  checkserver(self, "__close")
+  Server.close(self)
+end
+
+return M
