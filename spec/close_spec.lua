@@ -11,7 +11,7 @@ local uring = require "uring"
 local helpers = require "helpers"
 
 local ROUNDS = tonumber(os.getenv("URING_CLOSE_ROUNDS") or "") or 10000
-local EBADF = 9
+local EBADF = uring.errno.EBADF
 local run = helpers.runner(600)
 
 -- Duplicate the victim's fd until a duplicate lands on `num` (or a few
@@ -58,7 +58,7 @@ local function note(kind, reused, outcome)
   s[outcome] = (s[outcome] or 0) + 1
 end
 
-describe("close with requests queued", function()
+describe("close with requests queued #io #net", function()
   setup(function() stats = {} end)
   teardown(function()
     for kind, s in pairs(stats) do
