@@ -109,8 +109,9 @@ int ur_bufring_grow (ur_loop *loop) {
   return provide(b, b->nbufs * 2) > 0;
 }
 
-/* After the ring has drained (nothing in flight may name a buffer). */
-void ur_bufring_free (ur_loop *loop) {
+/* After the ring has drained (nothing in flight may name a buffer), or
+ * in a forked child (ring_ok is 0 then: nothing is unregistered). */
+static void bufring_free (ur_loop *loop) {
   ur_bufring *b = loop->bufring;
   if (b == NULL) return;
   if (loop->ring_ok) io_uring_unregister_buf_ring(&loop->ring, UR_BGID);
@@ -119,4 +120,17 @@ void ur_bufring_free (ur_loop *loop) {
   munmap(b->br, b->brsize);
   free(b);
   loop->bufring = NULL;
+}
+
+/* The ring goes: the buffers with it, unless the kernel may still write
+ * into one (then they are leaked, never freed under it). */
+static void bufring_teardown (ur_loop *loop, int drained) {
+  if (drained) bufring_free(loop);
+}
+
+void ur_register_bufring (lua_State *L) {
+  static const ur_hooks hooks = {
+    NULL, bufring_teardown, NULL, bufring_free, NULL, NULL
+  };
+  ur_loop_hook(L, &hooks);
 }

@@ -13,6 +13,9 @@ __attribute__((visibility("default"))) int luaopen_uring_core (lua_State *L);
 int luaopen_uring_core (lua_State *L) {
   lua_newtable(L);
   ur_register_loop(L);
+  ur_register_fixedbuf(L);
+  ur_register_fixedfile(L);
+  ur_register_bufring(L);
   ur_register_err(L);
   ur_register_task(L);
   ur_register_fs(L);

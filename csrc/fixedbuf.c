@@ -55,7 +55,7 @@ static const char *fixed_reason (ur_loop *loop, int res, char *buf,
  * (registered, or none wanted) or -errno; on failure nothing is kept and
  * reads go through plain READ.  L, if not NULL, gets a warning.
  */
-int ur_fixed_setup (lua_State *L, ur_loop *loop) {
+static int fixed_setup (lua_State *L, ur_loop *loop) {
   struct iovec *iov;
   void *base = NULL;
   int ret;
@@ -100,9 +100,9 @@ int ur_fixed_setup (lua_State *L, ur_loop *loop) {
   return 0;
 }
 
-/* At loop shutdown, once the kernel holds no request (the ring's exit
- * has unregistered the buffers). */
-void ur_fixed_free (ur_loop *loop) {
+/* Once the kernel holds no request (the ring's exit unregisters the
+ * buffers), or in a forked child (a copy of them). */
+static void fixed_free (ur_loop *loop) {
   free(loop->fixed_base);
   free(loop->fixed_stack);
   loop->fixed_base = NULL;
@@ -110,8 +110,8 @@ void ur_fixed_free (ur_loop *loop) {
   loop->fixed_n = loop->fixed_nfree = 0;
 }
 
-/* Push {count =, size =, free =, error =} for uring.features(). */
-void ur_fixed_push (lua_State *L, ur_loop *loop) {
+/* {count =, size =, free =, error =} as features().fixed_buffers */
+static void fixed_features (lua_State *L, ur_loop *loop) {
   lua_createtable(L, 0, 5);
   lua_pushinteger(L, loop->fixed_n);
   lua_setfield(L, -2, "count");
@@ -126,4 +126,27 @@ void ur_fixed_push (lua_State *L, ur_loop *loop) {
     lua_pushstring(L, fixed_reason(loop, loop->fixed_err, why, sizeof why));
     lua_setfield(L, -2, "error");
   }
+  lua_setfield(L, -2, "fixed_buffers");
+}
+
+static void fixed_ring_setup (lua_State *L, ur_loop *loop) {
+  fixed_setup(L, loop);
+}
+
+/* The ring goes: the buffers with it, unless the kernel may still write
+ * into them (then they are leaked, never freed under it). */
+static void fixed_teardown (ur_loop *loop, int drained) {
+  if (drained) fixed_free(loop);
+  else {
+    loop->fixed_base = NULL;
+    loop->fixed_stack = NULL;
+    loop->fixed_n = loop->fixed_nfree = 0;
+  }
+}
+
+void ur_register_fixedbuf (lua_State *L) {
+  static const ur_hooks hooks = {
+    fixed_ring_setup, fixed_teardown, NULL, fixed_free, NULL, fixed_features
+  };
+  ur_loop_hook(L, &hooks);
 }

@@ -27,7 +27,7 @@
 #include "uring.h"
 
 /* After ring setup: register the sparse table.  A failure only warns. */
-int ur_ffiles_setup (lua_State *L, ur_loop *loop) {
+static int ffiles_setup (lua_State *L, ur_loop *loop) {
   int ret;
   loop->ring_epoch++;           /* slots of earlier rings are void */
   loop->ffiles_err = 0;
@@ -56,7 +56,7 @@ int ur_ffiles_setup (lua_State *L, ur_loop *loop) {
 }
 
 /* At ring teardown (the kernel drops the table with the ring). */
-void ur_ffiles_free (ur_loop *loop) {
+static void ffiles_free (ur_loop *loop) {
   free(loop->ffiles_stack);
   loop->ffiles_stack = NULL;
   loop->ffiles_n = loop->ffiles_nfree = 0;
@@ -84,8 +84,8 @@ void ur_ffile_remove (ur_loop *loop, int slot, uint32_t epoch) {
   /* else the slot stays taken: never handed out while it may hold fd */
 }
 
-/* Push {count =, wanted =, free =, error =} for uring.features(). */
-void ur_ffiles_push (lua_State *L, ur_loop *loop) {
+/* {count =, wanted =, free =, error =} as features().fixed_files */
+static void ffiles_features (lua_State *L, ur_loop *loop) {
   lua_createtable(L, 0, 4);
   lua_pushinteger(L, loop->ffiles_n);
   lua_setfield(L, -2, "count");
@@ -97,4 +97,23 @@ void ur_ffiles_push (lua_State *L, ur_loop *loop) {
     lua_pushstring(L, strerror(-loop->ffiles_err));
     lua_setfield(L, -2, "error");
   }
+  lua_setfield(L, -2, "fixed_files");
+}
+
+static void ffiles_ring_setup (lua_State *L, ur_loop *loop) {
+  ffiles_setup(L, loop);
+}
+
+/* The table goes with the ring (or stays the parent's after a fork). */
+static void ffiles_teardown (ur_loop *loop, int drained) {
+  (void)drained;
+  ffiles_free(loop);
+}
+
+void ur_register_fixedfile (lua_State *L) {
+  static const ur_hooks hooks = {
+    ffiles_ring_setup, ffiles_teardown, NULL, ffiles_free, NULL,
+    ffiles_features
+  };
+  ur_loop_hook(L, &hooks);
 }

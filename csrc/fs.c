@@ -1475,6 +1475,7 @@ static int l_open (lua_State *L) {
   f->append = mode[0] == 'a';
   f->direct = (unsigned)direct;
   r = ur_req_new(L, t->loop, IORING_OP_OPENAT);
+  r->makes_fd = 1;
   ur_req_pin(L, r, 1);          /* the path, read by the kernel */
   sqe = ur_get_sqe(t->loop);
   io_uring_prep_openat(sqe, AT_FDCWD, path, flags, (mode_t)perm);

@@ -14,21 +14,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <dirent.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdio.h>
-#include <sys/signalfd.h>
-#include <pthread.h>
 
 #include "uring.h"
 
 static char loop_key;   /* registry key of the loop userdata */
-
-volatile int ur_forked;
-
-static void in_child (void) { ur_forked = 1; }
 
 /* The ring is set up and belongs to another process (our parent). */
 int ur_loop_foreign (ur_loop *loop) {
@@ -125,12 +114,7 @@ ur_loop *ur_loop_get (lua_State *L) {
     return loop;
   }
   lua_pop(L, 1);
-  {
-    /* once per process: a fork()ed child must learn it is one before it
-     * touches the ring (posix_spawn, which execs at once, runs no hook) */
-    static int hooked;
-    if (!hooked && pthread_atfork(NULL, NULL, in_child) == 0) hooked = 1;
-  }
+  ur_fork_watch();
   /* closed first, then acquired: __gc on an unset loop is a no-op */
   loop = (ur_loop *)lua_newuserdatauv(L, sizeof *loop, 0);
   memset(loop, 0, sizeof *loop);
@@ -150,6 +134,18 @@ ur_loop *ur_loop_get (lua_State *L) {
   return loop;
 }
 
+/* An area's hooks (uring.h ur_hooks): the loop calls them from now on.
+ * The module may be opened again in one state (package.loaded cleared):
+ * the loop, kept in the registry, knows them already. */
+void ur_loop_hook (lua_State *L, const ur_hooks *h) {
+  ur_loop *loop = ur_loop_get(L);
+  for (int i = 0; i < loop->nhooks; i++)
+    if (loop->hooks[i] == h) return;
+  if (loop->nhooks == UR_HOOKS_MAX)
+    luaL_error(L, "uring: internal error: too many hooks (UR_HOOKS_MAX)");
+  loop->hooks[loop->nhooks++] = h;
+}
+
 /* Register l into the table at the top, each with the loop as upvalue. */
 void ur_setfuncs (lua_State *L, const luaL_Reg *l) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &loop_key);
@@ -166,8 +162,9 @@ int ur_loop_setup (lua_State *L, ur_loop *loop) {
   io_uring_ring_dontfork(&loop->ring);
   loop->ring_ok = 1;
   loop->pid = getpid();
-  ur_fixed_setup(L, loop);      /* a failure only warns: reads degrade */
-  ur_ffiles_setup(L, loop);     /* the same: sockets keep plain fds */
+  /* registered buffers and files: a failure only warns (reads and
+   * sockets go on without them) */
+  ur_hooks_call(loop, ring_setup, L, loop);
   return 0;
 }
 
@@ -312,12 +309,6 @@ static ur_task *runq_pop (ur_loop *loop) {
   return t;
 }
 
-/* Ops that hand back a new fd: if nobody is left to take it, close it. */
-static int returns_fd (unsigned op) {
-  return op == IORING_OP_OPENAT || op == IORING_OP_OPENAT2 ||
-         op == IORING_OP_ACCEPT || op == IORING_OP_SOCKET;
-}
-
 static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
   ur_req *r;
   if (ud == 0) return;          /* fire-and-forget (cancels) */
@@ -337,7 +328,7 @@ static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
   }
   if (loop->trace_ref != LUA_NOREF) ur_trace_cqe(loop, r);
   if (loop->closing) {          /* shutting down: nobody will resume */
-    if (returns_fd(r->opcode) && res >= 0) ur_fd_release(res);
+    if (r->makes_fd && res >= 0) ur_fd_release(res);   /* nobody takes it */
     if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
     return;
   }
@@ -528,157 +519,6 @@ static int run_body (lua_State *L) {
 }
 
 /*
- * SIGINT during uring.run (DESIGN: "SIGINT cancels uring.run's main task").
- * Unless the script already blocks or ignores SIGINT, run blocks it and
- * polls a signalfd through the ring (multishot).  The handler is plain C:
- * it sets main_failed, so the next turn cancels every task as when the
- * main task fails; <close> variables run, and run raises "interrupted".
- * A uring.signal("INT") made inside the run (the REPL's) takes over: when
- * another signalfd in this process watches SIGINT, ours steps aside and
- * leaves the signal to it.  The poll is a background request: deadlock
- * detection still sees "no I/O"; it is drained before run returns.
- */
-typedef struct run_sigint {
-  ur_handle h;              /* the signalfd; -1 when not armed */
-  int hits;                 /* SIGINTs taken */
-  int aside;                /* another holder owns SIGINT */
-  ur_req *req;              /* the poll, until its last CQE */
-} run_sigint;
-
-/* Another signalfd of ours (not fd) that watches SIGINT? */
-static int sigint_other_holder (int fd) {
-  DIR *d = opendir("/proc/self/fdinfo");
-  struct dirent *e;
-  int found = 0;
-  if (d == NULL) return 0;
-  while (!found && (e = readdir(d)) != NULL) {
-    char path[300], buf[512];
-    ssize_t n;
-    int f;
-    if (e->d_name[0] < '0' || e->d_name[0] > '9' || atoi(e->d_name) == fd)
-      continue;
-    snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
-    if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0) continue;
-    n = read(f, buf, sizeof buf - 1);
-    close(f);
-    if (n > 0) {
-      char *m;
-      buf[n] = '\0';
-      m = strstr(buf, "sigmask:");
-      if (m && (strtoull(m + 8, NULL, 16) & (1ULL << (SIGINT - 1)))) found = 1;
-    }
-  }
-  closedir(d);
-  return found;
-}
-
-static int sigint_take (run_sigint *s) {
-  struct signalfd_siginfo si;
-  int n = 0;
-  while (read(s->h.fd, &si, sizeof si) == (ssize_t)sizeof si) n++;
-  return n;
-}
-
-static void sigint_cqe (ur_loop *loop, ur_req *r) {
-  run_sigint *s = (run_sigint *)r->obj;
-  if (r->state == UR_REQ_DONE) s->req = NULL;
-  if (r->res > 0 && !s->aside) {
-    if (sigint_other_holder(s->h.fd)) {
-      s->aside = 1;         /* a uring.signal("INT") will read it */
-      if (r->state != UR_REQ_DONE) ur_req_cancel(loop, r);
-    }
-    else if (sigint_take(s) > 0) {
-      s->hits++;
-      loop->main_failed = 1;   /* next turn: cancel every task */
-    }
-  }
-  if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
-}
-
-static void sigint_arm (lua_State *L, ur_loop *loop, run_sigint *s) {
-  sigset_t set, cur;
-  struct sigaction sa;
-  struct io_uring_sqe *sqe;
-  int trace = loop->trace_ref, fd;
-  ur_handle_init(&s->h);
-  s->hits = s->aside = 0;
-  s->req = NULL;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  if (sigprocmask(SIG_BLOCK, NULL, &cur) != 0 || sigismember(&cur, SIGINT))
-    return;                 /* the script handles SIGINT itself */
-  if (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-    return;                 /* ignored (a background job): leave it so */
-  if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return;
-  fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (fd < 0 || ur_handle_adopt(loop, &s->h, fd) < 0) {
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
-    return;
-  }
-  s->req = ur_req_new(L, loop, IORING_OP_POLL_ADD);
-  s->req->obj = s;
-  s->req->on_cqe = sigint_cqe;
-  s->req->background = 1;
-  sqe = ur_get_sqe(loop);
-  io_uring_prep_poll_multishot(sqe, s->h.fd, POLLIN);
-  ur_handle_sqe(loop, &s->h, s->req, sqe);
-  loop->trace_ref = LUA_NOREF;        /* the loop's own: not traced */
-  ur_req_submitted(loop, s->req, sqe);
-  loop->trace_ref = trace;
-  s->req->task = NULL;
-}
-
-/* After the run: drain the poll, take a SIGINT that is still pending,
- * restore the mask.  Returns the number of SIGINTs seen. */
-static int sigint_disarm (ur_loop *loop, run_sigint *s) {
-  sigset_t set;
-  int trace = loop->trace_ref;
-  if (s->h.fd < 0) return 0;
-  loop->trace_ref = LUA_NOREF;
-  if (s->req) ur_req_cancel(loop, s->req);
-  while (s->req) {
-    if (ur_submit(loop, 1) < 0) break;
-    ur_reap(loop);
-  }
-  loop->trace_ref = trace;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  if (!sigint_other_holder(s->h.fd)) {
-    s->hits += sigint_take(s);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
-  }
-  ur_handle_close(loop, &s->h, s);
-  return s->hits;
-}
-
-/*
- * A write to a pipe whose reader is gone (a popen'd child that exited)
- * raises SIGPIPE in the thread that submitted it, which is ours, and its
- * default action kills the process.  While the loop runs SIGPIPE is
- * blocked, so such a write fails with EPIPE instead (as a send does with
- * MSG_NOSIGNAL); the SIGPIPEs it left pending are taken before the mask
- * comes back.  A script that blocks SIGPIPE itself is left alone.
- */
-static int sigpipe_block (void) {
-  sigset_t set, cur;
-  if (sigprocmask(SIG_BLOCK, NULL, &cur) != 0 || sigismember(&cur, SIGPIPE))
-    return 0;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  return sigprocmask(SIG_BLOCK, &set, NULL) == 0;
-}
-
-static void sigpipe_unblock (int blocked) {
-  sigset_t set;
-  struct timespec zero = { 0, 0 };
-  if (!blocked) return;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  while (sigtimedwait(&set, NULL, &zero) == SIGPIPE) {}
-  sigprocmask(SIG_UNBLOCK, &set, NULL);
-}
-
-/*
  * uring.run(fn, ...): run fn as the main task until every task ended.
  * Returns fn's results; raises the main task's error (with traceback),
  * else the first error of a task nobody joined.
@@ -686,29 +526,27 @@ static void sigpipe_unblock (int blocked) {
 static int l_run (lua_State *L) {
   ur_loop *loop;
   ur_task *m;
-  run_sigint sigint;
-  int st, sigpipe, nargs = lua_gettop(L) - 1;
+  ur_runsig sig;
+  int st, nargs = lua_gettop(L) - 1;
   luaL_checktype(L, 1, LUA_TFUNCTION);
   loop = ur_loop_ready(L);
   if (loop->pid != getpid()) return ur_foreign_error(L, loop);
   if (loop->running)
     return luaL_error(L, "run: the loop is already running "
                       "(use uring.spawn inside a task)");
-  ur_proc_drain(loop);
+  ur_hooks_call(loop, run_start, loop);
   ur_task_new(L, loop, nargs);          /* fn, args -> task */
   m = (ur_task *)lua_touserdata(L, -1);
   lua_pushvalue(L, -1);
   loop->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   loop->running = 1;
   loop->main_failed = 0;
-  sigint_arm(L, loop, &sigint);
-  sigpipe = sigpipe_block();
+  ur_runsig_arm(L, loop, &sig);
   lua_pushcfunction(L, run_body);
   lua_pushlightuserdata(L, loop);
   st = lua_pcall(L, 1, 0, 0);
-  sigpipe_unblock(sigpipe);
   loop->running = 0;
-  if (sigint_disarm(loop, &sigint) > 0 && st == LUA_OK) {
+  if (ur_runsig_disarm(loop, &sig) > 0 && st == LUA_OK) {
     /* Ctrl-C: every task was cancelled and has unwound */
     if (loop->error_ref != LUA_NOREF) {
       luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);
@@ -760,15 +598,13 @@ static int l_run (lua_State *L) {
  * kernel (the ring is the parent's); our copies of its memory are private,
  * so they are freed.  The next use sets up a ring of the child's own. */
 void ur_loop_forget (ur_loop *loop) {
-  if (loop->ring_ok) {
-    int fd = loop->ring.ring_fd;
-    loop->ring_ok = 0;        /* ur_bufring_free must not unregister */
-    ur_bufring_free(loop);
-    close(fd);
+  int fd = loop->ring_ok ? loop->ring.ring_fd : -1;
+  loop->ring_ok = 0;            /* nothing may unregister from it now */
+  ur_hooks_call(loop, forget, loop);   /* our copies; the next ring anew */
+  if (fd >= 0) {
+    close(fd);                  /* our copy of the parent's ring */
     memset(&loop->ring, 0, sizeof loop->ring);
   }
-  ur_fixed_free(loop);          /* our copy; the next ring registers anew */
-  ur_ffiles_free(loop);
   ur_fdtab_forget(loop);        /* the parent's requests are not ours */
   loop->setup_flags = 0;
   loop->pending = 0;
@@ -804,19 +640,12 @@ static void loop_shutdown (ur_loop *loop) {
     io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
     ur_reap(loop);
   }
-  if (loop->inflight == 0) ur_bufring_free(loop);
+  /* what was registered with the ring goes with it; what the kernel
+   * may still write into is leaked rather than freed under it */
+  ur_hooks_call(loop, ring_teardown, loop, loop->inflight == 0);
   io_uring_queue_exit(&loop->ring);
   loop->ring_ok = 0;
-  ur_ffiles_free(loop);         /* the table went with the ring */
-  if (loop->inflight == 0) {
-    ur_req_free_all(loop);
-    ur_fixed_free(loop);
-  }
-  else {                        /* the kernel may still write: leak it */
-    loop->fixed_base = NULL;
-    loop->fixed_stack = NULL;
-    loop->fixed_n = loop->fixed_nfree = 0;
-  }
+  if (loop->inflight == 0) ur_req_free_all(loop);
   loop->closing = 0;
 }
 
@@ -825,7 +654,7 @@ static int loop_gc (lua_State *L) {
   loop_shutdown(loop);
   if (loop->inflight == 0) ur_fdtab_free(loop);
   ur_trace_free(loop);
-  ur_proc_forget();
+  ur_hooks_call(loop, close, loop);
   return 0;
 }
 

@@ -707,6 +707,7 @@ static int arm_accept (lua_State *L, ur_loop *loop, ur_sock *s) {
     s->accept_err = -ENOMEM;
     return 0;
   }
+  r->makes_fd = 1;
   sqe = ur_get_sqe(loop);
   io_uring_prep_multishot_accept(sqe, s->h.fd, NULL, NULL, SOCK_CLOEXEC);
   ur_handle_sqe(loop, &s->h, r, sqe);
@@ -828,6 +829,7 @@ static int start_socket (lua_State *L, ur_task *t) {
   conn_args *a = (conn_args *)lua_touserdata(L, 4);
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_SOCKET);
   struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  r->makes_fd = 1;
   io_uring_prep_socket(sqe, a->addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC,
                        0, 0);
   ur_req_submitted(t->loop, r, sqe);

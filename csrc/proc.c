@@ -210,13 +210,14 @@ static void drain_orphans (ur_loop *loop) {
 
 /* At the start of each uring.run: orphans left by a __gc that found no
  * free SQE get their reaper now, while a loop runs to complete it. */
-void ur_proc_drain (ur_loop *loop) {
+static void proc_run_start (ur_loop *loop) {
   if (norphans > 0 && loop->ring_ok) drain_orphans(loop);
 }
 
 /* At loop __gc (lua_close): reap what has exited and forget the rest (the
  * init process reaps them once we exit); the list is not left behind. */
-void ur_proc_forget (void) {
+static void proc_close (ur_loop *loop) {
+  (void)loop;
   for (int i = 0; i < norphans; i++) {
     siginfo_t si;
     waitid(P_PID, (id_t)orphans[i], &si, WEXITED | WNOHANG);
@@ -778,6 +779,9 @@ static int l_popen (lua_State *L) {
 }
 
 void ur_register_proc (lua_State *L) {
+  static const ur_hooks hooks = {
+    NULL, NULL, proc_run_start, NULL, proc_close, NULL
+  };
   static const luaL_Reg methods[] = {
     {"wait", l_proc_wait}, {"kill", l_proc_kill}, {NULL, NULL}
   };
@@ -806,4 +810,5 @@ void ur_register_proc (lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &links_key);
   lua_setfield(L, -2, "_popen_links");
   ur_setfuncs(L, funcs);
+  ur_loop_hook(L, &hooks);
 }

@@ -75,6 +75,7 @@ ur_req *ur_slab_take (ur_slab *s, uint8_t opcode) {
   r->t_prep = 0;
   r->onfd = 0;
   r->background = 0;
+  r->makes_fd = 0;
   r->fd_prev = r->fd_next = 0;
   r->user = 0;
   r->seq = 0;

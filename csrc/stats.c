@@ -240,10 +240,7 @@ static int l_features (lua_State *L) {
   lua_setfield(L, -2, "flags");
   setint(L, "entries", loop->ring.sq.ring_entries);
   setint(L, "cq_entries", loop->ring.cq.ring_entries);
-  ur_fixed_push(L, loop);
-  lua_setfield(L, -2, "fixed_buffers");
-  ur_ffiles_push(L, loop);
-  lua_setfield(L, -2, "fixed_files");
+  ur_hooks_call(loop, features, L, loop);   /* fixed_buffers, fixed_files */
   return 1;
 }
 

@@ -115,6 +115,7 @@ static int udp_socket_k (lua_State *L, int status, lua_KContext ctx);
 static int udp_start_socket (lua_State *L, ur_task *t, udp_sock *u) {
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_SOCKET);
   struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  r->makes_fd = 1;
   io_uring_prep_socket(sqe, u->family, SOCK_DGRAM | SOCK_CLOEXEC, 0, 0);
   ur_req_submitted(t->loop, r, sqe);
   return ur_await(L, t, r, "socket", 0, udp_socket_k);

@@ -74,6 +74,8 @@ struct ur_req {
   size_t memlen;
   double t_prep;        /* uring.now() at prep; for trace only */
   uint8_t onfd;         /* on the list of the fd it names (handle.c) */
+  uint8_t makes_fd;     /* its result is a new fd: the core closes it if
+                           nobody is left to take it (loop shutdown) */
   uint8_t background;   /* the loop's own (the run's SIGINT poll): it keeps
                            no task waiting, so deadlock detection and
                            stats() leave it out */
@@ -161,6 +163,22 @@ typedef struct ur_fdent {
   uint8_t state;        /* open, or to be closed at its last request */
 } ur_fdent;
 
+/*
+ * What an area of the core needs at the turns of the loop's life, given
+ * once by its ur_register_* (ur_loop_hook); any may be NULL.  The engine
+ * (loop.c, stats.c) calls them and calls no area by name.
+ */
+typedef struct ur_hooks {
+  void (*ring_setup) (lua_State *L, ur_loop *loop);    /* a ring was set up */
+  void (*ring_teardown) (ur_loop *loop, int drained);  /* the ring goes;
+                           drained: the kernel holds no request any more */
+  void (*run_start) (ur_loop *loop);                   /* uring.run begins */
+  void (*forget) (ur_loop *loop);   /* a forked child lets the ring go */
+  void (*close) (ur_loop *loop);    /* the loop is collected (lua_close) */
+  void (*features) (lua_State *L, ur_loop *loop);  /* add to features() */
+} ur_hooks;
+#define UR_HOOKS_MAX 8
+
 typedef struct ur_stats {
   uint64_t enters, sqes, cqes, flushes, waits, resumes, spawned;
   uint64_t overflow_flushes, stale_cqes;
@@ -224,6 +242,8 @@ struct ur_loop {
   ur_fdent *fdtab;
   uint32_t fdcap;
   uint32_t fd_closing;  /* fds waiting for their last CQE to close */
+  const ur_hooks *hooks[UR_HOOKS_MAX];   /* the areas' (ur_loop_hook) */
+  int nhooks;
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
   struct ur_trace_ev *tq;  /* trace events waiting for the next turn */
   size_t tq_len, tq_cap;
@@ -254,6 +274,12 @@ static inline void *ur_checkudata (lua_State *L, int idx, const void *mt,
   return NULL;
 }
 void ur_setfuncs (lua_State *L, const luaL_Reg *l);   /* table at top */
+void ur_loop_hook (lua_State *L, const ur_hooks *h);
+/* Call hook `which` of every area that has one, with args. */
+#define ur_hooks_call(loop, which, ...) do { \
+    for (int i_ = 0; i_ < (loop)->nhooks; i_++) \
+      if ((loop)->hooks[i_]->which) (loop)->hooks[i_]->which(__VA_ARGS__); \
+  } while (0)
 int ur_loop_setup (lua_State *L, ur_loop *loop);   /* 0 or -errno */
 ur_loop *ur_loop_ready (lua_State *L);        /* and set up the ring; raises */
 struct io_uring_sqe *ur_get_sqe (ur_loop *loop);   /* flushes a full SQ */
@@ -268,6 +294,7 @@ double ur_now (void);
 extern volatile int ur_forked;        /* set in the child by pthread_atfork */
 #define ur_foreign(loop) (ur_forked && ur_loop_foreign(loop))
 int ur_loop_foreign (ur_loop *loop);
+void ur_fork_watch (void);            /* process.c: sets ur_forked */
 void ur_loop_forget (ur_loop *loop);
 int ur_foreign_error (lua_State *L, ur_loop *loop);   /* raises */
 void ur_register_loop (lua_State *L);
@@ -288,6 +315,17 @@ void ur_req_free_all (ur_loop *loop);       /* loop teardown */
 ur_req *ur_link_timeout_new (lua_State *L, ur_loop *loop);   /* may raise */
 void ur_link_timeout_add (ur_loop *loop, ur_req *tr,
                           struct io_uring_sqe *op, double secs);
+
+/* process.c: uring.run's process plumbing, armed around the loop */
+typedef struct ur_runsig {
+  ur_handle h;          /* SIGINT's signalfd; -1 when not armed */
+  int hits;             /* SIGINTs taken */
+  int aside;            /* another holder (a uring.signal) owns SIGINT */
+  ur_req *req;          /* the poll, until its last CQE */
+  int sigpipe;          /* SIGPIPE was blocked by us */
+} ur_runsig;
+void ur_runsig_arm (lua_State *L, ur_loop *loop, ur_runsig *s);
+int ur_runsig_disarm (ur_loop *loop, ur_runsig *s);   /* SIGINTs seen */
 
 /* handle.c: the one close path for fds the ring may name */
 void ur_handle_init (ur_handle *h);
@@ -363,16 +401,12 @@ const char *ur_file_type (unsigned mode);     /* "file", "fifo", ... */
 void ur_push_statx (lua_State *L, const struct statx *st);
 
 /* fixedfile.c: registered files for sockets */
-int ur_ffiles_setup (lua_State *L, ur_loop *loop);  /* after ring setup */
-void ur_ffiles_free (ur_loop *loop);                /* at ring teardown */
+void ur_register_fixedfile (lua_State *L);          /* its hooks */
 int ur_ffile_add (ur_loop *loop, int fd);           /* a slot, or -1 */
 void ur_ffile_remove (ur_loop *loop, int slot, uint32_t epoch);
-void ur_ffiles_push (lua_State *L, ur_loop *loop);  /* for features() */
 
 /* fixedbuf.c: registered buffers for file reads */
-int ur_fixed_setup (lua_State *L, ur_loop *loop);   /* after ring setup */
-void ur_fixed_free (ur_loop *loop);                 /* at shutdown */
-void ur_fixed_push (lua_State *L, ur_loop *loop);   /* for features() */
+void ur_register_fixedbuf (lua_State *L);           /* its hooks */
 /* A free registered slot for a read of n bytes, or -1 (none registered,
  * all in use, or n too big): the caller then reads as before. */
 static inline int ur_fixed_take (ur_loop *loop, size_t n) {
@@ -421,13 +455,11 @@ int ur_bufring_ensure (ur_loop *loop);           /* 0 or -errno */
 const char *ur_bufring_data (ur_loop *loop, unsigned bid);
 void ur_bufring_recycle (ur_loop *loop, unsigned bid);
 int ur_bufring_grow (ur_loop *loop);
-void ur_bufring_free (ur_loop *loop);
+void ur_register_bufring (lua_State *L);           /* its hooks */
 
 /* signal.c: uring.signal (signalfd through the ring), uring.poll */
 void ur_register_signal (lua_State *L);
 void ur_register_proc (lua_State *L);    /* proc.c: exec, popen */
-void ur_proc_drain (ur_loop *loop);     /* reap orphans, at uring.run */
-void ur_proc_forget (void);             /* at loop __gc */
 
 /* http.c: HTTP/1.x request heads, for net.c's sock:_take_request */
 size_t ur_http_head_len (const char *buf, size_t len, size_t *scan,

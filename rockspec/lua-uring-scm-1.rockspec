@@ -20,7 +20,10 @@ build = {
   modules = {
     ["uring.core"] = {
       sources = {
-        "csrc/core.c", "csrc/loop.c", "csrc/req.c", "csrc/handle.c", "csrc/task.c", "csrc/err.c",
+        -- the engine
+        "csrc/core.c", "csrc/loop.c", "csrc/process.c", "csrc/req.c",
+        "csrc/handle.c", "csrc/task.c", "csrc/err.c",
+        -- the areas
         "csrc/fs.c", "csrc/copy.c", "csrc/buffer.c", "csrc/ring.c", "csrc/probe.c",
         "csrc/stats.c", "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c",
         "csrc/thread.c", "csrc/net.c", "csrc/signal.c", "csrc/proc.c",
