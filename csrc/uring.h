@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <liburing.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -53,33 +54,35 @@ enum { UR_REQ_FREE, UR_REQ_INFLIGHT, UR_REQ_DONE };
 struct ur_req {
   uint32_t gen;         /* bumped on free */
   uint32_t idx;         /* its slab index */
-  uint32_t next_free;   /* free-list link (index + 1; 0 ends) */
-  uint8_t state;        /* UR_REQ_* */
-  uint8_t opcode;       /* IORING_OP_*, for trace and stats */
+  /* zeroed by ur_slab_take, one 64-byte block (a few stores) */
+  ur_handler on_cqe;    /* NULL: wake the task (ur_req_wake) */
+  ur_task *task;        /* the task to resume, or NULL */
+  void *obj;            /* the object a handler updates (a socket), or NULL */
+  void *mem;            /* malloc'd memory the kernel writes into */
+  size_t memlen;
+  double t_prep;        /* uring.now() at prep; for trace only */
+  int32_t res;          /* copied from the CQE */
+  uint32_t cflags;      /* copied from the CQE */
+  int aux;              /* per-op small state (timeout scope depth, ...) */
   uint8_t canceling;    /* an ASYNC_CANCEL for it was submitted */
   uint8_t memclass;     /* mem is a pooled I/O buffer of class memclass-1
                            (ur_iobuf_new); 0: plain malloc, freed;
                            UR_MEM_FIXED: registered slot aux (fixedbuf.c);
                            UR_MEM_BUFFER: obj is a pinned uring.buffer */
-  int32_t res;          /* copied from the CQE */
-  uint32_t cflags;      /* copied from the CQE */
-  int fd;               /* for trace; and closed by the core when an open
-                           or accept completes for a task that is gone */
-  int aux;              /* per-op small state (timeout scope depth, ...) */
-  ur_handler on_cqe;    /* NULL: wake the task (ur_req_wake) */
-  ur_task *task;        /* the task to resume, or NULL */
-  void *obj;            /* the object a handler updates (a socket), or NULL */
-  int pin_ref;          /* registry ref: Lua value the kernel reads */
-  void *mem;            /* malloc'd memory the kernel writes into */
-  size_t memlen;
-  double t_prep;        /* uring.now() at prep; for trace only */
   uint8_t onfd;         /* on the list of the fd it names (handle.c) */
   uint8_t makes_fd;     /* its result is a new fd: the core closes it if
                            nobody is left to take it (loop shutdown) */
+  /* set by ur_slab_take */
+  uint8_t state;        /* UR_REQ_* */
+  uint8_t opcode;       /* IORING_OP_*, for trace and stats */
   uint8_t background;   /* the loop's own (the run's SIGINT poll): it keeps
                            no task waiting, so deadlock detection and
                            stats() leave it out */
-  uint32_t fd_prev, fd_next;   /* that list: slab index + 1; 0 ends */
+  int fd;               /* the fd it names (for trace; handle.c's list) */
+  int pin_ref;          /* registry ref: Lua value the kernel reads */
+  /* written by whoever uses them */
+  uint32_t next_free;   /* free-list link (index + 1; 0 ends) */
+  uint32_t fd_prev, fd_next;   /* the fd's list: slab index + 1; 0 ends */
   union {               /* small arguments the kernel reads at submit */
     struct __kernel_timespec ts;
     uint64_t u64;
@@ -301,7 +304,7 @@ void ur_register_loop (lua_State *L);
 
 /* req.c: the slab (any owner), then the loop's requests */
 int ur_slab_reserve (ur_slab *s);                 /* 0: out of memory */
-ur_req *ur_slab_take (ur_slab *s, uint8_t opcode);   /* NULL: no memory */
+int ur_slab_grow (ur_slab *s);                    /* 0: out of memory */
 void ur_slab_put (lua_State *L, ur_slab *s, ur_req *r);  /* never raises */
 void ur_slab_destroy (ur_slab *s);        /* the chunks; records are gone */
 int ur_anchor (lua_State *L, int idx);    /* a registry ref for pin_ref */
@@ -513,6 +516,24 @@ static inline uint64_t ur_req_ud (ur_loop *loop, ur_req *r) {
 
 static inline ur_req *ur_req_at (ur_loop *loop, uint64_t ud) {
   return ur_slab_at(&loop->slab, ud);
+}
+
+/* A fresh record, state UR_REQ_DONE (taken, not in flight), or NULL when
+ * memory ran out.  Never raises.  Inline: every op takes one, and the
+ * fields are reset with one memset the compiler turns into a few stores. */
+static inline ur_req *ur_slab_take (ur_slab *s, uint8_t opcode) {
+  ur_req *r;
+  if (s->free_head == 0 && !ur_slab_grow(s)) return NULL;
+  r = ur_slab_req(s, s->free_head - 1);
+  s->free_head = r->next_free;
+  s->used++;
+  memset(&r->on_cqe, 0, offsetof(ur_req, state) - offsetof(ur_req, on_cqe));
+  r->state = UR_REQ_DONE;
+  r->opcode = opcode;
+  r->background = 0;
+  r->fd = -1;
+  r->pin_ref = LUA_NOREF;
+  return r;
 }
 
 /* t was cancelled, or a uring.timeout scope it is inside has expired:
