@@ -831,7 +831,8 @@ static int l_file_gc (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
   if (f == NULL) return 0;
   if (f->h.fd >= 0 && !f->busy) close_sync(loop, f, 1);
-  else if (f->h.fd >= 0)        /* only at lua_close: the loop drains it */
+  else                          /* lua_close, or closed before: what is in
+                                   flight forgets this memory */
     ur_handle_close(loop, &f->h, f);
   if (!f->busy) file_release(f);
   return 0;

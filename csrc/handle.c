@@ -58,6 +58,7 @@ void ur_handle_init (ur_handle *h) {
   h->fd = -1;
   h->slot = -1;
   h->epoch = 0;
+  h->held = -1;
 }
 
 /* h owns fd from now on.  Out of memory for the fd table: fd is closed
@@ -73,6 +74,7 @@ int ur_handle_adopt (ur_loop *loop, ur_handle *h, int fd) {
   e->slot = -1;
   h->fd = fd;
   h->slot = -1;
+  h->held = -1;
   return 0;
 }
 
@@ -128,16 +130,25 @@ uint32_t ur_handle_inflight (ur_loop *loop, const ur_handle *h) {
   return h->fd >= 0 ? loop->fdtab[h->fd].count : 0;
 }
 
+/* The requests on e's list whose r->obj is `gone` (an object being
+ * collected) forget it: their CQEs must not touch its memory. */
+static void detach (ur_loop *loop, ur_fdent *e, const void *gone) {
+  for (uint32_t i = e->head; i; ) {
+    ur_req *c = req_at_index(loop, i);
+    if (c->obj == gone) c->obj = NULL;
+    i = c->fd_next;
+  }
+}
+
 /* Cancel every request on e's list.  A cancel may flush the SQ and reap,
  * which takes finished requests off the list: start again from the head
  * each time, skipping the ones already asked. */
-static void cancel_all (ur_loop *loop, ur_fdent *e, const void *gone) {
+static void cancel_all (ur_loop *loop, ur_fdent *e) {
   for (;;) {
     uint32_t i = e->head;
     ur_req *r = NULL;
     while (i) {
       ur_req *c = req_at_index(loop, i);
-      if (gone && c->obj == gone) c->obj = NULL;   /* its memory is going */
       if (!c->canceling && c->state == UR_REQ_INFLIGHT) { r = c; break; }
       i = c->fd_next;
     }
@@ -149,16 +160,24 @@ static void cancel_all (ur_loop *loop, ur_fdent *e, const void *gone) {
 /*
  * Close h: from now on h->fd is -1 (the object is closed).  Requests in
  * flight on the fd are cancelled (gone: the object being collected; the
- * requests whose r->obj points at it forget it); the fd is closed when the last of them has
- * completed, or now if there are none.  Returns 0, or close(2)'s -errno
- * when it closed now.  Outside uring.run nobody would reap those
+ * requests whose r->obj points at it forget it, now or, if it was closed
+ * before, those still in flight); the fd is closed when the last of them
+ * has completed, or now if there are none.  Returns 0, or close(2)'s
+ * -errno when it closed now.  Outside uring.run nobody would reap those
  * completions until the next run (a listener's port would stay bound), so
  * they are waited for here; no Lua runs meanwhile.
  */
 int ur_handle_close (ur_loop *loop, ur_handle *h, const void *gone) {
   int fd = h->fd, ret = 0;
   ur_fdent *e;
-  if (fd < 0) return 0;
+  if (fd < 0) {
+    /* closed before: its requests may still be in flight (the number is
+     * held until they are); an entry reused since holds other objects'
+     * requests, which do not point at gone */
+    if (gone && h->held >= 0 && (uint32_t)h->held < loop->fdcap)
+      detach(loop, &loop->fdtab[h->held], gone);
+    return 0;
+  }
   h->fd = -1;
   e = &loop->fdtab[fd];
   e->state = FD_CLOSING;
@@ -167,7 +186,9 @@ int ur_handle_close (ur_loop *loop, ur_handle *h, const void *gone) {
   h->slot = -1;
   loop->fd_closing++;
   if (e->count > 0 && loop->ring_ok && !ur_foreign(loop)) {
-    cancel_all(loop, e, gone);
+    h->held = fd;
+    if (gone) detach(loop, e, gone);
+    cancel_all(loop, e);
     if (!loop->running && !loop->reaping && !loop->closing)
       for (int tries = 0; e->state != FD_OPEN && tries < 1000; tries++) {
         if (ur_submit_timeout(loop, 0.01) < 0) break;

@@ -1017,7 +1017,10 @@ static int l_sock_shutdown (lua_State *L) {
  * and its fd closed once the last of it is back (handle.c); tasks blocked
  * in accept() wake and see "closed". */
 static void sock_close (ur_loop *loop, ur_sock *s, int gc) {
-  if (s->h.fd < 0) return;
+  if (s->h.fd < 0) {            /* closed before: what is still in flight */
+    if (gc) ur_handle_close(loop, &s->h, s);   /* forgets this memory */
+    return;
+  }
   ur_handle_close(loop, &s->h, gc ? s : NULL);
   while (s->plen > 0) {          /* accepted, never taken: nothing names them */
     ur_fd_release(s->pend[s->phead]);

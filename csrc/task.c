@@ -55,19 +55,43 @@ void ur_check_interrupt (lua_State *L, ur_task *t) {
   }
 }
 
+/* Why a function that waits cannot, here (t: the task of L, if any):
+ * raised with `where` before it (luaL_where of the level to blame). */
+static void cannot_wait (lua_State *L, ur_task *t, const char *fname,
+                         int level) {
+  const char *why = NULL;
+  if (t == NULL && ur_loop_of(L)->unwinding)
+    why = "cannot wait here: the <close> variables of a task that failed "
+          "or was cancelled run after it ended";
+  else if (t == NULL)
+    why = "not inside a task (use uring.run)";
+  else
+    why = "cannot wait here: called across a C-call boundary (a "
+          "metamethod, an iterator or a C function)";
+  luaL_where(L, level);
+  lua_pushfstring(L, "%s: %s", fname, why);
+  lua_concat(L, 2);
+  lua_error(L);
+}
+
 /* The task an op runs in; raises when there is none or it cannot yield. */
 ur_task *ur_task_current (lua_State *L, const char *fname) {
   ur_task *t = ur_task_of(L);
-  if (t == NULL && ur_loop_of(L)->unwinding)
-    luaL_error(L, "%s: cannot wait here: the <close> variables of a task "
-               "that failed or was cancelled run after it ended", fname);
-  if (t == NULL)
-    luaL_error(L, "%s: not inside a task (use uring.run)", fname);
-  if (!lua_isyieldable(L))
-    luaL_error(L, "%s: cannot wait here: called across a C-call boundary "
-               "(a metamethod, an iterator or a C function)", fname);
+  if (t == NULL || !lua_isyieldable(L)) cannot_wait(L, t, fname, 1);
   ur_check_interrupt(L, t);
   return t;
+}
+
+/* _intask(name [, level]): the check ur_task_current makes, for the
+ * functions written in Lua that wait (uring.check.intask), raised at the
+ * line `level` calls up from the function that called this (1: its
+ * caller) -- one C call on their hot paths (a Lua check costs a
+ * response of uring.http ~900 instructions). */
+static int l_intask (lua_State *L) {
+  ur_task *t = ur_task_of(L);
+  if (t != NULL && lua_isyieldable(L)) return 0;
+  cannot_wait(L, t, luaL_checkstring(L, 1), (int)luaL_optinteger(L, 2, 1) + 1);
+  return 0;
 }
 
 /* Park t on request r: it resumes in k when r's CQE has arrived. */
@@ -602,6 +626,7 @@ void ur_register_task (lua_State *L) {
     {"spawn", l_spawn}, {"current", l_current}, {"tasks", l_tasks},
     {"yield", l_yield}, {"sleep", l_sleep}, {"nop", l_nop},
     {"_scope_open", l_scope_open}, {"_scope_close", l_scope_close},
+    {"_intask", l_intask},
     {NULL, NULL}
   };
   luaL_newmetatable(L, UR_TASK_MT);

@@ -154,6 +154,9 @@ typedef struct ur_handle {
   int fd;
   int slot;             /* the registered-file slot SQEs name, or -1 */
   uint32_t epoch;       /* the ring setup (loop->ring_epoch) of the slot */
+  int held;             /* closed with requests in flight: the fd number,
+                           still the kernel's until they complete (a
+                           collected object's requests must forget it) */
 } ur_handle;
 
 /* Per fd number: the requests in flight naming it, and whether it is to

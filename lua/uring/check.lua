@@ -15,8 +15,6 @@ local getinfo, getlocal, getmetatable = debug.getinfo, debug.getlocal, debug.get
 local type, rawget, error, format, tostring, tonumber =
   type, rawget, error, string.format, tostring, tonumber
 local mtype = math.type
-local current = require("uring.core").current
-local isyieldable = coroutine.isyieldable
 
 local M = {}
 
@@ -75,15 +73,8 @@ end
 --- check.intask(name [, level]): a function that waits is called in a
 -- task that can yield; else the error the C functions raise, here at the
 -- caller's line rather than inside a Lua file of uring.
-function M.intask(name, level)
-  if current() == nil then
-    M.error(name .. ": not inside a task (use uring.run)", (level or 1) + 1)
-  end
-  if not isyieldable() then
-    M.error(name .. ": cannot wait here: called across a C-call boundary "
-      .. "(a metamethod, an iterator or a C function)", (level or 1) + 1)
-  end
-end
+M.intask = require("uring.core")._intask   -- the core's own check, in C:
+                                          -- one call on hot paths
 
 --- check.is(v, methods) -> true when v is a userdata of the core whose
 -- methods are `methods` (core.file_methods, core.socket_methods): the
