@@ -356,6 +356,7 @@ void ur_register_err (lua_State *L);   /* uring.errno */
 void ur_register_fs (lua_State *L);
 void ur_file_push (lua_State *L, const char *mode);   /* a closed file */
 int ur_file_adopt (lua_State *L, int idx, int fd);    /* 0 | -ENOMEM */
+ur_handle *ur_file_handle (lua_State *L, int idx);     /* checks; copy.c */
 
 /* statx.c: the one statx table (uring.stat, file:stat, ring:prep_statx) */
 struct statx;
@@ -411,7 +412,8 @@ void ur_register_dns (lua_State *L);
 /* thread.c: a detached helper thread, signals blocked; 0 or -1 */
 int ur_thread_start (void *(*fn)(void *), void *arg);
 
-/* copy.c: copy_file_range on a helper thread, for uring.copyfile */
+/* copy.c: uring.copyfile's C: copy_file_range on a helper thread, and
+ * the fallback, SPLICE pairs through a pipe */
 void ur_register_copy (lua_State *L);
 
 /* bufring.c: provided receive buffers (one group per loop) */
