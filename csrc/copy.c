@@ -1,17 +1,21 @@
 /*
- * copy.c: uring.copyfile's fast path, copy_file_range(2) on a helper
- * thread.
+ * copy.c: all of uring.copyfile's C.  file.lua's range_copy calls the
+ * fast path, copy_file_range(2) on a helper thread (core._copy_range,
+ * core._copy_trim); its splice_copy calls the fallback, SPLICE pairs
+ * through a pipe (core._splice_pipe, core._splice; described at its
+ * section below).  Files are reached through fs.c's ur_file_handle only.
  *
- * io_uring has no copy_file_range op.  SPLICE pairs through a pipe (fs.c)
- * do the same kernel copy, but every SPLICE is an io-wq work item: the
- * pipe-to-file half is hashed on the destination inode and the
- * file-to-pipe half is not, so each 1 MiB pair hops between two io-wq
- * workers and each completion wakes the loop thread (~4,200 context
- * switches a GiB, cp's 30-60; try_to_wake_up was 12% of the profile).
- * cp makes one copy_file_range call; so does this, in steps, on
- * a thread of its own, while the loop waits on an IORING_OP_READ of an
- * eventfd the thread writes once, when it is done: other tasks keep
- * running, and the task resumes through the ring like any other.
+ * Why a thread first: io_uring has no copy_file_range op.  SPLICE pairs
+ * through a pipe (the fallback) do the same kernel copy, but every SPLICE
+ * is an io-wq work item: the pipe-to-file half is hashed on the
+ * destination inode and the file-to-pipe half is not, so each 1 MiB pair
+ * hops between two io-wq workers and each completion wakes the loop
+ * thread (~4,200 context switches a GiB, cp's 30-60; try_to_wake_up was
+ * 12% of the profile).  cp makes one copy_file_range call; so does this,
+ * in steps, on a thread of its own, while the loop waits on an
+ * IORING_OP_READ of an eventfd the thread writes once, when it is done:
+ * other tasks keep running, and the task resumes through the ring like
+ * any other.
  *
  * One call of core._copy_range copies from an offset until the end of
  * the source or `max` bytes, in COPY_STEP steps, on a thread that lives
@@ -43,6 +47,8 @@
 #include <unistd.h>
 
 #include "uring.h"
+
+/* --- the fast path: copy_file_range on a thread of its own --- */
 
 #define COPY_MT   "uring.copy.job"
 /* one copy_file_range: a stop is seen within a step (~1 ms from the page
@@ -252,14 +258,238 @@ static int l_copy_trim (lua_State *L) {
   return 0;
 }
 
+/* --- the fallback: the kernel copies, through a pipe ---
+ *
+ * Used where copy_file_range (above) cannot serve the files, e.g. from
+ * one file system to another.  SPLICE file -> pipe linked to
+ * SPLICE pipe -> file moves a chunk page cache to page cache with one
+ * kernel copy and no user-space buffer (what cp gets from
+ * copy_file_range).  One call links up to SPLICE_PAIRS such pairs into a
+ * single chain: an io-wq worker runs a chain from end to end on its own,
+ * so the copy does not stall between chunks waiting for this thread to be
+ * scheduled (on a busy machine that wait cost more than the copying).
+ *
+ * A short splice (end of file, a short write) breaks the chain: the rest
+ * completes with -ECANCELED, and whatever reached the pipe but not the
+ * file is drained by one more SPLICE before the call returns.
+ *
+ * The pipe's fds must stay open until the kernel is done with every
+ * request naming them: a linked SQE looks its fd up only when it is
+ * issued, so closing early could hand it somebody else's file.  The pipe
+ * therefore counts its holders (each request in flight, and the "hold"
+ * userdata the copy keeps on its task's stack); the last one closes it.
+ * At lua_close with a copy in flight the loop frees the requests without
+ * their handlers: that pipe is left open.
+ */
+
+#define UR_SPLICE_MT "uring.splice.pipe"
+#define SPLICE_PIPE_SZ (1 << 20)
+#define SPLICE_PAIRS   16      /* 16 MiB a chain: measured against 4, 8, 32 */
+
+typedef struct splice_pipe {
+  int fd[2];              /* [0] read end, [1] write end */
+  int refs;               /* the hold + requests in flight */
+  int size;               /* the pipe's capacity: the most one pair moves */
+  int pending;            /* CQEs of the current call still to come */
+  ur_req *last;           /* the request the task waits on, once done */
+  int npairs;             /* pairs in the current chain */
+  int res[2 * SPLICE_PAIRS];   /* their results: in, out, in, out ... */
+  int inpipe, moved;      /* drain: bytes in the pipe; taken out */
+} splice_pipe;
+
+typedef struct splice_hold { splice_pipe *p; } splice_hold;
+
+static void splice_unref (splice_pipe *p) {
+  if (--p->refs > 0) return;
+  ur_fd_release(p->fd[0]);      /* the last request naming them is done */
+  ur_fd_release(p->fd[1]);
+  free(p);
+}
+
+static int splice_hold_gc (lua_State *L) {
+  splice_hold *h = (splice_hold *)luaL_checkudata(L, 1, UR_SPLICE_MT);
+  if (h->p) splice_unref(h->p);
+  h->p = NULL;
+  return 0;
+}
+
+/* core._splice_pipe() -> hold | fail */
+static int l_splice_pipe (lua_State *L) {
+  splice_hold *h = (splice_hold *)lua_newuserdatauv(L, sizeof *h, 0);
+  splice_pipe *p;
+  int sz;
+  h->p = NULL;
+  luaL_setmetatable(L, UR_SPLICE_MT);
+  p = (splice_pipe *)calloc(1, sizeof *p);
+  if (p == NULL) return ur_pushfail(L, -ENOMEM, NULL);
+  if (pipe2(p->fd, O_CLOEXEC) != 0) {
+    int e = errno;
+    free(p);
+    return ur_pushfail(L, -e, NULL);
+  }
+  /* a bigger pipe: fewer, larger splices (1 MiB is the default limit) */
+  sz = fcntl(p->fd[1], F_SETPIPE_SZ, SPLICE_PIPE_SZ);
+  if (sz < 0) sz = fcntl(p->fd[1], F_GETPIPE_SZ);
+  p->size = sz > 0 ? sz : 65536;
+  p->refs = 1;
+  h->p = p;
+  return 1;
+}
+
+/* Every request of a call: keep its result (its slot is in r->aux); the
+ * last CQE to arrive wakes the task, through the request it waits on. */
+static void splice_cqe (ur_loop *loop, ur_req *r) {
+  splice_pipe *p = (splice_pipe *)r->obj;
+  ur_req *wake = NULL;
+  if (r->aux >= 0) p->res[r->aux] = r->res;
+  if (r->task) p->last = r;   /* the awaited one: freed by the task */
+  else ur_req_free(loop, r);
+  if (--p->pending == 0) {
+    wake = p->last;
+    p->last = NULL;
+  }
+  splice_unref(p);
+  if (wake) ur_req_wake(loop, wake);
+}
+
+/* Queue request r as one SPLICE of a call between a file (its handle f)
+ * and the pipe (into the pipe if to_pipe); its result goes to res[slot].
+ * r is on f: closing the file cancels the copy; the pipe's fds live as
+ * long as any request names them (refs). */
+static void splice_prep (ur_loop *loop, ur_req *r, splice_pipe *p,
+                         ur_handle *f, int to_pipe, int64_t off,
+                         unsigned n, int slot, int link) {
+  struct io_uring_sqe *sqe = ur_get_sqe(loop);
+  if (to_pipe) io_uring_prep_splice(sqe, f->fd, off, p->fd[1], -1, n, 0);
+  else io_uring_prep_splice(sqe, p->fd[0], -1, f->fd, off, n, 0);
+  if (link) sqe->flags |= IOSQE_IO_LINK;
+  ur_handle_sqe(loop, f, r, sqe);
+  r->obj = p;
+  r->aux = slot;
+  r->on_cqe = splice_cqe;
+  p->refs++;
+  p->pending++;
+  ur_req_submitted(loop, r, sqe);
+  r->task = NULL;             /* only the awaited one names the task */
+}
+
+static int splice_k (lua_State *L, int status, lua_KContext ctx);
+
+/* What reached the pipe but not the file: one more SPLICE, and wait. */
+static int splice_drain (lua_State *L, ur_task *t, splice_pipe *p,
+                         ur_handle *out, int64_t off) {
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_SPLICE);
+  p->pending = 0;
+  p->last = NULL;
+  if (out->fd < 0) {          /* closed meanwhile */
+    ur_req_free(t->loop, r);
+    return ur_pushclosed(L);
+  }
+  splice_prep(t->loop, r, p, out, 0, off,
+              (unsigned)(p->inpipe - p->moved), 0, 0);
+  return ur_await(L, t, r, "copyfile", 1, splice_k);
+}
+
+static int splice_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  splice_pipe *p = ((splice_hold *)lua_touserdata(L, 1))->p;
+  ur_handle *out = ur_file_handle(L, 3);   /* checked by l_splice */
+  int64_t off = (int64_t)lua_tointeger(L, 4);
+  lua_Integer total = 0;
+  (void)status;
+  ur_req_free(t->loop, r);
+  ur_check_interrupt(L, t);
+  if (ctx == 1) {             /* a drain came back */
+    int res = p->res[0];
+    if (res < 0) return ur_pushfail(L, res, NULL);
+    if (res == 0) return ur_pushfail(L, -EIO, NULL);   /* no progress */
+    p->moved += res;
+    if (p->moved < p->inpipe)
+      return splice_drain(L, t, p, out, off + lua_tointeger(L, 6) + p->moved);
+    lua_pushinteger(L, lua_tointeger(L, 6) + p->moved);
+    return 1;
+  }
+  for (int j = 0; j < p->npairs; j++) {
+    int in = p->res[2 * j], wr = p->res[2 * j + 1];
+    /* a failed read or write ends the copy (the pipe may hold bytes that
+     * belong nowhere now: it is not used again) */
+    if (in < 0) return ur_pushfail(L, in, NULL);
+    if (wr < 0 && wr != -ECANCELED) return ur_pushfail(L, wr, NULL);
+    if (wr < 0) wr = 0;       /* cancelled: the chain broke on a short in */
+    total += wr;
+    if (wr < in) {            /* the pipe still holds in - wr bytes */
+      lua_settop(L, 5);
+      lua_pushinteger(L, total);   /* 6: copied before the drain */
+      p->inpipe = in - wr;
+      p->moved = 0;
+      return splice_drain(L, t, p, out, off + total);
+    }
+    if (in < p->size) break;  /* short: end of file, the rest cancelled */
+  }
+  lua_pushinteger(L, total);
+  return 1;
+}
+
+/* core._splice(hold, infile, outfile, offset, n) -> bytes | fail
+ * Copies up to n bytes at offset of infile to the same offset of outfile
+ * (fewer: at most SPLICE_PAIRS pipefuls); 0 at the end of infile. */
+static int l_splice (lua_State *L) {
+  splice_hold *h = (splice_hold *)luaL_checkudata(L, 1, UR_SPLICE_MT);
+  ur_handle *in = ur_file_handle(L, 2), *out = ur_file_handle(L, 3);
+  lua_Integer off = luaL_checkinteger(L, 4);
+  lua_Integer n = luaL_checkinteger(L, 5);
+  splice_pipe *p = h->p;
+  ur_task *t;
+  ur_loop *loop;
+  ur_req *r[2 * SPLICE_PAIRS];
+  int pairs;
+  luaL_argcheck(L, p != NULL, 1, "pipe is closed");
+  if (in->fd < 0 || out->fd < 0)
+    return luaL_error(L, "attempt to use a closed file");
+  luaL_argcheck(L, off >= 0, 4, "offset must be non-negative");
+  luaL_argcheck(L, n > 0, 5, "count must be positive");
+  lua_settop(L, 5);
+  t = ur_task_current(L, "copyfile");
+  loop = t->loop;
+  /* as many pairs as n needs, as the SQ can hold in one chain */
+  pairs = (int)((n + p->size - 1) / p->size);
+  if (pairs > SPLICE_PAIRS) pairs = SPLICE_PAIRS;
+  if ((unsigned)pairs * 2 > loop->ring.sq.ring_entries)
+    pairs = (int)loop->ring.sq.ring_entries / 2;
+  if (pairs < 1) pairs = 1;
+  /* every request first (they may raise), then the SQEs, all in one
+   * submission: nothing half-built reaches the kernel */
+  for (int i = 0; i < 2 * pairs; i++)
+    r[i] = ur_req_new(L, loop, IORING_OP_SPLICE);
+  ur_reserve_sqes(loop, (unsigned)pairs * 2);
+  p->npairs = pairs;
+  p->pending = 0;
+  p->last = NULL;
+  for (int j = 0; j < pairs; j++) {
+    int64_t at = off + (int64_t)j * p->size;
+    splice_prep(loop, r[2 * j], p, in, 1, at, (unsigned)p->size, 2 * j, 1);
+    splice_prep(loop, r[2 * j + 1], p, out, 0, at, (unsigned)p->size,
+                2 * j + 1, j < pairs - 1);
+  }
+  return ur_await(L, t, r[2 * pairs - 1], "copyfile", 0, splice_k);
+}
+
 void ur_register_copy (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_copy_range", l_copy_range}, {"_copy_trim", l_copy_trim},
+    {"_splice_pipe", l_splice_pipe}, {"_splice", l_splice},
     {NULL, NULL}
   };
   luaL_newmetatable(L, COPY_MT);
   lua_pushcfunction(L, copy_hold_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, UR_SPLICE_MT);
+  lua_pushcfunction(L, splice_hold_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, splice_hold_gc);
+  lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
   ur_setfuncs(L, funcs);
 }

@@ -1,16 +1,21 @@
 /*
- * http.c: HTTP/1.x request heads, parsed in C for uring.http.
+ * http.c: HTTP/1.x request heads for uring.http and sock:receive_head:
+ * the parser, and the socket methods that feed it.
  *
- * net.c's sock:_take_request finds a whole head in the socket's buffer
- * (ur_http_head_len) and has it checked and parsed here
- * (ur_http_push_head) into what the server needs: a request table
- * (method, target, path, query, version), the keep-alive verdict and the
- * body framing.  One call per request instead of a Lua call per line.
- * The headers table is made only when a handler asks for req.headers
- * (core._http_headers): a hello-world handler never pays for it.  Input
- * is untrusted: every byte is checked, nothing is read past the head, and
- * a malformed head yields a status code (400, 414, 431), not an error.
+ * sock:_take_request (uring.http's reader) and sock:receive_head (for a
+ * hand-written server) find a whole head in the socket's buffer
+ * (head_len) and have it checked and parsed (push_head) into what the
+ * server needs: a request table (method, target, path, query, version),
+ * the keep-alive verdict and the body framing.  One call per request
+ * instead of a Lua call per line.  The socket is net.c's: these methods
+ * see its receive buffer and receive op through the ur_sock_* functions
+ * only, and join its method table at registration.  The headers table
+ * is made only when a handler asks for req.headers (core._http_headers):
+ * a hello-world handler never pays for it.  Input is untrusted: every
+ * byte is checked, nothing is read past the head, and a malformed head
+ * yields a status code (400, 414, 431), not an error.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "uring.h"
@@ -54,8 +59,8 @@ static int has_word (const char *v, size_t n, const char *word) {
  * dropped later).  *scan is the start of the first line not yet seen
  * whole: a later call resumes there rather than rescanning; *first gets
  * the request line's length (LF included) once it is complete, else 0. */
-size_t ur_http_head_len (const char *buf, size_t len, size_t *scan,
-                         size_t *first) {
+static size_t head_len (const char *buf, size_t len, size_t *scan,
+                        size_t *first) {
   size_t off = *scan;
   const char *nl = memchr(buf, '\n', len);
   *first = nl ? (size_t)(nl - buf) + 1 : 0;
@@ -81,7 +86,7 @@ size_t ur_http_head_len (const char *buf, size_t len, size_t *scan,
 /* The status for a head still incomplete at len bytes, given the request
  * line's length (first, 0 if not whole): 414 for a request line over max
  * bytes, 431 for a header section over max, 0 to wait for more. */
-int ur_http_too_big (size_t len, size_t first, size_t max) {
+static int too_big (size_t len, size_t first, size_t max) {
   if (first == 0) return len > max + 2 ? 414 : 0;
   if (first > max + 2) return 414;
   return len - first > max + 2 ? 431 : 0;
@@ -156,7 +161,7 @@ static void push_seen (lua_State *L, const seen *f, const char *h,
   }
 }
 
-/* Parse the head p[0..n) (n from ur_http_head_len) and push
+/* Parse the head p[0..n) (n from head_len) and push
  *   method, target, path|nil, query|nil, v10, lines, keep, length|nil,
  *   transfer-encoding|nil, expect|nil
  * (path and query only when the target has a "?")
@@ -166,7 +171,7 @@ static void push_seen (lua_State *L, const seen *f, const char *h,
  * 431).  Every header line is checked here, so a bad one is refused
  * before the handler runs.  (Ten results rather than a request table:
  * Lua's table constructor builds it for less than lua_setfield would.) */
-int ur_http_push_head (lua_State *L, const char *p, size_t n, size_t max) {
+static int push_head (lua_State *L, const char *p, size_t n, size_t max) {
   int top = lua_gettop(L), v10, saw_close = 0, saw_keep = 0;
   seen te = {NULL, 0, 0}, expect = {NULL, 0, 0};
   size_t sp1, sp2, line, q;
@@ -255,10 +260,10 @@ int ur_http_push_head (lua_State *L, const char *p, size_t n, size_t max) {
 }
 
 /* core._http_headers(lines, mt) -> headers: the table of header lines
- * ur_http_push_head checked (req._head): names lower-cased, values
- * trimmed, a repeated name's values joined with ", " (Content-Length's,
- * all equal, kept once); metatable mt.  Lines that do not parse are
- * skipped (none do, coming from a checked head). */
+ * push_head checked (req._head): names lower-cased, values trimmed, a
+ * repeated name's values joined with ", " (Content-Length's, all equal,
+ * kept once); metatable mt.  Lines that do not parse are skipped (none
+ * do, coming from a checked head). */
 static int l_http_headers (lua_State *L) {
   size_t n;
   const char *p = luaL_checklstring(L, 1, &n), *e = p + n;
@@ -306,9 +311,122 @@ static int l_http_headers (lua_State *L) {
   return 1;
 }
 
+/* --- the socket entry points: a head taken from a socket's buffer ---
+ *
+ * They reach the socket only through net.c's ur_sock_* functions (its
+ * receive buffer and its receive op), so the socket stays net.c's. */
+
+/* Take a whole request head from the buffer (blank lines before it are
+ * skipped): > 1, the results of push_head pushed; 1, a bad head's status
+ * (400, 414, 431) pushed, the head left buffered; 0, part of a head
+ * (fill and call again); -1, nothing buffered.  Pushes nothing for 0
+ * and -1. */
+static int take_request (lua_State *L, ur_sock *s, size_t max) {
+  size_t len, head, first;
+  const char *p = ur_sock_buffered(s, &len);
+  int status, nres;
+  while (len > 0) {             /* blank lines between requests */
+    if (p[0] == '\n') ur_sock_consume(s, 1);
+    else if (p[0] == '\r' && len > 1 && p[1] == '\n') ur_sock_consume(s, 2);
+    else break;
+    p = ur_sock_buffered(s, &len);
+  }
+  if (len == 0) return -1;
+  head = head_len(p, len, ur_sock_mark(s), &first);
+  if (head == 0) {
+    status = too_big(len, first, max);
+    if (status == 0) return 0;
+    lua_pushinteger(L, status);
+    return 1;
+  }
+  nres = push_head(L, p, head, max);
+  if (nres > 1) ur_sock_consume(s, head);  /* parsed: the head is taken */
+  return nres;
+}
+
+/* sock:_take_request(max) -> method, target, path, query, v10, lines,
+ *   keep, length, transfer_encoding, expect (see push_head)
+ *   | nil (nothing buffered) | false (part of a head: fill and call again)
+ *   | status (400, 414, 431: a bad head, left buffered)
+ * uring.http's request reader: a whole head taken from the buffer in one
+ * call. */
+static int l_sock_take_request (lua_State *L) {
+  ur_sock *s = ur_sock_check(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  int n;
+  luaL_argcheck(L, max > 0, 2, "positive size expected");
+  n = take_request(L, s, (size_t)max);
+  if (n < 0) lua_pushnil(L);
+  else if (n == 0) lua_pushboolean(L, 0);
+  return n > 0 ? n : 1;
+}
+
+/* sock:receive_head([max]): take_request, receiving until a whole head
+ * (or a bad one) is buffered.  Stack: 1 the socket; ctx: max. */
+static int receive_head_k (lua_State *L, int status, lua_KContext ctx);
+
+static int receive_head_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
+  int n = take_request(L, s, (size_t)ctx);
+  if (n > 1) return n;
+  if (n == 1) {                 /* a bad head: the fail tuple, then status */
+    luaL_pushfail(L);
+    lua_pushliteral(L, "bad request");
+    lua_pushinteger(L, EBADMSG);
+    lua_rotate(L, -4, 3);       /* status last */
+    return 4;
+  }
+  if (ur_sock_eof(s)) {         /* as receive: nil, "closed", partial */
+    size_t len;
+    const char *p = ur_sock_buffered(s, &len);
+    luaL_pushfail(L);
+    lua_pushliteral(L, "closed");
+    lua_pushlstring(L, p, len);
+    ur_sock_consume(s, len);
+    return 3;
+  }
+  return ur_sock_recv(L, s, ur_sock_recv_task(L, s), ctx, receive_head_k);
+}
+
+static int receive_head_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_sock *s;
+  (void)status;
+  switch (ur_sock_recv_result(L, t, &s)) {
+    case UR_RECV_FAILED: return 3;
+    case UR_RECV_AGAIN: return ur_sock_recv(L, s, t, ctx, receive_head_k);
+    default: return receive_head_step(L, s, ctx);
+  }
+}
+
+/* sock:receive_head([max]) -> method, target, path, query, v10, lines,
+ *   keep, length, transfer_encoding, expect
+ *   | nil, "bad request", EBADMSG, status | nil, "closed", partial | fail
+ * An HTTP/1.x request head, parsed here in one call: what a hand-written
+ * server needs, without a Lua call per header line. */
+static int l_sock_receive_head (lua_State *L) {
+  ur_sock *s = ur_sock_check(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, 16 * 1024);
+  if (ur_sock_closed(s))
+    return luaL_error(L, "attempt to use a closed socket");
+  luaL_argcheck(L, max > 0, 2, "positive size expected");
+  lua_settop(L, 1);
+  return receive_head_step(L, s, (lua_KContext)max);
+}
+
+/* The socket methods join net.c's socket_methods (the __index of every
+ * uring.socket), which ur_register_net made before this runs. */
 void ur_register_http (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_http_headers", l_http_headers}, {NULL, NULL}
   };
+  static const luaL_Reg sock_methods[] = {
+    {"receive_head", l_sock_receive_head},
+    {"_take_request", l_sock_take_request},
+    {NULL, NULL}
+  };
   ur_setfuncs(L, funcs);
+  if (lua_getfield(L, -1, "socket_methods") != LUA_TTABLE)
+    luaL_error(L, "uring: internal error: http.c registered before net.c");
+  ur_setfuncs(L, sock_methods);
+  lua_pop(L, 1);
 }

@@ -18,6 +18,10 @@
  * - close() cancels what other tasks have in flight on the socket (a
  *   pending recv would otherwise keep the file open and send no FIN) and
  *   wakes them with nil, "closed".
+ * - sock:receive_head and sock:_take_request live beside the HTTP parser
+ *   (http.c), which sees the receive buffer and the receive op through
+ *   the ur_sock_* functions here (uring.h) and adds them to this file's
+ *   socket_methods.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -34,7 +38,7 @@
 #define UR_SOCK_MT "uring.socket"
 #define RECV_KEEP  (64 * 1024)   /* a buffer this big is kept, not shrunk */
 
-typedef struct ur_sock {
+struct ur_sock {
   ur_handle h;            /* the fd; -1 once closed (handle.c) */
   int family;
   unsigned listener:1, eof:1, rbusy:1, wbusy:1, armed:1;
@@ -42,13 +46,13 @@ typedef struct ur_sock {
   char *rbuf;             /* received, not yet taken: rbuf[rpos..+rlen) */
   size_t rcap, rpos, rlen;
   size_t scanned;         /* bytes of rbuf already searched for '\n' */
-  size_t hscan;           /* _take_request: where its last search stopped */
+  size_t mark;            /* a parser's resume point (ur_sock_mark) */
   /* listener */
   int *pend;              /* accepted fds no task has taken yet */
   size_t phead, plen, pcap;
   int accept_err;
   ur_waitq acceptors;     /* tasks blocked in accept() */
-} ur_sock;
+};
 
 /* it runs several times per request on a busy server */
 static ur_sock *checksock (lua_State *L, int idx) {
@@ -110,7 +114,7 @@ static void consume (ur_sock *s, size_t n) {
   s->rpos += n;
   s->rlen -= n;
   s->scanned = 0;
-  s->hscan = 0;
+  s->mark = 0;
   if (s->rlen == 0) {
     s->rpos = 0;
     if (s->rcap > RECV_KEEP) {  /* a burst is over: give the memory back */
@@ -119,6 +123,20 @@ static void consume (ur_sock *s, size_t n) {
       s->rcap = 0;
     }
   }
+}
+
+/* The receive buffer as the parsers beside this file (http.c) see it:
+ * the socket stays opaque to them, and its bytes are taken only through
+ * consume, which keeps the line and head scans in step. */
+ur_sock *ur_sock_check (lua_State *L, int idx) { return checksock(L, idx); }
+int ur_sock_closed (const ur_sock *s) { return s->h.fd < 0; }
+int ur_sock_eof (const ur_sock *s) { return s->eof; }
+void ur_sock_consume (ur_sock *s, size_t n) { consume(s, n); }
+size_t *ur_sock_mark (ur_sock *s) { return &s->mark; }
+
+const char *ur_sock_buffered (const ur_sock *s, size_t *len) {
+  *len = s->rlen;
+  return s->rbuf ? s->rbuf + s->rpos : "";
 }
 
 /* p[0..n) without its CRs (LuaSocket's "*l" ignores every CR) */
@@ -170,10 +188,10 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
  * request owns it until the CQE (ur_req_free frees it if the socket is
  * gone).  A socket with no buffer (an idle connection's first receive)
  * still takes a provided buffer only when data arrives.  The task resumes
- * in k with ctx (recv_result tells it what came).
+ * in k with ctx (ur_sock_recv_result tells it what came).
  */
-static int start_recv (lua_State *L, ur_sock *s, ur_task *t,
-                       lua_KContext ctx, lua_KFunction k) {
+int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
+                  lua_KContext ctx, lua_KFunction k) {
   ur_loop *loop = t->loop;
   int lend = s->rlen == 0 && s->rbuf != NULL && s->rcap >= 1024;
   int pick = !lend && ur_bufring_ensure(loop) == 0;
@@ -213,15 +231,12 @@ static int start_recv (lua_State *L, ur_sock *s, ur_task *t,
   return ur_await(L, t, r, "recv", ctx, k);
 }
 
-/* In a receive's continuation: end the request and say what it brought.
- * 1: bytes were buffered; 0: EOF; 2: nothing, receive again; -1: the
- * fail triple is pushed.  Raises a cancel or an expired timeout scope
- * (what arrived stays buffered). */
-enum { RECV_FAILED = -1, RECV_EOF = 0, RECV_BYTES = 1, RECV_AGAIN = 2 };
-
-/* The socket is the request's r->obj, checked when the op began: a
- * continuation needs no second checksock (__gc clears r->obj). */
-static int recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
+/* In a receive's continuation: end the request and say what it brought
+ * (UR_RECV_*, uring.h); for UR_RECV_FAILED the fail triple is pushed.
+ * Raises a cancel or an expired timeout scope (what arrived stays
+ * buffered).  The socket is the request's r->obj, checked when the op
+ * began: a continuation needs no second checksock (__gc clears r->obj). */
+int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
   ur_req *r = ur_resumed(L, t);
   ur_sock *s = (ur_sock *)r->obj;
   int res = r->res;
@@ -229,42 +244,42 @@ static int recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
   *sp = s;
   if (s == NULL) {
     ur_pushclosed(L);
-    return RECV_FAILED;
+    return UR_RECV_FAILED;
   }
   s->rbusy = 0;
   if (s->h.fd < 0) {
     sock_fail(L, s, -EBADF);
-    return RECV_FAILED;
+    return UR_RECV_FAILED;
   }
   if (ur_interrupted(t)) ur_check_interrupt(L, t);
   if (res == -ENOBUFS || res == -EINTR || res == -EAGAIN) {
     if (res == -ENOBUFS) ur_bufring_grow(t->loop);
-    return RECV_AGAIN;
+    return UR_RECV_AGAIN;
   }
-  if (res > 0) return RECV_BYTES;
+  if (res > 0) return UR_RECV_BYTES;
   if (res == 0) {
     s->eof = 1;
-    return RECV_EOF;
+    return UR_RECV_EOF;
   }
   sock_fail(L, s, res);
-  return RECV_FAILED;
+  return UR_RECV_FAILED;
 }
 
 static int fill_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_sock *s;
   (void)status;
-  switch (recv_result(L, t, &s)) {
-    case RECV_FAILED: return 3;
-    case RECV_AGAIN: return start_recv(L, s, t, ctx, fill_k);
-    case RECV_BYTES: lua_pushboolean(L, 1); return 1;
+  switch (ur_sock_recv_result(L, t, &s)) {
+    case UR_RECV_FAILED: return 3;
+    case UR_RECV_AGAIN: return ur_sock_recv(L, s, t, ctx, fill_k);
+    case UR_RECV_BYTES: lua_pushboolean(L, 1); return 1;
     default: lua_pushboolean(L, 0); return 1;
   }
 }
 
 /* The checks of a receive that must wait for bytes; then the task that
  * waits. */
-static ur_task *recv_task (lua_State *L, ur_sock *s) {
+ur_task *ur_sock_recv_task (lua_State *L, ur_sock *s) {
   ur_task *t = ur_task_current(L, "receive");
   if (s->listener) luaL_error(L, "receive: socket is listening");
   if (s->rbusy)
@@ -278,13 +293,13 @@ static ur_task *recv_task (lua_State *L, ur_sock *s) {
  * uring.http); patterns are taken from the buffer. */
 static int l_sock_fill (lua_State *L) {
   ur_sock *s = tosock(L);
-  ur_task *t = recv_task(L, s);
+  ur_task *t = ur_sock_recv_task(L, s);
   lua_settop(L, 1);
   if (s->eof) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  return start_recv(L, s, t, 0, fill_k);
+  return ur_sock_recv(L, s, t, 0, fill_k);
 }
 
 /* Push the buffered line, if a whole one is buffered (keep: with its LF;
@@ -376,16 +391,16 @@ static int receive_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
     prefixed(L);
     return 3;
   }
-  return start_recv(L, s, recv_task(L, s), ctx, receive_k);
+  return ur_sock_recv(L, s, ur_sock_recv_task(L, s), ctx, receive_k);
 }
 
 static int receive_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_sock *s;
   (void)status;
-  switch (recv_result(L, t, &s)) {
-    case RECV_FAILED: return 3;
-    case RECV_AGAIN: return start_recv(L, s, t, ctx, receive_k);
+  switch (ur_sock_recv_result(L, t, &s)) {
+    case UR_RECV_FAILED: return 3;
+    case UR_RECV_AGAIN: return ur_sock_recv(L, s, t, ctx, receive_k);
     default: return receive_step(L, s, ctx);
   }
 }
@@ -437,98 +452,6 @@ static int l_sock_take (lua_State *L) {
   lua_pushlstring(L, s->rbuf ? s->rbuf + s->rpos : "", take);
   consume(s, take);
   return 1;
-}
-
-/* Take a whole request head from the buffer (blank lines before it are
- * skipped): > 1, the results of ur_http_push_head pushed; 1, a bad head's
- * status (400, 414, 431) pushed, the head left buffered; 0, part of a
- * head (fill and call again); -1, nothing buffered.  Pushes nothing for
- * 0 and -1. */
-static int take_request (lua_State *L, ur_sock *s, size_t max) {
-  size_t head, first;
-  int status, nres;
-  while (s->rlen > 0) {         /* blank lines between requests */
-    const char *p = s->rbuf + s->rpos;
-    if (p[0] == '\n') consume(s, 1);
-    else if (p[0] == '\r' && s->rlen > 1 && p[1] == '\n') consume(s, 2);
-    else break;
-  }
-  if (s->rlen == 0) return -1;
-  head = ur_http_head_len(s->rbuf + s->rpos, s->rlen, &s->hscan, &first);
-  if (head == 0) {
-    status = ur_http_too_big(s->rlen, first, max);
-    if (status == 0) return 0;
-    lua_pushinteger(L, status);
-    return 1;
-  }
-  nres = ur_http_push_head(L, s->rbuf + s->rpos, head, max);
-  if (nres > 1) consume(s, head);          /* parsed: the head is taken */
-  return nres;
-}
-
-/* sock:_take_request(max) -> method, target, path, query, v10, lines,
- *   keep, length, transfer_encoding, expect (see ur_http_push_head)
- *   | nil (nothing buffered) | false (part of a head: fill and call again)
- *   | status (400, 414, 431: a bad head, left buffered)
- * uring.http's request reader: a whole head taken from the buffer in one
- * call (http.c parses it). */
-static int l_sock_take_request (lua_State *L) {
-  ur_sock *s = checksock(L, 1);
-  lua_Integer max = luaL_checkinteger(L, 2);
-  int n;
-  luaL_argcheck(L, max > 0, 2, "positive size expected");
-  n = take_request(L, s, (size_t)max);
-  if (n < 0) lua_pushnil(L);
-  else if (n == 0) lua_pushboolean(L, 0);
-  return n > 0 ? n : 1;
-}
-
-/* sock:receive_head([max]): take_request, receiving until a whole head
- * (or a bad one) is buffered.  Stack: 1 the socket; ctx: max. */
-static int receive_head_k (lua_State *L, int status, lua_KContext ctx);
-
-static int receive_head_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
-  int n = take_request(L, s, (size_t)ctx);
-  if (n > 1) return n;
-  if (n == 1) {                 /* a bad head: the fail tuple, then status */
-    luaL_pushfail(L);
-    lua_pushliteral(L, "bad request");
-    lua_pushinteger(L, EBADMSG);
-    lua_rotate(L, -4, 3);       /* status last */
-    return 4;
-  }
-  if (s->eof) {                 /* as receive: nil, "closed", partial */
-    luaL_pushfail(L);
-    lua_pushliteral(L, "closed");
-    push_take(L, s, s->rlen);
-    return 3;
-  }
-  return start_recv(L, s, recv_task(L, s), ctx, receive_head_k);
-}
-
-static int receive_head_k (lua_State *L, int status, lua_KContext ctx) {
-  ur_task *t = ur_task_of(L);
-  ur_sock *s;
-  (void)status;
-  switch (recv_result(L, t, &s)) {
-    case RECV_FAILED: return 3;
-    case RECV_AGAIN: return start_recv(L, s, t, ctx, receive_head_k);
-    default: return receive_head_step(L, s, ctx);
-  }
-}
-
-/* sock:receive_head([max]) -> method, target, path, query, v10, lines,
- *   keep, length, transfer_encoding, expect
- *   | nil, "bad request", EBADMSG, status | nil, "closed", partial | fail
- * An HTTP/1.x request head, parsed in C (http.c) in one call: what a
- * hand-written server needs, without a Lua call per header line. */
-static int l_sock_receive_head (lua_State *L) {
-  ur_sock *s = checksock(L, 1);
-  lua_Integer max = luaL_optinteger(L, 2, 16 * 1024);
-  if (s->h.fd < 0) return luaL_error(L, "attempt to use a closed socket");
-  luaL_argcheck(L, max > 0, 2, "positive size expected");
-  lua_settop(L, 1);
-  return receive_head_step(L, s, (lua_KContext)max);
 }
 
 /* sock:_closed() -> closed, listening, receiving, sending: the Lua
@@ -608,7 +531,7 @@ static int send_failed (lua_State *L, int n, size_t done) {
 static int send_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_req *r = ur_resumed(L, t);
-  ur_sock *s = (ur_sock *)r->obj;   /* as recv_result's */
+  ur_sock *s = (ur_sock *)r->obj;   /* as ur_sock_recv_result's */
   int res = r->res;
   size_t done = (size_t)ctx;
   size_t total = (size_t)(lua_tointeger(L, 4) - lua_tointeger(L, 3));
@@ -1138,14 +1061,13 @@ static int l_sock_tostring (lua_State *L) {
 void ur_register_net (lua_State *L) {
   static const luaL_Reg methods[] = {
     {"accept", l_sock_accept}, {"send", l_sock_send},
-    {"receive", l_sock_receive}, {"receive_head", l_sock_receive_head},
+    {"receive", l_sock_receive},
     {"settimeout", l_sock_settimeout}, {"shutdown", l_sock_shutdown},
     {"close", l_sock_close}, {"getpeername", l_sock_getpeername},
     {"getsockname", l_sock_getsockname}, {"fd", l_sock_fd},
     {"setoption", l_sock_setoption},
     {"_fill", l_sock_fill}, {"_take_line", l_sock_take_line},
     {"_take", l_sock_take}, {"_buffered", l_sock_buffered},
-    {"_take_request", l_sock_take_request},
     {"_closed", l_sock_closed},
     {NULL, NULL}
   };
@@ -1165,7 +1087,9 @@ void ur_register_net (lua_State *L) {
   lua_newtable(L);
   ur_setfuncs(L, methods);
   lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "socket_methods");   /* net.lua adds receive() ... */
+  /* exported: http.c (registered next) adds receive_head and
+   * _take_request, net.lua the io-style views */
+  lua_setfield(L, -4, "socket_methods");
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   ur_setfuncs(L, funcs);

@@ -400,6 +400,7 @@ void ur_register_err (lua_State *L);   /* uring.errno */
 void ur_register_fs (lua_State *L);
 void ur_file_push (lua_State *L, const char *mode);   /* a closed file */
 int ur_file_adopt (lua_State *L, int idx, int fd);    /* 0 | -ENOMEM */
+ur_handle *ur_file_handle (lua_State *L, int idx);     /* checks; copy.c */
 
 /* statx.c: the one statx table (uring.stat, file:stat, ring:prep_statx) */
 struct statx;
@@ -451,7 +452,8 @@ void ur_register_dns (lua_State *L);
 /* thread.c: a detached helper thread, signals blocked; 0 or -1 */
 int ur_thread_start (void *(*fn)(void *), void *arg);
 
-/* copy.c: copy_file_range on a helper thread, for uring.copyfile */
+/* copy.c: uring.copyfile's C: copy_file_range on a helper thread, and
+ * the fallback, SPLICE pairs through a pipe */
 void ur_register_copy (lua_State *L);
 
 /* bufring.c: provided receive buffers (one group per loop) */
@@ -467,16 +469,32 @@ void ur_register_bufring (lua_State *L);           /* its hooks */
 void ur_register_signal (lua_State *L);
 void ur_register_proc (lua_State *L);    /* proc.c: exec, popen */
 
-/* http.c: HTTP/1.x request heads, for net.c's sock:_take_request */
-size_t ur_http_head_len (const char *buf, size_t len, size_t *scan,
-                         size_t *first);
-int ur_http_too_big (size_t len, size_t first, size_t max);
-int ur_http_push_head (lua_State *L, const char *p, size_t n, size_t max);
-void ur_register_http (lua_State *L);
-
 /* net.c (TCP and Unix streams), udp.c */
-void ur_register_net (lua_State *L);
+void ur_register_net (lua_State *L);     /* exports core.socket_methods */
 void ur_register_udp (lua_State *L);
+/* A stream socket's receive side, for the parser beside net.c (http.c):
+ * the socket stays opaque; its bytes are taken only with consume. */
+typedef struct ur_sock ur_sock;
+ur_sock *ur_sock_check (lua_State *L, int idx);   /* raises: not a socket */
+int ur_sock_closed (const ur_sock *s);
+int ur_sock_eof (const ur_sock *s);                /* the peer has closed */
+const char *ur_sock_buffered (const ur_sock *s, size_t *len); /* never NULL */
+void ur_sock_consume (ur_sock *s, size_t n);
+size_t *ur_sock_mark (ur_sock *s);   /* a parser's resume point; consume
+                                        resets it to 0 */
+/* A receive: ur_sock_recv_task checks (in a task, not listening, not
+ * busy); ur_sock_recv yields until bytes come, then resumes k(ctx),
+ * where ur_sock_recv_result ends the request and says what came. */
+enum { UR_RECV_FAILED = -1, UR_RECV_EOF = 0, UR_RECV_BYTES = 1,
+       UR_RECV_AGAIN = 2 };   /* FAILED: the fail triple is pushed */
+ur_task *ur_sock_recv_task (lua_State *L, ur_sock *s);   /* raises */
+int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
+                  lua_KContext ctx, lua_KFunction k);
+int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp);
+
+/* http.c: HTTP/1.x request heads; adds sock:receive_head and
+ * sock:_take_request to net.c's socket methods (so: after net.c) */
+void ur_register_http (lua_State *L);
 
 /* ring.c (teaching API), probe.c (op names), stats.c (stats, trace) */
 void ur_register_ring (lua_State *L);

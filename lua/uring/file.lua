@@ -152,7 +152,7 @@ local function range_copy (inf, outf, total, on_progress)
 end
 
 -- The kernel copies: SPLICE src -> pipe -> dst, a chain of up to 16
--- 1 MiB pairs per call (csrc/fs.c), no user-space buffer.  Progress is
+-- 1 MiB pairs per call (csrc/copy.c), no user-space buffer.  Progress is
 -- still reported per 1 MiB.  Returns bytes, or fail, or false when
 -- splice cannot serve these files (a device or file system without
 -- splice support says EINVAL before anything was copied).
