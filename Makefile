@@ -27,7 +27,15 @@ DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
 
 RLSO        = $(BUILD)/uring/readline.so
 
-all: $(SO) $(RLSO) $(BUILD)/noring $(BUILD)/testposix.so
+# FAULTS=1 (asan-build sets it): the core's malloc family can be failed on
+# request (spec/helpers/faults.c, core._faults) for `make oom`; never in
+# the release build
+ifeq ($(FAULTS),1)
+ALL_CFLAGS += -DUR_FAULTS
+OBJ        += $(BUILD)/obj/faults.o
+endif
+
+all: $(SO) $(RLSO) $(BUILD)/noring $(BUILD)/testposix.so $(BUILD)/oomhost
 
 # line editing for the REPL: a module of its own, so the core does not
 # link GNU readline
@@ -45,6 +53,16 @@ $(BUILD)/noring: spec/helpers/noring.c
 $(BUILD)/testposix.so: spec/helpers/testposix.c
 	@mkdir -p $(@D)
 	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -o $@ $<
+
+# a test helper: a lua_State whose allocator fails the Nth allocation, for
+# the out-of-memory sweep (spec/oom/run.lua); loads the core built next to it
+$(BUILD)/oomhost: spec/helpers/oomhost.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(shell $(PKG) --libs lua5.4 2>/dev/null || echo -llua5.4) -lm -ldl
+
+$(BUILD)/obj/faults.o: spec/helpers/faults.c csrc/uring.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Icsrc -fvisibility=hidden -c -o $@ $<
 
 # the core's objects export only luaopen_uring_core: calls between its own
 # files then skip the PLT (-3.5% instructions per uring.nop(), callgrind)
@@ -74,7 +92,7 @@ test: deps all asan-build
 	@URING_MATRIX=1 URING_FUZZ_SECONDS=$(FUZZ_SECONDS) $(LUA) spec/run.lua "$(BUSTED)"
 
 asan-build:
-	@$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" LIBFLAG="-shared -fsanitize=address,undefined"
+	@$(MAKE) --no-print-directory BUILD=build-asan FAULTS=1 CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" LIBFLAG="-shared -fsanitize=address,undefined"
 
 asan: asan-build
 	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -27,6 +27,22 @@
 #define ur_kernel_wrote(p, n) ((void)0)
 #endif
 
+/* Test builds only (make asan-build): the core's malloc family goes
+ * through spec/helpers/faults.c, which can fail the nth call on request
+ * (the out-of-memory sweep, make oom).  The release build is untouched. */
+#ifdef UR_FAULTS
+#include <stdlib.h>
+void *ur_fault_malloc (size_t n);
+void *ur_fault_calloc (size_t n, size_t m);
+void *ur_fault_realloc (void *p, size_t n);
+int ur_fault_memalign (void **p, size_t align, size_t n);
+void ur_register_faults (lua_State *L);
+#define malloc(n) ur_fault_malloc(n)
+#define calloc(n, m) ur_fault_calloc(n, m)
+#define realloc(p, n) ur_fault_realloc(p, n)
+#define posix_memalign(p, a, n) ur_fault_memalign(p, a, n)
+#endif
+
 #define UR_LOOP_MT   "uring.loop"
 #define UR_TASK_MT   "uring.task"
 #define UR_FILE_MT   "uring.file"
