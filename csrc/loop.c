@@ -382,9 +382,7 @@ static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
     t->started = 1;
     nargs = t->nargs;
     if (t->canceled) {          /* canceled before it ever ran */
-      lua_settop(co, 0);
-      lua_pushliteral(co, "canceled");
-      ur_task_finished(L, loop, t, UR_CANCELED);
+      ur_task_finished(L, loop, t, UR_CANCELED, "canceled");
       return;
     }
   }
@@ -397,13 +395,11 @@ static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
      * will free now. */
     ur_req *r = t->wait_ud ? ur_req_at(loop, t->wait_ud) : NULL;
     if (r != NULL && r->state == UR_REQ_DONE) ur_req_free(loop, r);
-    if (lua_status(co) == LUA_OK) {     /* coroutine.close()d: no error */
-      lua_settop(co, 0);
-      lua_pushliteral(co, "a task can only be resumed by the uring loop "
-                      "(its coroutine was closed from outside)");
-    }
     t->wait_ud = 0;
-    ur_task_finished(L, loop, t, UR_FAILED);
+    ur_task_finished(L, loop, t, UR_FAILED, lua_status(co) != LUA_OK ? NULL
+                     /* coroutine.close()d: no error on its stack */
+                     : "a task can only be resumed by the uring loop "
+                       "(its coroutine was closed from outside)");
     return;
   }
   t->status = UR_RUNNING;
@@ -420,9 +416,9 @@ static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
     }
   }
   else if (st == LUA_OK)
-    ur_task_finished(L, loop, t, UR_DONE);
+    ur_task_finished(L, loop, t, UR_DONE, NULL);
   else
-    ur_task_finished(L, loop, t, UR_FAILED);
+    ur_task_finished(L, loop, t, UR_FAILED, NULL);
 }
 
 /* Cancel every live task (main error, deadlock): each raises "canceled"
@@ -732,8 +728,13 @@ static int l_run (lua_State *L) {
       luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);
       loop->error_ref = LUA_NOREF;
     }
-    lua_getiuservalue(L, -1, 2);
-    lua_rawgeti(L, -1, 1);
+    /* its record: a table, or the memory error that kept it from one */
+    if (lua_getiuservalue(L, -1, 2) == LUA_TTABLE) lua_rawgeti(L, -1, 1);
+    return lua_error(L);
+  }
+  if (loop->error_ref == LUA_REFNIL) {  /* a task's, lost for memory */
+    loop->error_ref = LUA_NOREF;
+    lua_pushliteral(L, "not enough memory");
     return lua_error(L);
   }
   if (loop->error_ref != LUA_NOREF) {

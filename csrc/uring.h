@@ -168,7 +168,8 @@ struct ur_loop {
   int tasks_ref;        /* registry ref of the table anchoring live tasks */
   int main_ref;         /* registry ref of uring.run's main task */
   int main_failed;      /* 1: it just failed, cancel the rest; 2: done */
-  int error_ref;        /* first unobserved task error, or LUA_NOREF */
+  int error_ref;        /* first unobserved task error, or LUA_NOREF;
+                           LUA_REFNIL: one there was no memory to keep */
   uint32_t error_task;  /* the id of the task that raised it */
   lua_State *L;         /* the main thread, for registry work */
   ur_bufring *bufring;  /* provided receive buffers, made on first use */
@@ -268,7 +269,8 @@ int ur_park (lua_State *L, ur_task *t, ur_waitq *q, const char *what,
              lua_KContext ctx, lua_KFunction k);
 void ur_waitq_wake_one (ur_loop *loop, ur_waitq *q);
 void ur_waitq_wake_all (ur_loop *loop, ur_waitq *q);
-void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status);
+void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
+                       const char *why);   /* never raises */
 int ur_task_new (lua_State *L, ur_loop *loop, int nargs);  /* fn, args -> task */
 int ur_task_results (lua_State *L, ur_task *t);  /* task at top -> results */
 void ur_task_cancel (ur_loop *loop, ur_task *t);
