@@ -579,7 +579,7 @@ static void sigint_cqe (ur_loop *loop, ur_req *r) {
   if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
 }
 
-static void sigint_arm (lua_State *L, ur_loop *loop, run_sigint *s) {
+static void sigint_arm (ur_loop *loop, run_sigint *s) {
   sigset_t set, cur;
   struct sigaction sa;
   struct io_uring_sqe *sqe;
@@ -599,7 +599,15 @@ static void sigint_arm (lua_State *L, ur_loop *loop, run_sigint *s) {
     sigprocmask(SIG_UNBLOCK, &set, NULL);
     return;
   }
-  s->req = ur_req_new(L, loop, IORING_OP_POLL_ADD);
+  /* no memory for the request: no SIGINT handling this run (raising here
+   * would leave the run marked running, SIGINT blocked, the fd open) */
+  s->req = ur_req_new(NULL, loop, IORING_OP_POLL_ADD);
+  if (s->req == NULL) {
+    close(s->fd);
+    s->fd = -1;
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    return;
+  }
   s->req->fd = s->fd;
   s->req->obj = s;
   s->req->on_cqe = sigint_cqe;
@@ -680,13 +688,19 @@ static int l_run (lua_State *L) {
     return luaL_error(L, "run: the loop is already running "
                       "(use uring.spawn inside a task)");
   ur_proc_drain(loop);
+  /* the main task's registry slot first: once the task is queued nothing
+   * may raise (out of memory), or the next run would begin by running it */
+  if (loop->main_ref != LUA_NOREF)      /* a run that could not start */
+    luaL_unref(L, LUA_REGISTRYINDEX, loop->main_ref);
+  lua_pushboolean(L, 0);
+  loop->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ur_task_new(L, loop, nargs);          /* fn, args -> task */
   m = (ur_task *)lua_touserdata(L, -1);
   lua_pushvalue(L, -1);
-  loop->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawseti(L, LUA_REGISTRYINDEX, loop->main_ref);   /* no allocation */
   loop->running = 1;
   loop->main_failed = 0;
-  sigint_arm(L, loop, &sigint);
+  sigint_arm(loop, &sigint);
   sigpipe = sigpipe_block();
   lua_pushcfunction(L, run_body);
   lua_pushlightuserdata(L, loop);
@@ -714,6 +728,10 @@ static int l_run (lua_State *L) {
     lua_pushlightuserdata(L, loop);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
     loop->running = 0;
+    if (loop->error_ref != LUA_NOREF) {   /* the loop's error wins; none */
+      luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);  /* is left for */
+      loop->error_ref = LUA_NOREF;                         /* the next run */
+    }
     return lua_error(L);
   }
   if (loop->error_ref != LUA_NOREF && loop->error_task == 0) {

@@ -397,6 +397,27 @@ describe("tasks", function()
       assert.matches("false\tnot enough memory\nclosed\ttrue", out)
     end)
 
+    it("uring.run with no memory for its SIGINT request: it runs, without SIGINT handling", function()
+      -- the first run's SIGINT poll is the loop's first request, so it
+      -- grows the request slab: that failing raised from uring.run with
+      -- the run marked running (every later run: "already running"),
+      -- SIGINT blocked and the signalfd open
+      local out, code = helpers.oom([[
+        local uring = require "uring"
+        local core = require "uring.core"
+        local n = 0
+        for _ in pairs(oom.fds()) do n = n + 1 end
+        core._faults(oom.core_fail_at)
+        print(pcall(uring.run, function() return "first" end))
+        print(select(2, core._faults()))
+        print(pcall(uring.run, function() return "next" end))
+        for _ in pairs(oom.fds()) do n = n - 1 end
+        print("fds", n, "tasks", uring.stats().tasks)]], 1, true)
+      assert.equal(0, code, out)
+      -- one fd more: the ring's own
+      assert.equal("true\tfirst\ntrue\ntrue\tnext\nfds\t-1\ttasks\t0\n", out)
+    end)
+
     it("a task cancelled before it ran", function()
       local out = oom([[
         uring.run(function()
