@@ -99,7 +99,7 @@ asan: asan-build
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  URING_CPATH="build-asan/?.so" $(LUA) spec/run.lua "$(BUSTED)"
 
-valgrind: all
+valgrind: all asan-build
 	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --child-silent-after-fork=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --suppressions=spec/valgrind.supp $(BUSTED)"
 
 # random programs, each in a fresh lua5.4 under ASan+UBSan:

@@ -51,7 +51,7 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   }
   if (loop->free_head == 0 && !slab_grow(loop)) {
     if (L == NULL) return NULL;         /* a handler: it copes */
-    luaL_error(L, "uring: out of memory for requests");
+    luaL_error(L, "uring: not enough memory for requests");
   }
   idx = loop->free_head - 1;
   r = slot(loop, idx);

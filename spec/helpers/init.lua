@@ -98,6 +98,9 @@ end
 function helpers.oom(source, fail_at, core)
   local asan = core or (os.getenv("URING_CPATH") or ""):match("asan")
   local host = asan and "build-asan/oomhost" or "build/oomhost"
+  local probe = io.open(host)
+  assert(probe, host .. " is missing: make all asan-build (make test builds both)")
+  probe:close()
   local path = os.tmpname()
   local f = assert(io.open(path, "w"))
   f:write(source)
