@@ -23,7 +23,7 @@ DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
               libreadline-dev curl netcat-openbsd wrk lua-luv lua-cqueues \
               lua-socket python3 fio
 
-.PHONY: all test deps asan asan-build valgrind fuzz soak demo bench install clean docs-check
+.PHONY: all test deps asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
 
 RLSO        = $(BUILD)/uring/readline.so
 
@@ -85,11 +85,14 @@ deps:
 	  fi; \
 	fi
 
-# the suite, then (spec/run.lua) the I/O specs under other ring setups and
-# FUZZ_SECONDS of the fuzzer under ASan+UBSan
+# the suite, then (spec/run.lua) the I/O specs under other ring setups,
+# FUZZ_SECONDS of the fuzzer under ASan+UBSan and OOM_SAMPLE points of the
+# out-of-memory sweep
 FUZZ_SECONDS ?= 30
+OOM_SAMPLE ?= 100
 test: deps all asan-build
-	@URING_MATRIX=1 URING_FUZZ_SECONDS=$(FUZZ_SECONDS) $(LUA) spec/run.lua "$(BUSTED)"
+	@URING_MATRIX=1 URING_FUZZ_SECONDS=$(FUZZ_SECONDS) URING_OOM_SAMPLE=$(OOM_SAMPLE) \
+	  $(LUA) spec/run.lua "$(BUSTED)"
 
 asan-build:
 	@$(MAKE) --no-print-directory BUILD=build-asan FAULTS=1 CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" LIBFLAG="-shared -fsanitize=address,undefined"
@@ -101,6 +104,13 @@ asan: asan-build
 
 valgrind: all asan-build
 	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --child-silent-after-fork=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --suppressions=spec/valgrind.supp $(BUSTED)"
+
+# out of memory at every allocation of a mixed workload, each point in its
+# own process under ASan+UBSan (spec/oom/run.lua): make oom [OOM_ARGS=...]
+# (--sample K --seed S --jobs J --strict); make test runs OOM_SAMPLE points
+OOM_ARGS ?=
+oom: all asan-build
+	@$(LUA) spec/oom/run.lua $(OOM_ARGS)
 
 # random programs, each in a fresh lua5.4 under ASan+UBSan:
 #   make fuzz SECONDS=N [SEED=s]     (a finding prints its seed; exit 1)
