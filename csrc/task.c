@@ -22,6 +22,8 @@
 #include "uring.h"
 
 static char timeout_key;   /* registry: the timeout sentinel */
+static char noresults_key; /* registry: {n = 0}, the record of every task
+                              that returned nothing (read only, shared) */
 
 /* The task whose coroutine is L, if the loop is resuming it right now.
  * A plain coroutine inside a task, or a task's coroutine resumed by
@@ -317,23 +319,31 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
   ending e = { t, status, why, 0 };
   int top = lua_gettop(L);
   push_task(L, t);                      /* top+1: task */
-  lua_pushcfunction(L, task_record);
-  lua_pushlightuserdata(L, &e);
-  lua_pushvalue(L, top + 1);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-    /* the error ("not enough memory", which Lua keeps without
-     * allocating) is the task's, as is, in place of the record table */
-    if (!e.reset) {
-      loop->unwinding = 1;
-      lua_resetthread(t->co);           /* its <close> variables still run */
-      loop->unwinding = 0;
-    }
+  if (status == UR_DONE && lua_gettop(t->co) == 0) {
+    /* it returned nothing (a server's connection task): the shared
+     * record; nothing to allocate, so no lua_pcall (~400 instructions) */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &noresults_key);
     lua_setiuservalue(L, top + 1, 2);
-    e.status = UR_FAILED;
-    if (loop->main_ref != LUA_NOREF && !is_main(L, loop, t) && !t->observed
-        && t->joiners.head == NULL && loop->error_ref == LUA_NOREF) {
-      loop->error_ref = LUA_REFNIL;     /* no memory to keep it: run says so */
-      loop->error_task = t->id;
+  }
+  else {
+    lua_pushcfunction(L, task_record);
+    lua_pushlightuserdata(L, &e);
+    lua_pushvalue(L, top + 1);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+      /* the error ("not enough memory", which Lua keeps without
+       * allocating) is the task's, as is, in place of the record table */
+      if (!e.reset) {
+        loop->unwinding = 1;
+        lua_resetthread(t->co);         /* its <close> variables still run */
+        loop->unwinding = 0;
+      }
+      lua_setiuservalue(L, top + 1, 2);
+      e.status = UR_FAILED;
+      if (loop->main_ref != LUA_NOREF && !is_main(L, loop, t) && !t->observed
+          && t->joiners.head == NULL && loop->error_ref == LUA_NOREF) {
+        loop->error_ref = LUA_REFNIL;   /* no memory to keep it: run says so */
+        loop->error_task = t->id;
+      }
     }
   }
   status = e.status;
@@ -679,4 +689,8 @@ void ur_register_task (lua_State *L) {
   lua_setfield(L, -2, "TIMEOUT");
   lua_pushinteger(L, ETIME);
   lua_setfield(L, -2, "ETIME");
+  lua_createtable(L, 0, 1);
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "n");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &noresults_key);
 }
