@@ -15,7 +15,8 @@
 -- A point passes when the run raised "not enough memory" (in a task or
 -- from uring.run), or an op returned the ENOMEM fail tuple, or the failure
 -- was absorbed (a degraded path that needed no memory), or no failure was
--- reached; and it exited by itself, with no sanitizer report, no warning
+-- reached; and it exited by itself, with no sanitizer report (ASan,
+-- UBSan, LeakSanitizer at exit), no warning
 -- (an error in a __gc), the fds it started with, nothing in flight, no
 -- task alive and no task stalled.  Anything else is a finding, printed
 -- with the core functions that asked for the memory and the command that
@@ -70,8 +71,9 @@ end
 
 -- the sanitizer runtime is linked into the asan host; its options:
 -- URING_OOM_STACK=1: the host and the core print where the failed
--- allocation was asked for (symbolized by ASan), which names the function
-local SAN = "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 "
+-- allocation was asked for (symbolized by ASan), which names the function;
+-- LeakSanitizer checks at exit that the core freed what it allocated
+local SAN = "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 "
   .. "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 URING_OOM_STACK=1 "
 local work = sh("mktemp -d /tmp/uring-oom.XXXXXX")
 
