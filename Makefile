@@ -23,11 +23,19 @@ DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
               libreadline-dev curl netcat-openbsd wrk lua-luv lua-cqueues \
               lua-socket python3 fio
 
-.PHONY: all test deps asan asan-build valgrind fuzz soak demo bench install clean docs-check
+.PHONY: all test deps asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
 
 RLSO        = $(BUILD)/uring/readline.so
 
-all: $(SO) $(RLSO) $(BUILD)/noring $(BUILD)/testposix.so
+# FAULTS=1 (asan-build sets it): the core's malloc family can be failed on
+# request (spec/helpers/faults.c, core._faults) for `make oom`; never in
+# the release build
+ifeq ($(FAULTS),1)
+ALL_CFLAGS += -DUR_FAULTS
+OBJ        += $(BUILD)/obj/faults.o
+endif
+
+all: $(SO) $(RLSO) $(BUILD)/noring $(BUILD)/testposix.so $(BUILD)/oomhost
 
 # line editing for the REPL: a module of its own, so the core does not
 # link GNU readline
@@ -45,6 +53,16 @@ $(BUILD)/noring: spec/helpers/noring.c
 $(BUILD)/testposix.so: spec/helpers/testposix.c
 	@mkdir -p $(@D)
 	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -o $@ $<
+
+# a test helper: a lua_State whose allocator fails the Nth allocation, for
+# the out-of-memory sweep (spec/oom/run.lua); loads the core built next to it
+$(BUILD)/oomhost: spec/helpers/oomhost.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(shell $(PKG) --libs lua5.4 2>/dev/null || echo -llua5.4) -lm -ldl
+
+$(BUILD)/obj/faults.o: spec/helpers/faults.c csrc/uring.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Icsrc -fvisibility=hidden -c -o $@ $<
 
 # the core's objects export only luaopen_uring_core: calls between its own
 # files then skip the PLT (-3.5% instructions per uring.nop(), callgrind)
@@ -67,14 +85,17 @@ deps:
 	  fi; \
 	fi
 
-# the suite, then (spec/run.lua) the I/O specs under other ring setups and
-# FUZZ_SECONDS of the fuzzer under ASan+UBSan
+# the suite, then (spec/run.lua) the I/O specs under other ring setups,
+# FUZZ_SECONDS of the fuzzer under ASan+UBSan and OOM_SAMPLE points of the
+# out-of-memory sweep
 FUZZ_SECONDS ?= 30
+OOM_SAMPLE ?= 100
 test: deps all asan-build
-	@URING_MATRIX=1 URING_FUZZ_SECONDS=$(FUZZ_SECONDS) $(LUA) spec/run.lua "$(BUSTED)"
+	@URING_MATRIX=1 URING_FUZZ_SECONDS=$(FUZZ_SECONDS) URING_OOM_SAMPLE=$(OOM_SAMPLE) \
+	  $(LUA) spec/run.lua "$(BUSTED)"
 
 asan-build:
-	@$(MAKE) --no-print-directory BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" LIBFLAG="-shared -fsanitize=address,undefined"
+	@$(MAKE) --no-print-directory BUILD=build-asan FAULTS=1 CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" LIBFLAG="-shared -fsanitize=address,undefined"
 
 asan: asan-build
 	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -85,6 +106,13 @@ asan: asan-build
 # (ur_kernel_wrote, csrc/uring.h), and nothing else needs hiding
 valgrind: all
 	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --child-silent-after-fork=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect $(BUSTED)"
+
+# out of memory at every allocation of a mixed workload, each point in its
+# own process under ASan+UBSan (spec/oom/run.lua): make oom [OOM_ARGS=...]
+# (--sample K --seed S --jobs J --strict); make test runs OOM_SAMPLE points
+OOM_ARGS ?=
+oom: all asan-build
+	@$(LUA) spec/oom/run.lua $(OOM_ARGS)
 
 # random programs, each in a fresh lua5.4 under ASan+UBSan:
 #   make fuzz SECONDS=N [SEED=s]     (a finding prints its seed; exit 1)

@@ -31,6 +31,9 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_probe(L);
   ur_register_stats(L);
   ur_register_workers(L);
+#ifdef UR_FAULTS
+  ur_register_faults(L);      /* core._faults: test builds only */
+#endif
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -382,6 +382,16 @@ static int method_end (ur_file *f) {
   return 0;
 }
 
+/* Is a method running on f?  One that raised half-way (out of memory as
+ * it pushed a result: fmt_line's lua_pushlstring) left busy set with no
+ * op in flight, and nobody runs it any more: the file stayed "busy" for
+ * good, and close and __gc then never freed its buffers.  A method that
+ * is really running has an op in flight (it only yields in start_op). */
+static int in_use (ur_file *f) {
+  if (f->busy && f->op == OP_NONE) method_end(f);
+  return f->busy;
+}
+
 static int method_fail (lua_State *L, ur_file *f, int err) {
   method_end(f);
   return ur_pushfail(L, err, NULL);
@@ -655,7 +665,7 @@ static int file_k (lua_State *L, int status, lua_KContext ctx) {
 /* Claim the file for a method run by the current task. */
 static ur_task *begin (lua_State *L, ur_file *f, const char *fname, int m) {
   ur_task *t = ur_task_current(L, fname);
-  if (f->busy)
+  if (in_use(f))
     luaL_error(L, "%s: file is busy (another task is using it; "
                "use pread/pwrite to share a file)", fname);
   f->busy = 1;
@@ -745,7 +755,7 @@ static int l_file_seek (lua_State *L) {
   ur_file *f = tofile(L);
   int op = luaL_checkoption(L, 2, "cur", names);
   lua_Integer off = luaL_optinteger(L, 3, 0);
-  if (f->busy)
+  if (in_use(f))
     return luaL_error(L, "seek: file is busy (another task is using it)");
   f->whence = modes[op];
   f->seekoff = off;
@@ -807,7 +817,7 @@ static int l_file_close (lua_State *L) {
   ur_task *t = ur_task_of(L);
   int err;
   if (f->h.fd < 0) return luaL_error(L, "attempt to use a closed file");
-  if (f->busy) {
+  if (in_use(f)) {
     /* another task's method is in flight: its op is cancelled, it sees
      * "closed" (its buffer is the request's until then), and the fd is
      * closed once the kernel is done with it */
@@ -830,6 +840,7 @@ static int l_file_gc (lua_State *L) {
   ur_file *f = (ur_file *)luaL_testudata(L, 1, UR_FILE_MT);
   ur_loop *loop = ur_loop_of(L);
   if (f == NULL) return 0;
+  in_use(f);
   if (f->h.fd >= 0 && !f->busy) close_sync(loop, f, 1);
   else                          /* lua_close, or closed before: what is in
                                    flight forgets this memory */

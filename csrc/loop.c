@@ -386,9 +386,7 @@ static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
     t->started = 1;
     nargs = t->nargs;
     if (t->canceled) {          /* canceled before it ever ran */
-      lua_settop(co, 0);
-      lua_pushliteral(co, "canceled");
-      ur_task_finished(L, loop, t, UR_CANCELED);
+      ur_task_finished(L, loop, t, UR_CANCELED, "canceled");
       return;
     }
   }
@@ -401,13 +399,11 @@ static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
      * will free now. */
     ur_req *r = t->wait_ud ? ur_req_at(loop, t->wait_ud) : NULL;
     if (r != NULL && r->state == UR_REQ_DONE) ur_req_free(loop, r);
-    if (lua_status(co) == LUA_OK) {     /* coroutine.close()d: no error */
-      lua_settop(co, 0);
-      lua_pushliteral(co, "a task can only be resumed by the uring loop "
-                      "(its coroutine was closed from outside)");
-    }
     t->wait_ud = 0;
-    ur_task_finished(L, loop, t, UR_FAILED);
+    ur_task_finished(L, loop, t, UR_FAILED, lua_status(co) != LUA_OK ? NULL
+                     /* coroutine.close()d: no error on its stack */
+                     : "a task can only be resumed by the uring loop "
+                       "(its coroutine was closed from outside)");
     return;
   }
   t->status = UR_RUNNING;
@@ -424,9 +420,9 @@ static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
     }
   }
   else if (st == LUA_OK)
-    ur_task_finished(L, loop, t, UR_DONE);
+    ur_task_finished(L, loop, t, UR_DONE, NULL);
   else
-    ur_task_finished(L, loop, t, UR_FAILED);
+    ur_task_finished(L, loop, t, UR_FAILED, NULL);
 }
 
 /* Cancel every live task (main error, deadlock): each raises "canceled"
@@ -535,10 +531,16 @@ static int l_run (lua_State *L) {
     return luaL_error(L, "run: the loop is already running "
                       "(use uring.spawn inside a task)");
   ur_hooks_call(loop, run_start, loop);
+  /* the main task's registry slot first: once the task is queued nothing
+   * may raise (out of memory), or the next run would begin by running it */
+  if (loop->main_ref != LUA_NOREF)      /* a run that could not start */
+    luaL_unref(L, LUA_REGISTRYINDEX, loop->main_ref);
+  lua_pushboolean(L, 0);
+  loop->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   ur_task_new(L, loop, nargs);          /* fn, args -> task */
   m = (ur_task *)lua_touserdata(L, -1);
   lua_pushvalue(L, -1);
-  loop->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawseti(L, LUA_REGISTRYINDEX, loop->main_ref);   /* no allocation */
   loop->running = 1;
   loop->main_failed = 0;
   ur_runsig_arm(L, loop, &sig);
@@ -567,6 +569,10 @@ static int l_run (lua_State *L) {
     lua_pushlightuserdata(L, loop);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
     loop->running = 0;
+    if (loop->error_ref != LUA_NOREF) {   /* the loop's error wins; none */
+      luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);  /* is left for */
+      loop->error_ref = LUA_NOREF;                         /* the next run */
+    }
     return lua_error(L);
   }
   if (loop->error_ref != LUA_NOREF && loop->error_task == 0) {
@@ -581,8 +587,13 @@ static int l_run (lua_State *L) {
       luaL_unref(L, LUA_REGISTRYINDEX, loop->error_ref);
       loop->error_ref = LUA_NOREF;
     }
-    lua_getiuservalue(L, -1, 2);
-    lua_rawgeti(L, -1, 1);
+    /* its record: a table, or the memory error that kept it from one */
+    if (lua_getiuservalue(L, -1, 2) == LUA_TTABLE) lua_rawgeti(L, -1, 1);
+    return lua_error(L);
+  }
+  if (loop->error_ref == LUA_REFNIL) {  /* a task's, lost for memory */
+    loop->error_ref = LUA_NOREF;
+    lua_pushliteral(L, "not enough memory");
     return lua_error(L);
   }
   if (loop->error_ref != LUA_NOREF) {

@@ -261,6 +261,12 @@ int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
     s->eof = 1;
     return UR_RECV_EOF;
   }
+  if (res == -ENOMEM) {
+    /* the bytes that came could not be buffered (recv_cqe): the stream
+     * has a hole, so it ends here rather than go on past it */
+    s->eof = 1;
+    luaL_error(L, "receive: not enough memory");
+  }
   sock_fail(L, s, res);
   return UR_RECV_FAILED;
 }
@@ -594,7 +600,10 @@ static void accept_cqe (ur_loop *loop, ur_req *r) {
     else if (s->plen == s->pcap) {
       size_t cap = s->pcap ? s->pcap * 2 : 16;
       int *np = (int *)malloc(cap * sizeof *np);
-      if (np == NULL) ur_fd_release(res);
+      if (np == NULL) {         /* no room to keep it: accept() says so */
+        ur_fd_release(res);
+        s->accept_err = -ENOMEM;
+      }
       else {
         for (size_t i = 0; i < s->plen; i++)
           np[i] = s->pend[(s->phead + i) % s->pcap];

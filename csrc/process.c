@@ -116,7 +116,15 @@ static void sigint_arm (lua_State *L, ur_loop *loop, ur_runsig *s) {
     sigprocmask(SIG_UNBLOCK, &set, NULL);
     return;
   }
-  s->req = ur_req_new(L, loop, IORING_OP_POLL_ADD);
+  /* no memory for the request: no SIGINT handling this run (raising here
+   * would leave the run marked running, SIGINT blocked, the fd open) */
+  (void)L;
+  s->req = ur_req_new(NULL, loop, IORING_OP_POLL_ADD);
+  if (s->req == NULL) {
+    ur_handle_close(loop, &s->h, NULL);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    return;
+  }
   s->req->obj = s;
   s->req->on_cqe = sigint_cqe;
   s->req->background = 1;

@@ -119,7 +119,7 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
   r = ur_slab_take(&loop->slab, opcode);
   if (r == NULL) {
     if (L == NULL) return NULL;         /* a handler: it copes */
-    luaL_error(L, "uring: out of memory for requests");
+    luaL_error(L, "uring: not enough memory for requests");
   }
   /* not in flight until ur_req_submitted */
   return r;

@@ -22,6 +22,8 @@
 #include "uring.h"
 
 static char timeout_key;   /* registry: the timeout sentinel */
+static char noresults_key; /* registry: {n = 0}, the record of every task
+                              that returned nothing (read only, shared) */
 
 /* The task whose coroutine is L, if the loop is resuming it right now.
  * A plain coroutine inside a task, or a task's coroutine resumed by
@@ -233,13 +235,37 @@ int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
   return 1;
 }
 
-/* The task ended (its coroutine returned or raised): keep its results or
- * its error with a traceback, close its pending to-be-closed variables,
- * wake its joiners and drop the loop's anchor. */
-void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status) {
+/* How a task ends, for task_record (run under lua_pcall). */
+typedef struct ending {
+  ur_task *t;
+  int status;           /* in: how it ended; out: as recorded */
+  const char *why;      /* the error to end it with, or NULL: co's stack */
+  int reset;            /* its coroutine was reset (<close> variables ran) */
+} ending;
+
+static int is_main (lua_State *L, ur_loop *loop, ur_task *t) {
+  int yes;
+  if (loop->main_ref == LUA_NOREF) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->main_ref);
+  yes = lua_touserdata(L, -1) == (void *)t;
+  lua_pop(L, 1);
+  return yes;
+}
+
+/* task_record(ending, task): everything ending a task allocates: its
+ * results, or its error with a traceback, as uservalue 2; the closing of
+ * its <close> variables; the anchor of an error nobody joined.  Any of it
+ * may run out of memory: ur_task_finished then ends the task anyway. */
+static int task_record (lua_State *L) {
+  ending *e = (ending *)lua_touserdata(L, 1);
+  ur_task *t = e->t;
+  ur_loop *loop = t->loop;
   lua_State *co = t->co;
-  int top = lua_gettop(L), st;
-  push_task(L, t);                      /* top+1: task */
+  int status = e->status, st;
+  if (e->why) {                         /* the loop's reason, not co's */
+    lua_settop(co, 0);
+    lua_pushstring(co, e->why);
+  }
   if (status == UR_DONE) {
     int n = lua_gettop(co);
     lua_createtable(L, n, 1);
@@ -276,6 +302,7 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status) {
     loop->unwinding = 1;                /* for ur_task_current's message */
     st = lua_resetthread(co);
     loop->unwinding = 0;
+    e->reset = 1;
     if (st != LUA_OK && lua_gettop(co) > 0) {
       lua_rawgeti(L, -1, 2);            /* the raw error */
       lua_pushvalue(co, -1);
@@ -291,7 +318,59 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status) {
         lua_pop(L, 2);
     }
   }
-  lua_setiuservalue(L, top + 1, 2);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 2, 2);
+  e->status = status;
+  /* the error of a task nobody joins is raised by uring.run */
+  if (status == UR_FAILED && loop->main_ref != LUA_NOREF && !is_main(L, loop, t)
+      && !t->observed && t->joiners.head == NULL
+      && loop->error_ref == LUA_NOREF) {
+    lua_rawgeti(L, -1, 1);
+    loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    loop->error_task = t->id;
+  }
+  return 0;
+}
+
+/* The task ended (its coroutine returned or raised, or the loop ends it
+ * with the error why): keep its results or its error with a traceback,
+ * close its pending to-be-closed variables, wake its joiners and drop the
+ * loop's anchor.  Never raises: if keeping the record runs out of memory
+ * the task ends all the same, failed with the memory error (a task left
+ * half-ended was never run again and uring.run spun forever). */
+void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
+                       const char *why) {
+  ending e = { t, status, why, 0 };
+  int top = lua_gettop(L);
+  push_task(L, t);                      /* top+1: task */
+  if (status == UR_DONE && lua_gettop(t->co) == 0) {
+    /* it returned nothing (a server's connection task): the shared
+     * record; nothing to allocate, so no lua_pcall (~400 instructions) */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &noresults_key);
+    lua_setiuservalue(L, top + 1, 2);
+  }
+  else {
+    lua_pushcfunction(L, task_record);
+    lua_pushlightuserdata(L, &e);
+    lua_pushvalue(L, top + 1);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+      /* the error ("not enough memory", which Lua keeps without
+       * allocating) is the task's, as is, in place of the record table */
+      if (!e.reset) {
+        loop->unwinding = 1;
+        lua_resetthread(t->co);         /* its <close> variables still run */
+        loop->unwinding = 0;
+      }
+      lua_setiuservalue(L, top + 1, 2);
+      e.status = UR_FAILED;
+      if (loop->main_ref != LUA_NOREF && !is_main(L, loop, t) && !t->observed
+          && t->joiners.head == NULL && loop->error_ref == LUA_NOREF) {
+        loop->error_ref = LUA_REFNIL;   /* no memory to keep it: run says so */
+        loop->error_task = t->id;
+      }
+    }
+  }
+  status = e.status;
   t->status = (uint8_t)status;
   t->what = NULL;
   /* its open timeout scopes' timers have nobody to fire at */
@@ -307,19 +386,7 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status) {
   t->scope_depth = t->scope_cap = 0;
   if (t->joiners.head) t->observed = 1;
   ur_waitq_wake_all(loop, &t->joiners);
-  if (status == UR_FAILED && loop->main_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, loop->main_ref);
-    if (lua_touserdata(L, -1) == (void *)t)
-      loop->main_failed = 1;
-    else if (!t->observed && loop->error_ref == LUA_NOREF) {
-      lua_getiuservalue(L, top + 1, 2);
-      lua_rawgeti(L, -1, 1);
-      loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-      loop->error_task = t->id;
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-  }
+  if (status == UR_FAILED && is_main(L, loop, t)) loop->main_failed = 1;
   /* drop the coroutine now: a finished task keeps only its results */
   lua_pushnil(L);
   lua_setiuservalue(L, top + 1, 1);
@@ -363,7 +430,8 @@ static int join_results (lua_State *L, int idx) {
   tbl = lua_gettop(L);
   if (t->status != UR_DONE) {
     lua_pushboolean(L, 0);
-    lua_rawgeti(L, tbl, 2);
+    if (lua_istable(L, tbl)) lua_rawgeti(L, tbl, 2);
+    else lua_pushvalue(L, tbl);         /* the memory error, as is */
     return 2;
   }
   lua_getfield(L, tbl, "n");
@@ -648,4 +716,8 @@ void ur_register_task (lua_State *L) {
   lua_setfield(L, -2, "TIMEOUT");
   lua_pushinteger(L, ETIME);
   lua_setfield(L, -2, "ETIME");
+  lua_createtable(L, 0, 1);
+  lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "n");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &noresults_key);
 }

@@ -28,6 +28,22 @@
 #define ur_kernel_wrote(p, n) ((void)0)
 #endif
 
+/* Test builds only (make asan-build): the core's malloc family goes
+ * through spec/helpers/faults.c, which can fail the nth call on request
+ * (the out-of-memory sweep, make oom).  The release build is untouched. */
+#ifdef UR_FAULTS
+#include <stdlib.h>
+void *ur_fault_malloc (size_t n);
+void *ur_fault_calloc (size_t n, size_t m);
+void *ur_fault_realloc (void *p, size_t n);
+int ur_fault_memalign (void **p, size_t align, size_t n);
+void ur_register_faults (lua_State *L);
+#define malloc(n) ur_fault_malloc(n)
+#define calloc(n, m) ur_fault_calloc(n, m)
+#define realloc(p, n) ur_fault_realloc(p, n)
+#define posix_memalign(p, a, n) ur_fault_memalign(p, a, n)
+#endif
+
 #define UR_LOOP_MT   "uring.loop"
 #define UR_TASK_MT   "uring.task"
 #define UR_FILE_MT   "uring.file"
@@ -218,7 +234,8 @@ struct ur_loop {
   int tasks_ref;        /* registry ref of the table anchoring live tasks */
   int main_ref;         /* registry ref of uring.run's main task */
   int main_failed;      /* 1: it just failed, cancel the rest; 2: done */
-  int error_ref;        /* first unobserved task error, or LUA_NOREF */
+  int error_ref;        /* first unobserved task error, or LUA_NOREF;
+                           LUA_REFNIL: one there was no memory to keep */
   uint32_t error_task;  /* the id of the task that raised it */
   lua_State *L;         /* the main thread, for registry work */
   ur_bufring *bufring;  /* provided receive buffers, made on first use */
@@ -361,7 +378,8 @@ int ur_park (lua_State *L, ur_task *t, ur_waitq *q, const char *what,
              lua_KContext ctx, lua_KFunction k);
 void ur_waitq_wake_one (ur_loop *loop, ur_waitq *q);
 void ur_waitq_wake_all (ur_loop *loop, ur_waitq *q);
-void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status);
+void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
+                       const char *why);   /* never raises */
 int ur_task_new (lua_State *L, ur_loop *loop, int nargs);  /* fn, args -> task */
 int ur_task_results (lua_State *L, ur_task *t);  /* task at top -> results */
 void ur_task_cancel (ur_loop *loop, ur_task *t);

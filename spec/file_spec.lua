@@ -1401,3 +1401,36 @@ describe("registered buffers: uring.configure{fixed_buffers} #io", function()
     assert.matches("Lua warning: uring: fixed_buffers: not enough locked memory", out)
   end)
 end)
+
+-- regression #12 (found by the out-of-memory sweep, make oom, under
+-- LeakSanitizer): a read that ran out of memory pushing its result left
+-- the file "busy" for good, and its buffers were never freed
+describe("regression #12: out of memory inside a file method", function()
+  it("the file is usable after, keeps what it had read, and frees its buffers", function()
+    local helpers = require "helpers"
+    local hit = false
+    for n = 1, 3 do
+      local out, code = helpers.oom([[
+        local uring = require "uring"
+        local path = os.tmpname()
+        local w = io.open(path, "w"); w:write("line one\nline two\n"); w:close()
+        uring.run(function()
+          local f = assert(uring.open(path))
+          local ok, err = pcall(function() oom.arm(); return f:read("l") end)
+          print(select(2, oom.disarm()), ok, err)
+          print(pcall(f.read, f, "l"))     -- "read: file is busy ..."
+          print(f:close())
+        end)
+        os.remove(path)]], n)
+      assert.equal(0, code, out)
+      if out:match("^true\tfalse\tnot enough memory\n") then
+        hit = true
+        -- the line whose string could not be made is still there
+        assert.matches("\ntrue\tline one\ntrue\n$", out)
+      else
+        assert.matches("\ntrue\tline two\ntrue\n$", out)
+      end
+    end
+    assert.is_true(hit)
+  end)
+end)

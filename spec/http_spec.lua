@@ -743,4 +743,87 @@ describe("uring.http #net", function()
       end)
     end)
   end)
+
+  -- regression #12 (found by the out-of-memory sweep, make oom): serve's
+  -- ways of ending left the server half alive
+  describe("regression #12: how serve ends", function()
+    local function server(opts)
+      opts = opts or {}
+      opts.handler = opts.handler or function(req) return 200, "ok " .. req.path end
+      return assert(http.server(opts))
+    end
+
+    it("a server closed before its serve task ran: serve returns true", function()
+      run(function()
+        local srv = server()
+        local t = uring.spawn(srv.serve, srv)
+        srv:close()
+        -- it called accept on the closed listener: "attempt to use a closed socket"
+        assert.same({ true, true }, { t:join() })
+      end)
+    end)
+
+    it("serve that raises ends its sweeper and closes the server", function()
+      run(function()
+        local srv = server({ idle_timeout = 5 })
+        local real = uring.spawn
+        -- serve's first spawn (its sweeper) fails, as out of memory would
+        uring.spawn = function(f, ...)
+          if f ~= srv.serve then error("not enough memory", 0) end
+          return real(f, ...)
+        end
+        local t = uring.spawn(srv.serve, srv)
+        uring.yield()
+        uring.spawn = real
+        assert.same({ false, "not enough memory" }, { t:join() })
+        -- closed, not a listener nobody accepts on (and the sweeper, left
+        -- sleeping, kept uring.run from ever returning)
+        local res, err = http.request("http://127.0.0.1:" .. srv:port() .. "/", { timeout = 2 })
+        assert.is_nil(res)
+        assert.matches("refused", err)
+      end)
+    end)
+
+    it("a connection task that cannot be spawned: its socket is closed, not left to the client's timeout", function()
+      run(function()
+        local srv = server({ idle_timeout = 0 })
+        local t = uring.spawn(srv.serve, srv)
+        uring.yield()
+        local real = uring.spawn
+        uring.spawn = function() error("not enough memory", 0) end
+        local t0 = uring.now()
+        local res = http.request("http://127.0.0.1:" .. srv:port() .. "/", { timeout = 5 })
+        uring.spawn = real
+        assert.is_nil(res)
+        assert.is_true(uring.now() - t0 < 2)
+        assert.same({ false, "not enough memory" }, { t:join() })
+      end)
+    end)
+
+    it("an accept that fails (EMFILE, ENOMEM) is reported and serve goes on", function()
+      run(function()
+        local errors = {}
+        local srv = server({ idle_timeout = 0,
+          on_error = function(err, req) errors[#errors + 1] = { err, req } end })
+        local lsock, failed = srv._lsock, false
+        srv._lsock = {   -- its first accept fails, as accept(2) can
+          accept = function()
+            if not failed then
+              failed = true
+              return nil, "accept: Too many open files", 24
+            end
+            return lsock:accept()
+          end,
+          close = function() return lsock:close() end,
+        }
+        local t = uring.spawn(srv.serve, srv)
+        -- serve used to end at the first failed accept, silently
+        local res = assert(http.request("http://127.0.0.1:" .. srv:port() .. "/x", { timeout = 5 }))
+        assert.equal("ok /x", res.body)
+        assert.same({ { "accept: Too many open files" } }, errors)
+        srv:close()
+        assert.same({ true, true }, { t:join() })
+      end)
+    end)
+  end)
 end)

@@ -1384,3 +1384,73 @@ describe("a kept-alive socket's own buffer #io #net", function()
     end)
   end)
 end)
+
+-- regression #12 (found by the out-of-memory sweep, make oom): the core's
+-- own allocations failing under a socket.  Each case fails the core's nth
+-- allocation after the arming (build-asan/oomhost, whose core is built
+-- with UR_FAULTS) for the first few n, so the one it means is among them.
+describe("regression #12: the core out of memory under a socket", function()
+  it("bytes that came but could not be buffered: receive raises, and the stream ends there", function()
+    local hit = false
+    for n = 1, 4 do
+      local out, code = helpers.oom([[
+        local uring = require "uring"
+        local core = require "uring.core"
+        uring.run(function()
+          local srv = assert(uring.listen("127.0.0.1", 0))
+          local c = assert(uring.connect("127.0.0.1", select(2, srv:getsockname())))
+          local s = assert(srv:accept())
+          s:settimeout(1)
+          local got = {}
+          local reader = uring.spawn(function()
+            for _ = 1, 2 do
+              local ok, line, err = pcall(s.receive, s, "*l")
+              got[#got + 1] = ok and tostring(line) .. "/" .. tostring(err) or "raised: " .. line
+            end
+          end)
+          uring.yield()                     -- its receive waits
+          core._faults(oom.core_fail_at)
+          pcall(c.send, c, "hello\n")
+          uring.sleep(0.05)
+          pcall(c.send, c, "world\n")
+          reader:join()
+          print(select(2, core._faults()), table.concat(got, " | "))
+          c:close(); s:close(); srv:close()
+        end)]], n, true)
+      assert.equal(0, code, out)
+      -- it went on past the hole: "nil/Cannot allocate memory | world/nil"
+      assert.is_nil(out:match("memory | world"), out)
+      if out:match("^true\traised: receive: not enough memory | nil/closed") then hit = true end
+    end
+    assert.is_true(hit)
+  end)
+
+  it("no memory to queue an accepted connection: accept says so, it does not just drop it", function()
+    local hit = false
+    for n = 1, 3 do
+      local out, code = helpers.oom([[
+        local uring = require "uring"
+        local core = require "uring.core"
+        uring.run(function()
+          local srv = assert(uring.listen("127.0.0.1", 0))
+          srv:settimeout(1)
+          local acceptor = uring.spawn(function()
+            local s, err, en = srv:accept()
+            if s then s:close(); return "accepted" end
+            return tostring(err) .. " " .. tostring(en)
+          end)
+          uring.yield()                     -- it waits in accept
+          core._faults(oom.core_fail_at)
+          local c = uring.connect("127.0.0.1", select(2, srv:getsockname()))
+          print(select(2, core._faults()), select(2, acceptor:join()))
+          if c then c:close() end
+          srv:close()
+        end)]], n, true)
+      assert.equal(0, code, out)
+      -- dropped without a word, accept timed out: "timeout 62"
+      assert.is_nil(out:match("^true\ttimeout"), out)
+      if out:match("^true\taccept: Cannot allocate memory 12") then hit = true end
+    end
+    assert.is_true(hit)
+  end)
+end)

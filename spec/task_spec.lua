@@ -344,6 +344,92 @@ describe("tasks #io", function()
     end)
   end)
 
+  -- regression #12: out of memory just as a task ended left it never
+  -- marked ended (ur_task_finished raised half-way), and uring.run spun at
+  -- 100% CPU forever.  Each case fails the first allocation after
+  -- oom.arm(), which is the one that keeps the task's results or error.
+  describe("regression #12: out of memory while a task ends", function()
+    local function oom(body)
+      local out, code = helpers.oom('local uring = require "uring"\n' .. body
+        .. '\nlocal s = uring.stats()\nprint("left", s.tasks, s.inflight)\n', 1)
+      assert.equal(0, code, out)
+      assert.matches("left\t0\t0", out)
+      return out
+    end
+
+    it("a joined task that returned fails with the memory error", function()
+      local out = oom([[
+        uring.run(function()
+          local t = uring.spawn(function() oom.arm(); return 1, 2, 3 end)
+          local ok, err = t:join()
+          print(ok, err, select(2, oom.disarm()), t:status())
+        end)]])
+      assert.matches("false\tnot enough memory\ttrue\tfailed", out)
+    end)
+
+    it("the main task's results: uring.run raises it, and the loop runs again", function()
+      local out = oom([[
+        print(pcall(uring.run, function() oom.arm(); return "x" end))
+        oom.disarm()
+        print(uring.run(function() return "again" end))]])
+      assert.matches("false\tnot enough memory\nagain", out)
+    end)
+
+    it("a failed task nobody joins: uring.run raises the memory error", function()
+      local out = oom([[
+        print(pcall(uring.run, function()
+          uring.spawn(function() oom.arm(); error("boom", 0) end)
+        end))]])
+      assert.matches("false\tnot enough memory", out)
+    end)
+
+    it("its <close> variables still run", function()
+      local out = oom([[
+        local closed = false
+        uring.run(function()
+          local t = uring.spawn(function()
+            local x <close> = setmetatable({}, { __close = function() closed = true end })
+            oom.arm(); error("boom", 0)
+          end)
+          print(t:join())
+        end)
+        print("closed", closed)]])
+      assert.matches("false\tnot enough memory\nclosed\ttrue", out)
+    end)
+
+    it("uring.run with no memory for its SIGINT request: it runs, without SIGINT handling", function()
+      -- the first run's SIGINT poll is the loop's first request, so it
+      -- grows the request slab: that failing raised from uring.run with
+      -- the run marked running (every later run: "already running"),
+      -- SIGINT blocked and the signalfd open
+      local out, code = helpers.oom([[
+        local uring = require "uring"
+        local core = require "uring.core"
+        local n = 0
+        for _ in pairs(oom.fds()) do n = n + 1 end
+        core._faults(oom.core_fail_at)
+        print(pcall(uring.run, function() return "first" end))
+        print(select(2, core._faults()))
+        print(pcall(uring.run, function() return "next" end))
+        for _ in pairs(oom.fds()) do n = n - 1 end
+        print("fds", n, "tasks", uring.stats().tasks)]], 1, true)
+      assert.equal(0, code, out)
+      -- one fd more: the ring's own
+      assert.equal("true\tfirst\ntrue\ntrue\tnext\nfds\t-1\ttasks\t0\n", out)
+    end)
+
+    it("a task cancelled before it ran", function()
+      local out = oom([[
+        uring.run(function()
+          local t = uring.spawn(function() end)
+          t:cancel()
+          oom.arm()
+          print(t:join())
+        end)]])
+      assert.matches("false\tnot enough memory", out)
+    end)
+  end)
+
   describe("configure, stats, features", function()
     it("sets the ring size for the next run", function()
       uring.configure { entries = 8 }

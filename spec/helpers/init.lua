@@ -385,4 +385,28 @@ function helpers.rss_kib()
   return tonumber(s:match("VmRSS:%s*(%d+)"))
 end
 
+--- Run Lua source under build/oomhost (build-asan/oomhost when the suite
+-- runs the asan core): a state whose allocator fails the fail_at'th
+-- allocation made after the script calls oom.arm() (spec/helpers/oomhost.c).
+-- With core = true, build-asan/oomhost (its core is built with UR_FAULTS)
+-- and core._faults(oom.core_fail_at) in the script fails the core's own
+-- fail_at'th allocation instead.  Returns its stdout and stderr, and its
+-- exit status; a hang is cut at 10 s (status 124).
+function helpers.oom(source, fail_at, core)
+  local asan = core or (os.getenv("URING_CPATH") or ""):match("asan")
+  local host = asan and "build-asan/oomhost" or "build/oomhost"
+  local probe = io.open(host)
+  assert(probe, host .. " is missing: make all asan-build (make test builds both)")
+  probe:close()
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  local out, code = helpers.sh(("env -u LD_PRELOAD ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 "
+    .. "timeout -k 2 10 %s %s %d %s"):format(host, core and "--core-fail-at" or "--fail-at",
+    fail_at, path))
+  os.remove(path)
+  return out, code
+end
+
 return helpers

@@ -631,21 +631,41 @@ end
 function Server:serve()
   checkserver(self, "serve")
   if self._serving then check.error("serve: the server is already serving") end
-  if self._lsock_closed then check.error("serve: the server is closed") end
   check.intask("serve")
   self._serving = true
   local sweep
+  -- However serve ends, its sweeper ends with it (an error here left it
+  -- sleeping forever, and uring.run with it); if it ends by an error (out
+  -- of memory, a cancel) the server closes: a listener nobody accepts on
+  -- leaves its clients hanging.
+  local _ <close> = setmetatable({}, { __close = function(_, err)
+    if sweep then sweep:cancel() end
+    if err ~= nil then self:close() end
+  end })
   self._clock = uring.now()
   if self.idle_timeout > 0 then
     sweep = uring.spawn(sweeper, self)
   end
   local lsock = self._lsock
-  while true do
-    local sock = lsock:accept()
-    if not sock then break end
-    if self._closing then sock:close(); break end
-    self.connections = self.connections + 1
-    uring.spawn(connection_task, self, sock)
+  local delay = 0
+  -- closed before this task first ran: no accept on the closed listener
+  while not self._closing do
+    local sock, msg = lsock:accept()
+    if sock then
+      delay = 0
+      if self._closing then sock:close(); break end
+      self.connections = self.connections + 1
+      local ok, err = pcall(uring.spawn, connection_task, self, sock)
+      if not ok then sock:close(); error(err, 0) end
+    elseif self._closing or msg == "closed" then
+      break
+    else
+      -- a failure that may pass (no memory, no free fd; it used to end
+      -- serve without a word): report it, back off, accept again
+      pcall(self.on_error, msg)
+      delay = math.min(1, math.max(0.005, delay * 2))
+      uring.sleep(delay)
+    end
   end
   if sweep then sweep:cancel() end
   self._closing = true
