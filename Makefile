@@ -109,7 +109,7 @@ valgrind: all
 
 # out of memory at every allocation of a mixed workload, each point in its
 # own process under ASan+UBSan (spec/oom/run.lua): make oom [OOM_ARGS=...]
-# (--sample K --seed S --jobs J --strict); make test runs OOM_SAMPLE points
+# (--sample K --seed S --jobs J); make test runs OOM_SAMPLE points
 OOM_ARGS ?=
 oom: all asan-build
 	@$(LUA) spec/oom/run.lua $(OOM_ARGS)

@@ -1,7 +1,7 @@
 --- spec/oom/run.lua: the out-of-memory sweep (make oom; make test samples it).
 --
 --   lua5.4 spec/oom/run.lua [--host PATH] [--sample K] [--seed S]
---                           [--timeout SECS] [--jobs J] [--keep DIR] [--strict]
+--                           [--timeout SECS] [--jobs J] [--keep DIR]
 --
 -- Runs spec/oom/workload.lua under PATH (default build-asan/oomhost: the
 -- ASan+UBSan host, whose core fails its own allocations on request) once
@@ -20,14 +20,12 @@
 -- (an error in a __gc), the fds it started with, nothing in flight, no
 -- task alive and no task stalled.  Anything else is a finding, printed
 -- with the core functions that asked for the memory and the command that
--- repeats it.  A leaked fd made by one of KNOWN_LEAKS is counted apart,
--- with what it explains (a known class, issue 12b, which the fd handle
--- layer fixes), and fails the sweep only with --strict.
+-- repeats it.
 --
 -- Prints "oom: P points, M raised a memory error, ..." and exits 1 on a
 -- finding.
-local host, sample, seed, watchdog, jobs, keep, strict =
-  "build-asan/oomhost", nil, nil, 8, 1, "/tmp", false
+local host, sample, seed, watchdog, jobs, keep =
+  "build-asan/oomhost", nil, nil, 8, 1, "/tmp"
 local i = 1
 while i <= #arg do
   local a, v = arg[i], arg[i + 1]
@@ -37,21 +35,14 @@ while i <= #arg do
   elseif a == "--timeout" then watchdog = assert(tonumber(v), "--timeout SECS")
   elseif a == "--jobs" then jobs = assert(math.tointeger(tonumber(v)), "--jobs J")
   elseif a == "--keep" then keep = v
-  elseif a == "--strict" then strict = true; i = i - 1
   else
     io.stderr:write("usage: lua5.4 spec/oom/run.lua [--host PATH] [--sample K] [--seed S] ",
-      "[--timeout SECS] [--jobs J] [--keep DIR] [--strict]\n")
+      "[--timeout SECS] [--jobs J] [--keep DIR]\n")
     os.exit(2)
   end
   i = i + 2
 end
 seed = seed or os.time()
-
--- the known class 12b: the kernel made an fd, then allocating the object
--- that should own it failed; matched against the core functions that
--- asked for the memory (socket_k: connect and listen; accept; popen and
--- exec's pipes)
-local KNOWN_LEAKS = { "socket_k", "accept", "l_popen", "l_exec" }
 
 local SETUPS = {
   { name = "default", env = "" },
@@ -123,10 +114,10 @@ end
 
 local counts = {
   points = 0, memerr = 0, enomem = 0, absorbed = 0, clean = 0, other = 0,
-  hang = 0, stall = 0, gc = 0, crash = 0, sanitizer = 0, warning = 0, leak = 0, known_leak = 0,
+  hang = 0, stall = 0, gc = 0, crash = 0, sanitizer = 0, warning = 0, leak = 0,
   inflight = 0, tasks = 0,
 }
-local findings, known, quiet = {}, {}, {}
+local findings, quiet = {}, {}
 
 local function judge(setup, kind, n, r)
   local out = r.out
@@ -156,7 +147,6 @@ local function judge(setup, kind, n, r)
     counts.warning = counts.warning + 1
     what[#what + 1] = "warning: " .. out:match("@@oom warning: ([^\n]*)")
   end
-  local known_leak
   if line then
     local outcome = line:match("outcome=(%S+)")
     local err = line:match("err=(.*)")
@@ -178,30 +168,13 @@ local function judge(setup, kind, n, r)
     if tasks and tasks > 0 then counts.tasks = counts.tasks + 1; what[#what + 1] = "tasks=" .. tasks end
     local leak = line:match("fds=leak:(%S+)")
     if leak then
-      local fname = where(out)
-      local is_known = false
-      for _, k in ipairs(KNOWN_LEAKS) do
-        if fname:find(k, 1, true) then is_known = true end
-      end
-      if is_known and not strict and #what == 0 then
-        counts.known_leak = counts.known_leak + 1
-        local also = {}
-        for _, a in ipairs(after) do also[#also + 1] = a[2] end
-        known[#known + 1] = ("%s %s fail-at %d: fd %s leaked, raised in %s%s"):format(
-          setup.name, kind, n, leak, fname,
-          #also > 0 and " (and so: " .. table.concat(also, "; ") .. ")" or "")
-        known_leak = true
-      else
-        counts.leak = counts.leak + 1
-        what[#what + 1] = ("fd leak %s (raised in %s)"):format(leak, fname)
-      end
+      counts.leak = counts.leak + 1
+      what[#what + 1] = ("fd leak %s (raised in %s)"):format(leak, where(out))
     end
   end
-  if not known_leak then
-    for _, a in ipairs(after) do
-      counts[a[1]] = counts[a[1]] + 1
-      what[#what + 1] = a[2]
-    end
+  for _, a in ipairs(after) do
+    counts[a[1]] = counts[a[1]] + 1
+    what[#what + 1] = a[2]
   end
   if #what > 0 then
     local kept = ("%s/uring-oom-%s-%s-%d.log"):format(keep, setup.name, kind, n)
@@ -269,14 +242,13 @@ for w, pts in pairs(quiet) do
 end
 table.sort(qs)
 for _, q in ipairs(qs) do io.write("passed, ", q, "\n") end
-for _, k in ipairs(known) do io.write("known (12b, handle layer): ", k, "\n") end
 local c = counts
 local bad = #findings
 io.write(("oom: %d points, %d raised a memory error, %d ENOMEM fail tuples, %d absorbed, "
   .. "%d not reached (%d went on only after a GC); %d other errors, %d hangs, %d stalls, "
-  .. "%d fd leaks (+%d known), %d left in flight, "
+  .. "%d fd leaks, %d left in flight, "
   .. "%d left tasks, %d warnings, %d sanitizer reports, %d crashes; %.0f s%s\n"):format(
-  c.points, c.memerr, c.enomem, c.absorbed, c.clean, c.gc, c.other, c.hang, c.stall, c.leak, c.known_leak,
+  c.points, c.memerr, c.enomem, c.absorbed, c.clean, c.gc, c.other, c.hang, c.stall, c.leak,
   c.inflight, c.tasks, c.warning, c.sanitizer, c.crash, uring.now() - t0,
   sample and (", seed " .. seed) or ""))
 os.exit(bad == 0 and 0 or 1)
