@@ -407,9 +407,9 @@ describe("tasks #io", function()
         local core = require "uring.core"
         local n = 0
         for _ in pairs(oom.fds()) do n = n + 1 end
-        core._faults(oom.core_fail_at)
+        require("uring.faults")(oom.core_fail_at)
         print(pcall(uring.run, function() return "first" end))
-        print(select(2, core._faults()))
+        print(select(2, require("uring.faults")()))
         print(pcall(uring.run, function() return "next" end))
         for _ in pairs(oom.fds()) do n = n - 1 end
         print("fds", n, "tasks", uring.stats().tasks)]], 1, true)

@@ -85,12 +85,9 @@ area "uring.workers"   -- workers
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
 
--- every file has taken what it uses: the private names go (but the test
--- build's fault injector, core._faults, which only make oom's build has)
+-- every file has taken what it uses: the private names go
 for k in pairs(core) do
-  if type(k) == "string" and k:sub(1, 1) == "_" and k ~= "_faults" then
-    core[k] = nil
-  end
+  if type(k) == "string" and k:sub(1, 1) == "_" then core[k] = nil end
 end
 
 return uring

@@ -6,10 +6,14 @@
  * calloc, realloc and posix_memalign here.  The release core has neither
  * this file nor the macros, so it is the same code as without them.
  *
- *   core._faults(n) -> count, failed   arm: count the core's allocations
- *                                      from now, fail the nth (0: none);
- *                                      returns what the previous arming saw
- *   core._faults()  -> count, failed   disarm, and the same
+ *   local faults = require "uring.faults"   (the test build's module)
+ *   faults(n) -> count, failed   arm: count the core's allocations from
+ *                                now, fail the nth (0: none); returns what
+ *                                the previous arming saw
+ *   faults()  -> count, failed   disarm, and the same
+ *
+ * A module of its own, not a field of uring.core: nothing of the test
+ * build reaches the public table.
  *
  * Helper threads (dns.c, copy.c) allocate too, so the counter is atomic;
  * which allocation is the nth then depends a little on timing, as the
@@ -83,6 +87,8 @@ static int l_faults (lua_State *L) {
 }
 
 void ur_register_faults (lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushcfunction(L, l_faults);
-  lua_setfield(L, -2, "_faults");
+  lua_setfield(L, -2, "uring.faults");
+  lua_pop(L, 1);
 }

@@ -389,7 +389,7 @@ end
 -- runs the asan core): a state whose allocator fails the fail_at'th
 -- allocation made after the script calls oom.arm() (spec/helpers/oomhost.c).
 -- With core = true, build-asan/oomhost (its core is built with UR_FAULTS)
--- and core._faults(oom.core_fail_at) in the script fails the core's own
+-- and require("uring.faults")(oom.core_fail_at) in the script fails the core's own
 -- fail_at'th allocation instead.  Returns its stdout and stderr, and its
 -- exit status; a hang is cut at 10 s (status 124).
 function helpers.oom(source, fail_at, core)

@@ -19,7 +19,7 @@
  *                                   Nth was failed
  *   oom.fds() -> {[fd] = target}    the process's open descriptors
  * The core's own malloc family is failed by the core itself (built with
- * -DUR_FAULTS, spec/helpers/faults.c: core._faults); the script passes
+ * -DUR_FAULTS, spec/helpers/faults.c: require "uring.faults"); the script passes
  * core_fail_at on to it.
  *
  * The host never catches what it should report: a Lua panic, or a

@@ -24,7 +24,9 @@ local uring = require "uring"
 local core = require "uring.core"
 local dir = assert(os.getenv("URING_OOM_DIR"), "URING_OOM_DIR: a scratch directory")
 
-local faults = core._faults or function() return 0, false end
+-- the test build's fault injector (spec/helpers/faults.c)
+local has, faults = pcall(require, "uring.faults")
+if not has then faults = function() return 0, false end end
 
 local function memerr(e)
   return tostring(e):find("not enough memory", 1, true) ~= nil
