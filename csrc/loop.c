@@ -617,6 +617,7 @@ void ur_loop_forget (ur_loop *loop) {
     memset(&loop->ring, 0, sizeof loop->ring);
   }
   ur_fdtab_forget(loop);        /* the parent's requests are not ours */
+  loop->inflight = loop->background = loop->canceling = 0;
   loop->setup_flags = 0;
   loop->pending = 0;
   loop->busy_turns = 0;
