@@ -41,6 +41,9 @@ static void add_buf (ur_bufring *b, unsigned bid, int offset) {
 static unsigned provide (ur_bufring *b, unsigned want) {
   unsigned added = 0;
   if (want > UR_BR_MAX) want = UR_BR_MAX;
+#ifdef UR_FAULTS
+  want = ur_fault_bufring_max(want);   /* a spec caps the group */
+#endif
   while (b->nbufs < want) {
     char *p = (char *)malloc(UR_BR_SIZE);
     if (p == NULL) break;
@@ -96,6 +99,9 @@ const char *ur_bufring_data (ur_loop *loop, unsigned bid) {
 void ur_bufring_recycle (ur_loop *loop, unsigned bid) {
   ur_bufring *b = loop->bufring;
   if (b == NULL || bid >= b->nbufs) return;
+#ifdef UR_FAULTS
+  if (ur_fault_hold_buf(bid)) return;  /* a spec holds it, as a consumer */
+#endif
   add_buf(b, bid, 0);
   io_uring_buf_ring_advance(b->br, 1);
 }

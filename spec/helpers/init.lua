@@ -11,6 +11,8 @@
 --                exists(path)  pipe()  random_bytes(n)
 --   processes    sh(cmd)  exec(cmd)  have(cmd)  shq(s)  lua_cmd()  child(code [, prefix])
 --                build_dir()  posix()  pid()  rss_kib()  is_root()
+--   test build   faulty(code [, env])  a child on build-asan's core, whose
+--                fault hooks (spec/helpers/faults.c) the release build lacks
 --
 -- A test that cannot run on this machine (a file system without xattrs, a
 -- kernel without an op) calls busted's `pending("reason")`: spec/run.lua
@@ -361,6 +363,40 @@ function helpers.child(code, prefix)
   helpers.writeall(path, code)
   local out, status = helpers.sh("timeout 30 " .. (prefix or "")
     .. helpers.lua_cmd() .. " " .. path)
+  helpers.rmrf(dir)
+  return out, status
+end
+
+--- Run a Lua chunk in a child lua5.4 on the test build's core
+-- (build-asan/: ASan+UBSan, and the fault hooks of spec/helpers/faults.c,
+-- core._fault_enter and friends, which only a -DUR_FAULTS build has), with
+-- `env` ("VAR=value ...") set for it.  The chunk may require "helpers".
+-- The ring setup of the matrix (URING_TEST_*) is passed on.  A sanitizer
+-- finding, a leak at exit included, ends the child with a report and a
+-- non-zero status.  Returns its output (stdout and stderr) and status.
+local sanitizers
+function helpers.faulty(code, env)
+  local probe = io.open("build-asan/uring/core.so")
+  assert(probe, "build-asan/uring/core.so is missing: make asan-build (make test builds it)")
+  probe:close()
+  if not sanitizers then
+    local function lib(name)
+      local p = io.popen("cc -print-file-name=" .. name)
+      local path = p:read("l")
+      p:close()
+      return path
+    end
+    sanitizers = lib("libasan.so") .. " " .. lib("libubsan.so")
+  end
+  local dir = helpers.tmpdir()
+  local path = dir .. "/child.lua"
+  helpers.writeall(path, code)
+  local out, status = helpers.sh(("env LD_PRELOAD=%s "
+    .. "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 "
+    .. "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "
+    .. "LUA_PATH='./lua/?.lua;./lua/?/init.lua;./spec/?.lua;./spec/?/init.lua;;' "
+    .. "LUA_CPATH='build-asan/?.so;;' %s timeout -k 2 60 lua5.4 %s")
+    :format(helpers.shq(sanitizers), env or "", path))
   helpers.rmrf(dir)
   return out, status
 end
