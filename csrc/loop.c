@@ -231,8 +231,12 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
       continue;
     }
     if (ret == -EAGAIN || ret == -EBUSY) {
-      /* reap to free CQ space, then try again without waiting */
-      ur_reap(loop);
+      /* the SQEs stay in the SQ, owned by their requests: reap to free
+       * CQ space, then try again without waiting.  A flush inside a reap
+       * (a handler arming an op) does not reap again: that reap has taken
+       * its batch off the CQ already, and a nested one would dispatch
+       * later CQEs before the batch's own (loop_flush's rule) */
+      if (!loop->reaping) ur_reap(loop);
       if (wait_nr && io_uring_cq_ready(&loop->ring)) wait_nr = 0;
       continue;
     }
@@ -241,7 +245,10 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
 }
 
 /* Submit and wait at most secs for one CQE (close outside uring.run
- * draining what it cancelled): 0 when one is ready or the time is up. */
+ * draining what it cancelled): 0 when one is ready, the time is up, or
+ * the kernel asks to be tried again (EINTR, EAGAIN, EBUSY: the caller
+ * reaps and calls again; the SQEs it was given stay in the SQ, owned by
+ * their requests). */
 int ur_submit_timeout (ur_loop *loop, double secs) {
   struct __kernel_timespec ts;
   struct io_uring_cqe *cqe;
@@ -252,7 +259,8 @@ int ur_submit_timeout (ur_loop *loop, double secs) {
   loop->stats.waits++;
   ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
   loop->pending = io_uring_sq_ready(&loop->ring);
-  if (ret == -ETIME || ret == -EINTR) return 0;
+  if (ret == -ETIME || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY)
+    return 0;
   return ret < 0 ? ret : 0;
 }
 
