@@ -8,7 +8,9 @@
  * buffer and gives the buffer straight back, so buffers are only ever
  * held between a CQE and its handler.  When a burst of completions uses
  * them all the kernel answers ENOBUFS: the ring then grows (up to
- * UR_BR_MAX buffers) and the receive is simply sent again.
+ * UR_BR_MAX buffers) and the receive is simply sent again; at the cap it
+ * is sent with a buffer of its own (the kernel would answer ENOBUFS
+ * again until the held buffers come back).
  *
  * liburing 2.3 has io_uring_register_buf_ring but not
  * io_uring_setup_buf_ring, so the shared ring memory is our own mmap.
@@ -107,8 +109,8 @@ void ur_bufring_recycle (ur_loop *loop, unsigned bid) {
 }
 
 /* ENOBUFS: every buffer was in use at once; double the group.  Returns 0
- * when it is already as large as it may be (the caller retries anyway:
- * handlers return buffers at once). */
+ * when it is already as large as it may be, or memory ran out (the
+ * receive then retries with a buffer of its own: net.c). */
 int ur_bufring_grow (ur_loop *loop) {
   ur_bufring *b = loop->bufring;
   if (b == NULL) return 0;

@@ -42,6 +42,8 @@ struct ur_sock {
   ur_handle h;            /* the fd; -1 once closed (handle.c) */
   int family;
   unsigned listener:1, eof:1, rbusy:1, wbusy:1, armed:1;
+  unsigned ownbuf:1;      /* the group ran dry and cannot grow: the next
+                             receive brings a buffer of its own */
   double timeout;         /* seconds for each recv/send; < 0: none */
   char *rbuf;             /* received, not yet taken: rbuf[rpos..+rlen) */
   size_t rcap, rpos, rlen;
@@ -194,12 +196,13 @@ int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
                   lua_KContext ctx, lua_KFunction k) {
   ur_loop *loop = t->loop;
   int lend = s->rlen == 0 && s->rbuf != NULL && s->rcap >= 1024;
-  int pick = !lend && ur_bufring_ensure(loop) == 0;
+  int pick = !lend && !s->ownbuf && ur_bufring_ensure(loop) == 0;
   ur_req *r = ur_req_new(L, loop, IORING_OP_RECV), *tr;
   struct io_uring_sqe *sqe;
   size_t cap = UR_BR_SIZE;
   if (!lend && !pick) {
-    /* no provided buffers (old kernel, memlock): a buffer of our own */
+    /* no provided buffers (old kernel, memlock), or none left: a buffer
+     * of our own */
     r->mem = malloc(UR_BR_SIZE);
     if (r->mem == NULL) {
       ur_req_free(loop, r);
@@ -228,6 +231,7 @@ int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
   s->rbusy = 1;
+  s->ownbuf = 0;
   return ur_await(L, t, r, "recv", ctx, k);
 }
 
@@ -253,7 +257,12 @@ int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
   }
   if (ur_interrupted(t)) ur_check_interrupt(L, t);
   if (res == -ENOBUFS || res == -EINTR || res == -EAGAIN) {
-    if (res == -ENOBUFS) ur_bufring_grow(t->loop);
+    /* ENOBUFS: a burst took every provided buffer.  Grow the group; at
+     * its cap (or out of memory) the retry brings a buffer of its own
+     * rather than ask the kernel again at once: while the buffers are
+     * still held (CQEs not yet reaped, a backed-up CQ) it would answer
+     * ENOBUFS again, as fast as the loop can ask */
+    if (res == -ENOBUFS && !ur_bufring_grow(t->loop)) s->ownbuf = 1;
     return UR_RECV_AGAIN;
   }
   if (res > 0) return UR_RECV_BYTES;

@@ -21,7 +21,7 @@ local uring = require "uring"
 local helpers = require "helpers"
 
 local run = helpers.runner(30)
-local EAGAIN, EBUSY = 11, 16
+local EAGAIN, EBUSY, ENOBUFS = 11, 16, 105
 
 -- LuaSocket's C module itself (uring.install_socket may stand in for
 -- "socket"): blocking calls that keep the loop from reaping meanwhile
@@ -196,4 +196,119 @@ describe("regression #12: failure modes #io #net", function()
     end
   end)
 
+  describe("3. a burst exhausts the provided-buffer group", function()
+    -- a socket's stream: LEN bytes that say whose they are and where they
+    -- belong, so a byte lost, doubled or out of order shows
+    local LEN = 40000
+    local function stream(i)
+      local parts = {}
+      for k = 1, LEN // 20 do parts[k] = ("%05d:%013d|"):format(i, k) end
+      return table.concat(parts)
+    end
+
+    it("ENOBUFS while unreaped CQEs hold the buffers: the group grows, every stream arrives whole and in order", helpers.clean(function()
+      -- all N receives reach the kernel in one submit with data waiting,
+      -- so each takes a buffer at once, and the CQEs holding the first 256
+      -- are not reaped before the rest ask: a ring big enough for that,
+      -- whatever URING_TEST_RING says
+      helpers.with_ring(1024, function() run(function()
+        local N = 400
+        local srv, port = helpers.listen()
+        local cs, ss = {}, {}
+        for i = 1, N do
+          cs[i] = assert(uring.connect("127.0.0.1", port))
+          ss[i] = assert(srv:accept())
+        end
+        srv:close()
+        for i = 1, N do assert(cs[i]:send(stream(i))) end
+        uring.sleep(0.05)
+        local enobufs = 0
+        uring.trace(function(e)
+          if e.event == "cqe" and e.op == "recv" and e.errno == ENOBUFS then enobufs = enobufs + 1 end
+        end)
+        local rs = {}
+        for i = 1, N do rs[i] = uring.spawn(function() return ss[i]:receive(LEN) end) end
+        for i = 1, N do
+          local ok, got = rs[i]:join()
+          assert.is_true(ok, got)
+          assert(got == stream(i), "socket " .. i .. ": bytes lost or out of order")
+        end
+        uring.nop()
+        uring.trace(false)
+        assert.is_true(enobufs > 0, "the group never ran dry: the burst did not burst")
+        for i = 1, N do cs[i]:close(); ss[i]:close() end
+      end) end)
+    end))
+
+    it("a consumer holds every buffer of a group at its cap: receives bring their own, nothing spins, nothing is lost", function()
+      -- the child (build-asan): the group may hold 16 buffers, and every
+      -- buffer the core gives back is kept, as by a consumer that does
+      -- not let go (core._fault_bufring); without a way out each receive
+      -- would be answered ENOBUFS as fast as the loop could ask, until the
+      -- watchdog
+      local out = child_ok(helpers.faulty([=[
+        local uring = require "uring"
+        local core = require "uring.core"
+        local helpers = require "helpers"
+        local N, LEN = 60, 40000
+        local function stream(i)
+          local parts = {}
+          for k = 1, LEN // 20 do parts[k] = ("%05d:%013d|"):format(i, k) end
+          return table.concat(parts)
+        end
+        uring.configure { entries = 256 }
+        core._fault_bufring { max = 16, hold = true }
+        local enobufs, recvs, provided = 0, 0, 0
+        helpers.runner(10)(function()
+          local srv, port = helpers.listen()
+          local cs, ss = {}, {}
+          for i = 1, N do
+            cs[i] = assert(uring.connect("127.0.0.1", port))
+            ss[i] = assert(srv:accept())
+          end
+          srv:close()
+          for i = 1, N do assert(cs[i]:send(stream(i))) end
+          uring.sleep(0.05)
+          uring.trace(function(e)
+            if e.event == "cqe" and e.op == "recv" then
+              recvs = recvs + 1
+              if e.errno == 105 then enobufs = enobufs + 1 end
+              if e.flags & 1 ~= 0 then provided = provided + 1 end  -- IORING_CQE_F_BUFFER
+            end
+          end)
+          local rs = {}
+          for i = 1, N do rs[i] = uring.spawn(function() return ss[i]:receive(LEN) end) end
+          for i = 1, N do
+            local ok, got = rs[i]:join()
+            assert(ok and got == stream(i), "socket " .. i .. ": bytes lost or out of order")
+          end
+          uring.nop()
+          uring.trace(false)
+          print("recvs", recvs, "enobufs", enobufs, "provided", provided,
+                "held", core._fault_bufring {})
+          assert(provided == 16 and enobufs > 0)
+          -- at most one ENOBUFS per receive that then brought its own buffer
+          assert(enobufs <= recvs - enobufs, "receives were answered ENOBUFS again and again")
+          for i = 1, N do cs[i]:close(); ss[i]:close() end
+          -- the consumer lets go: a fresh socket's receive takes a
+          -- provided buffer again
+          core._fault_bufring { hold = false }
+          provided = 0
+          uring.trace(function(e)
+            if e.event == "cqe" and e.op == "recv" and e.flags & 1 ~= 0 then provided = provided + 1 end
+          end)
+          local c, s = helpers.pair()
+          assert(c:send("again\n"))
+          assert(s:receive() == "again")
+          uring.nop()
+          uring.trace(false)
+          assert(provided == 1, "the group did not serve again")
+          c:close(); s:close()
+        end)
+        assert(uring.stats().inflight == 0)
+        print("ok")
+      ]=]))
+      assert.truthy(out:match("enobufs\t%d+"), out)
+    end)
+  end)
 end)
