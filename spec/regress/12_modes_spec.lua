@@ -311,4 +311,87 @@ describe("regression #12: failure modes #io #net", function()
       assert.truthy(out:match("enobufs\t%d+"), out)
     end)
   end)
+
+  describe("4. the main task returns while 1,000 receives are in flight", function()
+    -- uring.run's contract (DESIGN.md): it returns when every task ended,
+    -- with the main task's results; if the main task fails, the others
+    -- are cancelled and its error is raised.  Both, with 1,000 receives
+    -- in the kernel when the main task ends.
+    local N = 1000
+    -- the drain must take under a second (five under `make valgrind`,
+    -- URING_VALGRIND=1, where everything runs some 20 times slower)
+    local LIMIT = os.getenv("URING_VALGRIND") == "1" and 5 or 1
+
+    -- N connected pairs; a receiver task per server side, each waiting in
+    -- the kernel when this returns.  Each receiver closes its socket
+    -- (<close>: also when cancelled) and counts a "bye <i>" line.
+    local function receivers(clients, got)
+      local srv, port = helpers.listen()
+      local ss = {}
+      for i = 1, N do
+        clients[i] = assert(uring.connect("127.0.0.1", port))
+        ss[i] = assert(srv:accept())
+      end
+      srv:close()
+      local ts = {}
+      for i = 1, N do
+        ts[i] = uring.spawn(function()
+          local s <close> = ss[i]
+          if s:receive() == "bye " .. i then got.n = got.n + 1 end
+        end)
+      end
+      uring.yield()                     -- each receive is in the kernel
+      for i = 1, N do assert.equal("waiting", ts[i]:status()) end
+      assert.is_true(uring.stats().inflight >= N)
+    end
+
+    it("returns: run waits for them, serves them after the main task, drains within 1 s", helpers.clean(function()
+      local clients, got = {}, { n = 0 }
+      local returned_at, fed_after_return
+      local a, b = run(function()
+        receivers(clients, got)
+        -- starts on the next turn, after the main task has returned
+        uring.spawn(function()
+          fed_after_return = returned_at ~= nil
+          for i = 1, N do
+            assert(clients[i]:send("bye " .. i .. "\n"))
+            clients[i]:close()
+          end
+        end)
+        returned_at = uring.now()
+        return "main", "results"
+      end)
+      local drained = uring.now() - returned_at
+      assert.same({ "main", "results" }, { a, b })
+      assert.is_true(fed_after_return, "the feeder ran before the main task returned")
+      assert.equal(N, got.n)
+      assert.equal(0, uring.stats().inflight)
+      assert.equal(0, uring.stats().tasks)
+      assert.is_true(drained < LIMIT, ("drained in %.2f s"):format(drained))
+    end))
+
+    it("fails: the 1,000 are cancelled, their sockets close, the error is raised within 1 s", helpers.clean(function()
+      local clients, got = {}, { n = 0 }
+      local failed_at
+      local ok, err = pcall(run, function()
+        receivers(clients, got)
+        failed_at = uring.now()
+        error("main gives up", 0)
+      end)
+      local drained = uring.now() - failed_at
+      assert.is_false(ok)
+      assert.matches("^main gives up", err)
+      assert.equal(0, got.n)
+      assert.equal(0, uring.stats().inflight)
+      assert.equal(0, uring.stats().tasks)
+      assert.is_true(drained < LIMIT, ("drained in %.2f s"):format(drained))
+      -- the receivers' <close> closed the server sides: each client reads EOF
+      run(function()
+        for i = 1, N do
+          assert.same({ nil, "closed", "" }, { clients[i]:receive() })
+          clients[i]:close()
+        end
+      end)
+    end))
+  end)
 end)
