@@ -42,7 +42,10 @@ double ur_now (void) {
  * SINGLE_ISSUER (6.0) lets the kernel skip locking; COOP_TASKRUN (5.19)
  * avoids IPIs; SUBMIT_ALL (5.18) keeps a bad SQE from stalling the batch.
  * CQSIZE makes the CQ twice the SQ so a full SQ of completions never
- * overflows it.  SQPOLL excludes DEFER_TASKRUN and is opt-in only.
+ * overflows it.  SQPOLL is opt-in only, and the kernel refuses it with
+ * DEFER_TASKRUN or COOP_TASKRUN (EINVAL): its rungs go without them
+ * (keeping SINGLE_ISSUER), and a rung that is then the same as the one
+ * before is not tried twice.
  */
 static int ur_setup_ring (ur_loop *loop, struct io_uring *ring,
                           unsigned entries, int sqpoll, unsigned idle,
@@ -57,6 +60,7 @@ static int ur_setup_ring (ur_loop *loop, struct io_uring *ring,
     0,
   };
   int ret = -EINVAL;
+  unsigned tried = ~0u;
   (void)loop;
   /* a linked pair (an op and its timeout, a write and its fsync) must
    * reach the kernel in one submit: with a 1-entry SQ, ur_reserve_sqes
@@ -68,7 +72,9 @@ static int ur_setup_ring (ur_loop *loop, struct io_uring *ring,
     p.flags = ladder[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
     p.cq_entries = entries * 2;
     if (sqpoll) {
-      if (p.flags & IORING_SETUP_DEFER_TASKRUN) continue;
+      p.flags &= ~(IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN);
+      if (p.flags == tried) continue;
+      tried = p.flags;
       p.flags |= IORING_SETUP_SQPOLL;
       p.sq_thread_idle = idle;
     }
