@@ -390,7 +390,9 @@ function helpers.faulty(code, env)
   end
   local dir = helpers.tmpdir()
   local path = dir .. "/child.lua"
-  helpers.writeall(path, code)
+  -- the sanitizers are for the child itself: the commands it runs
+  -- (mktemp, sh) would inherit them and abort at exit on their own leaks
+  helpers.writeall(path, 'require("helpers").posix().setenv("LD_PRELOAD", nil) ' .. code)
   local out, status = helpers.sh(("env LD_PRELOAD=%s "
     .. "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 "
     .. "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "
