@@ -164,6 +164,13 @@ int ur_loop_setup (lua_State *L, ur_loop *loop) {
   int ret = ur_setup_ring(loop, &loop->ring, loop->entries,
                           loop->want_sqpoll, loop->sq_thread_idle, &loop->setup_flags);
   if (ret < 0) return ret;
+  /* which ops this kernel has; without the ones the loop stands on, no
+   * ring (ur_setup_reason names the op) */
+  if ((ret = ur_probe_loop(loop)) < 0) {
+    io_uring_queue_exit(&loop->ring);
+    memset(&loop->ring, 0, sizeof loop->ring);
+    return ret;
+  }
   /* a child after fork keeps our mappings; don't let it write to them */
   io_uring_ring_dontfork(&loop->ring);
   loop->ring_ok = 1;
@@ -341,6 +348,10 @@ static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
     if (r->onfd) ur_fd_unlink(loop, r);   /* may close a closed object's fd */
   }
   if (loop->trace_ref != LUA_NOREF) ur_trace_cqe(loop, r);
+  /* the kernel's EINVAL for an op it lacks (the probe said so): say that
+   * (ur_pushfail words it), not "Invalid argument" */
+  if (res == -EINVAL && ur_op_missing(loop, r->opcode))
+    r->res = UR_ENOOP(r->opcode);
   if (loop->closing) {          /* shutting down: nobody will resume */
     if (r->makes_fd && res >= 0) ur_fd_release(res);   /* nobody takes it */
     if (r->state == UR_REQ_DONE) ur_req_free(loop, r);

@@ -761,15 +761,23 @@ typedef struct conn_args {   /* kept on the task's stack as a userdata */
 } conn_args;
 
 static int socket_k (lua_State *L, int status, lua_KContext ctx);
+static int socket_made (lua_State *L, ur_task *t, int res);
 static int connect_k (lua_State *L, int status, lua_KContext ctx);
 
 /* Stack: 1..3 arguments, 4: conn_args, 5: the socket, still closed (its
  * owner exists before the fd does: out of memory cannot leak the fd).
- * Make the socket. */
+ * Make the socket: IORING_OP_SOCKET, or, on a kernel without it (5.19),
+ * socket(2), a set-up call as bind and listen are. */
 static int start_socket (lua_State *L, ur_task *t) {
   conn_args *a = (conn_args *)lua_touserdata(L, 4);
-  ur_req *r = ur_req_new(L, t->loop, IORING_OP_SOCKET);
-  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (ur_op_missing(t->loop, IORING_OP_SOCKET)) {
+    int fd = socket(a->addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return socket_made(L, t, fd < 0 ? -errno : fd);
+  }
+  r = ur_req_new(L, t->loop, IORING_OP_SOCKET);
+  sqe = ur_get_sqe(t->loop);
   r->makes_fd = 1;
   io_uring_prep_socket(sqe, a->addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC,
                        0, 0);
@@ -805,11 +813,16 @@ static int setup_listener (lua_State *L, ur_loop *loop, ur_sock *s,
 static int socket_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_req *r = ur_resumed(L, t);
-  conn_args *a = (conn_args *)lua_touserdata(L, 4);
-  ur_sock *s = checksock(L, 5);
   int res = r->res;
   (void)status; (void)ctx;
   ur_req_free(t->loop, r);
+  return socket_made(L, t, res);
+}
+
+/* The socket's fd, or -errno: connect it, or make it listen. */
+static int socket_made (lua_State *L, ur_task *t, int res) {
+  conn_args *a = (conn_args *)lua_touserdata(L, 4);
+  ur_sock *s = checksock(L, 5);
   if (res >= 0 && ur_interrupted(t)) ur_fd_release(res);   /* nobody will get it */
   ur_check_interrupt(L, t);
   if (res >= 0) res = ur_handle_adopt(t->loop, &s->h, res);
@@ -991,8 +1004,9 @@ static int close_k (lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* sock:close(): in a task, with nothing in flight on the socket, the
- * close itself goes through the ring (IORING_OP_CLOSE); otherwise (other
- * tasks to wake, a listener, outside a task) it cancels and closes now.
+ * close itself goes through the ring (IORING_OP_CLOSE, if the kernel has
+ * it); otherwise (other tasks to wake, a listener, outside a task) it
+ * cancels and closes now.
  * __close and __gc always take the second path. */
 static int l_sock_close (lua_State *L) {
   ur_sock *s = checksock(L, 1);
@@ -1003,7 +1017,8 @@ static int l_sock_close (lua_State *L) {
     return 1;
   }
   if (t && lua_isyieldable(L) && !ur_interrupted(t) && !s->listener
-      && ur_handle_inflight(loop, &s->h) == 0) {
+      && ur_handle_inflight(loop, &s->h) == 0
+      && !ur_op_missing(loop, IORING_OP_CLOSE)) {
     ur_req *r = ur_req_new(L, loop, IORING_OP_CLOSE);  /* may raise: first */
     struct io_uring_sqe *sqe = ur_get_sqe(loop);
     ur_handle_close_sqe(loop, &s->h, r, sqe);

@@ -297,6 +297,8 @@ struct ur_loop {
   ur_fdent *fdtab;
   uint32_t fdcap;
   uint32_t fd_closing;  /* fds waiting for their last CQE to close */
+  uint8_t op_missing[32];   /* ops this kernel lacks, a bit each (probe.c) */
+  int probed;           /* the probe answered: op_missing is known */
   const ur_hooks *hooks[UR_HOOKS_MAX];   /* the areas' (ur_loop_hook) */
   int nhooks;
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
@@ -549,6 +551,17 @@ void ur_register_http (lua_State *L);
 /* ring.c (teaching API), probe.c (op names), stats.c (stats, trace) */
 void ur_register_ring (lua_State *L);
 const char *ur_opname (unsigned op);
+/* An op this kernel lacks (probe.c, probed at ring setup).  A request
+ * of one completes with UR_ENOOP(op) in place of the kernel's EINVAL
+ * (dispatch), and ur_pushfail words it "what: IORING_OP_X not supported
+ * by this kernel (V+)", errno EOPNOTSUPP: beyond any errno. */
+#define UR_ENOOP_BASE 0x10000
+#define UR_ENOOP(op) (-(UR_ENOOP_BASE + (int)(op)))
+static inline int ur_op_missing (const ur_loop *loop, unsigned op) {
+  return op < 256 && ((loop->op_missing[op >> 3] >> (op & 7)) & 1);
+}
+int ur_probe_loop (ur_loop *loop);     /* 0, or UR_ENOOP of a needed op */
+const char *ur_noop_text (unsigned op, char *buf, size_t len);
 int ur_push_probe (lua_State *L, struct io_uring *ring);
 void ur_register_probe (lua_State *L);
 void ur_register_stats (lua_State *L);

@@ -21,7 +21,7 @@ local uring = require "uring"
 local helpers = require "helpers"
 
 local run = helpers.runner(30)
-local EAGAIN, EBUSY, ENOBUFS = 11, 16, 105
+local EAGAIN, EBUSY, ENOBUFS, EOPNOTSUPP = 11, 16, 105, 95
 
 -- LuaSocket's C module itself (uring.install_socket may stand in for
 -- "socket"): blocking calls that keep the loop from reaping meanwhile
@@ -393,5 +393,231 @@ describe("regression #12: failure modes #io #net", function()
         end
       end)
     end))
+  end)
+
+  describe("5. an older kernel: setup flags refused, ops missing from the probe", function()
+    -- children on the test build: URING_FAULT_SETUP_EINVAL makes
+    -- io_uring_setup refuse flags as a kernel older than them does;
+    -- URING_FAULT_MASK_OPS takes ops out of the probe, and the real kernel
+    -- answers an SQE of one with the EINVAL it gives an op it does not
+    -- know.  helpers.posix().setenv changes them between ring setups.
+
+    it("the setup ladder drops one rung at a time; features().flags shows what stuck", function()
+      local out = child_ok(helpers.faulty([=[
+        local uring = require "uring"
+        local helpers = require "helpers"
+        local px = helpers.posix()
+        local sqpoll = (os.getenv("URING_TEST_SQPOLL") or "0") ~= "0"
+        -- loop.c's ladder (ur_setup_ring), in features().flags' words
+        local RUNGS = {
+          { "SUBMIT_ALL", "COOP_TASKRUN", "SINGLE_ISSUER", "DEFER_TASKRUN" },
+          { "SUBMIT_ALL", "COOP_TASKRUN", "SINGLE_ISSUER" },
+          { "SUBMIT_ALL", "COOP_TASKRUN" },
+          { "SUBMIT_ALL" },
+          {},
+        }
+        local function flags()
+          local t = {}
+          for k in pairs(uring.features().flags) do
+            if k ~= "CQSIZE" and k ~= "CLAMP" and k ~= "SQPOLL" then t[#t + 1] = k end
+          end
+          table.sort(t)
+          return table.concat(t, " ")
+        end
+        -- the first rung none of whose flags is refused
+        local function expect(refused)
+          local no = {}
+          for _, f in ipairs(refused) do no[f] = true end
+          for _, rung in ipairs(RUNGS) do
+            local t, ok = {}, true
+            for _, f in ipairs(rung) do
+              -- the kernel refuses SQPOLL with either: its rungs go without
+              if not (sqpoll and (f == "DEFER_TASKRUN" or f == "COOP_TASKRUN")) then
+                t[#t + 1] = f
+                ok = ok and not no[f]
+              end
+            end
+            if ok then
+              table.sort(t)
+              return table.concat(t, " ")
+            end
+          end
+        end
+        uring.run(function() end)
+        local fds0 = helpers.fds()
+        for _, refused in ipairs {
+          {}, { "DEFER_TASKRUN" }, { "DEFER_TASKRUN", "SINGLE_ISSUER" },
+          { "COOP_TASKRUN" }, { "SUBMIT_ALL" }, { "SINGLE_ISSUER", "SUBMIT_ALL" },
+          not sqpoll and { "SQPOLL" } or nil,   -- not asked for: no matter
+        } do
+          px.setenv("URING_FAULT_SETUP_EINVAL", table.concat(refused, ","))
+          uring.configure { entries = 8 }       -- the idle ring goes; set up anew
+          local got, want = flags(), expect(refused)
+          print(("refused {%s}: %s"):format(table.concat(refused, ","), got))
+          assert(got == want, ("refused {%s}: flags %q, expected %q"):format(
+            table.concat(refused, ","), got, want))
+          assert(uring.run(function() return uring.nop() end))   -- and it serves
+        end
+        -- refused on every rung: no ring, and the error says what happened
+        for _, refused in ipairs { "CQSIZE", sqpoll and "SQPOLL" or nil } do
+          px.setenv("URING_FAULT_SETUP_EINVAL", refused)
+          uring.configure { entries = 8 }
+          local f = uring.features()
+          print(("refused {%s}: available %s, %s"):format(refused, f.available, f.reason))
+          assert(f.available == false and f.reason:match("^Invalid argument %(kernel "))
+          local ok, err = pcall(uring.run, function() end)
+          assert(not ok and err:match("^io_uring_setup%(8 entries%): Invalid argument %(kernel "), err)
+        end
+        px.setenv("URING_FAULT_SETUP_EINVAL", nil)
+        uring.configure { entries = 8 }
+        assert(uring.run(function() return uring.nop() end))
+        assert(helpers.fds() == fds0, "a refused setup left an fd")
+        print("ok")
+      ]=]))
+      assert.truthy(out:find("refused {DEFER_TASKRUN,SINGLE_ISSUER}: COOP_TASKRUN SUBMIT_ALL", 1, true)
+        or out:find("refused {DEFER_TASKRUN,SINGLE_ISSUER}: SUBMIT_ALL", 1, true), out)
+    end)
+
+    it("without the ops the loop stands on (cancel, timers) no ring is set up, and the error names the op", function()
+      child_ok(helpers.faulty([=[
+        local uring = require "uring"
+        local helpers = require "helpers"
+        local px = helpers.posix()
+        uring.run(function() end)
+        local fds0 = helpers.fds()
+        for _, c in ipairs { { "async_cancel", "5.5" }, { "timeout", "5.4" },
+                             { "link_timeout", "5.5" } } do
+          local op, since = c[1], c[2]
+          px.setenv("URING_FAULT_MASK_OPS", op)
+          uring.configure { entries = 8 }
+          local f = uring.features()
+          local want = ("IORING_OP_%s not supported by this kernel (%s+)"):format(op:upper(), since)
+          print(op, f.available, f.reason)
+          assert(f.available == false and f.reason:find(want .. ", and lua-uring needs it", 1, true),
+            tostring(f.reason))
+          local ok, err = pcall(uring.run, function() end)
+          assert(not ok and err:find("io_uring_setup(8 entries): " .. want, 1, true), err)
+        end
+        px.setenv("URING_FAULT_MASK_OPS", nil)
+        uring.configure { entries = 8 }
+        assert(uring.run(function() return uring.nop() end))
+        assert(helpers.fds() == fds0, "a refused setup left an fd")
+        print("ok")
+      ]=]))
+    end)
+
+    it("without SOCKET, WAITID or CLOSE the core makes do: socket(2), a pidfd poll, close(2)", function()
+      child_ok(helpers.faulty([=[
+        local uring = require "uring"
+        local helpers = require "helpers"
+        uring.run(function() end)
+        local fds0 = helpers.fds()
+        local f = uring.features()
+        for _, op in ipairs { "socket", "waitid", "close" } do
+          assert(f.ops[op] == nil and uring.probe()[op] == nil, op .. " is still in the probe")
+        end
+        assert(f.ops.recv and uring.probe().recv)
+        local sqes = {}
+        uring.trace(function(e) if e.event == "sqe" then sqes[e.op] = (sqes[e.op] or 0) + 1 end end)
+        local dir = helpers.tmpdir()
+        uring.run(function()
+          local srv, port = helpers.listen()      -- TCP
+          local c = assert(uring.connect("127.0.0.1", port))
+          local s = assert(srv:accept())
+          assert(c:send("over tcp\n"))
+          assert(s:receive() == "over tcp")
+          assert(c:close() and s:close() and srv:close())
+          local a = assert(uring.udp("127.0.0.1", 0))   -- UDP
+          local b = assert(uring.udp())
+          assert(b:sendto("over udp", a:getsockname()))
+          assert(a:recvfrom() == "over udp")
+          a:close(); b:close()
+          local fh = assert(uring.open(dir .. "/f", "w"))   -- a file
+          assert(fh:write("on disk"))
+          assert(fh:close())
+          assert(uring.readfile(dir .. "/f") == "on disk")
+          local p = assert(uring.exec { "sh", "-c", "exit 7" })   -- a process
+          local ok, how, code = p:wait()
+          assert(ok == nil and how == "exit" and code == 7)
+        end)
+        uring.trace(false)
+        helpers.rmrf(dir)
+        for _, op in ipairs { "socket", "waitid", "close" } do
+          assert(sqes[op] == nil, "IORING_OP_" .. op:upper() .. " was asked for")
+        end
+        assert((sqes.poll_add or 0) >= 1, "no pidfd poll")
+        collectgarbage(); collectgarbage()
+        assert(uring.stats().inflight == 0)
+        assert(helpers.fds() == fds0, "fds leaked")
+        print("ok")
+      ]=], "URING_FAULT_MASK_OPS=socket,waitid,close"))
+    end)
+
+    -- each call and the op it stands on: the fail tuple names the op and
+    -- the kernel that brought it, errno EOPNOTSUPP
+    local PER_OP = [=[
+      local uring = require "uring"
+      local helpers = require "helpers"
+      uring.run(function() end)
+      local fds0 = helpers.fds()
+      local dir = helpers.tmpdir()
+      local function check(op, since, a, b, c)
+        local want = ("IORING_OP_%s not supported by this kernel (%s+)"):format(op:upper(), since)
+        print(op, a, b, c)
+        assert(a == nil and type(b) == "string" and b:sub(-#want) == want and c == 95,
+          op .. ": " .. tostring(b))
+      end
+      uring.run(function()
+        if os.getenv("URING_FAULT_MASK_OPS"):match("mkdirat") then
+          helpers.writeall(dir .. "/f", "data")
+          check("mkdirat", "5.15", uring.mkdir(dir .. "/d"))
+          check("statx", "5.6", uring.stat(dir .. "/f"))
+          check("unlinkat", "5.11", uring.unlink(dir .. "/f"))
+          check("renameat", "5.11", uring.rename(dir .. "/f", dir .. "/g"))
+          local f = assert(uring.open(dir .. "/f", "r+"))
+          check("read", "5.6", f:read("a"))
+          assert(f:write("more"))
+          check("write", "5.6", f:flush())
+          check("fsync", "5.1", f:sync())
+          assert(f:close())
+          local c, s = helpers.pair()
+          check("send", "5.6", c:send("x\n"))
+          check("recv", "5.6", s:receive())
+          check("shutdown", "5.11", c:shutdown())
+          c:close(); s:close()
+          local a = assert(uring.udp("127.0.0.1", 0))
+          check("sendmsg", "5.3", a:sendto("x", a:getsockname()))
+          check("recvmsg", "5.3", a:recvfrom())
+          a:close()
+        else
+          check("openat", "5.6", uring.open(dir .. "/nothing", "w"))
+          local srv, port = helpers.listen()
+          check("connect", "5.5", uring.connect("127.0.0.1", port))
+          check("accept", "5.5", srv:accept())
+          srv:close()
+          check("poll_add", "5.1", uring.poll(0, "r"))
+          -- nor a poll of run's SIGINT signalfd: run leaves SIGINT to end
+          -- the process, as in a plain script, rather than block it unread
+          local blocked = tonumber(helpers.readall("/proc/self/status"):match("SigBlk:%s*(%x+)"), 16)
+          assert(blocked & 2 == 0, "SIGINT is blocked and nothing reads it")
+        end
+      end)
+      helpers.rmrf(dir)
+      collectgarbage(); collectgarbage()
+      assert(uring.stats().inflight == 0)
+      assert(helpers.fds() == fds0, "fds leaked")
+      print("ok")
+    ]=]
+
+    it("files, sockets, UDP: each call whose op is missing fails naming it", function()
+      local out = child_ok(helpers.faulty(PER_OP, "URING_FAULT_MASK_OPS="
+        .. "mkdirat,statx,unlinkat,renameat,read,write,fsync,send,recv,shutdown,sendmsg,recvmsg"))
+      assert.truthy(out:find("IORING_OP_MKDIRAT not supported by this kernel (5.15+)\t" .. EOPNOTSUPP, 1, true), out)
+    end)
+
+    it("open, connect, accept, poll: the same; and uring.run leaves SIGINT alone without a poll", function()
+      local out = child_ok(helpers.faulty(PER_OP, "URING_FAULT_MASK_OPS=openat,connect,accept,poll_add"))
+      assert.truthy(out:find("accept: IORING_OP_ACCEPT not supported by this kernel (5.5+)", 1, true), out)
+    end)
   end)
 end)
