@@ -10,7 +10,7 @@
 --   files        tmpdir()  rmrf(path)  readall(path)  writeall(path, s)
 --                exists(path)  pipe()  random_bytes(n)
 --   processes    sh(cmd)  exec(cmd)  have(cmd)  shq(s)  lua_cmd()  child(code [, prefix])
---                build_dir()  posix()  pid()  rss_kib()  is_root()
+--                build_dir()  posix()  pid()  rss_kib()  is_root()  under_valgrind()
 --   test build   faulty(code [, env])  a child on build-asan's core, whose
 --                fault hooks (spec/helpers/faults.c) the release build lacks
 --
@@ -415,6 +415,13 @@ function helpers.posix()
   local open = assert(package.loadlib(path, "luaopen_testposix"),
     path .. " is missing: run make")
   return open()
+end
+
+--- Whether this process runs under valgrind (`make valgrind` sets
+-- URING_VALGRIND=1; a valgrind run by hand maps its vgpreload library).
+function helpers.under_valgrind()
+  return os.getenv("URING_VALGRIND") == "1"
+    or (helpers.readall("/proc/self/maps"):find("vgpreload", 1, true)) ~= nil
 end
 
 --- Resident set size of this process, in KiB.

@@ -318,9 +318,9 @@ describe("regression #12: failure modes #io #net", function()
     -- are cancelled and its error is raised.  Both, with 1,000 receives
     -- in the kernel when the main task ends.
     local N = 1000
-    -- the drain must take under a second (five under `make valgrind`,
-    -- URING_VALGRIND=1, where everything runs some 20 times slower)
-    local LIMIT = os.getenv("URING_VALGRIND") == "1" and 5 or 1
+    -- the drain must take under a second (five under valgrind, where
+    -- everything runs some 20 times slower: 1.3 s there)
+    local LIMIT = helpers.under_valgrind() and 5 or 1
 
     -- N connected pairs; a receiver task per server side, each waiting in
     -- the kernel when this returns.  Each receiver closes its socket
