@@ -8,7 +8,9 @@
  * buffer and gives the buffer straight back, so buffers are only ever
  * held between a CQE and its handler.  When a burst of completions uses
  * them all the kernel answers ENOBUFS: the ring then grows (up to
- * UR_BR_MAX buffers) and the receive is simply sent again.
+ * UR_BR_MAX buffers) and the receive is simply sent again; at the cap it
+ * is sent with a buffer of its own (the kernel would answer ENOBUFS
+ * again until the held buffers come back).
  *
  * liburing 2.3 has io_uring_register_buf_ring but not
  * io_uring_setup_buf_ring, so the shared ring memory is our own mmap.
@@ -41,6 +43,9 @@ static void add_buf (ur_bufring *b, unsigned bid, int offset) {
 static unsigned provide (ur_bufring *b, unsigned want) {
   unsigned added = 0;
   if (want > UR_BR_MAX) want = UR_BR_MAX;
+#ifdef UR_FAULTS
+  want = ur_fault_bufring_max(want);   /* a spec caps the group */
+#endif
   while (b->nbufs < want) {
     char *p = (char *)malloc(UR_BR_SIZE);
     if (p == NULL) break;
@@ -96,13 +101,16 @@ const char *ur_bufring_data (ur_loop *loop, unsigned bid) {
 void ur_bufring_recycle (ur_loop *loop, unsigned bid) {
   ur_bufring *b = loop->bufring;
   if (b == NULL || bid >= b->nbufs) return;
+#ifdef UR_FAULTS
+  if (ur_fault_hold_buf(bid)) return;  /* a spec holds it, as a consumer */
+#endif
   add_buf(b, bid, 0);
   io_uring_buf_ring_advance(b->br, 1);
 }
 
 /* ENOBUFS: every buffer was in use at once; double the group.  Returns 0
- * when it is already as large as it may be (the caller retries anyway:
- * handlers return buffers at once). */
+ * when it is already as large as it may be, or memory ran out (the
+ * receive then retries with a buffer of its own: net.c). */
 int ur_bufring_grow (ur_loop *loop) {
   ur_bufring *b = loop->bufring;
   if (b == NULL) return 0;

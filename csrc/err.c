@@ -16,6 +16,15 @@
 
 int ur_pushfail (lua_State *L, int res, const char *what) {
   int en = res < 0 ? -res : res;
+  if (en >= UR_ENOOP_BASE) {    /* an op this kernel lacks (dispatch) */
+    char text[96];
+    ur_noop_text((unsigned)(en - UR_ENOOP_BASE), text, sizeof text);
+    luaL_pushfail(L);
+    if (what) lua_pushfstring(L, "%s: %s", what, text);
+    else lua_pushstring(L, text);
+    lua_pushinteger(L, EOPNOTSUPP);
+    return 3;
+  }
   luaL_pushfail(L);
   if (what)
     lua_pushfstring(L, "%s: %s", what, strerror(en));
@@ -157,6 +166,13 @@ const char *ur_setup_reason (int res, char *buf, size_t len) {
   int en = res < 0 ? -res : res;
   struct utsname u;
   if (uname(&u) != 0) strcpy(u.release, "?");
+  if (en >= UR_ENOOP_BASE) {    /* the probe: an op the loop stands on */
+    char text[96];
+    ur_noop_text((unsigned)(en - UR_ENOOP_BASE), text, sizeof text);
+    snprintf(buf, len, "%s, and lua-uring needs it (kernel %s); fix: "
+             "Linux >= 5.19", text, u.release);
+    return buf;
+  }
   switch (en) {
     case EPERM: {
       int sysctl = read_sysctl(), sc = seccomp_mode();
@@ -206,6 +222,7 @@ int ur_pushsetupfail (lua_State *L, int res, unsigned entries) {
   char why[512];
   int en = res < 0 ? -res : res;
   ur_setup_reason(res, why, sizeof why);
+  if (en >= UR_ENOOP_BASE) en = EOPNOTSUPP;
   luaL_pushfail(L);
   lua_pushfstring(L, "io_uring_setup(%d entries): %s", (int)entries, why);
   lua_pushinteger(L, en);

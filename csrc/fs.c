@@ -554,10 +554,12 @@ static int drive (lua_State *L, ur_file *f, ur_task *t) {
       if (f->wlen > 0) return start_flush(L, f, t);
       if (!f->sent) {
         f->sent = 1;
-        if (ur_handle_inflight(t->loop, &f->h) == 0)
+        if (ur_handle_inflight(t->loop, &f->h) == 0
+            && !ur_op_missing(t->loop, IORING_OP_CLOSE))
           return start_simple(L, f, t, OP_CLOSE);
         /* other tasks' preads in flight: they are cancelled, and the fd
-         * closed when the last is back */
+         * closed when the last is back; or a kernel without
+         * IORING_OP_CLOSE (5.6): close(2) now */
         ur_handle_close(t->loop, &f->h, NULL);
       }
       file_release(f);

@@ -42,7 +42,10 @@ double ur_now (void) {
  * SINGLE_ISSUER (6.0) lets the kernel skip locking; COOP_TASKRUN (5.19)
  * avoids IPIs; SUBMIT_ALL (5.18) keeps a bad SQE from stalling the batch.
  * CQSIZE makes the CQ twice the SQ so a full SQ of completions never
- * overflows it.  SQPOLL excludes DEFER_TASKRUN and is opt-in only.
+ * overflows it.  SQPOLL is opt-in only, and the kernel refuses it with
+ * DEFER_TASKRUN or COOP_TASKRUN (EINVAL): its rungs go without them
+ * (keeping SINGLE_ISSUER), and a rung that is then the same as the one
+ * before is not tried twice.
  */
 static int ur_setup_ring (ur_loop *loop, struct io_uring *ring,
                           unsigned entries, int sqpoll, unsigned idle,
@@ -57,6 +60,7 @@ static int ur_setup_ring (ur_loop *loop, struct io_uring *ring,
     0,
   };
   int ret = -EINVAL;
+  unsigned tried = ~0u;
   (void)loop;
   /* a linked pair (an op and its timeout, a write and its fsync) must
    * reach the kernel in one submit: with a 1-entry SQ, ur_reserve_sqes
@@ -68,7 +72,9 @@ static int ur_setup_ring (ur_loop *loop, struct io_uring *ring,
     p.flags = ladder[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
     p.cq_entries = entries * 2;
     if (sqpoll) {
-      if (p.flags & IORING_SETUP_DEFER_TASKRUN) continue;
+      p.flags &= ~(IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN);
+      if (p.flags == tried) continue;
+      tried = p.flags;
       p.flags |= IORING_SETUP_SQPOLL;
       p.sq_thread_idle = idle;
     }
@@ -158,6 +164,13 @@ int ur_loop_setup (lua_State *L, ur_loop *loop) {
   int ret = ur_setup_ring(loop, &loop->ring, loop->entries,
                           loop->want_sqpoll, loop->sq_thread_idle, &loop->setup_flags);
   if (ret < 0) return ret;
+  /* which ops this kernel has; without the ones the loop stands on, no
+   * ring (ur_setup_reason names the op) */
+  if ((ret = ur_probe_loop(loop)) < 0) {
+    io_uring_queue_exit(&loop->ring);
+    memset(&loop->ring, 0, sizeof loop->ring);
+    return ret;
+  }
   /* a child after fork keeps our mappings; don't let it write to them */
   io_uring_ring_dontfork(&loop->ring);
   loop->ring_ok = 1;
@@ -231,8 +244,12 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
       continue;
     }
     if (ret == -EAGAIN || ret == -EBUSY) {
-      /* reap to free CQ space, then try again without waiting */
-      ur_reap(loop);
+      /* the SQEs stay in the SQ, owned by their requests: reap to free
+       * CQ space, then try again without waiting.  A flush inside a reap
+       * (a handler arming an op) does not reap again: that reap has taken
+       * its batch off the CQ already, and a nested one would dispatch
+       * later CQEs before the batch's own (loop_flush's rule) */
+      if (!loop->reaping) ur_reap(loop);
       if (wait_nr && io_uring_cq_ready(&loop->ring)) wait_nr = 0;
       continue;
     }
@@ -241,7 +258,10 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
 }
 
 /* Submit and wait at most secs for one CQE (close outside uring.run
- * draining what it cancelled): 0 when one is ready or the time is up. */
+ * draining what it cancelled): 0 when one is ready, the time is up, or
+ * the kernel asks to be tried again (EINTR, EAGAIN, EBUSY: the caller
+ * reaps and calls again; the SQEs it was given stay in the SQ, owned by
+ * their requests). */
 int ur_submit_timeout (ur_loop *loop, double secs) {
   struct __kernel_timespec ts;
   struct io_uring_cqe *cqe;
@@ -252,7 +272,8 @@ int ur_submit_timeout (ur_loop *loop, double secs) {
   loop->stats.waits++;
   ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
   loop->pending = io_uring_sq_ready(&loop->ring);
-  if (ret == -ETIME || ret == -EINTR) return 0;
+  if (ret == -ETIME || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY)
+    return 0;
   return ret < 0 ? ret : 0;
 }
 
@@ -327,6 +348,10 @@ static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
     if (r->onfd) ur_fd_unlink(loop, r);   /* may close a closed object's fd */
   }
   if (loop->trace_ref != LUA_NOREF) ur_trace_cqe(loop, r);
+  /* the kernel's EINVAL for an op it lacks (the probe said so): say that
+   * (ur_pushfail words it), not "Invalid argument" */
+  if (res == -EINVAL && ur_op_missing(loop, r->opcode))
+    r->res = UR_ENOOP(r->opcode);
   if (loop->closing) {          /* shutting down: nobody will resume */
     if (r->makes_fd && res >= 0) ur_fd_release(res);   /* nobody takes it */
     if (r->state == UR_REQ_DONE) ur_req_free(loop, r);

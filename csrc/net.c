@@ -42,6 +42,8 @@ struct ur_sock {
   ur_handle h;            /* the fd; -1 once closed (handle.c) */
   int family;
   unsigned listener:1, eof:1, rbusy:1, wbusy:1, armed:1;
+  unsigned ownbuf:1;      /* the group ran dry and cannot grow: the next
+                             receive brings a buffer of its own */
   double timeout;         /* seconds for each recv/send; < 0: none */
   char *rbuf;             /* received, not yet taken: rbuf[rpos..+rlen) */
   size_t rcap, rpos, rlen;
@@ -194,12 +196,13 @@ int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
                   lua_KContext ctx, lua_KFunction k) {
   ur_loop *loop = t->loop;
   int lend = s->rlen == 0 && s->rbuf != NULL && s->rcap >= 1024;
-  int pick = !lend && ur_bufring_ensure(loop) == 0;
+  int pick = !lend && !s->ownbuf && ur_bufring_ensure(loop) == 0;
   ur_req *r = ur_req_new(L, loop, IORING_OP_RECV), *tr;
   struct io_uring_sqe *sqe;
   size_t cap = UR_BR_SIZE;
   if (!lend && !pick) {
-    /* no provided buffers (old kernel, memlock): a buffer of our own */
+    /* no provided buffers (old kernel, memlock), or none left: a buffer
+     * of our own */
     r->mem = malloc(UR_BR_SIZE);
     if (r->mem == NULL) {
       ur_req_free(loop, r);
@@ -228,6 +231,7 @@ int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
   s->rbusy = 1;
+  s->ownbuf = 0;
   return ur_await(L, t, r, "recv", ctx, k);
 }
 
@@ -253,7 +257,12 @@ int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
   }
   if (ur_interrupted(t)) ur_check_interrupt(L, t);
   if (res == -ENOBUFS || res == -EINTR || res == -EAGAIN) {
-    if (res == -ENOBUFS) ur_bufring_grow(t->loop);
+    /* ENOBUFS: a burst took every provided buffer.  Grow the group; at
+     * its cap (or out of memory) the retry brings a buffer of its own
+     * rather than ask the kernel again at once: while the buffers are
+     * still held (CQEs not yet reaped, a backed-up CQ) it would answer
+     * ENOBUFS again, as fast as the loop can ask */
+    if (res == -ENOBUFS && !ur_bufring_grow(t->loop)) s->ownbuf = 1;
     return UR_RECV_AGAIN;
   }
   if (res > 0) return UR_RECV_BYTES;
@@ -752,15 +761,23 @@ typedef struct conn_args {   /* kept on the task's stack as a userdata */
 } conn_args;
 
 static int socket_k (lua_State *L, int status, lua_KContext ctx);
+static int socket_made (lua_State *L, ur_task *t, int res);
 static int connect_k (lua_State *L, int status, lua_KContext ctx);
 
 /* Stack: 1..3 arguments, 4: conn_args, 5: the socket, still closed (its
  * owner exists before the fd does: out of memory cannot leak the fd).
- * Make the socket. */
+ * Make the socket: IORING_OP_SOCKET, or, on a kernel without it (5.19),
+ * socket(2), a set-up call as bind and listen are. */
 static int start_socket (lua_State *L, ur_task *t) {
   conn_args *a = (conn_args *)lua_touserdata(L, 4);
-  ur_req *r = ur_req_new(L, t->loop, IORING_OP_SOCKET);
-  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (ur_op_missing(t->loop, IORING_OP_SOCKET)) {
+    int fd = socket(a->addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return socket_made(L, t, fd < 0 ? -errno : fd);
+  }
+  r = ur_req_new(L, t->loop, IORING_OP_SOCKET);
+  sqe = ur_get_sqe(t->loop);
   r->makes_fd = 1;
   io_uring_prep_socket(sqe, a->addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC,
                        0, 0);
@@ -796,11 +813,16 @@ static int setup_listener (lua_State *L, ur_loop *loop, ur_sock *s,
 static int socket_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_req *r = ur_resumed(L, t);
-  conn_args *a = (conn_args *)lua_touserdata(L, 4);
-  ur_sock *s = checksock(L, 5);
   int res = r->res;
   (void)status; (void)ctx;
   ur_req_free(t->loop, r);
+  return socket_made(L, t, res);
+}
+
+/* The socket's fd, or -errno: connect it, or make it listen. */
+static int socket_made (lua_State *L, ur_task *t, int res) {
+  conn_args *a = (conn_args *)lua_touserdata(L, 4);
+  ur_sock *s = checksock(L, 5);
   if (res >= 0 && ur_interrupted(t)) ur_fd_release(res);   /* nobody will get it */
   ur_check_interrupt(L, t);
   if (res >= 0) res = ur_handle_adopt(t->loop, &s->h, res);
@@ -982,8 +1004,9 @@ static int close_k (lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* sock:close(): in a task, with nothing in flight on the socket, the
- * close itself goes through the ring (IORING_OP_CLOSE); otherwise (other
- * tasks to wake, a listener, outside a task) it cancels and closes now.
+ * close itself goes through the ring (IORING_OP_CLOSE, if the kernel has
+ * it); otherwise (other tasks to wake, a listener, outside a task) it
+ * cancels and closes now.
  * __close and __gc always take the second path. */
 static int l_sock_close (lua_State *L) {
   ur_sock *s = checksock(L, 1);
@@ -994,7 +1017,8 @@ static int l_sock_close (lua_State *L) {
     return 1;
   }
   if (t && lua_isyieldable(L) && !ur_interrupted(t) && !s->listener
-      && ur_handle_inflight(loop, &s->h) == 0) {
+      && ur_handle_inflight(loop, &s->h) == 0
+      && !ur_op_missing(loop, IORING_OP_CLOSE)) {
     ur_req *r = ur_req_new(L, loop, IORING_OP_CLOSE);  /* may raise: first */
     struct io_uring_sqe *sqe = ur_get_sqe(loop);
     ur_handle_close_sqe(loop, &s->h, r, sqe);

@@ -88,16 +88,12 @@ static int reap_now (ur_proc *p, int block) {
   return 1;
 }
 
+/* The loop's probe (probe.c) has WAITID; a kernel that could not be
+ * probed is taken not to. */
 static int waitid_supported (ur_loop *loop) {
-  static int cached = -1;
   const char *e = getenv("URING_PROC_FALLBACK");
   if (e && *e && strcmp(e, "0") != 0) return 0;
-  if (cached < 0) {
-    struct io_uring_probe *pr = io_uring_get_probe_ring(&loop->ring);
-    cached = pr ? io_uring_opcode_supported(pr, OP_WAITID) : 0;
-    if (pr) io_uring_free_probe(pr);
-  }
-  return cached;
+  return loop->probed && !ur_op_missing(loop, OP_WAITID);
 }
 
 static int pidfd_open_ (pid_t pid) {

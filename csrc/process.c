@@ -106,6 +106,10 @@ static void sigint_arm (lua_State *L, ur_loop *loop, ur_runsig *s) {
   s->req = NULL;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
+  /* no poll on this kernel (the probe): nothing would read a blocked
+   * SIGINT, and Ctrl-C would do nothing until the run ends; leave it to
+   * end the process, as it ends a plain Lua script */
+  if (ur_op_missing(loop, IORING_OP_POLL_ADD)) return;
   if (sigprocmask(SIG_BLOCK, NULL, &cur) != 0 || sigismember(&cur, SIGINT))
     return;                 /* the script handles SIGINT itself */
   if (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)

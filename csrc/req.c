@@ -188,6 +188,7 @@ static void iobuf_free_all (ur_loop *loop) {
 /* The SQE is fully prepared: from here the kernel owns the request. */
 void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe) {
   io_uring_sqe_set_data64(sqe, ur_req_ud(loop, r));
+  UR_FAULT_SQE(sqe);            /* test builds: an op an old kernel lacks */
   r->state = UR_REQ_INFLIGHT;
   loop->inflight++;
   loop->background += r->background;

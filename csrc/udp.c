@@ -110,11 +110,19 @@ static const char *udp_family_name (int family) {
 /* --- uring.udp([host, port]) --- */
 
 static int udp_socket_k (lua_State *L, int status, lua_KContext ctx);
+static int udp_socket_made (lua_State *L, ur_task *t, udp_sock *u, int res);
 
-/* Stack: 1 host, 2 port, 3 the (closed) udp.  Make the socket. */
+/* Stack: 1 host, 2 port, 3 the (closed) udp.  Make the socket:
+ * IORING_OP_SOCKET, or socket(2) on a kernel without it (5.19). */
 static int udp_start_socket (lua_State *L, ur_task *t, udp_sock *u) {
-  ur_req *r = ur_req_new(L, t->loop, IORING_OP_SOCKET);
-  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (ur_op_missing(t->loop, IORING_OP_SOCKET)) {
+    int fd = socket(u->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    return udp_socket_made(L, t, u, fd < 0 ? -errno : fd);
+  }
+  r = ur_req_new(L, t->loop, IORING_OP_SOCKET);
+  sqe = ur_get_sqe(t->loop);
   r->makes_fd = 1;
   io_uring_prep_socket(sqe, u->family, SOCK_DGRAM | SOCK_CLOEXEC, 0, 0);
   ur_req_submitted(t->loop, r, sqe);
@@ -139,10 +147,16 @@ static int udp_socket_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   ur_req_free(t->loop, r);
   if (res == -EINVAL || res == -EOPNOTSUPP) {
-    /* a kernel without IORING_OP_SOCKET (< 5.19): the plain call */
+    /* a kernel without IORING_OP_SOCKET (< 5.19) that could not be
+     * probed: the plain call */
     res = socket(u->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (res < 0) res = -errno;
   }
+  return udp_socket_made(L, t, u, res);
+}
+
+/* The socket's fd, or -errno: bind it if asked. */
+static int udp_socket_made (lua_State *L, ur_task *t, udp_sock *u, int res) {
   if (res >= 0 && ur_interrupted(t)) ur_fd_release(res);   /* nobody will get it */
   ur_check_interrupt(L, t);
   if (res >= 0) res = ur_handle_adopt(t->loop, &u->h, res);

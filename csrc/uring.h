@@ -42,6 +42,38 @@ void ur_register_faults (lua_State *L);
 #define calloc(n, m) ur_fault_calloc(n, m)
 #define realloc(p, n) ur_fault_realloc(p, n)
 #define posix_memalign(p, a, n) ur_fault_memalign(p, a, n)
+/* ... and the kernel's answers the specs cannot get from this kernel
+ * (spec/regress/12_modes_spec.lua): io_uring_enter failing with EAGAIN or
+ * EBUSY after the SQEs were pushed (core._fault_enter), setup flags
+ * refused with EINVAL (URING_FAULT_SETUP_EINVAL=FLAG,...), ops missing
+ * from the probe and answered with EINVAL as an older kernel answers them
+ * (URING_FAULT_MASK_OPS=op,...), and provided buffers held back, as if a
+ * consumer kept them, in a group that may not grow (core._fault_bufring) */
+int ur_fault_queue_init_params (unsigned entries, struct io_uring *ring,
+                                struct io_uring_params *p);
+struct io_uring_probe *ur_fault_get_probe_ring (struct io_uring *ring);
+struct io_uring_probe *ur_fault_get_probe (void);
+int ur_fault_submit (struct io_uring *ring);
+int ur_fault_submit_and_wait (struct io_uring *ring, unsigned wait_nr);
+int ur_fault_submit_and_get_events (struct io_uring *ring);
+int ur_fault_submit_and_wait_timeout (struct io_uring *ring,
+                                      struct io_uring_cqe **cqe, unsigned n,
+                                      struct __kernel_timespec *ts,
+                                      sigset_t *sigmask);
+void ur_fault_sqe (struct io_uring_sqe *sqe);   /* a masked op: EINVAL */
+int ur_fault_hold_buf (unsigned bid);           /* 1: held, not given back */
+unsigned ur_fault_bufring_max (unsigned max);   /* the group's cap */
+#define io_uring_queue_init_params(e, r, p) ur_fault_queue_init_params(e, r, p)
+#define io_uring_get_probe_ring(r) ur_fault_get_probe_ring(r)
+#define io_uring_get_probe() ur_fault_get_probe()
+#define io_uring_submit(r) ur_fault_submit(r)
+#define io_uring_submit_and_wait(r, n) ur_fault_submit_and_wait(r, n)
+#define io_uring_submit_and_get_events(r) ur_fault_submit_and_get_events(r)
+#define io_uring_submit_and_wait_timeout(r, c, n, t, s) \
+  ur_fault_submit_and_wait_timeout(r, c, n, t, s)
+#define UR_FAULT_SQE(sqe) ur_fault_sqe(sqe)
+#else
+#define UR_FAULT_SQE(sqe) ((void)0)
 #endif
 
 #define UR_LOOP_MT   "uring.loop"
@@ -265,6 +297,8 @@ struct ur_loop {
   ur_fdent *fdtab;
   uint32_t fdcap;
   uint32_t fd_closing;  /* fds waiting for their last CQE to close */
+  uint8_t op_missing[32];   /* ops this kernel lacks, a bit each (probe.c) */
+  int probed;           /* the probe answered: op_missing is known */
   const ur_hooks *hooks[UR_HOOKS_MAX];   /* the areas' (ur_loop_hook) */
   int nhooks;
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
@@ -517,6 +551,17 @@ void ur_register_http (lua_State *L);
 /* ring.c (teaching API), probe.c (op names), stats.c (stats, trace) */
 void ur_register_ring (lua_State *L);
 const char *ur_opname (unsigned op);
+/* An op this kernel lacks (probe.c, probed at ring setup).  A request
+ * of one completes with UR_ENOOP(op) in place of the kernel's EINVAL
+ * (dispatch), and ur_pushfail words it "what: IORING_OP_X not supported
+ * by this kernel (V+)", errno EOPNOTSUPP: beyond any errno. */
+#define UR_ENOOP_BASE 0x10000
+#define UR_ENOOP(op) (-(UR_ENOOP_BASE + (int)(op)))
+static inline int ur_op_missing (const ur_loop *loop, unsigned op) {
+  return op < 256 && ((loop->op_missing[op >> 3] >> (op & 7)) & 1);
+}
+int ur_probe_loop (ur_loop *loop);     /* 0, or UR_ENOOP of a needed op */
+const char *ur_noop_text (unsigned op, char *buf, size_t len);
 int ur_push_probe (lua_State *L, struct io_uring *ring);
 void ur_register_probe (lua_State *L);
 void ur_register_stats (lua_State *L);

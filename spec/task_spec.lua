@@ -407,9 +407,9 @@ describe("tasks #io", function()
         local core = require "uring.core"
         local n = 0
         for _ in pairs(oom.fds()) do n = n + 1 end
-        require("uring.faults")(oom.core_fail_at)
+        require("uring.faults").alloc(oom.core_fail_at)
         print(pcall(uring.run, function() return "first" end))
-        print(select(2, require("uring.faults")()))
+        print(select(2, require("uring.faults").alloc()))
         print(pcall(uring.run, function() return "next" end))
         for _ in pairs(oom.fds()) do n = n - 1 end
         print("fds", n, "tasks", uring.stats().tasks)]], 1, true)

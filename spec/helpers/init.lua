@@ -10,7 +10,9 @@
 --   files        tmpdir()  rmrf(path)  readall(path)  writeall(path, s)
 --                exists(path)  pipe()  random_bytes(n)
 --   processes    sh(cmd)  exec(cmd)  have(cmd)  shq(s)  lua_cmd()  child(code [, prefix])
---                build_dir()  posix()  pid()  rss_kib()  is_root()
+--                build_dir()  posix()  pid()  rss_kib()  is_root()  under_valgrind()
+--   test build   faulty(code [, env])  a child on build-asan's core, whose
+--                fault hooks (spec/helpers/faults.c) the release build lacks
 --
 -- A test that cannot run on this machine (a file system without xattrs, a
 -- kernel without an op) calls busted's `pending("reason")`: spec/run.lua
@@ -365,6 +367,42 @@ function helpers.child(code, prefix)
   return out, status
 end
 
+--- Run a Lua chunk in a child lua5.4 on the test build's core
+-- (build-asan/: ASan+UBSan, and the fault hooks of spec/helpers/faults.c,
+-- require "uring.faults", which only a -DUR_FAULTS build has), with
+-- `env` ("VAR=value ...") set for it.  The chunk may require "helpers".
+-- The ring setup of the matrix (URING_TEST_*) is passed on.  A sanitizer
+-- finding, a leak at exit included, ends the child with a report and a
+-- non-zero status.  Returns its output (stdout and stderr) and status.
+local sanitizers
+function helpers.faulty(code, env)
+  local probe = io.open("build-asan/uring/core.so")
+  assert(probe, "build-asan/uring/core.so is missing: make asan-build (make test builds it)")
+  probe:close()
+  if not sanitizers then
+    local function lib(name)
+      local p = io.popen("cc -print-file-name=" .. name)
+      local path = p:read("l")
+      p:close()
+      return path
+    end
+    sanitizers = lib("libasan.so") .. " " .. lib("libubsan.so")
+  end
+  local dir = helpers.tmpdir()
+  local path = dir .. "/child.lua"
+  -- the sanitizers are for the child itself: the commands it runs
+  -- (mktemp, sh) would inherit them and abort at exit on their own leaks
+  helpers.writeall(path, 'require("helpers").posix().setenv("LD_PRELOAD", nil) ' .. code)
+  local out, status = helpers.sh(("env LD_PRELOAD=%s "
+    .. "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 "
+    .. "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "
+    .. "LUA_PATH='./lua/?.lua;./lua/?/init.lua;./spec/?.lua;./spec/?/init.lua;;' "
+    .. "LUA_CPATH='build-asan/?.so;;' %s timeout -k 2 60 lua5.4 %s")
+    :format(helpers.shq(sanitizers), env or "", path))
+  helpers.rmrf(dir)
+  return out, status
+end
+
 --- The build directory of this run (build/, or build-asan/ under make asan).
 function helpers.build_dir()
   local cpath = os.getenv("URING_CPATH") or "./build/?.so"
@@ -377,6 +415,13 @@ function helpers.posix()
   local open = assert(package.loadlib(path, "luaopen_testposix"),
     path .. " is missing: run make")
   return open()
+end
+
+--- Whether this process runs under valgrind (`make valgrind` sets
+-- URING_VALGRIND=1; a valgrind run by hand maps its vgpreload library).
+function helpers.under_valgrind()
+  return os.getenv("URING_VALGRIND") == "1"
+    or (helpers.readall("/proc/self/maps"):find("vgpreload", 1, true)) ~= nil
 end
 
 --- Resident set size of this process, in KiB.

@@ -9,9 +9,12 @@
  *     system call blocked when the signal arrives fails with EINTR;
  *     counter() -> how many times it ran
  *   uncatch(signo): back to the default action
+ *   setenv(name, value | nil): set or unset an environment variable (the
+ *     test build's fault hooks read theirs at each ring setup)
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -94,11 +97,19 @@ static int l_uncatch (lua_State *L) {
   return 0;
 }
 
+static int l_setenv (lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  int ret = lua_isnoneornil(L, 2) ? unsetenv(name)
+                                  : setenv(name, luaL_checkstring(L, 2), 1);
+  if (ret != 0) return luaL_error(L, "setenv: %s", strerror(errno));
+  return 0;
+}
+
 int luaopen_testposix (lua_State *L) {
   static const luaL_Reg f[] = {
     {"fork", l_fork}, {"_exit", l_exit}, {"waitpid", l_waitpid},
     {"getpid", l_getpid}, {"close", l_close}, {"catch", l_catch},
-    {"uncatch", l_uncatch},
+    {"uncatch", l_uncatch}, {"setenv", l_setenv},
     {NULL, NULL}
   };
   luaL_newlib(L, f);

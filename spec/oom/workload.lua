@@ -26,7 +26,7 @@ local dir = assert(os.getenv("URING_OOM_DIR"), "URING_OOM_DIR: a scratch directo
 
 -- the test build's fault injector (spec/helpers/faults.c)
 local has, faults = pcall(require, "uring.faults")
-if not has then faults = function() return 0, false end end
+faults = has and faults.alloc or function() return 0, false end
 
 local function memerr(e)
   return tostring(e):find("not enough memory", 1, true) ~= nil
