@@ -82,7 +82,8 @@ end
 local programs, calls, findings = 0, 0, 0
 -- tracked objects (spec/fuzz/tracked.lua): made, ops, closes with an op
 -- queued, closed numbers a new fd took at once, ops that said "closed"
-local tracked = { tracked = 0, tops = 0, cq = 0, reused = 0, closed = 0 }
+local tracked = { tracked = 0, tops = 0, cq = 0, reused = 0, closed = 0, cq_closed = 0,
+  cq_done = 0, cq_failed = 0, cq_raised = 0 }
 local t0 = monotonic()
 io.write(("fuzz: seeds from %d, %d s, core %s%s%s\n"):format(seed, seconds, cpath,
   preload ~= "" and " under ASan+UBSan" or "", drop ~= "" and ", as nobody" or ""))
@@ -116,7 +117,7 @@ repeat
     what = "sanitizer report"
   end
   if n then calls = calls + tonumber(n) end
-  for k, v in (out:match("@@fuzz calls=[^\n]*") or ""):gmatch("(%w+)=(%d+)") do
+  for k, v in (out:match("@@fuzz calls=[^\n]*") or ""):gmatch("([%w_]+)=(%d+)") do
     if tracked[k] then tracked[k] = tracked[k] + tonumber(v) end
   end
   if what then
@@ -134,7 +135,8 @@ until monotonic() - t0 >= seconds
 os.execute("rm -rf '" .. work .. "'")
 io.write(("fuzz: %d programs, %d API calls, %.0f s, %d findings (seeds %d..%d)\n"):format(
   programs, calls, monotonic() - t0, findings, seed, s - 1))
-io.write(("fuzz: tracked: %d objects, %d ops, %d closes with an op queued, %d closed numbers "
-  .. "retaken at once, %d ops ended \"closed\"\n"):format(tracked.tracked, tracked.tops,
-  tracked.cq, tracked.reused, tracked.closed))
+io.write(("fuzz: tracked: %d objects, %d ops (%d ended \"closed\"), %d closes with an op "
+  .. "queued (the op: %d closed, %d done first, %d failed, %d raised), %d closed numbers "
+  .. "retaken at once\n"):format(tracked.tracked, tracked.tops, tracked.closed, tracked.cq,
+  tracked.cq_closed, tracked.cq_done, tracked.cq_failed, tracked.cq_raised, tracked.reused))
 os.exit(findings == 0 and 0 or 1)

@@ -59,7 +59,7 @@ local REUSE = {
   { "file_p", 0.5 }, { "file_r", 0.5 }, { "tcp", 1 }, { "unix", 0.5 }, { "udp", 1 },
   { "listener", 0.7 }, { "signal", 0.5 },
 }
-local STEPS = { { "new", 3 }, { "op", 7 }, { "cq", 4 }, { "close", 1 }, { "reuse", 1 }, { "drop", 0.4 } }
+local STEPS = { { "new", 3 }, { "op", 7 }, { "cq", 5 }, { "close", 1 }, { "reuse", 1 }, { "drop", 0.4 } }
 local OUTLEN = { 1, 16, 100, 1000, 4000, 20000, 70000, 200000 }
 local INLEN = { 0, 100, 3000, 20000, 100000 }
 local TIMEOUTS = { 0, 0.001, 0.005, 0.02 }
@@ -125,7 +125,8 @@ local pack, unpack = table.pack, table.unpack
 local T = {
   slots = {}, all = {}, byid = {}, conns = {}, allops = {}, dialers = {},
   sinktasks = {}, sinkobjs = {}, nextid = 0, closing = false, on = false,
-  stats = { objects = 0, ops = 0, cq = 0, reused = 0, closed = 0 },
+  stats = { objects = 0, ops = 0, cq = 0, reused = 0, closed = 0, cq_closed = 0, cq_done = 0,
+    cq_failed = 0, cq_raised = 0, cq_none = 0 },
 }
 M.stats = T.stats
 
@@ -277,9 +278,13 @@ end
 
 ------------------------------------------------------------------- sinks
 
+T.sinkwhat = {}
 local function spawn_sink(fn, ...)
   local t = uring.spawn(guard, fn, ...)
   T.sinktasks[#T.sinktasks + 1] = t
+  local info = debug.getinfo(fn, "S")
+  local a = ...
+  T.sinkwhat[#T.sinktasks] = info.linedefined .. " " .. tostring(type(a) == "table" and a.id or a)
   return t
 end
 
@@ -380,9 +385,11 @@ function M.start()
   T.udpsink = assert(uring.udp("127.0.0.1", 0))
   T.udpport = select(2, T.udpsink:getsockname())
   T.udpfeed = assert(uring.udp("127.0.0.1", 0))
-  spawn_sink(acceptor, T.tcp, "tcp")
-  spawn_sink(acceptor, T.unix, "unix")
-  spawn_sink(udp_sink, T.udpsink)
+  -- these end when finish() closes their sockets, after the others
+  T.permanent = {
+    uring.spawn(guard, acceptor, T.tcp, "tcp"), uring.spawn(guard, acceptor, T.unix, "unix"),
+    uring.spawn(guard, udp_sink, T.udpsink),
+  }
   T.on = true
 end
 
@@ -549,6 +556,7 @@ local function checkfail(e, rec, msg, en)
 end
 
 local function call(rec, f, ...)
+  if T.box then T.box.rec, T.box = rec, nil end      -- a cq step's op
   T.allops[#T.allops + 1] = rec
   T.stats.ops = T.stats.ops + 1
   rec.ended = 0
@@ -700,9 +708,9 @@ local function in_op(e, r1, tmo)
   end
 end
 
-local function accept_op(e)
+local function accept_op(e, tmo)
   local o = e.obj
-  local rec = { what = "accept" }
+  local rec = { what = "accept", timeout = tmo }
   local r = call(rec, o.accept, o)
   if not r[1] then rec.result = "raised " .. tostring(r[2]); return end
   local c = r[2]
@@ -730,9 +738,9 @@ local function dial(e)
   end
 end
 
-local function wait_op(e)
+local function wait_op(e, tmo)
   local o = e.obj
-  local rec = { what = "wait" }
+  local rec = { what = "wait", timeout = tmo }
   local r = call(rec, o.wait, o)
   if not r[1] then rec.result = "raised " .. tostring(r[2]); return end
   if r[2] ~= nil then
@@ -747,20 +755,26 @@ end
 local WRITERS = { file_w = true, file_p = true, pipe_w = true, popen_w = true, exec_w = true }
 local READERS = { file_r = true, pipe_r = true, popen_r = true, exec_r = true }
 
-local function do_op(e, r1, len, tmo)
+-- queued: the op of a cq step, which the close ends.  Any other op that
+-- waits for the world (a receive, an accept, a signal) gives up after a
+-- while, so that its task goes on (a timeout loses no bytes: what came
+-- stays buffered).
+local function do_op(e, r1, len, tmo, queued)
+  T.box = queued                               -- call() takes it before any yield
   if not e.obj then return end                 -- dropped meanwhile
   local k = e.kind
+  local wt = tmo or (not queued and 0.05 or nil)
   if WRITERS[k] then return out_op(e, len, tmo) end
-  if READERS[k] then return in_op(e, r1, tmo) end
+  if READERS[k] then return in_op(e, r1, wt) end
   if k == "tcp" or k == "unix" or k == "udp" then
     if r1 % 2 == 0 then return out_op(e, len, tmo) end
-    return in_op(e, r1 // 2, tmo)
+    return in_op(e, r1 // 2, wt)
   end
   if k == "listener" then
-    if r1 % 2 == 0 then return accept_op(e) end
+    if r1 % 2 == 0 then return accept_op(e, wt) end
     return dial(e)
   end
-  if k == "signal" then return wait_op(e) end
+  if k == "signal" then return wait_op(e, wt) end
   -- dups and io.open files only hold a number
 end
 
@@ -813,10 +827,13 @@ local function reuse(list, num, like)
 end
 
 local function cq(step)
-  local e = live(step[3], function(x) return x.kind ~= "ioopen" end)
+  -- an object with ops (a dup or an io.open file has none: closing one
+  -- is a plain close step)
+  local e = live(step[3], function(x) return x.kind ~= "ioopen" and x.kind ~= "dup" end)
   if not e then return end
   T.stats.cq = T.stats.cq + 1
-  local t = uring.spawn(guard, do_op, e, step[4], step[5])
+  local box = {}
+  local t = uring.spawn(guard, do_op, e, step[4], step[5], nil, box)
   uring.yield()                 -- t runs first: its SQE is prepared, not submitted
   if step[6] == 2 then uring.yield() end              -- submitted
   if step[6] == 3 then uring.sleep(0.002) end         -- in flight
@@ -833,6 +850,11 @@ local function cq(step)
     end
     uring.sleep(0.001)
   end
+  local rec = box.rec
+  local how = not rec and "none" or (rec.result or ""):find("^nil, closed") and "closed"
+    or (rec.result or ""):find("^nil") and "failed" or (rec.result or ""):find("^raised") and "raised"
+    or "done"
+  T.stats["cq_" .. how] = (T.stats["cq_" .. how] or 0) + 1
 end
 
 function M.exec(step)
@@ -897,11 +919,19 @@ function M.finish()
   end
   if trace then trace:write("@@tracked finish: sinks\n") end
   T.sinks_ended = wait_tasks(T.sinktasks, 5)
-  if trace then trace:write("@@tracked finish: sinks ended ", tostring(T.sinks_ended), "\n") end
+  if trace then
+    trace:write("@@tracked finish: sinks ended ", tostring(T.sinks_ended), "\n")
+    for i, t in ipairs(T.sinktasks) do
+      local st = t:status()
+      if st == "ready" or st == "waiting" or st == "running" then
+        trace:write("@@tracked   sink ", i, " ", T.sinkwhat[i], " ", st, "\n")
+      end
+    end
+  end
   for _, o in ipairs { T.tcp, T.unix } do pcall(o.close, o) end
   uring.sleep(0.02)              -- datagrams on their way
   for _, o in ipairs { T.udpsink, T.udpfeed } do pcall(o.close, o) end
-  wait_tasks(T.sinktasks, 2)
+  wait_tasks(T.permanent, 2)
   for _, o in ipairs(T.sinkobjs) do pcall(o.close, o) end
   os.remove(T.unixpath)
 end
