@@ -278,13 +278,12 @@ end
 
 ------------------------------------------------------------------- sinks
 
+-- A task on the far side of tracked objects; what names it in a trace.
 T.sinkwhat = {}
-local function spawn_sink(fn, ...)
+local function spawn_sink(what, fn, ...)
   local t = uring.spawn(guard, fn, ...)
   T.sinktasks[#T.sinktasks + 1] = t
-  local info = debug.getinfo(fn, "S")
-  local a = ...
-  T.sinkwhat[#T.sinktasks] = info.linedefined .. " " .. tostring(type(a) == "table" and a.id or a)
+  T.sinkwhat[#T.sinktasks] = what
   return t
 end
 
@@ -315,7 +314,7 @@ local function sink_conn(c, family)
         else
           e.conn = conn
           if e.inN > 0 then
-            spawn_sink(function() pcall(c.send, c, instream(e)) end)
+            spawn_sink("inbound " .. id, function() pcall(c.send, c, instream(e)) end)
           end
         end
       elseif not conn.head:match("^H%d*$") then
@@ -333,7 +332,7 @@ local function acceptor(l, family)
   while true do
     local ok, c = pcall(l.accept, l)
     if not ok or not c then return end
-    spawn_sink(sink_conn, c, family)
+    spawn_sink("sink " .. family, sink_conn, c, family)
   end
 end
 
@@ -423,7 +422,7 @@ function MAKE.udp(e)
   e.inN = e.inN > 0 and 1 + e.r % 6 or 0         -- datagrams, not bytes
   if e.r % 7 == 0 then u:settimeout(0.05); e.timeouts = true end
   if e.inN > 0 then
-    spawn_sink(function()
+    spawn_sink("udp feed " .. e.id, function()
       for n = 1, e.inN do
         local ok, sent = pcall(T.udpfeed.sendto, T.udpfeed, dgram(e.id, n), "127.0.0.1", e.port)
         if not ok or not sent then e.feedbroken = true; return end
@@ -452,14 +451,14 @@ function MAKE.pipe_w(e)
   if not r then return nil end
   T.sinkobjs[#T.sinkobjs + 1] = r
   w:setvbuf("no")
-  spawn_sink(drainer, e, r)
+  spawn_sink("drainer " .. e.id, drainer, e, r)
   return w
 end
 function MAKE.pipe_r(e)
   local r, w = uring.pipe()
   if not r then return nil end
   T.sinkobjs[#T.sinkobjs + 1] = w
-  spawn_sink(feeder, e, w)
+  spawn_sink("feeder " .. e.id, feeder, e, w)
   return r
 end
 function MAKE.popen_w(e)
