@@ -827,7 +827,10 @@ static int l_file_close (lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (t && lua_isyieldable(L) && loop->current == t && !t->canceled) {
+  /* a task that can no longer wait (cancelled, or inside an expired
+   * uring.timeout scope: begin would raise and leave the file open)
+   * closes as __gc does */
+  if (t && lua_isyieldable(L) && loop->current == t && !ur_interrupted(t)) {
     t = begin(L, f, "close", M_CLOSE);
     lua_settop(L, 1);
     return drive(L, f, t);

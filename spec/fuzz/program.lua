@@ -18,6 +18,13 @@
 -- left and closes every object; then the program drops everything,
 -- collects, and checks that no fd and no in-flight request is left.
 --
+-- Most programs also hold tracked objects (spec/fuzz/tracked.lua, issue
+-- 11): closed by another task while an op on them is queued or in
+-- flight, their numbers taken at once by new fds, and every byte they
+-- write, send or read tagged with where it was meant to go; their own
+-- task list (the last one) runs beside the first, and at the deadline
+-- they are closed first and the oracle checks where every byte landed.
+--
 -- The last stdout line is "@@fuzz calls=N" on success, or "@@fuzz
 -- FINDING ..." (exit status 3).  A crash or a sanitizer report shows as
 -- the process's exit status; spec/fuzz/run.lua runs many of these.
@@ -33,6 +40,8 @@ package.cpath = cp .. ";" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 
 local seed, dir = tonumber(arg[1]), arg[2]
+-- objects whose every byte is followed (issue 11): spec/fuzz/tracked.lua
+local tracked = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/tracked.lua")
 local print_only = arg[3] == "--print"
 if not seed or not dir then
   io.stderr:write("usage: lua5.4 spec/fuzz/program.lua SEED DIR [--print]\n")
@@ -394,8 +403,23 @@ program.entries = pick { false, false, 1, 2, 4, 8, 64 }
 program.sqpoll = chance(0.08)
 program.fixed_files = chance(0.2) and pick { 1, 2, 8 }   -- registered socket slots
 program.gchook = chance(0.3) and pick { 50, 200, 1000 } or false
+-- Most programs also hold tracked objects (spec/fuzz/tracked.lua): a
+-- share of each task's steps act on them.  Those programs leave out the
+-- ring calls that use a raw fd number at submit time (see RAW_FD_OPS).
+program.tracked = chance(0.6)
+local tgen, tnew = tracked.generator(R)
+if program.tracked then
+  program.tshare = 0.2 + R() * 0.4
+  for _, e in ipairs(API) do
+    if e[2] == "ring" and tracked.RAW_FD_OPS[e[1]] then
+      total_weight = total_weight - e[5]
+      e[5] = 0
+    end
+  end
+end
 
 local function gen_step(task_index)
+  if program.tracked and R() < program.tshare then return tgen() end
   local w = R() * total_weight
   for _, e in ipairs(EXTRA) do
     w = w - e[2]
@@ -448,6 +472,15 @@ for t = 1, tasks_n do
   for _ = 1, R(5, t == 1 and 120 or 60) do steps[#steps + 1] = gen_step(t) end
   program.tasks[t] = steps
 end
+if program.tracked then
+  -- something to act on from the start, and a task of tracked steps
+  -- only (the main task spawns it), which no random call blocks
+  for i = 1, R(2, 4) do table.insert(program.tasks[1], i, tnew()) end
+  local steps = {}
+  for i = 1, R(2, 4) do steps[i] = tnew() end
+  for _ = 1, R(10, 60) do steps[#steps + 1] = tgen() end
+  program.tasks[tasks_n + 1] = steps
+end
 
 local function show(v)
   if type(v) ~= "table" then return tostring(v) end
@@ -459,9 +492,9 @@ local function show(v)
 end
 
 if print_only then
-  print(("seed %d deadline %.3f entries %s sqpoll %s gchook %s"):format(seed,
+  print(("seed %d deadline %.3f entries %s sqpoll %s gchook %s tracked %s"):format(seed,
     program.deadline, tostring(program.entries), tostring(program.sqpoll),
-    tostring(program.gchook)))
+    tostring(program.gchook), program.tracked and ("%.2f"):format(program.tshare) or "no"))
   local fams = {}
   for f in pairs(favoured) do fams[#fams + 1] = f end
   table.sort(fams)
@@ -615,6 +648,16 @@ local function exec_step(step)
   if op == "move" then slots[step[2]] = slots[step[3]]; return end
   if op == "gc" then collectgarbage(); return end
   if op == "gcstep" then collectgarbage("step", 10); return end
+  if op == "t" then
+    if tracefile then
+      local cur = uring.current()
+      tracefile:write("@@step task ", cur and cur:id() or 0, " ", show(step), "\n")
+      tracefile:flush()
+    end
+    calls = calls + 1
+    tracked.guard(tracked.exec, step)
+    return
+  end
   local name, kind = step[2], step[3]
   local f
   if kind == "lsock" then f = function(o, ...) return o[name](o, ...) end
@@ -694,6 +737,9 @@ local function finding(what)
   os.exit(3)
 end
 
+local tracked_on = program.tracked
+tracked.init(uring, dir, finding, tracefile)
+
 -- warm-up: the loop's ring and the fds that live as long as the state
 if program.entries then uring.configure { entries = program.entries } end
 if program.sqpoll then uring.configure { sqpoll = true } end
@@ -709,9 +755,15 @@ local ok, err = pcall(uring.run, function()
   -- the main task only keeps time: the program's first list runs as a
   -- task like the others, so it can be cancelled wherever it waits
   main_task = uring.current()
+  if tracked_on then
+    tracked.guard(tracked.start)
+    uring.spawn(run_task, tasks_n + 1)
+  end
   uring.spawn(run_task, 1)
   local deadline = uring.now() + program.deadline
   while uring.now() < deadline do uring.sleep(0.01) end
+  -- tracked objects first: close them all and let their sinks see the end
+  if tracked_on then tracked.guard(tracked.finish) end
   -- the deadline: cancel what is left and close every object, until only
   -- the main task lives (tasks may spawn tasks while being cancelled)
   for _ = 1, 500 do
@@ -753,6 +805,9 @@ while true do
   end
 end
 
+-- where every tracked byte went (spec/fuzz/tracked.lua)
+if tracked_on then tracked.check() end
+
 -- fds: give children that hold nothing of ours a moment, then compare
 local fds1 = fd_list()
 if #fds1 ~= #fds0 then
@@ -767,5 +822,8 @@ if #fds1 ~= #fds0 then
   finding(("fd leak: %d before, %d after\nbefore:\n  %s\nafter:\n  %s"):format(#fds0, #fds1,
     table.concat(fds0, "\n  "), table.concat(fds1, "\n  ")))
 end
-io.stdout:write(("@@fuzz calls=%d pid=%d\n"):format(calls, pid))
+local ts = tracked.stats
+io.stdout:write(("@@fuzz calls=%d pid=%d tracked=%d tops=%d cq=%d reused=%d closed=%d "
+  .. "cq_closed=%d cq_done=%d cq_failed=%d cq_raised=%d\n"):format(calls, pid, ts.objects,
+  ts.ops, ts.cq, ts.reused, ts.closed, ts.cq_closed, ts.cq_done, ts.cq_failed, ts.cq_raised))
 io.stdout:flush()

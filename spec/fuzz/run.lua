@@ -12,7 +12,9 @@
 -- tail of its output are printed and its full log is kept.
 --
 -- Prints one summary line, "fuzz: P programs, C API calls, T s, F findings",
--- and exits 1 if there was any finding.  `make fuzz SECONDS=N [SEED=s]`.
+-- then what the tracked objects did (spec/fuzz/tracked.lua: closes with
+-- an op queued, closed numbers retaken), and exits 1 if there was any
+-- finding.  `make fuzz SECONDS=N [SEED=s]`.
 local seconds, seed, cpath, watchdog, keep = 30, nil, "./build/?.so", 30, nil
 local i = 1
 while i <= #arg do
@@ -78,6 +80,10 @@ local function tail(s, n)
 end
 
 local programs, calls, findings = 0, 0, 0
+-- tracked objects (spec/fuzz/tracked.lua): made, ops, closes with an op
+-- queued, closed numbers a new fd took at once, ops that said "closed"
+local tracked = { tracked = 0, tops = 0, cq = 0, reused = 0, closed = 0, cq_closed = 0,
+  cq_done = 0, cq_failed = 0, cq_raised = 0 }
 local t0 = monotonic()
 io.write(("fuzz: seeds from %d, %d s, core %s%s%s\n"):format(seed, seconds, cpath,
   preload ~= "" and " under ASan+UBSan" or "", drop ~= "" and ", as nobody" or ""))
@@ -102,7 +108,8 @@ repeat
   local what
   if how == "signal" then what = "killed by signal " .. code
   elseif code == 124 or code == 137 then what = ("hang: still running after %d s (watchdog)"):format(watchdog)
-  elseif code == 3 then what = out:match("@@fuzz FINDING [^\n]*") or "finding"
+  elseif out:match("@@fuzz FINDING") then what = out:match("@@fuzz FINDING [^\n]*")
+  elseif code == 3 then what = "finding"
   elseif code == 23 then what = "LeakSanitizer: memory leaked"
   elseif code ~= 0 then what = "exit status " .. code
   elseif not n then what = "ended without its final report"
@@ -110,6 +117,9 @@ repeat
     what = "sanitizer report"
   end
   if n then calls = calls + tonumber(n) end
+  for k, v in (out:match("@@fuzz calls=[^\n]*") or ""):gmatch("([%w_]+)=(%d+)") do
+    if tracked[k] then tracked[k] = tracked[k] + tonumber(v) end
+  end
   if what then
     findings = findings + 1
     local kept = ("%s/uring-fuzz-%d.log"):format(keep, s)
@@ -125,4 +135,8 @@ until monotonic() - t0 >= seconds
 os.execute("rm -rf '" .. work .. "'")
 io.write(("fuzz: %d programs, %d API calls, %.0f s, %d findings (seeds %d..%d)\n"):format(
   programs, calls, monotonic() - t0, findings, seed, s - 1))
+io.write(("fuzz: tracked: %d objects, %d ops (%d ended \"closed\"), %d closes with an op "
+  .. "queued (the op: %d closed, %d done first, %d failed, %d raised), %d closed numbers "
+  .. "retaken at once\n"):format(tracked.tracked, tracked.tops, tracked.closed, tracked.cq,
+  tracked.cq_closed, tracked.cq_done, tracked.cq_failed, tracked.cq_raised, tracked.reused))
 os.exit(findings == 0 and 0 or 1)
