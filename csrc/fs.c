@@ -658,6 +658,10 @@ static int file_k (lua_State *L, int status, lua_KContext ctx) {
   absorb(f, r);               /* what the op did counts, closed or not */
   ur_req_free(t->loop, r);
   if (ur_interrupted(t)) {
+    /* a close cut short (its flush waited on a full pipe) still closes:
+     * the fd is not left open for the collector; what was not written
+     * yet is dropped, as close(2) drops a socket's unsent bytes */
+    if (f->method == M_CLOSE) ur_handle_close(t->loop, &f->h, NULL);
     method_end(f);            /* what was read stays buffered */
     ur_check_interrupt(L, t);
   }

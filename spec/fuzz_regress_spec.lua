@@ -154,4 +154,43 @@ end))
     assert.equal(before, helpers.fd_count())
     assert.truthy(io.open("/proc/self/fd/0"))
   end)
+
+  -- seeds 2049, 2120, 2121, 2189, 2204, 2221 (the tracked objects of
+  -- make fuzz): file:close() in a task whose uring.timeout scope had
+  -- expired raised "timeout" and left the file open until the collector
+  -- came; and a close whose flush waited on a full pipe, cut short by a
+  -- cancel or a timeout, left it open too.  A close always closes.
+  it("a close in an expired scope, or cut short while its flush waits, still closes the file", function()
+    local out, code, err = child([[
+local uring = require "uring"
+local path = os.tmpname()
+uring.run(function()
+  local f = assert(uring.open(path, "w"))
+  uring.timeout(0.01, function()
+    pcall(uring.sleep, 1)                   -- the scope expires here
+    print("expired", pcall(f.close, f), tostring(f))
+  end)
+  -- a full pipe: the close's flush waits, then the task is cancelled
+  local r, w = assert(uring.pipe())
+  w:write(("x"):rep(65536)); w:write(("y"):rep(1000))
+  local t = uring.spawn(function() return w:close() end)
+  uring.sleep(0.05)
+  t:cancel()
+  local ok, e = t:join()
+  print("canceled", ok, e, tostring(w))
+  -- and cut short by a timeout
+  local r2, w2 = assert(uring.pipe())
+  w2:write(("x"):rep(65536)); w2:write(("y"):rep(1000))
+  print("timeout", uring.timeout(0.05, w2.close, w2))
+  print("after", tostring(w2))
+  r:close(); r2:close()
+  print("inflight", uring.stats().inflight)
+end)
+os.remove(path)
+]])
+    assert.equal(0, code, err)
+    assert.equal("expired\ttrue\turing.file (closed)\n"
+      .. "canceled\tfalse\tcanceled\turing.file (closed)\n"
+      .. "timeout\tnil\ttimeout\t62\nafter\turing.file (closed)\ninflight\t0\n", out)
+  end)
 end)
