@@ -84,16 +84,17 @@ if os.getenv("URING_MATRIX") == "1" then
   -- the sockets again with registered files, 8 slots: fixed and plain mixed
   run("env URING_TEST_FIXED_FILES=8", "--tags=net " .. tagged("net"))
 end
-local fuzz = tonumber(os.getenv("URING_FUZZ_SECONDS") or "")
-if fuzz and fuzz > 0 then
-  local cmd = ("lua5.4 spec/fuzz/run.lua --seconds %d --cpath 'build-asan/?.so' 2>&1"):format(fuzz)
+-- A whole program counted as one test (the fuzzer, the out-of-memory
+-- sweep): its output is kept as comments, its summary line (matching
+-- summary_pattern) names the test, its exit status passes or fails it.
+local function one_test(cmd, summary_pattern)
   io.write("# ", cmd, "\n")
   local p = assert(io.popen(cmd))
   local summary = "no summary"
   for line in p:lines() do
     io.write("# ", line, "\n")
     io.flush()
-    summary = line:match("^fuzz: %d+ programs.*") or summary
+    summary = line:match(summary_pattern) or summary
   end
   if p:close() then
     passed = passed + 1
@@ -103,28 +104,19 @@ if fuzz and fuzz > 0 then
     io.write("not ok - ", summary, "\n")
   end
 end
+
+local fuzz = tonumber(os.getenv("URING_FUZZ_SECONDS") or "")
+if fuzz and fuzz > 0 then
+  one_test(("lua5.4 spec/fuzz/run.lua --seconds %d --cpath 'build-asan/?.so' 2>&1"):format(fuzz),
+    "^fuzz: %d+ programs.*")
+end
 -- With URING_OOM_SAMPLE=K, K points of the out-of-memory sweep
 -- (spec/oom/run.lua: an allocation of the Lua state or of the core fails,
 -- each point in its own process under ASan+UBSan); one test, failed by
 -- any finding.  `make oom` runs every point.
 local oom = tonumber(os.getenv("URING_OOM_SAMPLE") or "")
 if oom and oom > 0 then
-  local cmd = ("lua5.4 spec/oom/run.lua --sample %d 2>&1"):format(oom)
-  io.write("# ", cmd, "\n")
-  local p = assert(io.popen(cmd))
-  local summary = "no summary"
-  for line in p:lines() do
-    io.write("# ", line, "\n")
-    io.flush()
-    summary = line:match("^oom: %d+ points.*") or summary
-  end
-  if p:close() then
-    passed = passed + 1
-    io.write("ok - ", summary, "\n")
-  else
-    failed = failed + 1
-    io.write("not ok - ", summary, "\n")
-  end
+  one_test(("lua5.4 spec/oom/run.lua --sample %d 2>&1"):format(oom), "^oom: %d+ points.*")
 end
 for _, s in ipairs(skips) do io.write("# skipped: ", s, "\n") end
 io.write(("tests: %d passed, %d failed, %d skipped\n"):format(passed, failed, skipped))
