@@ -40,6 +40,11 @@
 #              head with one sock:receive_head call: the C parser)
 #   uring-http examples/http_hello.lua (the same server on uring.http;
 #              issue 5 wants it within 10% of lua-uring)
+#   nginx      bench/http_nginx.sh return: nginx's `return 200` (Debian
+#              nginx-light), one process; an anchor, not probed (its
+#              headers differ: Server, Date, Content-Type)
+#   nginx-lua  bench/http_nginx.sh lua: the same through lua-nginx-module
+#              (content_by_lua_block), OpenResty's engine
 #
 # Each run starts a fresh server on 127.0.0.1 port 0 pinned to CPU
 # $SRV_CPU (1) and wrk pinned to CPU $WRK_CPU (0), waits for its
@@ -51,6 +56,7 @@
 # stime (/proc/PID/stat, clock ticks) of the server and its children
 # across the wrk run.  Prints each run, the medians, the ratios, and
 # writes the ratios to $BENCH_RESULTS/http.tsv (bench/README.md).
+# Latency: wrk --latency's p50 and p99 (microseconds), medians per case.
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -99,9 +105,9 @@ HTTP_SRV=examples/http_hello.lua
 PROBED="lua-uring luv cqueues c uring-head uring-http c-fixed"
 names_of () {
   case $1 in
-    c50)     echo "lua-uring luv cqueues c uring-head uring-http sqpoll fixed c-fixed" ;;
-    c500)    echo "lua-uring luv cqueues c uring-head uring-http ring64" ;;
-    close50) echo "lua-uring luv cqueues c fixed" ;;
+    c50)     echo "lua-uring luv cqueues c uring-head uring-http nginx nginx-lua sqpoll fixed c-fixed" ;;
+    c500)    echo "lua-uring luv cqueues c uring-head uring-http nginx nginx-lua ring64" ;;
+    close50) echo "lua-uring luv cqueues c uring-http nginx nginx-lua fixed" ;;
     workers) echo "w1 w2" ;;
     workers-cpu) echo "w1-spin w2-spin" ;;
     *) echo "bench: unknown workload $1" >&2; exit 1 ;;
@@ -117,6 +123,8 @@ server_cmd () {
     cqueues)   echo "$LUA bench/http_cqueues.lua 0 --seconds 600" ;;
     c)         echo "$OUT/http_c 0 --seconds 600" ;;
     c-fixed)   echo "$OUT/http_c 0 --seconds 600 --fixed" ;;
+    nginx)     echo "sh bench/http_nginx.sh return --seconds 600" ;;
+    nginx-lua) echo "sh bench/http_nginx.sh lua --seconds 600" ;;
     w1)        echo "$LUA examples/http_workers.lua 0 --workers 1 --seconds 600" ;;
     w2)        echo "$LUA examples/http_workers.lua 0 --workers 2 --seconds 600" ;;
     w1-spin)   echo "$LUA examples/http_workers.lua 0 --workers 1 --seconds 600 --spin $SPIN" ;;
@@ -212,10 +220,10 @@ while [ "$r" -le "$ROUNDS" ]; do
       start_server "$n"
       t0=$(cpu_ticks "$SRV_PID")
       if [ "$w" = close50 ]; then
-        taskset -c "$(wrk_cpus "$n")" "$WRK" -t1 -c"$c" -d"$DURATION" -H "Connection: close" \
+        taskset -c "$(wrk_cpus "$n")" "$WRK" -t1 -c"$c" -d"$DURATION" --latency -H "Connection: close" \
           "http://127.0.0.1:$PORT/" > "$OUT/http_wrk.txt" 2>&1 < /dev/null || true
       else
-        taskset -c "$(wrk_cpus "$n")" "$WRK" -t1 -c"$c" -d"$DURATION" \
+        taskset -c "$(wrk_cpus "$n")" "$WRK" -t1 -c"$c" -d"$DURATION" --latency \
           "http://127.0.0.1:$PORT/" > "$OUT/http_wrk.txt" 2>&1 < /dev/null || true
       fi
       t1=$(cpu_ticks "$SRV_PID")
@@ -231,7 +239,11 @@ while [ "$r" -le "$ROUNDS" ]; do
       [ -z "$errs" ] || echo "  ($n $w: wrk reported $errs)"
       cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')
       per=$(awk -v q="$reqs" -v s="$cpu" 'BEGIN { printf "%.0f", (s > 0 ? q / s : 0) }')
-      echo "$w $n $rps $cpu $per $r" >> "$OUT/http_results.txt"
+      # wrk --latency: "50%  123.45us" (us, ms or s) -> microseconds
+      lat () { awk -v q="$1" '$1 == q { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+        print v * (u == "ms" ? 1000 : u == "s" ? 1000000 : 1); exit }' "$OUT/http_wrk.txt"; }
+      p50=$(lat 50%) p99=$(lat 99%)
+      echo "$w $n $rps $cpu $per $r ${p50:-0} ${p99:-0}" >> "$OUT/http_results.txt"
       line="$line  $n $(printf '%.0f' "$rps") req/s ${cpu}s cpu $per/cpu-s"
     done
     echo "$line"
@@ -268,18 +280,19 @@ awk -v workloads="$WORKLOADS" -v spin="$SPIN" -v rounds="$ROUNDS" -v tsv="$BENCH
       if (lo == "" || rr < lo) lo = rr
       if (hi == "" || rr > hi) hi = rr
     }
-    mt = (m == "per") ? "req/server-cpu-s" : "req/s"
+    mt = (m == "per") ? "req/server-cpu-s" : (m == "p99") ? "us p99" : "req/s"
     printf "ratio %s/%s %s: %.2f %s%s, rounds %.2f-%.2f\n", a, b, w, (y > 0 ? x / y : 0),
       mt, (target != "" ? " (target >= " target ")" : ""), lo, hi
     note = sprintf("%s; medians %.0f vs %.0f %s; %d round(s), per-round %.2f-%.2f",
       what, x, y, mt, rounds, lo, hi)
     printf "%s\t%.3f\t%s\t%s\n", label, (y > 0 ? x / y : 0), target, note > tsv
   }
-  { v[$1, $2, "rps", $6] = $3; v[$1, $2, "per", $6] = $5; seen[$1, $2] = 1 }
+  { v[$1, $2, "rps", $6] = $3; v[$1, $2, "per", $6] = $5; seen[$1, $2] = 1
+    v[$1, $2, "p50", $6] = $7; v[$1, $2, "p99", $6] = $8 }
   END {
     printf "" > tsv
     nw = split(workloads, W, " ")
-    nn = split("lua-uring luv cqueues c uring-head uring-http sqpoll fixed c-fixed ring64 w1 w2 w1-spin w2-spin", N, " ")
+    nn = split("lua-uring luv cqueues c uring-head uring-http nginx nginx-lua sqpoll fixed c-fixed ring64 w1 w2 w1-spin w2-spin", N, " ")
     for (i = 1; i <= nw; i++) {
       w = W[i]
       line1 = sprintf("median %s req/s:", w); line2 = sprintf("median %s req/server-cpu-s:", w)
@@ -288,6 +301,10 @@ awk -v workloads="$WORKLOADS" -v spin="$SPIN" -v rounds="$ROUNDS" -v tsv="$BENCH
         line2 = line2 sprintf("  %s %.0f", N[j], med(w, N[j], "per"))
       }
       print line1; print line2
+      line1 = sprintf("median %s latency p50/p99 us:", w)
+      for (j = 1; j <= nn; j++) if ((w, N[j]) in seen)
+        line1 = line1 sprintf("  %s %.0f/%.0f", N[j], med(w, N[j], "p50"), med(w, N[j], "p99"))
+      print line1
     }
     for (i = 1; i <= nw; i++) {
       w = W[i]
@@ -298,6 +315,11 @@ awk -v workloads="$WORKLOADS" -v spin="$SPIN" -v rounds="$ROUNDS" -v tsv="$BENCH
       ratio(w, "lua-uring", "c", "per", tl ? "0.9" : "", "http " w ": lua-uring/c", what)
       ratio(w, "uring-head", "c", "per", "", "http " w ": receive_head server/c", "bench/http_uring.lua --head (heads parsed in C by sock:receive_head); " what)
       ratio(w, "uring-http", "lua-uring", "per", tl ? "0.9" : "", "http " w ": uring.http/hand-written", what)
+      ratio(w, "uring-http", "c", "per", tl ? "0.95" : "0.9", "http " w ": uring.http/c", what)
+      ratio(w, "uring-http", "nginx", "per", "1.1", "http " w ": uring.http/nginx", "nginx return 200, one process; " what)
+      ratio(w, "uring-http", "nginx-lua", "per", "1.3", "http " w ": uring.http/nginx+lua", "nginx + lua-nginx-module content_by_lua_block, one process; " what)
+      # p99 latency: c over uring.http, so higher is better like every ratio here
+      ratio(w, "c", "uring-http", "p99", tl ? "0.83" : "", "http " w ": p99 latency c/uring.http", "p99 from wrk --latency (1/1.2 = 0.83: uring.http within 1.2x of C); " what)
       ratio(w, "sqpoll", "lua-uring", "per", "", "knob " w ": sqpoll on/off", "SQPOLL, server and its poller on one CPU; " what)
       ratio(w, "ring64", "lua-uring", "per", "", "knob " w ": 64-entry ring/4096", "uring.configure{entries = 64}; " what)
       ratio(w, "fixed", "lua-uring", "per", "", "knob " w ": fixed_files on/off", "uring.configure{fixed_files = 1024}: accepted sockets in registered slots; " what)

@@ -17,7 +17,7 @@ local dir = arg[1] or "bench/results"
 local readme = arg[2] or "bench/README.md"
 local png = arg[3] or "bench/ratios.png"
 local BEGIN, END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
-local ORDER = { "nop", "http", "idle" }
+local ORDER = { "nop", "http", "callgrind", "idle" }
 
 local function sh(cmd)
   local p = assert(io.popen(cmd))

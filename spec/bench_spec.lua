@@ -80,9 +80,10 @@ describe("bench/http.sh quick", function()
     assert.matches("probe: all four answer", out)
     local case = " ([%w-]+) [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s"
     local want = {
-      c50 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "sqpoll", "fixed", "c-fixed" },
-      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "ring64" },
-      close50 = { "lua-uring", "luv", "cqueues", "c", "fixed" },
+      c50 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua",
+              "sqpoll", "fixed", "c-fixed" },
+      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua", "ring64" },
+      close50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "nginx", "nginx-lua", "fixed" },
       workers = { "w1", "w2" },
       ["workers-cpu"] = { "w1-spin", "w2-spin" },
     }
@@ -110,15 +111,24 @@ describe("bench/http.sh quick", function()
     assert.matches("ratio w2%-spin/w1%-spin workers%-cpu: [%d.]+ req/s", out)
     assert.matches("ratio uring%-head/c c50: [%d.]+ req/server%-cpu%-s", out)
     assert.matches("ratio uring%-head/c c500: [%d.]+ req/server%-cpu%-s", out)
-    -- the ratio lines for the report: 21 of them, targets on keep-alive only
+    for _, w in ipairs { "c50", "c500", "close50" } do
+      assert.matches("median " .. w .. " latency p50/p99 us:  lua%-uring %d+/%d+", out)
+      for _, o in ipairs { "c", "nginx", "nginx%-lua" } do
+        assert.matches(("ratio uring%%-http/%s %s: [%%d.]+ req/server%%-cpu%%-s %%(target >= [%%d.]+%%)")
+          :format(o, w), out)
+      end
+      assert.matches("ratio c/uring%-http " .. w .. ": [%d.]+ us p99", out)
+    end
+    -- the ratio lines for the report: 34 of them; targets on keep-alive,
+    -- and on churn for uring.http against C and nginx
     local rows = tsv_lines(results .. "/http.tsv")
-    assert.equal(21, #rows)
+    assert.equal(34, #rows)
     local targets = 0
     for _, r in ipairs(rows) do
       if r.target ~= "" then targets = targets + 1 end
       assert.is_true(r.ratio > 0, r.label)
     end
-    assert.equal(8, targets)
+    assert.equal(19, targets)
     -- nothing left running: every server (and worker) it started, listed
     -- in build/bench/http_pids.txt, was stopped after its run
     local pids = readall("build/bench/http_pids.txt")
@@ -130,8 +140,25 @@ describe("bench/http.sh quick", function()
       if st then st:close() end
       assert.is_nil(cmd:find("http_", 1, true), "server " .. pid .. " still running")
     end
-    -- 6 probe runs + 19 wrk runs + the 3 workers of w1 and w2
-    assert.is_true(n >= 28, "only " .. n .. " pids listed")
+    -- 6 probe runs + 28 wrk runs + the 3 workers of w1 and w2
+    assert.is_true(n >= 37, "only " .. n .. " pids listed")
+  end)
+end)
+
+describe("bench/http_callgrind.sh quick", function()
+  it("counts instructions per request of every server and writes the budget rows", function()
+    local code, out = run(ENV .. "timeout 300 sh bench/http_callgrind.sh")
+    assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
+    for _, n in ipairs { "uring%-http", "lua%-uring", "uring%-head", "c" } do
+      assert.matches("\n" .. n .. ": %d+ instructions per request", out)
+    end
+    local rows = tsv_lines(results .. "/callgrind.tsv")
+    assert.equal(2, #rows)
+    for _, r in ipairs(rows) do
+      assert.equal("1.0", r.target)
+      local per = tonumber(r.note:match("^(%d+) instructions"))
+      assert.is_true(per > 100, r.note)      -- a server's work, not a stray count
+    end
   end)
 end)
 
@@ -162,7 +189,7 @@ describe("bench/report.lua", function()
     for label, ratio, target, met in text:gmatch("\n| ([^|\n]+) | ([%d.]+) | ([%d.]*) | ([^|\n]*) |") do
       rows[#rows + 1] = { label = label, ratio = ratio, target = target, met = met }
     end
-    -- nop (2) and http (16) from the runs above (idle.tsv only if there), extra last
+    -- nop (2), http (34) and callgrind (2) from the runs above (idle.tsv only if there), extra last
     assert.is_true(#rows >= 20, #rows .. " rows")
     assert.matches("^nop: ", rows[1].label)
     assert.equal("extra: two", rows[#rows].label)
