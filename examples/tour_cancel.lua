@@ -9,8 +9,19 @@
 -- longer holds anything of the request) is the task resumed, with the
 -- error "canceled" raised at its uring.sleep.
 --
--- uring.trace(fn) shows the SQE and the CQE.  Exits non-zero unless the
--- sleep's CQE is -125, the task ended "canceled", and it all took < 1 s.
+-- uring.trace(fn) shows the SQE and the CQE.
+--
+-- Then the same on the teaching ring, where every CQE is visible: the
+-- cancel is a request of its own and posts its own CQE (0: found and
+-- cancelled), beside the target's -ECANCELED; a second cancel of the same
+-- target finds nothing (-ENOENT: it already completed).  (A request the
+-- kernel is already executing and cannot interrupt answers -EALREADY
+-- instead, and then completes on its own: a cancel is a request, not a
+-- guarantee.)
+--
+-- Exits non-zero unless the sleep's CQE is -125, the task ended
+-- "canceled", it all took < 1 s, and the teaching ring's CQEs are
+-- target -125, cancel 0, second cancel -2.
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
@@ -49,7 +60,26 @@ print(("join -> %s, %s; status %s; %.3f ms from cancel() to join; elapsed %.1f m
   :format(tostring(result.ok), tostring(result.err), result.status,
     result.after_cancel * 1e3, result.elapsed * 1e3))
 
+-- the teaching ring: the cancel's own CQE
+local ring <close> = assert(uring.ring{entries = 8})
+ring:prep_timeout(10, 0, 1)                -- a 10 s timeout, user_data 1
+ring:submit()
+ring:prep_cancel(1, 2)                     -- cancel user_data 1; its own user_data 2
+ring:submit()
+local got = {}
+for _ = 1, 2 do
+  local res, ud = ring:wait_cqe(1)
+  got[ud] = res
+end
+ring:prep_cancel(1, 3)                     -- again: the target is gone
+ring:submit()
+local res3, ud3 = ring:wait_cqe(1)
+got[ud3] = res3
+print(("teaching ring: timeout (ud 1) res = %s; its cancel (ud 2) res = %s; a second cancel (ud 3) res = %s")
+  :format(tostring(got[1]), tostring(got[2]), tostring(got[3])))
+
 local ok = cqe and cqe.res == -125 and result.ok == false
+  and got[1] == -125 and got[2] == 0 and got[3] == -2
   and result.err == "canceled" and result.status == "canceled"
   and result.elapsed < 1
 print(ok and ("ok: the 10 s sleep ended with -ECANCELED after %.1f ms")

@@ -18,9 +18,11 @@
 -- in flight: one (blocking), 8 (threads) or 1,000 (uring).  Warm, every
 -- read is a memory copy and what counts is the cost per read.
 -- Builds build/drill with cc if it is missing.
+-- Each row is the median of several rounds (3 cold, 5 warm), the three
+-- ways taking turns in each round, with the range of the wall times.
 -- Exits non-zero if any read returned the wrong block, or if (when the
--- cache could be dropped) the cold uring run was not faster than the cold
--- blocking loop.
+-- cache could be dropped) the cold uring median was not below the cold
+-- blocking loop's.
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
@@ -121,33 +123,60 @@ local contenders = {
   { ("threads: %d x pread (C)"):format(THREADS), via_threads },
 }
 
-local rows, wrong, can_drop = {}, 0, true
-for _, c in ipairs(contenders) do
-  if can_drop and drop_caches() then
-    local r = c[2]()
-    r.name, r.cache = c[1], "cold"
-    rows[#rows + 1] = r
-  else
-    can_drop = false
+-- Several samples per row, the contenders taking turns within each round
+-- so that drift hits all alike; the table gives the median and the range.
+local COLD_ROUNDS, WARM_ROUNDS = 3, 5
+local samples, wrong, can_drop = {}, 0, true
+local function add(cache, c, r)
+  local key = cache .. "\0" .. c[1]
+  samples[key] = samples[key] or { name = c[1], cache = cache, runs = {} }
+  table.insert(samples[key].runs, r)
+end
+for _ = 1, COLD_ROUNDS do
+  for _, c in ipairs(contenders) do
+    if can_drop and drop_caches() then add("cold", c, c[2]())
+    else can_drop = false end
   end
 end
 for _, c in ipairs(contenders) do c[2]() end          -- warm them all up
-for _, c in ipairs(contenders) do
-  local r = c[2]()
-  r.name, r.cache = c[1], "warm"
-  rows[#rows + 1] = r
+for _ = 1, WARM_ROUNDS do
+  for _, c in ipairs(contenders) do add("warm", c, c[2]()) end
+end
+
+local function median(t)
+  table.sort(t)
+  local n = #t
+  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
+end
+local rows = {}
+for _, cache in ipairs { "cold", "warm" } do
+  for _, c in ipairs(contenders) do
+    local s = samples[cache .. "\0" .. c[1]]
+    if s then
+      local walls, cpus, sum = {}, {}, want_sum
+      for i, r in ipairs(s.runs) do
+        walls[i], cpus[i] = r.wall, r.cpu
+        if r.sum ~= want_sum then sum = r.sum end
+      end
+      local lo, hi = math.min(table.unpack(walls)), math.max(table.unpack(walls))
+      rows[#rows + 1] = { name = s.name, cache = cache, n = #walls, wall = median(walls),
+        cpu = median(cpus), lo = lo, hi = hi, sum = sum }
+    end
+  end
 end
 os.remove(path)
 os.remove(offsets_file)
 
 print(("%d random 4 KiB reads of a %d MiB file (%d CPUs)\n")
   :format(READS, SIZE >> 20, tonumber(io.popen("nproc"):read("l")) or 0))
-print(("%-5s %-26s %10s %10s %10s"):format("cache", "", "wall ms", "CPU ms", "us/read"))
+print(("medians of %d cold and %d warm rounds (wall range in brackets)\n"):format(COLD_ROUNDS, WARM_ROUNDS))
+print(("%-5s %-26s %10s %10s %10s  %s"):format("cache", "", "wall ms", "CPU ms", "us/read", "wall range ms"))
 local cold = {}
 for _, r in ipairs(rows) do
   if r.sum ~= want_sum then wrong = wrong + 1 end
-  print(("%-5s %-26s %10.2f %10.2f %10.2f%s"):format(r.cache, r.name, r.wall * 1e3,
-    r.cpu * 1e3, r.wall * 1e6 / READS, r.sum == want_sum and "" or "  WRONG BLOCKS"))
+  print(("%-5s %-26s %10.2f %10.2f %10.2f  [%.2f-%.2f]%s"):format(r.cache, r.name, r.wall * 1e3,
+    r.cpu * 1e3, r.wall * 1e6 / READS, r.lo * 1e3, r.hi * 1e3,
+    r.sum == want_sum and "" or "  WRONG BLOCKS"))
   if r.cache == "cold" then cold[r.name] = r end
 end
 if not can_drop then
@@ -157,7 +186,7 @@ end
 local ok = wrong == 0
 if can_drop then
   local u, b = cold["uring: 1000 tasks"], cold["blocking pread loop"]
-  print(("\ncold: uring %.2f ms vs blocking %.2f ms: %.1fx"):format(u.wall * 1e3,
+  print(("\ncold, medians: uring %.2f ms vs blocking %.2f ms: %.1fx"):format(u.wall * 1e3,
     b.wall * 1e3, b.wall / u.wall))
   ok = ok and u.wall < b.wall
 end

@@ -59,12 +59,19 @@ local tour = {
   { "nop", "step 1" }, { "read", "steps 3, 12" }, { "poll_add", "step 3" },
   { "link_timeout", "step 4" }, { "async_cancel", "step 5" },
   { "read_fixed", "step 7" }, { "accept", "step 8 (multishot)" },
-  { "provide_buffers", "step 8" }, { "send_zc", "step 9: zero-copy send" },
+  { "recv", "step 8: picks its buffer from a buffer ring (IOSQE_BUFFER_SELECT)" },
+  { "send_zc", "step 9: zero-copy send" },
   { "sendmsg_zc", "step 9" }, { "read_multishot", "newer: multishot read" },
 }
 for _, t in ipairs(tour) do
   print(("  %-16s %-5s %s"):format(t[1], probe[t[1]] and "yes" or "no", t[2]))
 end
+-- step 8's buffer ring is set up by a register call
+-- (IORING_REGISTER_PBUF_RING, Linux 5.19), not an opcode: the probe cannot
+-- see it.  IORING_OP_PROVIDE_BUFFERS is the older way, one SQE per batch of
+-- buffers, which lua-uring does not use.
+print("  (step 8's buffer ring is registered with IORING_REGISTER_PBUF_RING, not an op:"
+  .. " the probe lists only opcodes; provide_buffers is the older, SQE-based way)")
 print(("\nuring.probe().send_zc = %s  (IORING_OP_SEND_ZC: the kernel has it; " ..
   "the teaching ring has ring:prep_send_zc, see tour_zerocopy.lua)"):format(tostring(probe.send_zc)))
 
