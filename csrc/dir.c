@@ -1,0 +1,289 @@
+/*
+ * dir.c: reading directories, for uring.dir and uring.walk.
+ *
+ * io_uring has no getdents op, so a directory is read by a job on the
+ * helper pool (jobs.c): open it, getdents64 into a 128 KiB buffer until
+ * the end (hundreds of names a call, not one call per name), and keep
+ * each name with its d_type.  The kind comes from d_type without a stat;
+ * only DT_UNKNOWN (some file systems never fill it) costs a statx.  Asked
+ * to (walk's opts.stat), the job also statx-es every entry, right there
+ * on the same thread: a batch of syscalls without a trip through the
+ * loop per name.  With opts.follow, a symbolic link is statted through;
+ * one that leads nowhere (dangling, a loop) stays a "link".
+ *
+ * The directory's fd is the job's own and closed by it: the ring never
+ * names it.  Lua gets, per directory, one table of full paths (or names),
+ * one of kinds and, when asked, one of stat tables (statx.c's vocabulary)
+ * plus the directory's dev and ino, with which walk refuses to enter a
+ * directory twice (symlink cycles).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "uring.h"
+
+#define DENTS_BUF (128 * 1024)
+enum { SCAN_STAT = 1, SCAN_FOLLOW = 2, SCAN_FULL = 4 };
+
+typedef struct scan_ent {
+  uint32_t off, len;      /* the name, in names */
+  int8_t stat_ok;         /* st[i] holds a statx */
+  uint8_t dtype;          /* DT_*, or from the statx */
+} scan_ent;
+
+typedef struct scan_job {
+  ur_job job;
+  int flags;              /* SCAN_* */
+  int err;                /* errno that ended the read, or 0 */
+  int64_t id;             /* the caller's number for it */
+  uint64_t dev, ino;      /* the directory itself */
+  scan_ent *ents;
+  struct statx *st;       /* per entry, when stats are wanted */
+  size_t n, cap;
+  char *names;            /* every name, NUL-terminated, one after another */
+  size_t nlen, ncap;
+  size_t plen;            /* strlen(path) */
+  char path[];
+} scan_job;
+
+static void scan_drop (ur_job *j) {
+  scan_job *s = (scan_job *)j;
+  free(s->ents);
+  free(s->st);
+  free(s->names);
+  free(s);
+}
+
+static int scan_grow (scan_job *s, size_t namelen) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    scan_ent *e = (scan_ent *)realloc(s->ents, cap * sizeof *e);
+    if (e == NULL) return -ENOMEM;
+    s->ents = e;
+    if (s->flags & SCAN_STAT || s->st) {
+      struct statx *st = (struct statx *)realloc(s->st, cap * sizeof *st);
+      if (st == NULL) return -ENOMEM;
+      s->st = st;
+    }
+    s->cap = cap;
+  }
+  if (s->nlen + namelen + 1 > s->ncap) {
+    size_t cap = s->ncap ? s->ncap * 2 : 4096;
+    char *p;
+    while (cap < s->nlen + namelen + 1) cap *= 2;
+    if ((p = (char *)realloc(s->names, cap)) == NULL) return -ENOMEM;
+    s->names = p;
+    s->ncap = cap;
+  }
+  return 0;
+}
+
+/* A statx table for entry i (at dirfd), and its kind from it. */
+static void scan_stat (scan_job *s, int dfd, size_t i) {
+  scan_ent *e = &s->ents[i];
+  const char *name = s->names + e->off;
+  struct statx tmp, *st = s->st ? &s->st[i] : &tmp;
+  unsigned mask = STATX_BASIC_STATS | STATX_BTIME;
+  int ok;
+  if ((s->flags & SCAN_FOLLOW) && (e->dtype == DT_LNK || e->dtype == DT_UNKNOWN)) {
+    ok = statx(dfd, name, 0, mask, st) == 0;
+    /* a link that leads nowhere: the link itself */
+    if (!ok) ok = statx(dfd, name, AT_SYMLINK_NOFOLLOW, mask, st) == 0;
+  }
+  else ok = statx(dfd, name, AT_SYMLINK_NOFOLLOW, mask, st) == 0;
+  if (!ok) return;              /* gone meanwhile: d_type's word stands */
+  e->stat_ok = s->st != NULL;
+  e->dtype = (uint8_t)IFTODT(st->stx_mode);
+}
+
+static void scan_run (ur_job *j) {
+  scan_job *s = (scan_job *)j;
+  char *buf;
+  int fd, err = 0;
+  struct stat dst;
+  fd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    s->err = errno;
+    return;
+  }
+  if (fstat(fd, &dst) == 0) {
+    s->dev = (uint64_t)dst.st_dev;
+    s->ino = (uint64_t)dst.st_ino;
+  }
+  buf = (char *)malloc(DENTS_BUF);
+  if (buf == NULL) err = ENOMEM;
+  while (err == 0 && !ur_job_stopped(j)) {
+    ssize_t got = getdents64(fd, buf, DENTS_BUF), pos = 0;
+    if (got < 0) {
+      if (errno != EINTR) err = errno;
+      continue;
+    }
+    if (got == 0) break;
+    while (pos < got) {
+      struct dirent64 *d = (struct dirent64 *)(buf + pos);
+      size_t len = strlen(d->d_name);
+      pos += d->d_reclen;
+      if (d->d_name[0] == '.' && (len == 1 || (len == 2 && d->d_name[1] == '.')))
+        continue;
+      if (scan_grow(s, len) < 0) {
+        err = ENOMEM;
+        break;
+      }
+      s->ents[s->n].off = (uint32_t)s->nlen;
+      s->ents[s->n].len = (uint32_t)len;
+      s->ents[s->n].dtype = d->d_type;
+      s->ents[s->n].stat_ok = 0;
+      memcpy(s->names + s->nlen, d->d_name, len + 1);
+      s->nlen += len + 1;
+      s->n++;
+    }
+  }
+  free(buf);
+  /* the stats after the names: getdents64 runs over the directory once */
+  for (size_t i = 0; i < s->n && !ur_job_stopped(j); i++) {
+    uint8_t t = s->ents[i].dtype;
+    if ((s->flags & SCAN_STAT) || t == DT_UNKNOWN
+        || ((s->flags & SCAN_FOLLOW) && t == DT_LNK))
+      scan_stat(s, fd, i);
+  }
+  close(fd);                    /* ours alone: no SQE ever named it */
+  s->err = err;
+}
+
+/* core._jobset() -> set | fail: a set to queue scans on */
+static int l_jobset (lua_State *L) {
+  ur_jobset *s;
+  int ret = ur_jobset_new(L, &s);
+  if (ret < 0) return ur_pushfail(L, ret, NULL);
+  return 1;
+}
+
+/* core._scan(set, path, flags, id): queue a read of directory path;
+ * flags: 1 stat every entry, 2 follow links, 4 full paths */
+static int l_scan (lua_State *L) {
+  ur_jobset *set = ur_jobset_check(L, 1);
+  size_t len;
+  const char *path;
+  lua_Integer flags = luaL_checkinteger(L, 3);
+  lua_Integer id = luaL_checkinteger(L, 4);
+  scan_job *s;
+  path = ur_checkpath(L, 2);
+  len = lua_rawlen(L, 2);
+  s = (scan_job *)calloc(1, sizeof *s + len + 1);
+  if (s == NULL) return luaL_error(L, "not enough memory");
+  memcpy(s->path, path, len + 1);
+  s->plen = len;
+  s->flags = (int)flags;
+  s->id = id;
+  s->job.run = scan_run;
+  s->job.drop = scan_drop;
+  ur_job_submit(set, &s->job);
+  return 0;
+}
+
+static void setfield_int (lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* One finished scan as {id =, n =, path =, paths =, kinds =, stats =, dev =,
+ * ino =, err =, errno =}. */
+static void push_scan (lua_State *L, scan_job *s) {
+  luaL_Buffer b;
+  int full = s->flags & SCAN_FULL;
+  int slash = s->plen > 0 && s->path[s->plen - 1] != '/';
+  lua_createtable(L, 0, 8);
+  setfield_int(L, "id", s->id);
+  setfield_int(L, "n", (lua_Integer)s->n);
+  setfield_int(L, "dev", (lua_Integer)s->dev);
+  setfield_int(L, "ino", (lua_Integer)s->ino);
+  lua_pushlstring(L, s->path, s->plen);
+  lua_setfield(L, -2, "path");
+  if (s->err) {
+    lua_pushfstring(L, "%s: %s", s->path, strerror(s->err));
+    lua_setfield(L, -2, "err");
+    setfield_int(L, "errno", s->err);
+  }
+  lua_createtable(L, (int)s->n, 0);
+  for (size_t i = 0; i < s->n; i++) {
+    const char *name = s->names + s->ents[i].off;
+    if (full) {
+      luaL_buffinit(L, &b);
+      luaL_addlstring(&b, s->path, s->plen);
+      if (slash) luaL_addchar(&b, '/');
+      luaL_addlstring(&b, name, s->ents[i].len);
+      luaL_pushresult(&b);
+    }
+    else lua_pushlstring(L, name, s->ents[i].len);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "paths");
+  lua_createtable(L, (int)s->n, 0);
+  for (size_t i = 0; i < s->n; i++) {
+    lua_pushstring(L, ur_file_type(DTTOIF(s->ents[i].dtype)));
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "kinds");
+  if (s->st) {
+    lua_createtable(L, (int)s->n, 0);
+    for (size_t i = 0; i < s->n; i++) {
+      if (s->ents[i].stat_ok) {
+        ur_kernel_wrote(&s->st[i], sizeof s->st[i]);
+        ur_push_statx(L, &s->st[i]);
+      }
+      else lua_pushboolean(L, 0);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "stats");
+  }
+}
+
+static int scan_wait_k (lua_State *L, int status, lua_KContext ctx);
+
+static int scan_wait (lua_State *L, ur_task *t, ur_jobset *set) {
+  return ur_jobset_wait(L, t, set, "walk", 0, scan_wait_k);
+}
+
+/* Every scan that finished, as a list of tables; none finished yet (the
+ * count was for jobs an earlier call took): wait again. */
+static int scan_wait_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_jobset *set = ur_jobset_check(L, 1);
+  int res = ur_jobset_woken(L, t);
+  ur_job *j;
+  int n = 0;
+  (void)status; (void)ctx;
+  if (res < 0) return ur_pushfail(L, res, NULL);
+  if (ur_jobset_peek(set) == NULL) return scan_wait(L, t, set);
+  lua_newtable(L);
+  while ((j = ur_jobset_peek(set)) != NULL) {
+    push_scan(L, (scan_job *)j);
+    ur_jobset_drop(set, j);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
+/* core._scan_wait(set) -> {scan, ...} | fail: waits for at least one */
+static int l_scan_wait (lua_State *L) {
+  ur_jobset *set = ur_jobset_check(L, 1);
+  ur_task *t;
+  lua_settop(L, 1);
+  t = ur_task_current(L, "walk");
+  if (ur_jobset_pending(set) == 0)
+    return luaL_error(L, "walk: nothing to wait for");
+  return scan_wait(L, t, set);
+}
+
+void ur_register_dir (lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"_jobset", l_jobset}, {"_scan", l_scan}, {"_scan_wait", l_scan_wait},
+    {NULL, NULL}
+  };
+  ur_setfuncs(L, funcs);
+}
