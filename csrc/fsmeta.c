@@ -144,6 +144,7 @@ static int path_k (lua_State *L, int status, lua_KContext ctx) {
   else if (p->out) lua_pushlstring(L, p->out, p->outlen);
   else lua_pushboolean(L, 1);
   ur_jobset_drop(set, &p->job);
+  ur_jobset_release(L, 5);      /* its eventfd closes now, not at the GC */
   return nret;
 }
 

@@ -155,13 +155,20 @@ void ur_job_submit (ur_jobset *s, ur_job *j) {
 
 /* --- the waiting side --- */
 
-static int jobset_gc (lua_State *L) {
-  jobset_ud *u = (jobset_ud *)luaL_checkudata(L, 1, JOBSET_MT);
+/* Let go of the set at idx now (its eventfd closes once no job runs)
+ * instead of when it is collected: a finished call leaves no fd behind.
+ * __gc, __close and core._jobset_close. */
+void ur_jobset_release (lua_State *L, int idx) {
+  jobset_ud *u = (jobset_ud *)luaL_checkudata(L, idx, JOBSET_MT);
   if (u->s) {
     atomic_store_explicit(&u->s->stop, 1, memory_order_relaxed);
     jobset_unref(u->s);
     u->s = NULL;
   }
+}
+
+static int jobset_gc (lua_State *L) {
+  ur_jobset_release(L, 1);
   return 0;
 }
 
@@ -247,6 +254,11 @@ void ur_jobset_drop (ur_jobset *s, ur_job *j) {
 }
 
 void ur_register_jobs (lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"_jobset_close", jobset_gc},
+    {NULL, NULL}
+  };
+  ur_setfuncs(L, funcs);
   luaL_newmetatable(L, JOBSET_MT);
   lua_pushcfunction(L, jobset_gc);
   lua_setfield(L, -2, "__gc");

@@ -585,6 +585,7 @@ struct ur_job {
 };
 int ur_jobset_new (lua_State *L, ur_jobset **out);  /* pushes; 0 | -errno */
 ur_jobset *ur_jobset_check (lua_State *L, int idx);
+void ur_jobset_release (lua_State *L, int idx);   /* done with it: now */
 void ur_job_submit (ur_jobset *s, ur_job *j);
 int ur_job_stopped (const ur_job *j);      /* its waiter has let go */
 uint32_t ur_jobset_pending (const ur_jobset *s);

@@ -12,6 +12,7 @@ local argerror, typeerror = check.argerror, check.typeerror
 local methods = core.file_methods
 local closed = methods._closed
 local jobset, scan, scan_wait = core._jobset, core._scan, core._scan_wait
+local jobset_close = core._jobset_close
 local ftruncate, flock, randname = core._ftruncate, core._flock, core._randname
 local open, mkdir, sleep = core.open, core.mkdir, core.sleep
 local E = core.errno
@@ -40,6 +41,7 @@ function M.dir(path)
   scan(set, path, 0, 1)
   local done
   done, msg, en = scan_wait(set)
+  jobset_close(set)
   if not done then return nil, msg, en end
   local r = done[1]
   if r.err then return nil, r.err, r.errno end
@@ -131,14 +133,17 @@ function M.walk(root, opts)
           inflight = inflight + 1
           scan(set, p, flags, qhead - 1)
         end
-        if inflight == 0 then return nil end
+        if inflight == 0 then
+          jobset_close(set)     -- its eventfd goes now, not at the GC
+          return nil
+        end
         local got, m, e = scan_wait(set)
         if not got then error("walk: " .. tostring(m), 0) end
         inflight = inflight - #got
         done, dn, di = got, #got, 0
       end
     end
-  end
+  end, nil, nil, set    -- to-be-closed: a loop left early stops the reads
 end
 
 local function tmpdir ()
