@@ -36,11 +36,9 @@ typedef struct scan_ent {
   uint8_t dtype;          /* DT_*, or from the statx */
 } scan_ent;
 
-typedef struct scan_job {
-  ur_job job;
-  int flags;              /* SCAN_* */
+/* One directory's read. */
+typedef struct scan_dir {
   int err;                /* errno that ended the read, or 0 */
-  int64_t id;             /* the caller's number for it */
   uint64_t dev, ino;      /* the directory itself */
   scan_ent *ents;
   struct statx *st;       /* per entry, when stats are wanted */
@@ -48,24 +46,37 @@ typedef struct scan_job {
   char *names;            /* every name, NUL-terminated, one after another */
   size_t nlen, ncap;
   size_t plen;            /* strlen(path) */
-  char path[];
+  char *path;
+} scan_dir;
+
+/* A job: one or more directories, read one after the other on the same
+ * thread (a walk hands each job a share of its queue, so a thousand small
+ * directories cost a few dozen trips between threads, not a thousand). */
+typedef struct scan_job {
+  ur_job job;
+  int flags;              /* SCAN_* */
+  size_t ndirs;
+  scan_dir dirs[];
 } scan_job;
 
 static void scan_drop (ur_job *j) {
   scan_job *s = (scan_job *)j;
-  free(s->ents);
-  free(s->st);
-  free(s->names);
+  for (size_t i = 0; i < s->ndirs; i++) {
+    free(s->dirs[i].ents);
+    free(s->dirs[i].st);
+    free(s->dirs[i].names);
+    free(s->dirs[i].path);
+  }
   free(s);
 }
 
-static int scan_grow (scan_job *s, size_t namelen) {
+static int scan_grow (scan_dir *s, int flags, size_t namelen) {
   if (s->n == s->cap) {
     size_t cap = s->cap ? s->cap * 2 : 64;
     scan_ent *e = (scan_ent *)realloc(s->ents, cap * sizeof *e);
     if (e == NULL) return -ENOMEM;
     s->ents = e;
-    if (s->flags & SCAN_STAT || s->st) {
+    if (flags & SCAN_STAT) {
       struct statx *st = (struct statx *)realloc(s->st, cap * sizeof *st);
       if (st == NULL) return -ENOMEM;
       s->st = st;
@@ -84,13 +95,13 @@ static int scan_grow (scan_job *s, size_t namelen) {
 }
 
 /* A statx table for entry i (at dirfd), and its kind from it. */
-static void scan_stat (scan_job *s, int dfd, size_t i) {
+static void scan_stat (scan_dir *s, int flags, int dfd, size_t i) {
   scan_ent *e = &s->ents[i];
   const char *name = s->names + e->off;
   struct statx tmp, *st = s->st ? &s->st[i] : &tmp;
   unsigned mask = STATX_BASIC_STATS | STATX_BTIME;
   int ok;
-  if ((s->flags & SCAN_FOLLOW) && (e->dtype == DT_LNK || e->dtype == DT_UNKNOWN)) {
+  if ((flags & SCAN_FOLLOW) && (e->dtype == DT_LNK || e->dtype == DT_UNKNOWN)) {
     ok = statx(dfd, name, 0, mask, st) == 0;
     /* a link that leads nowhere: the link itself */
     if (!ok) ok = statx(dfd, name, AT_SYMLINK_NOFOLLOW, mask, st) == 0;
@@ -101,9 +112,7 @@ static void scan_stat (scan_job *s, int dfd, size_t i) {
   e->dtype = (uint8_t)IFTODT(st->stx_mode);
 }
 
-static void scan_run (ur_job *j) {
-  scan_job *s = (scan_job *)j;
-  char *buf;
+static void scan_one (ur_job *j, scan_dir *s, int flags, char *buf) {
   int fd, err = 0;
   struct stat dst;
   fd = open(s->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -115,8 +124,6 @@ static void scan_run (ur_job *j) {
     s->dev = (uint64_t)dst.st_dev;
     s->ino = (uint64_t)dst.st_ino;
   }
-  buf = (char *)malloc(DENTS_BUF);
-  if (buf == NULL) err = ENOMEM;
   while (err == 0 && !ur_job_stopped(j)) {
     ssize_t got = getdents64(fd, buf, DENTS_BUF), pos = 0;
     if (got < 0) {
@@ -130,7 +137,7 @@ static void scan_run (ur_job *j) {
       pos += d->d_reclen;
       if (d->d_name[0] == '.' && (len == 1 || (len == 2 && d->d_name[1] == '.')))
         continue;
-      if (scan_grow(s, len) < 0) {
+      if (scan_grow(s, flags, len) < 0) {
         err = ENOMEM;
         break;
       }
@@ -143,16 +150,26 @@ static void scan_run (ur_job *j) {
       s->n++;
     }
   }
-  free(buf);
   /* the stats after the names: getdents64 runs over the directory once */
   for (size_t i = 0; i < s->n && !ur_job_stopped(j); i++) {
     uint8_t t = s->ents[i].dtype;
-    if ((s->flags & SCAN_STAT) || t == DT_UNKNOWN
-        || ((s->flags & SCAN_FOLLOW) && t == DT_LNK))
-      scan_stat(s, fd, i);
+    if ((flags & SCAN_STAT) || t == DT_UNKNOWN
+        || ((flags & SCAN_FOLLOW) && t == DT_LNK))
+      scan_stat(s, flags, fd, i);
   }
   close(fd);                    /* ours alone: no SQE ever named it */
   s->err = err;
+}
+
+static void scan_run (ur_job *j) {
+  scan_job *s = (scan_job *)j;
+  char *buf = (char *)malloc(DENTS_BUF);
+  for (size_t i = 0; i < s->ndirs; i++) {
+    if (buf == NULL) s->dirs[i].err = ENOMEM;
+    else if (ur_job_stopped(j)) s->dirs[i].err = ECANCELED;
+    else scan_one(j, &s->dirs[i], s->flags, buf);
+  }
+  free(buf);
 }
 
 /* core._jobset() -> set | fail: a set to queue scans on */
@@ -163,25 +180,45 @@ static int l_jobset (lua_State *L) {
   return 1;
 }
 
-/* core._scan(set, path, flags, id): queue a read of directory path;
- * flags: 1 stat every entry, 2 follow links, 4 full paths */
+/* core._scan(set, paths, flags): queue one job reading the directories
+ * of the list paths (or the one path), in order; flags: 1 stat every
+ * entry, 2 follow links, 4 full paths */
 static int l_scan (lua_State *L) {
   ur_jobset *set = ur_jobset_check(L, 1);
-  size_t len;
-  const char *path;
   lua_Integer flags = luaL_checkinteger(L, 3);
-  lua_Integer id = luaL_checkinteger(L, 4);
+  int list = lua_type(L, 2) == LUA_TTABLE;
+  size_t n = 1;
   scan_job *s;
-  path = ur_checkpath(L, 2);
-  len = lua_rawlen(L, 2);
-  s = (scan_job *)calloc(1, sizeof *s + len + 1);
+  if (list) {
+    n = (size_t)lua_rawlen(L, 2);
+    luaL_argcheck(L, n > 0 && n <= 4096, 2, "1 to 4096 paths");
+  }
+  else ur_checkpath(L, 2);
+  s = (scan_job *)calloc(1, sizeof *s + n * sizeof s->dirs[0]);
   if (s == NULL) return luaL_error(L, "not enough memory");
-  memcpy(s->path, path, len + 1);
-  s->plen = len;
   s->flags = (int)flags;
-  s->id = id;
   s->job.run = scan_run;
   s->job.drop = scan_drop;
+  s->ndirs = n;
+  for (size_t i = 0; i < n; i++) {
+    const char *p;
+    size_t len;
+    if (list) lua_rawgeti(L, 2, (lua_Integer)i + 1);
+    else lua_pushvalue(L, 2);
+    p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    if (p == NULL || strlen(p) != len) {
+      scan_drop(&s->job);       /* not queued yet: ours to free */
+      return luaL_argerror(L, 2, "paths must be strings without NUL");
+    }
+    s->dirs[i].path = (char *)malloc(len + 1);
+    if (s->dirs[i].path == NULL) {
+      scan_drop(&s->job);
+      return luaL_error(L, "not enough memory");
+    }
+    memcpy(s->dirs[i].path, p, len + 1);
+    s->dirs[i].plen = len;
+    lua_pop(L, 1);
+  }
   ur_job_submit(set, &s->job);
   return 0;
 }
@@ -191,14 +228,13 @@ static void setfield_int (lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
-/* One finished scan as {id =, n =, path =, paths =, kinds =, stats =, dev =,
+/* One directory read as {n =, path =, paths =, kinds =, stats =, dev =,
  * ino =, err =, errno =}. */
-static void push_scan (lua_State *L, scan_job *s) {
+static void push_dir (lua_State *L, scan_dir *s, int flags) {
   luaL_Buffer b;
-  int full = s->flags & SCAN_FULL;
+  int full = flags & SCAN_FULL;
   int slash = s->plen > 0 && s->path[s->plen - 1] != '/';
   lua_createtable(L, 0, 8);
-  setfield_int(L, "id", s->id);
   setfield_int(L, "n", (lua_Integer)s->n);
   setfield_int(L, "dev", (lua_Integer)s->dev);
   setfield_int(L, "ino", (lua_Integer)s->ino);
@@ -229,7 +265,7 @@ static void push_scan (lua_State *L, scan_job *s) {
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "kinds");
-  if (s->st) {
+  if (flags & SCAN_STAT) {
     lua_createtable(L, (int)s->n, 0);
     for (size_t i = 0; i < s->n; i++) {
       if (s->ents[i].stat_ok) {
@@ -256,20 +292,26 @@ static int scan_wait_k (lua_State *L, int status, lua_KContext ctx) {
   ur_jobset *set = ur_jobset_check(L, 1);
   int res = ur_jobset_woken(L, t);
   ur_job *j;
-  int n = 0;
+  int n = 0, jobs = 0;
   (void)status; (void)ctx;
   if (res < 0) return ur_pushfail(L, res, NULL);
   if (ur_jobset_peek(set) == NULL) return scan_wait(L, t, set);
   lua_newtable(L);
   while ((j = ur_jobset_peek(set)) != NULL) {
-    push_scan(L, (scan_job *)j);
+    scan_job *s = (scan_job *)j;
+    for (size_t i = 0; i < s->ndirs; i++) {
+      push_dir(L, &s->dirs[i], s->flags);
+      lua_rawseti(L, -2, ++n);
+    }
     ur_jobset_drop(set, j);
-    lua_rawseti(L, -2, ++n);
+    jobs++;
   }
-  return 1;
+  lua_pushinteger(L, jobs);
+  return 2;
 }
 
-/* core._scan_wait(set) -> {scan, ...} | fail: waits for at least one */
+/* core._scan_wait(set) -> {dir, ...}, jobs | fail: waits until at least
+ * one job has finished; jobs: how many did */
 static int l_scan_wait (lua_State *L) {
   ur_jobset *set = ur_jobset_check(L, 1);
   ur_task *t;

@@ -14,7 +14,7 @@ local closed = methods._closed
 local jobset, scan, scan_wait = core._jobset, core._scan, core._scan_wait
 local jobset_close = core._jobset_close
 local ftruncate, flock, randname = core._ftruncate, core._flock, core._randname
-local open, mkdir, sleep = core.open, core.mkdir, core.sleep
+local open, mkdir, sleep, yield = core.open, core.mkdir, core.sleep, core.yield
 local E = core.errno
 
 local M = {}
@@ -38,7 +38,7 @@ function M.dir(path)
   check.intask("dir")
   local set, msg, en = jobset()
   if not set then return nil, msg, en end
-  scan(set, path, 0, 1)
+  scan(set, path, 0)
   local done
   done, msg, en = scan_wait(set)
   jobset_close(set)
@@ -55,7 +55,8 @@ end
 
 --- uring.walk(root [, opts]) -> iterator: path, kind [, stat]
 -- Breadth-first below root (root itself is not listed), reading up to
--- opts.parallel (4) directories at once on the helper pool.
+-- opts.parallel (2) jobs at once on the helper pool, each a share of
+-- the directories waiting (at most 16).
 --   opts.follow: enter symbolic links to directories (a link that leads
 --     nowhere stays a "link"); a directory already entered is never
 --     entered again, so link cycles end.
@@ -73,7 +74,7 @@ function M.walk(root, opts)
   if filter ~= nil and not check.callable(filter) then
     typeerror(2, "walk", "function", filter, 1, "filter " .. check.typename(filter))
   end
-  local parallel = opts.parallel or 4
+  local parallel = opts.parallel or 2
   if math.type(parallel) ~= "integer" or parallel < 1 then
     argerror(2, "walk", "parallel must be a positive integer")
   end
@@ -90,6 +91,7 @@ function M.walk(root, opts)
   local seen = {}                 -- dev -> {ino = true}: entered already
   local done, dn, di = {}, 0, 0   -- finished scans, and the one in hand
   local cur, ci                   -- the scan being yielded, its next entry
+  local budget = 256              -- entries until the next uring.yield
   local function entered (r)
     local inos = seen[r.dev]
     if not inos then inos = {}; seen[r.dev] = inos end
@@ -104,6 +106,10 @@ function M.walk(root, opts)
         while ci <= cur.n do
           local i = ci
           ci = i + 1
+          -- a batch may hold thousands of entries: let the other tasks
+          -- run now and then, as if each entry were an op of its own
+          budget = budget - 1
+          if budget == 0 then budget = 256; yield() end
           local p, k = paths[i], kinds[i]
           if filter == nil or filter(p, k) ~= false then
             if k == "directory" then
@@ -125,21 +131,30 @@ function M.walk(root, opts)
         end
         if not entered(r) then cur, ci = r, 1 end
       else
-        -- keep up to `parallel` directories reading
+        -- keep up to `parallel` jobs reading, each a fair share of the
+        -- queue (at most 16 directories: one trip between threads for
+        -- many small directories)
         while inflight < parallel and qhead <= qtail do
-          local p = queue[qhead]
-          queue[qhead] = nil
-          qhead = qhead + 1
+          local per = (qtail - qhead + 1) // (parallel - inflight)
+          if per > 16 then per = 16 end
+          if per <= 1 then
+            scan(set, queue[qhead], flags)
+            queue[qhead] = nil
+            qhead = qhead + 1
+          else
+            scan(set, table.move(queue, qhead, qhead + per - 1, 1, {}), flags)
+            for i = qhead, qhead + per - 1 do queue[i] = nil end
+            qhead = qhead + per
+          end
           inflight = inflight + 1
-          scan(set, p, flags, qhead - 1)
         end
         if inflight == 0 then
           jobset_close(set)     -- its eventfd goes now, not at the GC
           return nil
         end
-        local got, m, e = scan_wait(set)
-        if not got then error("walk: " .. tostring(m), 0) end
-        inflight = inflight - #got
+        local got, jobs = scan_wait(set)
+        if not got then error("walk: " .. tostring(jobs), 0) end
+        inflight = inflight - jobs
         done, dn, di = got, #got, 0
       end
     end
