@@ -125,7 +125,10 @@ local quick = mode == "quick" or os.getenv("BENCH_QUICK") == "1"
 local NFILES = quick and 2000 or 100000
 local ROUNDS = quick and 1 or 5
 local results = os.getenv("BENCH_RESULTS") or "bench/results"
-local tree = os.getenv("BENCH_WALK_DIR") or ("/tmp/uring-walk-bench-" .. NFILES)
+-- quick (the test suite's run) makes its small tree beside its results,
+-- which the suite removes
+local tree = os.getenv("BENCH_WALK_DIR")
+  or (quick and results .. "/walk-tree" or ("/tmp/uring-walk-bench-" .. NFILES))
 
 -- 10 x 10 x 10 directories, the files spread over the 1,000 leaves
 local function make_tree ()
