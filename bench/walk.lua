@@ -5,7 +5,9 @@
 -- Contenders, each a process of its own writing one size per line to
 -- /dev/null, run in alternation (the order rotates each round):
 --   uring     uring.walk(dir, {stat = true}): directories read and every
---             entry statx-ed in batches on the helper pool
+--             entry statx-ed in batches on the helper pool; a stat table
+--             per entry
+--   uring-size  the same with {stat = "size"}: the size alone, no table
 --   find      find DIR -printf '%s\n'
 --   luv       a luv fs_scandir / fs_lstat recursion with callbacks (the
 --             loop stays free, as uring's does)
@@ -28,7 +30,7 @@ local function emit_sizes (sizes, n)
   io.write(table.concat(sizes, "\n", 1, n), "\n")
 end
 
-if mode == "run" and who == "uring" then
+if mode == "run" and (who == "uring" or who == "uring-size") then
   local uring = require "uring"
   uring.run(function()
     -- the ticker wakes at each 10 ms boundary; a slot counts as kept when
@@ -43,9 +45,10 @@ if mode == "run" and who == "uring" then
       end
     end)
     local sizes, n, total = {}, 0, 0
-    for _, _, st in uring.walk(dir, { stat = true }) do
+    local size_only = who == "uring-size"
+    for _, _, st in uring.walk(dir, { stat = size_only and "size" or true }) do
       n = n + 1
-      sizes[n] = st and st.size or 0
+      if size_only then sizes[n] = st or 0 else sizes[n] = st and st.size or 0 end
       if n == 4096 then emit_sizes(sizes, n); total = total + n; n = 0 end
     end
     emit_sizes(sizes, n)
@@ -158,11 +161,12 @@ local function sh_quote (s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 local CMDS = {
   uring = "lua5.4 bench/walk.lua run uring " .. sh_quote(tree),
+  ["uring-size"] = "lua5.4 bench/walk.lua run uring-size " .. sh_quote(tree),
   find = "find " .. sh_quote(tree) .. " -printf '%s\\n'",
   luv = "lua5.4 bench/walk.lua run luv " .. sh_quote(tree),
   ["luv-sync"] = "lua5.4 bench/walk.lua run luv-sync " .. sh_quote(tree),
 }
-local ORDER = { "uring", "find", "luv", "luv-sync" }
+local ORDER = { "uring", "find", "uring-size", "luv", "luv-sync" }
 
 local errfile = os.tmpname()
 local function once (name)
@@ -206,18 +210,20 @@ end
 
 local m = {}
 for _, name in ipairs(ORDER) do m[name] = median(times[name]) end
-print(("median seconds: uring %.3f  find %.3f  luv %.3f  luv-sync %.3f")
-  :format(m.uring, m.find, m.luv, m["luv-sync"]))
+print(("median seconds: uring %.3f  uring-size %.3f  find %.3f  luv %.3f  luv-sync %.3f")
+  :format(m.uring, m["uring-size"], m.find, m.luv, m["luv-sync"]))
 local tick = median(kept.uring)
-print(("ratio find/uring: %.2f  luv/uring: %.2f  luv-sync/uring: %.2f  uring ticks kept: %.0f%%  luv ticks kept: %.0f%%")
-  :format(m.find / m.uring, m.luv / m.uring, m["luv-sync"] / m.uring, tick * 100,
-    median(kept.luv) * 100))
+print(("ratio find/uring: %.2f  find/uring-size: %.2f  luv/uring: %.2f  luv-sync/uring: %.2f  uring ticks kept: %.0f%%  luv ticks kept: %.0f%%")
+  :format(m.find / m.uring, m.find / m["uring-size"], m.luv / m.uring, m["luv-sync"] / m.uring,
+    tick * 100, median(kept.luv) * 100))
 
 os.execute("mkdir -p " .. sh_quote(results))
 local out = assert(io.open(results .. "/walk.tsv", "w"))
 local files = NFILES // 1000 .. "k files"
 out:write(("walk vs find\t%.2f\t1\tlist %s with sizes: uring.walk{stat} vs find -printf %%s\n")
   :format(m.find / m.uring, files))
+out:write(("walk size-only vs find\t%.2f\t\tlist %s with sizes: uring.walk{stat = \"size\"} (no table per entry) vs find -printf %%s\n")
+  :format(m.find / m["uring-size"], files))
 out:write(("walk vs luv\t%.2f\t3\tlist %s with sizes: uring.walk{stat} vs luv fs_scandir/fs_lstat callbacks\n")
   :format(m.luv / m.uring, files))
 out:write(("walk vs luv-sync\t%.2f\t\tlist %s with sizes: vs luv's blocking fs_scandir/fs_lstat (loop frozen)\n")

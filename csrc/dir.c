@@ -28,7 +28,7 @@
 #include "uring.h"
 
 #define DENTS_BUF (128 * 1024)
-enum { SCAN_STAT = 1, SCAN_FOLLOW = 2, SCAN_FULL = 4 };
+enum { SCAN_STAT = 1, SCAN_FOLLOW = 2, SCAN_FULL = 4, SCAN_SIZE = 8 };
 
 typedef struct scan_ent {
   uint32_t off, len;      /* the name, in names */
@@ -182,7 +182,7 @@ static int l_jobset (lua_State *L) {
 
 /* core._scan(set, paths, flags): queue one job reading the directories
  * of the list paths (or the one path), in order; flags: 1 stat every
- * entry, 2 follow links, 4 full paths */
+ * entry, 2 follow links, 4 full paths, 8 sizes rather than stat tables */
 static int l_scan (lua_State *L) {
   ur_jobset *set = ur_jobset_check(L, 1);
   lua_Integer flags = luaL_checkinteger(L, 3);
@@ -270,7 +270,10 @@ static void push_dir (lua_State *L, scan_dir *s, int flags) {
     for (size_t i = 0; i < s->n; i++) {
       if (s->ents[i].stat_ok) {
         ur_kernel_wrote(&s->st[i], sizeof s->st[i]);
-        ur_push_statx(L, &s->st[i]);
+        /* the size alone: a du-like sum needs no table per entry (a
+         * table is most of the Lua-side cost of a walk with stats) */
+        if (flags & SCAN_SIZE) lua_pushinteger(L, (lua_Integer)s->st[i].stx_size);
+        else ur_push_statx(L, &s->st[i]);
       }
       else lua_pushboolean(L, 0);
       lua_rawseti(L, -2, (lua_Integer)i + 1);

@@ -116,6 +116,24 @@ describe("uring.walk #io", function()
     for i = 2, #depth do assert(depth[i] >= depth[i - 1], "not breadth-first") end
   end)
 
+  it("gives the size alone with stat = \"size\"", function()
+    assert(sh(("cd %s && mkdir a && printf abc > a/f && printf 12345 > g && ln -s a/f l")
+      :format(shq(dir))))
+    local got = run(function()
+      local t = {}
+      for p, _, size in uring.walk(dir, { stat = "size" }) do t[p:sub(#dir + 2)] = size end
+      return t
+    end)
+    assert.equal(3, got["a/f"])
+    assert.equal(5, got.g)
+    assert.equal(3, got.l)          -- the link's own size: "a/f"
+    assert.equal("number", math.type(got.a) and "number")
+    run(function()
+      assert.matches(badarg(2, "walk", 'stat must be true or "size"'),
+        helpers.errmsg(uring.walk, dir, { stat = "mtime" }))
+    end)
+  end)
+
   it("follows links when asked, ends link cycles, keeps dead links as links", function()
     assert(sh(("cd %s && mkdir -p a/b && : > a/b/f && ln -s .. a/b/up && ln -s nowhere dead"
       .. " && ln -s self self && ln -s a toa"):format(shq(dir))))

@@ -20,7 +20,7 @@ local E = core.errno
 local M = {}
 
 -- the flags of core._scan
-local STAT, FOLLOW, FULL = 1, 2, 4
+local STAT, FOLLOW, FULL, SIZE = 1, 2, 4, 8
 
 local function checkpath (name, n, v)
   v = check.string(n, name, v, 2, true)
@@ -64,7 +64,8 @@ end
 --     directory, everything below it.
 --   opts.stat: a third value, the entry's stat table (uring.lstat's, or
 --     uring.stat's when followed), statted on the helper thread in the
---     same batch; false if the entry vanished meanwhile.
+--     same batch; false if the entry vanished meanwhile.  opts.stat =
+--     "size": the size alone, an integer (no table per entry: for sums).
 -- A directory that cannot be read (no permission, deleted meanwhile)
 -- yields path, "error", msg, errno, and the walk goes on.
 function M.walk(root, opts)
@@ -74,12 +75,16 @@ function M.walk(root, opts)
   if filter ~= nil and not check.callable(filter) then
     typeerror(2, "walk", "function", filter, 1, "filter " .. check.typename(filter))
   end
+  if want ~= nil and want ~= true and want ~= false and want ~= "size" then
+    argerror(2, "walk", "stat must be true or \"size\"")
+  end
   local parallel = opts.parallel or 2
   if math.type(parallel) ~= "integer" or parallel < 1 then
     argerror(2, "walk", "parallel must be a positive integer")
   end
   check.intask("walk")
   local flags = FULL | (follow and FOLLOW or 0) | (want and STAT or 0)
+    | (want == "size" and SIZE or 0)
   local set, msg, en = jobset()
   if not set then
     return function()
