@@ -56,6 +56,7 @@ typedef struct scan_job {
   ur_job job;
   int flags;              /* SCAN_* */
   size_t ndirs;
+  size_t taken;           /* dirs already handed to Lua (loop side) */
   scan_dir dirs[];
 } scan_job;
 
@@ -288,46 +289,55 @@ static int scan_wait (lua_State *L, ur_task *t, ur_jobset *set) {
   return ur_jobset_wait(L, t, set, "walk", 0, scan_wait_k);
 }
 
-/* Every scan that finished, as a list of tables; none finished yet (the
- * count was for jobs an earlier call took): wait again. */
+/* A job has finished: true.  None yet (the eventfd's count was for jobs
+ * already taken): wait again. */
 static int scan_wait_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_jobset *set = ur_jobset_check(L, 1);
   int res = ur_jobset_woken(L, t);
-  ur_job *j;
-  int n = 0, jobs = 0;
   (void)status; (void)ctx;
   if (res < 0) return ur_pushfail(L, res, NULL);
   if (ur_jobset_peek(set) == NULL) return scan_wait(L, t, set);
-  lua_newtable(L);
-  while ((j = ur_jobset_peek(set)) != NULL) {
-    scan_job *s = (scan_job *)j;
-    for (size_t i = 0; i < s->ndirs; i++) {
-      push_dir(L, &s->dirs[i], s->flags);
-      lua_rawseti(L, -2, ++n);
-    }
-    ur_jobset_drop(set, j);
-    jobs++;
-  }
-  lua_pushinteger(L, jobs);
-  return 2;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
-/* core._scan_wait(set) -> {dir, ...}, jobs | fail: waits until at least
- * one job has finished; jobs: how many did */
+/* core._scan_wait(set) -> true | fail: waits until a job has finished
+ * (returns at once if one has and is not all taken) */
 static int l_scan_wait (lua_State *L) {
   ur_jobset *set = ur_jobset_check(L, 1);
   ur_task *t;
   lua_settop(L, 1);
   t = ur_task_current(L, "walk");
+  if (ur_jobset_peek(set)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   if (ur_jobset_pending(set) == 0)
     return luaL_error(L, "walk: nothing to wait for");
   return scan_wait(L, t, set);
 }
 
+/* core._scan_take(set) -> dir, last | nil: the next directory of a
+ * finished job, as a table (never waits); last: it was the job's last.
+ * One directory a call: the tables for a job's thousands of entries are
+ * made as the walk reaches them, between its yields, not in one go. */
+static int l_scan_take (lua_State *L) {
+  ur_jobset *set = ur_jobset_check(L, 1);
+  scan_job *s = (scan_job *)ur_jobset_peek(set);
+  int last;
+  if (s == NULL) return 0;
+  push_dir(L, &s->dirs[s->taken], s->flags);
+  last = ++s->taken == s->ndirs;
+  if (last) ur_jobset_drop(set, &s->job);
+  lua_pushboolean(L, last);
+  return 2;
+}
+
 void ur_register_dir (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_jobset", l_jobset}, {"_scan", l_scan}, {"_scan_wait", l_scan_wait},
+    {"_scan_take", l_scan_take},
     {NULL, NULL}
   };
   ur_setfuncs(L, funcs);

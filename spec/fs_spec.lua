@@ -225,7 +225,8 @@ describe("uring.walk #io", function()
         helpers.errmsg(uring.walk, "a\0"))
       assert.matches(badarg(2, "walk", "table expected, got number"),
         helpers.errmsg(uring.walk, dir, 5))
-      assert.matches(badarg(2, "walk"), helpers.errmsg(uring.walk, dir, { filter = 1 }))
+      assert.matches(badarg(2, "walk", "filter must be a function, got number"),
+        helpers.errmsg(uring.walk, dir, { filter = 1 }))
       assert.matches(badarg(2, "walk", "parallel must be a positive integer"),
         helpers.errmsg(uring.walk, dir, { parallel = 0 }))
     end)

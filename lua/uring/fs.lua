@@ -12,6 +12,7 @@ local argerror, typeerror = check.argerror, check.typeerror
 local methods = core.file_methods
 local closed = methods._closed
 local jobset, scan, scan_wait = core._jobset, core._scan, core._scan_wait
+local scan_take = core._scan_take
 local jobset_close = core._jobset_close
 local ftruncate, flock, randname = core._ftruncate, core._flock, core._randname
 local open, mkdir, sleep, yield = core.open, core.mkdir, core.sleep, core.yield
@@ -39,11 +40,11 @@ function M.dir(path)
   local set, msg, en = jobset()
   if not set then return nil, msg, en end
   scan(set, path, 0)
-  local done
-  done, msg, en = scan_wait(set)
+  local ok
+  ok, msg, en = scan_wait(set)
+  local r = ok and scan_take(set)
   jobset_close(set)
-  if not done then return nil, msg, en end
-  local r = done[1]
+  if not ok then return nil, msg, en end
   if r.err then return nil, r.err, r.errno end
   local names, kinds, i = r.paths, r.kinds, 0
   return function()
@@ -73,7 +74,7 @@ function M.walk(root, opts)
   opts = check.opttable(2, "walk", opts)
   local follow, filter, want = opts.follow, opts.filter, opts.stat
   if filter ~= nil and not check.callable(filter) then
-    typeerror(2, "walk", "function", filter, 1, "filter " .. check.typename(filter))
+    argerror(2, "walk", "filter must be a function, got " .. check.typename(filter))
   end
   if want ~= nil and want ~= true and want ~= false and want ~= "size" then
     argerror(2, "walk", "stat must be true or \"size\"")
@@ -92,10 +93,9 @@ function M.walk(root, opts)
     end
   end
   local queue, qhead, qtail = { root }, 1, 1
-  local inflight = 0
+  local inflight = 0              -- jobs not yet all taken
   local seen = {}                 -- dev -> {ino = true}: entered already
-  local done, dn, di = {}, 0, 0   -- finished scans, and the one in hand
-  local cur, ci                   -- the scan being yielded, its next entry
+  local cur, ci                   -- the directory being yielded, its next entry
   local budget = 256              -- entries until the next uring.yield
   local function entered (r)
     local inos = seen[r.dev]
@@ -104,6 +104,25 @@ function M.walk(root, opts)
     inos[r.ino] = true
     return false
   end
+  -- keep up to `parallel` jobs reading, each a fair share of the queue
+  -- (at most 16 directories: one trip between threads for many small
+  -- directories)
+  local function top_up ()
+    while inflight < parallel and qhead <= qtail do
+      local per = (qtail - qhead + 1) // (parallel - inflight)
+      if per > 16 then per = 16 end
+      if per <= 1 then
+        scan(set, queue[qhead], flags)
+        queue[qhead] = nil
+        qhead = qhead + 1
+      else
+        scan(set, table.move(queue, qhead, qhead + per - 1, 1, {}), flags)
+        for i = qhead, qhead + per - 1 do queue[i] = nil end
+        qhead = qhead + per
+      end
+      inflight = inflight + 1
+    end
+  end
   return function()
     while true do
       if cur then
@@ -111,7 +130,7 @@ function M.walk(root, opts)
         while ci <= cur.n do
           local i = ci
           ci = i + 1
-          -- a batch may hold thousands of entries: let the other tasks
+          -- a job may bring thousands of entries: let the other tasks
           -- run now and then, as if each entry were an op of its own
           budget = budget - 1
           if budget == 0 then budget = 256; yield() end
@@ -127,40 +146,18 @@ function M.walk(root, opts)
         end
         cur = nil
       end
-      if di < dn then
-        di = di + 1
-        local r = done[di]
-        done[di] = nil
-        if r.err then
-          return r.path, "error", r.err, r.errno
-        end
+      top_up()
+      local r, last = scan_take(set)
+      if r then
+        if last then inflight = inflight - 1 end
+        if r.err then return r.path, "error", r.err, r.errno end
         if not entered(r) then cur, ci = r, 1 end
+      elseif inflight == 0 then
+        jobset_close(set)       -- its eventfd goes now, not at the GC
+        return nil
       else
-        -- keep up to `parallel` jobs reading, each a fair share of the
-        -- queue (at most 16 directories: one trip between threads for
-        -- many small directories)
-        while inflight < parallel and qhead <= qtail do
-          local per = (qtail - qhead + 1) // (parallel - inflight)
-          if per > 16 then per = 16 end
-          if per <= 1 then
-            scan(set, queue[qhead], flags)
-            queue[qhead] = nil
-            qhead = qhead + 1
-          else
-            scan(set, table.move(queue, qhead, qhead + per - 1, 1, {}), flags)
-            for i = qhead, qhead + per - 1 do queue[i] = nil end
-            qhead = qhead + per
-          end
-          inflight = inflight + 1
-        end
-        if inflight == 0 then
-          jobset_close(set)     -- its eventfd goes now, not at the GC
-          return nil
-        end
-        local got, jobs = scan_wait(set)
-        if not got then error("walk: " .. tostring(jobs), 0) end
-        inflight = inflight - jobs
-        done, dn, di = got, #got, 0
+        local ok, m = scan_wait(set)
+        if not ok then error("walk: " .. tostring(m), 0) end
       end
     end
   end, nil, nil, set    -- to-be-closed: a loop left early stops the reads
