@@ -128,7 +128,7 @@ end
 local uring = require "uring"
 local quick = mode == "quick" or os.getenv("BENCH_QUICK") == "1"
 local NFILES = quick and 2000 or 100000
-local ROUNDS = quick and 1 or 5
+local ROUNDS = tonumber(os.getenv("ROUNDS")) or (quick and 1 or 5)
 local results = os.getenv("BENCH_RESULTS") or "bench/results"
 -- quick (the test suite's run) makes its small tree beside its results,
 -- which the suite removes
@@ -214,22 +214,39 @@ local m = {}
 for _, name in ipairs(ORDER) do m[name] = median(times[name]) end
 print(("median seconds: uring %.3f  uring-size %.3f  find %.3f  luv %.3f  luv-sync %.3f")
   :format(m.uring, m["uring-size"], m.find, m.luv, m["luv-sync"]))
+-- each ratio: the median of the rounds' own ratios (a slow spell of the
+-- shared machine hits both sides of a round alike), with min..max
+local function ratio (other, mine)
+  local r = {}
+  for i = 1, #times[mine] do r[i] = times[other][i] / times[mine][i] end
+  local lo, hi = math.huge, 0
+  for _, v in ipairs(r) do lo = math.min(lo, v); hi = math.max(hi, v) end
+  return median(r), lo, hi
+end
+local R = {
+  { "find/uring", "find", "uring" }, { "find/uring-size", "find", "uring-size" },
+  { "luv/uring", "luv", "uring" }, { "luv-sync/uring", "luv-sync", "uring" },
+}
+for _, x in ipairs(R) do
+  local r, lo, hi = ratio(x[2], x[3])
+  x[4] = r
+  print(("ratio %s: %.2f (%.2f..%.2f)"):format(x[1], r, lo, hi))
+end
 local tick = median(kept.uring)
-print(("ratio find/uring: %.2f  find/uring-size: %.2f  luv/uring: %.2f  luv-sync/uring: %.2f  uring ticks kept: %.0f%%  luv ticks kept: %.0f%%")
-  :format(m.find / m.uring, m.find / m["uring-size"], m.luv / m.uring, m["luv-sync"] / m.uring,
-    tick * 100, median(kept.luv) * 100))
+print(("ticks kept: uring %.0f%%  uring-size %.0f%%  luv %.0f%%"):format(tick * 100,
+  median(kept["uring-size"]) * 100, median(kept.luv) * 100))
 
 os.execute("mkdir -p " .. sh_quote(results))
 local out = assert(io.open(results .. "/walk.tsv", "w"))
 local files = NFILES // 1000 .. "k files"
 out:write(("walk vs find\t%.2f\t1\tlist %s with sizes: uring.walk{stat} vs find -printf %%s\n")
-  :format(m.find / m.uring, files))
+  :format(R[1][4], files))
 out:write(("walk size-only vs find\t%.2f\t\tlist %s with sizes: uring.walk{stat = \"size\"} (no table per entry) vs find -printf %%s\n")
-  :format(m.find / m["uring-size"], files))
+  :format(R[2][4], files))
 out:write(("walk vs luv\t%.2f\t3\tlist %s with sizes: uring.walk{stat} vs luv fs_scandir/fs_lstat callbacks\n")
-  :format(m.luv / m.uring, files))
+  :format(R[3][4], files))
 out:write(("walk vs luv-sync\t%.2f\t\tlist %s with sizes: vs luv's blocking fs_scandir/fs_lstat (loop frozen)\n")
-  :format(m["luv-sync"] / m.uring, files))
+  :format(R[4][4], files))
 out:write(("walk ticks kept\t%.2f\t0.9\tshare of 10 ms ticks a task kept while uring.walk ran\n")
   :format(tick))
 out:close()
