@@ -18,7 +18,8 @@
 -- Ratios (seconds of the other / seconds of uring: above 1 is faster)
 -- go to $BENCH_RESULTS/walk.tsv (bench/results by default).
 -- The tree is made once, in $BENCH_WALK_DIR (/tmp/uring-walk-bench-N),
--- and kept for the next run.
+-- and kept for the next run.  ROUNDS=n rounds (5); WALK_PARALLEL=n sets
+-- the uring contenders' opts.parallel (default 2).
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 package.cpath = "./build/?.so;" .. package.cpath
 
@@ -46,7 +47,8 @@ if mode == "run" and (who == "uring" or who == "uring-size") then
     end)
     local sizes, n, total = {}, 0, 0
     local size_only = who == "uring-size"
-    for _, _, st in uring.walk(dir, { stat = size_only and "size" or true }) do
+    for _, _, st in uring.walk(dir, { stat = size_only and "size" or true,
+        parallel = tonumber(os.getenv("WALK_PARALLEL")) }) do
       n = n + 1
       if size_only then sizes[n] = st or 0 else sizes[n] = st and st.size or 0 end
       if n == 4096 then emit_sizes(sizes, n); total = total + n; n = 0 end
