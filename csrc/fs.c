@@ -1110,7 +1110,7 @@ static int l_file_pwrite (lua_State *L) {
 static int path_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_of(L);
   ur_req *r = ur_resumed(L, t);
-  int res = r->res, isstat = (int)ctx;
+  int res = r->res, isstat = ctx == 1, named = ctx == 2 ? 2 : 1;
   (void)status;
   if (res >= 0 && isstat) {
     ur_kernel_wrote(r->mem, sizeof(struct statx));
@@ -1119,8 +1119,8 @@ static int path_k (lua_State *L, int status, lua_KContext ctx) {
   ur_req_free(t->loop, r);
   ur_check_interrupt(L, t);
   if (res < 0)
-    return ur_pushfail(L, res, lua_type(L, 1) == LUA_TSTRING
-                                 ? lua_tostring(L, 1) : NULL);
+    return ur_pushfail(L, res, lua_type(L, named) == LUA_TSTRING
+                                 ? lua_tostring(L, named) : NULL);
   if (!isstat) lua_pushboolean(L, 1);
   return 1;
 }
@@ -1158,14 +1158,23 @@ static int l_stat (lua_State *L) {
   return do_statx(L, NULL, path, 0, 1, "stat");
 }
 
-/* unlink, rmdir, mkdir, rename: one op each, true | fail */
+/* uring.lstat(path) -> table | fail: a link itself, not where it leads */
+static int l_lstat (lua_State *L) {
+  const char *path = ur_checkpath(L, 1);
+  lua_settop(L, 1);
+  return do_statx(L, NULL, path, AT_SYMLINK_NOFOLLOW, 1, "lstat");
+}
+
+/* unlink, rmdir, mkdir, rename, symlink, link: one op each, true | fail */
 static int path_op (lua_State *L, const char *fname, int op) {
   const char *path = ur_checkpath(L, 1), *path2 = NULL;
   lua_Integer perm = 0777;
   ur_task *t;
   ur_req *r;
   struct io_uring_sqe *sqe;
-  if (op == IORING_OP_RENAMEAT) path2 = ur_checkpath(L, 2);
+  if (op == IORING_OP_RENAMEAT || op == IORING_OP_SYMLINKAT
+      || op == IORING_OP_LINKAT)
+    path2 = ur_checkpath(L, 2);
   if (op == IORING_OP_MKDIRAT) {
     perm = luaL_optinteger(L, 2, 0777);
     luaL_argcheck(L, perm >= 0 && perm <= 07777, 2, "invalid permissions");
@@ -1193,17 +1202,26 @@ static int path_op (lua_State *L, const char *fname, int op) {
     case IORING_OP_MKDIRAT:
       io_uring_prep_mkdirat(sqe, AT_FDCWD, path, (mode_t)perm);
       break;
+    case IORING_OP_SYMLINKAT:   /* symlink(target, path) */
+      io_uring_prep_symlinkat(sqe, path, AT_FDCWD, path2);
+      break;
+    case IORING_OP_LINKAT:
+      io_uring_prep_linkat(sqe, AT_FDCWD, path, AT_FDCWD, path2, 0);
+      break;
     default:
       io_uring_prep_renameat(sqe, AT_FDCWD, path, AT_FDCWD, path2, 0);
   }
   ur_req_submitted(t->loop, r, sqe);
-  return ur_await(L, t, r, fname, 0, path_k);
+  /* symlink's failure is about the new path, not its target */
+  return ur_await(L, t, r, fname, op == IORING_OP_SYMLINKAT ? 2 : 0, path_k);
 }
 
 static int l_unlink (lua_State *L) { return path_op(L, "unlink", IORING_OP_UNLINKAT); }
 static int l_rmdir (lua_State *L) { return path_op(L, "rmdir", IORING_OP_UNLINKAT); }
 static int l_mkdir (lua_State *L) { return path_op(L, "mkdir", IORING_OP_MKDIRAT); }
 static int l_rename (lua_State *L) { return path_op(L, "rename", IORING_OP_RENAMEAT); }
+static int l_symlink (lua_State *L) { return path_op(L, "symlink", IORING_OP_SYMLINKAT); }
+static int l_link (lua_State *L) { return path_op(L, "link", IORING_OP_LINKAT); }
 
 /* --- uring.open --- */
 
@@ -1361,6 +1379,7 @@ void ur_register_fs (lua_State *L) {
     {"open", l_open}, {"fdopen", l_fdopen}, {"pipe", l_pipe}, {"stat", l_stat},
     {"unlink", l_unlink},
     {"rmdir", l_rmdir}, {"mkdir", l_mkdir}, {"rename", l_rename},
+    {"lstat", l_lstat}, {"symlink", l_symlink}, {"link", l_link},
     {NULL, NULL}
   };
   luaL_newmetatable(L, UR_FILE_MT);

@@ -573,6 +573,31 @@ void ur_trace_free (ur_loop *loop);                 /* at loop __gc */
 void ur_push_setup_flags (lua_State *L, unsigned flags);   /* {SQPOLL = true} */
 unsigned ur_setup_flag (const char *name);    /* "SQPOLL" -> bit; 0: unknown */
 
+/* jobs.c: blocking calls io_uring has no op for, on a pool of helper
+ * threads; a task waits for its set's jobs with one READ of an eventfd */
+typedef struct ur_jobset ur_jobset;
+typedef struct ur_job ur_job;
+struct ur_job {
+  void (*run) (ur_job *j);    /* on a pool thread: the blocking part */
+  void (*drop) (ur_job *j);   /* free it and all it holds */
+  ur_jobset *set;
+  ur_job *next;
+};
+int ur_jobset_new (lua_State *L, ur_jobset **out);  /* pushes; 0 | -errno */
+ur_jobset *ur_jobset_check (lua_State *L, int idx);
+void ur_jobset_release (lua_State *L, int idx);   /* done with it: now */
+void ur_job_submit (ur_jobset *s, ur_job *j);
+int ur_job_stopped (const ur_job *j);      /* its waiter has let go */
+uint32_t ur_jobset_pending (const ur_jobset *s);
+int ur_jobset_wait (lua_State *L, ur_task *t, ur_jobset *s, const char *what,
+                    lua_KContext ctx, lua_KFunction k);
+int ur_jobset_woken (lua_State *L, ur_task *t);   /* in k: READ's result */
+ur_job *ur_jobset_peek (ur_jobset *s);     /* a finished job, or NULL */
+void ur_jobset_drop (ur_jobset *s, ur_job *j);   /* done with it */
+void ur_register_jobs (lua_State *L);
+void ur_register_dir (lua_State *L);       /* dir.c: uring.dir, walk's scans */
+void ur_register_fsmeta (lua_State *L);    /* fsmeta.c: chmod, truncate, ... */
+
 /* user_data <-> request, on every SQE and CQE: inline.  gen is never 0,
  * so no request has user_data 0 (the core's own cancels carry it). */
 static inline uint64_t ur_slab_ud (const ur_req *r) {

@@ -79,6 +79,7 @@ local function area(name)
   for k, v in pairs(require(name)) do uring[k] = v end
 end
 area "uring.file"      -- readfile, writefile, copyfile; file:lines
+area "uring.fs"        -- dir, walk, tmpfile, mkdtemp; file:truncate, lock
 area "uring.net"       -- install_socket; sock:recv, read, write, lines
 area "uring.proc"      -- popen's close
 area "uring.workers"   -- workers
