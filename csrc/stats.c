@@ -31,6 +31,7 @@ typedef struct ur_trace_ev {
 
 static void trace_event (ur_loop *loop, ur_req *r, int cqe) {
   trace_ev ev;
+  if (r->task && r->task->untraced) return;   /* the REPL's own polling */
   memset(&ev, 0, sizeof ev);
   ev.cqe = (char)cqe;
   ev.op = r->opcode;
@@ -146,6 +147,15 @@ static int l_trace (lua_State *L) {
   return 0;
 }
 
+/* _untraced(): the running task's requests are left out of the trace
+ * (the REPL's stdin poll and watchers, so :trace on shows the user's work) */
+static int l_untraced (lua_State *L) {
+  ur_task *t = ur_task_of(L);
+  if (t == NULL) return luaL_error(L, "_untraced: not inside a task");
+  t->untraced = 1;
+  return 0;
+}
+
 static void setint (lua_State *L, const char *k, uint64_t v) {
   lua_pushinteger(L, (lua_Integer)v);
   lua_setfield(L, -2, k);
@@ -247,6 +257,7 @@ static int l_features (lua_State *L) {
 void ur_register_stats (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"stats", l_stats}, {"trace", l_trace}, {"features", l_features},
+    {"_untraced", l_untraced},
     {NULL, NULL}
   };
   ur_setfuncs(L, funcs);

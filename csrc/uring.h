@@ -183,6 +183,7 @@ struct ur_task {
   const char *what;     /* what it waits on, for :tasks ("read", "join") */
   uint64_t *scope_ud;   /* timer request of each open timeout scope */
   int scope_cap;
+  uint8_t untraced;     /* the REPL's own: uring.trace leaves it out */
 };
 
 /* Pooled I/O buffers (file:pread and O_DIRECT writes): 4096-aligned, in
@@ -633,5 +634,9 @@ static inline void ur_set_ts (struct __kernel_timespec *ts, double secs) {
 
 /* Every register function receives the module table at the stack top and
  * adds its functions and metatables; it leaves the stack as it found it. */
+
+/* failwatch.c: the REPL sees errors of tasks nobody joins as they happen */
+void ur_register_failwatch (lua_State *L);
+int ur_failwatch_add (lua_State *L, ur_loop *loop, int task_idx, int tb_idx);
 
 #endif
