@@ -131,6 +131,43 @@ static int l_inflight (lua_State *L) {
   return 1;
 }
 
+/* ring:state() -> the ring's indices as the kernel and we see them now.
+ * Each side writes one index of each ring and only reads the other's: we
+ * write the SQ tail and the CQ head, the kernel the SQ head and the CQ
+ * tail.  The kernel's are read with acquire loads (liburing's rule: what
+ * they announce -- a consumed SQE, a written CQE -- must be visible before
+ * we act on it).  Indices are free-running 32-bit counters; an entry's
+ * slot is index & mask. */
+static int l_state (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  struct io_uring_sq *sq = &r->ring.sq;
+  struct io_uring_cq *cq = &r->ring.cq;
+  struct { const char *k; unsigned v; } f[] = {
+    {"sq_head", io_uring_smp_load_acquire(sq->khead)},
+    {"sq_tail", IO_URING_READ_ONCE(*sq->ktail)},
+    /* prepared by prep_* but not yet published: the next submit moves
+     * sq_tail up to sqe_tail */
+    {"sqe_tail", sq->sqe_tail},
+    {"sq_mask", sq->ring_mask}, {"sq_entries", sq->ring_entries},
+    {"sq_flags", IO_URING_READ_ONCE(*sq->kflags)},
+    {"sq_dropped", IO_URING_READ_ONCE(*sq->kdropped)},
+    {"cq_head", IO_URING_READ_ONCE(*cq->khead)},
+    {"cq_tail", io_uring_smp_load_acquire(cq->ktail)},
+    {"cq_mask", cq->ring_mask}, {"cq_entries", cq->ring_entries},
+    {"cq_flags", cq->kflags ? IO_URING_READ_ONCE(*cq->kflags) : 0},
+    /* CQEs the kernel could not post to a full CQ: counted here; since
+     * 5.5 it keeps them and sq_flags shows IORING_SQ_CQ_OVERFLOW (2) */
+    {"overflow", IO_URING_READ_ONCE(*cq->koverflow)},
+    {"sq_ready", io_uring_sq_ready(&r->ring)},
+    {"cq_ready", io_uring_cq_ready(&r->ring)},
+  };
+  lua_createtable(L, 0, (int)(sizeof f / sizeof f[0]));
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    lua_pushinteger(L, (lua_Integer)f[i].v);
+    lua_setfield(L, -2, f[i].k);
+  }
+  return 1;
+}
 
 /* ------------------------------------------------------- CQ-side methods */
 
@@ -605,7 +642,7 @@ void ur_register_ring (lua_State *L) {
     {"submit", l_submit}, {"submit_and_wait", l_submit_and_wait},
     {"wait_cqe", l_wait_cqe}, {"peek_cqe", l_peek_cqe},
     {"sq_space_left", l_sq_space_left}, {"sq_ready", l_sq_ready},
-    {"cq_ready", l_cq_ready}, {"inflight", l_inflight},
+    {"cq_ready", l_cq_ready}, {"inflight", l_inflight}, {"state", l_state},
     {"register_buffers", l_register_buffers},
     {"unregister_buffers", l_unregister_buffers},
     {"register_files", l_register_files},

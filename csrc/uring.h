@@ -305,6 +305,10 @@ struct ur_loop {
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
   struct ur_trace_ev *tq;  /* trace events waiting for the next turn */
   size_t tq_len, tq_cap;
+  struct ur_trace_ev *tlog;   /* the newest events, for trace_export */
+  size_t tlog_len, tlog_cap, tlog_start;
+  uint64_t tlog_dropped;
+  uint64_t trace_enters;   /* stats.enters at the last "enter" event */
   ur_stats stats;
 };
 
@@ -570,6 +574,8 @@ void ur_register_workers (lua_State *L);   /* workers.c: uring.workers */
 void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);
+void ur_trace_enter (ur_loop *loop, unsigned to_submit, unsigned min_complete,
+                     int submitted);   /* loop.c, while tracing */
 void ur_trace_free (ur_loop *loop);                 /* at loop __gc */
 void ur_push_setup_flags (lua_State *L, unsigned flags);   /* {SQPOLL = true} */
 unsigned ur_setup_flag (const char *name);    /* "SQPOLL" -> bit; 0: unknown */

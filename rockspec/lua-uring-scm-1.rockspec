@@ -54,5 +54,6 @@ build = {
     ["uring.socket"] = "lua/uring/socket.lua",
     ["uring.repl"] = "lua/uring/repl.lua",
     ["uring.workers"] = "lua/uring/workers.lua",
+    ["uring.trace"] = "lua/uring/trace.lua",
   },
 }

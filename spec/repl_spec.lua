@@ -28,13 +28,15 @@ local function run_pty(steps, env, args)
   return (out:gsub("\r", "")), code
 end
 
--- the lines of out from the trace (stderr, "[uring] ...")
+-- the SQE and CQE lines of out from the trace (stderr, "[uring] sqe ..."),
+-- and how many enter lines there were
 local function trace_lines(out)
-  local t = {}
+  local t, enters = {}, 0
   for l in out:gmatch("[^\n]+") do
-    if l:match("^%[uring%] ") then t[#t + 1] = l end
+    if l:match("^%[uring%] [sc]qe ") then t[#t + 1] = l end
+    if l:match("^%[uring%] enter ") then enters = enters + 1 end
   end
-  return t
+  return t, enters
 end
 
 describe("uring-repl", function()
@@ -133,8 +135,9 @@ describe("uring-repl", function()
       ":trace on", "uring.nop()", "uring.nop()", "uring.sleep(0.01)", ":trace off", "uring.nop()", "",
     }, "\n"))
     assert.equal(0, code, out)
-    local lines = trace_lines(out)
+    local lines, enters = trace_lines(out)
     assert.equal(6, #lines, out)                     -- 3 SQEs and 3 CQEs, nothing else
+    assert.is_true(enters >= 3, out)                 -- each waited in an enter
     for _, l in ipairs(lines) do
       assert.matches("^%[uring%] [sc]qe (%a+)", l)
       local op = l:match("^%[uring%] [sc]qe (%a+)")

@@ -88,6 +88,7 @@ area "uring.file"      -- readfile, writefile, copyfile; file:lines
 area "uring.net"       -- install_socket; sock:recv, read, write, lines
 area "uring.proc"      -- popen's close
 area "uring.workers"   -- workers
+area "uring.trace"     -- trace_export
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
 require "uring.repl"   -- takes the failure watch and _untraced
