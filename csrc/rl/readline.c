@@ -217,7 +217,12 @@ static char **complete (const char *text, int start, int end) {
     free_matches();
     return NULL;
   }
-  return rl_completion_matches(text, match_gen);
+  {
+    /* readline takes copies (match_gen): ours go now, not at unload */
+    char **r = rl_completion_matches(text, match_gen);
+    free_matches();
+    return r;
+  }
 }
 
 /* set_completer(fn): fn(word) -> {word, ...}; words break at spaces and
