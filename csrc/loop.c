@@ -561,7 +561,7 @@ static int l_run (lua_State *L) {
   loop = ur_loop_ready(L);
   if (loop->pid != getpid()) return ur_foreign_error(L, loop);
   if (loop->running)
-    return luaL_error(L, "run: the loop is already running "
+    return luaL_error(L, "uring.run: the loop is already running "
                       "(use uring.spawn inside a task)");
   ur_hooks_call(loop, run_start, loop);
   /* the main task's registry slot first: once the task is queued nothing

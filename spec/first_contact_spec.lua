@@ -17,6 +17,21 @@ describe("first contact", function()
     assert.is_nil(out:find("undefined symbol", 1, true), out)
   end)
 
+  it("the run's own errors name uring.run", function()
+    local uring = require "uring"
+    local ok, err = pcall(uring.run, function() uring.run(function() end) end)
+    assert.is_false(ok)
+    assert.matches(": uring%.run: the loop is already running", err)
+    ok, err = pcall(uring.run, function()
+      local a, b
+      a = uring.spawn(function() uring.yield(); b:join() end)
+      b = uring.spawn(function() uring.yield(); a:join() end)
+      a:join()
+    end)
+    assert.is_false(ok)
+    assert.matches("^uring%.run: deadlock", err)
+  end)
+
   -- every server, with the arguments it needs and its summary line
   local servers = {
     { "echo_server.lua", "0", "echo_server: 0 connections" },
