@@ -60,6 +60,7 @@ end
 -- while a prompt is up, else nil).
 local rl_active
 local raw_write, raw_print = io.write, print
+local trace_printer
 
 local function out(...)
   local rl = rl_active
@@ -88,6 +89,46 @@ local function repl_write(...)
     return io.stdout
   end
   return raw_write(...)
+end
+
+-- :trace on: the events of the user's tasks, as uring.trace(true) prints
+-- them, on stderr (drawn above the half-typed line).  The prompt's own
+-- requests are not traced (core._untraced), but every keystroke still
+-- makes an io_uring_enter; an enter is shown only when it carries the
+-- user's work: it submits traced SQEs, or traced CQEs follow it.
+local function trace_line(e)
+  if e.event == "enter" then
+    return ("[uring] enter      to_submit=%d min_complete=%d submitted=%d ready=%d @%.6f\n")
+      :format(e.to_submit, e.min_complete, e.submitted, e.ready, e.time)
+  elseif e.event == "cqe" then
+    return ("[uring] cqe %-10s task=%d ud=0x%x res=%d%s %.1fus @%.6f\n"):format(e.op,
+      e.task, e.user_data, e.res, e.more and " more" or "", e.elapsed * 1e6, e.time)
+  end
+  return ("[uring] sqe %-10s task=%d ud=0x%x fd=%d len=%d @%.6f\n")
+    :format(e.op, e.task, e.user_data, e.fd, e.len, e.time)
+end
+
+function trace_printer()
+  local sqes, held = 0, nil     -- traced SQEs since the last enter; an enter not shown yet
+  local function put(line)
+    local rl = rl_active
+    local hid = rl and rl.hide()
+    io.stderr:write(line)
+    io.stderr:flush()
+    if hid then rl.show() end
+  end
+  return function(e)
+    if e.event == "enter" then
+      held = nil
+      if sqes > 0 then put(trace_line(e)) else held = e end
+      sqes = 0
+      return
+    end
+    if e.event == "sqe" then sqes = sqes + 1 end
+    if e.event == "cqe" and held then put(trace_line(held)) end
+    held = nil
+    put(trace_line(e))
+  end
 end
 
 -- A traceback without the REPL's own frames: the user's frames end where
@@ -155,7 +196,7 @@ local function command(line, hidden)
     out("flags    ", keys(f.flags), "\n")
     out("ops      ", keys(f.ops), "\n")
   elseif cmd == "trace" then
-    uring.trace(rest == "on")
+    uring.trace(rest == "on" and trace_printer() or false)
     out("trace ", rest == "on" and "on" or "off", "\n")
   elseif cmd == "cancel" then
     local id = tonumber(rest)
