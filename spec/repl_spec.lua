@@ -262,6 +262,12 @@ describe("uring-repl's command line, as lua5.4's", function()
     assert.equal("e ran\ntrue\n", out)
   end)
 
+  it("-W turns warnings on", function()
+    local _, err, code = run("-W -e 'warn(\"careful\")'")
+    assert.equal(0, code, err)
+    assert.matches("Lua warning: careful", err)
+  end)
+
   it("-l requires a module into a global", function()
     local out, err, code = run("-l string -e 'print(string.rep(\"a\", 3))'")
     assert.equal(0, code, err)

@@ -45,6 +45,8 @@ Available options are:
   -i        enter interactive mode after executing 'script' or -e
   -l mod    require library 'mod' into global 'mod'
   -v        show version information
+  -E        ignore environment variables (accepted; LUA_INIT is not read)
+  -W        turn warnings on
   -h, --help  show this text
   --        stop handling options
   -         stop handling options and execute stdin
@@ -404,6 +406,8 @@ local function parse(argv)
     elseif a == "-h" or a == "--help" then o.help = true
     elseif a == "-i" then o.interactive = true; o.version = true
     elseif a == "-v" then o.version = true
+    elseif a == "-W" then o.warn = true
+    elseif a == "-E" then o.noenv = true          -- LUA_INIT is never read here
     elseif a == "-e" or a == "-l" then
       local v = argv[i + 1]
       if v == nil then return nil, ("'%s' needs argument"):format(a) end
@@ -453,6 +457,7 @@ function repl.main(argv)
   end
   local banner = ("lua-uring %s -- %s; :help for commands\n"):format(uring.version, _VERSION)
   if o.version then io.write(banner) end
+  if o.warn then warn("@on") end
   _G.uring = uring          -- as the prompt's own global, like lua -l uring
   local interactive = o.interactive or (not o.script and #o.actions == 0 and not o.version)
   local tty = isatty(0)
