@@ -61,12 +61,20 @@ end
 -- half-typed line is cleared and then redrawn (rl: the readline module
 -- while a prompt is up, else nil).
 local rl_active
-local raw_write, raw_print = io.write, print
+local raw_write = io.write
 local trace_printer
 
 local function out(...)
   local rl = rl_active
   local n = select("#", ...)
+  if n > 0 and rl then
+    -- io.write's argument check, before the line is hidden: it comes back
+    for i = 1, n do
+      local v = select(i, ...)
+      local t = type(v)
+      if t ~= "string" and t ~= "number" then check.typeerror(i, "write", "string", v, 2) end
+    end
+  end
   if n > 0 and rl and rl.hide() then
     raw_write(...)
     -- the prompt is redrawn on a line of its own
@@ -407,7 +415,7 @@ local function parse(argv)
     elseif a == "-i" then o.interactive = true; o.version = true
     elseif a == "-v" then o.version = true
     elseif a == "-W" then o.warn = true
-    elseif a == "-E" then o.noenv = true          -- LUA_INIT is never read here
+    elseif a == "-E" then                         -- LUA_INIT is never read here
     elseif a == "-e" or a == "-l" then
       local v = argv[i + 1]
       if v == nil then return nil, ("'%s' needs argument"):format(a) end
