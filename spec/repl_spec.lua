@@ -268,6 +268,14 @@ describe("uring-repl's command line, as lua5.4's", function()
     assert.matches("Lua warning: careful", err)
   end)
 
+  it("Ctrl-C during a script: exit status 130, quietly", function()
+    local out, code = run_pty({ "expect ready", "sleep 0.2", [[send \x03]] }, nil,
+      [[-e 'print("ready"); uring.sleep(30); print("not reached")']])
+    assert.equal(130, code, out)
+    assert.is_nil(out:find("traceback", 1, true), out)
+    assert.is_nil(out:find("not reached", 1, true), out)
+  end)
+
   it("-l requires a module into a global", function()
     local out, err, code = run("-l string -e 'print(string.rep(\"a\", 3))'")
     assert.equal(0, code, err)
