@@ -32,6 +32,7 @@ typedef struct ur_trace_ev {
   double time;             /* uring.now() when it happened (enter: returned) */
   double elapsed;          /* cqe: since its SQE */
   uint32_t to_submit, min_complete, ready;   /* enter only */
+  int ring;                /* a teaching ring's fd, or 0: the loop's */
 } trace_ev;
 
 /* Every event also goes to the log trace_export writes: a ring of the
@@ -55,18 +56,22 @@ static void log_event (ur_loop *loop, const trace_ev *ev) {
 }
 
 static void print_event (const trace_ev *ev) {
+  char who[32];             /* a loop request's task, or a teaching ring */
+  if (ev->ring) snprintf(who, sizeof who, "ring=%d", ev->ring);
+  else snprintf(who, sizeof who, "task=%u", ev->task);
   if (ev->kind == EV_ENTER)
-    fprintf(stderr, "[uring] enter      to_submit=%u min_complete=%u "
-            "submitted=%d ready=%u @%.6f\n", ev->to_submit,
-            ev->min_complete, (int)ev->res, ev->ready, ev->time);
+    fprintf(stderr, "[uring] enter      %s%sto_submit=%u min_complete=%u "
+            "submitted=%d ready=%u @%.6f\n", ev->ring ? who : "",
+            ev->ring ? " " : "", ev->to_submit, ev->min_complete,
+            (int)ev->res, ev->ready, ev->time);
   else if (ev->kind == EV_CQE)
-    fprintf(stderr, "[uring] cqe %-10s task=%u ud=%#llx res=%d%s %.1fus @%.6f\n",
-            ur_opname(ev->op), ev->task, (unsigned long long)ev->ud, ev->res,
+    fprintf(stderr, "[uring] cqe %-10s %s ud=%#llx res=%d%s %.1fus @%.6f\n",
+            ur_opname(ev->op), who, (unsigned long long)ev->ud, ev->res,
             (ev->flags & IORING_CQE_F_MORE) ? " more" : "",
             ev->elapsed * 1e6, ev->time);
   else
-    fprintf(stderr, "[uring] sqe %-10s task=%u ud=%#llx fd=%d len=%zu @%.6f\n",
-            ur_opname(ev->op), ev->task, (unsigned long long)ev->ud, ev->fd,
+    fprintf(stderr, "[uring] sqe %-10s %s ud=%#llx fd=%d len=%zu @%.6f\n",
+            ur_opname(ev->op), who, (unsigned long long)ev->ud, ev->fd,
             ev->len, ev->time);
 }
 
@@ -131,6 +136,56 @@ void ur_trace_enter (ur_loop *loop, unsigned to_submit, unsigned min_complete,
   emit(loop, &ev);
 }
 
+/* The teaching ring's hooks (ring.c, ring_req.c): its methods carry no
+ * loop, so they ask for it; NULL when tracing is off. */
+ur_loop *ur_tracing (lua_State *L) {
+  ur_loop *loop = ur_loop_get(L);
+  return loop->trace_ref != LUA_NOREF ? loop : NULL;
+}
+
+/* A teaching ring's SQE (published by its submit, stamped with its prep)
+ * or CQE (handed to Lua): user_data is the user's, no task. */
+void ur_trace_ring_req (ur_loop *loop, int ring_fd, int cqe, unsigned op,
+                        int fd, lua_Integer user, int32_t res, uint32_t flags,
+                        size_t len, double t_prep) {
+  trace_ev ev;
+  memset(&ev, 0, sizeof ev);
+  ev.kind = cqe ? EV_CQE : EV_SQE;
+  ev.ring = ring_fd;
+  ev.op = (uint8_t)op;
+  ev.fd = fd;
+  ev.ud = (uint64_t)user;
+  ev.res = res;
+  ev.flags = flags;
+  ev.len = len;
+  ev.time = cqe ? ur_now() : (t_prep > 0 ? t_prep : ur_now());
+  ev.elapsed = (cqe && t_prep > 0) ? ev.time - t_prep : 0;
+  emit(loop, &ev);
+}
+
+/* A teaching ring's io_uring_enter (submit, submit_and_wait, a wait_cqe
+ * that had to wait), stamped when it returned. */
+void ur_trace_ring_enter (ur_loop *loop, struct io_uring *ring,
+                          unsigned to_submit, unsigned min_complete,
+                          int submitted) {
+  trace_ev ev;
+  memset(&ev, 0, sizeof ev);
+  ev.kind = EV_ENTER;
+  ev.ring = ev.fd = ring->ring_fd;
+  ev.res = submitted;
+  ev.time = ur_now();
+  ev.to_submit = to_submit;
+  ev.min_complete = min_complete;
+  ev.ready = io_uring_cq_ready(ring);
+  emit(loop, &ev);
+}
+
+/* Deliver a teaching ring's events to a trace function now: outside
+ * uring.run no loop turn would come to do it. */
+void ur_trace_ring_flush (lua_State *L, ur_loop *loop) {
+  if (loop->tq_len > 0) ur_trace_flush(L, loop);
+}
+
 void ur_trace_free (ur_loop *loop) {
   free(loop->tq);
   loop->tq = NULL;
@@ -153,6 +208,10 @@ static void push_event (lua_State *L, const trace_ev *ev) {
   lua_setfield(L, -2, "time");
   lua_pushinteger(L, ev->fd);
   lua_setfield(L, -2, "fd");
+  if (ev->ring) {
+    lua_pushinteger(L, ev->ring);
+    lua_setfield(L, -2, "ring");
+  }
   if (ev->kind == EV_ENTER) {
     lua_pushliteral(L, "enter");
     lua_setfield(L, -2, "op");

@@ -576,6 +576,15 @@ void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);
 void ur_trace_enter (ur_loop *loop, unsigned to_submit, unsigned min_complete,
                      int submitted);   /* loop.c, while tracing */
+/* the teaching ring's trace hooks (ring.c, ring_req.c) */
+ur_loop *ur_tracing (lua_State *L);   /* the loop if tracing, else NULL */
+void ur_trace_ring_req (ur_loop *loop, int ring_fd, int cqe, unsigned op,
+                        int fd, lua_Integer user, int32_t res, uint32_t flags,
+                        size_t len, double t_prep);
+void ur_trace_ring_enter (ur_loop *loop, struct io_uring *ring,
+                          unsigned to_submit, unsigned min_complete,
+                          int submitted);
+void ur_trace_ring_flush (lua_State *L, ur_loop *loop);
 void ur_trace_free (ur_loop *loop);                 /* at loop __gc */
 void ur_push_setup_flags (lua_State *L, unsigned flags);   /* {SQPOLL = true} */
 unsigned ur_setup_flag (const char *name);    /* "SQPOLL" -> bit; 0: unknown */

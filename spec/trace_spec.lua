@@ -291,3 +291,60 @@ for e in d["traceEvents"]:
       "bad argument #1 to 'trace_export' (string expected, got no value)")
   end)
 end)
+
+describe("uring.trace: the teaching ring", function()
+  after_each(function() uring.trace(false) end)
+
+  it("traces its SQEs, enters and CQEs, delivered before each call returns", function()
+    local r <close> = uring.ring { entries = 4 }
+    local ev = {}
+    uring.trace(function(e) ev[#ev + 1] = e end)
+    r:prep_nop(7); r:prep_nop(8)
+    assert.equal(0, #ev)                       -- prepared: the kernel knows nothing yet
+    assert.equal(2, r:submit())
+    assert.equal(3, #ev)                       -- no uring.run: delivered at once
+    assert.same({ "sqe", "sqe", "enter" }, { ev[1].event, ev[2].event, ev[3].event })
+    local ring = ev[1].ring
+    assert.is_true(math.type(ring) == "integer" and ring > 0)
+    assert.equal(7, ev[1].user_data); assert.equal(8, ev[2].user_data)   -- the user's
+    assert.equal("nop", ev[1].op)
+    assert.equal(2, ev[3].to_submit); assert.equal(2, ev[3].submitted)
+    assert.equal(0, ev[3].min_complete); assert.equal(ring, ev[3].ring)
+    r:wait_cqe(); r:wait_cqe()
+    assert.equal(5, #ev)                       -- the CQ held both: no enter to wait
+    assert.equal("cqe", ev[4].event); assert.equal(7, ev[4].user_data)
+    assert.equal(0, ev[4].res); assert.equal(ring, ev[4].ring)
+    assert.is_true(ev[4].elapsed >= 0 and ev[4].time >= ev[1].time)
+    r:prep_timeout(0.01, 0, 9)
+    r:submit()
+    r:wait_cqe()                                -- an empty CQ: it waits in an enter
+    local waits = 0
+    for i = 6, #ev do
+      if ev[i].event == "enter" and ev[i].min_complete == 1 then waits = waits + 1 end
+    end
+    assert.equal(1, waits)
+    assert.equal(-62, ev[#ev].res)             -- the timeout's CQE: -ETIME
+  end)
+
+  it("exports a ring's requests on a track of its own", function()
+    local path = os.tmpname()
+    local r <close> = uring.ring { entries = 4 }
+    uring.trace(function() end)
+    for i = 1, 3 do r:prep_nop(i) end
+    r:submit_and_wait(3)
+    for _ = 1, 3 do r:wait_cqe() end
+    uring.trace(false)
+    assert.equal(7, uring.trace_export(path))  -- 3 SQEs, 1 enter, 3 CQEs
+    local json = helpers.readall(path)
+    os.remove(path)
+    local fd = assert(json:match('"name":"ring %(fd (%d+)%)"'), json)
+    local tid = 1000000 + tonumber(fd)
+    local slices = 0
+    for t in json:gmatch('"name":"nop","cat":"request","ph":"X","pid":1,"tid":(%d+)') do
+      assert.equal(tid, tonumber(t))
+      slices = slices + 1
+    end
+    assert.equal(3, slices)
+    assert.matches('"name":"io_uring_enter","ph":"i","s":"t","pid":1,"tid":' .. tid, json)
+  end)
+end)

@@ -3,7 +3,8 @@
 -- chrome://tracing open).
 --
 -- The core logs every traced event (csrc/stats.c, the newest 262,144);
--- this file only shapes them: one track per task, each request a slice
+-- this file only shapes them: one track per task (and per teaching ring,
+-- uring.ring), each request a slice
 -- from its SQE (prepared) to its last CQE (reaped), the CQEs of a
 -- multishot request that say "more" as marks on its track, and each
 -- io_uring_enter as an instant across the process, so a batch reads as
@@ -15,6 +16,7 @@ local core = require "uring.core"
 local check = require "uring.check"
 
 local trace_log = core._trace_log
+local RING_TRACK = 1000000          -- teaching rings' tracks: after the tasks'
 
 local M = {}
 
@@ -62,8 +64,20 @@ function M.trace_export(path)
   local last = log[#log] and log[#log].time or t0
   local out = {}
   local function put(s) out[#out + 1] = s end
-  local tracks = { [0] = true }     -- task id -> seen (0: the loop itself)
-  local open = {}                   -- user_data -> {sqe =, cqes =}
+  local tracks = { [0] = true }     -- track id -> its name (0: the loop itself)
+  local open = {}                   -- request key -> {{sqe =, cqes =}, ...}, oldest first
+  -- a task's track is its id; a teaching ring's, RING_TRACK + its fd
+  local function track(e)
+    if e.ring then
+      tracks[RING_TRACK + e.ring] = ("ring (fd %d)"):format(e.ring)
+      return RING_TRACK + e.ring
+    end
+    tracks[e.task] = tracks[e.task] or ("task " .. e.task)
+    return e.task
+  end
+  -- a ring's user_data is the user's: the same value may be in flight
+  -- twice, and on two rings
+  local function key(e) return (e.ring or 0) .. ":" .. e.user_data end
   local function slice(name, task, from, to, a)
     put(format('{"name":"%s","cat":"request","ph":"X","pid":1,"tid":%d,"ts":%s,"dur":%s,"args":%s}',
       name, task, us(from - t0), us(math.max(to - from, 0)), a))
@@ -72,36 +86,42 @@ function M.trace_export(path)
     put(format('{"name":"%s","ph":"i","s":"%s","pid":1,"tid":%d,"ts":%s,"args":%s}',
       name, scope, task, us(at - t0), a))
   end
+  local enter_keys = { "to_submit", "min_complete", "submitted", "ready" }
   for _, e in ipairs(log) do
-    if e.event == "enter" then
-      instant("io_uring_enter", 0, e.time, "p",
-        args(e, { "to_submit", "min_complete", "submitted", "ready" }))
+    if e.event == "enter" and e.ring then   -- a teaching ring's: on its track
+      instant("io_uring_enter", track(e), e.time, "t", args(e, enter_keys))
+    elseif e.event == "enter" then          -- the loop's: across the process
+      instant("io_uring_enter", 0, e.time, "p", args(e, enter_keys))
     elseif e.event == "sqe" then
-      tracks[e.task] = true
-      open[e.user_data] = { sqe = e, cqes = 0 }
+      track(e)
+      local k = key(e)
+      open[k] = open[k] or {}
+      table.insert(open[k], { sqe = e, cqes = 0 })
     else
-      tracks[e.task] = true
-      local o = open[e.user_data]
+      local tid, k = track(e), key(e)
+      local o = open[k] and open[k][1]
       if o then o.cqes = o.cqes + 1 end
       if e.more then
-        instant(e.op .. " cqe (more)", e.task, e.time, "t", request_args(nil, e))
+        instant(e.op .. " cqe (more)", tid, e.time, "t", request_args(nil, e))
       elseif o then
-        open[e.user_data] = nil
-        slice(e.op, o.sqe.task, o.sqe.time, e.time, request_args(o.sqe, e, { cqes = o.cqes }))
+        table.remove(open[k], 1)
+        slice(e.op, track(o.sqe), o.sqe.time, e.time, request_args(o.sqe, e, { cqes = o.cqes }))
       else                          -- prepared before tracing began
-        instant(e.op .. " cqe", e.task, e.time, "t", request_args(nil, e))
+        instant(e.op .. " cqe", tid, e.time, "t", request_args(nil, e))
       end
     end
   end
   -- requests still in flight when the log was taken: up to its end
-  for _, o in pairs(open) do
-    slice(o.sqe.op, o.sqe.task, o.sqe.time, last,
-      request_args(o.sqe, nil, { cqes = o.cqes, in_flight = true }))
+  for _, list in pairs(open) do
+    for _, o in ipairs(list) do
+      slice(o.sqe.op, track(o.sqe), o.sqe.time, last,
+        request_args(o.sqe, nil, { cqes = o.cqes, in_flight = true }))
+    end
   end
   put('{"name":"process_name","ph":"M","pid":1,"args":{"name":"lua-uring"}}')
-  for id in pairs(tracks) do
-    put(format('{"name":"thread_name","ph":"M","pid":1,"tid":%d,"args":{"name":"%s"}}',
-      id, id == 0 and "loop (no task)" or ("task " .. id)))
+  tracks[0] = "loop (no task)"
+  for id, name in pairs(tracks) do
+    put(format('{"name":"thread_name","ph":"M","pid":1,"tid":%d,"args":{"name":"%s"}}', id, name))
     put(format('{"name":"thread_sort_index","ph":"M","pid":1,"tid":%d,"args":{"sort_index":%d}}', id, id))
   end
   local ok, werr, wen = f:write('{"displayTimeUnit":"ns","otherData":{"dropped_events":',
