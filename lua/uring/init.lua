@@ -24,6 +24,7 @@
 -- metatable.  A file's table M holds either functions of the public table
 -- (init.lua copies them onto `uring`) or, for uring.http and uring.socket,
 -- the module itself (init.lua stores it as uring.http, uring.socket).
+
 -- before the C core: built against Lua 5.4, it fails to load in another
 -- Lua with a bare "undefined symbol" (this file parses in 5.1 too)
 if _VERSION ~= "Lua 5.4" then
