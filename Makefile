@@ -19,11 +19,16 @@ PREFIX     ?= /usr/local
 INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
 INST_LUADIR ?= $(PREFIX)/share/lua/5.4
 INST_BINDIR ?= $(PREFIX)/bin
-DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
-              libreadline-dev curl netcat-openbsd wrk lua-luv lua-cqueues \
-              lua-socket python3 fio nginx-light libnginx-mod-http-lua
+# Debian packages: DEBS are what building and `make demo` need; TEST_DEBS
+# the test and bench tools, installed by `make test`, `make bench` and
+# `make soak` themselves.  apt's output goes to $(BUILD)/apt.log.
+DEBS        = liburing-dev liblua5.4-dev lua5.4 pkg-config gcc make \
+              libreadline-dev
+TEST_DEBS   = lua-busted curl netcat-openbsd wrk lua-luv lua-cqueues \
+              lua-socket python3 fio valgrind lua5.1 nginx-light \
+              libnginx-mod-http-lua
 
-.PHONY: all test deps asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
+.PHONY: all test deps deps-test asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
 
 RLSO        = $(BUILD)/uring/readline.so
 
@@ -75,22 +80,27 @@ $(SO): $(OBJ)
 	$(CC) $(LIBFLAG) $(ALL_CFLAGS) -o $@ $(OBJ) $(LIBS)
 
 # Install what is missing from Debian when root; otherwise say what to run.
-deps:
-	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+APT_INSTALL = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	    mkdir -p $(BUILD); echo "apt-get install" $$missing "(log: $(BUILD)/apt.log)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } \
+	      >>$(BUILD)/apt.log 2>&1 || { tail -20 $(BUILD)/apt.log; exit 1; }; \
 	  else \
 	    echo "missing packages; run: sudo apt-get install -y $$missing"; exit 1; \
 	  fi; \
 	fi
+deps:
+	@$(call APT_INSTALL,$(DEBS))
+deps-test: deps
+	@$(call APT_INSTALL,$(TEST_DEBS))
 
 # the suite, then (spec/run.lua) the I/O specs under other ring setups,
 # FUZZ_SECONDS of the fuzzer under ASan+UBSan and OOM_SAMPLE points of the
 # out-of-memory sweep
 FUZZ_SECONDS ?= 30
 OOM_SAMPLE ?= 100
-test: deps all asan-build
+test: deps-test all asan-build
 	@URING_MATRIX=1 URING_FUZZ_SECONDS=$(FUZZ_SECONDS) URING_OOM_SAMPLE=$(OOM_SAMPLE) \
 	  $(LUA) spec/run.lua "$(BUSTED)"
 
@@ -123,13 +133,13 @@ fuzz: all asan-build
 # examples/http_hello.lua and examples/echo_server.lua under wrk and churn
 # clients: zero errors, RSS flat after warm-up, fds back to baseline
 SOAK_SECONDS ?= 60
-soak: deps all
+soak: deps-test all
 	@$(LUA) spec/soak.lua --seconds $(SOAK_SECONDS)
 
 demo: deps all
 	$(LUA) examples/batch.lua
 
-bench: all
+bench: deps-test all
 	$(MAKE) -C bench
 
 # every public function and method has a heading in docs/, and no

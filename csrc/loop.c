@@ -237,6 +237,10 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
       ret = io_uring_submit_and_get_events(&loop->ring);
     if (ret >= 0) {
       loop->pending = io_uring_sq_ready(&loop->ring);
+      /* tracing: the enter, stamped when it returned (a stamp taken
+       * before it would cost uring.nop() when tracing is off) */
+      if (loop->trace_ref != LUA_NOREF)
+        ur_trace_enter(loop, pend, wait_nr, ret);
       return ret;
     }
     if (ret == -EINTR) {
@@ -270,7 +274,11 @@ int ur_submit_timeout (ur_loop *loop, double secs) {
   ur_set_ts(&ts, secs);
   loop->stats.enters++;
   loop->stats.waits++;
-  ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+  {
+    unsigned pend = io_uring_sq_ready(&loop->ring);
+    ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, &ts, NULL);
+    if (loop->trace_ref != LUA_NOREF) ur_trace_enter(loop, pend, 1, ret < 0 ? 0 : ret);
+  }
   loop->pending = io_uring_sq_ready(&loop->ring);
   if (ret == -ETIME || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY)
     return 0;
@@ -553,7 +561,7 @@ static int l_run (lua_State *L) {
   loop = ur_loop_ready(L);
   if (loop->pid != getpid()) return ur_foreign_error(L, loop);
   if (loop->running)
-    return luaL_error(L, "run: the loop is already running "
+    return luaL_error(L, "uring.run: the loop is already running "
                       "(use uring.spawn inside a task)");
   ur_hooks_call(loop, run_start, loop);
   /* the main task's registry slot first: once the task is queued nothing

@@ -78,11 +78,33 @@ static int l_drain (lua_State *L) {
   return 0;
 }
 
+/* Tracing: the SQEs this submit publishes (prepared since the last one),
+ * each stamped with its prep; returns whether the submit will make the
+ * system call (an SQPOLL ring's thread may take them without one). */
+static int ring_trace_sqes (ur_loop *loop, ur_ring *r, unsigned wait_nr) {
+  struct io_uring_sq *sq = &r->ring.sq;
+  for (unsigned i = sq->sqe_head; i != sq->sqe_tail; i++) {
+    const struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+    ur_req *q = ur_slab_at(&r->slab, sqe->user_data);
+    if (q) q->fd = sqe->fd;             /* for its CQE's event */
+    ur_trace_ring_req(loop, r->ring.ring_fd, 0, sqe->opcode, sqe->fd,
+                      q ? q->user : 0, 0, 0, sqe->len, q ? q->t_prep : 0);
+  }
+  return wait_nr > 0 || !(r->flags & IORING_SETUP_SQPOLL)
+      || (IO_URING_READ_ONCE(*sq->kflags) & IORING_SQ_NEED_WAKEUP);
+}
+
 /* ring:submit() -> number of SQEs submitted | fail */
 static int l_submit (lua_State *L) {
   ur_ring *r = ur_ring_check(L);
-  int ret;
+  ur_loop *loop = ur_tracing(L);
+  unsigned pend = io_uring_sq_ready(&r->ring);
+  int ret, enters = loop ? ring_trace_sqes(loop, r, 0) : 0;
   do ret = io_uring_submit(&r->ring); while (ret == -EINTR);
+  if (loop) {
+    if (enters) ur_trace_ring_enter(loop, &r->ring, pend, 0, ret < 0 ? 0 : ret);
+    ur_trace_ring_flush(L, loop);
+  }
   if (ret < 0) return ur_pushfail(L, ret, "submit");
   lua_pushinteger(L, ret);
   return 1;
@@ -93,14 +115,24 @@ static int l_submit (lua_State *L) {
 static int l_submit_and_wait (lua_State *L) {
   ur_ring *r = ur_ring_check(L);
   lua_Integer n = luaL_optinteger(L, 2, 1);
-  int ret;
+  ur_loop *loop;
+  unsigned pend;
+  int ret, enters;
   /* waiting for more CQEs than can ever come would hang forever (a
    * send_zc whose first CQE Lua has not taken yet has two to come) */
   if (n < 0 || n > (lua_Integer)r->slab.used + (lua_Integer)r->zc_pending)
     return luaL_argerror(L, 2, lua_pushfstring(L, "cannot wait for %I CQEs: "
                          "%d SQE(s) in flight", n, (int)r->slab.used));
+  loop = ur_tracing(L);
+  pend = io_uring_sq_ready(&r->ring);
+  enters = loop ? ring_trace_sqes(loop, r, (unsigned)n) : 0;
   do ret = io_uring_submit_and_wait(&r->ring, (unsigned)n);
   while (ret == -EINTR);
+  if (loop) {
+    if (enters)
+      ur_trace_ring_enter(loop, &r->ring, pend, (unsigned)n, ret < 0 ? 0 : ret);
+    ur_trace_ring_flush(L, loop);
+  }
   if (ret < 0) return ur_pushfail(L, ret, "submit_and_wait");
   lua_pushinteger(L, ret);
   return 1;
@@ -131,6 +163,43 @@ static int l_inflight (lua_State *L) {
   return 1;
 }
 
+/* ring:state() -> the ring's indices as the kernel and we see them now.
+ * Each side writes one index of each ring and only reads the other's: we
+ * write the SQ tail and the CQ head, the kernel the SQ head and the CQ
+ * tail.  The kernel's are read with acquire loads (liburing's rule: what
+ * they announce -- a consumed SQE, a written CQE -- must be visible before
+ * we act on it).  Indices are free-running 32-bit counters; an entry's
+ * slot is index & mask. */
+static int l_state (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  struct io_uring_sq *sq = &r->ring.sq;
+  struct io_uring_cq *cq = &r->ring.cq;
+  struct { const char *k; unsigned v; } f[] = {
+    {"sq_head", io_uring_smp_load_acquire(sq->khead)},
+    {"sq_tail", IO_URING_READ_ONCE(*sq->ktail)},
+    /* prepared by prep_* but not yet published: the next submit moves
+     * sq_tail up to sqe_tail */
+    {"sqe_tail", sq->sqe_tail},
+    {"sq_mask", sq->ring_mask}, {"sq_entries", sq->ring_entries},
+    {"sq_flags", IO_URING_READ_ONCE(*sq->kflags)},
+    {"sq_dropped", IO_URING_READ_ONCE(*sq->kdropped)},
+    {"cq_head", IO_URING_READ_ONCE(*cq->khead)},
+    {"cq_tail", io_uring_smp_load_acquire(cq->ktail)},
+    {"cq_mask", cq->ring_mask}, {"cq_entries", cq->ring_entries},
+    {"cq_flags", cq->kflags ? IO_URING_READ_ONCE(*cq->kflags) : 0},
+    /* CQEs the kernel could not post to a full CQ: counted here; since
+     * 5.5 it keeps them and sq_flags shows IORING_SQ_CQ_OVERFLOW (2) */
+    {"overflow", IO_URING_READ_ONCE(*cq->koverflow)},
+    {"sq_ready", io_uring_sq_ready(&r->ring)},
+    {"cq_ready", io_uring_cq_ready(&r->ring)},
+  };
+  lua_createtable(L, 0, (int)(sizeof f / sizeof f[0]));
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    lua_pushinteger(L, (lua_Integer)f[i].v);
+    lua_setfield(L, -2, f[i].k);
+  }
+  return 1;
+}
 
 /* ------------------------------------------------------- CQ-side methods */
 
@@ -155,11 +224,20 @@ static int l_wait_cqe (lua_State *L) {
       return luaL_error(L, "wait_cqe: no submitted SQE is in flight, so no "
                         "CQE can come (call ring:submit())");
     }
-    ret = timed ? io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts)
-                : io_uring_wait_cqe(&r->ring, &cqe);
+    {
+      /* an empty CQ: liburing waits in io_uring_enter */
+      ur_loop *loop = io_uring_cq_ready(&r->ring) == 0 ? ur_tracing(L) : NULL;
+      ret = timed ? io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts)
+                  : io_uring_wait_cqe(&r->ring, &cqe);
+      if (loop) ur_trace_ring_enter(loop, &r->ring, 0, 1, 0);
+    }
     if (ret == -EINTR) continue;
     if (ret < 0) return ur_pushfail(L, ret, "wait_cqe");
-    if ((n = ur_ring_push_cqe(L, r, cqe)) > 0) return n;
+    if ((n = ur_ring_push_cqe(L, r, cqe)) > 0) {
+      ur_loop *loop = ur_tracing(L);
+      if (loop) ur_trace_ring_flush(L, loop);
+      return n;
+    }
   }
 }
 
@@ -174,7 +252,11 @@ static int l_peek_cqe (lua_State *L) {
       return 1;
     }
     if (ret < 0) return ur_pushfail(L, ret, "peek_cqe");
-    if ((n = ur_ring_push_cqe(L, r, cqe)) > 0) return n;
+    if ((n = ur_ring_push_cqe(L, r, cqe)) > 0) {
+      ur_loop *loop = ur_tracing(L);
+      if (loop) ur_trace_ring_flush(L, loop);
+      return n;
+    }
   }
 }
 
@@ -605,7 +687,7 @@ void ur_register_ring (lua_State *L) {
     {"submit", l_submit}, {"submit_and_wait", l_submit_and_wait},
     {"wait_cqe", l_wait_cqe}, {"peek_cqe", l_peek_cqe},
     {"sq_space_left", l_sq_space_left}, {"sq_ready", l_sq_ready},
-    {"cq_ready", l_cq_ready}, {"inflight", l_inflight},
+    {"cq_ready", l_cq_ready}, {"inflight", l_inflight}, {"state", l_state},
     {"register_buffers", l_register_buffers},
     {"unregister_buffers", l_unregister_buffers},
     {"register_files", l_register_files},

@@ -38,6 +38,7 @@ struct io_uring_sqe *ur_ring_sqe (lua_State *L, ur_ring *r, const char *fname,
   ur_req *q;
   int ref = LUA_NOREF;
   void *mem = NULL;
+  int traced = ur_tracing(L) != NULL;   /* its SQE event is stamped now */
   if (!ur_slab_reserve(&r->slab)) {
     luaL_error(L, "%s: not enough memory", fname);
     return NULL;
@@ -63,6 +64,7 @@ struct io_uring_sqe *ur_ring_sqe (lua_State *L, ur_ring *r, const char *fname,
   q->memlen = memlen;
   q->user = user;
   q->seq = ++r->seq;
+  q->t_prep = traced ? ur_now() : 0;
   *pq = q;
   io_uring_sqe_set_data64(sqe, ur_slab_ud(q));
   return sqe;
@@ -142,6 +144,12 @@ int ur_ring_push_cqe (lua_State *L, ur_ring *r, struct io_uring_cqe *cqe) {
     ur_kernel_wrote(q->mem, sizeof(struct statx));
     ur_push_statx(L, (const struct statx *)q->mem);
     n = 4;
+  }
+  {
+    ur_loop *loop = ur_tracing(L);
+    if (loop)
+      ur_trace_ring_req(loop, r->ring.ring_fd, 1, q->opcode, q->fd, q->user,
+                        res, flags, q->memlen, q->t_prep);
   }
   io_uring_cqe_seen(&r->ring, cqe);
   if (flags & IORING_CQE_F_MORE) ring_more(r, q);

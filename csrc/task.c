@@ -321,13 +321,19 @@ static int task_record (lua_State *L) {
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, 2, 2);
   e->status = status;
-  /* the error of a task nobody joins is raised by uring.run */
+  /* the error of a task nobody joins is raised by uring.run, or handed
+   * to the REPL's watch at once (failwatch.c) */
   if (status == UR_FAILED && loop->main_ref != LUA_NOREF && !is_main(L, loop, t)
-      && !t->observed && t->joiners.head == NULL
-      && loop->error_ref == LUA_NOREF) {
-    lua_rawgeti(L, -1, 1);
-    loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    loop->error_task = t->id;
+      && !t->observed && t->joiners.head == NULL) {
+    lua_rawgeti(L, -1, 1);              /* the error with its traceback */
+    if (ur_failwatch_add(L, loop, 2, -1))
+      t->observed = 1;
+    else if (loop->error_ref == LUA_NOREF) {
+      lua_pushvalue(L, -1);
+      loop->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      loop->error_task = t->id;
+    }
+    lua_pop(L, 1);
   }
   return 0;
 }

@@ -183,6 +183,7 @@ struct ur_task {
   const char *what;     /* what it waits on, for :tasks ("read", "join") */
   uint64_t *scope_ud;   /* timer request of each open timeout scope */
   int scope_cap;
+  uint8_t untraced;     /* the REPL's own: uring.trace leaves it out */
 };
 
 /* Pooled I/O buffers (file:pread and O_DIRECT writes): 4096-aligned, in
@@ -304,6 +305,10 @@ struct ur_loop {
   int trace_ref;        /* trace function, or LUA_NOREF; -2 = print */
   struct ur_trace_ev *tq;  /* trace events waiting for the next turn */
   size_t tq_len, tq_cap;
+  struct ur_trace_ev *tlog;   /* the newest events, for trace_export */
+  size_t tlog_len, tlog_cap, tlog_start;
+  uint64_t tlog_dropped;
+  uint64_t trace_enters;   /* stats.enters at the last "enter" event */
   ur_stats stats;
 };
 
@@ -569,6 +574,17 @@ void ur_register_workers (lua_State *L);   /* workers.c: uring.workers */
 void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);
+void ur_trace_enter (ur_loop *loop, unsigned to_submit, unsigned min_complete,
+                     int submitted);   /* loop.c, while tracing */
+/* the teaching ring's trace hooks (ring.c, ring_req.c) */
+ur_loop *ur_tracing (lua_State *L);   /* the loop if tracing, else NULL */
+void ur_trace_ring_req (ur_loop *loop, int ring_fd, int cqe, unsigned op,
+                        int fd, lua_Integer user, int32_t res, uint32_t flags,
+                        size_t len, double t_prep);
+void ur_trace_ring_enter (ur_loop *loop, struct io_uring *ring,
+                          unsigned to_submit, unsigned min_complete,
+                          int submitted);
+void ur_trace_ring_flush (lua_State *L, ur_loop *loop);
 void ur_trace_free (ur_loop *loop);                 /* at loop __gc */
 void ur_push_setup_flags (lua_State *L, unsigned flags);   /* {SQPOLL = true} */
 unsigned ur_setup_flag (const char *name);    /* "SQPOLL" -> bit; 0: unknown */
@@ -658,5 +674,9 @@ static inline void ur_set_ts (struct __kernel_timespec *ts, double secs) {
 
 /* Every register function receives the module table at the stack top and
  * adds its functions and metatables; it leaves the stack as it found it. */
+
+/* failwatch.c: the REPL sees errors of tasks nobody joins as they happen */
+void ur_register_failwatch (lua_State *L);
+int ur_failwatch_add (lua_State *L, ur_loop *loop, int task_idx, int tb_idx);
 
 #endif

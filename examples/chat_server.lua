@@ -107,6 +107,25 @@ local function serve(c)
   c.sock:close()             -- a writer still sending wakes with "closed"
 end
 
+-- Ctrl-C and SIGTERM stop the server as its deadline does: the summary
+-- is printed and the exit status is 0.  The signals are blocked from
+-- this call on (uring.signal), so a kill sent once "listening" shows is
+-- never lost.  Returns a function that stops waiting for them.
+local function stop_on_signals(stop)
+  local waiters = {}
+  for _, name in ipairs { "INT", "TERM" } do
+    local sig = uring.signal(name)
+    waiters[#waiters + 1] = uring.spawn(function()
+      local got = pcall(sig.wait, sig)   -- false: the server ended first
+      sig:close()
+      if got then stop() end
+    end)
+  end
+  return function()
+    for _, t in ipairs(waiters) do t:cancel() end
+  end
+end
+
 local t0 = uring.now()
 local enters = uring.run(function()
   local server = assert(uring.listen("127.0.0.1", port))
@@ -116,14 +135,15 @@ local enters = uring.run(function()
   local e0 = uring.stats().enters
   local readers = {}
 
-  local timer = uring.spawn(function()
-    uring.sleep(seconds)
+  local function stop()
     server:close()
     for c in pairs(clients) do
       c.dead = true          -- a closed socket must not be sent to again
       c.sock:close()
     end
-  end)
+  end
+  local timer = uring.spawn(function() uring.sleep(seconds); stop() end)
+  local unsignal = stop_on_signals(stop)
 
   while not max_conns or stats.joined < max_conns do
     local sock = server:accept()
@@ -135,6 +155,7 @@ local enters = uring.run(function()
   server:close()
   for _, task in ipairs(readers) do task:join() end
   timer:cancel()
+  unsignal()
   return uring.stats().enters - e0
 end)
 

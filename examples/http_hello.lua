@@ -70,6 +70,25 @@ local function hello(_, res)
   if max_requests and srv.requests >= max_requests then srv:close() end
 end
 
+-- Ctrl-C and SIGTERM stop the server as its deadline does: the summary
+-- is printed and the exit status is 0.  The signals are blocked from
+-- this call on (uring.signal), so a kill sent once "listening" shows is
+-- never lost.  Returns a function that stops waiting for them.
+local function stop_on_signals(stop)
+  local waiters = {}
+  for _, name in ipairs { "INT", "TERM" } do
+    local sig = uring.signal(name)
+    waiters[#waiters + 1] = uring.spawn(function()
+      local got = pcall(sig.wait, sig)   -- false: the server ended first
+      sig:close()
+      if got then stop() end
+    end)
+  end
+  return function()
+    for _, t in ipairs(waiters) do t:cancel() end
+  end
+end
+
 local t0 = uring.now()
 local enters = uring.run(function()
   srv = assert(uring.http.server { host = "127.0.0.1", port = port,
@@ -81,8 +100,10 @@ local enters = uring.run(function()
     uring.sleep(seconds)
     srv:close()
   end)
+  local unsignal = stop_on_signals(function() srv:close() end)
   srv:serve()                  -- until closed, then the connections drain
   timer:cancel()
+  unsignal()
   return uring.stats().enters - e0
 end)
 

@@ -64,13 +64,35 @@ app:get("^/files(/.*)$", http.static(root))
 
 app:get("^/boom$", function() error("this handler fails: the client gets a 500") end)
 
+-- Ctrl-C and SIGTERM stop the server as its deadline does: the summary
+-- is printed and the exit status is 0.  The signals are blocked from
+-- this call on (uring.signal), so a kill sent once "listening" shows is
+-- never lost.  Returns a function that stops waiting for them.
+local function stop_on_signals(stop)
+  local waiters = {}
+  for _, name in ipairs { "INT", "TERM" } do
+    local sig = uring.signal(name)
+    waiters[#waiters + 1] = uring.spawn(function()
+      local got = pcall(sig.wait, sig)   -- false: the server ended first
+      sig:close()
+      if got then stop() end
+    end)
+  end
+  return function()
+    for _, t in ipairs(waiters) do t:cancel() end
+  end
+end
+
 local srv
 uring.run(function()
   srv = assert(http.server { host = "127.0.0.1", port = port, handler = app })
   io.stdout:write(("listening on 127.0.0.1:%d\n"):format(srv:port()))
   io.stdout:flush()
-  uring.spawn(function() uring.sleep(seconds); srv:close() end)
+  local timer = uring.spawn(function() uring.sleep(seconds); srv:close() end)
+  local unsignal = stop_on_signals(function() srv:close() end)
   srv:serve()
+  timer:cancel()
+  unsignal()
 end)
 io.stdout:write(("http_server: %d requests on %d connections\n")
   :format(srv.requests, srv.connections))

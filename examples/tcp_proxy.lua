@@ -114,6 +114,25 @@ local function relay(client)
   active[conn] = nil
 end
 
+-- Ctrl-C and SIGTERM stop the server as its deadline does: the summary
+-- is printed and the exit status is 0.  The signals are blocked from
+-- this call on (uring.signal), so a kill sent once "listening" shows is
+-- never lost.  Returns a function that stops waiting for them.
+local function stop_on_signals(stop)
+  local waiters = {}
+  for _, name in ipairs { "INT", "TERM" } do
+    local sig = uring.signal(name)
+    waiters[#waiters + 1] = uring.spawn(function()
+      local got = pcall(sig.wait, sig)   -- false: the server ended first
+      sig:close()
+      if got then stop() end
+    end)
+  end
+  return function()
+    for _, t in ipairs(waiters) do t:cancel() end
+  end
+end
+
 local t0 = uring.now()
 uring.run(function()
   local server = assert(uring.listen("127.0.0.1", listen_port))
@@ -122,8 +141,7 @@ uring.run(function()
   io.stdout:flush()
   local tasks = {}
 
-  local timer = uring.spawn(function()
-    uring.sleep(seconds)
+  local function stop()
     stopping = true
     server:close()
     for conn in pairs(active) do
@@ -131,7 +149,9 @@ uring.run(function()
       conn.client:close()
       conn.target:close()
     end
-  end)
+  end
+  local timer = uring.spawn(function() uring.sleep(seconds); stop() end)
+  local unsignal = stop_on_signals(stop)
 
   while not max_conns or stats.conns < max_conns do
     local client = server:accept()
@@ -142,6 +162,7 @@ uring.run(function()
   server:close()
   for _, task in ipairs(tasks) do task:join() end
   timer:cancel()
+  unsignal()
 end)
 
 io.stdout:write(("tcp_proxy: %d connections (%d failed), %d bytes client->target, "

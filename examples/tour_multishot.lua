@@ -24,6 +24,7 @@ local uring = require "uring"
 local CONNS = 100
 local count = { sqe = {}, cqe = {}, more = {} }
 local function tally(e)
+  if e.event == "enter" then return end   -- counted by op: SQEs and CQEs only
   local t = count[e.event]
   t[e.op] = (t[e.op] or 0) + 1
   if e.event == "cqe" and e.more then count.more[e.op] = (count.more[e.op] or 0) + 1 end

@@ -30,6 +30,7 @@ build = {
         "csrc/udp.c", "csrc/workers.c", "csrc/http.c", "csrc/fixedbuf.c",
         "csrc/fixedfile.c", "csrc/ring_req.c", "csrc/ring_prep.c",
         "csrc/statx.c", "csrc/jobs.c", "csrc/dir.c", "csrc/fsmeta.c",
+        "csrc/failwatch.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)" },
@@ -55,5 +56,6 @@ build = {
     ["uring.socket"] = "lua/uring/socket.lua",
     ["uring.repl"] = "lua/uring/repl.lua",
     ["uring.workers"] = "lua/uring/workers.lua",
+    ["uring.trace"] = "lua/uring/trace.lua",
   },
 }

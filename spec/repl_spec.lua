@@ -16,6 +16,29 @@ local function run_piped(input)
   return out, code
 end
 
+-- Drive the REPL on a pseudo-terminal: steps as spec/helpers/pty_drive.py
+-- reads them; env: extra "K=V" words (HOME=...).  Returns the transcript
+-- (carriage returns dropped) and the exit status.
+local function run_pty(steps, env, args)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w")); f:write(table.concat(steps, "\n"), "\n"); f:close()
+  local out, code = helpers.sh("python3 spec/helpers/pty_drive.py 30 env TERM=dumb "
+    .. (env or "") .. " " .. repl_cmd() .. " " .. (args or "") .. " < " .. path)
+  os.remove(path)
+  return (out:gsub("\r", "")), code
+end
+
+-- the SQE and CQE lines of out from the trace (stderr, "[uring] sqe ..."),
+-- and how many enter lines there were
+local function trace_lines(out)
+  local t, enters = {}, 0
+  for l in out:gmatch("[^\n]+") do
+    if l:match("^%[uring%] [sc]qe ") then t[#t + 1] = l end
+    if l:match("^%[uring%] enter ") then enters = enters + 1 end
+  end
+  return t, enters
+end
+
 describe("uring-repl", function()
   it("runs an echo server started at the prompt and talks to it from the next chunk", function()
     local out, code = run_piped(table.concat({
@@ -77,5 +100,214 @@ describe("uring-repl", function()
     assert.matches("interrupted", out)            -- the sleep(100) was cancelled
     assert.matches("true\n", out)                 -- the background task kept counting
     assert.is_true(os.time() - t0 < 20)           -- and not after 100 s
+  end)
+
+  it("prints the error of a task spawned at the prompt when it fails, with its id", function()
+    local out, code = run_piped(table.concat({
+      't = uring.spawn(function() uring.sleep(0.02) error("late boom") end)',
+      '=t:id()',
+      'uring.sleep(0.3)',
+      'print("after the failure")',
+      '',
+    }, "\n"))
+    assert.equal(0, code, out)                  -- not raised at Ctrl-D
+    local id = assert(out:match("^(%d+)\n"), out)
+    local at = assert(out:find("task " .. id .. " failed: stdin:1: late boom\nstack traceback:", 1, true), out)
+    assert.is_true(at < assert(out:find("after the failure", 1, true)))   -- when it happened
+    assert.is_nil(out:find("lua5.4:", 1, true), out)
+  end)
+
+  it("shows tracebacks without the REPL's own frames", function()
+    local out, code = run_piped(table.concat({
+      "local function inner() error('deep') end inner()",
+      "uring.spawn(function() error('bg') end)", "uring.sleep(0.05)", "",
+    }, "\n"))
+    assert.equal(0, code, out)
+    assert.matches("stdin:1: deep\nstack traceback:\n", out)
+    assert.matches("in main chunk\n", out)           -- the user's frames stay
+    assert.is_nil(out:find("repl.lua", 1, true), out)
+    assert.is_nil(out:find("xpcall", 1, true), out)
+    assert.is_nil(out:find("uring-repl", 1, true), out)
+  end)
+
+  it(":trace on traces the user's work, not the prompt's reading of stdin", function()
+    local out, code = run_piped(table.concat({
+      ":trace on", "uring.nop()", "uring.nop()", "uring.sleep(0.01)", ":trace off", "uring.nop()", "",
+    }, "\n"))
+    assert.equal(0, code, out)
+    local lines, enters = trace_lines(out)
+    assert.equal(6, #lines, out)                     -- 3 SQEs and 3 CQEs, nothing else
+    assert.equal(3, enters, out)                     -- one enter each, none of the prompt's
+    for _, l in ipairs(lines) do
+      assert.matches("^%[uring%] [sc]qe (%a+)", l)
+      local op = l:match("^%[uring%] [sc]qe (%a+)")
+      assert.is_true(op == "nop" or op == "timeout", l)
+    end
+  end)
+
+  it("on a terminal: :trace leaves out the prompt's poll of stdin", function()
+    local out, code = run_pty({
+      [[expect \n> ]], [[send :trace on\r]],
+      [[expect \n> ]], [[send uring.nop()\r]],
+      [[expect \n> ]], [[send :trace off\r]],
+      [[expect \n> ]], [[send \x04]],
+    })
+    assert.equal(0, code, out)
+    local lines, enters = trace_lines(out)
+    assert.equal(2, #lines, out)
+    for _, l in ipairs(lines) do assert.matches("^%[uring%] [sc]qe nop ", l) end
+    -- each keystroke woke the loop through an enter: only the nop's shows
+    assert.equal(1, enters, out)
+  end)
+
+  it("draws a background task's output above the half-typed line, which survives", function()
+    local out, code = run_pty({
+      [[expect \n> ]], [[send uring.spawn(function() uring.sleep(0.4) print("tick from the background") end)\r]],
+      [[expect \n> ]], [[send x = 12]],               -- typed, no Enter yet
+      "expect tick from the background",
+      "sleep 0.2", [[send 3\r]],
+      [[expect x = 123\r\n> ]], [[send =x\r]],   -- the redrawn line, completed
+      [[expect \n123]],
+      [[expect \n> ]], [[send \x04]],
+    })
+    assert.equal(0, code, out)
+    -- the output starts on a cleared line and the prompt with "x = 12" is
+    -- drawn again after it
+    assert.matches("tick from the background\n> x = 12", out)
+    assert.matches("\n123\n", out)
+  end)
+
+  it("completes names with Tab: module fields, table fields, methods", function()
+    local out, code = run_pty({
+      [[expect \n> ]], [[send t = {alpha_beta = 42}; f = assert(uring.open("/dev/null"))\r]],
+      [[expect \n> ]], [[send =t.alpha_\t]], "sleep 0.2", [[send \r]],
+      "expect 42",
+      [[expect \n> ]], [[send uring.sle\t]], "sleep 0.2", [[send (0.01); print("slept")\r]],
+      "expect slept",
+      [[expect \n> ]], [[send f:clo\t]], "sleep 0.2", [[send ()\r]],
+      [[expect \n> ]], [[send =io.type(f) or tostring(f)\r]],
+      [[expect \n> ]], [[send \x04]],
+    })
+    assert.equal(0, code, out)
+    assert.matches("=t%.alpha_beta\n42\n", out)
+    assert.matches("uring%.sleep%(0%.01%)", out)
+    assert.matches("f:close%(%)", out)
+    assert.matches("closed", out)
+  end)
+
+  it("completion works from the value, and never calls an __index function", function()
+    local repl = require "uring.repl"
+    local called = false
+    _G.uring = require "uring"                  -- as the prompt has it
+    _G.repl_obj = setmetatable({ field_b = 1 }, { __index = { method_a = function() end } })
+    _G.repl_lazy = setmetatable({}, { __index = function() called = true end })
+    assert.same({ "uring.sleep" }, repl.complete("uring.sle"))
+    assert.same({ "string.format" }, repl.complete("string.form"))
+    assert.same({ "repl_obj:method_a" }, repl.complete("repl_obj:"))
+    assert.same({ "repl_obj.field_b", "repl_obj.method_a" }, repl.complete("repl_obj."))
+    assert.same({}, repl.complete("repl_lazy.x"))
+    assert.same({}, repl.complete("nosuchname.x"))
+    assert.same({}, repl.complete("a..b"))
+    assert.same({ "while" }, repl.complete("whil"))
+    assert.is_false(called)
+    _G.repl_obj, _G.repl_lazy, _G.uring = nil, nil, nil
+  end)
+
+  it("keeps history in $HOME/.uring_history across sessions", function()
+    local home = helpers.tmpdir()
+    local env = "HOME=" .. home
+    local _, code = run_pty({
+      [[expect \n> ]], [[send marker = 6 * 7\r]],
+      [[expect \n> ]], [[send \x04]],
+    }, env)
+    assert.equal(0, code)
+    assert.matches("marker = 6 %* 7\n", helpers.readall(home .. "/.uring_history"))
+    local out, code2 = run_pty({
+      [[expect \n> ]], [[send \x10\r]],                -- Ctrl-P: the previous line
+      [[expect \n> ]], [[send =marker\r]],
+      [[expect \n> ]], [[send \x04]],
+    }, env)
+    helpers.rmrf(home)
+    assert.equal(0, code2, out)
+    assert.matches("> marker = 6 %* 7\n", out)
+    assert.matches("=marker\n42\n", out)
+  end)
+end)
+
+describe("uring-repl's command line, as lua5.4's", function()
+  local function run(args, input)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w")); f:write(input or ""); f:close()
+    local out, err, code = helpers.exec("timeout 30 " .. repl_cmd() .. " " .. args .. " < " .. path)
+    os.remove(path)
+    return out, err, code
+  end
+
+  it("--help prints the usage; an unknown option is an error", function()
+    local out, _, code = run("--help")
+    assert.equal(0, code)
+    assert.matches("^usage: uring%-repl %[options%] %[script %[args%]%]", out)
+    assert.matches("%-e stat", out)
+    local _, err, code2 = run("-z")
+    assert.equal(1, code2)
+    assert.matches("unrecognized option '%-z'", err)
+    local _, err3, code3 = run("-e")
+    assert.equal(1, code3)
+    assert.matches("'%-e' needs argument", err3)
+  end)
+
+  it("-e runs code as a task (yielding calls work) and exits", function()
+    local out, err, code = run("-e 'uring.sleep(0.01); print(\"e ran\")' -e 'print(uring.current() ~= nil)'")
+    assert.equal(0, code, err)
+    assert.equal("e ran\ntrue\n", out)
+  end)
+
+  it("-W turns warnings on", function()
+    local _, err, code = run("-W -e 'warn(\"careful\")'")
+    assert.equal(0, code, err)
+    assert.matches("Lua warning: careful", err)
+  end)
+
+  it("Ctrl-C during a script: exit status 130, quietly", function()
+    local out, code = run_pty({ "expect ready", "sleep 0.2", [[send \x03]] }, nil,
+      [[-e 'print("ready"); uring.sleep(30); print("not reached")']])
+    assert.equal(130, code, out)
+    assert.is_nil(out:find("traceback", 1, true), out)
+    assert.is_nil(out:find("not reached", 1, true), out)
+  end)
+
+  it("-l requires a module into a global", function()
+    local out, err, code = run("-l string -e 'print(string.rep(\"a\", 3))'")
+    assert.equal(0, code, err)
+    assert.equal("aaa\n", out)
+  end)
+
+  it("runs script.lua with its arguments in arg and ...", function()
+    local dir = helpers.tmpdir()
+    helpers.writeall(dir .. "/s.lua", 'uring.sleep(0.01)\nprint(arg[0]:match("s%.lua$"), arg[1], arg[2], #arg, ...)\n')
+    local out, err, code = run(dir .. "/s.lua one two")
+    helpers.rmrf(dir)
+    assert.equal(0, code, err)
+    assert.equal("s.lua\tone\ttwo\t2\tone\ttwo\n", out)
+  end)
+
+  it("an error in the script: message and traceback on stderr, exit status 1", function()
+    local dir = helpers.tmpdir()
+    helpers.writeall(dir .. "/bad.lua", 'local x = 1\nerror("script failed")\n')
+    local out, err, code = run(dir .. "/bad.lua")
+    helpers.rmrf(dir)
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.matches("^uring%-repl: [^\n]*bad%.lua:2: script failed\nstack traceback:", err)
+    assert.is_nil(err:find("repl.lua", 1, true), err)
+  end)
+
+  it("-i enters the prompt after -e, with what -e made; - runs stdin as a script", function()
+    local out, err, code = run("-e 'greeting = \"hi\"' -i", "=greeting .. '!'\n")
+    assert.equal(0, code, err)
+    assert.matches("^lua%-uring [^\n]*\nhi!\n$", out)
+    local out2, err2, code2 = run("-", "print('from stdin', ...)\n")
+    assert.equal(0, code2, err2)
+    assert.equal("from stdin\n", out2)
   end)
 end)

@@ -24,6 +24,13 @@
 -- metatable.  A file's table M holds either functions of the public table
 -- (init.lua copies them onto `uring`) or, for uring.http and uring.socket,
 -- the module itself (init.lua stores it as uring.http, uring.socket).
+
+-- before the C core: built against Lua 5.4, it fails to load in another
+-- Lua with a bare "undefined symbol" (this file parses in 5.1 too)
+if _VERSION ~= "Lua 5.4" then
+  error("lua-uring needs Lua 5.4 (this is " .. tostring(_VERSION)
+    .. "; run lua5.4)", 2)
+end
 local core = require "uring.core"
 if core._scope_open == nil then
   -- an earlier load of this file took the private names out of this
@@ -83,8 +90,10 @@ area "uring.fs"        -- dir, walk, tmpfile, mkdtemp; file:truncate, lock
 area "uring.net"       -- install_socket; sock:recv, read, write, lines
 area "uring.proc"      -- popen's close
 area "uring.workers"   -- workers
+area "uring.trace"     -- trace_export
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
+require "uring.repl"   -- takes the failure watch and _untraced
 
 -- every file has taken what it uses: the private names go
 for k in pairs(core) do
