@@ -8,8 +8,10 @@ WARN        = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
 LUA_INCDIR ?= $(shell $(PKG) --cflags-only-I lua5.4 2>/dev/null | sed 's/-I//')
 LIBFLAG    ?= -shared
 ALL_CFLAGS  = -std=gnu11 -D_GNU_SOURCE -fPIC $(WARN) -I$(LUA_INCDIR) \
-              $(shell $(PKG) --cflags liburing 2>/dev/null) $(CFLAGS)
-LIBS        = $(shell $(PKG) --libs liburing 2>/dev/null || echo -luring) -lpthread
+              $(shell $(PKG) --cflags liburing 2>/dev/null) \
+              $(shell $(PKG) --cflags openssl 2>/dev/null) $(CFLAGS)
+LIBS        = $(shell $(PKG) --libs liburing 2>/dev/null || echo -luring) -lpthread \
+              $(shell $(PKG) --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 BUILD      ?= build
 SRC         = $(wildcard csrc/*.c)
 OBJ         = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
@@ -21,7 +23,8 @@ INST_LUADIR ?= $(PREFIX)/share/lua/5.4
 INST_BINDIR ?= $(PREFIX)/bin
 DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
               libreadline-dev curl netcat-openbsd wrk lua-luv lua-cqueues \
-              lua-socket python3 fio
+              lua-socket python3 fio libssl-dev openssl ca-certificates \
+              nginx-light
 
 .PHONY: all test deps asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
 

@@ -84,6 +84,7 @@ area "uring.proc"      -- popen's close
 area "uring.workers"   -- workers
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
+uring.tls = require "uring.tls"
 
 -- every file has taken what it uses: the private names go
 for k in pairs(core) do
