@@ -1130,6 +1130,15 @@ static SSL_CTX *default_client (lua_State *L) {
   return c->ctx;
 }
 
+/* core._tls_mode(v) -> "server" | "client" | nil: for the Lua layers'
+ * argument checks (uring.http) */
+static int l_tls_mode (lua_State *L) {
+  tls_ctxud *c = testctx(L, 1);
+  if (c == NULL || c->ctx == NULL) lua_pushnil(L);
+  else lua_pushstring(L, extra_of(c->ctx)->server ? "server" : "client");
+  return 1;
+}
+
 static int l_ctx_gc (lua_State *L) {
   tls_ctxud *c = (tls_ctxud *)luaL_checkudata(L, 1, UR_TLSCTX_MT);
   SSL_CTX_free(c->ctx);         /* its SSLs hold their own references */
@@ -1147,7 +1156,8 @@ static int l_ctx_tostring (lua_State *L) {
 
 void ur_register_tls (lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"_tls_context", l_tls_context}, {NULL, NULL}
+    {"_tls_context", l_tls_context}, {"_tls_mode", l_tls_mode},
+    {NULL, NULL}
   };
   static const luaL_Reg sock_methods[] = {
     {"starttls", l_sock_starttls}, {"getpeercert", l_sock_getpeercert},

@@ -39,7 +39,7 @@ describe("TLS interop #io #net", function()
   local function start(argv, want)
     argv.stdout = "pipe"
     argv.stderr = "null"
-    local p = assert(uring.exec(argv))
+    local p = assert(uring.exec(tlsh.peer(argv)))
     if want then
       while true do
         local l = p.stdout:read("l")
@@ -136,8 +136,8 @@ http {
 }
 ]]):format(prefix, prefix, prefix, prefix, prefix, prefix, prefix, port, D, D))
       run(function()
-        local p = assert(uring.exec { "nginx", "-p", prefix, "-c", prefix .. "nginx.conf",
-          stdout = "null", stderr = "null" })
+        local p = assert(uring.exec(tlsh.peer { "nginx", "-p", prefix, "-c", prefix .. "nginx.conf",
+          stdout = "null", stderr = "null" }))
         local s
         for _ = 1, 100 do              -- until it listens (at most 5 s)
           s = uring.connect("localhost", port, { tls = client_ctx() })
@@ -160,6 +160,7 @@ http {
     -- answers n HTTP/1.1 requests (one per connection) with what it saw
     local function https_once(ctx, n)
       local srv = assert(uring.listen("127.0.0.1", 0, { tls = ctx }))
+      srv:settimeout(15)
       local _, port = srv:getsockname()
       local t = uring.spawn(function()
         for _ = 1, n do
@@ -204,10 +205,10 @@ http {
           c:close()
           srv:close()
         end)
-        local p = assert(uring.exec { "openssl", "s_client", "-connect", "127.0.0.1:" .. port,
+        local p = assert(uring.exec(tlsh.peer { "openssl", "s_client", "-connect", "127.0.0.1:" .. port,
           "-servername", "localhost", "-verify_hostname", "localhost", "-CAfile", D .. "ca.pem",
           "-verify_return_error", "-alpn", "echo", "-quiet",
-          stdin = "pipe", stdout = "pipe", stderr = "null" })
+          stdin = "pipe", stdout = "pipe", stderr = "null" }))
         p.stdin:write("line from s_client\n")
         p.stdin:close()
         local out, ok = finish(p)
