@@ -85,6 +85,10 @@ area "uring.workers"   -- workers
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
 uring.tls = require "uring.tls"
+do  -- LuaSec's ssl API over uring.tls; its installer is ours, not LuaSec's
+  local ssl = require "uring.ssl"
+  uring.install_ssl, ssl.install_ssl = ssl.install_ssl, nil
+end
 
 -- every file has taken what it uses: the private names go
 for k in pairs(core) do
