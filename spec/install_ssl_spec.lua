@@ -85,6 +85,16 @@ describe("uring.install_ssl #io #net", function()
     end)
   end)
 
+  it("runs examples/luasec_https.lua", function()
+    local out, code = helpers.sh("timeout 60 " .. helpers.lua_cmd() .. " examples/luasec_https.lua 10")
+    assert.equal(0, code, out)
+    local seq = tonumber(out:match("sequential%s+([%d.]+)"))
+    local conc = tonumber(out:match("concurrent%s+([%d.]+)"))
+    assert(seq and conc, out)
+    assert.is_true(seq >= 10 * 0.05, out)
+    assert.is_true(conc < seq / 3, out)
+  end)
+
   it("checks its arguments as LuaSec does", function()
     local ssl = uring.install_ssl()
     assert.matches(helpers.badarg(1, "newcontext", "table expected, got number"),
