@@ -164,7 +164,6 @@ int ur_sock_busy (const ur_sock *s, int sending) {
   return sending ? s->wbusy : s->rbusy;
 }
 ur_handle *ur_sock_handle (ur_sock *s) { return &s->h; }
-double ur_sock_timeout (const ur_sock *s) { return s->timeout; }
 
 const char *ur_sock_buffered (const ur_sock *s, size_t *len) {
   *len = s->rlen;

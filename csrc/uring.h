@@ -556,7 +556,6 @@ void **ur_sock_tls_ctx (ur_sock *s);            /* a held context */
 int ur_sock_listening (const ur_sock *s);
 int ur_sock_busy (const ur_sock *s, int sending);
 ur_handle *ur_sock_handle (ur_sock *s);
-double ur_sock_timeout (const ur_sock *s);
 int ur_sock_fail (lua_State *L, ur_sock *s, int res);   /* pushes 3 */
 /* flow: 0 for a receive's own requests, UR_TLS_SENDING for a send's
  * (a send never decrypts: the bytes are the receiver's to take) */
