@@ -643,14 +643,16 @@ int ur_sock_kick (lua_State *L, ur_sock *s, ur_task *t, lua_KContext ctx,
 }
 
 /* A send nobody waits for (a TLS close_notify, on close): queued before
- * the close cancels what is in flight, it goes out first. */
-void ur_sock_send_bg (ur_loop *loop, ur_sock *s, char *mem, size_t n) {
+ * the close cancels what is in flight, it goes out first.  Its SQE, or
+ * NULL if none could be had (shutdown links its own to it). */
+struct io_uring_sqe *ur_sock_send_bg (ur_loop *loop, ur_sock *s, char *mem,
+                                      size_t n) {
   ur_req *r;
   struct io_uring_sqe *sqe;
   if (!loop->ring_ok || loop->closing || ur_foreign(loop)
       || (r = ur_req_new(NULL, loop, IORING_OP_SEND)) == NULL) {
     free(mem);
-    return;
+    return NULL;
   }
   r->mem = mem;
   r->memlen = n;
@@ -660,6 +662,7 @@ void ur_sock_send_bg (ur_loop *loop, ur_sock *s, char *mem, size_t n) {
   r->on_cqe = bg_send_cqe;
   ur_req_submitted(loop, r, sqe);
   r->task = NULL;               /* nobody's: its CQE frees it */
+  return sqe;
 }
 
 /* A send that failed part way: the fail triple (n values pushed) and
@@ -1100,7 +1103,13 @@ static int l_sock_shutdown (lua_State *L) {
   int how = hows[luaL_checkoption(L, 2, "both", names)];
   ur_task *t = ur_task_current(L, "shutdown");
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_SHUTDOWN);
-  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  struct io_uring_sqe *sqe, *notify = NULL;
+  /* TLS: our close_notify goes first, linked, so the peer reads a clean
+   * end rather than a truncation; no raise from here on */
+  ur_reserve_sqes(t->loop, 2);
+  if (s->tls && how != SHUT_RD) notify = ur_tls_notify(t->loop, s);
+  if (notify) notify->flags |= IOSQE_IO_LINK;
+  sqe = ur_get_sqe(t->loop);
   io_uring_prep_shutdown(sqe, s->h.fd, how);
   ur_handle_sqe(t->loop, &s->h, r, sqe);
   ur_req_submitted(t->loop, r, sqe);

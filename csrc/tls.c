@@ -388,21 +388,30 @@ int ur_tls_send (lua_State *L, ur_sock *s, ur_task *t) {
 
 /* --- closing --- */
 
+/* Queue our close_notify (after what is still waiting to go out), once:
+ * a later SSL_shutdown writes nothing more.  Its SQE, or NULL (nothing
+ * queued: no handshake, a failed connection, another task sending). */
+struct io_uring_sqe *ur_tls_notify (ur_loop *loop, ur_sock *s) {
+  ur_tls *tls = ur_sock_tls(s);
+  size_t n;
+  char *mem;
+  if (tls == NULL || !tls->hs_done || tls->failed || ur_sock_busy(s, 1))
+    return NULL;
+  ERR_clear_error();
+  SSL_shutdown(tls->ssl);
+  ERR_clear_error();
+  mem = take_out(tls, &n);
+  if (mem && n > 0) return ur_sock_send_bg(loop, s, mem, n);
+  free(mem);
+  return NULL;
+}
+
 /* close_notify, queued before the handle's close cancels the rest; then
  * the state goes (a task still parked on the socket wakes to "closed"). */
 void ur_tls_close (ur_loop *loop, ur_sock *s) {
   ur_tls *tls = ur_sock_tls(s);
   if (tls == NULL) return;
-  if (tls->hs_done && !tls->failed && !ur_sock_busy(s, 1)) {
-    size_t n;
-    char *mem;
-    ERR_clear_error();
-    SSL_shutdown(tls->ssl);
-    ERR_clear_error();
-    mem = take_out(tls, &n);
-    if (mem && n > 0) ur_sock_send_bg(loop, s, mem, n);
-    else free(mem);
-  }
+  ur_tls_notify(loop, s);
   ur_sock_set_tls(s, NULL);
   tls_free(tls);
 }

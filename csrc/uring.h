@@ -567,7 +567,8 @@ int ur_sock_send_mem (lua_State *L, ur_sock *s, ur_task *t, int flow,
                       lua_KFunction k);
 int ur_sock_kick (lua_State *L, ur_sock *s, ur_task *t, lua_KContext ctx,
                   lua_KFunction k);
-void ur_sock_send_bg (ur_loop *loop, ur_sock *s, char *mem, size_t n);
+struct io_uring_sqe *ur_sock_send_bg (ur_loop *loop, ur_sock *s, char *mem,
+                                      size_t n);
 int ur_tls_feed (ur_tls *tls, const char *p, size_t n);   /* 0: ENOMEM */
 int ur_tls_recv (lua_State *L, ur_sock *s, ur_task *t, lua_KContext ctx,
                  lua_KFunction k);
@@ -575,6 +576,7 @@ void ur_tls_sent (ur_tls *tls, ur_req *r);
 int ur_tls_result (lua_State *L, ur_sock *s, int res, int op, int flow);
 int ur_tls_send (lua_State *L, ur_sock *s, ur_task *t);  /* stack as send's */
 void ur_tls_close (ur_loop *loop, ur_sock *s);
+struct io_uring_sqe *ur_tls_notify (ur_loop *loop, ur_sock *s);   /* or NULL */
 int ur_tls_attach (ur_sock *s, void *ctx, const char *servername); /* -errno */
 void ur_tls_ctx_release (void **ctx);
 void ur_tls_opts (lua_State *L, int opts, ur_sock *s, int listening,
