@@ -8,8 +8,10 @@ WARN        = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
 LUA_INCDIR ?= $(shell $(PKG) --cflags-only-I lua5.4 2>/dev/null | sed 's/-I//')
 LIBFLAG    ?= -shared
 ALL_CFLAGS  = -std=gnu11 -D_GNU_SOURCE -fPIC $(WARN) -I$(LUA_INCDIR) \
-              $(shell $(PKG) --cflags liburing 2>/dev/null) $(CFLAGS)
-LIBS        = $(shell $(PKG) --libs liburing 2>/dev/null || echo -luring) -lpthread
+              $(shell $(PKG) --cflags liburing 2>/dev/null) \
+              $(shell $(PKG) --cflags openssl 2>/dev/null) $(CFLAGS)
+LIBS        = $(shell $(PKG) --libs liburing 2>/dev/null || echo -luring) -lpthread \
+              $(shell $(PKG) --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 BUILD      ?= build
 SRC         = $(wildcard csrc/*.c)
 OBJ         = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
@@ -23,10 +25,10 @@ INST_BINDIR ?= $(PREFIX)/bin
 # the test and bench tools, installed by `make test`, `make bench` and
 # `make soak` themselves.  apt's output goes to $(BUILD)/apt.log.
 DEBS        = liburing-dev liblua5.4-dev lua5.4 pkg-config gcc make \
-              libreadline-dev
+              libreadline-dev libssl-dev
 TEST_DEBS   = lua-busted curl netcat-openbsd wrk lua-luv lua-cqueues \
               lua-socket python3 fio valgrind lua5.1 nginx-light \
-              libnginx-mod-http-lua
+              libnginx-mod-http-lua openssl ca-certificates
 
 .PHONY: all test deps deps-test asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
 

@@ -18,6 +18,11 @@
  * - close() cancels what other tasks have in flight on the socket (a
  *   pending recv would otherwise keep the file open and send no FIN) and
  *   wakes them with nil, "closed".
+ * - A TLS socket (tls.c) is this same socket with s->tls set: receives
+ *   bring ciphertext, which the CQE handler hands to OpenSSL's memory BIO
+ *   instead of the receive buffer, and the receive continuation
+ *   (ur_sock_recv_result) lets tls.c decrypt into the receive buffer; so
+ *   every pattern, lines, receive_head and settimeout work unchanged.
  * - sock:receive_head and sock:_take_request live beside the HTTP parser
  *   (http.c), which sees the receive buffer and the receive op through
  *   the ur_sock_* functions here (uring.h) and adds them to this file's
@@ -54,6 +59,9 @@ struct ur_sock {
   size_t phead, plen, pcap;
   int accept_err;
   ur_waitq acceptors;     /* tasks blocked in accept() */
+  ur_tls *tls;            /* TLS state (tls.c), or NULL: plain TCP */
+  void *tls_ctx;          /* a listener's (or a TLS connect's) context,
+                             one reference held (tls.c) */
 };
 
 /* it runs several times per request on a busy server */
@@ -80,7 +88,7 @@ static ur_sock *newsock (lua_State *L, int family) {
 
 /* The fail tuple for an op on a socket: "closed" once closed (by any
  * task), "timeout" for our own timer. */
-static int sock_fail (lua_State *L, ur_sock *s, int res) {
+int ur_sock_fail (lua_State *L, ur_sock *s, int res) {
   if (s->h.fd >= 0 && res == -ECANCELED && s->timeout >= 0) {
     luaL_pushfail(L);
     lua_pushliteral(L, "timeout");
@@ -93,7 +101,9 @@ static int sock_fail (lua_State *L, ur_sock *s, int res) {
 
 /* --- receiving --- */
 
-static int append (ur_sock *s, const char *p, size_t n) {
+/* Room for n more bytes at the end of the receive buffer, or NULL (out of
+ * memory); ur_sock_commit then counts what was written there. */
+static char *reserve (ur_sock *s, size_t n) {
   if (s->rpos > 0 && s->rcap - s->rpos - s->rlen < n) {
     memmove(s->rbuf, s->rbuf + s->rpos, s->rlen);
     s->rpos = 0;
@@ -107,7 +117,13 @@ static int append (ur_sock *s, const char *p, size_t n) {
     s->rbuf = nb;
     s->rcap = cap;
   }
-  memcpy(s->rbuf + s->rpos + s->rlen, p, n);
+  return s->rbuf + s->rpos + s->rlen;
+}
+
+static int append (ur_sock *s, const char *p, size_t n) {
+  char *dst = reserve(s, n);
+  if (dst == NULL) return 0;
+  memcpy(dst, p, n);
   s->rlen += n;
   return 1;
 }
@@ -136,6 +152,19 @@ int ur_sock_eof (const ur_sock *s) { return s->eof; }
 void ur_sock_consume (ur_sock *s, size_t n) { consume(s, n); }
 size_t *ur_sock_mark (ur_sock *s) { return &s->mark; }
 
+/* for tls.c: it decrypts straight into the receive buffer */
+char *ur_sock_reserve (ur_sock *s, size_t n) { return reserve(s, n); }
+void ur_sock_commit (ur_sock *s, size_t n) { s->rlen += n; }
+void ur_sock_set_eof (ur_sock *s) { s->eof = 1; }
+ur_tls *ur_sock_tls (const ur_sock *s) { return s->tls; }
+void ur_sock_set_tls (ur_sock *s, ur_tls *tls) { s->tls = tls; }
+void **ur_sock_tls_ctx (ur_sock *s) { return &s->tls_ctx; }
+int ur_sock_listening (const ur_sock *s) { return s->listener; }
+int ur_sock_busy (const ur_sock *s, int sending) {
+  return sending ? s->wbusy : s->rbusy;
+}
+ur_handle *ur_sock_handle (ur_sock *s) { return &s->h; }
+
 const char *ur_sock_buffered (const ur_sock *s, size_t *len) {
   *len = s->rlen;
   return s->rbuf ? s->rbuf + s->rpos : "";
@@ -157,7 +186,21 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
   ur_sock *s = (ur_sock *)r->obj;
   int res = r->res;
   const char *data = NULL;
-  if (r->aux && s && s->h.fd >= 0 && s->rbuf == NULL) {
+  if (s && s->tls && s->h.fd >= 0) {   /* ciphertext: OpenSSL's to read */
+    if (r->cflags & IORING_CQE_F_BUFFER)
+      data = ur_bufring_data(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
+    else
+      data = (const char *)r->mem;
+    if (res > 0 && data) {
+      ur_kernel_wrote(data, (size_t)res);
+      if (!ur_tls_feed(s->tls, data, (size_t)res)) r->res = -ENOMEM;
+    }
+    if (r->cflags & IORING_CQE_F_BUFFER)
+      ur_bufring_recycle(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
+    ur_req_wake(loop, r);
+    return;
+  }
+  if (r->aux == 1 && s && s->h.fd >= 0 && s->rbuf == NULL) {
     if (res > 0) ur_kernel_wrote(r->mem, (size_t)res);
     s->rbuf = (char *)r->mem;
     s->rcap = r->memlen;
@@ -194,8 +237,17 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
  */
 int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
                   lua_KContext ctx, lua_KFunction k) {
+  if (s->tls) return ur_tls_recv(L, s, t, ctx, k);   /* it may send first */
+  return ur_sock_recv_raw(L, s, t, 0, ctx, k);
+}
+
+/* The receive itself: bytes, or a TLS socket's ciphertext (the receive
+ * buffer holds plaintext then, and is never lent). */
+int ur_sock_recv_raw (lua_State *L, ur_sock *s, ur_task *t, int flow,
+                      lua_KContext ctx, lua_KFunction k) {
   ur_loop *loop = t->loop;
-  int lend = s->rlen == 0 && s->rbuf != NULL && s->rcap >= 1024;
+  int lend = s->tls == NULL && s->rlen == 0 && s->rbuf != NULL
+             && s->rcap >= 1024;
   int pick = !lend && !s->ownbuf && ur_bufring_ensure(loop) == 0;
   ur_req *r = ur_req_new(L, loop, IORING_OP_RECV), *tr;
   struct io_uring_sqe *sqe;
@@ -228,6 +280,7 @@ int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
   r->on_cqe = recv_cqe;
   r->obj = s;
   r->memlen = cap;
+  if (flow) r->aux = flow;      /* a TLS send's handshake reads (tls.c) */
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
   s->rbusy = 1;
@@ -243,16 +296,20 @@ int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
 int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
   ur_req *r = ur_resumed(L, t);
   ur_sock *s = (ur_sock *)r->obj;
-  int res = r->res;
+  int res = r->res, op = r->opcode, flow = r->aux;
+  /* a TLS socket's receive may have been its own send (tls.c): what the
+   * kernel did not take goes back first in line */
+  if (s && s->tls && op == IORING_OP_SEND) ur_tls_sent(s->tls, r);
   ur_req_free(t->loop, r);
   *sp = s;
   if (s == NULL) {
     ur_pushclosed(L);
     return UR_RECV_FAILED;
   }
-  s->rbusy = 0;
+  if (op == IORING_OP_SEND) s->wbusy = 0;
+  else if (op == IORING_OP_RECV) s->rbusy = 0;
   if (s->h.fd < 0) {
-    sock_fail(L, s, -EBADF);
+    ur_sock_fail(L, s, -EBADF);
     return UR_RECV_FAILED;
   }
   if (ur_interrupted(t)) ur_check_interrupt(L, t);
@@ -265,6 +322,7 @@ int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
     if (res == -ENOBUFS && !ur_bufring_grow(t->loop)) s->ownbuf = 1;
     return UR_RECV_AGAIN;
   }
+  if (s->tls) return ur_tls_result(L, s, res, op, flow);   /* decrypt */
   if (res > 0) return UR_RECV_BYTES;
   if (res == 0) {
     s->eof = 1;
@@ -276,7 +334,7 @@ int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
     s->eof = 1;
     luaL_error(L, "receive: not enough memory");
   }
-  sock_fail(L, s, res);
+  ur_sock_fail(L, s, res);
   return UR_RECV_FAILED;
 }
 
@@ -491,6 +549,10 @@ static int l_sock_buffered (lua_State *L) {
 
 /* --- sending --- */
 
+static void bg_send_cqe (ur_loop *loop, ur_req *r) {
+  ur_req_free(loop, r);
+}
+
 static int send_k (lua_State *L, int status, lua_KContext ctx);
 
 /* A send this small (an HTTP response head, a line of a chat) is copied
@@ -533,6 +595,76 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   return ur_await(L, t, r, "send", (lua_KContext)done, send_k);
 }
 
+/* A send of mem[0..n), which the request owns from here on (freed with
+ * it, or here if no request can be had): a TLS socket's ciphertext
+ * (tls.c).  Its continuation k ends it with ur_sock_recv_result, which
+ * gives what the kernel did not take back to tls.c. */
+int ur_sock_send_mem (lua_State *L, ur_sock *s, ur_task *t, int flow,
+                      char *mem, size_t n, lua_KContext ctx,
+                      lua_KFunction k) {
+  ur_loop *loop = t->loop;
+  ur_req *tr = NULL, *r;
+  struct io_uring_sqe *sqe;
+  if (s->timeout >= 0) {
+    tr = ur_req_new(NULL, loop, IORING_OP_LINK_TIMEOUT);
+    if (tr) ur_reserve_sqes(loop, 2);
+  }
+  r = ur_req_new(NULL, loop, IORING_OP_SEND);
+  if (r == NULL || (s->timeout >= 0 && tr == NULL)) {
+    if (r) ur_req_free(loop, r);
+    if (tr) ur_req_free(loop, tr);
+    free(mem);
+    return luaL_error(L, "send: not enough memory");
+  }
+  r->mem = mem;                 /* owned: the kernel reads it until the CQE */
+  r->memlen = n;
+  r->aux = flow;
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_send(sqe, s->h.fd, mem, n, MSG_NOSIGNAL);
+  ur_handle_sqe(loop, &s->h, r, sqe);
+  r->obj = s;
+  ur_req_submitted(loop, r, sqe);
+  if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
+  s->wbusy = 1;
+  return ur_await(L, t, r, "send", ctx, k);
+}
+
+/* A NOP whose completion resumes k like a receive's: tls.c's way to run
+ * its decryption in a receive continuation when the bytes are already
+ * in OpenSSL's hands (a send's handshake read them). */
+int ur_sock_kick (lua_State *L, ur_sock *s, ur_task *t, lua_KContext ctx,
+                  lua_KFunction k) {
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_NOP);
+  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  io_uring_prep_nop(sqe);
+  r->obj = s;
+  ur_req_submitted(t->loop, r, sqe);
+  return ur_await(L, t, r, "recv", ctx, k);
+}
+
+/* A send nobody waits for (a TLS close_notify, on close): queued before
+ * the close cancels what is in flight, it goes out first.  Its SQE, or
+ * NULL if none could be had (shutdown links its own to it). */
+struct io_uring_sqe *ur_sock_send_bg (ur_loop *loop, ur_sock *s, char *mem,
+                                      size_t n) {
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (!loop->ring_ok || loop->closing || ur_foreign(loop)
+      || (r = ur_req_new(NULL, loop, IORING_OP_SEND)) == NULL) {
+    free(mem);
+    return NULL;
+  }
+  r->mem = mem;
+  r->memlen = n;
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_send(sqe, s->h.fd, mem, n, MSG_NOSIGNAL);
+  ur_handle_sqe(loop, &s->h, r, sqe);
+  r->on_cqe = bg_send_cqe;
+  ur_req_submitted(loop, r, sqe);
+  r->task = NULL;               /* nobody's: its CQE frees it */
+  return sqe;
+}
+
 /* A send that failed part way: the fail triple (n values pushed) and
  * the bytes that did go out. */
 static int send_failed (lua_State *L, int n, size_t done) {
@@ -561,7 +693,7 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
   if (s == NULL || s->h.fd < 0) return send_failed(L, ur_pushclosed(L), done);
   ur_check_interrupt(L, t);
   if (res < 0 && res != -EINTR && res != -EAGAIN)
-    return send_failed(L, sock_fail(L, s, res), done);
+    return send_failed(L, ur_sock_fail(L, s, res), done);
   return start_send(L, s, t, done);   /* the rest of a short send */
 }
 
@@ -590,6 +722,7 @@ static int l_sock_send (lua_State *L) {
   lua_settop(L, 2);
   lua_pushinteger(L, i - 1);    /* 3: from (0-based) */
   lua_pushinteger(L, j);        /* 4: to (exclusive) */
+  if (s->tls) return ur_tls_send(L, s, t);   /* encrypt, then send */
   return start_send(L, s, t, 0);
 }
 
@@ -696,7 +829,7 @@ static void disarm_accept_timer (ur_loop *loop, uint64_t ud) {
 static int try_accept (lua_State *L, ur_sock *s, ur_task *t, uint64_t timer) {
   if (s->h.fd < 0 || s->plen > 0 || s->accept_err)
     disarm_accept_timer(t->loop, timer);
-  if (s->h.fd < 0) return sock_fail(L, s, -EBADF);
+  if (s->h.fd < 0) return ur_sock_fail(L, s, -EBADF);
   if (s->plen > 0) {
     /* the owner first: if it cannot be made, the fd stays queued */
     ur_sock *c = newsock(L, s->family);
@@ -706,6 +839,12 @@ static int try_accept (lua_State *L, ur_sock *s, ur_task *t, uint64_t timer) {
     if ((ret = ur_handle_adopt(t->loop, &c->h, fd)) < 0)
       return ur_pushfail(L, ret, "accept");
     ur_handle_fix(t->loop, &c->h);
+    /* a TLS listener's connection: its handshake runs in its first
+     * receive or send, in the task that serves it, not in accept */
+    if (s->tls_ctx && (ret = ur_tls_attach(c, s->tls_ctx, NULL)) < 0) {
+      ur_handle_close(t->loop, &c->h, NULL);
+      return ur_pushfail(L, ret, "accept");
+    }
     return 1;
   }
   if (s->accept_err) {
@@ -860,6 +999,7 @@ static int connect_k (lua_State *L, int status, lua_KContext ctx) {
   ur_check_interrupt(L, t);
   if (res < 0) return ur_pushfail(L, res, a->what);
   lua_settop(L, 5);
+  if (s->tls_ctx) return ur_tls_connect(L, t, s);   /* the handshake */
   return 1;
 }
 
@@ -891,6 +1031,9 @@ static int open_stream (lua_State *L, int listening, const char *fname) {
     lua_getfield(L, 3, "reuseport");
     a->reuseport = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    /* opts.tls: the socket holds the context until its handshake starts
+     * (connect) or it closes (listen) */
+    ur_tls_opts(L, 3, checksock(L, 5), listening, fname);
   }
   snprintf(a->what, sizeof a->what, "%s:%d", host, (int)port);
   numeric = ur_addr_numeric(strcmp(host, "*") == 0 && !listening
@@ -960,7 +1103,13 @@ static int l_sock_shutdown (lua_State *L) {
   int how = hows[luaL_checkoption(L, 2, "both", names)];
   ur_task *t = ur_task_current(L, "shutdown");
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_SHUTDOWN);
-  struct io_uring_sqe *sqe = ur_get_sqe(t->loop);
+  struct io_uring_sqe *sqe, *notify = NULL;
+  /* TLS: our close_notify goes first, linked, so the peer reads a clean
+   * end rather than a truncation; no raise from here on */
+  ur_reserve_sqes(t->loop, 2);
+  if (s->tls && how != SHUT_RD) notify = ur_tls_notify(t->loop, s);
+  if (notify) notify->flags |= IOSQE_IO_LINK;
+  sqe = ur_get_sqe(t->loop);
   io_uring_prep_shutdown(sqe, s->h.fd, how);
   ur_handle_sqe(t->loop, &s->h, r, sqe);
   ur_req_submitted(t->loop, r, sqe);
@@ -971,10 +1120,12 @@ static int l_sock_shutdown (lua_State *L) {
  * and its fd closed once the last of it is back (handle.c); tasks blocked
  * in accept() wake and see "closed". */
 static void sock_close (ur_loop *loop, ur_sock *s, int gc) {
+  if (s->tls_ctx) ur_tls_ctx_release(&s->tls_ctx);
   if (s->h.fd < 0) {            /* closed before: what is still in flight */
     if (gc) ur_handle_close(loop, &s->h, s);   /* forgets this memory */
     return;
   }
+  if (s->tls) ur_tls_close(loop, s);   /* close_notify goes out first */
   ur_handle_close(loop, &s->h, gc ? s : NULL);
   while (s->plen > 0) {          /* accepted, never taken: nothing names them */
     ur_fd_release(s->pend[s->phead]);
@@ -1016,6 +1167,7 @@ static int l_sock_close (lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
+  if (s->tls) ur_tls_close(loop, s);   /* close_notify: now in flight */
   if (t && lua_isyieldable(L) && !ur_interrupted(t) && !s->listener
       && ur_handle_inflight(loop, &s->h) == 0
       && !ur_op_missing(loop, IORING_OP_CLOSE)) {

@@ -549,6 +549,46 @@ int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
                   lua_KContext ctx, lua_KFunction k);
 int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp);
 
+/* A TLS socket (tls.c) is a stream socket with TLS state: net.c moves
+ * the ciphertext through the ring and calls tls.c at these points. */
+typedef struct ur_tls ur_tls;
+char *ur_sock_reserve (ur_sock *s, size_t n);   /* room at the end, or NULL */
+void ur_sock_commit (ur_sock *s, size_t n);     /* n bytes written there */
+void ur_sock_set_eof (ur_sock *s);
+ur_tls *ur_sock_tls (const ur_sock *s);
+void ur_sock_set_tls (ur_sock *s, ur_tls *tls);
+void **ur_sock_tls_ctx (ur_sock *s);            /* a held context */
+int ur_sock_listening (const ur_sock *s);
+int ur_sock_busy (const ur_sock *s, int sending);
+ur_handle *ur_sock_handle (ur_sock *s);
+int ur_sock_fail (lua_State *L, ur_sock *s, int res);   /* pushes 3 */
+/* flow: 0 for a receive's own requests, UR_TLS_SENDING for a send's
+ * (a send never decrypts: the bytes are the receiver's to take) */
+#define UR_TLS_SENDING 2
+int ur_sock_recv_raw (lua_State *L, ur_sock *s, ur_task *t, int flow,
+                      lua_KContext ctx, lua_KFunction k);
+int ur_sock_send_mem (lua_State *L, ur_sock *s, ur_task *t, int flow,
+                      char *mem, size_t n, lua_KContext ctx,
+                      lua_KFunction k);
+int ur_sock_kick (lua_State *L, ur_sock *s, ur_task *t, lua_KContext ctx,
+                  lua_KFunction k);
+struct io_uring_sqe *ur_sock_send_bg (ur_loop *loop, ur_sock *s, char *mem,
+                                      size_t n);
+int ur_tls_feed (ur_tls *tls, const char *p, size_t n);   /* 0: ENOMEM */
+int ur_tls_recv (lua_State *L, ur_sock *s, ur_task *t, lua_KContext ctx,
+                 lua_KFunction k);
+void ur_tls_sent (ur_tls *tls, ur_req *r);
+int ur_tls_result (lua_State *L, ur_sock *s, int res, int op, int flow);
+int ur_tls_send (lua_State *L, ur_sock *s, ur_task *t);  /* stack as send's */
+void ur_tls_close (ur_loop *loop, ur_sock *s);
+struct io_uring_sqe *ur_tls_notify (ur_loop *loop, ur_sock *s);   /* or NULL */
+int ur_tls_attach (ur_sock *s, void *ctx, const char *servername); /* -errno */
+void ur_tls_ctx_release (void **ctx);
+void ur_tls_opts (lua_State *L, int opts, ur_sock *s, int listening,
+                  const char *fname);
+int ur_tls_connect (lua_State *L, ur_task *t, ur_sock *s);   /* stack 1..5 */
+void ur_register_tls (lua_State *L);
+
 /* http.c: HTTP/1.x request heads; adds sock:receive_head and
  * sock:_take_request to net.c's socket methods (so: after net.c) */
 void ur_register_http (lua_State *L);

@@ -147,6 +147,45 @@ describe("examples", function()
     end)
   end)
 
+  describe("https_server.lua and https_get.lua", function()
+    it("make a self-signed certificate, serve HTTPS, fetch it verified, refuse it unverified", function()
+      local dir = helpers.tmpdir()
+      local p = assert(io.popen("timeout 30 " .. LUA .. " examples/https_server.lua 0 --seconds 3 --dir "
+        .. dir .. " 2>&1"))
+      local port, made
+      repeat
+        local line = p:read("l") or ""
+        made = made or line:match("made a self%-signed certificate")
+        port = line:match("^listening on https://127%.0%.0%.1:(%d+) %(certificate .*/cert%.pem%)$")
+      until port or line == ""
+      assert(made, "no certificate made on the first run")
+      assert(port, "no listening line")
+      local url = "https://localhost:" .. port .. "/x"
+      local code, out, err = run("https_get.lua", url .. " --cacert " .. dir .. "/cert.pem")
+      expect_ok(code, out, err)
+      assert.matches("^TLSv1%.3, [%w_]+, ALPN http/1%.1, verified true\n", out)
+      assert.matches("server certificate: CN=localhost, issued by CN=localhost", out)
+      assert.matches("HTTP 200 OK, %d+ bytes:\nhello over TLSv1%.3 %([%w_]+%), you asked for /x\n$", out)
+      -- the system's CAs do not know it
+      code, out = run("https_get.lua", url)
+      assert.equal(1, code)
+      assert.matches("handshake failed: tls handshake: certificate verify failed %(self%-signed certificate%)", out)
+      local c = assert(io.popen("env -u LD_PRELOAD curl -s -m 5 --cacert " .. dir .. "/cert.pem " .. url))
+      assert.matches("^hello over TLSv1%.3", c:read("a")); c:close()
+      local rest = p:read("a")
+      assert.is_true((p:close()), rest)
+      -- https_get: 2 (its handshake, its request), 1 refused; curl: 1
+      assert.matches("served 2 requests on 4 connections; 1 TLS handshakes failed", rest)
+      helpers.rmrf(dir)
+    end)
+
+    it("https_get.lua refuses a url that is not https with its usage line", function()
+      local code, _, err = run("https_get.lua", "http://x/")
+      assert.equal(2, code)
+      assert.matches("usage: lua5%.4 examples/https_get%.lua", err)
+    end)
+  end)
+
   describe("random_reads.lua", function()
     it("reads every block right three ways; the fixed way through registered buffers", function()
       local code, out, err = run("random_reads.lua", "4 3000 8")

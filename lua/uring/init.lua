@@ -93,6 +93,11 @@ area "uring.workers"   -- workers
 area "uring.trace"     -- trace_export
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
+uring.tls = require "uring.tls"
+do  -- LuaSec's ssl API over uring.tls; its installer is ours, not LuaSec's
+  local ssl = require "uring.ssl"
+  uring.install_ssl, ssl.install_ssl = ssl.install_ssl, nil
+end
 require "uring.repl"   -- takes the failure watch and _untraced
 
 -- every file has taken what it uses: the private names go

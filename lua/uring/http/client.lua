@@ -1,6 +1,6 @@
---- uring.http.client: HTTP/1.1 requests over uring sockets, http://
--- only; one connection per request unless a client object
--- (uring.http.client()) keeps them.
+--- uring.http.client: HTTP/1.1 requests over uring sockets, http:// and
+-- https:// (TLS, csrc/tls.c); one connection per request unless a client
+-- object (uring.http.client()) keeps them.
 local uring = require "uring"
 -- required before uring: init.lua has loaded this file meanwhile
 if package.loaded[...] then return package.loaded[...] end
@@ -18,16 +18,18 @@ local HEADERS_MT, readline, read_chunked = message.HEADERS_MT, message.readline,
   message.read_chunked
 local TOO_BIG, BAD = message.TOO_BIG, message.BAD
 local E = core.errno
+local tls_mode = core._tls_mode
+local DEFAULT_PORT = { http = 80, https = 443 }
 
 local M = {}
 
--- a url, parsed: {host, port, path, authority} | nil, err
+-- a url, parsed: {scheme, host, port, path, authority} | nil, err
 local function parse_url(url)
   local scheme, rest = match(url, "^(%a[%w+.-]*)://(.*)$")
   if not scheme then return nil, "invalid url: " .. url end
   scheme = lower(scheme)
-  if scheme ~= "http" then
-    return nil, "unsupported scheme '" .. scheme .. "' (uring.http speaks http:// only)"
+  if not DEFAULT_PORT[scheme] then
+    return nil, "unsupported scheme '" .. scheme .. "' (uring.http speaks http:// and https://)"
   end
   local authority, path = match(rest, "^([^/?#]*)(.*)$")
   path = gsub(path, "#.*$", "")
@@ -38,12 +40,13 @@ local function parse_url(url)
   local host, port = match(authority, "^%[([^%]]+)%]:?(%d*)$")
   if not host then host, port = match(authority, "^([^:]+):?(%d*)$") end
   if not host or host == "" or find(host, "[%c ]") then return nil, "invalid url: " .. url end
-  port = port ~= "" and tonumber(port) or 80
+  port = port ~= "" and tonumber(port) or DEFAULT_PORT[scheme]
   if port > 65535 then return nil, "invalid url: " .. url end
-  return { host = host, port = math.tointeger(port), path = path, authority = authority }
+  return { scheme = scheme, host = host, port = math.tointeger(port), path = path,
+    authority = authority }
 end
 
---- uring.http.parse_url(url) -> {host, port, path, authority} | nil, err
+--- uring.http.parse_url(url) -> {scheme, host, port, path, authority} | nil, err
 function M.parse_url(url)
   if type(url) ~= "string" then typeerror(1, "parse_url", "string", url) end
   return parse_url(url)
@@ -169,6 +172,10 @@ local function checkopts(opts, name, arg, level)
   if r ~= nil and (math.type(r) ~= "integer" or r < 0) then
     bad("redirects must be a non-negative integer")
   end
+  local tls = opts.tls
+  if tls ~= nil and tls ~= true and tls_mode(tls) ~= "client" then
+    bad("tls must be true or a client uring.tls.context, got " .. check.typename(tls))
+  end
   return opts
 end
 
@@ -199,8 +206,13 @@ function M.client(opts)
   if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0 or t >= 1e12) then
     argerror(1, "client", "timeout must be a non-negative number")
   end
+  local tls = opts.tls
+  if tls ~= nil and tls ~= true and tls_mode(tls) ~= "client" then
+    argerror(1, "client", "tls must be true or a client uring.tls.context, got "
+      .. check.typename(tls))
+  end
   local c = setmetatable({ _idle = {}, max_idle = max_idle,
-    timeout = t, connections = 0 }, Client)
+    timeout = t, connections = 0, tls = tls }, Client)
   CLIENTS[c] = true
   return c
 end
@@ -228,8 +240,12 @@ function Client:__gc()
   if CLIENTS[self] then close(self) end
 end
 
+-- idle connections are kept per scheme, host and port: an https
+-- connection is never reused for http:// and the reverse
+local function poolkey(u) return u.scheme .. "|" .. u.host .. "|" .. u.port end
+
 local function exchange(self, u, method, opts, state)
-  local key = u.host .. "|" .. u.port
+  local key = poolkey(u)
   local pool = self and self._idle[key]
   local data = build_request(u, method, opts, self ~= nil)
   for _ = 1, 2 do
@@ -240,7 +256,14 @@ local function exchange(self, u, method, opts, state)
       reused = true
     else
       local err, en
-      sock, err, en = uring.connect(u.host, u.port)
+      if u.scheme == "https" then
+        -- the system CAs and the url's host name check the server
+        -- unless the caller gives a context of its own
+        sock, err, en = uring.connect(u.host, u.port, { servername = u.host,
+          tls = opts.tls or (self and self.tls) or true })
+      else
+        sock, err, en = uring.connect(u.host, u.port)
+      end
       if not sock then return nil, err, en end
       state.sock = sock
       sock:setoption("nodelay", true)
@@ -277,9 +300,7 @@ local function request(self, url, opts, state)
   local redirects = opts.redirects or 0
   local u, err = parse_url(url)
   if not u then return nil, err end
-  if self then
-    self._idle[u.host .. "|" .. u.port] = self._idle[u.host .. "|" .. u.port] or {}
-  end
+  if self then self._idle[poolkey(u)] = self._idle[poolkey(u)] or {} end
   while true do
     local res, msg, en = exchange(self, u, method, opts, state)
     if not res then return nil, msg, en end
@@ -289,19 +310,20 @@ local function request(self, url, opts, state)
       return res
     end
     redirects = redirects - 1
+    -- an absolute location may change the scheme (http -> https and
+    -- back); a relative one keeps this request's
+    local base = u.scheme .. "://" .. u.authority
     if find(loc, "^%a[%w+.-]*://") then url = loc
-    elseif sub(loc, 1, 2) == "//" then url = "http:" .. loc
-    elseif sub(loc, 1, 1) == "/" then url = "http://" .. u.authority .. loc
-    else url = "http://" .. u.authority .. gsub(u.path, "[^/]*$", "") .. loc end
+    elseif sub(loc, 1, 2) == "//" then url = u.scheme .. ":" .. loc
+    elseif sub(loc, 1, 1) == "/" then url = base .. loc
+    else url = base .. gsub(u.path, "[^/]*$", "") .. loc end
     if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
       method = method == "HEAD" and "HEAD" or "GET"
       opts = { headers = opts.headers }
     end
     u, err = parse_url(url)
     if not u then return nil, err end
-    if self then
-      self._idle[u.host .. "|" .. u.port] = self._idle[u.host .. "|" .. u.port] or {}
-    end
+    if self then self._idle[poolkey(u)] = self._idle[poolkey(u)] or {} end
   end
 end
 
@@ -324,9 +346,10 @@ local function timed(self, url, opts, name, arg)
 end
 
 --- uring.http.request(url [, opts]) -> res {status, reason, headers, body,
--- version, url} | nil, err.  http:// only.  opts: method (default GET,
--- POST with a body), headers, body, timeout (seconds for the whole
--- exchange), redirects (how many to follow; default 0).  Each call uses
+-- version, url} | nil, err.  http:// and https://.  opts: method (default
+-- GET, POST with a body), headers, body, timeout (seconds for the whole
+-- exchange), redirects (how many to follow; default 0), tls (https: a
+-- client uring.tls.context; default: the system CAs, the host checked).  Each call uses
 -- its own connection and sends Connection: close; for keep-alive reuse
 -- use a client object.
 function M.request(url, opts)

@@ -27,6 +27,7 @@ local REASONS, STATUS_LINE, HEADERS_MT = message.REASONS, message.STATUS_LINE,
   message.HEADERS_MT
 local read_chunked, TOO_BIG, BAD = message.read_chunked, message.TOO_BIG, message.BAD
 local http_headers = core._http_headers
+local tls_mode = core._tls_mode
 local smethods = core.socket_methods
 local take_request, fill, sock_state = smethods._take_request, smethods._fill,
   smethods._closed
@@ -409,8 +410,11 @@ local ERR = setmetatable({}, { __index = function(t, code)
 end })
 local CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n"
 
-local function default_on_error(err)
-  io.stderr:write("uring.http: handler error: ", tostring(err), "\n")
+-- req is nil for a connection that failed before any request (a TLS
+-- handshake)
+local function default_on_error(err, req)
+  io.stderr:write("uring.http: ", req and "handler error: " or "",
+    tostring(err), "\n")
 end
 
 -- an option of server{}: nil (def), or a number in lo..hi (integer: an
@@ -434,8 +438,9 @@ end
 -- lines together, larger is 431; default 16 KiB),
 -- idle_timeout (seconds a kept-alive connection may wait for its next
 -- request, default 60), grace (seconds close() lets requests in flight
--- finish, default 5), on_error(err, req) (default: a line on stderr),
--- backlog, reuseport.
+-- finish, default 5), on_error(err, req) (default: a line on stderr;
+-- req is nil for a TLS handshake that failed), backlog, reuseport,
+-- tls (a server uring.tls.context: https).
 function M.server(opts)
   if type(opts) ~= "table" then typeerror(1, "server", "table", opts) end
   local handler = opts.handler
@@ -473,14 +478,19 @@ function M.server(opts)
   elseif not check.callable(on_error) then
     argerror(1, "server", "on_error must be a function, got " .. check.typename(on_error))
   end
+  local tls = opts.tls
+  if tls ~= nil and tls_mode(tls) ~= "server" then
+    argerror(1, "server", "tls must be a server uring.tls.context, got " .. check.typename(tls))
+  end
   check.intask("server")
   local lsock, msg, en = uring.listen(host, port,
-    { backlog = backlog, reuseport = opts.reuseport and true or false })
+    { backlog = backlog, reuseport = opts.reuseport and true or false, tls = tls })
   if not lsock then return nil, msg, en end
   local self = setmetatable({
     _lsock = lsock, _handler = handler, _conns = {}, _nconns = 0,
     max_body = max_body, max_header = max_header, idle_timeout = idle,
     grace = grace, on_error = on_error, requests = 0, connections = 0,
+    tls_failures = 0,
   }, Server)
   SERVERS[self] = true
   self._host, self._port = lsock:getsockname()
@@ -527,7 +537,18 @@ local function connection(self, sock)
       -- nil: nothing of a request yet (idle: the sweeper and close() may
       -- end it); false: part of a head (busy)
       if method == nil then st._busy = false; st._last = self._clock end
-      if not fill(sock) then break end
+      local more, why = fill(sock)
+      if not more then
+        -- a TLS connection that never got as far as a request (a bad
+        -- certificate, a plaintext client, garbage): said once, and the
+        -- server goes on serving the others
+        if more == nil and find(why, "^tls") then
+          self.tls_failures = self.tls_failures + 1
+          local h, p = sock:getpeername()
+          pcall(on_error, format("%s (from %s:%s)", why, tostring(h), tostring(p)), nil)
+        end
+        break
+      end
     elseif not target then           -- a bad head: its status
       st._busy = true
       sock:send(ERR[method])

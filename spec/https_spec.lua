@@ -1,0 +1,138 @@
+-- uring.http over TLS: server{tls = ctx}, request("https://..."), the
+-- keep-alive client over TLS, redirects across schemes.
+local uring = require "uring"
+local http = uring.http
+local helpers = require "helpers"
+local tlsh = require "helpers.tls"
+local run = helpers.runner(20)
+
+describe("uring.http over TLS #io #net", function()
+  local D
+  setup(function() D = tlsh.certs() .. "/" end)
+  teardown(function() tlsh.cleanup() end)
+  helpers.leak_check(before_each, after_each)
+
+  local function server_ctx()
+    return assert(uring.tls.context { mode = "server", cert = D .. "srv.pem",
+      key = D .. "srv.key", alpn = { "http/1.1" } })
+  end
+  local function client_ctx()
+    return assert(uring.tls.context { mode = "client", ca = D .. "ca.pem" })
+  end
+
+  -- an https server (and, with plain, an http one beside it); handlers
+  -- see the connection's TLS state through req.socket
+  local function start(opts)
+    opts = opts or {}
+    local errors = {}
+    local tls
+    if not opts.plain then tls = server_ctx() end
+    local srv = assert(http.server { tls = tls,
+      on_error = function(e) errors[#errors + 1] = e end,
+      routes = {
+        { "GET", "/hello", function(req)
+          local info = req.socket:tlsinfo()
+          return 200, "hello over " .. (info and info.version or "plain") .. "\n"
+        end },
+        { "GET", "/to", function(req)
+          return 302, "", { location = req.query:match("url=(.*)") }
+        end },
+        { "POST", "/echo", function(req) return 200, req.body end },
+      } })
+    local task = uring.spawn(srv.serve, srv)
+    return srv, srv:port(), task, errors
+  end
+
+  it("serves curl, keeping the TLS connection alive across requests", function()
+    run(function()
+      local srv, port, task = start()
+      local url = "https://localhost:" .. port
+      local p = assert(uring.exec(tlsh.peer { "curl", "-sS", "--max-time", "10", "--cacert", D .. "ca.pem",
+        "--resolve", "localhost:" .. port .. ":127.0.0.1", url .. "/hello", url .. "/hello",
+        -- --next: the POST is the third url's alone; the connection stays
+        "--next", "--cacert", D .. "ca.pem", "--resolve", "localhost:" .. port .. ":127.0.0.1",
+        "-d", "posted", url .. "/echo", stdout = "pipe", stderr = "pipe" }))
+      local out = p.stdout:read("a")
+      local err = p.stderr:read("a")
+      p.stdout:close(); p.stderr:close()
+      assert.is_true((p:wait()))
+      assert.equal("", err)
+      assert.equal("hello over TLSv1.3\nhello over TLSv1.3\nposted", out)
+      assert.equal(3, srv.requests)
+      assert.equal(1, srv.connections)   -- keep-alive: one handshake
+      srv:close()
+      assert(task:join())
+    end)
+  end)
+
+  it("requests https:// urls, once and through a keep-alive client", function()
+    run(function()
+      local srv, port, task = start()
+      local url = "https://localhost:" .. port
+      local res = assert(http.request(url .. "/hello", { tls = client_ctx() }))
+      assert.equal(200, res.status)
+      assert.equal("hello over TLSv1.3\n", res.body)
+      local c <close> = http.client { tls = client_ctx() }
+      for i = 1, 3 do
+        res = assert(c:request(url .. "/echo", { body = "n" .. i }))
+        assert.equal("n" .. i, res.body)
+      end
+      assert.equal(1, c.connections)
+      c:close()
+      srv:close()
+      assert(task:join())
+      assert.equal(2, srv.connections)
+    end)
+  end)
+
+  it("verifies against the system CAs by default", function()
+    run(function()
+      local srv, port, task, errors = start()
+      -- the test CA is not among the system's: refused, and said why
+      local res, err = http.request("https://localhost:" .. port .. "/hello")
+      assert.is_nil(res)
+      assert.matches("^tls handshake: certificate verify failed %(unable to get local issuer", err)
+      -- the server logged its side and keeps serving
+      res = assert(http.request("https://localhost:" .. port .. "/hello", { tls = client_ctx() }))
+      assert.equal(200, res.status)
+      srv:close()
+      assert(task:join())
+      assert.equal(1, srv.tls_failures)
+      assert.matches("^tls handshake: .*unknown ca %(from 127%.0%.0%.1:%d+%)$", errors[1])
+    end)
+  end)
+
+  it("follows redirects across schemes", function()
+    run(function()
+      local tsrv, tport, ttask = start()
+      local psrv, pport, ptask = start { plain = true }
+      local https = "https://localhost:" .. tport
+      local plain = "http://127.0.0.1:" .. pport
+      -- http -> https -> http
+      local res = assert(http.request(plain .. "/to?url=" .. https .. "/to?url=" .. plain .. "/hello",
+        { redirects = 2, tls = client_ctx() }))
+      assert.equal("hello over plain\n", res.body)
+      res = assert(http.request(plain .. "/to?url=" .. https .. "/hello",
+        { redirects = 1, tls = client_ctx() }))
+      assert.equal("hello over TLSv1.3\n", res.body)
+      assert.equal(https .. "/hello", res.url)
+      -- a relative location keeps the scheme
+      res = assert(http.request(https .. "/to?url=/hello", { redirects = 1, tls = client_ctx() }))
+      assert.equal("hello over TLSv1.3\n", res.body)
+      tsrv:close(); psrv:close()
+      assert(ttask:join()); assert(ptask:join())
+    end)
+  end)
+
+  it("checks its tls options", function()
+    run(function()
+      local cctx = client_ctx()
+      assert.matches(helpers.badarg(1, "server", "tls must be a server uring.tls.context, got uring.tls.context"),
+        helpers.errmsg(http.server, { tls = cctx, handler = function() end }))
+      assert.matches(helpers.badarg(2, "request", "tls must be true or a client uring.tls.context, got number"),
+        helpers.errmsg(http.request, "https://x/", { tls = 1 }))
+      assert.matches(helpers.badarg(1, "client", "tls must be true or a client uring.tls.context, got string"),
+        helpers.errmsg(http.client, { tls = "yes" }))
+    end)
+  end)
+end)
