@@ -13,6 +13,7 @@ description = {
 dependencies = { "lua >= 5.4, < 5.5" }
 external_dependencies = {
   LIBURING = { header = "liburing.h", library = "uring" },
+  OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
 }
 build = {
   type = "builtin",
@@ -30,12 +31,12 @@ build = {
         "csrc/udp.c", "csrc/workers.c", "csrc/http.c", "csrc/fixedbuf.c",
         "csrc/fixedfile.c", "csrc/ring_req.c", "csrc/ring_prep.c",
         "csrc/statx.c", "csrc/jobs.c", "csrc/dir.c", "csrc/fsmeta.c",
-        "csrc/failwatch.c",
+        "csrc/failwatch.c", "csrc/tls.c",
       },
       defines = { "_GNU_SOURCE" },
-      incdirs = { "csrc", "$(LIBURING_INCDIR)" },
-      libdirs = { "$(LIBURING_LIBDIR)" },
-      libraries = { "uring", "pthread" },
+      incdirs = { "csrc", "$(LIBURING_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(LIBURING_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "uring", "pthread", "ssl", "crypto" },
     },
     ["uring.readline"] = {
       sources = { "csrc/rl/readline.c" },
@@ -57,5 +58,7 @@ build = {
     ["uring.repl"] = "lua/uring/repl.lua",
     ["uring.workers"] = "lua/uring/workers.lua",
     ["uring.trace"] = "lua/uring/trace.lua",
+    ["uring.tls"] = "lua/uring/tls.lua",
+    ["uring.ssl"] = "lua/uring/ssl.lua",
   },
 }
