@@ -305,6 +305,11 @@ struct ur_loop {
   struct ur_trace_ev *tq;  /* trace events waiting for the next turn */
   size_t tq_len, tq_cap;
   ur_stats stats;
+  /* uring.thread's worker pool (threadpool.c), made on first use */
+  struct ur_pool *pool;
+  uint32_t want_threads;   /* configure{threads}: 0 = the CPU count */
+  /* embedding (embed.c): uring.pollfd's eventfd, -1 until asked for */
+  int pollfd;
 };
 
 #define UR_SLAB_CHUNK 256
@@ -345,6 +350,9 @@ int ur_submit (ur_loop *loop, unsigned wait_nr);    /* counts enters */
 int ur_submit_timeout (ur_loop *loop, double secs); /* wait for 1, bounded */
 void ur_reap (ur_loop *loop);                 /* dispatch every ready CQE */
 void ur_enqueue (ur_loop *loop, ur_task *t);  /* make t runnable */
+/* One loop turn; wait < 0: as uring.run (until a CQE), else at most wait
+ * seconds, and no deadlock verdict (uring.step) */
+void ur_loop_turn (lua_State *L, ur_loop *loop, double wait);
 double ur_now (void);
 /* After fork() the child inherits the loop but not the ring's mappings
  * (dontfork): touching them would crash.  ur_foreign is true there. */
@@ -630,6 +638,19 @@ static inline void ur_set_ts (struct __kernel_timespec *ts, double secs) {
   ts->tv_sec = (long long)secs;
   ts->tv_nsec = (long long)((secs - (double)ts->tv_sec) * 1e9);
 }
+
+/* wire.c: plain Lua values (nil, booleans, numbers, strings, tables of
+ * them) copied between lua_States as bytes in malloc'd memory */
+#define UR_WIRE_DEPTH 100
+typedef struct ur_wire { char *p; size_t len, cap; } ur_wire;
+int ur_wire_encode (lua_State *L, int idx, ur_wire *w, char *err,
+                    size_t errlen);            /* 0, or -1 and why in err */
+int ur_wire_decode (lua_State *L, const ur_wire *w);   /* pushes; count */
+void ur_wire_free (ur_wire *w);
+
+/* threadpool.c: uring.thread; embed.c: uring.step, uring.pollfd */
+void ur_register_threadpool (lua_State *L);
+void ur_register_embed (lua_State *L);
 
 /* Every register function receives the module table at the stack top and
  * adds its functions and metatables; it leaves the stack as it found it. */
