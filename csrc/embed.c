@@ -57,12 +57,18 @@ static int l_step (lua_State *L) {
     return luaL_error(L, "step: the loop is already running (inside "
                       "uring.run or a task); step drives it from outside");
   pollfd_drain(loop);
+  /* no main task, but its slot holds false as in run: a task that fails
+   * unjoined is then kept for us to raise (task.c), like run's */
+  lua_pushboolean(L, 0);
+  loop->main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   loop->running = 1;
   lua_pushcfunction(L, step_body);
   lua_pushlightuserdata(L, loop);
   lua_pushnumber(L, wait);
   st = lua_pcall(L, 2, 0, 0);
   loop->running = 0;
+  luaL_unref(L, LUA_REGISTRYINDEX, loop->main_ref);
+  loop->main_ref = LUA_NOREF;
   if (st != LUA_OK) return lua_error(L);   /* the loop itself failed */
   if (loop->runq_len > 0) pollfd_kick(loop);
   if (loop->error_ref == LUA_REFNIL) {     /* a task's, lost for memory */

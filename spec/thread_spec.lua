@@ -167,6 +167,12 @@ describe("uring.thread #io", function()
 
   it("keeps the loop responsive: a 10 ms ticker ticks while 4 threads burn 200 ms each", function()
     local n = calibrate(0.2)
+    -- without SQPOLL even in the SQPOLL pass of the matrix: its kernel
+    -- thread spins on one of this machine's two cores for as long as the
+    -- ticker submits, and the figure would measure it, not uring.thread
+    local sqpoll = os.getenv("URING_TEST_SQPOLL")
+    sqpoll = sqpoll ~= nil and sqpoll ~= "" and sqpoll ~= "0"
+    uring.configure { sqpoll = false }
     local ticks, expected, elapsed = run(function()
       local busy = {}
       for i = 1, 4 do
@@ -187,13 +193,18 @@ describe("uring.thread #io", function()
       ticker:join()
       return ticks, elapsed / 0.01, elapsed
     end)
+    uring.configure { sqpoll = sqpoll }
+    uring.run(function() end)            -- the ring the leak check counted
     local ratio = ticks / expected
     print(("\n  thread responsiveness: %d of %.0f ticks (%.0f%%) in %.0f ms "
       .. "while 4 threads ran ~200 ms of Lua each"):format(ticks, expected,
       ratio * 100, elapsed * 1000))
     -- the issue's figure is >= 90%; the bound is loose because this
-    -- machine's two cores are shared: a frozen loop would tick 0 times
-    assert.is_true(ratio >= 0.5, ("only %d of %.0f ticks"):format(ticks, expected))
+    -- machine's two cores are shared, and valgrind runs one thread at a
+    -- time (the loop then shares one CPU with four workers): a loop that
+    -- waited for the Lua to finish would tick 0 times
+    local bound = helpers.under_valgrind() and 0.2 or 0.5
+    assert.is_true(ratio >= bound, ("only %d of %.0f ticks"):format(ticks, expected))
     assert.is_true(elapsed >= 0.15, "the threads did not run for their 200 ms")
   end)
 
