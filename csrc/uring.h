@@ -382,15 +382,22 @@ void ur_link_timeout_add (ur_loop *loop, ur_req *tr,
                           struct io_uring_sqe *op, double secs);
 
 /* process.c: uring.run's process plumbing, armed around the loop */
+#include <signal.h>
 typedef struct ur_runsig {
-  ur_handle h;          /* SIGINT's signalfd; -1 when not armed */
+  ur_handle h;          /* the eventfd SIGINT's handler writes; -1 when
+                           not armed */
   int hits;             /* SIGINTs taken */
-  int aside;            /* another holder (a uring.signal) owns SIGINT */
+  volatile sig_atomic_t pending;   /* the handler's count, not yet taken */
+  volatile sig_atomic_t busy;      /* of those, ones that found Lua running
+                                      and set the "interrupted" hook */
+  ur_waitq watchers;    /* tasks in core.sigint_wait (the REPL's) */
+  struct sigaction old; /* the handler before the run's */
   ur_req *req;          /* the poll, until its last CQE */
   int sigpipe;          /* SIGPIPE was blocked by us */
 } ur_runsig;
 void ur_runsig_arm (lua_State *L, ur_loop *loop, ur_runsig *s);
 int ur_runsig_disarm (ur_loop *loop, ur_runsig *s);   /* SIGINTs seen */
+void ur_register_process (lua_State *L);   /* core.sigint_wait */
 
 /* handle.c: the one close path for fds the ring may name */
 void ur_handle_init (ur_handle *h);

@@ -43,6 +43,7 @@ end
 uring.file_methods = nil
 uring.socket_methods = nil
 uring.TIMEOUT = nil
+uring.sigint_wait = nil   -- the REPL's (lua/uring/repl.lua), not the public API
 -- a copy: the core's own table stays as it was for the Lua files
 local errno = {}
 for k, v in pairs(core.errno) do errno[k] = v end

@@ -5,13 +5,18 @@
 -- callback interface), so tasks spawned at the prompt -- a server, a
 -- counter -- keep running while the user types.  Each entered chunk runs
 -- as a task of its own, so yielding calls (uring.sleep, f:read,
--- sock:receive) work straight at the prompt.  Ctrl-C (SIGINT, read from a
--- signalfd) cancels the chunk that is running, not the background tasks;
--- end of input cancels every task and returns.
+-- sock:receive) work straight at the prompt.  Ctrl-C interrupts the Lua
+-- that is running (even `while true do end`: uring.run's SIGINT handler
+-- raises "interrupted" in it) or, when no Lua runs, cancels the chunk
+-- that waits; background tasks keep running either way.  End of input
+-- cancels every task and returns.
 local uring = require "uring"
 -- required before uring: init.lua has loaded this file meanwhile
 if package.loaded[...] then return package.loaded[...] end
 local check = require "uring.check"
+-- Ctrl-C that found no Lua running; false when the run does not own
+-- SIGINT (the script blocks it): then a uring.signal reads it
+local sigint_wait = require("uring.core").sigint_wait
 
 local repl = {}
 
@@ -137,10 +142,11 @@ function repl.main()
     local self = uring.current()
     local read_line, rl = line_reader(tty)
     local current            -- the chunk task running now, if any
-    local sigint = uring.signal("INT")
+    local sigint
     local watcher = uring.spawn(function()
       while true do
-        sigint:wait()
+        if not sigint and not sigint_wait() then sigint = uring.signal("INT") end
+        if sigint then sigint:wait() end
         if current and current:status() ~= "done" then current:cancel()
         elseif rl then rl.interrupt()
         else io.write("\n"); io.flush() end
@@ -166,7 +172,7 @@ function repl.main()
           else
             current = uring.spawn(function()
               return xpcall(fn, function(e)
-                if e == "canceled" then return e end
+                if e == "canceled" or e == "interrupted" then return "canceled" end
                 return debug.traceback(tostring(e), 2)
               end)
             end)
@@ -191,7 +197,7 @@ function repl.main()
     for _, t in ipairs(uring.tasks()) do
       if t ~= self then t:cancel() end
     end
-    sigint:close()
+    if sigint then sigint:close() end
   end)
   return 0
 end
