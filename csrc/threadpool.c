@@ -17,11 +17,16 @@
  * a worker never writes to a closed or reused fd.  A waiting side that
  * goes away early (task cancelled, timeout, lua_close) marks the job
  * abandoned: a job not yet started is skipped, and one running is
- * stopped by a count hook in its state that raises "canceled" (the
- * worker's own flag: no other thread ever touches that lua_State).  A
- * job stuck inside a C function (os.execute, a blocking read) cannot be
- * stopped; it finishes on its own and its results are dropped.  Nothing
- * the loop waits for: uring.run returns without it.
+ * stopped as lua.c stops a script on Ctrl-C: the canceller sends the
+ * worker a signal (UR_STOP_SIGNAL, a real-time one), whose handler, on
+ * the worker's own thread, sets a hook in the job's state that raises
+ * "canceled".  No other thread ever touches that lua_State, and no hook
+ * is set until then: a count hook alone would make the VM trace every
+ * instruction (2.5x slower).  If the host program already handles that
+ * signal, jobs fall back to a count hook.  A job stuck inside a C
+ * function (os.execute, a blocking read) cannot be stopped; it finishes
+ * on its own and its results are dropped.  Nothing the loop waits for:
+ * uring.run returns without it.
  *
  * The pool lives as long as its loop (the loop's close hook stops it);
  * each worker holds a reference, so one still busy at lua_close frees
@@ -29,6 +34,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +47,9 @@
 
 #define THREAD_HOLD_MT "uring.thread.job"
 #define POOL_MAX 256
-#define HOOK_EVERY 1000         /* instructions between abandon checks */
+#define HOOK_EVERY 1000         /* instructions between abandon checks,
+                                   when no stop signal could be had */
+#define UR_STOP_SIGNAL (SIGRTMAX - 2)
 
 typedef struct ur_pool ur_pool;
 
@@ -55,13 +63,17 @@ typedef struct job {
   ur_wire code, args, out;
   ur_wire paths;          /* package.path, package.cpath for the state */
   ur_pool *pool;          /* set when queued; the hook reads stopping */
-  struct job *next;
+  struct job *next;       /* the queue, then the pool's running list */
+  struct job *prev;       /* the running list */
+  pthread_t worker;       /* while running: the thread to signal */
+  lua_State *S;           /* while running: its state (worker's only) */
 } job;
 
 struct ur_pool {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   job *head, *tail;       /* jobs waiting for a worker */
+  job *running;           /* jobs a worker runs now (to signal them) */
   int size;               /* workers wanted at most */
   int started, idle;
   int refs;               /* the loop + each worker; under mu */
@@ -70,9 +82,15 @@ struct ur_pool {
 
 typedef struct hold { job *j; } hold;
 
+static void pool_unref_locked (ur_pool *p);
+
 static void job_unref (job *j) {
   if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1)
     return;
+  if (j->pool) {                /* the pool outlives every job given it */
+    pthread_mutex_lock(&j->pool->mu);
+    pool_unref_locked(j->pool);
+  }
   ur_wire_free(&j->code);
   ur_wire_free(&j->args);
   ur_wire_free(&j->out);
@@ -101,6 +119,41 @@ static void stop_hook (lua_State *S, lua_Debug *ar) {
   if (atomic_load_explicit(&j->abandoned, memory_order_relaxed)
       || atomic_load_explicit(&j->pool->stopping, memory_order_relaxed))
     luaL_error(S, "canceled");
+}
+
+/* The job this worker runs, for the stop signal's handler.  Set before
+ * the signal is unblocked and read only on this thread. */
+static __thread job *volatile current_job;
+static int stop_signal_ok;      /* our handler owns UR_STOP_SIGNAL */
+static pthread_once_t stop_once = PTHREAD_ONCE_INIT;
+
+/* On the worker's own thread, between two VM instructions or inside a C
+ * call: if the job is abandoned, arm the hook that raises (lua.c's
+ * laction does the same for Ctrl-C).  A late signal for a job already
+ * done finds the next job not abandoned and does nothing. */
+static void on_stop_signal (int signo) {
+  job *j = current_job;
+  (void)signo;
+  if (j && j->S && (atomic_load(&j->abandoned) || atomic_load(&j->pool->stopping)))
+    lua_sethook(j->S, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static void stop_signal_install (void) {
+  struct sigaction sa, old;
+  if (sigaction(UR_STOP_SIGNAL, NULL, &old) != 0 || old.sa_handler != SIG_DFL
+      || (old.sa_flags & SA_SIGINFO))
+    return;                     /* the program's own: leave it */
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  stop_signal_ok = sigaction(UR_STOP_SIGNAL, &sa, NULL) == 0;
+}
+
+/* Ask the worker running j to stop it; under the pool's lock, so the
+ * worker is still on j (it leaves the running list under the lock). */
+static void job_signal_locked (job *j) {
+  if (stop_signal_ok) pthread_kill(j->worker, UR_STOP_SIGNAL);
 }
 
 static int traceback (lua_State *S) {
@@ -132,7 +185,8 @@ static int job_body (lua_State *S) {
                        j->is_text ? "t" : "b") != LUA_OK)
     return lua_error(S);
   nargs = ur_wire_decode(S, &j->args);
-  lua_sethook(S, stop_hook, LUA_MASKCOUNT, HOOK_EVERY);
+  if (!stop_signal_ok)          /* no signal to stop us: look, now and then */
+    lua_sethook(S, stop_hook, LUA_MASKCOUNT, HOOK_EVERY);
   st = lua_pcall(S, nargs, LUA_MULTRET, base);
   lua_sethook(S, NULL, 0, 0);
   if (st != LUA_OK) return lua_error(S);   /* the traceback */
@@ -146,12 +200,21 @@ static int job_body (lua_State *S) {
 
 static void job_run (job *j) {
   lua_State *S;
-  if (atomic_load_explicit(&j->abandoned, memory_order_relaxed)
-      || atomic_load_explicit(&j->pool->stopping, memory_order_relaxed))
+  sigset_t stop;
+  /* a canceller that marked it abandoned before it was on the running
+   * list sent no signal: look (after the list, so one is never missed) */
+  if (atomic_load(&j->abandoned) || atomic_load(&j->pool->stopping))
     return;                     /* nobody waits: do not even start */
   S = luaL_newstate();
   if (S == NULL) return;        /* ok = 0, no message: out of memory */
   *(job **)lua_getextraspace(S) = j;
+  j->S = S;
+  current_job = j;
+  sigemptyset(&stop);
+  if (stop_signal_ok) {
+    sigaddset(&stop, UR_STOP_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
+  }
   lua_pushcfunction(S, job_body);
   lua_pushlightuserdata(S, j);
   if (lua_pcall(S, 1, 0, 0) != LUA_OK) {
@@ -161,6 +224,9 @@ static void job_run (job *j) {
     if (ur_wire_encode(S, -1, &j->out, err, sizeof err) < 0)
       ur_wire_free(&j->out);   /* an error object we cannot copy */
   }
+  if (stop_signal_ok) pthread_sigmask(SIG_BLOCK, &stop, NULL);
+  current_job = NULL;
+  j->S = NULL;
   lua_close(S);
 }
 
@@ -181,8 +247,18 @@ static void *worker (void *arg) {
     j = p->head;
     p->head = j->next;
     if (p->head == NULL) p->tail = NULL;
+    j->worker = pthread_self();     /* on the running list: signalable */
+    j->prev = NULL;
+    j->next = p->running;
+    if (p->running) p->running->prev = j;
+    p->running = j;
     pthread_mutex_unlock(&p->mu);
     job_run(j);
+    pthread_mutex_lock(&p->mu);
+    if (j->prev) j->prev->next = j->next;
+    else p->running = j->next;
+    if (j->next) j->next->prev = j->prev;
+    pthread_mutex_unlock(&p->mu);
     atomic_store_explicit(&j->done, 1, memory_order_release);
     {
       uint64_t one = 1;   /* the fd is open: our reference keeps it so */
@@ -205,6 +281,7 @@ static int default_size (void) {
 
 static ur_pool *pool_get (ur_loop *loop) {
   ur_pool *p = loop->pool;
+  pthread_once(&stop_once, stop_signal_install);
   if (p == NULL) {
     if ((p = (ur_pool *)calloc(1, sizeof *p)) == NULL) return NULL;
     if (pthread_mutex_init(&p->mu, NULL) != 0) { free(p); return NULL; }
@@ -237,6 +314,7 @@ static int pool_submit (ur_pool *p, job *j) {
   }
   if (rc == 0) {
     atomic_fetch_add_explicit(&j->refs, 1, memory_order_relaxed);
+    p->refs++;                  /* the job's, dropped when it is freed */
     j->pool = p;
     j->next = NULL;
     if (p->tail) p->tail->next = j;
@@ -256,6 +334,7 @@ static void pool_close (ur_loop *loop) {
   loop->pool = NULL;
   pthread_mutex_lock(&p->mu);
   atomic_store(&p->stopping, 1);
+  for (job *j = p->running; j; j = j->next) job_signal_locked(j);
   pthread_cond_broadcast(&p->cv);
   pool_unref_locked(p);
 }
@@ -267,10 +346,20 @@ static void pool_forget (ur_loop *loop) {
 }
 
 static void hold_release (hold *h) {
-  if (h->j) {
-    atomic_store_explicit(&h->j->abandoned, 1, memory_order_relaxed);
-    job_unref(h->j);
+  job *j = h->j;
+  if (j) {
     h->j = NULL;
+    if (!atomic_load_explicit(&j->done, memory_order_acquire)) {
+      ur_pool *p = j->pool;     /* alive: the job holds it */
+      atomic_store(&j->abandoned, 1);
+      if (p) {
+        pthread_mutex_lock(&p->mu);
+        for (job *r = p->running; r; r = r->next)
+          if (r == j) job_signal_locked(j);
+        pthread_mutex_unlock(&p->mu);
+      }
+    }
+    job_unref(j);
   }
 }
 

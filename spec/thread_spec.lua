@@ -129,6 +129,27 @@ describe("uring.thread #io", function()
     assert.equal("worker is free", after)
   end, { lookups = true }))
 
+  it("stops a never-ending thread also when the program owns the stop signal", function()
+    -- the pool signals a worker with SIGRTMAX - 2 (62 on Linux); a program
+    -- that handles that signal itself keeps it, and jobs look now and then
+    local out, code = helpers.child([[
+package.path = "./spec/?.lua;./spec/?/init.lua;" .. package.path
+local caught = require("helpers").posix().catch(62)
+local uring = require "uring"
+uring.configure { threads = 1 }
+uring.run(function()
+  local t = uring.spawn(uring.thread, function() while true do end end)
+  uring.sleep(0.05)
+  t:cancel()
+  print(t:join())
+  print(uring.thread(function(x) return x end, "worker is free"))
+end)
+print("caught", caught())
+]])
+    assert.equal(0, code, out)
+    assert.matches("false\tcanceled\nworker is free\ncaught\t0\n", out)
+  end)
+
   it("uring.timeout ends the wait for a thread stuck in C; run does not wait for it",
     helpers.clean(function()
       local t0 = uring.now()
