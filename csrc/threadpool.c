@@ -6,7 +6,8 @@
  * _ENV, or chunk text), its arguments and later its results, all as
  * bytes (wire.c), so the two states never share a Lua value.  A small
  * pool of detached workers (thread.c) takes jobs from a FIFO; each job
- * gets a fresh state with the standard libraries, closed when it ends.
+ * gets a fresh state with the standard libraries (made ahead, while the
+ * worker is idle), closed after its answer has gone out.
  * The answer comes back through the ring as dns.c's does: the worker
  * writes an eventfd, and the waiting task sleeps in an IORING_OP_READ of
  * it, so other tasks run meanwhile and nothing polls.
@@ -170,7 +171,6 @@ static int job_body (lua_State *S) {
   job *j = (job *)lua_touserdata(S, 1);
   int base, nargs, nres, st;
   char err[160];
-  luaL_openlibs(S);
   /* the caller's module paths, so require finds what it finds */
   lua_getglobal(S, "package");
   if (ur_wire_decode(S, &j->paths) == 2) {
@@ -198,14 +198,32 @@ static int job_body (lua_State *S) {
   return 0;
 }
 
-static void job_run (job *j) {
-  lua_State *S;
+static int open_libs (lua_State *S) {
+  luaL_openlibs(S);
+  return 0;
+}
+
+/* A new state with the standard libraries, or NULL (out of memory).  A
+ * worker makes the next one while it has no job, so a job's round trip
+ * pays for neither making nor closing one. */
+static lua_State *fresh_state (void) {
+  lua_State *S = luaL_newstate();
+  if (S == NULL) return NULL;
+  lua_pushcfunction(S, open_libs);
+  if (lua_pcall(S, 0, 0, 0) != LUA_OK) {
+    lua_close(S);
+    return NULL;
+  }
+  return S;
+}
+
+/* Run j in S (fresh_state's; NULL: out of memory, no message). */
+static void job_run (job *j, lua_State *S) {
   sigset_t stop;
   /* a canceller that marked it abandoned before it was on the running
    * list sent no signal: look (after the list, so one is never missed) */
   if (atomic_load(&j->abandoned) || atomic_load(&j->pool->stopping))
     return;                     /* nobody waits: do not even start */
-  S = luaL_newstate();
   if (S == NULL) return;        /* ok = 0, no message: out of memory */
   *(job **)lua_getextraspace(S) = j;
   j->S = S;
@@ -227,14 +245,15 @@ static void job_run (job *j) {
   if (stop_signal_ok) pthread_sigmask(SIG_BLOCK, &stop, NULL);
   current_job = NULL;
   j->S = NULL;
-  lua_close(S);
 }
 
 static void *worker (void *arg) {
   ur_pool *p = (ur_pool *)arg;
+  lua_State *spare = fresh_state();
   pthread_mutex_lock(&p->mu);
   for (;;) {
     job *j;
+    lua_State *S;
     while (p->head == NULL && !atomic_load(&p->stopping)
            && p->started <= p->size) {
       p->idle++;
@@ -253,7 +272,9 @@ static void *worker (void *arg) {
     if (p->running) p->running->prev = j;
     p->running = j;
     pthread_mutex_unlock(&p->mu);
-    job_run(j);
+    S = spare ? spare : fresh_state();
+    spare = NULL;
+    job_run(j, S);
     pthread_mutex_lock(&p->mu);
     if (j->prev) j->prev->next = j->next;
     else p->running = j->next;
@@ -265,10 +286,14 @@ static void *worker (void *arg) {
       while (write(j->efd, &one, sizeof one) < 0 && errno == EINTR) {}
     }
     job_unref(j);
+    /* after the answer went out: the caller does not wait for these */
+    if (S) lua_close(S);
+    if (!atomic_load(&p->stopping)) spare = fresh_state();
     pthread_mutex_lock(&p->mu);
   }
   p->started--;
   pool_unref_locked(p);
+  if (spare) lua_close(spare);
   return NULL;
 }
 
