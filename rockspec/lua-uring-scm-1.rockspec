@@ -29,7 +29,7 @@ build = {
         "csrc/thread.c", "csrc/net.c", "csrc/signal.c", "csrc/proc.c",
         "csrc/udp.c", "csrc/workers.c", "csrc/http.c", "csrc/fixedbuf.c",
         "csrc/fixedfile.c", "csrc/ring_req.c", "csrc/ring_prep.c",
-        "csrc/statx.c",
+        "csrc/statx.c", "csrc/wire.c", "csrc/threadpool.c", "csrc/embed.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)" },
