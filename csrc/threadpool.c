@@ -414,6 +414,7 @@ static int dump_writer (lua_State *L, const void *p, size_t n, void *ud) {
   (void)L;
   ur_wire *w = (ur_wire *)ud;
   ur_wire tmp = *w;
+  if (n == 0) return 0;         /* an empty chunk: w->p may be NULL */
   if (tmp.cap - tmp.len < n) {
     size_t cap = tmp.cap ? tmp.cap : 256;
     char *q;

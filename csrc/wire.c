@@ -24,6 +24,7 @@ enum { W_NIL = 'n', W_FALSE = 'f', W_TRUE = 't', W_INT = 'i', W_FLT = 'd',
        W_STR = 's', W_TABLE = '{', W_END = '}' };
 
 static int wire_put (ur_wire *w, const void *p, size_t n) {
+  if (n == 0) return 0;         /* w->p may still be NULL */
   if (w->cap - w->len < n) {
     size_t cap = w->cap ? w->cap : 64;
     char *q;
@@ -182,6 +183,7 @@ static void dec_value (lua_State *L, dec *d, int depth) {
 int ur_wire_decode (lua_State *L, const ur_wire *w) {
   dec d;
   int n = 0;
+  if (w->len == 0) return 0;    /* w->p may be NULL */
   d.p = w->p;
   d.end = w->p + w->len;
   while (d.p < d.end) {

@@ -41,6 +41,11 @@ describe("uring.thread #io", function()
     assert.same({ "xy", 3 }, { run(function()
       return uring.thread("local a, b = ... return a .. b, #(a .. b) + 1", "x", "y")
     end) })
+    -- an empty chunk, an empty string argument: nothing to copy is fine
+    assert.same({ n = 1, "" }, table.pack(run(function()
+      assert.equal(0, select("#", uring.thread("")))
+      return uring.thread(function(s) return s end, "")
+    end)))
   end)
 
   it("gives the thread the standard libraries and globals of its own", function()
