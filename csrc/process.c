@@ -76,9 +76,9 @@ static void on_sigint (int signo) {
     if (t && t->co) {           /* Lua is running in t: stop it there */
       lua_sethook(t->co, interrupt_hook,
                   LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-      s->busy++;
+      atomic_fetch_add(&s->busy, 1);
     }
-    s->pending++;
+    atomic_fetch_add(&s->pending, 1);
     if (write(s->h.fd, &one, sizeof one) < 0) {}   /* full: woken already */
   }
   errno = saved;
@@ -89,10 +89,12 @@ static void sigint_cqe (ur_loop *loop, ur_req *r) {
   if (r->state == UR_REQ_DONE) s->req = NULL;
   if (r->res > 0) {
     uint64_t n;
-    int hits = s->pending, busy = s->busy;
+    int hits, busy;
+    /* drained first, then taken: a Ctrl-C after the drain wakes the ring
+     * again, one after the exchange is counted then; none is lost */
     while (read(s->h.fd, &n, sizeof n) > 0) {}
-    s->pending = s->busy = 0;   /* the handler only adds: a lost add is a
-                                   Ctrl-C that wakes the ring again */
+    hits = atomic_exchange(&s->pending, 0);
+    busy = atomic_exchange(&s->busy, 0);
     if (hits > 0 && s->watchers.head == NULL) {
       s->hits += hits;          /* run raises "interrupted" */
       loop->main_failed = 1;    /* next turn: cancel every task */
@@ -109,7 +111,9 @@ static void sigint_arm (lua_State *L, ur_loop *loop, ur_runsig *s) {
   struct io_uring_sqe *sqe;
   int trace = loop->trace_ref, fd;
   ur_handle_init(&s->h);
-  s->hits = s->busy = s->pending = 0;
+  s->hits = 0;
+  atomic_init(&s->pending, 0);
+  atomic_init(&s->busy, 0);
   s->watchers.head = s->watchers.tail = NULL;
   s->req = NULL;
   (void)L;
@@ -166,8 +170,8 @@ static int sigint_disarm (ur_loop *loop, ur_runsig *s) {
     ur_reap(loop);
   }
   loop->trace_ref = trace;
-  s->hits += s->pending;
   while (read(s->h.fd, &n, sizeof n) > 0) {}
+  if (s->watchers.head == NULL) s->hits += atomic_exchange(&s->pending, 0);
   ur_handle_close(loop, &s->h, s);
   return s->hits;
 }

@@ -383,13 +383,15 @@ void ur_link_timeout_add (ur_loop *loop, ur_req *tr,
 
 /* process.c: uring.run's process plumbing, armed around the loop */
 #include <signal.h>
+#include <stdatomic.h>
 typedef struct ur_runsig {
   ur_handle h;          /* the eventfd SIGINT's handler writes; -1 when
                            not armed */
   int hits;             /* SIGINTs taken */
-  volatile sig_atomic_t pending;   /* the handler's count, not yet taken */
-  volatile sig_atomic_t busy;      /* of those, ones that found Lua running
-                                      and set the "interrupted" hook */
+  atomic_int pending;   /* the handler's count, not yet taken (lock-free
+                           atomics: safe in a signal handler) */
+  atomic_int busy;      /* of those, ones that found Lua running and set
+                           the "interrupted" hook */
   ur_waitq watchers;    /* tasks in core.sigint_wait (the REPL's) */
   struct sigaction old; /* the handler before the run's */
   ur_req *req;          /* the poll, until its last CQE */
