@@ -398,12 +398,11 @@ static const char *fn_problem (lua_State *L, int idx) {
   const char *name;
   if (lua_iscfunction(L, idx)) return "a C function cannot be copied";
   name = lua_getupvalue(L, idx, 1);
-  if (name == NULL) return NULL;
+  if (name == NULL) return NULL;            /* no upvalue at all */
   lua_pop(L, 1);
-  if (strcmp(name, "_ENV") == 0 && lua_getupvalue(L, idx, 2) == NULL)
-    return NULL;
-  if (strcmp(name, "_ENV") == 0) {
+  if (strcmp(name, "_ENV") == 0) {          /* globals: the thread's own */
     name = lua_getupvalue(L, idx, 2);
+    if (name == NULL) return NULL;
     lua_pop(L, 1);
   }
   return lua_pushfstring(L, "function has upvalue '%s' (only globals reach "
