@@ -155,6 +155,22 @@ print("caught", caught())
     assert.matches("false\tcanceled\nworker is free\ncaught\t0\n", out)
   end)
 
+  it("closing the Lua state while a thread runs forever stops it and exits", function()
+    -- driven by steps, so the state is closed (os.exit(0, true)) with the
+    -- task still waiting and the job still running
+    local t0 = uring.now()
+    local out, code = helpers.child([[
+local uring = require "uring"
+local t = uring.spawn(uring.thread, function() while true do end end)
+for _ = 1, 5 do uring.step(0.01) end
+print(t:status())
+os.exit(0, true)
+]])
+    assert.equal(0, code, out)
+    assert.equal("waiting\n", out)
+    assert.is_true(uring.now() - t0 < 10)
+  end)
+
   it("uring.timeout ends the wait for a thread stuck in C; run does not wait for it",
     helpers.clean(function()
       local t0 = uring.now()
