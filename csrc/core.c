@@ -36,6 +36,9 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_fsmeta(L);
   ur_register_failwatch(L);
   ur_register_tls(L);
+  ur_register_threadpool(L);
+  ur_register_embed(L);
+  ur_register_process(L);
 #ifdef UR_FAULTS
   ur_register_faults(L);      /* core._faults: test builds only */
 #endif

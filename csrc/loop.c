@@ -130,6 +130,7 @@ ur_loop *ur_loop_get (lua_State *L) {
   loop->sq_thread_idle = 1000;
   loop->want_fixed_size = 64 * 1024;
   loop->main_ref = loop->error_ref = loop->trace_ref = LUA_NOREF;
+  loop->pollfd = -1;
   lua_newtable(L);                     /* anchors live tasks */
   loop->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
@@ -476,7 +477,7 @@ static void cancel_all_tasks (lua_State *L, ur_loop *loop) {
  * the turn wait for the next one, so a yielding task cannot starve I/O),
  * then submit, and wait only if nothing is runnable.
  */
-static void loop_turn (lua_State *L, ur_loop *loop) {
+void ur_loop_turn (lua_State *L, ur_loop *loop, double wait) {
   uint32_t n = loop->runq_len;
   if (loop->trace_ref != LUA_NOREF) ur_trace_flush(L, loop);
   while (n-- > 0) {
@@ -513,6 +514,11 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
         || (loop->inflight && (++loop->busy_turns & 15) == 0))
       ur_submit(loop, 0);
   }
+  else if (loop->inflight == loop->background && wait >= 0) {
+    /* a step (embed.c): something outside may still wake a task (set an
+     * event, cancel one); this turn simply has nothing to wait for */
+    return;
+  }
   else if (loop->inflight == loop->background) {
     /* inflight counts every request from its prep, submitted or not, so
      * this holds whatever the SQ shows (under SQPOLL it may still list
@@ -529,7 +535,9 @@ static void loop_turn (lua_State *L, ur_loop *loop) {
     return;
   }
   else {
-    int ret = ur_submit(loop, 1);
+    /* wait < 0: until a CQE; a step waits at most `wait` seconds */
+    int ret = wait < 0 ? ur_submit(loop, 1)
+              : wait == 0 ? ur_submit(loop, 0) : ur_submit_timeout(loop, wait);
     if (ret < 0 && ur_foreign(loop)) ur_foreign_error(L, loop);
     if (ret < 0)
       luaL_error(L, "uring.run: io_uring_enter: %s", strerror(-ret));
@@ -542,7 +550,7 @@ static int run_body (lua_State *L) {
   while (loop->live_tasks > 0 || loop->canceling > 0 || loop->fd_closing > 0) {
     /* a task fork()ed: the child runs on in this frame, without the ring */
     if (ur_foreign(loop)) ur_foreign_error(L, loop);
-    loop_turn(L, loop);
+    ur_loop_turn(L, loop, -1);
   }
   return 0;
 }
@@ -708,7 +716,7 @@ static int loop_gc (lua_State *L) {
  * down and set up again with them on next use. */
 static int l_configure (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
-  lua_Integer entries, idle, nfixed, fsize, nfiles;
+  lua_Integer entries, idle, nfixed, fsize, nfiles, nthreads;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (loop->running)
     return luaL_error(L, "configure: the loop is running; call it before "
@@ -725,6 +733,8 @@ static int l_configure (lua_State *L) {
     return luaL_argerror(L, 1, "fixed_buffer_size must be a multiple of 4096");
   nfiles = ur_intfield(L, 1, 1, "fixed_files", loop->want_ffiles, 0,
                        UR_FFILES_MAX);
+  /* uring.thread's workers at most (0: the CPU count); no ring needed */
+  nthreads = ur_intfield(L, 1, 1, "threads", loop->want_threads, 0, 256);
   lua_getfield(L, 1, "sqpoll");
   if (!lua_isnil(L, -1)) {
     if (!lua_isboolean(L, -1))
@@ -737,6 +747,7 @@ static int l_configure (lua_State *L) {
   loop->want_fixed = (uint32_t)nfixed;
   loop->want_fixed_size = (uint32_t)fsize;
   loop->want_ffiles = (uint32_t)nfiles;
+  loop->want_threads = (uint32_t)nthreads;
   if (loop->ring_ok && loop->live_tasks == 0) loop_shutdown(loop);
   return 0;
 }

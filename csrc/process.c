@@ -9,7 +9,6 @@
  *   the parent's ring.
  * loop.c's l_run arms these around the loop (ur_runsig_arm, _disarm).
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -17,7 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
+#include <errno.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,98 +35,104 @@ void ur_fork_watch (void) {
 }
 
 /*
- * SIGINT during uring.run (DESIGN: "SIGINT cancels uring.run's main task").
- * Unless the script already blocks or ignores SIGINT, run blocks it and
- * polls a signalfd through the ring (multishot).  The handler is plain C:
- * it sets main_failed, so the next turn cancels every task as when the
- * main task fails; <close> variables run, and run raises "interrupted".
- * A uring.signal("INT") made inside the run (the REPL's) takes over: when
- * another signalfd in this process watches SIGINT, ours steps aside and
- * leaves the signal to it.  The poll is a background request: deadlock
- * detection still sees "no I/O"; it is drained before run returns.
+ * SIGINT during uring.run (DESIGN: "SIGINT cancels uring.run's main task"),
+ * done as lua.c does it, plus a wake-up for the ring.  Unless the script
+ * already blocks or ignores SIGINT, run installs a handler for the run's
+ * length.  The handler, plain async-signal-safe C:
+ *  - if a task is running Lua right now, sets a count hook on its
+ *    coroutine that raises "interrupted" at the next instruction
+ *    (lua_sethook may be called from a signal handler), so even
+ *    `while true do end` stops;
+ *  - writes an eventfd that the ring polls (multishot, a background
+ *    request), so the loop wakes and, in sigint_cqe, cancels every task
+ *    as when the main task fails; <close> variables run, and run raises
+ *    "interrupted".
+ * A task that waits in core._sigint_wait() (the REPL's watcher) takes a
+ * Ctrl-C that found no busy task instead: it is woken, nothing is
+ * cancelled.  A uring.signal("INT") blocks the signal, which then goes
+ * to its signalfd and never to this handler.  During os.execute and
+ * io.popen's close the C library ignores SIGINT in the parent (the child
+ * gets it), as in plain lua.
  */
 
-/* Another signalfd of ours (not fd) that watches SIGINT? */
-static int sigint_other_holder (int fd) {
-  DIR *d = opendir("/proc/self/fdinfo");
-  struct dirent *e;
-  int found = 0;
-  if (d == NULL) return 0;
-  while (!found && (e = readdir(d)) != NULL) {
-    char path[300], buf[512];
-    ssize_t n;
-    int f;
-    if (e->d_name[0] < '0' || e->d_name[0] > '9' || atoi(e->d_name) == fd)
-      continue;
-    snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
-    if ((f = open(path, O_RDONLY | O_CLOEXEC)) < 0) continue;
-    n = read(f, buf, sizeof buf - 1);
-    close(f);
-    if (n > 0) {
-      char *m;
-      buf[n] = '\0';
-      m = strstr(buf, "sigmask:");
-      if (m && (strtoull(m + 8, NULL, 16) & (1ULL << (SIGINT - 1)))) found = 1;
-    }
-  }
-  closedir(d);
-  return found;
+static ur_runsig *volatile armed;   /* the run whose handler is in place */
+static ur_loop *volatile armed_loop;
+
+static void interrupt_hook (lua_State *co, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(co, NULL, 0, 0);
+  lua_pushliteral(co, "interrupted");   /* as is: the word run raises */
+  lua_error(co);
 }
 
-static int sigint_take (ur_runsig *s) {
-  struct signalfd_siginfo si;
-  int n = 0;
-  while (read(s->h.fd, &si, sizeof si) == (ssize_t)sizeof si) n++;
-  return n;
+static void on_sigint (int signo) {
+  int saved = errno;
+  ur_runsig *s = armed;
+  ur_loop *loop = armed_loop;
+  uint64_t one = 1;
+  (void)signo;
+  if (s && loop) {
+    ur_task *t = loop->current;
+    if (t && t->co) {           /* Lua is running in t: stop it there */
+      lua_sethook(t->co, interrupt_hook,
+                  LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+      atomic_fetch_add(&s->busy, 1);
+    }
+    atomic_fetch_add(&s->pending, 1);
+    if (write(s->h.fd, &one, sizeof one) < 0) {}   /* full: woken already */
+  }
+  errno = saved;
 }
 
 static void sigint_cqe (ur_loop *loop, ur_req *r) {
   ur_runsig *s = (ur_runsig *)r->obj;
   if (r->state == UR_REQ_DONE) s->req = NULL;
-  if (r->res > 0 && !s->aside) {
-    if (sigint_other_holder(s->h.fd)) {
-      s->aside = 1;         /* a uring.signal("INT") will read it */
-      if (r->state != UR_REQ_DONE) ur_req_cancel(loop, r);
+  if (r->res > 0) {
+    uint64_t n;
+    int hits, busy;
+    /* drained first, then taken: a Ctrl-C after the drain wakes the ring
+     * again, one after the exchange is counted then; none is lost */
+    while (read(s->h.fd, &n, sizeof n) > 0) {}
+    hits = atomic_exchange(&s->pending, 0);
+    busy = atomic_exchange(&s->busy, 0);
+    if (hits > 0 && s->watchers.head == NULL) {
+      s->hits += hits;          /* run raises "interrupted" */
+      loop->main_failed = 1;    /* next turn: cancel every task */
     }
-    else if (sigint_take(s) > 0) {
-      s->hits++;
-      loop->main_failed = 1;   /* next turn: cancel every task */
-    }
+    else if (hits > busy)       /* the waiter decides; nothing is lost */
+      ur_waitq_wake_all(loop, &s->watchers);
   }
   if (r->state == UR_REQ_DONE) ur_req_free(loop, r);
 }
 
 static void sigint_arm (lua_State *L, ur_loop *loop, ur_runsig *s) {
-  sigset_t set, cur;
+  sigset_t cur;
   struct sigaction sa;
   struct io_uring_sqe *sqe;
   int trace = loop->trace_ref, fd;
   ur_handle_init(&s->h);
-  s->hits = s->aside = 0;
+  s->hits = 0;
+  atomic_init(&s->pending, 0);
+  atomic_init(&s->busy, 0);
+  s->watchers.head = s->watchers.tail = NULL;
   s->req = NULL;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  /* no poll on this kernel (the probe): nothing would read a blocked
-   * SIGINT, and Ctrl-C would do nothing until the run ends; leave it to
-   * end the process, as it ends a plain Lua script */
+  (void)L;
+  /* one handler per process: a run in another Lua state has it */
+  if (armed != NULL) return;
+  /* no poll on this kernel (the probe): nothing would wake the loop; leave
+   * SIGINT to end the process, as it ends a plain Lua script */
   if (ur_op_missing(loop, IORING_OP_POLL_ADD)) return;
   if (sigprocmask(SIG_BLOCK, NULL, &cur) != 0 || sigismember(&cur, SIGINT))
     return;                 /* the script handles SIGINT itself */
-  if (sigaction(SIGINT, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+  if (sigaction(SIGINT, NULL, &s->old) != 0 || s->old.sa_handler == SIG_IGN)
     return;                 /* ignored (a background job): leave it so */
-  if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return;
-  fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (fd < 0 || ur_handle_adopt(loop, &s->h, fd) < 0) {
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
-    return;
-  }
+  fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0 || ur_handle_adopt(loop, &s->h, fd) < 0) return;
   /* no memory for the request: no SIGINT handling this run (raising here
-   * would leave the run marked running, SIGINT blocked, the fd open) */
-  (void)L;
+   * would leave the run marked running and the fd open) */
   s->req = ur_req_new(NULL, loop, IORING_OP_POLL_ADD);
   if (s->req == NULL) {
     ur_handle_close(loop, &s->h, NULL);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
     return;
   }
   s->req->obj = s;
@@ -139,14 +145,24 @@ static void sigint_arm (lua_State *L, ur_loop *loop, ur_runsig *s) {
   ur_req_submitted(loop, s->req, sqe);
   loop->trace_ref = trace;
   s->req->task = NULL;
+  armed_loop = loop;
+  armed = s;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sa.sa_flags = SA_RESTART;   /* a read(2) in Lua's io is not cut short */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
 }
 
-/* After the run: drain the poll, take a SIGINT that is still pending,
- * restore the mask.  Returns the number of SIGINTs seen. */
+/* After the run: the old handler back, the poll drained, a SIGINT that
+ * the loop had not reaped yet counted.  Returns the SIGINTs seen. */
 static int sigint_disarm (ur_loop *loop, ur_runsig *s) {
-  sigset_t set;
   int trace = loop->trace_ref;
+  uint64_t n;
   if (s->h.fd < 0) return 0;
+  sigaction(SIGINT, &s->old, NULL);
+  armed = NULL;
+  armed_loop = NULL;
   loop->trace_ref = LUA_NOREF;
   if (s->req) ur_req_cancel(loop, s->req);
   while (s->req) {
@@ -154,14 +170,40 @@ static int sigint_disarm (ur_loop *loop, ur_runsig *s) {
     ur_reap(loop);
   }
   loop->trace_ref = trace;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  if (!sigint_other_holder(s->h.fd)) {
-    s->hits += sigint_take(s);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
-  }
+  while (read(s->h.fd, &n, sizeof n) > 0) {}
+  if (s->watchers.head == NULL) s->hits += atomic_exchange(&s->pending, 0);
   ur_handle_close(loop, &s->h, s);
   return s->hits;
+}
+
+static int sigint_wait_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  (void)status; (void)ctx;
+  ur_check_interrupt(L, t);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core._sigint_wait() -> true at the next Ctrl-C that found no task
+ * running Lua (that one is interrupted instead); false at once when this
+ * run does not handle SIGINT (the caller then uses uring.signal).  While
+ * a task waits here, Ctrl-C cancels nothing: the waiter decides. */
+static int l_sigint_wait (lua_State *L) {
+  ur_task *t = ur_task_current(L, "sigint_wait");
+  ur_runsig *s = armed;
+  if (s == NULL || armed_loop != t->loop) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  return ur_park(L, t, &s->watchers, "interrupt", 0, sigint_wait_k);
+}
+
+void ur_register_process (lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"_sigint_wait", l_sigint_wait},
+    {NULL, NULL}
+  };
+  ur_setfuncs(L, funcs);
 }
 
 /*

@@ -310,6 +310,11 @@ struct ur_loop {
   uint64_t tlog_dropped;
   uint64_t trace_enters;   /* stats.enters at the last "enter" event */
   ur_stats stats;
+  /* uring.thread's worker pool (threadpool.c), made on first use */
+  struct ur_pool *pool;
+  uint32_t want_threads;   /* configure{threads}: 0 = the CPU count */
+  /* embedding (embed.c): uring.pollfd's eventfd, -1 until asked for */
+  int pollfd;
 };
 
 #define UR_SLAB_CHUNK 256
@@ -350,6 +355,9 @@ int ur_submit (ur_loop *loop, unsigned wait_nr);    /* counts enters */
 int ur_submit_timeout (ur_loop *loop, double secs); /* wait for 1, bounded */
 void ur_reap (ur_loop *loop);                 /* dispatch every ready CQE */
 void ur_enqueue (ur_loop *loop, ur_task *t);  /* make t runnable */
+/* One loop turn; wait < 0: as uring.run (until a CQE), else at most wait
+ * seconds, and no deadlock verdict (uring.step) */
+void ur_loop_turn (lua_State *L, ur_loop *loop, double wait);
 double ur_now (void);
 /* After fork() the child inherits the loop but not the ring's mappings
  * (dontfork): touching them would crash.  ur_foreign is true there. */
@@ -379,15 +387,24 @@ void ur_link_timeout_add (ur_loop *loop, ur_req *tr,
                           struct io_uring_sqe *op, double secs);
 
 /* process.c: uring.run's process plumbing, armed around the loop */
+#include <signal.h>
+#include <stdatomic.h>
 typedef struct ur_runsig {
-  ur_handle h;          /* SIGINT's signalfd; -1 when not armed */
+  ur_handle h;          /* the eventfd SIGINT's handler writes; -1 when
+                           not armed */
   int hits;             /* SIGINTs taken */
-  int aside;            /* another holder (a uring.signal) owns SIGINT */
+  atomic_int pending;   /* the handler's count, not yet taken (lock-free
+                           atomics: safe in a signal handler) */
+  atomic_int busy;      /* of those, ones that found Lua running and set
+                           the "interrupted" hook */
+  ur_waitq watchers;    /* tasks in core._sigint_wait (the REPL's) */
+  struct sigaction old; /* the handler before the run's */
   ur_req *req;          /* the poll, until its last CQE */
   int sigpipe;          /* SIGPIPE was blocked by us */
 } ur_runsig;
 void ur_runsig_arm (lua_State *L, ur_loop *loop, ur_runsig *s);
 int ur_runsig_disarm (ur_loop *loop, ur_runsig *s);   /* SIGINTs seen */
+void ur_register_process (lua_State *L);   /* core._sigint_wait */
 
 /* handle.c: the one close path for fds the ring may name */
 void ur_handle_init (ur_handle *h);
@@ -711,6 +728,19 @@ static inline void ur_set_ts (struct __kernel_timespec *ts, double secs) {
   ts->tv_sec = (long long)secs;
   ts->tv_nsec = (long long)((secs - (double)ts->tv_sec) * 1e9);
 }
+
+/* wire.c: plain Lua values (nil, booleans, numbers, strings, tables of
+ * them) copied between lua_States as bytes in malloc'd memory */
+#define UR_WIRE_DEPTH 100
+typedef struct ur_wire { char *p; size_t len, cap; } ur_wire;
+int ur_wire_encode (lua_State *L, int idx, ur_wire *w, char *err,
+                    size_t errlen);            /* 0, or -1 and why in err */
+int ur_wire_decode (lua_State *L, const ur_wire *w);   /* pushes; count */
+void ur_wire_free (ur_wire *w);
+
+/* threadpool.c: uring.thread; embed.c: uring.step, uring.pollfd */
+void ur_register_threadpool (lua_State *L);
+void ur_register_embed (lua_State *L);
 
 /* Every register function receives the module table at the stack top and
  * adds its functions and metatables; it leaves the stack as it found it. */

@@ -32,6 +32,7 @@ build = {
         "csrc/fixedfile.c", "csrc/ring_req.c", "csrc/ring_prep.c",
         "csrc/statx.c", "csrc/jobs.c", "csrc/dir.c", "csrc/fsmeta.c",
         "csrc/failwatch.c", "csrc/tls.c",
+        "csrc/wire.c", "csrc/threadpool.c", "csrc/embed.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)", "$(OPENSSL_INCDIR)" },

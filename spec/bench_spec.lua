@@ -237,3 +237,12 @@ describe("bench/report.lua", function()
     assert.matches("old table", readall(readme))      -- untouched
   end)
 end)
+
+describe("bench/thread.lua, one round", function()
+  it("runs uring.thread and luv's work queue side by side and prints the ratios", function()
+    local code, out = run("timeout 120 lua5.4 bench/thread.lua 1")
+    assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
+    assert.matches("roundtrip +[%d.]+ +[%d.]+ +[%d.]+", out)
+    assert.matches("cpu +[%d.]+ +[%d.]+ +[%d.]+", out)
+  end)
+end)

@@ -241,6 +241,26 @@ describe("examples", function()
     end)
   end)
 
+  describe("luv_embed.lua", function()
+    it("runs lua-uring tasks inside luv's loop and gets every reply", function()
+      local code, out, err = run("luv_embed.lua")
+      expect_ok(code, out, err)
+      local steps = out:match("^20 tasks: file write, read and a TCP round trip "
+        .. "through luv's server, in (%d+) uring%.step calls")
+      assert(steps and tonumber(steps) >= 2, out)
+    end)
+  end)
+
+  describe("thread.lua", function()
+    it("keeps the ticker ticking while a worker sums", function()
+      local code, out, err = run("thread.lua")
+      expect_ok(code, out, err)
+      assert.matches("inline, in the task: +sum 200000010000000", out)
+      assert.matches("uring%.thread: +sum 200000010000000 in +%d+ ms; the 10 ms "
+        .. "ticker ticked %d+ times", out)
+    end)
+  end)
+
   if exists("examples/link.lua") then
     describe("link.lua", function()
       it("runs and exits 0", function()

@@ -98,7 +98,7 @@ do  -- LuaSec's ssl API over uring.tls; its installer is ours, not LuaSec's
   local ssl = require "uring.ssl"
   uring.install_ssl, ssl.install_ssl = ssl.install_ssl, nil
 end
-require "uring.repl"   -- takes the failure watch and _untraced
+require "uring.repl"   -- takes the failure watch, _untraced and _sigint_wait
 
 -- every file has taken what it uses: the private names go
 for k in pairs(core) do

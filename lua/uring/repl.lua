@@ -5,9 +5,11 @@
 -- callback interface), so tasks spawned at the prompt -- a server, a
 -- counter -- keep running while the user types.  Each entered chunk runs
 -- as a task of its own, so yielding calls (uring.sleep, f:read,
--- sock:receive) work straight at the prompt.  Ctrl-C (SIGINT, read from a
--- signalfd) cancels the chunk that is running, not the background tasks;
--- end of input cancels every task and returns.
+-- sock:receive) work straight at the prompt.  Ctrl-C interrupts the Lua
+-- that is running (even `while true do end`: uring.run's SIGINT handler
+-- raises "interrupted" in it) or, when no Lua runs, cancels the chunk
+-- that waits; background tasks keep running either way.  End of input
+-- cancels every task and returns.
 --
 -- A task spawned at the prompt that fails with nobody joining it is
 -- printed at once (the core's failure watch), not raised at Ctrl-D.
@@ -22,6 +24,9 @@ local check = require "uring.check"
 
 -- private core functions, taken before init.lua removes them
 local failwatch, failures, untraced = core._failwatch, core._failures, core._untraced
+-- Ctrl-C that found no Lua running; false when the run does not own
+-- SIGINT (the script blocks it): then a uring.signal reads it
+local sigint_wait = core._sigint_wait
 
 local repl = {}
 
@@ -330,11 +335,12 @@ local function prompt(tty, banner)
   untraced()
   local read_line, rl = line_reader(tty)
   local current            -- the chunk task running now, if any
-  local sigint = uring.signal("INT")
+  local sigint
   local watcher = uring.spawn(function()
     untraced()
     while true do
-      sigint:wait()
+      if not sigint and not sigint_wait() then sigint = uring.signal("INT") end
+      if sigint then sigint:wait() end
       if current and current:status() ~= "done" then current:cancel()
       elseif rl then rl.interrupt()
       else io.write("\n"); io.flush() end
@@ -373,7 +379,7 @@ local function prompt(tty, banner)
         else
           current = uring.spawn(function()
             return xpcall(fn, function(e)
-              if e == "canceled" then return e end
+              if e == "canceled" or e == "interrupted" then return "canceled" end
               return debug.traceback(tostring(e), 2)
             end)
           end)
@@ -399,7 +405,7 @@ local function prompt(tty, banner)
   for _, t in ipairs(uring.tasks()) do
     if t ~= self then t:cancel() end
   end
-  sigint:close()
+  if sigint then sigint:close() end
 end
 
 -- Options as lua.c reads them: returns {actions}, script index, flags;
@@ -471,7 +477,7 @@ function repl.main(argv)
   local tty = isatty(0)
   local ok, err = pcall(uring.run, function()
     local handler = function(e)
-      if e == "canceled" then return e end
+      if e == "canceled" or e == "interrupted" then return "canceled" end
       return debug.traceback(tostring(e), 2)
     end
     for _, act in ipairs(o.actions) do
