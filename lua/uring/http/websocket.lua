@@ -120,17 +120,26 @@ local function head(op, n, fin, masked)
   return pack(">BBI8", b1, m | 127, n)
 end
 
--- one frame out; the caller holds the lock.  A client masks with a fresh
--- key (5.3); a server's big payload goes in a send of its own, pinned,
--- not copied behind its head.
-local function send_frame(self, op, payload, fin)
-  local sock, n = self._sock, #payload
+-- one frame's bytes: its head and payload (masked by a client with a
+-- fresh key, 5.3), as one string | nil, err
+local function frame_bytes(self, op, payload, fin)
   if self._client then
     local masked, key = ws_mask(payload)
     if not masked then return nil, key end
-    return sock:send(head(op, n, fin, true) .. key .. masked)
+    return head(op, #payload, fin, true) .. key .. masked
   end
-  if n <= 65536 then return sock:send(head(op, n, fin, false) .. payload) end
+  return head(op, #payload, fin, false) .. payload
+end
+
+-- one frame out; the caller holds the lock.  A server's big payload goes
+-- in a send of its own, pinned, not copied behind its head.
+local function send_frame(self, op, payload, fin)
+  local sock, n = self._sock, #payload
+  if self._client or n <= 65536 then
+    local f, err = frame_bytes(self, op, payload, fin)
+    if not f then return nil, err end
+    return sock:send(f)
+  end
   local ok, err, en = sock:send(head(op, n, fin, false))
   if not ok then return nil, err, en end
   return sock:send(payload)
@@ -147,14 +156,32 @@ local function locked(self, fn, ...)
   return r1, r2, r3
 end
 
+-- a message in frames of at most `fragment` bytes; small frames go out
+-- together, up to 64 KiB a send (a send per 7-byte frame is a ring round
+-- trip each)
 local function send_message(self, op, msg)
   local frag, n = self.fragment, #msg
   if not frag or n <= frag then return send_frame(self, op, msg, true) end
+  local sock = self._sock
+  local parts, size = {}, 0
   local i = 1
   while i <= n do
     local j = i + frag - 1
-    local ok, err, en = send_frame(self, i == 1 and op or CONT, sub(msg, i, j), j >= n)
-    if not ok then return nil, err, en end
+    local o, fin, payload = i == 1 and op or CONT, j >= n, sub(msg, i, j)
+    if frag > 16384 then
+      local ok, err, en = send_frame(self, o, payload, fin)
+      if not ok then return nil, err, en end
+    else
+      local f, err = frame_bytes(self, o, payload, fin)
+      if not f then return nil, err end
+      parts[#parts + 1] = f
+      size = size + #f
+      if size >= 65536 or fin then
+        local ok, err2, en = sock:send(concat(parts))
+        if not ok then return nil, err2, en end
+        parts, size = {}, 0
+      end
+    end
     i = j + 1
   end
   return n
