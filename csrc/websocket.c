@@ -7,6 +7,8 @@
  *   core._ws_mask(data [, key]) -> data XOR the 4-byte key, key: the
  *                                masking of every client frame (with no
  *                                key, a fresh one from getrandom(2))
+ *   core._ws_unmask(key .. data) -> data XOR key: a received frame's
+ *                                key and payload, split and unmasked
  *   core._ws_random(n)        -> n unpredictable bytes (a client's key)
  *   core._ws_lock()           -> a lock: lock:acquire() waits in the
  *                                loop, lock:release() -- sends on one
@@ -143,27 +145,17 @@ static int l_ws_random (lua_State *L) {
   return 1;
 }
 
-/* _ws_mask(data [, key]) -> data XOR key (repeated), key.  Its own
- * inverse: the same call unmasks.  Eight bytes at a time; memcpy keeps
- * the loads unaligned-safe (and compiles to plain moves). */
-static int l_ws_mask (lua_State *L) {
-  size_t n, kn, i = 0;
-  const unsigned char *src = (const unsigned char *)luaL_checklstring(L, 1, &n);
-  unsigned char key[4];
-  unsigned char *dst;
+/* data XOR key (repeated) from src[0..n) into a new string at the top.
+ * Eight bytes at a time; memcpy keeps the loads unaligned-safe (and
+ * compiles to plain moves). */
+static void push_masked (lua_State *L, const unsigned char *src, size_t n,
+                         const unsigned char key[4]) {
+  size_t i = 0;
   uint64_t k8;
   luaL_Buffer b;
-  if (lua_isnoneornil(L, 2)) {
-    int res = random_bytes(key, 4);
-    if (res < 0) return ur_pushfail(L, res, "getrandom");
-  } else {
-    const char *k = luaL_checklstring(L, 2, &kn);
-    luaL_argcheck(L, kn == 4, 2, "4-byte key expected");
-    memcpy(key, k, 4);
-  }
+  unsigned char *dst = (unsigned char *)luaL_buffinitsize(L, &b, n);
   memcpy(&k8, key, 4);
   memcpy((unsigned char *)&k8 + 4, key, 4);
-  dst = (unsigned char *)luaL_buffinitsize(L, &b, n);
   for (; i + 8 <= n; i += 8) {
     uint64_t v;
     memcpy(&v, src + i, 8);
@@ -172,8 +164,35 @@ static int l_ws_mask (lua_State *L) {
   }
   for (; i < n; i++) dst[i] = src[i] ^ key[i & 3];
   luaL_pushresultsize(&b, n);
+}
+
+/* _ws_mask(data [, key]) -> data XOR key, key.  Its own inverse: the
+ * same call unmasks. */
+static int l_ws_mask (lua_State *L) {
+  size_t n, kn;
+  const unsigned char *src = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  unsigned char key[4];
+  if (lua_isnoneornil(L, 2)) {
+    int res = random_bytes(key, 4);
+    if (res < 0) return ur_pushfail(L, res, "getrandom");
+  } else {
+    const char *k = luaL_checklstring(L, 2, &kn);
+    luaL_argcheck(L, kn == 4, 2, "4-byte key expected");
+    memcpy(key, k, 4);
+  }
+  push_masked(L, src, n, key);
   lua_pushlstring(L, (const char *)key, 4);
   return 2;
+}
+
+/* _ws_unmask(key .. masked) -> the payload: a small frame's key and
+ * payload come in one receive, and are split here without a copy */
+static int l_ws_unmask (lua_State *L) {
+  size_t n;
+  const unsigned char *src = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  luaL_argcheck(L, n >= 4, 1, "4-byte key expected");
+  push_masked(L, src + 4, n - 4, src);
+  return 1;
 }
 
 /* ---- a lock over the loop: one sender at a time per connection ---- */
@@ -237,6 +256,7 @@ static int l_ws_lock (lua_State *L) {
 void ur_register_websocket (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_ws_accept", l_ws_accept}, {"_ws_mask", l_ws_mask},
+    {"_ws_unmask", l_ws_unmask},
     {"_ws_random", l_ws_random}, {"_ws_lock", l_ws_lock},
     {NULL, NULL}
   };

@@ -23,8 +23,8 @@ local utf8len = utf8.len
 local type, pcall, error, setmetatable, tostring = type, pcall, error,
   setmetatable, tostring
 local argerror, typeerror = check.argerror, check.typeerror
-local ws_accept, ws_mask, ws_random, ws_lock = core._ws_accept, core._ws_mask,
-  core._ws_random, core._ws_lock
+local ws_accept, ws_mask, ws_unmask, ws_random, ws_lock = core._ws_accept,
+  core._ws_mask, core._ws_unmask, core._ws_random, core._ws_lock
 local readline, TOO_BIG = message.readline, message.TOO_BIG
 local ETIME, EBADF = core.errno.ETIME, core.errno.EBADF
 
@@ -251,22 +251,33 @@ local function read_frame(self)
   elseif op > BINARY then
     return false, 1002, "reserved opcode " .. op
   end
-  local need = (len == 126 and 2 or len == 127 and 8 or 0) + (masked and 4 or 0)
-  local ext
-  if need > 0 then
-    ext, err, en = sock:receive(need)
-    if not ext then return nil, err, en end
-    if len == 126 then len = unpack(">I2", ext)
-    elseif len == 127 then
-      len = unpack(">i8", ext)
-      if len < 0 then return false, 1002, "frame length over 2^63" end
-    end
-  end
-  if op < 8 and self._size + len > self.max_message then
+  if len < 126 and op < 8 and self._size + len > self.max_message then
     return false, 1009, "message over " .. self.max_message .. " bytes"
   end
   local payload = ""
-  if len > 0 then
+  if len < 126 then
+    -- a small frame: key and payload in one receive (a client's frame
+    -- has a key even when empty)
+    if masked then
+      payload, err, en = sock:receive(4 + len)
+      if not payload then return nil, err, en end
+      payload = ws_unmask(payload)
+    elseif len > 0 then
+      payload, err, en = sock:receive(len)
+      if not payload then return nil, err, en end
+    end
+  else
+    local ext
+    ext, err, en = sock:receive((len == 126 and 2 or 8) + (masked and 4 or 0))
+    if not ext then return nil, err, en end
+    if len == 126 then len = unpack(">I2", ext)
+    else
+      len = unpack(">i8", ext)
+      if len < 0 then return false, 1002, "frame length over 2^63" end
+    end
+    if op < 8 and self._size + len > self.max_message then
+      return false, 1009, "message over " .. self.max_message .. " bytes"
+    end
     payload, err, en = sock:receive(len)
     if not payload then return nil, err, en end
     if masked then payload = ws_mask(payload, sub(ext, -4)) end
