@@ -525,6 +525,19 @@ describe("websocket #io #net", function()
     end)
   end)
 
+  it("server:close() tells each WebSocket 1001, going away, and its handler ends", function()
+    run(function()
+      local srv, log = echo_server()
+      local ws = assert(http.websocket("ws://127.0.0.1:" .. srv:port() .. "/"))
+      ws:send("x"); assert(ws:receive())
+      local t0 = uring.now()
+      srv:close()
+      assert.same({ nil, "closed", 1001, "going away" }, { ws:receive() })
+      assert.same({ kind = "closed", code = 1001, reason = "" }, entry(log))   -- the echo
+      assert.is_true(uring.now() - t0 < 2, "it waited for the grace period")
+    end)
+  end)
+
   it("raises on bad arguments", function()
     run(function()
       local badarg = helpers.badarg

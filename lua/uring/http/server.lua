@@ -722,6 +722,8 @@ function Server:close()
   -- idle connections: closed now (busy ones close after their response)
   for sock, st in pairs(self._conns) do
     if st._busy then st._keep = false else sock:close() end
+    -- a WebSocket's handler ends when its peer answers "going away"
+    if st._ws then pcall(uring.spawn, st._ws.close, st._ws, 1001, "going away") end
   end
   return true
 end
