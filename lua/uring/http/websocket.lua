@@ -5,9 +5,10 @@
 -- Frames go through the socket's public methods only (receive(n), send),
 -- so a TLS socket carries them unchanged.  The byte work (masking, the
 -- handshake's SHA-1, random keys) is csrc/websocket.c's.  One task at a
--- time receives (the socket allows no more); any number may send: a lock
--- keeps each message's frames together, and the receiving task answers
--- pings and close frames through the same lock.
+-- time receives (the socket allows no more); any number may send: their
+-- frames join one queue, a message's frames together, which a writer
+-- task sends under a lock (the receiving task's pongs and close frames
+-- too).
 local uring = require "uring"
 -- required before uring: init.lua has loaded this file meanwhile
 if package.loaded[...] then return package.loaded[...] end
@@ -99,6 +100,7 @@ local function new(sock, client, opts, protocol, level)
     _kind = false, _parts = false, _size = 0,   -- the message being received
     _mid = false,        -- inside a frame: a receive cut short there leaves
                          -- the stream out of step
+    _q = {}, _qn = 0, _qbytes = 0, _writer = false, _err = false, _err_en = false,
     _sent_close = false, _done = false, _receiver = false, _watch = false,
     pongs = 0,
     close_code = false, close_reason = false,
@@ -120,71 +122,115 @@ local function head(op, n, fin, masked)
   return pack(">BBI8", b1, m | 127, n)
 end
 
--- one frame's bytes: its head and payload (masked by a client with a
--- fresh key, 5.3), as one string | nil, err
-local function frame_bytes(self, op, payload, fin)
-  if self._client then
-    local masked, key = ws_mask(payload)
-    if not masked then return nil, key end
-    return head(op, #payload, fin, true) .. key .. masked
+-- Outgoing frames wait in a queue (self._q, self._qn pieces, _qbytes
+-- bytes) and a writer task sends what has gathered in as few sends as it
+-- can: an echo loop that finds eight messages buffered answers them with
+-- one send, not eight ring round trips.  ws:send returns once its frames
+-- are queued; past HIGH bytes queued it sends them itself and waits (a
+-- big message waits for its send, as a small one does under load).  The
+-- lock keeps one task sending at a time; the queue keeps each message's
+-- frames together.  A failed send is kept in _err and every later send
+-- returns it.
+local HIGH = 256 * 1024
+local BIG = 65536             -- a piece sent alone, pinned, not copied
+
+-- everything queued, sent; the caller holds the lock
+local function flush_locked(self)
+  local sock = self._sock
+  while self._qn > 0 do
+    local q, n = self._q, self._qn
+    self._q, self._qn, self._qbytes = {}, 0, 0
+    local i = 1
+    while i <= n do
+      local j, size = i, 0
+      if #q[i] > BIG then j = i + 1
+      else
+        while j <= n and #q[j] <= BIG and size < HIGH do size = size + #q[j]; j = j + 1 end
+      end
+      -- (one frame's head and payload: `..` copies once, concat's buffer
+      -- grows by doubling)
+      local ok, err, en = sock:send(j == i + 1 and q[i]
+        or j == i + 2 and q[i] .. q[i + 1] or concat(q, "", i, j - 1))
+      if not ok then
+        self._err, self._err_en = err, en
+        self._q, self._qn, self._qbytes = {}, 0, 0
+        return nil, err, en
+      end
+      i = j
+    end
   end
-  return head(op, #payload, fin, false) .. payload
+  return true
 end
 
--- one frame out; the caller holds the lock.  A server's big payload goes
--- in a send of its own, pinned, not copied behind its head.
-local function send_frame(self, op, payload, fin)
-  local sock, n = self._sock, #payload
-  if self._client or n <= 65536 then
-    local f, err = frame_bytes(self, op, payload, fin)
-    if not f then return nil, err end
-    return sock:send(f)
-  end
-  local ok, err, en = sock:send(head(op, n, fin, false))
-  if not ok then return nil, err, en end
-  return sock:send(payload)
-end
-
--- frames under the lock, released whatever happens (a cancel, a timeout
+-- flush under the lock, released whatever happens (a cancel, a timeout
 -- scope): a sender cut short never stalls the others
-local function locked(self, fn, ...)
+local function flush(self)
   local lock = self._lock
   lock:acquire()
-  local ok, r1, r2, r3 = pcall(fn, self, ...)
+  local ok, r1, r2, r3 = pcall(flush_locked, self)
   lock:release()
   if not ok then error(r1, 0) end
+  if r1 == nil and self._err then return nil, self._err, self._err_en end
   return r1, r2, r3
 end
 
--- a message in frames of at most `fragment` bytes; small frames go out
--- together, up to 64 KiB a send (a send per 7-byte frame is a ring round
--- trip each)
+local function writer(self)
+  pcall(flush, self)
+  self._writer = false
+end
+
+local function put(self, s)
+  local n = self._qn + 1
+  self._q[n] = s
+  self._qn = n
+  self._qbytes = self._qbytes + #s
+end
+
+-- one frame into the queue: a client's masked with a fresh key (5.3)
+local function put_frame(self, op, payload, fin)
+  if self._client then
+    local masked, key = ws_mask(payload)
+    if not masked then return nil, key end
+    put(self, head(op, #payload, fin, true) .. key)
+    put(self, masked)
+  else
+    put(self, head(op, #payload, fin, false))
+    put(self, payload)
+  end
+  return true
+end
+
+-- after put_frame: the writer is on its way, or past HIGH the caller
+-- sends the queue itself
+local function queued(self)
+  if self._qbytes > HIGH then return flush(self) end
+  if not self._writer then
+    self._writer = true
+    uring.spawn(writer, self)
+  end
+  return true
+end
+
+local function send_frame(self, op, payload, fin)
+  if self._err then return nil, self._err, self._err_en end
+  local ok, err = put_frame(self, op, payload, fin)
+  if not ok then return nil, err end
+  return queued(self)
+end
+
+-- a message in frames of at most `fragment` bytes
 local function send_message(self, op, msg)
+  if self._err then return nil, self._err, self._err_en end
   local frag, n = self.fragment, #msg
   if not frag or n <= frag then return send_frame(self, op, msg, true) end
-  local sock = self._sock
-  local parts, size = {}, 0
   local i = 1
   while i <= n do
     local j = i + frag - 1
-    local o, fin, payload = i == 1 and op or CONT, j >= n, sub(msg, i, j)
-    if frag > 16384 then
-      local ok, err, en = send_frame(self, o, payload, fin)
-      if not ok then return nil, err, en end
-    else
-      local f, err = frame_bytes(self, o, payload, fin)
-      if not f then return nil, err end
-      parts[#parts + 1] = f
-      size = size + #f
-      if size >= 65536 or fin then
-        local ok, err2, en = sock:send(concat(parts))
-        if not ok then return nil, err2, en end
-        parts, size = {}, 0
-      end
-    end
+    local ok, err = put_frame(self, i == 1 and op or CONT, sub(msg, i, j), j >= n)
+    if not ok then return nil, err end
     i = j + 1
   end
-  return n
+  return queued(self)
 end
 
 local function close_payload(code, reason)
@@ -192,11 +238,13 @@ local function close_payload(code, reason)
   return pack(">I2", code) .. (reason or "")
 end
 
--- the close frame, once
+-- the close frame, once, after what is queued; sent before this returns
 local function send_close(self, code, reason)
   if self._sent_close then return true end
   self._sent_close = true
-  return locked(self, send_frame, CLOSE, close_payload(code, reason), true)
+  if self._err then return nil, self._err, self._err_en end
+  put_frame(self, CLOSE, close_payload(code, reason), true)
+  return flush(self)
 end
 
 -- the end of the connection: our close frame has gone (or could not),
@@ -331,7 +379,7 @@ local function receive(self)
       return peer_closed(self, payload)
     elseif op == PING then
       if not self._sent_close then
-        local ok, err = locked(self, send_frame, PONG, payload, true)
+        local ok, err = send_frame(self, PONG, payload, true)
         if not ok then return dropped(self, err) end
       end
     elseif op == PONG then
@@ -408,7 +456,7 @@ function WebSocket:send(msg, kind)
   else argerror(3, "send", "'text' or 'binary' expected") end
   check.intask("send")
   if self._sent_close then return nil, "closed", EBADF end
-  local ok, err, en = locked(self, send_message, op, msg)
+  local ok, err, en = send_message(self, op, msg)
   if not ok then return nil, err, en end
   return #msg
 end
@@ -422,7 +470,7 @@ function WebSocket:ping(data)
   if #data > 125 then argerror(2, "ping", "at most 125 bytes") end
   check.intask("ping")
   if self._sent_close then return nil, "closed", EBADF end
-  local ok, err, en = locked(self, send_frame, PING, data, true)
+  local ok, err, en = send_frame(self, PING, data, true)
   if not ok then return nil, err, en end
   return true
 end
