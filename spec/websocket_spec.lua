@@ -538,6 +538,31 @@ describe("websocket #io #net", function()
     end)
   end)
 
+  it("a send that fails after its call returned is kept: every later send returns it", function()
+    run(function()
+      local got = {}
+      local srv = assert(http.server{ handler = function(req)
+        local ws = assert(req:upgrade())
+        local chunk = ("z"):rep(60000)
+        for _ = 1, 10000 do
+          local ok, err, en = ws:send(chunk, "binary")
+          if not ok then got[1] = { err, en }; break end
+        end
+        got[2] = { select(2, ws:send("again")) }
+      end })
+      uring.spawn(srv.serve, srv)
+      local sock = raw(srv:port())
+      sock:close()                      -- gone, no close frame: a reset
+      local t0 = uring.now()
+      while not got[2] and uring.now() - t0 < 10 do uring.sleep(0.01) end
+      srv:close()
+      local E = uring.errno
+      assert(got[1], "the sends never failed")
+      assert.is_true(got[1][2] == E.EPIPE or got[1][2] == E.ECONNRESET, tostring(got[1][1]))
+      assert.same(got[1], got[2])
+    end)
+  end)
+
   it("raises on bad arguments", function()
     run(function()
       local badarg = helpers.badarg
