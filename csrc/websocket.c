@@ -147,13 +147,17 @@ static int l_ws_random (lua_State *L) {
 
 /* data XOR key (repeated) from src[0..n) into a new string at the top.
  * Eight bytes at a time; memcpy keeps the loads unaligned-safe (and
- * compiles to plain moves). */
-static void push_masked (lua_State *L, const unsigned char *src, size_t n,
-                         const unsigned char key[4]) {
+ * compiles to plain moves).  The bytes are masked into scratch memory,
+ * then copied into the string: a luaL_Buffer over 1 KiB is a boxed
+ * userdata with a __gc metamethod, one more finalizer per frame for the
+ * collector to queue and call. */
+#define WS_SCRATCH 65536
+static _Thread_local unsigned char scratch[WS_SCRATCH];
+
+static void xor_into (unsigned char *dst, const unsigned char *src, size_t n,
+                      const unsigned char key[4]) {
   size_t i = 0;
   uint64_t k8;
-  luaL_Buffer b;
-  unsigned char *dst = (unsigned char *)luaL_buffinitsize(L, &b, n);
   memcpy(&k8, key, 4);
   memcpy((unsigned char *)&k8 + 4, key, 4);
   for (; i + 8 <= n; i += 8) {
@@ -163,7 +167,16 @@ static void push_masked (lua_State *L, const unsigned char *src, size_t n,
     memcpy(dst + i, &v, 8);
   }
   for (; i < n; i++) dst[i] = src[i] ^ key[i & 3];
-  luaL_pushresultsize(&b, n);
+}
+
+static void push_masked (lua_State *L, const unsigned char *src, size_t n,
+                         const unsigned char key[4]) {
+  unsigned char *dst = scratch;
+  if (n > WS_SCRATCH)           /* plain userdata: no finalizer, no leak */
+    dst = (unsigned char *)lua_newuserdatauv(L, n, 0);
+  xor_into(dst, src, n, key);
+  lua_pushlstring(L, (const char *)dst, n);
+  if (n > WS_SCRATCH) lua_remove(L, -2);
 }
 
 /* _ws_mask(data [, key]) -> data XOR key, key.  Its own inverse: the

@@ -316,7 +316,7 @@ local function read_frame(self)
     end
   else
     local ext
-    ext, err, en = sock:receive((len == 126 and 2 or 8) + (masked and 4 or 0))
+    ext, err, en = sock:receive(len == 126 and 2 or 8)
     if not ext then return nil, err, en end
     if len == 126 then len = unpack(">I2", ext)
     else
@@ -326,9 +326,10 @@ local function read_frame(self)
     if op < 8 and self._size + len > self.max_message then
       return false, 1009, "message over " .. self.max_message .. " bytes"
     end
-    payload, err, en = sock:receive(len)
+    -- the key with the payload, as for a small frame
+    payload, err, en = sock:receive(masked and 4 + len or len)
     if not payload then return nil, err, en end
-    if masked then payload = ws_mask(payload, sub(ext, -4)) end
+    if masked then payload = ws_unmask(payload) end
   end
   self._mid = false
   return op, fin, payload
