@@ -9,7 +9,8 @@
  *                                key, a fresh one from getrandom(2))
  *   core._ws_unmask(key .. data) -> data XOR key: a received frame's
  *                                key and payload, split and unmasked
- *   core._ws_random(n)        -> n unpredictable bytes (a client's key)
+ *   core._ws_key()            -> a client's Sec-WebSocket-Key (16
+ *                                random bytes in base64)
  *   core._ws_lock()           -> a lock: lock:acquire() waits in the
  *                                loop, lock:release() -- sends on one
  *                                connection never interleave their frames
@@ -133,15 +134,13 @@ static int random_bytes (unsigned char *out, size_t n) {
   return 0;
 }
 
-/* _ws_random(n) -> n random bytes (n <= 256) */
-static int l_ws_random (lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
-  unsigned char buf[256];
-  int res;
-  luaL_argcheck(L, n >= 0 && n <= (lua_Integer)sizeof buf, 1, "0..256 expected");
-  res = random_bytes(buf, (size_t)n);
+/* _ws_key() -> a client's Sec-WebSocket-Key: 16 random bytes in base64 */
+static int l_ws_key (lua_State *L) {
+  unsigned char raw[16];
+  char out[24];
+  int res = random_bytes(raw, sizeof raw);
   if (res < 0) return ur_pushfail(L, res, "getrandom");
-  lua_pushlstring(L, (const char *)buf, (size_t)n);
+  lua_pushlstring(L, out, b64(raw, sizeof raw, out));
   return 1;
 }
 
@@ -270,7 +269,7 @@ void ur_register_websocket (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_ws_accept", l_ws_accept}, {"_ws_mask", l_ws_mask},
     {"_ws_unmask", l_ws_unmask},
-    {"_ws_random", l_ws_random}, {"_ws_lock", l_ws_lock},
+    {"_ws_key", l_ws_key}, {"_ws_lock", l_ws_lock},
     {NULL, NULL}
   };
   static const luaL_Reg lock_methods[] = {

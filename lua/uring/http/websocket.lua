@@ -24,8 +24,8 @@ local utf8len = utf8.len
 local type, pcall, error, setmetatable, tostring = type, pcall, error,
   setmetatable, tostring
 local argerror, typeerror = check.argerror, check.typeerror
-local ws_accept, ws_mask, ws_unmask, ws_random, ws_lock = core._ws_accept,
-  core._ws_mask, core._ws_unmask, core._ws_random, core._ws_lock
+local ws_accept, ws_mask, ws_unmask, ws_key, ws_lock = core._ws_accept,
+  core._ws_mask, core._ws_unmask, core._ws_key, core._ws_lock
 local readline, TOO_BIG = message.readline, message.TOO_BIG
 local ETIME, EBADF = core.errno.ETIME, core.errno.EBADF
 
@@ -697,21 +697,6 @@ local function read_answer(sock, key, offered)
   return p or false
 end
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
--- base64 of a 16-byte key (the handshake's only use)
-local function b64(s)
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = byte(s, i, i + 2)
-    local v = a << 16 | (b or 0) << 8 | (c or 0)
-    out[#out + 1] = sub(B64, (v >> 18) + 1, (v >> 18) + 1)
-      .. sub(B64, (v >> 12 & 63) + 1, (v >> 12 & 63) + 1)
-      .. (b and sub(B64, (v >> 6 & 63) + 1, (v >> 6 & 63) + 1) or "=")
-      .. (c and sub(B64, (v & 63) + 1, (v & 63) + 1) or "=")
-  end
-  return concat(out)
-end
-
 local function connect(u, opts, offered, state)
   local sock, err, en
   if u.tls then
@@ -727,10 +712,9 @@ local function connect(u, opts, offered, state)
   if not sock then return nil, err, en end
   state.sock = sock
   sock:setoption("nodelay", true)
-  local raw
-  raw, err, en = ws_random(16)
-  if not raw then return nil, err, en end
-  local key = b64(raw)
+  local key
+  key, err, en = ws_key()
+  if not key then return nil, err, en end
   local parts = { "GET ", u.path, " HTTP/1.1\r\nHost: ", u.authority,
     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ", key,
     "\r\nSec-WebSocket-Version: 13\r\n" }
