@@ -142,7 +142,7 @@ describe("bench/ws.sh quick", function()
     for _, w in ipairs { "small", "4k" } do
       assert.matches("round 1 " .. w .. ":  uring %d+ msg/server%-cpu%-s %(%d+ msgs, %d+ ticks%)"
         .. "  python %d+ msg/server%-cpu%-s", out)
-      assert.matches("median " .. w .. ": uring %d+, python %d+ msg/server%-cpu%-s; ratio uring/python: [%d.]+", out)
+      assert.matches("median " .. w .. ": uring %d+, python %d+ msg/server%-cpu%-s; ratio uring/python: [%d.]+ %(per round [%d.]+%-[%d.]+%)", out)
     end
     local rows = tsv_lines(results .. "/ws.tsv")
     assert.equal(2, #rows)
