@@ -43,7 +43,7 @@ end
 -- ends; what each ended with goes to log (ws:receive's code and reason,
 -- or upgrade's error).  /plain answers without upgrading.
 local function echo_server(opts, each)
-  local log = {}
+  local log = { errors = {} }
   local srv = assert(http.server{ handler = function(req, res)
     if req.path == "/plain" then return 200, "plain" end
     local ws, err = req:upgrade(opts)
@@ -54,7 +54,7 @@ local function echo_server(opts, each)
       if each then each(m, kind) end
       assert(ws:send(m, kind))
     end
-  end, on_error = function(e) log[#log + 1] = "handler error: " .. tostring(e) end })
+  end, on_error = function(e) table.insert(log.errors, tostring(e)) end })
   uring.spawn(srv.serve, srv)
   return srv, log
 end
@@ -328,6 +328,13 @@ describe("websocket #io #net", function()
           assert.equal("closed", e.kind)
           assert.equal(want, e.code)
           assert.is_string(e.reason)
+          -- a fault of the peer's is logged through the server's on_error
+          if want == 1002 or want == 1007 or want == 1009 then
+            assert.equal("websocket: " .. e.reason .. " (closed with " .. want .. ")",
+              log.errors[1])
+          else
+            assert.is_nil(log.errors[1])
+          end
           serves(srv:port())
           srv:close()
         end)

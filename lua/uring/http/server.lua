@@ -531,6 +531,7 @@ local function connection(self, sock)
     _last = self._clock, _task = uring.current(), _killed = false }, Response)
   RESPONSES[res] = true
   RESPONSE_OF[sock] = res
+  res._on_error = on_error          -- a WebSocket's faults are logged there
   local st = res
   conns[sock] = st
   self._nconns = self._nconns + 1

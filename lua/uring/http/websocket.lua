@@ -272,6 +272,9 @@ end
 -- end; the receive that found the fault reports it
 local function fail(self, code, reason)
   self.close_code, self.close_reason = code, reason
+  if self._on_error then           -- a server's: the peer broke the protocol
+    pcall(self._on_error, "websocket: " .. reason .. " (closed with " .. code .. ")", self._req)
+  end
   pcall(send_close, self, code, reason)
   finish(self)
   return nil, "closed", code, reason
@@ -622,6 +625,7 @@ function M.upgrade(req, res, opts, level)
   local ok, err, en = sock:send(concat(parts))
   if not ok then return nil, err, en end
   local ws = new(sock, false, opts, protocol, level)
+  ws._on_error, ws._req = res._on_error, req
   res._ws = ws
   return ws
 end
