@@ -517,7 +517,6 @@ local function close(self, code, reason)
   finish(self)
   return true
 end
-M.close = close
 
 --- ws:close([code [, reason]]) -> true: the close handshake (code default
 -- 1000; reason at most 123 bytes of UTF-8), then the connection ends
