@@ -28,7 +28,8 @@ DEBS        = liburing-dev liblua5.4-dev lua5.4 pkg-config gcc make \
               libreadline-dev libssl-dev
 TEST_DEBS   = lua-busted curl netcat-openbsd wrk lua-luv lua-cqueues \
               lua-socket python3 fio valgrind lua5.1 nginx-light \
-              libnginx-mod-http-lua openssl ca-certificates
+              libnginx-mod-http-lua openssl ca-certificates python3-websockets \
+              chromium
 
 .PHONY: all test deps deps-test asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
 

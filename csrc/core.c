@@ -39,6 +39,7 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_threadpool(L);
   ur_register_embed(L);
   ur_register_process(L);
+  ur_register_websocket(L);
 #ifdef UR_FAULTS
   ur_register_faults(L);      /* core._faults: test builds only */
 #endif

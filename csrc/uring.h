@@ -628,6 +628,7 @@ int ur_push_probe (lua_State *L, struct io_uring *ring);
 void ur_register_probe (lua_State *L);
 void ur_register_stats (lua_State *L);
 void ur_register_workers (lua_State *L);   /* workers.c: uring.workers */
+void ur_register_websocket (lua_State *L); /* websocket.c: _ws_* helpers */
 void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);

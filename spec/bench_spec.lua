@@ -182,6 +182,22 @@ describe("bench/http_callgrind.sh quick", function()
   end)
 end)
 
+describe("bench/ws.sh quick", function()
+  it("runs both WebSocket echo servers under the same load and writes the ratios", function()
+    local code, out = run(ENV .. "timeout 120 sh bench/ws.sh")
+    assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
+    for _, w in ipairs { "small", "4k" } do
+      assert.matches("round 1 " .. w .. ":  uring %d+ msg/server%-cpu%-s %(%d+ msgs, %d+ ticks%)"
+        .. "  python %d+ msg/server%-cpu%-s", out)
+      assert.matches("median " .. w .. ": uring %d+, python %d+ msg/server%-cpu%-s; ratio uring/python: [%d.]+ %(per round [%d.]+%-[%d.]+%)", out)
+    end
+    local rows = tsv_lines(results .. "/ws.tsv")
+    assert.equal(2, #rows)
+    assert.equal("3", rows[1].target)
+    assert.is_true(rows[1].ratio > 0)
+  end)
+end)
+
 describe("bench/report.lua", function()
   local readme, png
   before_each(function()

@@ -3,7 +3,8 @@
 -- docs/api.md or docs/ring.md, and no heading names something that is
 -- gone.  A heading documents a name when a "### " line contains
 -- `uring.name(  `file:name(  `task:name(  `ring:name(  `buf:name(
--- `sock:name(  or  `server:name(
+-- `sock:name(  or  `server:name(, and for uring.http's objects `ws:name(
+-- and `req:name(
 -- (ring.md puts several names on one heading; that counts for each).
 local uring = require "uring"
 
@@ -32,6 +33,12 @@ local KINDS = {
   { prefix = "sig", mt = "uring.signal" },
   { prefix = "udp", mt = "uring.udp" },
   { prefix = "proc", mt = "uring.process" },
+}
+
+-- objects whose methods are Lua tables (uring.http's), by heading prefix
+local LUA_KINDS = {
+  { prefix = "ws", methods = uring.http.WebSocket },
+  { prefix = "req", methods = uring.http.Request },
 }
 
 --- Every documented name, "uring.open" / "file:read" / ..., from the
@@ -92,6 +99,7 @@ local function public_names ()
     -- a socket's methods are documented once, as sock: (accept as server:)
     if kind.prefix ~= "server" then method_names(kind.prefix, mt.__index, names) end
   end
+  for _, kind in ipairs(LUA_KINDS) do method_names(kind.prefix, kind.methods, names) end
   for i, n in ipairs(names) do
     if n == "sock:accept" then names[i] = "server:accept" end
   end
@@ -132,6 +140,7 @@ describe("docs", function()
     local reg = debug.getregistry()
     local methods = {}
     for _, kind in ipairs(KINDS) do methods[kind.prefix] = reg[kind.mt].__index end
+    for _, kind in ipairs(LUA_KINDS) do methods[kind.prefix] = kind.methods end
     local stale = {}
     for name, file in pairs(found) do
       local obj, sep, key = name:match("^(%a+)([.:])([%w_]+)$")

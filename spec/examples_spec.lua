@@ -261,6 +261,39 @@ describe("examples", function()
     end)
   end)
 
+  describe("ws_chat.lua", function()
+    it("serves its page and relays each message to every WebSocket client", function()
+      -- (spec/ws_chat_spec.lua does the same with two tabs of Chromium)
+      local uring = require "uring"
+      local out = uring.run(function()
+        local p = assert(uring.exec{ LUA, "examples/ws_chat.lua", "0", "--seconds", "2",
+          stdout = "pipe" })
+        local first = p.stdout:read("l") or ""
+        local port = first:match("^ws_chat: listening on http://127%.0%.0%.1:(%d+)/$")
+        assert(port, "first line: " .. first)
+        local page = assert(uring.http.request("http://127.0.0.1:" .. port .. "/"))
+        assert.matches("new WebSocket", page.body, 1, true)
+        local url = "ws://127.0.0.1:" .. port .. "/chat"
+        local ann = assert(uring.http.websocket(url))
+        local bob = assert(uring.http.websocket(url))
+        ann:send("ann: hi")
+        assert.same({ "ann: hi", "text" }, { bob:receive() })
+        assert.same({ "ann: hi", "text" }, { ann:receive() })
+        bob:send("bob: hello")
+        assert.same({ "bob: hello", "text" }, { ann:receive() })
+        assert.same({ "bob: hello", "text" }, { bob:receive() })
+        -- at --seconds the server says "going away" to everyone
+        assert.same({ nil, "closed", 1001, "going away" }, { ann:receive() })
+        assert.same({ nil, "closed", 1001, "going away" }, { bob:receive() })
+        local rest = p.stdout:read("a")
+        p.stdout:close()
+        assert.is_true(p:wait())
+        return rest
+      end)
+      assert.matches("ws_chat: 2 clients, 2 messages relayed", out)
+    end)
+  end)
+
   if exists("examples/link.lua") then
     describe("link.lua", function()
       it("runs and exits 0", function()

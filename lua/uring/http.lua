@@ -7,6 +7,7 @@
 --   server.lua   the server: requests, responses, a task per connection
 --   static.lua   a handler serving files
 --   client.lua   requests, and clients that keep connections
+--   websocket.lua  RFC 6455: req:upgrade() and uring.http.websocket(url)
 require "uring"
 -- required before uring: init.lua has loaded this file meanwhile
 if package.loaded[...] then return package.loaded[...] end
@@ -15,6 +16,7 @@ local router = require "uring.http.router"
 local server = require "uring.http.server"
 local static = require "uring.http.static"
 local client = require "uring.http.client"
+local websocket = require "uring.http.websocket"
 
 local M = {}
 
@@ -36,5 +38,8 @@ M.request = client.request
 M.client = client.client
 M.Client = client.Client
 M.parse_url = client.parse_url
+
+M.websocket = websocket.websocket
+M.WebSocket = websocket.WebSocket
 
 return M

@@ -377,6 +377,20 @@ function Request.__index(req, k)
   return Request[k]
 end
 
+-- each connection's response object, by its socket: req:upgrade answers
+-- through it (set once per connection, not per request)
+local RESPONSE_OF = setmetatable({}, { __mode = "k" })
+
+--- req:upgrade([opts]) -> ws | nil, err: the WebSocket handshake
+-- (lua/uring/http/websocket.lua); the connection is the ws's until the
+-- handler returns
+function Request:upgrade(opts)
+  if getmetatable(self) ~= Request then typeerror(1, "upgrade", "request", self) end
+  local ws, err, en = require("uring.http.websocket").upgrade(self,
+    RESPONSE_OF[rawget(self, "socket")], opts, 1)
+  return ws, err, en
+end
+
 --- req:header(name) -> value | nil (any case)
 function Request:header(name)
   if getmetatable(self) ~= Request then typeerror(1, "header", "request", self) end
@@ -526,6 +540,8 @@ local function connection(self, sock)
     _head_only = false, _keep = true, _v10 = false, _busy = false,
     _last = self._clock, _task = uring.current(), _killed = false }, Response)
   RESPONSES[res] = true
+  RESPONSE_OF[sock] = res
+  res._on_error = on_error          -- a WebSocket's faults are logged there
   local st = res
   conns[sock] = st
   self._nconns = self._nconns + 1
@@ -589,6 +605,13 @@ local function connection(self, sock)
       res._err, res._mode, res._head_only = false, false, method == "HEAD"
       self.requests = self.requests + 1
       local ok, r1, r2, r3 = pcall(handler, req, res)
+      local ws = res._ws
+      if ws then                 -- upgraded: the connection was the ws's
+        res._ws = nil
+        if not ok and not st._killed then pcall(on_error, r1, req) end
+        if not st._killed then require("uring.http.websocket").handler_done(ws, ok) end
+        break
+      end
       if ok and not res._done then
         if not res._sent and math.type(r1) == "integer" then
           -- return status, body [, headers]: checked as res:reply checks
@@ -721,6 +744,8 @@ function Server:close()
   -- idle connections: closed now (busy ones close after their response)
   for sock, st in pairs(self._conns) do
     if st._busy then st._keep = false else sock:close() end
+    -- a WebSocket's handler ends when its peer answers "going away"
+    if st._ws then pcall(uring.spawn, st._ws.close, st._ws, 1001, "going away") end
   end
   return true
 end
