@@ -38,6 +38,14 @@ describe("uring.http over TLS #io #net", function()
           return 302, "", { location = req.query:match("url=(.*)") }
         end },
         { "POST", "/echo", function(req) return 200, req.body end },
+        { "GET", "/ws", function(req)
+          local ws = assert(req:upgrade())
+          while true do
+            local msg, kind = ws:receive()
+            if not msg then break end
+            ws:send(msg .. " over " .. req.socket:tlsinfo().version, kind)
+          end
+        end },
       } })
     local task = uring.spawn(srv.serve, srv)
     return srv, srv:port(), task, errors
@@ -82,6 +90,33 @@ describe("uring.http over TLS #io #net", function()
       srv:close()
       assert(task:join())
       assert.equal(2, srv.connections)
+    end)
+  end)
+
+  it("carries WebSocket over TLS: wss:// with the server's CA, refused with another", function()
+    run(function()
+      local srv, port, task, errors = start()
+      local url = "wss://localhost:" .. port .. "/ws"
+      local ws = assert(http.websocket(url, { tls = client_ctx() }))
+      assert(ws:send("hi"))
+      assert.same({ "hi over TLSv1.3", "text" }, { ws:receive() })
+      local big = ("x"):rep(300000)          -- frames over many TLS records
+      assert(ws:send(big, "binary"))
+      assert.same({ big .. " over TLSv1.3", "binary" }, { ws:receive() })
+      ws:close()
+      -- the system CAs do not know the test CA: refused, nothing upgraded
+      local bad, msg = http.websocket(url)
+      assert.is_nil(bad)
+      assert.matches("certificate verify failed", msg)
+      -- and the server keeps serving
+      ws = assert(http.websocket(url, { tls = client_ctx() }))
+      assert(ws:send("again"))
+      assert.same({ "again over TLSv1.3", "text" }, { ws:receive() })
+      ws:close()
+      srv:close()
+      assert(task:join())
+      assert.equal(1, srv.tls_failures)          -- the refused handshake, counted
+      assert.equal(1, #errors)                   -- and logged
     end)
   end)
 
