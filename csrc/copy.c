@@ -295,6 +295,11 @@ typedef struct splice_pipe {
   int npairs;             /* pairs in the current chain */
   int res[2 * SPLICE_PAIRS];   /* their results: in, out, in, out ... */
   int inpipe, moved;      /* drain: bytes in the pipe; taken out */
+  /* sock:sendfile's progress (below): where the file is read next, what
+   * is left to send, what went out, and whether the file ended early */
+  int64_t sf_off, sf_left, sf_sent;
+  int sf_eof;
+  pid_t pid;              /* the process that made it (pooled pipes) */
 } splice_pipe;
 
 typedef struct splice_hold { splice_pipe *p; } splice_hold;
@@ -313,26 +318,35 @@ static int splice_hold_gc (lua_State *L) {
   return 0;
 }
 
-/* core._splice_pipe() -> hold | fail */
-static int l_splice_pipe (lua_State *L) {
+/* A hold on a new pipe at the top of the stack; 0, or -errno (the hold
+ * is then empty) */
+static int splice_pipe_new (lua_State *L) {
   splice_hold *h = (splice_hold *)lua_newuserdatauv(L, sizeof *h, 0);
   splice_pipe *p;
   int sz;
   h->p = NULL;
   luaL_setmetatable(L, UR_SPLICE_MT);
   p = (splice_pipe *)calloc(1, sizeof *p);
-  if (p == NULL) return ur_pushfail(L, -ENOMEM, NULL);
+  if (p == NULL) return -ENOMEM;
   if (pipe2(p->fd, O_CLOEXEC) != 0) {
     int e = errno;
     free(p);
-    return ur_pushfail(L, -e, NULL);
+    return -e;
   }
   /* a bigger pipe: fewer, larger splices (1 MiB is the default limit) */
   sz = fcntl(p->fd[1], F_SETPIPE_SZ, SPLICE_PIPE_SZ);
   if (sz < 0) sz = fcntl(p->fd[1], F_GETPIPE_SZ);
   p->size = sz > 0 ? sz : 65536;
   p->refs = 1;
+  p->pid = getpid();
   h->p = p;
+  return 0;
+}
+
+/* core._splice_pipe() -> hold | fail */
+static int l_splice_pipe (lua_State *L) {
+  int ret = splice_pipe_new(L);
+  if (ret < 0) return ur_pushfail(L, ret, NULL);
   return 1;
 }
 
@@ -475,6 +489,214 @@ static int l_splice (lua_State *L) {
   return ur_await(L, t, r[2 * pairs - 1], "copyfile", 0, splice_k);
 }
 
+/* --- sock:sendfile: a file to a socket, through a pipe ---
+ *
+ * The same pairs as the copy above, with the socket as the destination:
+ * SPLICE file -> pipe linked to SPLICE pipe -> socket, up to SPLICE_PAIRS
+ * pairs a chain, chains until the range is sent.  The bytes go from the
+ * page cache to the socket in the kernel; Lua never holds them.  The
+ * file-side requests are on the file's handle, the socket-side ones on
+ * the socket's: closing either cancels the send.
+ *
+ * Pipes are pooled per Lua state (one loop): a call takes one and gives
+ * it back only when it is empty, so a failed send (bytes stranded in the
+ * pipe) never leaks them into the next one; that pipe is dropped.  A
+ * pipe made by another process (uring.workers forks after serving) is
+ * dropped too: two processes must not splice through one pipe.
+ */
+
+#define SENDFILE_POOL 16        /* idle pipes kept per loop */
+static const char pool_key = 0; /* registry: the pool's table */
+
+/* A pipe for a send: the pool's newest, or a new one (its hold is pushed;
+ * 0 or -errno). */
+static int pool_take (lua_State *L) {
+  lua_Integer n;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+  n = (lua_Integer)lua_rawlen(L, -1);
+  while (n > 0) {
+    splice_hold *h;
+    lua_rawgeti(L, -1, n);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, n--);
+    h = (splice_hold *)lua_touserdata(L, -1);
+    if (h && h->p && h->p->pid == getpid()) {
+      lua_remove(L, -2);
+      return 0;
+    }
+    lua_pop(L, 1);              /* another process's: collected */
+  }
+  lua_pop(L, 1);
+  return splice_pipe_new(L);
+}
+
+/* The empty pipe held at idx goes back to the pool. */
+static void pool_give (lua_State *L, int idx) {
+  lua_Integer n;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
+  n = (lua_Integer)lua_rawlen(L, -1);
+  if (n < SENDFILE_POOL) {
+    lua_pushvalue(L, idx);
+    lua_rawseti(L, -2, n + 1);
+  }
+  lua_pop(L, 1);
+}
+
+static int sendfile_k (lua_State *L, int status, lua_KContext ctx);
+
+/* Stack of a sendfile: 1 the socket, 2 the file, 3 the hold */
+static ur_sock *sf_sock (lua_State *L) {
+  return ur_sock_check(L, 1);
+}
+
+/* the fail tuple and the bytes that did go out; the pipe is not reused */
+static int sendfile_fail (lua_State *L, splice_pipe *p, int res) {
+  ur_sock *s = sf_sock(L);
+  int n;
+  ur_sock_sending(s, 0);
+  if (ur_sock_closed(s) || res == -ECANCELED) n = ur_pushclosed(L);
+  else n = ur_pushfail(L, res, "sendfile");
+  lua_pushinteger(L, (lua_Integer)p->sf_sent);
+  return n + 1;
+}
+
+/* Queue the next chain: pairs for what is left, at most SPLICE_PAIRS
+ * and half the SQ. */
+static int sendfile_round (lua_State *L, ur_task *t, splice_pipe *p) {
+  ur_loop *loop = t->loop;
+  ur_sock *s;
+  ur_handle *sh = ur_sock_send_handle(L, 1, &s);
+  ur_handle *fh = ur_file_handle(L, 2);
+  ur_req *r[2 * SPLICE_PAIRS];
+  int pairs = (int)((p->sf_left + p->size - 1) / p->size);
+  if (fh->fd < 0) {            /* closed by another task meanwhile */
+    ur_sock_sending(s, 0);
+    return luaL_error(L, "attempt to use a closed file");
+  }
+  if (pairs > SPLICE_PAIRS) pairs = SPLICE_PAIRS;
+  if ((unsigned)pairs * 2 > loop->ring.sq.ring_entries)
+    pairs = (int)loop->ring.sq.ring_entries / 2;
+  if (pairs < 1) pairs = 1;
+  for (int i = 0; i < 2 * pairs; i++)
+    r[i] = ur_req_new(L, loop, IORING_OP_SPLICE);
+  ur_reserve_sqes(loop, (unsigned)pairs * 2);
+  p->npairs = pairs;
+  p->pending = 0;
+  p->last = NULL;
+  for (int j = 0; j < pairs; j++) {
+    int64_t left = p->sf_left - (int64_t)j * p->size;
+    unsigned n = left < p->size ? (unsigned)left : (unsigned)p->size;
+    splice_prep(loop, r[2 * j], p, fh, 1, p->sf_off + (int64_t)j * p->size,
+                n, 2 * j, 1);
+    splice_prep(loop, r[2 * j + 1], p, sh, 0, -1, n, 2 * j + 1,
+                j < pairs - 1);
+  }
+  ur_sock_sending(s, 1);
+  return ur_await(L, t, r[2 * pairs - 1], "sendfile", 0, sendfile_k);
+}
+
+/* What reached the pipe but not the socket: one more SPLICE, and wait. */
+static int sendfile_drain (lua_State *L, ur_task *t, splice_pipe *p) {
+  ur_sock *s;
+  ur_handle *sh = ur_sock_send_handle(L, 1, &s);
+  ur_req *r = ur_req_new(L, t->loop, IORING_OP_SPLICE);
+  p->pending = 0;
+  p->last = NULL;
+  splice_prep(t->loop, r, p, sh, 0, -1, (unsigned)(p->inpipe - p->moved),
+              0, 0);
+  ur_sock_sending(s, 1);
+  return ur_await(L, t, r, "sendfile", 1, sendfile_k);
+}
+
+/* The range is sent, or the file ended: the bytes, and the pipe back. */
+static int sendfile_done (lua_State *L, splice_pipe *p) {
+  ur_sock_sending(sf_sock(L), 0);
+  pool_give(L, 3);
+  lua_pushinteger(L, (lua_Integer)p->sf_sent);
+  return 1;
+}
+
+static int sendfile_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  splice_pipe *p = ((splice_hold *)lua_touserdata(L, 3))->p;
+  ur_sock *s = sf_sock(L);
+  (void)status;
+  ur_req_free(t->loop, r);
+  ur_sock_sending(s, 0);
+  ur_check_interrupt(L, t);
+  if (ur_sock_closed(s)) return sendfile_fail(L, p, -EBADF);
+  if (ctx == 1) {              /* a drain came back */
+    int res = p->res[0];
+    if (res < 0) return sendfile_fail(L, p, res);
+    if (res == 0) return sendfile_fail(L, p, -EPIPE);   /* no progress */
+    p->moved += res;
+    p->sf_sent += res;
+    if (p->moved < p->inpipe) return sendfile_drain(L, t, p);
+  }
+  else {
+    for (int j = 0; j < p->npairs; j++) {
+      int64_t left = p->sf_left;
+      int ask = left < p->size ? (int)left : p->size;
+      int in = p->res[2 * j], wr = p->res[2 * j + 1];
+      if (in < 0) return sendfile_fail(L, p, in);
+      if (wr < 0 && wr != -ECANCELED) return sendfile_fail(L, p, wr);
+      if (wr < 0) wr = 0;      /* the chain broke on a short read */
+      p->sf_off += in;
+      p->sf_left -= in;
+      p->sf_sent += wr;
+      if (in < ask) p->sf_eof = 1;   /* the file is shorter than asked */
+      if (wr < in) {           /* bytes wait in the pipe; the rest of
+                                  the chain was cancelled */
+        p->inpipe = in - wr;
+        p->moved = 0;
+        return sendfile_drain(L, t, p);
+      }
+      if (p->sf_eof) break;
+    }
+  }
+  if (p->sf_eof || p->sf_left == 0) return sendfile_done(L, p);
+  return sendfile_round(L, t, p);
+}
+
+/* sock:sendfile(file [, offset [, len]]) -> bytes | nil, msg, errno, bytes
+ * Sends len bytes (default: to the end) of file from offset (default 0)
+ * to the socket; fewer only if the file is shorter. */
+int ur_sock_sendfile (lua_State *L) {
+  ur_sock *s;
+  ur_handle *fh;
+  lua_Integer off, len;
+  ur_task *t;
+  splice_pipe *p;
+  int ret;
+  ur_sock_send_handle(L, 1, &s);
+  fh = ur_file_handle(L, 2);
+  if (fh->fd < 0) return luaL_error(L, "attempt to use a closed file");
+  off = luaL_optinteger(L, 3, 0);
+  len = luaL_optinteger(L, 4, -1);
+  luaL_argcheck(L, off >= 0, 3, "offset must be non-negative");
+  luaL_argcheck(L, lua_isnoneornil(L, 4) || len >= 0, 4,
+                "length must be non-negative");
+  t = ur_task_current(L, "sendfile");
+  if (len < 0) {               /* to the end: the size, once */
+    struct stat st;
+    if (fstat(fh->fd, &st) != 0) return ur_pushfail(L, -errno, "sendfile");
+    len = st.st_size > off ? (lua_Integer)st.st_size - off : 0;
+  }
+  if (len == 0) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  lua_settop(L, 2);
+  if ((ret = pool_take(L)) < 0) return ur_pushfail(L, ret, "sendfile");
+  p = ((splice_hold *)lua_touserdata(L, 3))->p;
+  p->sf_off = off;
+  p->sf_left = len;
+  p->sf_sent = 0;
+  p->sf_eof = 0;
+  return sendfile_round(L, t, p);
+}
+
 void ur_register_copy (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_copy_range", l_copy_range}, {"_copy_trim", l_copy_trim},
@@ -491,5 +713,7 @@ void ur_register_copy (lua_State *L) {
   lua_pushcfunction(L, splice_hold_gc);
   lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &pool_key);   /* sendfile's pipes */
   ur_setfuncs(L, funcs);
 }

@@ -543,6 +543,12 @@ ur_task *ur_sock_recv_task (lua_State *L, ur_sock *s);   /* raises */
 int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
                   lua_KContext ctx, lua_KFunction k);
 int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp);
+/* sock:sendfile: the send side's handle, checked (raises), and the busy
+ * mark sock:send honours; ur_sock_sendfile is in copy.c, beside the
+ * splice machinery it shares with uring.copyfile */
+ur_handle *ur_sock_send_handle (lua_State *L, int idx, ur_sock **sp);
+void ur_sock_sending (ur_sock *s, int busy);
+int ur_sock_sendfile (lua_State *L);
 
 /* http.c: HTTP/1.x request heads; adds sock:receive_head and
  * sock:_take_request to net.c's socket methods (so: after net.c) */
@@ -566,6 +572,7 @@ int ur_push_probe (lua_State *L, struct io_uring *ring);
 void ur_register_probe (lua_State *L);
 void ur_register_stats (lua_State *L);
 void ur_register_workers (lua_State *L);   /* workers.c: uring.workers */
+void ur_register_watch (lua_State *L);     /* watch.c: uring.watch */
 void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);

@@ -82,6 +82,7 @@ area "uring.file"      -- readfile, writefile, copyfile; file:lines
 area "uring.net"       -- install_socket; sock:recv, read, write, lines
 area "uring.proc"      -- popen's close
 area "uring.workers"   -- workers
+area "uring.watch"     -- watch; w:read
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
 
