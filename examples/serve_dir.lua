@@ -62,7 +62,6 @@ local bytes = 0
 local function handler(req, res)
   files(req, res)
   bytes = bytes + (tonumber(res:get_header("Content-Length")) or 0)
-  io.stderr:write(req.method, " ", req.path, "\n")
 end
 
 local srv

@@ -117,23 +117,6 @@ local function listing(res, path, urlpath)
   return res:reply(200, table.concat(out), { ["Content-Type"] = "text/html; charset=utf-8" })
 end
 
--- The head, then the bytes [first, first + n) of f by sock:sendfile.
-local function send_range(req, res, f, first, n)
-  local ok, err = res:write("")           -- the head alone
-  if not ok then return nil, err end
-  if req.method == "HEAD" or n == 0 then return res:finish() end
-  local sent, msg = res._sock:sendfile(f, first, n)
-  if sent ~= n then
-    -- the peer went away, or the file shrank: the response is short,
-    -- the connection cannot be reused
-    res._keep = false
-    res._err = msg or "file shrank while it was sent"
-    res._done = true
-    return nil, res._err
-  end
-  return res:finish()
-end
-
 --- uring.http.static(root [, opts]) -> handler(req, res [, relpath]).
 -- Serves files under root for GET and HEAD: the path is the handler's
 -- first route capture if any, else req.path minus opts.prefix.  A ".."
@@ -163,6 +146,7 @@ function M.static(root, opts)
   if chunk ~= nil and (math.type(chunk) ~= "integer" or chunk < 1 or chunk > 1 << 30) then
     argerror(2, "static", "chunk must be an integer in 1..1073741824")
   end
+  local memo, memo_n = {}, 0      -- path -> {mtime, size, etag, date, type}
   return function(req, res, rel)
     if type(req) ~= "table" or type(req.method) ~= "string" or type(req.path) ~= "string" then
       typeerror(1, "static handler", "request", req)
@@ -206,8 +190,18 @@ function M.static(root, opts)
     end
     if not st or st.type ~= "file" then return plain(res, 404, "404 Not Found\n") end
     local size, mtime = st.size, math.floor(st.mtime)
-    local etag = format('"%x-%x"', mtime, size)
-    local modified = httpdate(mtime)
+    -- the validators and type of a file as last seen: formatting a date
+    -- per request cost more than the rest of the Lua of a 4 KiB answer
+    local m = memo[path]
+    if not m or m[1] ~= mtime or m[2] ~= size then
+      if memo_n >= 1024 then memo, memo_n = {}, 0 end
+      local ext = match(path, "%.([%w]+)$")
+      m = { mtime, size, format('"%x-%x"', mtime, size), httpdate(mtime),
+        (ext and message.MIME[lower(ext)]) or "application/octet-stream" }
+      memo[path] = m
+      memo_n = memo_n + 1
+    end
+    local etag, modified = m[3], m[4]
     res:header("ETag", etag)
     res:header("Last-Modified", modified)
     res:header("Accept-Ranges", "bytes")
@@ -235,8 +229,7 @@ function M.static(root, opts)
     end
     local f = uring.open(path, "rb")
     if not f then return plain(res, 403, "403 Forbidden\n") end
-    local ext = match(path, "%.([%w]+)$")
-    res:header("Content-Type", (ext and message.MIME[lower(ext)]) or "application/octet-stream")
+    res:header("Content-Type", m[5])
     local n = size
     if first then
       res:status(206)
@@ -245,8 +238,7 @@ function M.static(root, opts)
     else
       first = 0
     end
-    res:header("Content-Length", n)
-    local ok, err = pcall(send_range, req, res, f, first, n)
+    local ok, err = pcall(res.sendfile, res, f, first, n)
     f:close()
     if not ok then error(err, 0) end
   end
