@@ -299,7 +299,6 @@ typedef struct splice_pipe {
    * is left to send, what went out, and whether the file ended early */
   int64_t sf_off, sf_left, sf_sent;
   int sf_eof;
-  pid_t pid;              /* the process that made it (pooled pipes) */
 } splice_pipe;
 
 typedef struct splice_hold { splice_pipe *p; } splice_hold;
@@ -338,7 +337,6 @@ static int splice_pipe_new (lua_State *L) {
   if (sz < 0) sz = fcntl(p->fd[1], F_GETPIPE_SZ);
   p->size = sz > 0 ? sz : 65536;
   p->refs = 1;
-  p->pid = getpid();
   h->p = p;
   return 0;
 }
@@ -498,48 +496,20 @@ static int l_splice (lua_State *L) {
  * file-side requests are on the file's handle, the socket-side ones on
  * the socket's: closing either cancels the send.
  *
- * Pipes are pooled per Lua state (one loop): a call takes one and gives
- * it back only when it is empty, so a failed send (bytes stranded in the
- * pipe) never leaks them into the next one; that pipe is dropped.  A
- * pipe made by another process (uring.workers forks after serving) is
- * dropped too: two processes must not splice through one pipe.
+ * Each call that splices makes its pipe and closes it when it returns
+ * (its requests are all complete by then): a pipe2 and an fcntl are a
+ * few microseconds against the ~150 us a MiB takes, and no idle pipe is
+ * left holding fds or bytes stranded by a failed send.  Sends of at most
+ * SENDFILE_COPY bytes need no pipe at all (below).
  */
 
-#define SENDFILE_POOL 16        /* idle pipes kept per loop */
-static const char pool_key = 0; /* registry: the pool's table */
-
-/* A pipe for a send: the pool's newest, or a new one (its hold is pushed;
- * 0 or -errno). */
-static int pool_take (lua_State *L) {
-  lua_Integer n;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
-  n = (lua_Integer)lua_rawlen(L, -1);
-  while (n > 0) {
-    splice_hold *h;
-    lua_rawgeti(L, -1, n);
-    lua_pushnil(L);
-    lua_rawseti(L, -3, n--);
-    h = (splice_hold *)lua_touserdata(L, -1);
-    if (h && h->p && h->p->pid == getpid()) {
-      lua_remove(L, -2);
-      return 0;
-    }
-    lua_pop(L, 1);              /* another process's: collected */
+/* The call is over: its pipe goes now, not when the hold is collected. */
+static void sf_release (lua_State *L, int idx) {
+  splice_hold *h = (splice_hold *)luaL_testudata(L, idx, UR_SPLICE_MT);
+  if (h && h->p) {
+    splice_unref(h->p);
+    h->p = NULL;
   }
-  lua_pop(L, 1);
-  return splice_pipe_new(L);
-}
-
-/* The empty pipe held at idx goes back to the pool. */
-static void pool_give (lua_State *L, int idx) {
-  lua_Integer n;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &pool_key);
-  n = (lua_Integer)lua_rawlen(L, -1);
-  if (n < SENDFILE_POOL) {
-    lua_pushvalue(L, idx);
-    lua_rawseti(L, -2, n + 1);
-  }
-  lua_pop(L, 1);
 }
 
 static int sendfile_k (lua_State *L, int status, lua_KContext ctx);
@@ -558,6 +528,7 @@ static int sendfile_fail (lua_State *L, int res, int64_t sent) {
   ur_sock *s = sf_sock(L);
   int n;
   ur_sock_sending(s, 0);
+  sf_release(L, SF_HOLD);
   if (ur_sock_closed(s) || res == -ECANCELED) n = ur_pushclosed(L);
   else n = ur_pushfail(L, res, "sendfile");
   lua_pushinteger(L, (lua_Integer)sent);
@@ -612,9 +583,10 @@ static int sendfile_drain (lua_State *L, ur_task *t, splice_pipe *p) {
 
 /* The range is sent, or the file ended: the bytes, and the pipe back. */
 static int sendfile_done (lua_State *L, splice_pipe *p) {
+  lua_Integer sent = (lua_Integer)p->sf_sent;
   ur_sock_sending(sf_sock(L), 0);
-  pool_give(L, SF_HOLD);
-  lua_pushinteger(L, (lua_Integer)p->sf_sent);
+  sf_release(L, SF_HOLD);
+  lua_pushinteger(L, sent);
   return 1;
 }
 
@@ -626,8 +598,8 @@ static int sendfile_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   ur_req_free(t->loop, r);
   ur_sock_sending(s, 0);
+  if (ur_interrupted(t)) sf_release(L, SF_HOLD);
   ur_check_interrupt(L, t);
-  /* a failure strands bytes in the pipe: it is not given back */
   if (ur_sock_closed(s)) return sendfile_fail(L, -EBADF, p->sf_sent);
   if (ctx == 1) {              /* a drain came back */
     int res = p->res[0];
@@ -667,7 +639,7 @@ static int sendfile_splice (lua_State *L, ur_task *t) {
   splice_pipe *p;
   int ret;
   lua_settop(L, 5);
-  if ((ret = pool_take(L)) < 0) return sendfile_fail(L, ret, 0);
+  if ((ret = splice_pipe_new(L)) < 0) return sendfile_fail(L, ret, 0);
   p = ((splice_hold *)lua_touserdata(L, SF_HOLD))->p;
   p->sf_off = lua_tointeger(L, 3);
   p->sf_left = lua_tointeger(L, 4);
@@ -864,7 +836,5 @@ void ur_register_copy (lua_State *L) {
   lua_pushcfunction(L, splice_hold_gc);
   lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
-  lua_newtable(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &pool_key);   /* sendfile's pipes */
   ur_setfuncs(L, funcs);
 }
