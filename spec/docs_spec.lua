@@ -32,6 +32,7 @@ local KINDS = {
   { prefix = "sig", mt = "uring.signal" },
   { prefix = "udp", mt = "uring.udp" },
   { prefix = "proc", mt = "uring.process" },
+  { prefix = "w", mt = "uring.watch" },
 }
 
 --- Every documented name, "uring.open" / "file:read" / ..., from the
