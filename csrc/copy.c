@@ -299,7 +299,12 @@ typedef struct splice_pipe {
    * is left to send, what went out, and whether the file ended early */
   int64_t sf_off, sf_left, sf_sent;
   int sf_eof;
+  int sf_head;            /* the head goes first in the next chain */
+  int hres;               /* the head SEND's result (r->aux == HEAD_SLOT) */
+  size_t hsent;           /* bytes of the head sent */
 } splice_pipe;
+
+#define HEAD_SLOT (-2)    /* r->aux of sendfile's head SEND */
 
 typedef struct splice_hold { splice_pipe *p; } splice_hold;
 
@@ -354,6 +359,7 @@ static void splice_cqe (ur_loop *loop, ur_req *r) {
   splice_pipe *p = (splice_pipe *)r->obj;
   ur_req *wake = NULL;
   if (r->aux >= 0) p->res[r->aux] = r->res;
+  else if (r->aux == HEAD_SLOT) p->hres = r->res;
   if (r->task) p->last = r;   /* the awaited one: freed by the task */
   else ur_req_free(loop, r);
   if (--p->pending == 0) {
@@ -516,8 +522,7 @@ static int sendfile_k (lua_State *L, int status, lua_KContext ctx);
 
 /* Stack of a sendfile: 1 the socket, 2 the file, 3 offset, 4 length,
  * 5 the head (a string, or nil), 6 the pipe's hold (splice) or the
- * buffer (small), 7 the buffer's bytes to send, 8 whether the splice
- * follows the head */
+ * buffer (small), 7 the buffer's bytes to send */
 #define SF_HOLD 6
 static ur_sock *sf_sock (lua_State *L) {
   return ur_sock_check(L, 1);
@@ -542,20 +547,40 @@ static int sendfile_round (lua_State *L, ur_task *t, splice_pipe *p) {
   ur_sock *s;
   ur_handle *sh = ur_sock_send_handle(L, 1, &s);
   ur_handle *fh = ur_file_handle(L, 2);
-  ur_req *r[2 * SPLICE_PAIRS];
+  ur_req *r[2 * SPLICE_PAIRS], *hr = NULL;
   int pairs = (int)((p->sf_left + p->size - 1) / p->size);
+  unsigned room = loop->ring.sq.ring_entries - (p->sf_head ? 1 : 0);
   if (fh->fd < 0)              /* closed by another task meanwhile */
     return luaL_error(L, "attempt to use a closed file");
   if (pairs > SPLICE_PAIRS) pairs = SPLICE_PAIRS;
-  if ((unsigned)pairs * 2 > loop->ring.sq.ring_entries)
-    pairs = (int)loop->ring.sq.ring_entries / 2;
+  if ((unsigned)pairs * 2 > room) pairs = (int)room / 2;
   if (pairs < 1) pairs = 1;
+  if (p->sf_head) hr = ur_req_new(L, loop, IORING_OP_SEND);
   for (int i = 0; i < 2 * pairs; i++)
     r[i] = ur_req_new(L, loop, IORING_OP_SPLICE);
-  ur_reserve_sqes(loop, (unsigned)pairs * 2);
+  ur_reserve_sqes(loop, (unsigned)pairs * 2 + (hr ? 1 : 0));
   p->npairs = pairs;
   p->pending = 0;
   p->last = NULL;
+  if (hr) {                    /* the head first, in the same chain */
+    size_t hlen;
+    const char *head = lua_tolstring(L, 5, &hlen);
+    struct io_uring_sqe *sqe = ur_get_sqe(loop);
+    /* MSG_MORE: it leaves with the first bytes of the file */
+    io_uring_prep_send(sqe, sh->fd, head + p->hsent, hlen - p->hsent,
+                       MSG_NOSIGNAL | MSG_MORE);
+    sqe->flags |= IOSQE_IO_LINK;
+    ur_handle_sqe(loop, sh, hr, sqe);
+    ur_req_pin(L, hr, 5);      /* pinned: the kernel reads it until the CQE */
+    hr->obj = p;
+    hr->aux = HEAD_SLOT;
+    hr->on_cqe = splice_cqe;
+    p->refs++;
+    p->pending++;
+    p->hres = 0;
+    ur_req_submitted(loop, hr, sqe);
+    hr->task = NULL;
+  }
   for (int j = 0; j < pairs; j++) {
     int64_t left = p->sf_left - (int64_t)j * p->size;
     unsigned n = left < p->size ? (unsigned)left : (unsigned)p->size;
@@ -610,6 +635,16 @@ static int sendfile_k (lua_State *L, int status, lua_KContext ctx) {
     if (p->moved < p->inpipe) return sendfile_drain(L, t, p);
   }
   else {
+    if (p->sf_head) {          /* the head led the chain */
+      size_t hlen = lua_rawlen(L, 5);
+      int h = p->hres;
+      if (h < 0 && h != -ECANCELED) return sendfile_fail(L, h, 0);
+      if (h > 0) p->hsent += (size_t)h;
+      if (p->hsent < hlen)     /* short: the chain broke before any of
+                                  the file moved; the rest of it again */
+        return sendfile_round(L, t, p);
+      p->sf_head = 0;
+    }
     for (int j = 0; j < p->npairs; j++) {
       int64_t left = p->sf_left;
       int ask = left < p->size ? (int)left : p->size;
@@ -645,6 +680,8 @@ static int sendfile_splice (lua_State *L, ur_task *t) {
   p->sf_left = lua_tointeger(L, 4);
   p->sf_sent = 0;
   p->sf_eof = 0;
+  p->sf_head = lua_isstring(L, 5) && lua_rawlen(L, 5) > 0;
+  p->hsent = 0;
   return sendfile_round(L, t, p);
 }
 
@@ -658,8 +695,7 @@ static int sendfile_splice (lua_State *L, ur_task *t) {
  * one, by a READ linked to the SEND of the whole buffer: both run inline
  * in one submission, and the head and the bytes leave in one segment.  A
  * short read (the file shrank) breaks the link; the send is cancelled and
- * redone for what was read.  The same buffer sends a head alone before a
- * splice.
+ * redone for what was read.
  */
 #define SENDFILE_COPY (64 * 1024)
 
@@ -730,29 +766,25 @@ static int sfbuf_k (lua_State *L, int status, lua_KContext ctx) {
   if (ur_sock_closed(s))
     return sendfile_fail(L, -EBADF, done > hlen ? (int64_t)(done - hlen) : 0);
   if (done < total) return sfbuf_send(L, t, done);
-  if (lua_toboolean(L, 8)) return sendfile_splice(L, t);   /* the head went */
   lua_pushinteger(L, (lua_Integer)(total - hlen));
   return 1;
 }
 
-/* Head and bytes through one buffer: READ linked to SEND.  n <= SENDFILE_COPY;
- * splice: only the head goes this way, the bytes follow by splice. */
-static int sendfile_small (lua_State *L, ur_task *t, int64_t off, size_t n,
-                           int splice) {
+/* Head and bytes through one buffer: READ linked to SEND; n <= SENDFILE_COPY */
+static int sendfile_small (lua_State *L, ur_task *t, int64_t off, size_t n) {
   ur_loop *loop = t->loop;
   ur_sock *s;
   ur_handle *sh = ur_sock_send_handle(L, 1, &s);
   ur_handle *fh = ur_file_handle(L, 2);
   size_t hlen = 0;
   const char *head = lua_isstring(L, 5) ? lua_tolstring(L, 5, &hlen) : NULL;
-  size_t bytes = splice ? 0 : n;
+  size_t bytes = n;
   char *buf;
   ur_req *rr, *sr;
   struct io_uring_sqe *sqe;
   lua_settop(L, 5);
   buf = (char *)lua_newuserdatauv(L, hlen + bytes ? hlen + bytes : 1, 0);  /* 6 */
   lua_pushinteger(L, (lua_Integer)(hlen + bytes));                        /* 7 */
-  lua_pushboolean(L, splice);                                             /* 8 */
   if (hlen) memcpy(buf, head, hlen);
   if (bytes == 0) return sfbuf_send(L, t, 0);
   rr = ur_req_new(L, loop, IORING_OP_READ);
@@ -814,9 +846,7 @@ int ur_sock_sendfile (lua_State *L) {
     return 1;
   }
   if (len <= SENDFILE_COPY)
-    return sendfile_small(L, t, off, (size_t)len, 0);
-  if (lua_isstring(L, 5) && lua_rawlen(L, 5) > 0)
-    return sendfile_small(L, t, off, 0, 1);     /* the head, then splice */
+    return sendfile_small(L, t, off, (size_t)len);
   return sendfile_splice(L, t);
 }
 
