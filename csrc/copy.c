@@ -811,6 +811,22 @@ static int sendfile_small (lua_State *L, ur_task *t, int64_t off, size_t n) {
   return ur_await(L, t, sr, "sendfile", SF_LINKED, sfbuf_k);
 }
 
+/* core._file_meta(file) -> type, size, mtime (whole seconds) | fail
+ * What a static file server needs of an open file, by fstat on this
+ * thread: it never waits for a disk (the inode is in memory once the
+ * file is open), and it spares a server's request a round trip through
+ * the ring and a 15-field stat table. */
+static int l_file_meta (lua_State *L) {
+  ur_handle *fh = ur_file_handle(L, 1);
+  struct stat st;
+  if (fh->fd < 0) return luaL_error(L, "attempt to use a closed file");
+  if (fstat(fh->fd, &st) != 0) return ur_pushfail(L, -errno, NULL);
+  lua_pushstring(L, ur_file_type(st.st_mode));
+  lua_pushinteger(L, (lua_Integer)st.st_size);
+  lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_sec);
+  return 3;
+}
+
 /* sock:sendfile(file [, offset [, len [, head]]])
  *   -> bytes | nil, msg, errno, bytes
  * Sends len bytes (default: to the end) of file from offset (default 0)
@@ -854,6 +870,7 @@ void ur_register_copy (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_copy_range", l_copy_range}, {"_copy_trim", l_copy_trim},
     {"_splice_pipe", l_splice_pipe}, {"_splice", l_splice},
+    {"_file_meta", l_file_meta},
     {NULL, NULL}
   };
   luaL_newmetatable(L, COPY_MT);

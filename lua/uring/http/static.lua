@@ -15,6 +15,7 @@ local find, format, gsub, lower, match, sub = string.find, string.format, string
   string.lower, string.match, string.sub
 local argerror, typeerror = check.argerror, check.typeerror
 local entries = core._watch_entries   -- readdir of one directory (csrc/watch.c)
+local file_meta = core._file_meta     -- fstat of an open file (csrc/copy.c)
 
 local M = {}
 
@@ -117,6 +118,58 @@ local function listing(res, path, urlpath)
   return res:reply(200, table.concat(out), { ["Content-Type"] = "text/html; charset=utf-8" })
 end
 
+-- The validators, 304, the range, then the bytes by res:sendfile.
+-- memo.t: path -> {mtime, size, etag, date, type} as last seen:
+-- formatting a date per request cost more than the rest of the Lua of a
+-- 4 KiB answer.
+local function serve_file(req, res, f, path, size, mtime, memo)
+  local m = memo.t[path]
+  if not m or m[1] ~= mtime or m[2] ~= size then
+    if memo.n >= 1024 then memo.t, memo.n = {}, 0 end
+    local ext = match(path, "%.([%w]+)$")
+    m = { mtime, size, format('"%x-%x"', mtime, size), httpdate(mtime),
+      (ext and message.MIME[lower(ext)]) or "application/octet-stream" }
+    memo.t[path] = m
+    memo.n = memo.n + 1
+  end
+  local etag, modified = m[3], m[4]
+  res:header("ETag", etag)
+  res:header("Last-Modified", modified)
+  res:header("Accept-Ranges", "bytes")
+  -- validators first (RFC 9110 13.2.2): If-None-Match wins over
+  -- If-Modified-Since
+  local inm = req:header("if-none-match")
+  local fresh
+  if inm then fresh = etag_matches(inm, etag)
+  else
+    local ims = req:header("if-modified-since")
+    local t = ims and parsedate(ims)
+    fresh = t ~= nil and mtime <= t
+  end
+  if fresh then return res:reply(304) end
+  local first, last
+  local range = req:header("range")
+  if range then
+    first, last = byterange(range, size)
+    local ifr = req:header("if-range")
+    if ifr and ifr ~= etag and ifr ~= modified then first = nil end
+    if first == false then
+      res:header("Content-Range", "bytes */" .. size)
+      return plain(res, 416, "416 Range Not Satisfiable\n")
+    end
+  end
+  res:header("Content-Type", m[5])
+  local n = size
+  if first then
+    res:status(206)
+    res:header("Content-Range", format("bytes %d-%d/%d", first, last, size))
+    n = last - first + 1
+  else
+    first = 0
+  end
+  return res:sendfile(f, first, n)
+end
+
 --- uring.http.static(root [, opts]) -> handler(req, res [, relpath]).
 -- Serves files under root for GET and HEAD: the path is the handler's
 -- first route capture if any, else req.path minus opts.prefix.  A ".."
@@ -146,7 +199,7 @@ function M.static(root, opts)
   if chunk ~= nil and (math.type(chunk) ~= "integer" or chunk < 1 or chunk > 1 << 30) then
     argerror(2, "static", "chunk must be an integer in 1..1073741824")
   end
-  local memo, memo_n = {}, 0      -- path -> {mtime, size, etag, date, type}
+  local memo = { t = {}, n = 0 }   -- serve_file's
   return function(req, res, rel)
     if type(req) ~= "table" or type(req.method) ~= "string" or type(req.path) ~= "string" then
       typeerror(1, "static handler", "request", req)
@@ -173,72 +226,43 @@ function M.static(root, opts)
       if seg == ".." then return plain(res, 403, "403 Forbidden\n") end
     end
     local path = root .. "/" .. gsub(rel, "^/+", "")
-    local st = uring.stat(path)
-    if st and st.type == "directory" then
-      if sub(req.path, -1) ~= "/" then
-        res:header("Location", req.path .. "/")
-        return plain(res, 301, "301 Moved Permanently\n")
-      end
-      local ist = index and uring.stat(gsub(path, "/*$", "/") .. index)
-      if ist and ist.type == "file" then
-        path, st = gsub(path, "/*$", "/") .. index, ist
-      elseif listing_on then
-        return listing(res, path, req.path)
-      else
-        return plain(res, index and 404 or 403, index and "404 Not Found\n" or "403 Forbidden\n")
+    local f, size, mtime
+    if memo.t[path] then
+      -- a file served before: open it at once and fstat the open file (a
+      -- round trip through the ring less than stat, then open).  Only
+      -- for paths known to be files: opening a fifo would wait for a
+      -- writer.
+      f = uring.open(path, "rb")
+      if f then
+        local kind
+        kind, size, mtime = file_meta(f)
+        if kind ~= "file" then f:close(); f = nil end
       end
     end
-    if not st or st.type ~= "file" then return plain(res, 404, "404 Not Found\n") end
-    local size, mtime = st.size, math.floor(st.mtime)
-    -- the validators and type of a file as last seen: formatting a date
-    -- per request cost more than the rest of the Lua of a 4 KiB answer
-    local m = memo[path]
-    if not m or m[1] ~= mtime or m[2] ~= size then
-      if memo_n >= 1024 then memo, memo_n = {}, 0 end
-      local ext = match(path, "%.([%w]+)$")
-      m = { mtime, size, format('"%x-%x"', mtime, size), httpdate(mtime),
-        (ext and message.MIME[lower(ext)]) or "application/octet-stream" }
-      memo[path] = m
-      memo_n = memo_n + 1
-    end
-    local etag, modified = m[3], m[4]
-    res:header("ETag", etag)
-    res:header("Last-Modified", modified)
-    res:header("Accept-Ranges", "bytes")
-    -- validators first (RFC 9110 13.2.2): If-None-Match wins over
-    -- If-Modified-Since
-    local inm = req:header("if-none-match")
-    local fresh
-    if inm then fresh = etag_matches(inm, etag)
-    else
-      local ims = req:header("if-modified-since")
-      local t = ims and parsedate(ims)
-      fresh = t ~= nil and mtime <= t
-    end
-    if fresh then return res:reply(304) end
-    local first, last
-    local range = req:header("range")
-    if range then
-      first, last = byterange(range, size)
-      local ifr = req:header("if-range")
-      if ifr and ifr ~= etag and ifr ~= modified then first = nil end
-      if first == false then
-        res:header("Content-Range", "bytes */" .. size)
-        return plain(res, 416, "416 Range Not Satisfiable\n")
+    if not f then
+      local st = uring.stat(path)
+      if st and st.type == "directory" then
+        if sub(req.path, -1) ~= "/" then
+          res:header("Location", req.path .. "/")
+          return plain(res, 301, "301 Moved Permanently\n")
+        end
+        local ist = index and uring.stat(gsub(path, "/*$", "/") .. index)
+        if ist and ist.type == "file" then
+          path, st = gsub(path, "/*$", "/") .. index, ist
+        elseif listing_on then
+          return listing(res, path, req.path)
+        else
+          return plain(res, index and 404 or 403, index and "404 Not Found\n" or "403 Forbidden\n")
+        end
       end
+      if not st or st.type ~= "file" then return plain(res, 404, "404 Not Found\n") end
+      f = uring.open(path, "rb")
+      if not f then return plain(res, 403, "403 Forbidden\n") end
+      local kind
+      kind, size, mtime = file_meta(f)     -- the file as opened, not as stat saw it
+      if kind ~= "file" then f:close(); return plain(res, 404, "404 Not Found\n") end
     end
-    local f = uring.open(path, "rb")
-    if not f then return plain(res, 403, "403 Forbidden\n") end
-    res:header("Content-Type", m[5])
-    local n = size
-    if first then
-      res:status(206)
-      res:header("Content-Range", format("bytes %d-%d/%d", first, last, size))
-      n = last - first + 1
-    else
-      first = 0
-    end
-    local ok, err = pcall(res.sendfile, res, f, first, n)
+    local ok, err = pcall(serve_file, req, res, f, path, size, mtime, memo)
     f:close()
     if not ok then error(err, 0) end
   end
