@@ -5,6 +5,7 @@
 #
 #   sh bench/static.sh          3 alternating rounds, wrk -d3s (about 1 min)
 #   sh bench/static.sh quick    one round, -d1s: checks that it runs
+#                               (results in build/bench/results)
 #   ROUNDS=5 DURATION=5s CONNS=50 sh bench/static.sh
 #
 # Files: 4 KiB and 1 MiB of random bytes in a temp dir.  Servers:
@@ -17,7 +18,8 @@
 # measure is requests per second of SERVER CPU: wrk's request count over
 # the server's utime + stime across the run (/proc/PID/stat: every thread,
 # io-wq workers included), as bench/http.sh does.  Every response is
-# checked first: the same bytes from both servers, hashed.
+# checked first: the same bytes from both servers, whole and a range.
+# The ratios go to $BENCH_RESULTS/static.tsv (bench/README.md).
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -27,9 +29,12 @@ OUT=build/bench
 mkdir -p "$OUT"
 if [ "$1" = quick ] || { [ -n "$BENCH_QUICK" ] && [ "$BENCH_QUICK" != 0 ]; }; then
   ROUNDS=1 DURATION=1s
+  BENCH_RESULTS=${BENCH_RESULTS:-build/bench/results}
 else
   ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-3s}
+  BENCH_RESULTS=${BENCH_RESULTS:-bench/results}
 fi
+mkdir -p "$BENCH_RESULTS"
 CONNS=${CONNS:-50}
 SRV_CPU=${SRV_CPU:-1}
 WRK_CPU=${WRK_CPU:-0}
@@ -123,11 +128,9 @@ for n in uring nginx; do
   start $n
   for f in f4k f1m; do
     curl -s "http://127.0.0.1:$PORT/$f" | cmp -s - "$DIR/$f" || { echo "bench: $n serves $f wrong" >&2; exit 1; }
-    curl -s -r 100-4000 "http://127.0.0.1:$PORT/$f" | cmp -s - "$T/range" 2>/dev/null || {
-      curl -s -r 100-4000 "http://127.0.0.1:$PORT/$f" > "$T/range.$n"
-      dd if="$DIR/$f" bs=1 skip=100 count=3901 2>/dev/null | cmp -s - "$T/range.$n" || {
-        echo "bench: $n serves a range of $f wrong" >&2; exit 1; }
-    }
+    curl -s -r 100-4000 "http://127.0.0.1:$PORT/$f" > "$T/range.$n"
+    dd if="$DIR/$f" bs=1 skip=100 count=3901 2>/dev/null | cmp -s - "$T/range.$n" || {
+      echo "bench: $n serves a range of $f wrong" >&2; exit 1; }
   done
   cleanup
 done
@@ -162,7 +165,7 @@ while [ $r -le "$ROUNDS" ]; do
   r=$((r + 1))
 done
 
-awk -v rounds="$ROUNDS" '
+awk -v rounds="$ROUNDS" -v tsv="$BENCH_RESULTS/static.tsv" -v conns="$CONNS" '
   function median(n, a,   i, j, t) {
     for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
@@ -170,11 +173,14 @@ awk -v rounds="$ROUNDS" '
   function med(f, n, m,   k, a, i) { k = 0; for (i = 1; i <= rounds; i++) if ((f, n, m, i) in v) a[++k] = v[f, n, m, i]; return median(k, a) }
   { v[$1, $2, "rps", $5] = $3; v[$1, $2, "per", $5] = $4 }
   END {
-    split("f4k f1m", F, " "); split("0.9 0.8", G, " ")
+    split("f4k f1m", F, " "); split("0.9 0.8", G, " "); split("4 KiB,1 MiB", S, ",")
+    printf "" > tsv
     for (i = 1; i <= 2; i++) {
       f = F[i]
       u = med(f, "uring", "per"); g = med(f, "nginx", "per")
       printf "median %s: uring %.0f req/s %.0f req/cpu-s, nginx %.0f req/s %.0f req/cpu-s; ratio uring/nginx per server-cpu-s %.2f (target >= %s)\n",
         f, med(f, "uring", "rps"), u, med(f, "nginx", "rps"), g, (g > 0 ? u / g : 0), G[i]
+      printf "static %s: uring.http.static/nginx\t%.3f\t%s\tkeep-alive, %d conns, requests per server-CPU-second against nginx-light sendfile on; medians %.0f vs %.0f; %d round(s)\n",
+        S[i], (g > 0 ? u / g : 0), G[i], conns, u, g, rounds > tsv
     }
   }' "$RES"
