@@ -21,7 +21,7 @@ INST_LUADIR ?= $(PREFIX)/share/lua/5.4
 INST_BINDIR ?= $(PREFIX)/bin
 DEBS        = liburing-dev liblua5.4-dev lua5.4 lua-busted pkg-config gcc make \
               libreadline-dev curl netcat-openbsd wrk lua-luv lua-cqueues \
-              lua-socket python3 fio
+              lua-socket python3 fio nginx-light
 
 .PHONY: all test deps asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
 
