@@ -75,12 +75,13 @@ print(n, h.hexdigest())
       assert.equal(70000, c:sendfile(f, 1, 70000, "H2"))   -- head, then splice
       assert.equal(0, c:sendfile(f, 0, 0, "only"))
       assert.equal(2, c:sendfile(f, #data - 2, 50, "x"))   -- shorter than asked
+      assert.equal(70000, c:sendfile(f, #data - 70000, 100000, "y"))   -- so, by splice
       c:close()
       local ok, got = reader:join()
       assert.is_true(ok)
       local want = data:sub(6, 15) .. data:sub(1001, 101000) .. data:sub(-3)
         .. "HEAD" .. data:sub(1, 4) .. "H2" .. data:sub(2, 70001) .. "only"
-        .. "x" .. data:sub(-2)
+        .. "x" .. data:sub(-2) .. "y" .. data:sub(-70000)
       assert.equal(#want, #got)
       assert.is_true(want == got)
       s:close()
