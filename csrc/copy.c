@@ -4,6 +4,9 @@
  * core._copy_trim); its splice_copy calls the fallback, SPLICE pairs
  * through a pipe (core._splice_pipe, core._splice; described at its
  * section below).  Files are reached through fs.c's ur_file_handle only.
+ * sock:sendfile shares those SPLICE pairs, with a socket at the far end
+ * (its section is last; net.c lists it among the socket methods), and
+ * core._file_meta serves uring.http.static.
  *
  * Why a thread first: io_uring has no copy_file_range op.  SPLICE pairs
  * through a pipe (the fallback) do the same kernel copy, but every SPLICE

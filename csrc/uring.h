@@ -505,7 +505,8 @@ void ur_register_dns (lua_State *L);
 int ur_thread_start (void *(*fn)(void *), void *arg);
 
 /* copy.c: uring.copyfile's C: copy_file_range on a helper thread, and
- * the fallback, SPLICE pairs through a pipe */
+ * the fallback, SPLICE pairs through a pipe; sock:sendfile on the same
+ * pairs (ur_sock_sendfile, above) */
 void ur_register_copy (lua_State *L);
 
 /* bufring.c: provided receive buffers (one group per loop) */
