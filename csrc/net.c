@@ -726,6 +726,21 @@ static int l_sock_send (lua_State *L) {
   return start_send(L, s, t, 0);
 }
 
+/* sock:sendfile (copy.c) sends through the socket's handle: checked as
+ * sock:send checks (raises: closed, listening, busy); the sending side is
+ * taken with ur_sock_sending(s, 1) once nothing can raise any more. */
+ur_handle *ur_sock_send_handle (lua_State *L, int idx, ur_sock **sp) {
+  ur_sock *s = checksock(L, idx);
+  if (s->h.fd < 0) luaL_error(L, "attempt to use a closed socket");
+  if (s->listener) luaL_error(L, "sendfile: socket is listening");
+  if (s->wbusy)
+    luaL_error(L, "sendfile: socket is busy (another task is sending)");
+  *sp = s;
+  return &s->h;
+}
+
+void ur_sock_sending (ur_sock *s, int busy) { s->wbusy = busy ? 1 : 0; }
+
 /* --- accepting: one multishot ACCEPT per listener --- */
 
 static int arm_accept (lua_State *L, ur_loop *loop, ur_sock *s);
@@ -1249,6 +1264,7 @@ void ur_register_net (lua_State *L) {
     {"receive", l_sock_receive},
     {"settimeout", l_sock_settimeout}, {"shutdown", l_sock_shutdown},
     {"close", l_sock_close}, {"getpeername", l_sock_getpeername},
+    {"sendfile", ur_sock_sendfile},
     {"getsockname", l_sock_getsockname}, {"fd", l_sock_fd},
     {"setoption", l_sock_setoption},
     {"_fill", l_sock_fill}, {"_take_line", l_sock_take_line},

@@ -527,7 +527,8 @@ void ur_register_dns (lua_State *L);
 int ur_thread_start (void *(*fn)(void *), void *arg);
 
 /* copy.c: uring.copyfile's C: copy_file_range on a helper thread, and
- * the fallback, SPLICE pairs through a pipe */
+ * the fallback, SPLICE pairs through a pipe; sock:sendfile on the same
+ * pairs (ur_sock_sendfile, above) */
 void ur_register_copy (lua_State *L);
 
 /* bufring.c: provided receive buffers (one group per loop) */
@@ -565,6 +566,12 @@ ur_task *ur_sock_recv_task (lua_State *L, ur_sock *s);   /* raises */
 int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
                   lua_KContext ctx, lua_KFunction k);
 int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp);
+/* sock:sendfile: the send side's handle, checked (raises), and the busy
+ * mark sock:send honours; ur_sock_sendfile is in copy.c, beside the
+ * splice machinery it shares with uring.copyfile */
+ur_handle *ur_sock_send_handle (lua_State *L, int idx, ur_sock **sp);
+void ur_sock_sending (ur_sock *s, int busy);
+int ur_sock_sendfile (lua_State *L);
 
 /* A TLS socket (tls.c) is a stream socket with TLS state: net.c moves
  * the ciphertext through the ring and calls tls.c at these points. */
@@ -629,6 +636,7 @@ void ur_register_probe (lua_State *L);
 void ur_register_stats (lua_State *L);
 void ur_register_workers (lua_State *L);   /* workers.c: uring.workers */
 void ur_register_websocket (lua_State *L); /* websocket.c: _ws_* helpers */
+void ur_register_watch (lua_State *L);     /* watch.c: uring.watch */
 void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);

@@ -34,6 +34,7 @@ build = {
         "csrc/failwatch.c", "csrc/tls.c",
         "csrc/wire.c", "csrc/threadpool.c", "csrc/embed.c",
         "csrc/websocket.c",
+        "csrc/watch.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)", "$(OPENSSL_INCDIR)" },
@@ -63,5 +64,6 @@ build = {
     ["uring.trace"] = "lua/uring/trace.lua",
     ["uring.tls"] = "lua/uring/tls.lua",
     ["uring.ssl"] = "lua/uring/ssl.lua",
+    ["uring.watch"] = "lua/uring/watch.lua",
   },
 }

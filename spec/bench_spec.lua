@@ -262,3 +262,26 @@ describe("bench/thread.lua, one round", function()
     assert.matches("cpu +[%d.]+ +[%d.]+ +[%d.]+", out)
   end)
 end)
+
+describe("bench/static.sh quick", function()
+  it("checks both servers' bytes, runs uring.http.static and nginx, writes its ratios", function()
+    if not helpers.have("nginx") and not helpers.exists("/usr/sbin/nginx") then
+      pending("nginx-light is not installed")
+      return
+    end
+    local code, out = run(ENV .. "timeout 120 sh bench/static.sh")
+    assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
+    assert.matches("check: both serve f4k and f1m byte for byte", out)
+    for _, f in ipairs { "f4k", "f1m" } do
+      assert.matches("round 1 " .. f .. ":  uring %d+ req/s [%d.]+s cpu %d+/cpu%-s  nginx %d+ req/s", out)
+      assert.matches("median " .. f .. ": .* ratio uring/nginx per server%-cpu%-s [%d.]+ %(target >= 0%.[89]%)", out)
+    end
+    local rows = tsv_lines(results .. "/static.tsv")
+    assert.equal(2, #rows)
+    assert.same({ "static 4 KiB: uring.http.static/nginx", "0.9" }, { rows[1].label, rows[1].target })
+    assert.same({ "static 1 MiB: uring.http.static/nginx", "0.8" }, { rows[2].label, rows[2].target })
+    -- nothing left running: no nginx of ours, no temp dir
+    assert.equal("", (helpers.sh("pgrep -f '[u]ring-static-bench' || true")))
+    assert.equal("", (helpers.sh("ls -d /tmp/uring-static-bench.* 2>/dev/null || true")))
+  end)
+end)

@@ -33,6 +33,7 @@ local KINDS = {
   { prefix = "sig", mt = "uring.signal" },
   { prefix = "udp", mt = "uring.udp" },
   { prefix = "proc", mt = "uring.process" },
+  { prefix = "w", mt = "uring.watch" },
 }
 
 -- objects whose methods are Lua tables (uring.http's), by heading prefix

@@ -186,6 +186,59 @@ describe("examples", function()
     end)
   end)
 
+  describe("watch.lua", function()
+    it("runs the command at start and once per burst of changes, then stops", function()
+      local dir = helpers.tmpdir()
+      local log = dir .. "/../" .. dir:match("[^/]+$") .. ".log"
+      -- two bursts, a second apart, once the first run is done (the
+      -- watch is set by then), while the example watches for 4 s
+      local code = os.execute(("timeout 60 %s examples/watch.lua --dir %s --seconds 4 -- 'ls %s | wc -l' > %s 2>&1 & pid=$!; "
+        .. "i=0; until grep -qs 'watch. ok' %s || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done; "
+        .. "echo a > %s/x; echo b > %s/y; mkdir %s/sub; sleep 1; echo c > %s/sub/z; wait $pid")
+        :format(LUA, dir, dir, log, log, dir, dir, dir, dir))
+      local out = readall(log)
+      os.remove(log)
+      helpers.rmrf(dir)
+      assert(code == true, out)
+      assert.matches("%[watch%] start: ls", out)
+      assert.matches("%[watch%] create x and %d+ more: ls", out)
+      assert.matches("%[watch%] create sub/z", out)   -- the new subdirectory is watched
+      assert.matches("\n3\n%[watch%] ok\n", out)
+      assert.matches("watch: %d+ events, 3 runs in 4 s\n$", out)
+    end)
+
+    it("refuses a missing command with its usage line and status 2", function()
+      local code, _, err = run("watch.lua", "--dir .")
+      assert.equal(2, code)
+      assert.matches("usage: lua5%.4 examples/watch%.lua", err)
+    end)
+  end)
+
+  describe("serve_dir.lua", function()
+    it("serves a directory to curl (a listing, a range), then stops by itself", function()
+      local dir = helpers.tmpdir()
+      helpers.writeall(dir .. "/hello.txt", "hello, world\n")
+      local p = assert(io.popen("timeout 30 " .. LUA .. " examples/serve_dir.lua 0 --dir " .. dir .. " --seconds 2 2>&1"))
+      local first = p:read("l") or ""
+      local port = first:match("listening on 127%.0%.0%.1:(%d+)")
+      assert(port, "first line: " .. first)
+      local function curl(args)
+        local c = assert(io.popen("env -u LD_PRELOAD curl -s -m 5 " .. args))
+        local body = c:read("a"); c:close()
+        return body
+      end
+      local listing = curl("http://127.0.0.1:" .. port .. "/")
+      local range = curl("-r 7-11 http://127.0.0.1:" .. port .. "/hello.txt")
+      local rest = p:read("a")
+      local ok = p:close()
+      helpers.rmrf(dir)
+      assert.matches('<a href="hello.txt">hello.txt</a>', listing, 1, true)
+      assert.equal("world", range)
+      assert.is_true(ok, rest)
+      assert.matches("serve_dir: 2 requests", rest)
+    end)
+  end)
+
   describe("random_reads.lua", function()
     it("reads every block right three ways; the fixed way through registered buffers", function()
       local code, out, err = run("random_reads.lua", "4 3000 8")

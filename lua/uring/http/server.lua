@@ -237,6 +237,39 @@ local function write(self, data)
   return send(self, data)
 end
 
+--- res:sendfile(file, offset, len) -> true | nil, err: the whole response,
+-- its body len bytes of file from offset, sent in the kernel
+-- (sock:sendfile: the head and the bytes in one send when small, else
+-- the head then SPLICE through a pipe).  Sets Content-Length; the bytes
+-- never become a Lua string.  A short send (the peer went away, the file
+-- shrank) ends the connection.
+function Response:sendfile(file, offset, len)
+  checkres(self, "sendfile")
+  if math.type(offset) ~= "integer" or offset < 0 then
+    argerror(3, "sendfile", "offset must be a non-negative integer")
+  end
+  if math.type(len) ~= "integer" or len < 0 then
+    argerror(4, "sendfile", "length must be a non-negative integer")
+  end
+  if self._sent then check.error("sendfile: headers already sent") end
+  check.intask("sendfile")
+  self._len = len
+  self._sent, self._done, self._mode = true, true, "length"
+  local h = head(self, "Content-Length: " .. len .. "\r\n")
+  local sent, msg
+  if self._head_only or self._code == 304 or self._code == 204 then
+    sent, msg = self._sock:send(h)
+    if sent then return true end
+  else
+    sent, msg = self._sock:sendfile(file, offset, len, h)
+    if sent == len then return true end
+    msg = msg or "file shrank while it was sent"
+  end
+  self._keep = false
+  self._err = msg
+  return nil, msg
+end
+
 -- a body argument: a string, a number (as a string) or nil
 local function checkbody(arg, name, body, level)
   if body == nil or type(body) == "string" then return body end

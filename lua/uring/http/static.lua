@@ -1,31 +1,182 @@
 --- uring.http.static: a handler serving the files under a directory.
+-- The bytes go from the page cache to the socket in the kernel
+-- (sock:sendfile: SPLICE through a pipe); Lua sees only the head.  With
+-- Range (206, 416), validators (ETag, Last-Modified) and 304 for a client
+-- that has the file already, and a directory listing when asked for.
 local uring = require "uring"
 -- required before uring: init.lua has loaded this file meanwhile
 if package.loaded[...] then return package.loaded[...] end
+local core = require "uring.core"
 local check = require "uring.check"
 local message = require "uring.http.message"
 local server = require "uring.http.server"
 
-local find, gsub, lower, match, sub = string.find, string.gsub, string.lower,
-  string.match, string.sub
+local find, format, gsub, lower, match, sub = string.find, string.format, string.gsub,
+  string.lower, string.match, string.sub
 local argerror, typeerror = check.argerror, check.typeerror
+local entries = core._watch_entries   -- readdir of one directory (csrc/watch.c)
+local file_meta = core._file_meta     -- fstat of an open file (csrc/copy.c)
 
 local M = {}
-
-local CHUNK = 256 * 1024
 
 local PLAIN = { ["Content-Type"] = "text/plain; charset=utf-8" }
 local function plain(res, code, text)
   return res:reply(code, text, PLAIN)
 end
 
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7,
+  Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+
+-- days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+-- days_from_civil): os.time would read it as local time
+local function days(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = (y >= 0 and y or y - 399) // 400
+  local yoe = y - era * 400
+  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  return era * 146097 + doe - 719468
+end
+
+-- An HTTP date (RFC 9110's IMF-fixdate, the only form we send) as seconds
+-- since the epoch; nil if it is not one.
+local function parsedate(s)
+  local d, mon, y, h, mi, sec = match(s, "^%a%a%a, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+  mon = MONTHS[mon or ""]
+  if not mon then return nil end
+  return days(tonumber(y), mon, tonumber(d)) * 86400 + tonumber(h) * 3600
+    + tonumber(mi) * 60 + tonumber(sec)
+end
+M._parsedate = parsedate
+
+local function httpdate(t)
+  return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
+end
+
+-- Does If-None-Match's list name etag?  Weak comparison (RFC 9110
+-- 13.1.2): W/ is ignored on either side.
+local function etag_matches(list, etag)
+  if match(list, "^%s*%*%s*$") then return true end
+  local bare = gsub(etag, "^W/", "")
+  for tag in list:gmatch('[^,%s]+') do
+    if gsub(tag, "^W/", "") == bare then return true end
+  end
+  return false
+end
+
+-- The one range of a "Range: bytes=..." header, clamped to size:
+-- first, last (inclusive); false if none of it is in the file (416); nil
+-- to ignore the header (not bytes, malformed, or several ranges: the
+-- whole file is then sent, as RFC 9110 14.2 allows).
+local function byterange(h, size)
+  local spec = match(h, "^%s*bytes%s*=%s*(.-)%s*$")
+  if not spec or find(spec, ",", 1, true) then return nil end
+  local a, b = match(spec, "^(%d*)%s*%-%s*(%d*)$")
+  if not a or (a == "" and b == "") then return nil end
+  if #a > 18 or #b > 18 then return nil end   -- beyond any file
+  if a == "" then                           -- the last b bytes
+    local n = tonumber(b)
+    if n == 0 or size == 0 then return false end
+    if n > size then n = size end
+    return size - n, size - 1
+  end
+  local first = tonumber(a)
+  if b == "" and first >= size then return false end
+  local last = b == "" and size - 1 or tonumber(b)
+  if last < first then return nil end       -- malformed: ignored
+  if first >= size then return false end
+  if last >= size then last = size - 1 end
+  return first, last
+end
+M._byterange = byterange
+
+local ESC = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }
+local function html(s) return (gsub(s, "[&<>\"']", ESC)) end
+local function urlpart(s)
+  return (gsub(s, "[^%w%-%._~]", function(c) return format("%%%02X", c:byte()) end))
+end
+
+-- A directory's names as an HTML page: subdirectories with a slash.
+local function listing(res, path, urlpath)
+  local list = entries(path)
+  if not list then return plain(res, 403, "403 Forbidden\n") end
+  local names = {}
+  for name, isdir in pairs(list) do
+    names[#names + 1] = isdir and name .. "/" or name
+  end
+  table.sort(names)
+  local t = html(urlpath)
+  local out = { "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of ",
+    t, "</title></head>\n<body><h1>Index of ", t, "</h1>\n<ul>\n" }
+  if urlpath ~= "/" then out[#out + 1] = "<li><a href=\"../\">../</a></li>\n" end
+  for _, n in ipairs(names) do
+    local dir = sub(n, -1) == "/"
+    local href = urlpart(dir and sub(n, 1, -2) or n) .. (dir and "/" or "")
+    out[#out + 1] = format("<li><a href=\"%s\">%s</a></li>\n", href, html(n))
+  end
+  out[#out + 1] = "</ul></body></html>\n"
+  return res:reply(200, table.concat(out), { ["Content-Type"] = "text/html; charset=utf-8" })
+end
+
+-- The validators, 304, the range, then the bytes by res:sendfile.
+-- memo.t: path -> {mtime, size, etag, date, type} as last seen:
+-- formatting a date per request cost more than the rest of the Lua of a
+-- 4 KiB answer.
+local function serve_file(req, res, f, path, size, mtime, memo)
+  local m = memo.t[path]
+  if not m or m[1] ~= mtime or m[2] ~= size then
+    if memo.n >= 1024 then memo.t, memo.n = {}, 0 end
+    local ext = match(path, "%.([%w]+)$")
+    m = { mtime, size, format('"%x-%x"', mtime, size), httpdate(mtime),
+      (ext and message.MIME[lower(ext)]) or "application/octet-stream" }
+    memo.t[path] = m
+    memo.n = memo.n + 1
+  end
+  local etag, modified = m[3], m[4]
+  res:header("ETag", etag)
+  res:header("Last-Modified", modified)
+  res:header("Accept-Ranges", "bytes")
+  -- validators first (RFC 9110 13.2.2): If-None-Match wins over
+  -- If-Modified-Since
+  local inm = req:header("if-none-match")
+  local fresh
+  if inm then fresh = etag_matches(inm, etag)
+  else
+    local ims = req:header("if-modified-since")
+    local t = ims and parsedate(ims)
+    fresh = t ~= nil and mtime <= t
+  end
+  if fresh then return res:reply(304) end
+  local first, last
+  local range = req:header("range")
+  if range then
+    first, last = byterange(range, size)
+    local ifr = req:header("if-range")
+    if ifr and ifr ~= etag and ifr ~= modified then first = nil end
+    if first == false then
+      res:header("Content-Range", "bytes */" .. size)
+      return plain(res, 416, "416 Range Not Satisfiable\n")
+    end
+  end
+  res:header("Content-Type", m[5])
+  local n = size
+  if first then
+    res:status(206)
+    res:header("Content-Range", format("bytes %d-%d/%d", first, last, size))
+    n = last - first + 1
+  else
+    first = 0
+  end
+  return res:sendfile(f, first, n)
+end
+
 --- uring.http.static(root [, opts]) -> handler(req, res [, relpath]).
 -- Serves files under root for GET and HEAD: the path is the handler's
 -- first route capture if any, else req.path minus opts.prefix.  A ".."
 -- segment, a NUL or a backslash is refused (403); a directory serves its
--- index.html; Content-Type from the extension (uring.http.MIME), a
--- Content-Length, and the bytes read with file:pread in 256 KiB pieces
--- and sent through the ring (no splice/zero copy).
+-- index.html, or with opts.listing its names; Content-Type from the
+-- extension (uring.http.MIME); ETag and Last-Modified, 304 for
+-- If-None-Match / If-Modified-Since; one byte range (206, 416).
 function M.static(root, opts)
   if type(root) ~= "string" then typeerror(1, "static", "string", root) end
   if opts ~= nil and type(opts) ~= "table" then typeerror(2, "static", "table", opts) end
@@ -40,11 +191,15 @@ function M.static(root, opts)
   elseif index ~= false and type(index) ~= "string" then
     argerror(2, "static", "index must be a string or false, got " .. check.typename(index))
   end
-  local chunk = opts.chunk
-  if chunk == nil then chunk = CHUNK
-  elseif math.type(chunk) ~= "integer" or chunk < 1 or chunk > 1 << 30 then
+  local listing_on = opts.listing
+  if listing_on ~= nil and type(listing_on) ~= "boolean" then
+    argerror(2, "static", "listing must be a boolean, got " .. check.typename(listing_on))
+  end
+  local chunk = opts.chunk        -- accepted for compatibility: sendfile needs none
+  if chunk ~= nil and (math.type(chunk) ~= "integer" or chunk < 1 or chunk > 1 << 30) then
     argerror(2, "static", "chunk must be an integer in 1..1073741824")
   end
+  local memo = { t = {}, n = 0 }   -- serve_file's
   return function(req, res, rel)
     if type(req) ~= "table" or type(req.method) ~= "string" or type(req.path) ~= "string" then
       typeerror(1, "static handler", "request", req)
@@ -71,35 +226,43 @@ function M.static(root, opts)
       if seg == ".." then return plain(res, 403, "403 Forbidden\n") end
     end
     local path = root .. "/" .. gsub(rel, "^/+", "")
-    local st = uring.stat(path)
-    if st and st.type == "directory" then
-      if not index then return plain(res, 403, "403 Forbidden\n") end
-      if sub(req.path, -1) ~= "/" then
-        res:header("Location", req.path .. "/")
-        return plain(res, 301, "301 Moved Permanently\n")
+    local f, size, mtime
+    if memo.t[path] then
+      -- a file served before: open it at once and fstat the open file (a
+      -- round trip through the ring less than stat, then open).  Only
+      -- for paths known to be files: opening a fifo would wait for a
+      -- writer.
+      f = uring.open(path, "rb")
+      if f then
+        local kind
+        kind, size, mtime = file_meta(f)
+        if kind ~= "file" then f:close(); f = nil end
       end
-      path = gsub(path, "/*$", "/") .. index
-      st = uring.stat(path)
     end
-    if not st or st.type ~= "file" then return plain(res, 404, "404 Not Found\n") end
-    local f = uring.open(path, "rb")
-    if not f then return plain(res, 403, "403 Forbidden\n") end
-    local ext = match(path, "%.([%w]+)$")
-    res:header("Content-Type", (ext and message.MIME[lower(ext)]) or "application/octet-stream")
-    local size = st.size
-    res:header("Content-Length", size)
-    local ok, err = pcall(function()
-      if req.method == "HEAD" or size == 0 then return res:finish() end
-      local off = 0
-      while off < size do
-        local data = f:pread(math.min(chunk, size - off), off)
-        if not data then break end                 -- shrank meanwhile
-        off = off + #data
-        if not res:write(data) then break end
+    if not f then
+      local st = uring.stat(path)
+      if st and st.type == "directory" then
+        if sub(req.path, -1) ~= "/" then
+          res:header("Location", req.path .. "/")
+          return plain(res, 301, "301 Moved Permanently\n")
+        end
+        local ist = index and uring.stat(gsub(path, "/*$", "/") .. index)
+        if ist and ist.type == "file" then
+          path, st = gsub(path, "/*$", "/") .. index, ist
+        elseif listing_on then
+          return listing(res, path, req.path)
+        else
+          return plain(res, index and 404 or 403, index and "404 Not Found\n" or "403 Forbidden\n")
+        end
       end
-      if off < size then res._keep = false end -- short: the peer must not reuse
-      return res:finish()
-    end)
+      if not st or st.type ~= "file" then return plain(res, 404, "404 Not Found\n") end
+      f = uring.open(path, "rb")
+      if not f then return plain(res, 403, "403 Forbidden\n") end
+      local kind
+      kind, size, mtime = file_meta(f)     -- the file as opened, not as stat saw it
+      if kind ~= "file" then f:close(); return plain(res, 404, "404 Not Found\n") end
+    end
+    local ok, err = pcall(serve_file, req, res, f, path, size, mtime, memo)
     f:close()
     if not ok then error(err, 0) end
   end
