@@ -1233,6 +1233,13 @@ static int l_sock_getpeername (lua_State *L) { return names(L, 1); }
 /* sock:getsockname() -> host, port (path for Unix) | fail */
 static int l_sock_getsockname (lua_State *L) { return names(L, 0); }
 
+/* sock:_tls() -> true for a TLS socket (uring.net sends files to it
+ * through Lua: the kernel's splice cannot encrypt) */
+static int l_sock_is_tls (lua_State *L) {
+  lua_pushboolean(L, ur_sock_tls(checksock(L, 1)) != NULL);
+  return 1;
+}
+
 static int l_sock_fd (lua_State *L) {
   lua_pushinteger(L, tosock(L)->h.fd);
   return 1;
@@ -1264,7 +1271,7 @@ void ur_register_net (lua_State *L) {
     {"receive", l_sock_receive},
     {"settimeout", l_sock_settimeout}, {"shutdown", l_sock_shutdown},
     {"close", l_sock_close}, {"getpeername", l_sock_getpeername},
-    {"sendfile", ur_sock_sendfile},
+    {"sendfile", ur_sock_sendfile}, {"_tls", l_sock_is_tls},
     {"getsockname", l_sock_getsockname}, {"fd", l_sock_fd},
     {"setoption", l_sock_setoption},
     {"_fill", l_sock_fill}, {"_take_line", l_sock_take_line},

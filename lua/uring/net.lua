@@ -16,6 +16,47 @@ local buffered, state = methods._buffered, methods._closed
 
 local M = {}
 
+-- sock:sendfile on a TLS socket: the kernel's splice would put the file's
+-- bytes on the wire in the clear, so they are read here and go through
+-- the socket's TLS send, 64 KiB at a time, with the same arguments,
+-- checks and results as the C method.
+local c_sendfile, is_tls = methods.sendfile, methods._tls
+local PIECE = 65536
+function methods.sendfile(self, file, offset, len, head)
+  if not check.is(self, methods) or not is_tls(self) then
+    return c_sendfile(self, file, offset, len, head)
+  end
+  if not check.is(file, core.file_methods) then typeerror(2, "sendfile", "uring.file", file) end
+  if offset ~= nil and math.type(offset) ~= "integer" then typeerror(3, "sendfile", "integer", offset) end
+  if len ~= nil and math.type(len) ~= "integer" then typeerror(4, "sendfile", "integer", len) end
+  offset = offset or 0
+  if offset < 0 then argerror(3, "sendfile", "offset must be non-negative") end
+  if len and len < 0 then argerror(4, "sendfile", "length must be non-negative") end
+  if head ~= nil and type(head) ~= "string" then typeerror(5, "sendfile", "string", head) end
+  if not len then
+    local st, msg, en = file:stat()
+    if not st then return nil, msg, en, 0 end
+    len = math.max(st.size - offset, 0)
+  end
+  local sent = 0
+  head = head or ""
+  while sent < len or head ~= "" do
+    local piece = ""
+    if sent < len then
+      local s, msg, en = file:pread(math.min(PIECE, len - sent), offset + sent)
+      if not s then return nil, msg, en, sent end
+      if s == "" then len = sent end             -- the file is shorter
+      piece = s
+    end
+    local ok, msg, en, part = self:send(head .. piece)
+    if not ok then
+      return nil, msg, en, sent + math.max((part or 0) - #head, 0)
+    end
+    sent, head = sent + #piece, ""
+  end
+  return sent
+end
+
 -- These methods are plain Lua: check self as the C ones do, so
 -- sock.read(other) raises a bad argument, not "attempt to call a nil
 -- value (method '_take_line')", and a closed, listening or busy socket
