@@ -31,6 +31,7 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_probe(L);
   ur_register_stats(L);
   ur_register_workers(L);
+  ur_register_sync(L);
 #ifdef UR_FAULTS
   ur_register_faults(L);      /* core._faults: test builds only */
 #endif

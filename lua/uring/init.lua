@@ -42,6 +42,7 @@ for k, v in pairs(core) do
 end
 uring.file_methods = nil
 uring.socket_methods = nil
+uring.queue_methods, uring.semaphore_methods, uring.group_methods = nil, nil, nil
 uring.TIMEOUT = nil
 -- a copy: the core's own table stays as it was for the Lua files
 local errno = {}
@@ -82,6 +83,7 @@ area "uring.file"      -- readfile, writefile, copyfile; file:lines
 area "uring.net"       -- install_socket; sock:recv, read, write, lines
 area "uring.proc"      -- popen's close
 area "uring.workers"   -- workers
+area "uring.sync"      -- group; s:with
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
 
