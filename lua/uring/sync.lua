@@ -60,6 +60,16 @@ local function catch(e)
   return { raw = e }
 end
 
+-- a child's: its traceback ends where its function began (below are only
+-- this file's frames)
+local function catch_child(e)
+  local rec = catch(e)
+  if rec.tb then
+    rec.tb = rec.tb:gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
+  end
+  return rec
+end
+
 local function cancel_children(g)
   local me = current()
   for _, t in ipairs(g._tasks) do
@@ -77,7 +87,7 @@ end
 
 -- every child runs in this: its failure is the group's
 local function child(g, fn, ...)
-  local r = pack(xpcall(fn, catch, ...))
+  local r = pack(xpcall(fn, catch_child, ...))
   if r[1] then return unpack(r, 2, r.n) end
   local rec = r[2]
   if not is_interrupt(rec.raw) then fail(g, rec) end
