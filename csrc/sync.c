@@ -32,6 +32,34 @@
 #define UR_WAITER_MT "uring.waiter"
 #define UR_GROUP_MT  "uring.group"
 
+/* Every function here carries, after the loop (upvalue 1), the
+ * metatables it checks and sets and the waiter cache: found with no
+ * lookup (luaL_checkudata's getfield costs a strcmp and a registry
+ * lookup; a queue hand-off does a dozen of these). */
+enum { UV_QUEUE = 2, UV_SEM, UV_EVENT, UV_WAITER, UV_CACHE, UV_TASK, UV_N = UV_TASK };
+static char cache_key;      /* registry: the cache, for ur_sync_task_ended */
+
+/* The userdata at idx if its metatable is upvalue uv, else NULL */
+static void *testud (lua_State *L, int idx, int uv) {
+  void *p = lua_touserdata(L, idx);
+  int same;
+  if (p == NULL || !lua_getmetatable(L, idx)) return NULL;
+  same = lua_rawequal(L, -1, lua_upvalueindex(uv));
+  lua_pop(L, 1);
+  return same ? p : NULL;
+}
+
+static void *checkud (lua_State *L, int idx, int uv, const char *tname) {
+  void *p = testud(L, idx, uv);
+  if (p == NULL) luaL_typeerror(L, idx, tname);
+  return p;
+}
+
+static void setmt (lua_State *L, int uv) {
+  lua_pushvalue(L, lua_upvalueindex(uv));
+  lua_setmetatable(L, -2);
+}
+
 /* what a node waits for */
 enum { N_GET, N_PUT, N_ACQUIRE, N_EVENT, N_TASK };
 
@@ -49,7 +77,8 @@ struct waiter {
   ur_task *t;
   ur_waitq park;        /* t alone; where cancel and timeout find it */
   int won;              /* 1-based node granted, 0: none (yet) */
-  int n;                /* nodes */
+  int n;                /* nodes in use */
+  int cap;              /* nodes it has room for */
   lua_Integer want;     /* permits asked of a semaphore */
   ur_wnode node[];
 };
@@ -119,45 +148,63 @@ static void nudge (ur_loop *loop, ur_wnode *nd) {
 }
 
 /* __close and __gc: unhook; a task still parked here (its coroutine was
- * closed from outside) is woken, and the loop ends it. */
+ * closed from outside) is woken, and the loop ends it.  The frame that
+ * made the waiter closes it however it ends, so only lua_close, which
+ * closes no coroutine's variables, leaves the work to __gc: every object
+ * is still there then. */
 static int waiter_close (lua_State *L) {
   waiter *w = (waiter *)lua_touserdata(L, 1);
-  if (w == NULL || w->t == NULL) return 0;
+  ur_task *t = w ? w->t : NULL;
+  if (t == NULL) return 0;
   waiter_unhook(w);
-  if (w->t->waitq == &w->park) ur_task_unpark(w->t->loop, w->t);
+  w->t = NULL;
+  if (t->waitq == &w->park) ur_task_unpark(t->loop, t);
   return 0;
 }
 
-/* A waiter of n nodes for t, pushed and marked to-be-closed.  Its user
- * values anchor the task (1) and the objects (2..n+1, set by hook), so
- * the memory its nodes name outlives it even in a collection. */
+/* A waiter of n nodes for t, pushed and marked to-be-closed.  Each task
+ * keeps the one it used last (registry cache, by task address; dropped
+ * when the task ends): a hand-off through a queue then allocates nothing,
+ * where a fresh userdata per wait cost more than the rest of it (GC). */
 static waiter *waiter_new (lua_State *L, ur_task *t, int n) {
   waiter *w;
   luaL_checkstack(L, 4, "too many arguments");
-  w = (waiter *)lua_newuserdatauv(L, sizeof *w + (size_t)n * sizeof(ur_wnode),
-                                  n + 1);
-  memset(w, 0, sizeof *w + (size_t)n * sizeof(ur_wnode));
-  luaL_setmetatable(L, UR_WAITER_MT);
-  w->n = n;
-  for (int i = 0; i < n; i++) w->node[i].w = w;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->loop->tasks_ref);
-  lua_rawgeti(L, -1, t->ref);
-  lua_setiuservalue(L, -3, 1);
-  lua_pop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(UV_CACHE));
+  lua_rawgetp(L, -1, t);
+  w = (waiter *)lua_touserdata(L, -1);
+  if (w == NULL || w->cap < n) {
+    size_t size = sizeof *w + (size_t)(unsigned)n * sizeof(ur_wnode);
+    lua_pop(L, 1);
+    w = (waiter *)lua_newuserdatauv(L, size, 0);
+    memset(w, 0, size);
+    setmt(L, UV_WAITER);
+    w->cap = n;
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, t);
+    t->sync_cached = 1;
+  }
+  lua_remove(L, -2);
   w->t = t;
+  w->won = 0;
+  w->want = 0;
+  w->n = n;
+  for (int i = 0; i < n; i++) {
+    memset(&w->node[i], 0, sizeof w->node[i]);
+    w->node[i].w = w;
+  }
   lua_toclose(L, -1);
   return w;
 }
 
-/* Node i of the waiter at widx waits on the object at oidx. */
-static void hook (lua_State *L, int widx, int oidx, int i, ur_wlist *l,
-                  int kind, void *obj) {
+/* Node i of the waiter at widx waits on obj.  No anchor is needed: obj
+ * is an argument of the frame that waits, and the frame unhooks every
+ * node (the waiter is to-be-closed) before it goes. */
+static void hook (lua_State *L, int widx, int i, ur_wlist *l, int kind,
+                  void *obj) {
   waiter *w = (waiter *)lua_touserdata(L, widx);
   ur_wnode *nd = &w->node[i];
   nd->kind = kind;
   nd->obj = obj;
-  lua_pushvalue(L, oidx);
-  lua_setiuservalue(L, widx, i + 2);
   wlist_push(l, nd);
 }
 
@@ -175,7 +222,7 @@ static ur_task *resumed (lua_State *L, waiter *w, int *won) {
 /* --- uring.queue --- */
 
 static queue *checkqueue (lua_State *L, int idx) {
-  return (queue *)luaL_checkudata(L, idx, UR_QUEUE_MT);
+  return (queue *)checkud(L, idx, UV_QUEUE, UR_QUEUE_MT);
 }
 
 static lua_Integer q_avail (const queue *q) { return q->n - q->promised; }
@@ -253,7 +300,7 @@ static int l_queue (lua_State *L) {
   memset(q, 0, sizeof *q);
   q->cap = cap;
   q->size = cap < 8 ? cap : 8;
-  luaL_setmetatable(L, UR_QUEUE_MT);
+  setmt(L, UV_QUEUE);
   lua_createtable(L, (int)q->size, 0);
   lua_setiuservalue(L, -2, 1);
   return 1;
@@ -264,7 +311,7 @@ static int get_k (lua_State *L, int status, lua_KContext ctx);
 /* Park in q:get, with the waiter at index 2. */
 static int get_park (lua_State *L, ur_task *t) {
   queue *q = (queue *)lua_touserdata(L, 1);
-  hook(L, 2, 1, 0, &q->getters, N_GET, q);
+  hook(L, 2, 0, &q->getters, N_GET, q);
   return ur_park(L, t, &((waiter *)lua_touserdata(L, 2))->park, "queue get",
                  0, get_k);
 }
@@ -315,7 +362,7 @@ static int put_k (lua_State *L, int status, lua_KContext ctx);
 /* Park in q:put, with the item at 2 and the waiter at 3. */
 static int put_park (lua_State *L, ur_task *t) {
   queue *q = (queue *)lua_touserdata(L, 1);
-  hook(L, 3, 1, 0, &q->putters, N_PUT, q);
+  hook(L, 3, 0, &q->putters, N_PUT, q);
   return ur_park(L, t, &((waiter *)lua_touserdata(L, 3))->park, "queue put",
                  0, put_k);
 }
@@ -397,7 +444,7 @@ static int l_queue_tostring (lua_State *L) {
 /* --- uring.semaphore --- */
 
 static sem *checksem (lua_State *L, int idx) {
-  return (sem *)luaL_checkudata(L, idx, UR_SEM_MT);
+  return (sem *)checkud(L, idx, UV_SEM, UR_SEM_MT);
 }
 
 /* Grant permits in FIFO order: a waiter asking for many holds back the
@@ -424,7 +471,7 @@ static int l_semaphore (lua_State *L) {
   s = (sem *)lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   s->count = s->max = n;
-  luaL_setmetatable(L, UR_SEM_MT);
+  setmt(L, UV_SEM);
   return 1;
 }
 
@@ -441,7 +488,7 @@ static int acquire_k (lua_State *L, int status, lua_KContext ctx) {
   ur_check_interrupt(L, t);
   if (!won) {                           /* never happens: only a grant or an
                                            interrupt wakes it; wait again */
-    hook(L, 3, 1, 0, &s->waiters, N_ACQUIRE, s);
+    hook(L, 3, 0, &s->waiters, N_ACQUIRE, s);
     return ur_park(L, t, &w->park, "acquire", 0, acquire_k);
   }
   lua_pushboolean(L, 1);
@@ -464,7 +511,7 @@ static int l_sem_acquire (lua_State *L) {
   t = ur_task_current(L, "acquire");
   w = waiter_new(L, t, 1);
   w->want = k;
-  hook(L, 3, 1, 0, &s->waiters, N_ACQUIRE, s);
+  hook(L, 3, 0, &s->waiters, N_ACQUIRE, s);
   return ur_park(L, t, &w->park, "acquire", 0, acquire_k);
 }
 
@@ -496,13 +543,13 @@ static int l_sem_tostring (lua_State *L) {
 /* --- uring.event --- */
 
 static event *checkevent (lua_State *L, int idx) {
-  return (event *)luaL_checkudata(L, idx, UR_EVENT_MT);
+  return (event *)checkud(L, idx, UV_EVENT, UR_EVENT_MT);
 }
 
 static int l_event (lua_State *L) {
   event *e = (event *)lua_newuserdatauv(L, sizeof(event), 0);
   memset(e, 0, sizeof *e);
-  luaL_setmetatable(L, UR_EVENT_MT);
+  setmt(L, UV_EVENT);
   return 1;
 }
 
@@ -542,7 +589,7 @@ static int event_wait_k (lua_State *L, int status, lua_KContext ctx) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  hook(L, 2, 1, 0, &e->waiters, N_EVENT, e);
+  hook(L, 2, 0, &e->waiters, N_EVENT, e);
   return ur_park(L, t, &w->park, "event", ctx, event_wait_k);
 }
 
@@ -557,24 +604,31 @@ static int l_event_wait (lua_State *L) {
   }
   t = ur_task_current(L, "wait");
   waiter_new(L, t, 1);
-  hook(L, 2, 1, 0, &e->waiters, N_EVENT, e);
+  hook(L, 2, 0, &e->waiters, N_EVENT, e);
   return ur_park(L, t, &((waiter *)lua_touserdata(L, 2))->park, "event", 0,
                  event_wait_k);
 }
 
 /* --- uring.select --- */
 
-/* A task's end grants every select waiting for it (task.c calls this
- * after waking its joiners). */
-void ur_sync_task_ended (ur_loop *loop, ur_task *t) {
+/* A task's end grants every select waiting for it and drops its cached
+ * waiter (task.c calls this after waking its joiners; never raises). */
+void ur_sync_task_ended (lua_State *L, ur_loop *loop, ur_task *t) {
   while (t->watchers.head) grant(loop, t->watchers.head);
+  if (t->sync_cached) {
+    t->sync_cached = 0;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
+    lua_pushnil(L);
+    lua_rawsetp(L, -2, t);              /* removing a key never allocates */
+    lua_pop(L, 1);
+  }
 }
 
 /* The kind of argument i, or raise. */
 static int select_kind (lua_State *L, int i, void **obj) {
-  if ((*obj = luaL_testudata(L, i, UR_TASK_MT))) return N_TASK;
-  if ((*obj = luaL_testudata(L, i, UR_QUEUE_MT))) return N_GET;
-  if ((*obj = luaL_testudata(L, i, UR_EVENT_MT))) return N_EVENT;
+  if ((*obj = testud(L, i, UV_TASK))) return N_TASK;
+  if ((*obj = testud(L, i, UV_QUEUE))) return N_GET;
+  if ((*obj = testud(L, i, UV_EVENT))) return N_EVENT;
   return luaL_typeerror(L, i, "task, queue or event");
 }
 
@@ -624,7 +678,7 @@ static int select_park (lua_State *L, ur_task *t, int n) {
     ur_wlist *l = k == N_TASK ? &((ur_task *)obj)->watchers
                 : k == N_GET ? &((queue *)obj)->getters
                 : &((event *)obj)->waiters;
-    hook(L, n + 1, i, i - 1, l, k, obj);
+    hook(L, n + 1, i - 1, l, k, obj);
   }
   return ur_park(L, t, &w->park, "select", (lua_KContext)n, select_k);
 }
@@ -659,10 +713,23 @@ static int l_select (lua_State *L) {
   if ((i = select_ready(L, n, &kind)) > 0) return select_result(L, i, kind);
   t = ur_task_current(L, "select");
   for (i = 1; i <= n; i++)
-    if (luaL_testudata(L, i, UR_TASK_MT) == (void *)t)
+    if (testud(L, i, UV_TASK) == (void *)t)
       return luaL_argerror(L, i, "a task cannot select itself");
   waiter_new(L, t, n);
   return select_park(L, t, n);
+}
+
+/* luaL_setfuncs with this file's upvalues: the loop (taken from a
+ * function ur_setfuncs made), the metatables and the cache */
+static void sync_setfuncs (lua_State *L, const luaL_Reg *l, int loopfn) {
+  lua_getupvalue(L, loopfn, 1);
+  luaL_getmetatable(L, UR_QUEUE_MT);
+  luaL_getmetatable(L, UR_SEM_MT);
+  luaL_getmetatable(L, UR_EVENT_MT);
+  luaL_getmetatable(L, UR_WAITER_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
+  luaL_getmetatable(L, UR_TASK_MT);
+  luaL_setfuncs(L, l, UV_N);
 }
 
 void ur_register_sync (lua_State *L) {
@@ -681,51 +748,69 @@ void ur_register_sync (lua_State *L) {
     {"is_set", l_event_is_set},
     {NULL, NULL}
   };
+  static const luaL_Reg queue_meta[] = {
+    {"__tostring", l_queue_tostring}, {"__len", l_queue_len}, {NULL, NULL}
+  };
+  static const luaL_Reg sem_meta[] = {
+    {"__tostring", l_sem_tostring}, {NULL, NULL}
+  };
+  static const luaL_Reg event_meta[] = {
+    {"__tostring", l_event_tostring}, {NULL, NULL}
+  };
   static const luaL_Reg funcs[] = {
     {"queue", l_queue}, {"semaphore", l_semaphore}, {"event", l_event},
     {"select", l_select},
     {NULL, NULL}
   };
-  static const struct { const char *mt, *field; const luaL_Reg *m;
-                        lua_CFunction tostring, len; } kinds[] = {
-    {UR_QUEUE_MT, "queue_methods", queue_methods, l_queue_tostring, l_queue_len},
-    {UR_SEM_MT, "semaphore_methods", sem_methods, l_sem_tostring, NULL},
-    {UR_EVENT_MT, NULL, event_methods, l_event_tostring, NULL},
+  static const luaL_Reg loop_only[] = { {"f", l_event}, {NULL, NULL} };
+  static const struct { const char *mt, *field; const luaL_Reg *m, *meta; }
+  kinds[] = {
+    {UR_QUEUE_MT, "queue_methods", queue_methods, queue_meta},
+    {UR_SEM_MT, "semaphore_methods", sem_methods, sem_meta},
+    {UR_EVENT_MT, NULL, event_methods, event_meta},
   };
+  int loopfn;
+  /* first every value the functions carry */
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
     luaL_newmetatable(L, kinds[i].mt);
-    lua_newtable(L);
-    ur_setfuncs(L, kinds[i].m);
-    if (kinds[i].field) {               /* sync.lua adds methods here */
-      lua_pushvalue(L, -1);
-      lua_setfield(L, -4, kinds[i].field);
-    }
-    lua_setfield(L, -2, "__index");
-    if (kinds[i].tostring) {
-      lua_pushcfunction(L, kinds[i].tostring);
-      lua_setfield(L, -2, "__tostring");
-    }
-    if (kinds[i].len) {
-      lua_pushcfunction(L, kinds[i].len);
-      lua_setfield(L, -2, "__len");
-    }
     lua_pop(L, 1);
   }
-  /* uring.group's objects are Lua tables; their metatable is made here
-   * so it has a name in the registry (errors, docs) like the others */
-  luaL_newmetatable(L, UR_GROUP_MT);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "_group_mt");
-  lua_newtable(L);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -4, "group_methods");
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
   luaL_newmetatable(L, UR_WAITER_MT);
   lua_pushcfunction(L, waiter_close);
   lua_setfield(L, -2, "__close");
   lua_pushcfunction(L, waiter_close);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  ur_setfuncs(L, funcs);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &cache_key);
+  lua_newtable(L);                      /* a function that has the loop */
+  ur_setfuncs(L, loop_only);
+  lua_getfield(L, -1, "f");
+  lua_remove(L, -2);
+  loopfn = lua_gettop(L);
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    luaL_getmetatable(L, kinds[i].mt);
+    sync_setfuncs(L, kinds[i].meta, loopfn);
+    lua_newtable(L);
+    sync_setfuncs(L, kinds[i].m, loopfn);
+    if (kinds[i].field) {               /* sync.lua adds methods here */
+      lua_pushvalue(L, -1);
+      lua_setfield(L, loopfn - 1, kinds[i].field);
+    }
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+  }
+  /* uring.group's objects are Lua tables; their metatable is made here
+   * so it has a name in the registry (errors, docs) like the others */
+  luaL_newmetatable(L, UR_GROUP_MT);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, loopfn - 1, "_group_mt");
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, loopfn - 1, "group_methods");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_pushvalue(L, loopfn - 1);
+  sync_setfuncs(L, funcs, loopfn);
+  lua_pop(L, 2);                        /* the module table's copy, loopfn */
 }

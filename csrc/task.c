@@ -386,7 +386,7 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
   t->scope_depth = t->scope_cap = 0;
   if (t->joiners.head) t->observed = 1;
   ur_waitq_wake_all(loop, &t->joiners);
-  ur_sync_task_ended(loop, t);
+  ur_sync_task_ended(L, loop, t);
   if (status == UR_FAILED && is_main(L, loop, t)) loop->main_failed = 1;
   /* drop the coroutine now: a finished task keeps only its results */
   lua_pushnil(L);

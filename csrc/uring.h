@@ -189,6 +189,7 @@ struct ur_task {
   uint64_t *scope_ud;   /* timer request of each open timeout scope */
   int scope_cap;
   ur_wlist watchers;    /* selects waiting for it to end (sync.c) */
+  uint8_t sync_cached;  /* sync.c keeps a waiter for it */
 };
 
 /* Pooled I/O buffers (file:pread and O_DIRECT writes): 4096-aligned, in
@@ -427,7 +428,7 @@ void ur_task_unpark (ur_loop *loop, ur_task *t);   /* leave its wait queue */
 void ur_register_task (lua_State *L);
 
 /* sync.c: queue, semaphore, event, select */
-void ur_sync_task_ended (ur_loop *loop, ur_task *t);  /* grant its selects */
+void ur_sync_task_ended (lua_State *L, ur_loop *loop, ur_task *t);
 void ur_register_sync (lua_State *L);
 
 /* err.c */

@@ -186,6 +186,21 @@ describe("tasks working together #io", function()
       end)
     end)
 
+    it("forgets a getter whose coroutine was closed from outside", function()
+      uring.run(function()
+        local q, co = uring.queue(), nil
+        local t = uring.spawn(function() co = coroutine.running(); return q:get() end)
+        uring.yield()
+        assert.is_true(coroutine.close(co))
+        q:put("kept")                    -- nobody takes it: the getter is gone
+        local ok, err = t:join()
+        assert.is_false(ok)
+        assert.matches("closed from outside", err)
+        assert.equal(1, #q)
+        assert.equal("kept", q:get())
+      end)
+    end)
+
     it("works outside a task where it need not wait, and says why where it would", function()
       local q = uring.queue(1)
       assert.is_true(q:put(1))
