@@ -32,6 +32,10 @@ local KINDS = {
   { prefix = "sig", mt = "uring.signal" },
   { prefix = "udp", mt = "uring.udp" },
   { prefix = "proc", mt = "uring.process" },
+  { prefix = "q", mt = "uring.queue" },
+  { prefix = "s", mt = "uring.semaphore" },
+  { prefix = "e", mt = "uring.event" },
+  { prefix = "g", mt = "uring.group" },
 }
 
 --- Every documented name, "uring.open" / "file:read" / ..., from the
