@@ -29,7 +29,7 @@ build = {
         "csrc/thread.c", "csrc/net.c", "csrc/signal.c", "csrc/proc.c",
         "csrc/udp.c", "csrc/workers.c", "csrc/http.c", "csrc/fixedbuf.c",
         "csrc/fixedfile.c", "csrc/ring_req.c", "csrc/ring_prep.c",
-        "csrc/statx.c",
+        "csrc/statx.c", "csrc/sync.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)" },
@@ -54,5 +54,6 @@ build = {
     ["uring.socket"] = "lua/uring/socket.lua",
     ["uring.repl"] = "lua/uring/repl.lua",
     ["uring.workers"] = "lua/uring/workers.lua",
+    ["uring.sync"] = "lua/uring/sync.lua",
   },
 }
