@@ -538,6 +538,22 @@ describe("tasks working together #io", function()
       assert.same({ 1, 2, 3, 4, 5 }, done)
     end)
 
+    it("waits for children spawned by children, however many came and went", function()
+      local ended = 0
+      uring.run(function()
+        uring.group(function(g)
+          for i = 1, 300 do
+            g:spawn(function()
+              g:spawn(function() uring.sleep(0.001 * (i % 5)); ended = ended + 1 end)
+              ended = ended + 1
+            end)
+            if i % 50 == 0 then uring.yield() end   -- some end while others start
+          end
+        end)
+        assert.equal(600, ended)
+      end)
+    end)
+
     it("1,000 children, the 500th fails: 999 cancelled, each <close> once, error and traceback raised", function()
       local counts, tasks, t0 = {}, {}, uring.now()
       local ok, err = uring.run(function()

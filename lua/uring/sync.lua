@@ -36,7 +36,9 @@ end
 
 -- uring.group ---------------------------------------------------------------
 --
--- A group is a table: _tasks (its children, in spawn order), _err (the
+-- A group is a table: _tasks (its children not yet known to have ended
+-- cleanly: a long-lived group, a server's, does not keep every
+-- connection's task), _compact_at (when to drop the ended ones), _err (the
 -- first failure: {raw =, tb =}), _parent and _depth (the task running
 -- the body and the timer-less timeout scope around the body, while it
 -- runs: a child's failure expires that scope, so a body stuck in a wait
@@ -101,12 +103,32 @@ local function checkgroup(g, name)
   end
 end
 
+-- drop the children that ended without an error to report (a failed one
+-- stays: the group joins it, which marks its error as handled)
+local function compact(tasks)
+  local j = 0
+  for i = 1, #tasks do
+    local t = tasks[i]
+    local st = t:status()
+    if st ~= "done" and st ~= "canceled" then
+      j = j + 1
+      tasks[j] = t
+    end
+  end
+  for i = #tasks, j + 1, -1 do tasks[i] = nil end
+end
+
 --- g:spawn(fn, ...) -> task: a child of the group.
 function Group.spawn(self, fn, ...)
   checkgroup(self, "spawn")
   if not callable(fn) then typeerror(2, "spawn", "function", fn) end
   local t = spawn(child, self, fn, ...)
-  self._tasks[#self._tasks + 1] = t
+  local tasks = self._tasks
+  if #tasks >= self._compact_at then     -- amortised: O(1) per spawn
+    compact(tasks)
+    self._compact_at = 2 * #tasks > 64 and 2 * #tasks or 64
+  end
+  tasks[#tasks + 1] = t
   -- a group that is failing or cancelled lets no new child run
   if self._err or self._cancelled then t:cancel() end
   return t
@@ -127,7 +149,8 @@ end
 function M.group(fn)
   if not callable(fn) then typeerror(1, "group", "function", fn) end
   check.intask("group")
-  local g = setmetatable({ _tasks = {}, _parent = current() }, group_mt)
+  local g = setmetatable({ _tasks = {}, _compact_at = 64, _parent = current() },
+    group_mt)
   g._depth = scope_open(false)
   local r = pack(xpcall(fn, catch, g))
   local expired = scope_close(g._depth)
@@ -144,11 +167,12 @@ function M.group(fn)
       fail(g, rec)
     end
   end
-  -- wait for every child, those spawned meanwhile too; once interrupted,
-  -- wait on regardless: the children must unwind before the group ends
-  local i = 1
-  while i <= #g._tasks do
-    local t = g._tasks[i]
+  -- wait for every child, those spawned meanwhile too (the last first);
+  -- once interrupted, wait on regardless: the children must unwind
+  -- before the group ends
+  local tasks = g._tasks
+  while #tasks > 0 do
+    local t = tasks[#tasks]
     if interrupt then
       join_shielded(t)
     else
@@ -159,7 +183,10 @@ function M.group(fn)
         join_shielded(t)
       end
     end
-    i = i + 1
+    -- joined; where it is now (children spawn and compact meanwhile)
+    for k = #tasks, 1, -1 do
+      if tasks[k] == t then table.remove(tasks, k); break end
+    end
   end
   g._ended = true
   if interrupt then error(interrupt, 0) end
