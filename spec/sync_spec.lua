@@ -201,6 +201,17 @@ describe("tasks working together #io", function()
       end)
     end)
 
+    it("a get nobody can answer is the deadlock uring.run reports", function()
+      local closed = false
+      local ok, err = pcall(uring.run, function()
+        local guard <close> = setmetatable({}, { __close = function() closed = true end })
+        uring.queue():get()
+      end)
+      assert.is_false(ok)
+      assert.matches("deadlock: 1 task%(s%) wait on each other", err)
+      assert.is_true(closed)
+    end)
+
     it("works outside a task where it need not wait, and says why where it would", function()
       local q = uring.queue(1)
       assert.is_true(q:put(1))
