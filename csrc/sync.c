@@ -147,17 +147,45 @@ static void nudge (ur_loop *loop, ur_wnode *nd) {
   ur_task_unpark(loop, w->t);
 }
 
-/* __close and __gc: unhook; a task still parked here (its coroutine was
- * closed from outside) is woken, and the loop ends it.  The frame that
- * made the waiter closes it however it ends, so only lua_close, which
- * closes no coroutine's variables, leaves the work to __gc: every object
- * is still there then. */
+static void queue_serve (ur_loop *loop, queue *q);
+static void sem_serve (ur_loop *loop, sem *s);
+
+/* The waiter of nd was granted through nd but will not take it (it was
+ * interrupted first): what it was owed goes to the next waiter. */
+static void give_back (ur_loop *loop, ur_wnode *nd) {
+  switch (nd->kind) {
+    case N_GET:
+      ((queue *)nd->obj)->promised--;
+      queue_serve(loop, (queue *)nd->obj);
+      break;
+    case N_PUT:
+      ((queue *)nd->obj)->reserved--;
+      queue_serve(loop, (queue *)nd->obj);
+      break;
+    case N_ACQUIRE:
+      ((sem *)nd->obj)->count += nd->w->want;
+      sem_serve(loop, (sem *)nd->obj);
+      break;
+    default:              /* an event or a task: nothing was taken */
+      break;
+  }
+}
+
+/* __close and __gc: unhook, give back a grant nobody took, and wake a
+ * task still parked here (its coroutine was closed from outside: the
+ * loop then ends it).  The frame that made the waiter closes it however
+ * it ends, so only lua_close, which closes no coroutine's variables,
+ * leaves the work to __gc: every object is still there then. */
 static int waiter_close (lua_State *L) {
   waiter *w = (waiter *)lua_touserdata(L, 1);
   ur_task *t = w ? w->t : NULL;
   if (t == NULL) return 0;
   waiter_unhook(w);
   w->t = NULL;
+  if (w->won) {
+    give_back(t->loop, &w->node[w->won - 1]);
+    w->won = 0;
+  }
   if (t->waitq == &w->park) ur_task_unpark(t->loop, t);
   return 0;
 }
@@ -322,11 +350,12 @@ static int get_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = resumed(L, (waiter *)lua_touserdata(L, 2), &won);
   (void)status; (void)ctx;
   if (won) {
-    q->promised--;
-    if (ur_interrupted(t)) {            /* give the item to the next getter */
-      queue_serve(t->loop, q);
+    waiter *w = (waiter *)lua_touserdata(L, 2);
+    if (ur_interrupted(t)) {            /* the item goes to the next getter */
+      give_back(t->loop, &w->node[won - 1]);
       ur_check_interrupt(L, t);
     }
+    q->promised--;
     return queue_take(L, 1);
   }
   ur_check_interrupt(L, t);
@@ -379,12 +408,13 @@ static int put_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = resumed(L, (waiter *)lua_touserdata(L, 3), &won);
   (void)status; (void)ctx;
   if (won) {
-    q->reserved--;
-    if (q->closed) return ur_pushclosed(L);
-    if (ur_interrupted(t)) {            /* give the slot to the next putter */
-      queue_serve(t->loop, q);
+    waiter *w = (waiter *)lua_touserdata(L, 3);
+    if (q->closed || ur_interrupted(t)) {   /* the slot to the next putter */
+      give_back(t->loop, &w->node[won - 1]);
+      if (q->closed) return ur_pushclosed(L);
       ur_check_interrupt(L, t);
     }
+    q->reserved--;
     return put_done(L);
   }
   ur_check_interrupt(L, t);
@@ -481,10 +511,8 @@ static int acquire_k (lua_State *L, int status, lua_KContext ctx) {
   int won;
   ur_task *t = resumed(L, w, &won);
   (void)status; (void)ctx;
-  if (won && ur_interrupted(t)) {       /* give the permits back */
-    s->count += w->want;
-    sem_serve(t->loop, s);
-  }
+  if (won && ur_interrupted(t))          /* the permits to the next one */
+    give_back(t->loop, &w->node[won - 1]);
   ur_check_interrupt(L, t);
   if (!won) {                           /* never happens: only a grant or an
                                            interrupt wakes it; wait again */
@@ -690,11 +718,11 @@ static int select_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   if (won) {
     ur_wnode *nd = &w->node[won - 1];
-    if (nd->kind == N_GET) ((queue *)nd->obj)->promised--;
     if (ur_interrupted(t)) {            /* the winner loses nothing */
-      if (nd->kind == N_GET) queue_serve(t->loop, (queue *)nd->obj);
+      give_back(t->loop, nd);
       ur_check_interrupt(L, t);
     }
+    if (nd->kind == N_GET) ((queue *)nd->obj)->promised--;
     return select_result(L, won, nd->kind);
   }
   ur_check_interrupt(L, t);

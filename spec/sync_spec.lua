@@ -198,6 +198,15 @@ describe("tasks working together #io", function()
         assert.matches("closed from outside", err)
         assert.equal(1, #q)
         assert.equal("kept", q:get())
+        -- handed an item, then closed before it ran: the item is not lost
+        local t2 = uring.spawn(function() co = coroutine.running(); return q:get() end)
+        uring.yield()
+        q:put("promised")
+        assert.equal(0, #q)              -- promised to t2
+        assert.is_true(coroutine.close(co))
+        assert.equal(1, #q)
+        assert.is_false((t2:join()))
+        assert.equal("promised", q:get())
       end)
     end)
 
