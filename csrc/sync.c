@@ -171,20 +171,34 @@ static void give_back (ur_loop *loop, ur_wnode *nd) {
   }
 }
 
-/* __close and __gc: unhook, give back a grant nobody took, and wake a
- * task still parked here (its coroutine was closed from outside: the
- * loop then ends it).  The frame that made the waiter closes it however
- * it ends, so only lua_close, which closes no coroutine's variables,
- * leaves the work to __gc: every object is still there then. */
-static int waiter_close (lua_State *L) {
-  waiter *w = (waiter *)lua_touserdata(L, 1);
-  ur_task *t = w ? w->t : NULL;
-  if (t == NULL) return 0;
+/* The waiter is done with: unhook it and give back a grant nobody took.
+ * Returns the task it was for (NULL: it was released already). */
+static ur_task *waiter_release (waiter *w) {
+  ur_task *t = w->t;
+  if (t == NULL) return NULL;
   waiter_unhook(w);
   w->t = NULL;
   if (w->won) {
     give_back(t->loop, &w->node[w->won - 1]);
     w->won = 0;
+  }
+  return t;
+}
+
+/* __close and __gc: release the waiter, drop its anchors, and wake a
+ * task still parked here (its coroutine was closed from outside: the
+ * loop then ends it).  The frame that made the waiter closes it however
+ * it ends, but Lua may skip a __close when memory runs out as it calls
+ * it: the task's end (ur_sync_task_ended) releases it then, and a waiter
+ * anchors its task and objects (user values), so even its __gc finds
+ * them. */
+static int waiter_close (lua_State *L) {
+  waiter *w = (waiter *)lua_touserdata(L, 1);
+  ur_task *t = w ? waiter_release(w) : NULL;
+  if (t == NULL) return 0;
+  for (int i = 0; i < w->n; i++) {      /* let the objects go */
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, i + 2);
   }
   if (t->waitq == &w->park) ur_task_unpark(t->loop, t);
   return 0;
@@ -203,10 +217,14 @@ static waiter *waiter_new (lua_State *L, ur_task *t, int n) {
   if (w == NULL || w->cap < n) {
     size_t size = sizeof *w + (size_t)(unsigned)n * sizeof(ur_wnode);
     lua_pop(L, 1);
-    w = (waiter *)lua_newuserdatauv(L, size, 0);
+    w = (waiter *)lua_newuserdatauv(L, size, n + 1);
     memset(w, 0, size);
     setmt(L, UV_WAITER);
     w->cap = n;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->loop->tasks_ref);
+    lua_rawgeti(L, -1, t->ref);
+    lua_setiuservalue(L, -3, 1);        /* it anchors its task */
+    lua_pop(L, 1);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, -3, t);
     t->sync_cached = 1;
@@ -224,15 +242,16 @@ static waiter *waiter_new (lua_State *L, ur_task *t, int n) {
   return w;
 }
 
-/* Node i of the waiter at widx waits on obj.  No anchor is needed: obj
- * is an argument of the frame that waits, and the frame unhooks every
- * node (the waiter is to-be-closed) before it goes. */
-static void hook (lua_State *L, int widx, int i, ur_wlist *l, int kind,
-                  void *obj) {
+/* Node i of the waiter at widx waits on obj, the value at oidx, which
+ * the waiter anchors while it waits. */
+static void hook (lua_State *L, int widx, int oidx, int i, ur_wlist *l,
+                  int kind, void *obj) {
   waiter *w = (waiter *)lua_touserdata(L, widx);
   ur_wnode *nd = &w->node[i];
   nd->kind = kind;
   nd->obj = obj;
+  lua_pushvalue(L, oidx);
+  lua_setiuservalue(L, widx, i + 2);
   wlist_push(l, nd);
 }
 
@@ -339,7 +358,7 @@ static int get_k (lua_State *L, int status, lua_KContext ctx);
 /* Park in q:get, with the waiter at index 2. */
 static int get_park (lua_State *L, ur_task *t) {
   queue *q = (queue *)lua_touserdata(L, 1);
-  hook(L, 2, 0, &q->getters, N_GET, q);
+  hook(L, 2, 1, 0, &q->getters, N_GET, q);
   return ur_park(L, t, &((waiter *)lua_touserdata(L, 2))->park, "queue get",
                  0, get_k);
 }
@@ -391,7 +410,7 @@ static int put_k (lua_State *L, int status, lua_KContext ctx);
 /* Park in q:put, with the item at 2 and the waiter at 3. */
 static int put_park (lua_State *L, ur_task *t) {
   queue *q = (queue *)lua_touserdata(L, 1);
-  hook(L, 3, 0, &q->putters, N_PUT, q);
+  hook(L, 3, 1, 0, &q->putters, N_PUT, q);
   return ur_park(L, t, &((waiter *)lua_touserdata(L, 3))->park, "queue put",
                  0, put_k);
 }
@@ -516,7 +535,7 @@ static int acquire_k (lua_State *L, int status, lua_KContext ctx) {
   ur_check_interrupt(L, t);
   if (!won) {                           /* never happens: only a grant or an
                                            interrupt wakes it; wait again */
-    hook(L, 3, 0, &s->waiters, N_ACQUIRE, s);
+    hook(L, 3, 1, 0, &s->waiters, N_ACQUIRE, s);
     return ur_park(L, t, &w->park, "acquire", 0, acquire_k);
   }
   lua_pushboolean(L, 1);
@@ -539,7 +558,7 @@ static int l_sem_acquire (lua_State *L) {
   t = ur_task_current(L, "acquire");
   w = waiter_new(L, t, 1);
   w->want = k;
-  hook(L, 3, 0, &s->waiters, N_ACQUIRE, s);
+  hook(L, 3, 1, 0, &s->waiters, N_ACQUIRE, s);
   return ur_park(L, t, &w->park, "acquire", 0, acquire_k);
 }
 
@@ -617,7 +636,7 @@ static int event_wait_k (lua_State *L, int status, lua_KContext ctx) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  hook(L, 2, 0, &e->waiters, N_EVENT, e);
+  hook(L, 2, 1, 0, &e->waiters, N_EVENT, e);
   return ur_park(L, t, &w->park, "event", ctx, event_wait_k);
 }
 
@@ -632,7 +651,7 @@ static int l_event_wait (lua_State *L) {
   }
   t = ur_task_current(L, "wait");
   waiter_new(L, t, 1);
-  hook(L, 2, 0, &e->waiters, N_EVENT, e);
+  hook(L, 2, 1, 0, &e->waiters, N_EVENT, e);
   return ur_park(L, t, &((waiter *)lua_touserdata(L, 2))->park, "event", 0,
                  event_wait_k);
 }
@@ -640,12 +659,18 @@ static int l_event_wait (lua_State *L) {
 /* --- uring.select --- */
 
 /* A task's end grants every select waiting for it and drops its cached
- * waiter (task.c calls this after waking its joiners; never raises). */
+ * waiter, releasing it first if its __close was skipped (task.c calls
+ * this after waking its joiners; never raises). */
 void ur_sync_task_ended (lua_State *L, ur_loop *loop, ur_task *t) {
   while (t->watchers.head) grant(loop, t->watchers.head);
   if (t->sync_cached) {
+    waiter *w;
     t->sync_cached = 0;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &cache_key);
+    lua_rawgetp(L, -1, t);
+    w = (waiter *)lua_touserdata(L, -1);
+    if (w) waiter_release(w);
+    lua_pop(L, 1);
     lua_pushnil(L);
     lua_rawsetp(L, -2, t);              /* removing a key never allocates */
     lua_pop(L, 1);
@@ -706,7 +731,7 @@ static int select_park (lua_State *L, ur_task *t, int n) {
     ur_wlist *l = k == N_TASK ? &((ur_task *)obj)->watchers
                 : k == N_GET ? &((queue *)obj)->getters
                 : &((event *)obj)->waiters;
-    hook(L, n + 1, i - 1, l, k, obj);
+    hook(L, n + 1, i, i - 1, l, k, obj);
   }
   return ur_park(L, t, &w->park, "select", (lua_KContext)n, select_k);
 }

@@ -173,16 +173,21 @@ function M.group(fn)
   local tasks = g._tasks
   while #tasks > 0 do
     local t = tasks[#tasks]
+    local ok, e
     if interrupt then
-      join_shielded(t)
+      ok, e = join_shielded(t)
     else
-      local ok, e = pcall(t.join, t)
-      if not ok then
-        interrupt = e
+      local fine
+      fine, ok, e = pcall(t.join, t)
+      if not fine then
+        interrupt = ok
         cancel_children(g)
-        join_shielded(t)
+        ok, e = join_shielded(t)
       end
     end
+    -- an error that never reached child()'s handler (out of memory as
+    -- the task began) is the group's all the same
+    if not ok and t:status() == "failed" then fail(g, { raw = e }) end
     -- joined; where it is now (children spawn and compact meanwhile)
     for k = #tasks, 1, -1 do
       if tasks[k] == t then table.remove(tasks, k); break end
