@@ -359,6 +359,33 @@ describe("tasks working together #io", function()
       end)
     end)
 
+    it("race: acquire vs cancel, 10,000 rounds: a permit is held or free, never lost", function()
+      uring.run(function()
+        math.randomseed(2013)
+        local s = uring.semaphore(1)
+        local held, canceled = 0, 0
+        for _ = 1, 10000 do
+          s:acquire()
+          local t = uring.spawn(function() s:acquire(); return "held" end)
+          uring.yield()                   -- t waits for the permit
+          local how = math.random(3)
+          if how == 1 then s:release(); t:cancel()
+          elseif how == 2 then t:cancel(); s:release()
+          else s:release(); uring.yield(); t:cancel() end
+          local ok = t:join()
+          if ok then
+            held = held + 1
+            assert.equal(0, s:available())
+            s:release()                   -- on t's behalf
+          else
+            canceled = canceled + 1
+          end
+          assert.equal(1, s:available())
+        end
+        assert.is_true(held > 0 and canceled > 0)
+      end)
+    end)
+
     it("with releases whatever fn does, and returns its results", function()
       uring.run(function()
         local s = uring.semaphore(1)
