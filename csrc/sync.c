@@ -2,12 +2,13 @@
  * sync.c: tasks working together -- uring.queue, uring.semaphore,
  * uring.event and uring.select.
  *
- * One primitive under all four: a waiter.  A task that must wait makes a
- * waiter (a userdata on its own stack, marked to-be-closed, so however
- * the task leaves -- results, an error, a cancel, its coroutine closed --
- * the waiter is unhooked) with one node per object it waits on, links
- * each node at the tail of that object's list, and parks alone in the
- * waiter's private ur_waitq.  That private queue is what task.c's cancel
+ * One primitive under all four: a waiter.  A task that must wait puts
+ * its waiter (a userdata each task keeps for the next wait) on its own
+ * stack, marked to-be-closed so that however the task leaves -- results,
+ * an error, a cancel, its coroutine closed -- the waiter is released;
+ * gives it one node per object it waits on, links each node at the tail
+ * of that object's list, and parks alone in the waiter's private
+ * ur_waitq.  That private queue is what task.c's cancel
  * and uring.timeout already interrupt, so every wait here can be
  * cancelled or timed out with no code of its own: no polling, no timers.
  *
@@ -20,7 +21,6 @@
  * to the next waiter: each wait has exactly one outcome, and no item or
  * permit is lost to a cancel.
  */
-#include <errno.h>
 #include <math.h>
 #include <string.h>
 
@@ -36,7 +36,10 @@
  * metatables it checks and sets and the waiter cache: found with no
  * lookup (luaL_checkudata's getfield costs a strcmp and a registry
  * lookup; a queue hand-off does a dozen of these). */
-enum { UV_QUEUE = 2, UV_SEM, UV_EVENT, UV_WAITER, UV_CACHE, UV_TASK, UV_N = UV_TASK };
+enum {
+  UV_QUEUE = 2, UV_SEM, UV_EVENT, UV_WAITER, UV_CACHE, UV_TASK,
+  UV_N = UV_TASK
+};
 static char cache_key;      /* registry: the cache, for ur_sync_task_ended */
 
 /* The userdata at idx if its metatable is upvalue uv, else NULL */
