@@ -87,11 +87,18 @@ local function fail(g, rec)
   if g._depth then scope_expire(g._parent, g._depth) end
 end
 
+-- xpcall's second result when it failed: the handler's record, or, if
+-- the handler itself failed (out of memory), what xpcall says instead
+local function record(e)
+  if type(e) == "table" then return e end
+  return { raw = e }
+end
+
 -- every child runs in this: its failure is the group's
 local function child(g, fn, ...)
   local r = pack(xpcall(fn, catch_child, ...))
   if r[1] then return unpack(r, 2, r.n) end
-  local rec = r[2]
+  local rec = record(r[2])
   if not is_interrupt(rec.raw) then fail(g, rec) end
   error(rec.raw, 0)                  -- the task ends failed (or canceled)
 end
@@ -157,7 +164,7 @@ function M.group(fn)
   g._depth = nil
   local interrupt            -- a cancel or an outer timeout: raised last
   if not r[1] then
-    local rec = r[2]
+    local rec = record(r[2])
     if expired and rec.raw == TIMEOUT then
       -- our own scope: a child failed (g._err says how)
     elseif is_interrupt(rec.raw) then
