@@ -41,6 +41,7 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_process(L);
   ur_register_websocket(L);
   ur_register_watch(L);
+  ur_register_sync(L);
 #ifdef UR_FAULTS
   ur_register_faults(L);      /* core._faults: test builds only */
 #endif

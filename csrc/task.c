@@ -392,6 +392,7 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
   t->scope_depth = t->scope_cap = 0;
   if (t->joiners.head) t->observed = 1;
   ur_waitq_wake_all(loop, &t->joiners);
+  ur_sync_task_ended(L, loop, t);
   if (status == UR_FAILED && is_main(L, loop, t)) loop->main_failed = 1;
   /* drop the coroutine now: a finished task keeps only its results */
   lua_pushnil(L);
@@ -468,6 +469,29 @@ static int l_task_join (lua_State *L) {
   self = ur_task_current(L, "join");
   if (self == t) return luaL_error(L, "join: a task cannot join itself");
   return ur_park(L, self, &t->joiners, "join", 0, join_k);
+}
+
+static int join_shielded_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *self = ur_task_of(L);
+  (void)status; (void)ctx;
+  if (self == NULL)
+    return luaL_error(L, "a task can only be resumed by the uring loop");
+  if (checktask(L, 1)->status < UR_DONE)   /* interrupted: wait on */
+    return ur_park(L, self, &checktask(L, 1)->joiners, "group", 0,
+                   join_shielded_k);
+  return join_results(L, 1);
+}
+
+/* _join_shielded(task): task:join() that a cancel or an expired timeout
+ * does not end (they interrupt a wait once; it waits on).  uring.group,
+ * itself interrupted, waits so for its children to unwind. */
+static int l_join_shielded (lua_State *L) {
+  ur_task *t = checktask(L, 1), *self = ur_task_of(L);
+  lua_settop(L, 1);
+  if (t->status >= UR_DONE) return join_results(L, 1);
+  if (self == NULL || !lua_isyieldable(L)) cannot_wait(L, self, "join", 1);
+  if (self == t) return luaL_error(L, "join: a task cannot join itself");
+  return ur_park(L, self, &t->joiners, "group", 0, join_shielded_k);
 }
 
 /* task:cancel() -> true if it was live.  Cancelling the running task
@@ -626,10 +650,13 @@ static void scope_fire (ur_loop *loop, ur_req *r) {
 
 /* _scope_open(seconds) -> depth: arm a timer for the current task;
  * nil, why for seconds no timer takes (uring.timeout raises it at its
- * caller's line, naming itself: raised here it would name this). */
+ * caller's line, naming itself: raised here it would name this).
+ * _scope_open(false): a scope with no timer, which only _scope_expire
+ * ends (uring.group's body, when a child fails). */
 static int l_scope_open (lua_State *L) {
   double secs = 0;
-  const char *why = ur_seconds_problem(L, 1, &secs);
+  int timed = !(lua_isboolean(L, 1) && !lua_toboolean(L, 1));
+  const char *why = timed ? ur_seconds_problem(L, 1, &secs) : NULL;
   ur_task *t;
   ur_req *r;
   struct io_uring_sqe *sqe;
@@ -647,6 +674,11 @@ static int l_scope_open (lua_State *L) {
     if (a == NULL) return luaL_error(L, "timeout: not enough memory");
     t->scope_ud = a;
     t->scope_cap = cap;
+  }
+  if (!timed) {
+    t->scope_ud[t->scope_depth++] = 0;  /* names no request */
+    lua_pushinteger(L, t->scope_depth);
+    return 1;
   }
   r = ur_req_new(L, t->loop, IORING_OP_TIMEOUT);
   sqe = ur_get_sqe(t->loop);
@@ -684,6 +716,18 @@ static int l_scope_close (lua_State *L) {
   return 1;
 }
 
+/* _scope_expire(task, depth): end the task's open scope `depth` now, as
+ * its timer would: the wait it is in raises the timeout sentinel, which
+ * that scope's _scope_close reports as its own. */
+static int l_scope_expire (lua_State *L) {
+  ur_task *t = checktask(L, 1);
+  lua_Integer depth = luaL_checkinteger(L, 2);
+  if (t->status >= UR_DONE || depth < 1 || depth > t->scope_depth) return 0;
+  if (t->expired_at == 0 || depth < t->expired_at) t->expired_at = (int)depth;
+  task_interrupt(t->loop, t);
+  return 0;
+}
+
 static int timeout_tostring (lua_State *L) {
   lua_pushliteral(L, "timeout");
   return 1;
@@ -700,7 +744,8 @@ void ur_register_task (lua_State *L) {
     {"spawn", l_spawn}, {"current", l_current}, {"tasks", l_tasks},
     {"yield", l_yield}, {"sleep", l_sleep}, {"nop", l_nop},
     {"_scope_open", l_scope_open}, {"_scope_close", l_scope_close},
-    {"_intask", l_intask},
+    {"_intask", l_intask}, {"_scope_expire", l_scope_expire},
+    {"_join_shielded", l_join_shielded},
     {NULL, NULL}
   };
   luaL_newmetatable(L, UR_TASK_MT);

@@ -164,6 +164,11 @@ enum { UR_READY, UR_RUNNING, UR_WAITING, UR_DONE, UR_FAILED, UR_CANCELED };
  * file).  Tasks link through ur_task.next. */
 typedef struct ur_waitq { ur_task *head, *tail; } ur_waitq;
 
+/* Waiters of uring.select, queues, semaphores and events (sync.c): a
+ * doubly linked list of nodes, one node per object a waiter waits on. */
+typedef struct ur_wnode ur_wnode;
+typedef struct ur_wlist { ur_wnode *head, *tail; } ur_wlist;
+
 struct ur_task {
   lua_State *co;        /* its coroutine (uservalue 1 of the task userdata) */
   ur_loop *loop;
@@ -184,6 +189,8 @@ struct ur_task {
   uint64_t *scope_ud;   /* timer request of each open timeout scope */
   int scope_cap;
   uint8_t untraced;     /* the REPL's own: uring.trace leaves it out */
+  ur_wlist watchers;    /* selects waiting for it to end (sync.c) */
+  uint8_t sync_cached;  /* sync.c keeps a waiter for it */
 };
 
 /* Pooled I/O buffers (file:pread and O_DIRECT writes): 4096-aligned, in
@@ -441,6 +448,10 @@ int ur_task_results (lua_State *L, ur_task *t);  /* task at top -> results */
 void ur_task_cancel (ur_loop *loop, ur_task *t);
 void ur_task_unpark (ur_loop *loop, ur_task *t);   /* leave its wait queue */
 void ur_register_task (lua_State *L);
+
+/* sync.c: queue, semaphore, event, select */
+void ur_sync_task_ended (lua_State *L, ur_loop *loop, ur_task *t);
+void ur_register_sync (lua_State *L);
 
 /* err.c */
 int ur_pushfail (lua_State *L, int res, const char *what);

@@ -5,13 +5,16 @@
 -- Every client gets a name (name1, name2, ...) and a reader task; each
 -- line a client sends goes to every other client as "nameN: text".
 --
--- The idea: a reader per client, a writer per client.  A broadcast must
--- not wait for the slowest client, and a socket takes one send at a time,
--- so a broadcast only appends to each client's outbox; a client's writer
--- task (spawned when its outbox stops being empty, gone when it is
--- drained) sends everything queued as one send.  A slow client therefore
--- costs its own queue, not everyone's latency; what piles up while a send
--- is in flight goes out together, in one SQE.
+-- The idea: a reader per client, a writer per client, a uring.queue
+-- between them.  A broadcast must not wait for the slowest client, and a
+-- socket takes one send at a time, so a broadcast only puts the line on
+-- each client's outbox queue (unbounded: put never waits).  The client's
+-- writer task waits in outbox:get() -- parked in the core, costing
+-- nothing while the client is quiet -- and sends what has piled up
+-- meanwhile (try_get) as one send.  A slow client therefore costs its own
+-- queue, not everyone's latency.  When the client leaves, its reader
+-- closes the outbox: later broadcasts to it get nil, "closed" and are
+-- dropped, and the writer sends what is left, then ends.
 --
 -- Also sent: "* you are nameN" to a client when it joins, and
 -- "* nameN joined" / "* nameN left" to the others.
@@ -61,27 +64,26 @@ end
 local clients = {}           -- client -> true, while connected
 local stats = { joined = 0, lines = 0, deliveries = 0, sends = 0 }
 
--- A client's writer: drain its outbox, everything queued in one send.
+-- A client's writer: wait for its outbox, send what is there as one send.
 local function writer(c)
-  while #c.outbox > 0 and not c.dead do
-    local data = concat(c.outbox)
-    c.outbox = {}
+  local batch = {}
+  while true do
+    local msg = c.outbox:get()           -- nil once closed and drained
+    if msg == nil then break end
+    batch[1] = msg
+    for more in function() return c.outbox:try_get() end do
+      batch[#batch + 1] = more
+    end
     stats.sends = stats.sends + 1
-    if not c.sock:send(data) then c.dead = true; break end
+    if not c.sock:send(concat(batch)) then break end
+    for i = #batch, 1, -1 do batch[i] = nil end
   end
-  c.writing = false
+  c.outbox:close()                       -- a failed send: take no more
 end
 
--- Queue msg for c; start its writer if none is running.
+-- Queue msg for c; a client that has left (outbox closed) is skipped.
 local function deliver(c, msg)
-  if c.dead then return end
-  local box = c.outbox
-  box[#box + 1] = msg
-  stats.deliveries = stats.deliveries + 1
-  if not c.writing then
-    c.writing = true
-    uring.spawn(writer, c)
-  end
+  if c.outbox:put(msg) then stats.deliveries = stats.deliveries + 1 end
 end
 
 local function broadcast(from, msg)
@@ -92,6 +94,7 @@ end
 
 -- A client's reader: every line it sends, to everyone else.
 local function serve(c)
+  local w = uring.spawn(writer, c)
   deliver(c, "* you are " .. c.name .. "\n")
   broadcast(c, "* " .. c.name .. " joined\n")
   clients[c] = true
@@ -103,8 +106,9 @@ local function serve(c)
   end
   clients[c] = nil
   broadcast(c, "* " .. c.name .. " left\n")
-  c.dead = true
-  c.sock:close()             -- a writer still sending wakes with "closed"
+  c.outbox:close()           -- the writer sends what is queued, then ends
+  w:join()
+  c.sock:close()
 end
 
 -- Ctrl-C and SIGTERM stop the server as its deadline does: the summary
@@ -138,8 +142,7 @@ local enters = uring.run(function()
   local function stop()
     server:close()
     for c in pairs(clients) do
-      c.dead = true          -- a closed socket must not be sent to again
-      c.sock:close()
+      c.sock:close()         -- its reader and writer wake with "closed"
     end
   end
   local timer = uring.spawn(function() uring.sleep(seconds); stop() end)
@@ -149,7 +152,7 @@ local enters = uring.run(function()
     local sock = server:accept()
     if not sock then break end
     stats.joined = stats.joined + 1
-    local c = { sock = sock, name = "name" .. stats.joined, outbox = {} }
+    local c = { sock = sock, name = "name" .. stats.joined, outbox = uring.queue() }
     readers[#readers + 1] = uring.spawn(serve, c)
   end
   server:close()

@@ -35,6 +35,7 @@ build = {
         "csrc/wire.c", "csrc/threadpool.c", "csrc/embed.c",
         "csrc/websocket.c",
         "csrc/watch.c",
+        "csrc/sync.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)", "$(OPENSSL_INCDIR)" },
@@ -65,5 +66,6 @@ build = {
     ["uring.tls"] = "lua/uring/tls.lua",
     ["uring.ssl"] = "lua/uring/ssl.lua",
     ["uring.watch"] = "lua/uring/watch.lua",
+    ["uring.sync"] = "lua/uring/sync.lua",
   },
 }

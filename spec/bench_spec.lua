@@ -45,6 +45,20 @@ describe("bench/run.sh quick", function()
   end)
 end)
 
+describe("bench/queue.sh quick", function()
+  it("runs the queue, nop, polling and cqueues contenders and writes the ratios", function()
+    local code, out = run(ENV .. "timeout 60 sh bench/queue.sh")
+    assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
+    assert.matches("round 1: queue [%d.]+  nop [%d.]+  poll [%d.]+  cqueues [%d.]+  |  "
+      .. "%+100 idle: queue [%d.]+  poll [%d.]+  cqueues [%d.]+", out)
+    assert.matches("ratio queue/nop: [%d.]+ %(target <= 2%)", out)
+    local rows = tsv_lines(results .. "/queue.tsv")
+    assert.equal(5, #rows)
+    assert.equal("0.5", rows[1].target)
+    for _, r in ipairs(rows) do assert.is_true(r.ratio > 0) end
+  end)
+end)
+
 describe("bench/files.sh quick", function()
   it("builds bench/randread.c, runs every file contender and writes the ratios", function()
     local code, out = run(ENV .. "timeout 120 sh bench/files.sh")

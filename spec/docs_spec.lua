@@ -34,6 +34,10 @@ local KINDS = {
   { prefix = "udp", mt = "uring.udp" },
   { prefix = "proc", mt = "uring.process" },
   { prefix = "w", mt = "uring.watch" },
+  { prefix = "q", mt = "uring.queue" },
+  { prefix = "s", mt = "uring.semaphore" },
+  { prefix = "e", mt = "uring.event" },
+  { prefix = "g", mt = "uring.group" },
 }
 
 -- objects whose methods are Lua tables (uring.http's), by heading prefix

@@ -347,6 +347,45 @@ describe("examples", function()
     end)
   end)
 
+  describe("pipeline.lua", function()
+    it("moves every line through the workers in order, never over the queue's capacity", function()
+      local code, out, err = run("pipeline.lua")
+      expect_ok(code, out, err)
+      local lines, workers, cap, deepest, waits = out:match(
+        "pipeline: (%d+) lines through (%d+) workers in [%d.]+ s; jobs queue capacity (%d+), "
+        .. "deepest (%d+), producer waited (%d+) times")
+      assert(lines, out)
+      assert.equal("20000", lines); assert.equal("4", workers); assert.equal("16", cap)
+      assert.is_true(tonumber(deepest) <= 16)
+      assert.is_true(tonumber(waits) > 0)       -- the producer was held back
+      assert.matches("pipeline: output verified: in order, every line", out)
+    end)
+
+    it("takes a file, --workers and --capacity; refuses a bad one with status 2", function()
+      local code, out, err = run("pipeline.lua", "spec/run.lua --workers 3 --capacity 2")
+      expect_ok(code, out, err)
+      local n = 0
+      for _ in io.lines("spec/run.lua") do n = n + 1 end
+      assert.matches("pipeline: " .. n .. " lines through 3 workers", out)
+      assert.matches("capacity 2, deepest [012],", out)   -- 0: workers were waiting
+      assert.matches("output verified", out)
+      code, out, err = run("pipeline.lua", "--workers 0")
+      assert.equal(2, code)
+      assert.matches("%-%-workers needs a positive integer", err)
+    end)
+  end)
+
+  describe("crawl.lua", function()
+    it("fetches the whole local site as one group, never more than K requests at once", function()
+      local code, out, err = run("crawl.lua", "--pages 40 --concurrency 3")
+      expect_ok(code, out, err)
+      assert.matches("crawl: 40 pages fetched %(%d+ bytes%), 4 dead links, in [%d.]+ s", out)
+      local most = tonumber(out:match("at most (%d+) requests at once %(semaphore of 3%)"))
+      assert(most, out)
+      assert.is_true(most >= 1 and most <= 3)
+    end)
+  end)
+
   if exists("examples/link.lua") then
     describe("link.lua", function()
       it("runs and exits 0", function()

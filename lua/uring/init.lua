@@ -49,6 +49,7 @@ for k, v in pairs(core) do
 end
 uring.file_methods = nil
 uring.socket_methods = nil
+uring.queue_methods, uring.semaphore_methods, uring.group_methods = nil, nil, nil
 uring.TIMEOUT = nil
 -- a copy: the core's own table stays as it was for the Lua files
 local errno = {}
@@ -92,6 +93,7 @@ area "uring.proc"      -- popen's close
 area "uring.workers"   -- workers
 area "uring.trace"     -- trace_export
 area "uring.watch"     -- watch; w:read
+area "uring.sync"      -- group; s:with
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
 uring.tls = require "uring.tls"

@@ -419,7 +419,7 @@ describe("adversarial arguments", function()
           skip = function(_, v) return type(v) == "number" or type(v) == "string" end
         elseif name == "signal" then
           skip = function(_, v) return math.type(v) == "integer" and v > 0 and v < 65 end
-        elseif name == "spawn" then
+        elseif name == "spawn" or name == "group" then
           skip = function(_, v) return type(v) == "function" end   -- print: noise
         elseif name == "sleep" then
           skip = function(_, v) return v == 0.001 or v == math.maxinteger end

@@ -211,6 +211,18 @@ function G.progress() return { "progress", R(4) } end
 function G.lsocks() return { "list", slot_of("lsock"), R(0, 3) } end
 function G.url() return { "url", slot_of("socket") } end
 function G.resolvehost() return { "v", pick { "localhost", "127.0.0.1", "::1", "", "1.2.3" } } end
+-- (no nil inside a pick list: # of a list with holes is any border)
+function G.qcap()
+  if chance(0.3) then return { "v", nil } end
+  return { "v", pick { 1, 2, 16, 0, -1, 1.5, math.huge } }
+end
+function G.permits()
+  if chance(0.2) then return { "v", nil } end
+  return { "v", pick { 1, 1, 2, 3, 0, -1, 100 } }
+end
+function G.item() return pick { { "v", 1 }, { "v", "x" }, { "v", false }, { "mk", "table" }, { "v", nil } } end
+-- what uring.select waits on: a queue, an event or a task of a slot
+function G.sel() return { "slot", slot_of(pick { "queue", "event", "task" }) } end
 
 -- The API: name, self kind (nil for module functions), argument
 -- generators, the kind stored from the first result, weight.
@@ -237,6 +249,25 @@ local API = {
   { "status", "task", {}, nil, 1 },
   { "id", "task", {}, nil, 0.5 },
   { "waiting_on", "task", {}, nil, 0.5 },
+  -- tasks working together
+  { "queue", nil, { "qcap" }, "queue", 1 },
+  { "put", "queue", { "item" }, nil, 1.5 },
+  { "get", "queue", {}, nil, 1.5 },
+  { "try_get", "queue", {}, nil, 0.5 },
+  { "close", "queue", {}, nil, 0.5 },
+  { "closed", "queue", {}, nil, 0.2 },
+  { "semaphore", nil, { "permits" }, "semaphore", 0.7 },
+  { "acquire", "semaphore", { "permits" }, nil, 1 },
+  { "release", "semaphore", { "permits" }, nil, 1 },
+  { "with", "semaphore", { "fn" }, nil, 0.5 },
+  { "available", "semaphore", {}, nil, 0.2 },
+  { "event", nil, {}, "event", 0.7 },
+  { "set", "event", {}, nil, 1 },
+  { "clear", "event", {}, nil, 0.5 },
+  { "wait", "event", {}, nil, 1 },
+  { "is_set", "event", {}, nil, 0.2 },
+  { "select", nil, { "sel", "sel", "sel" }, nil, 1 },
+  { "group", nil, { "fn" }, nil, 0.5 },
   -- files
   { "open", nil, { "path", "mode", "openopts" }, "file", 5 },
   { "fdopen", nil, { "fd", "mode" }, "file", 0.5 },
@@ -382,8 +413,9 @@ local FAMILY_OF = {
   connect_unix = "socket", resolve = "socket", udp = "udp", exec = "proc", signal = "proc",
   poll = "proc", buffer = "ring", ring = "ring", spawn = "task", timeout = "task",
   sleep = "task", yield = "task", nop = "task", ["http.request"] = "socket",
+  queue = "sync", semaphore = "sync", event = "sync", select = "sync", group = "sync",
 }
-local FAMILIES = { "file", "socket", "udp", "proc", "ring", "task", "lsock" }
+local FAMILIES = { "file", "socket", "udp", "proc", "ring", "task", "lsock", "sync" }
 local favoured = {}
 for _ = 1, R(2, 3) do favoured[pick(FAMILIES)] = true end
 for _, e in ipairs(API) do
@@ -391,6 +423,7 @@ for _, e in ipairs(API) do
   if fam == "socket" and e[2] == "socket" then fam = "socket" end
   if fam == "process" or fam == "signal" then fam = "proc" end
   if fam == "buffer" then fam = "ring" end
+  if fam == "queue" or fam == "semaphore" or fam == "event" then fam = "sync" end
   if favoured[fam] then e[5] = e[5] * 6 end
 end
 local total_weight = 0
@@ -541,7 +574,8 @@ local tracefile = os.getenv("URING_FUZZ_TRACE") and io.stderr
 -- method tables by kind, from the registry (every object's metatable)
 local reg = debug.getregistry()
 local METHODS = {}
-for _, k in ipairs { "file", "socket", "udp", "task", "buffer", "ring", "signal", "process" } do
+for _, k in ipairs { "file", "socket", "udp", "task", "buffer", "ring", "signal", "process",
+                     "queue", "semaphore", "event" } do
   local mt = reg["uring." .. k]
   METHODS[k] = mt and mt.__index or {}
 end

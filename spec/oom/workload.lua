@@ -5,7 +5,8 @@
 -- Run by spec/helpers/oomhost.c (global `oom`), from the checkout, with
 -- URING_OOM_DIR an empty scratch directory.  One uring.run drives files,
 -- TCP and UDP sockets, processes (popen, exec), timers and cancels, the
--- teaching ring and uring.http (server and client) from a few tasks; the
+-- teaching ring, uring.http (server and client) and the queue, semaphore,
+-- group, event and select tasks work together with, from a few tasks; the
 -- host fails the Nth allocation of the Lua state (--fail-at) or of the
 -- core (--core-fail-at) while it runs.  Afterwards, with the allocators
 -- back to normal, a full collection, and one empty run to let closes
@@ -185,6 +186,39 @@ local function http()
   settle(join(serving), handler_err, err)
 end
 
+-- tasks working together: a bounded queue, a semaphore, a group, an
+-- event and a select
+local function together()
+  local q = uring.queue(2)
+  local prod = watched(function() q:close() end, function()
+    for i = 1, 5 do q:put(i) end
+    q:close()
+  end)
+  local sum = 0
+  local err = try(function()
+    while true do
+      local v = q:get()
+      if v == nil then break end
+      sum = sum + v
+    end
+  end)
+  if err then q:close() end     -- the producer must not wait for nobody
+  settle(join(prod), err)
+  assert(sum == 15, "queue sum")
+  local s = uring.semaphore(1)
+  local r = uring.group(function(g)
+    for _ = 1, 3 do g:spawn(function() s:with(uring.sleep, 0.001) end) end
+    return "grouped"
+  end)
+  assert(r == "grouped" and s:available() == 1, "group")
+  local e = uring.event()
+  local w = uring.spawn(function() return e:wait() end)
+  uring.yield()
+  e:set()
+  assert(uring.select(w) == 1, "select")
+  settle(join(w))
+end
+
 -- A memory error is raised; any other failure is returned, not raised:
 -- it may be the consequence of a memory error in a task nobody joins (an
 -- HTTP connection's), which uring.run raises once main has returned.
@@ -221,7 +255,7 @@ local function main()
   local _ <close> = setmetatable({}, { __close = function() watch:cancel() end })
   local tasks = {
     uring.spawn(files), uring.spawn(sockets), uring.spawn(processes),
-    uring.spawn(timers), uring.spawn(ring),
+    uring.spawn(timers), uring.spawn(ring), uring.spawn(together),
   }
   local errs = { try(http) }
   for k, t in ipairs(tasks) do errs[k + 1] = join(t) end
