@@ -218,8 +218,8 @@ end
 -- thread on kernels before 6.9).
 function methods:truncate(size)
   checkfile(self, "truncate")
-  size = check.integer(1, "truncate", size, 2)
-  if size < 0 then argerror(1, "truncate", "size must be non-negative", 2) end
+  size = check.integer(2, "truncate", size)
+  if size < 0 then argerror(2, "truncate", "size must be non-negative") end
   check.intask("truncate")
   local ok, msg, en = self:flush()
   if not ok then return nil, msg, en end
@@ -240,7 +240,7 @@ function methods:lock(mode, wait)
   checkfile(self, "lock")
   local how = LOCKS[mode == nil and "exclusive" or mode]
   if how == nil then
-    argerror(1, "lock", "invalid mode '" .. tostring(mode) .. "'", 2)
+    argerror(2, "lock", "invalid mode '" .. tostring(mode) .. "'")
   end
   check.intask("lock")
   local delay = 0.001
@@ -249,7 +249,7 @@ function methods:lock(mode, wait)
     if ok then return true end
     if en ~= E.EWOULDBLOCK or wait == false then return nil, msg, en end
     sleep(delay)
-    if closed(self) then check.error("attempt to use a closed file", 2) end
+    if closed(self) then check.error("attempt to use a closed file") end
     delay = delay < 0.025 and delay * 2 or 0.05
   end
 end

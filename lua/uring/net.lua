@@ -16,23 +16,54 @@ local buffered, state = methods._buffered, methods._closed
 
 local M = {}
 
+
+-- These methods are plain Lua: check self as the C ones do, so
+-- sock.read(other) raises a bad argument, not "attempt to call a nil
+-- value (method '_take_line')", and a closed, listening or busy socket
+-- raises at the caller's line, not inside this file.  how: "receive" or
+-- "send", what the method will do.
+local function checkself(self, name, how, level)
+  level = (level or 1) + 1
+  if not check.is(self, methods) then typeerror(1, name, "uring.socket", self, level) end
+  local closed, listening, receiving, sending = state(self)
+  if closed then check.error("attempt to use a closed socket", level) end
+  if how == nil then return end
+  if listening then check.error(name .. ": socket is listening", level) end
+  if how == "receive" and receiving then
+    check.error(name .. ": socket is busy (another task is receiving on it)", level)
+  elseif how == "send" and sending then
+    check.error(name .. ": socket is busy (another task is sending)", level)
+  end
+  check.intask(name, level)
+end
+
 -- sock:sendfile on a TLS socket: the kernel's splice would put the file's
 -- bytes on the wire in the clear, so they are read here and go through
--- the socket's TLS send, 64 KiB at a time, with the same arguments,
--- checks and results as the C method.
+-- the socket's TLS send, 64 KiB at a time, with the same results as the C
+-- method.  The arguments are checked here for both (as the C method would
+-- word it), so no error names the local it is called through.
 local c_sendfile, is_tls = methods.sendfile, methods._tls
 local PIECE = 65536
-function methods.sendfile(self, file, offset, len, head)
-  if not check.is(self, methods) or not is_tls(self) then
-    return c_sendfile(self, file, offset, len, head)
+local function optint(arg, v)
+  if v == nil then return nil end
+  if type(v) ~= "number" then typeerror(arg, "sendfile", "number", v, 2) end
+  local i = math.tointeger(v)
+  if not i then argerror(arg, "sendfile", "number has no integer representation", 2) end
+  return i
+end
+function methods.sendfile(self, ...)
+  local file, offset, len, head = ...
+  if not check.is(self, methods) then typeerror(1, "sendfile", "uring.socket", self) end
+  if not check.is(file, core.file_methods) then
+    typeerror(2, "sendfile", "uring.file", file, 1, select("#", ...) == 0 and "no value" or nil)
   end
-  if not check.is(file, core.file_methods) then typeerror(2, "sendfile", "uring.file", file) end
-  if offset ~= nil and math.type(offset) ~= "integer" then typeerror(3, "sendfile", "integer", offset) end
-  if len ~= nil and math.type(len) ~= "integer" then typeerror(4, "sendfile", "integer", len) end
-  offset = offset or 0
-  if offset < 0 then argerror(3, "sendfile", "offset must be non-negative") end
+  offset, len = optint(3, offset), optint(4, len)
+  if offset and offset < 0 then argerror(3, "sendfile", "offset must be non-negative") end
   if len and len < 0 then argerror(4, "sendfile", "length must be non-negative") end
   if head ~= nil and type(head) ~= "string" then typeerror(5, "sendfile", "string", head) end
+  if not is_tls(self) then return c_sendfile(self, file, offset, len, head) end
+  checkself(self, "sendfile", "send")
+  offset = offset or 0
   if not len then
     local st, msg, en = file:stat()
     if not st then return nil, msg, en, 0 end
@@ -55,26 +86,6 @@ function methods.sendfile(self, file, offset, len, head)
     sent, head = sent + #piece, ""
   end
   return sent
-end
-
--- These methods are plain Lua: check self as the C ones do, so
--- sock.read(other) raises a bad argument, not "attempt to call a nil
--- value (method '_take_line')", and a closed, listening or busy socket
--- raises at the caller's line, not inside this file.  how: "receive" or
--- "send", what the method will do.
-local function checkself(self, name, how, level)
-  level = (level or 1) + 1
-  if not check.is(self, methods) then typeerror(1, name, "uring.socket", self, level) end
-  local closed, listening, receiving, sending = state(self)
-  if closed then check.error("attempt to use a closed socket", level) end
-  if how == nil then return end
-  if listening then check.error(name .. ": socket is listening", level) end
-  if how == "receive" and receiving then
-    check.error(name .. ": socket is busy (another task is receiving on it)", level)
-  elseif how == "send" and sending then
-    check.error(name .. ": socket is busy (another task is sending)", level)
-  end
-  check.intask(name, level)
 end
 
 -- Wait until n bytes are buffered; fill() as needed.  Returns true when

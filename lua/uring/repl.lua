@@ -266,6 +266,7 @@ local function names(v, methods_only, into)
 end
 
 function repl.complete(word)
+  if type(word) ~= "string" then check.typeerror(1, "complete", "string", word) end
   local path, sep, partial = word:match("^(.-)([.:]?)([%w_]*)$")
   if not path then return {} end
   local found = {}

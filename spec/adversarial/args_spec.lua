@@ -722,6 +722,14 @@ describe("adversarial arguments: the Lua layers", function()
       objs.router = http.router()
       local seen = {}
       objs.server = assert(http.server { handler = function(req, res)
+        if req.path == "/ws" then          -- a WebSocket peer: echoes
+          local ws = assert(req:upgrade())
+          while true do
+            local m, kind = ws:receive()
+            if not m then return end
+            ws:send(m, kind)
+          end
+        end
         seen.req, seen.res = req, res
         return 200, "ok"
       end })
@@ -730,6 +738,7 @@ describe("adversarial arguments: the Lua layers", function()
       local got = assert(objs.client:request("http://127.0.0.1:" .. objs.server:port() .. "/x"))
       assert.equal("ok", got.body)
       objs.request, objs.response = seen.req, seen.res
+      objs.ws = assert(http.websocket("ws://127.0.0.1:" .. objs.server:port() .. "/ws"))
       objs.headers = setmetatable({}, http.HEADERS_MT)
 
       local kinds = {}
@@ -953,6 +962,7 @@ describe("adversarial arguments: the Lua layers", function()
       -- LuaSocket's install_socket(true) above: put package.loaded back
       uring.install_socket(false)
       -- the rest, closed
+      pcall(objs.ws.close, objs.ws)
       objs.server:close()
       serving:join()
       objs.client:close()
