@@ -83,7 +83,10 @@ describe("regression #12: failure modes #io #net", function()
         local s1 = uring.stats()
         assert.is_true(s1.overflow_flushes > s0.overflow_flushes, "the CQ never overflowed")
         assert.is_true(ends >= 1, "no accept multishot was ended by the overflow")
-        assert.is_true(arms >= ends, ("ended %d times, armed %d times"):format(ends, arms))
+        -- each end is followed by a new arm when an accept still waits; the
+        -- first arm came before the trace, and the storm's last end may
+        -- find no accept waiting (the server has its N): so arms + 1
+        assert.is_true(arms + 1 >= ends, ("ended %d times, armed %d times"):format(ends, arms))
         srv:close()
       end) end)
     end))
