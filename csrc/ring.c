@@ -22,6 +22,7 @@
 #endif
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -654,6 +655,28 @@ static int l_ring_probe (lua_State *L) {
   return ur_push_probe(L, &r->ring);
 }
 
+/* ring:fdinfo() -> text | fail: /proc/self/fdinfo of the ring's fd, the
+ * kernel's own account of it (indices, CQEs waiting, armed polls, the
+ * overflow list) to set beside ring:state() */
+static int l_fdinfo (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  char path[64];
+  luaL_Buffer b;
+  FILE *f;
+  size_t n;
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", r->ring.ring_fd);
+  if ((f = fopen(path, "re")) == NULL) return ur_pushfail(L, -errno, "fdinfo");
+  luaL_buffinit(L, &b);
+  do {
+    char *p = luaL_prepbuffer(&b);
+    n = fread(p, 1, LUAL_BUFFERSIZE, f);
+    luaL_addsize(&b, n);
+  } while (n == LUAL_BUFFERSIZE);
+  fclose(f);
+  luaL_pushresult(&b);
+  return 1;
+}
+
 static int l_ring_tostring (lua_State *L) {
   ur_ring *r = (ur_ring *)luaL_checkudata(L, 1, UR_RING_MT);
   if (r->ok)
@@ -948,7 +971,7 @@ void ur_register_ring (lua_State *L) {
     {"register_files", l_register_files},
     {"unregister_files", l_unregister_files},
     {"update_files", l_update_files},
-    {"probe", l_ring_probe}, {"flags", l_flags},
+    {"probe", l_ring_probe}, {"flags", l_flags}, {"fdinfo", l_fdinfo},
     {"close", l_ring_close},
     {NULL, NULL}
   };
