@@ -37,16 +37,22 @@
 #define RING_MAX_BUFSZ  (1 << 20)
 #define RING_MAX_GROUP_BYTES (64u << 20)
 
-/* 0 if the kernel has op; otherwise the fail triple pushed (3). */
+/* 0 if the kernel has op; otherwise the fail triple pushed (3).  The
+ * kernel is asked once, on a ring of its own (this ring's restrictions
+ * may forbid the probe), and the answer kept: it cannot change. */
 int ur_ring_unsupported (lua_State *L, ur_ring *r, unsigned op,
                          const char *fname) {
-  struct io_uring_probe *p = io_uring_get_probe_ring(&r->ring);
-  int ok = p && io_uring_opcode_supported(p, (int)op);
+  static signed char known[256];      /* 0 unknown, 1 yes, -1 no */
   char up[32];
   size_t i;
   const char *name = ur_opname(op);
-  if (p) io_uring_free_probe(p);
-  if (ok) return 0;
+  (void)r;
+  if (op < 256 && known[op] == 0) {
+    struct io_uring_probe *p = io_uring_get_probe();
+    known[op] = (p && io_uring_opcode_supported(p, (int)op)) ? 1 : -1;
+    if (p) io_uring_free_probe(p);
+  }
+  if (op < 256 && known[op] == 1) return 0;
   for (i = 0; name[i] && i < sizeof up - 1; i++)
     up[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
   up[i] = '\0';
