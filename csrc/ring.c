@@ -22,8 +22,10 @@
 #endif
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -78,6 +80,39 @@ static int l_drain (lua_State *L) {
   return 0;
 }
 
+/* ring:async(): IOSQE_ASYNC: skip the inline attempt and go straight to
+ * an io-wq worker thread */
+static int l_async (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  ring_last_sqe(L, r, "async")->flags |= IOSQE_ASYNC;
+  return 0;
+}
+
+/* ring:skip_success(): IOSQE_CQE_SKIP_SUCCESS: no CQE unless it fails.
+ * Checked at submit: it must be linked to a later SQE (see ur_ring_chain) */
+static int l_skip_success (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  ring_last_sqe(L, r, "skip_success")->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  return 0;
+}
+
+/* Before a submit: every SQE whose success posts no CQE needs a linked
+ * successor, whose CQE tells us the kernel is done with both; without one
+ * its request (and what it pins) could never be released. */
+static void ring_check_skips (lua_State *L, ur_ring *r, const char *fname) {
+  struct io_uring_sq *sq = &r->ring.sq;
+  for (unsigned i = sq->sqe_head; i != sq->sqe_tail; i++) {
+    const struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+    if ((sqe->flags & IOSQE_CQE_SKIP_SUCCESS)
+        && (!(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK))
+            || i + 1 == sq->sqe_tail))
+      luaL_error(L, "%s: an SQE marked skip_success has no linked SQE after "
+                 "it (ring:link() it and prep the next): its success would "
+                 "post no CQE and nothing would say when it is done", fname);
+  }
+  ur_ring_chain(r);
+}
+
 /* Tracing: the SQEs this submit publishes (prepared since the last one),
  * each stamped with its prep; returns whether the submit will make the
  * system call (an SQPOLL ring's thread may take them without one). */
@@ -99,7 +134,9 @@ static int l_submit (lua_State *L) {
   ur_ring *r = ur_ring_check(L);
   ur_loop *loop = ur_tracing(L);
   unsigned pend = io_uring_sq_ready(&r->ring);
-  int ret, enters = loop ? ring_trace_sqes(loop, r, 0) : 0;
+  int ret, enters;
+  ring_check_skips(L, r, "submit");
+  enters = loop ? ring_trace_sqes(loop, r, 0) : 0;
   do ret = io_uring_submit(&r->ring); while (ret == -EINTR);
   if (loop) {
     if (enters) ur_trace_ring_enter(loop, &r->ring, pend, 0, ret < 0 ? 0 : ret);
@@ -118,9 +155,12 @@ static int l_submit_and_wait (lua_State *L) {
   ur_loop *loop;
   unsigned pend;
   int ret, enters;
+  ring_check_skips(L, r, "submit_and_wait");
   /* waiting for more CQEs than can ever come would hang forever (a
-   * send_zc whose first CQE Lua has not taken yet has two to come) */
-  if (n < 0 || n > (lua_Integer)r->slab.used + (lua_Integer)r->zc_pending)
+   * send_zc whose first CQE Lua has not taken yet has two to come; a
+   * skip_success SQE may post none) */
+  if (n < 0 || n > (lua_Integer)r->slab.used + (lua_Integer)r->zc_pending
+                   - (lua_Integer)r->skips)
     return luaL_argerror(L, 2, lua_pushfstring(L, "cannot wait for %I CQEs: "
                          "%d SQE(s) in flight", n, (int)r->slab.used));
   loop = ur_tracing(L);
@@ -203,11 +243,13 @@ static int l_state (lua_State *L) {
 
 /* ------------------------------------------------------- CQ-side methods */
 
-/* ring:wait_cqe([timeout]) -> res, user_data, flags [, statx] | fail */
+/* ring:wait_cqe([timeout [, keep]]) -> res, user_data, flags [, extra...]
+ * | fail.  keep leaves the CQE at the head for ring:cqe_seen. */
 static int l_wait_cqe (lua_State *L) {
   ur_ring *r = ur_ring_check(L);
   struct __kernel_timespec ts = { 0, 0 };
   int timed = !lua_isnoneornil(L, 2);
+  int keep = lua_toboolean(L, 3);
   if (timed) ts = ur_ring_seconds(L, 2);
   for (;;) {
     struct io_uring_cqe *cqe;
@@ -233,7 +275,7 @@ static int l_wait_cqe (lua_State *L) {
     }
     if (ret == -EINTR) continue;
     if (ret < 0) return ur_pushfail(L, ret, "wait_cqe");
-    if ((n = ur_ring_push_cqe(L, r, cqe)) > 0) {
+    if ((n = ur_ring_push_cqe(L, r, cqe, keep)) > 0) {
       ur_loop *loop = ur_tracing(L);
       if (loop) ur_trace_ring_flush(L, loop);
       return n;
@@ -241,9 +283,11 @@ static int l_wait_cqe (lua_State *L) {
   }
 }
 
-/* ring:peek_cqe() -> res, user_data, flags [, statx] | nil: never blocks */
+/* ring:peek_cqe([keep]) -> res, user_data, flags [, extra...] | nil: never
+ * blocks */
 static int l_peek_cqe (lua_State *L) {
   ur_ring *r = ur_ring_check(L);
+  int keep = lua_toboolean(L, 2);
   for (;;) {
     struct io_uring_cqe *cqe;
     int n, ret = io_uring_peek_cqe(&r->ring, &cqe);
@@ -252,12 +296,28 @@ static int l_peek_cqe (lua_State *L) {
       return 1;
     }
     if (ret < 0) return ur_pushfail(L, ret, "peek_cqe");
-    if ((n = ur_ring_push_cqe(L, r, cqe)) > 0) {
+    if ((n = ur_ring_push_cqe(L, r, cqe, keep)) > 0) {
       ur_loop *loop = ur_tracing(L);
       if (loop) ur_trace_ring_flush(L, loop);
       return n;
     }
   }
+}
+
+/* ring:cqe_seen(): io_uring_cqe_seen(3) for the CQE a wait_cqe or peek_cqe
+ * with keep handed over: cq_head moves past it, its request may end */
+static int l_cqe_seen (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  struct io_uring_cqe *cqe;
+  if (!r->kept || io_uring_peek_cqe(&r->ring, &cqe) != 0)
+    return luaL_error(L, "cqe_seen: no CQE is kept (call wait_cqe or "
+                      "peek_cqe with keep = true first)");
+  ur_ring_consume(L, r, cqe);
+  {
+    ur_loop *loop = ur_tracing(L);
+    if (loop) ur_trace_ring_flush(L, loop);
+  }
+  return 0;
 }
 
 
@@ -387,6 +447,186 @@ static int l_update_files (lua_State *L) {
   return 1;
 }
 
+/* -------------------------------------------- eventfd and restrictions */
+
+/* ring:register_eventfd([async]) -> fd | fail: an eventfd the kernel
+ * signals each time it posts CQEs (with async, only for those completed
+ * out of line).  The ring owns it: it stays open until ring:close(). */
+static int l_register_eventfd (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  int async = lua_toboolean(L, 2), ret, fd;
+  if (r->efd >= 0)
+    return luaL_error(L, "register_eventfd: the ring has its eventfd (fd %d)"
+                      " already", r->efd);
+  fd = eventfd(0, EFD_CLOEXEC);
+  if (fd < 0) return ur_pushfail(L, -errno, "register_eventfd");
+  ret = async ? io_uring_register_eventfd_async(&r->ring, fd)
+              : io_uring_register_eventfd(&r->ring, fd);
+  if (ret < 0) {
+    close(fd);                      /* no SQE could name it yet */
+    return ur_pushfail(L, ret, "register_eventfd");
+  }
+  r->efd = fd;
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* ring:unregister_eventfd() -> true | fail.  The fd stays open (an SQE
+ * may name it) until the ring closes. */
+static int l_unregister_eventfd (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  int ret = io_uring_unregister_eventfd(&r->ring);
+  if (ret < 0) return ur_pushfail(L, ret, "unregister_eventfd");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Names of what register_restrictions can allow. */
+static const struct { const char *name; unsigned v; } ring_sqe_flag_names[] = {
+  {"fixed_file", IOSQE_FIXED_FILE}, {"drain", IOSQE_IO_DRAIN},
+  {"link", IOSQE_IO_LINK}, {"hardlink", IOSQE_IO_HARDLINK},
+  {"async", IOSQE_ASYNC}, {"buffer_select", IOSQE_BUFFER_SELECT},
+  {"skip_success", IOSQE_CQE_SKIP_SUCCESS},
+};
+static const struct { const char *name; unsigned v; } ring_register_names[] = {
+  {"register_buffers", IORING_REGISTER_BUFFERS},
+  {"unregister_buffers", IORING_UNREGISTER_BUFFERS},
+  {"register_files", IORING_REGISTER_FILES},
+  {"unregister_files", IORING_UNREGISTER_FILES},
+  {"update_files", IORING_REGISTER_FILES_UPDATE},
+  {"register_eventfd", IORING_REGISTER_EVENTFD},
+  {"unregister_eventfd", IORING_UNREGISTER_EVENTFD},
+  {"probe", IORING_REGISTER_PROBE},
+  {"setup_buf_ring", IORING_REGISTER_PBUF_RING},
+};
+
+#define RING_MAX_RESTRICTIONS 512
+
+/* One list field of register_restrictions' table: each name through
+ * lookup into res[*n] of the given opcode.  Raises on a bad name. */
+static void ring_restrict_list (lua_State *L, const char *key, uint16_t opcode,
+                                int (*lookup) (const char *),
+                                struct io_uring_restriction *res, int *n) {
+  int t;
+  lua_getfield(L, 2, key);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, -1))
+    luaL_argerror(L, 2, lua_pushfstring(L, "'%s' must be a list of names",
+                                        key));
+  t = lua_gettop(L);
+  for (lua_Integer i = 1; lua_rawgeti(L, t, i) != LUA_TNIL; i++) {
+    const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                      : NULL;
+    int v = name ? lookup(name) : -1;
+    if (v < 0)
+      luaL_argerror(L, 2, lua_pushfstring(L, "%s[%I]: unknown name '%s'", key,
+          i, name ? name : luaL_typename(L, -1)));
+    if (*n >= RING_MAX_RESTRICTIONS)
+      luaL_argerror(L, 2, "too many restrictions");
+    memset(&res[*n], 0, sizeof res[*n]);
+    res[*n].opcode = opcode;
+    if (opcode == IORING_RESTRICTION_SQE_OP) res[*n].sqe_op = (uint8_t)v;
+    else if (opcode == IORING_RESTRICTION_REGISTER_OP)
+      res[*n].register_op = (uint8_t)v;
+    else res[*n].sqe_flags = (uint8_t)v;
+    (*n)++;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
+static int ring_op_lookup (const char *name) {
+  for (unsigned op = 0; op < 256; op++)
+    if (strcmp(ur_opname(op), name) == 0) return (int)op;
+  return -1;
+}
+
+static int ring_flag_lookup (const char *name) {
+  for (size_t i = 0; i < sizeof ring_sqe_flag_names
+                         / sizeof ring_sqe_flag_names[0]; i++)
+    if (strcmp(ring_sqe_flag_names[i].name, name) == 0)
+      return (int)ring_sqe_flag_names[i].v;
+  return -1;
+}
+
+static int ring_register_lookup (const char *name) {
+  for (size_t i = 0; i < sizeof ring_register_names
+                         / sizeof ring_register_names[0]; i++)
+    if (strcmp(ring_register_names[i].name, name) == 0)
+      return (int)ring_register_names[i].v;
+  return -1;
+}
+
+/*
+ * ring:register_restrictions{ops = {"nop", ...}, sqe_flags = {"link", ...},
+ * register = {"register_buffers", ...}} -> true | fail.  Only on a ring
+ * made with disabled = true, before enable_rings(): from then on any
+ * other op fails with -EACCES in its CQE, any other SQE flag or
+ * io_uring_register call with EACCES.  Several flags in sqe_flags are
+ * allowed together (one IORING_RESTRICTION_SQE_FLAGS_ALLOWED mask).
+ */
+static int l_register_restrictions (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  struct io_uring_restriction *res;
+  int n = 0, ret, nflags = 0;
+  unsigned mask = 0;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  res = (struct io_uring_restriction *)lua_newuserdatauv(L,
+            RING_MAX_RESTRICTIONS * sizeof *res, 0);
+  ring_restrict_list(L, "ops", IORING_RESTRICTION_SQE_OP, ring_op_lookup,
+                     res, &n);
+  ring_restrict_list(L, "register", IORING_RESTRICTION_REGISTER_OP,
+                     ring_register_lookup, res, &n);
+  /* the flags go into one mask */
+  {
+    int first = n;
+    ring_restrict_list(L, "sqe_flags", IORING_RESTRICTION_SQE_FLAGS_ALLOWED,
+                       ring_flag_lookup, res, &n);
+    for (int i = first; i < n; i++) mask |= res[i].sqe_flags;
+    nflags = n - first;
+    n = first;
+    if (nflags) {
+      memset(&res[n], 0, sizeof res[n]);
+      res[n].opcode = IORING_RESTRICTION_SQE_FLAGS_ALLOWED;
+      res[n].sqe_flags = (uint8_t)mask;
+      n++;
+    }
+  }
+  {
+    lua_pushnil(L);           /* a misspelt key would silently allow less */
+    while (lua_next(L, 2)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                     : NULL;
+      if (k == NULL || (strcmp(k, "ops") && strcmp(k, "register")
+                        && strcmp(k, "sqe_flags")))
+        return luaL_argerror(L, 2, lua_pushfstring(L, "unknown key '%s' "
+            "(ops, sqe_flags, register)", k ? k : luaL_typename(L, -2)));
+      lua_pop(L, 1);
+    }
+  }
+  luaL_argcheck(L, n > 0, 2, "no restriction given (ops, sqe_flags, register)");
+  /* Debian's liburing 2.3 does not export io_uring_register_restrictions
+   * nor io_uring_enable_rings: the raw register call does the same */
+  ret = io_uring_register(r->ring.ring_fd, IORING_REGISTER_RESTRICTIONS, res,
+                          (unsigned)n);
+  if (ret < 0) return ur_pushfail(L, ret, "register_restrictions");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ring:enable_rings() -> true | fail: start a ring made disabled */
+static int l_enable_rings (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  int ret = io_uring_register(r->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+                              NULL, 0);
+  if (ret < 0) return ur_pushfail(L, ret, "enable_rings");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ring:fixed(slot) -> a marker that prep_* take in place of an fd: the SQE
  * names registered file slot (0-based, the kernel's numbering) and gets
  * IOSQE_FIXED_FILE.  Checked here and again at each prep. */
@@ -413,6 +653,28 @@ static int l_flags (lua_State *L) {
 static int l_ring_probe (lua_State *L) {
   ur_ring *r = ur_ring_check(L);
   return ur_push_probe(L, &r->ring);
+}
+
+/* ring:fdinfo() -> text | fail: /proc/self/fdinfo of the ring's fd, the
+ * kernel's own account of it (indices, CQEs waiting, armed polls, the
+ * overflow list) to set beside ring:state() */
+static int l_fdinfo (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  char path[64];
+  luaL_Buffer b;
+  FILE *f;
+  size_t n;
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", r->ring.ring_fd);
+  if ((f = fopen(path, "re")) == NULL) return ur_pushfail(L, -errno, "fdinfo");
+  luaL_buffinit(L, &b);
+  do {
+    char *p = luaL_prepbuffer(&b);
+    n = fread(p, 1, LUAL_BUFFERSIZE, f);
+    luaL_addsize(&b, n);
+  } while (n == LUAL_BUFFERSIZE);
+  fclose(f);
+  luaL_pushresult(&b);
+  return 1;
 }
 
 static int l_ring_tostring (lua_State *L) {
@@ -526,8 +788,11 @@ static void ring_shutdown (lua_State *L, ur_ring *r) {
      * kernel works on the parent's memory, not on this copy of it; drop
      * our fd and our copies */
     close(r->ring.ring_fd);
+    if (r->efd >= 0) close(r->efd);
+    r->efd = -1;
     ur_ring_release_all(L, r);
     ur_slab_destroy(&r->slab);
+    ur_ring_free_groups(r);
     lua_pushnil(L);
     lua_setiuservalue(L, 1, RING_UV_FIXED);
     return;
@@ -546,7 +811,7 @@ static void ring_shutdown (lua_State *L, ur_ring *r) {
     if (ur_ring_drain(L, r) > 0) last = ur_now();
   }
   if (r->slab.used > 0)
-    ring_leak(L, r);
+    ring_leak(L, r);      /* and its buffer groups: the kernel may write */
   else {
     if (r->nfixed) io_uring_unregister_buffers(&r->ring);
     ur_slab_destroy(&r->slab);
@@ -555,7 +820,11 @@ static void ring_shutdown (lua_State *L, ur_ring *r) {
   }
   r->nfixed = 0;
   r->zc_pending = 0;
+  r->skips = 0;
   io_uring_queue_exit(&r->ring);
+  if (!r->leaked) ur_ring_free_groups(r);
+  if (r->efd >= 0) close(r->efd);   /* no request of ours names it now */
+  r->efd = -1;
 }
 
 /* ring:close() -> true; also __close and __gc.  Closing twice is fine. */
@@ -607,7 +876,7 @@ static lua_Integer ring_int_opt (lua_State *L, const char *key,
 static int l_ring (lua_State *L) {
   static const char *const keys[] = {
     "entries", "cq_entries", "sqpoll", "sq_thread_idle", "single_issuer",
-    "defer_taskrun", "coop_taskrun", "submit_all", "flags", NULL
+    "defer_taskrun", "coop_taskrun", "submit_all", "disabled", "flags", NULL
   };
   static const struct { const char *key; unsigned flag; } bools[] = {
     {"sqpoll", IORING_SETUP_SQPOLL},
@@ -615,6 +884,8 @@ static int l_ring (lua_State *L) {
     {"defer_taskrun", IORING_SETUP_DEFER_TASKRUN},
     {"coop_taskrun", IORING_SETUP_COOP_TASKRUN},
     {"submit_all", IORING_SETUP_SUBMIT_ALL},
+    /* for register_restrictions: nothing runs until enable_rings */
+    {"disabled", IORING_SETUP_R_DISABLED},
   };
   struct io_uring_params p;
   lua_Integer entries = 8, cq;
@@ -665,6 +936,7 @@ static int l_ring (lua_State *L) {
   /* closed first, then acquired: __gc on a ring never set up is a no-op */
   r = (ur_ring *)lua_newuserdatauv(L, sizeof *r, 1);
   memset(r, 0, sizeof *r);
+  r->efd = -1;
   luaL_setmetatable(L, UR_RING_MT);
   memset(&p, 0, sizeof p);
   p.flags = flags | IORING_SETUP_CQSIZE;
@@ -686,6 +958,12 @@ void ur_register_ring (lua_State *L) {
     {"link", l_link}, {"hardlink", l_hardlink}, {"drain", l_drain},
     {"submit", l_submit}, {"submit_and_wait", l_submit_and_wait},
     {"wait_cqe", l_wait_cqe}, {"peek_cqe", l_peek_cqe},
+    {"cqe_seen", l_cqe_seen}, {"async", l_async},
+    {"skip_success", l_skip_success},
+    {"register_eventfd", l_register_eventfd},
+    {"unregister_eventfd", l_unregister_eventfd},
+    {"register_restrictions", l_register_restrictions},
+    {"enable_rings", l_enable_rings},
     {"sq_space_left", l_sq_space_left}, {"sq_ready", l_sq_ready},
     {"cq_ready", l_cq_ready}, {"inflight", l_inflight}, {"state", l_state},
     {"register_buffers", l_register_buffers},
@@ -693,7 +971,7 @@ void ur_register_ring (lua_State *L) {
     {"register_files", l_register_files},
     {"unregister_files", l_unregister_files},
     {"update_files", l_update_files},
-    {"probe", l_ring_probe}, {"flags", l_flags},
+    {"probe", l_ring_probe}, {"flags", l_flags}, {"fdinfo", l_fdinfo},
     {"close", l_ring_close},
     {NULL, NULL}
   };
@@ -707,9 +985,11 @@ void ur_register_ring (lua_State *L) {
   lua_createtable(L, 0, 64);
   luaL_setfuncs(L, methods, 0);
   ur_ring_prep_methods(L);              /* ring_prep.c: prep_*, fixed */
+  ur_ring_net_methods(L);               /* ring_net.c: sockets, buf rings */
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_ring);
   lua_setfield(L, -2, "ring");
   ur_ring_constants(L);
+  ur_ring_net_constants(L);
 }

@@ -64,6 +64,8 @@ struct io_uring_sqe *ur_ring_sqe (lua_State *L, ur_ring *r, const char *fname,
   q->memlen = memlen;
   q->user = user;
   q->seq = ++r->seq;
+  q->chain_prev = q->chain_next = 0;
+  q->chain_flags = 0;
   q->t_prep = traced ? ur_now() : 0;
   *pq = q;
   io_uring_sqe_set_data64(sqe, ur_slab_ud(q));
@@ -93,13 +95,68 @@ uint64_t ur_ring_find (ur_ring *r, lua_Integer user) {
   return best ? ur_slab_ud(best) : 0;
 }
 
-/* The kernel is done with q and Lua has its last CQE (or never will). */
+/* The kernel is done with q and Lua has its last CQE (or never will).
+ * So it is with the CQE_SKIP_SUCCESS requests chained before q: a link
+ * chain runs in order, and one that failed was released at its own CQE
+ * (its user_data is stale now, so ur_slab_at finds nothing). */
 void ur_ring_release (lua_State *L, ur_ring *r, ur_req *q) {
-  if (q->opcode == IORING_OP_SEND_ZC && q->aux) {
-    q->aux = 0;
-    r->zc_pending--;
+  while (q != NULL) {
+    uint64_t prev = q->chain_prev;
+    if (q->opcode == IORING_OP_SEND_ZC && q->aux) {
+      q->aux = 0;
+      r->zc_pending--;
+    }
+    if (q->chain_flags & RING_CHAIN_SKIP) r->skips--;
+    ur_slab_put(L, &r->slab, q);
+    q = prev ? ur_slab_at(&r->slab, prev) : NULL;
   }
-  ur_slab_put(L, &r->slab, q);
+}
+
+/* A CQE_SKIP_SUCCESS request with IO_LINK failed: the kernel cancels the
+ * rest of its chain without posting their CQEs (they never started), so
+ * they are released here, up to the chain's last SQE. */
+static void ring_release_rest (lua_State *L, ur_ring *r, ur_req *q) {
+  uint64_t next = q->chain_next;
+  while (next) {
+    ur_req *n = ur_slab_at(&r->slab, next);
+    int more;
+    if (n == NULL) break;
+    next = n->chain_next;
+    more = n->chain_flags & (RING_CHAIN_LINK | RING_CHAIN_HARD);
+    n->chain_prev = 0;                /* its predecessors end on their own */
+    ur_ring_release(L, r, n);
+    if (!more) break;
+  }
+}
+
+/*
+ * At submit: an SQE with IOSQE_CQE_SKIP_SUCCESS posts no CQE if it
+ * succeeds, so nothing of its own says when the kernel is done with it.
+ * Submit refuses one without a linked successor; here each successor
+ * learns its predecessor's user_data, so the successor's last CQE
+ * releases both (ur_ring_release).  If it fails, it posts its CQE and the
+ * kernel ends the rest of the chain silently: each linked request learns
+ * its successor for that (ring_release_rest).  r->skips counts them:
+ * that many fewer CQEs may come than requests are in flight.
+ */
+void ur_ring_chain (ur_ring *r) {
+  struct io_uring_sq *sq = &r->ring.sq;
+  for (unsigned i = sq->sqe_head; i != sq->sqe_tail; i++) {
+    struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+    ur_req *q = ur_slab_at(&r->slab, sqe->user_data), *nq = NULL;
+    if (q == NULL || q->chain_flags) continue;     /* chained before */
+    if (i + 1 != sq->sqe_tail)
+      nq = ur_slab_at(&r->slab, sq->sqes[(i + 1) & sq->ring_mask].user_data);
+    if (sqe->flags & IOSQE_IO_LINK) q->chain_flags |= RING_CHAIN_LINK;
+    if (sqe->flags & IOSQE_IO_HARDLINK) q->chain_flags |= RING_CHAIN_HARD;
+    if (nq && (sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)))
+      q->chain_next = ur_slab_ud(nq);
+    if ((sqe->flags & IOSQE_CQE_SKIP_SUCCESS) && nq) {
+      q->chain_flags |= RING_CHAIN_SKIP;
+      nq->chain_prev = sqe->user_data;
+      r->skips++;
+    }
+  }
 }
 
 /* Every request back at once: only where the kernel can no longer touch
@@ -121,13 +178,16 @@ static void ring_more (ur_ring *r, ur_req *q) {
 }
 
 /*
- * Hand one CQE to Lua: res, user_data, flags (and a statx table).  The
- * results are pushed before the CQE is consumed, so a memory error leaves
- * it in the CQ for the next call; then the request is released if this
- * was its last CQE.  Returns the number of results, or 0 for a CQE that
- * names no request (skipped).
+ * Hand one CQE to Lua: res, user_data, flags (and a statx table, or a
+ * provided buffer's data and id).  The results are pushed before the CQE
+ * is consumed, so a memory error leaves it in the CQ for the next call.
+ * keep (wait_cqe/peek_cqe with keep, liburing's io_uring_wait_cqe without
+ * io_uring_cqe_seen) leaves it at the CQ head for ring:cqe_seen; otherwise
+ * it is consumed here.  Returns the number of results, or 0 for a CQE that
+ * names no request (consumed and skipped).
  */
-int ur_ring_push_cqe (lua_State *L, ur_ring *r, struct io_uring_cqe *cqe) {
+int ur_ring_push_cqe (lua_State *L, ur_ring *r, struct io_uring_cqe *cqe,
+                      int keep) {
   ur_req *q = ur_slab_at(&r->slab, cqe->user_data);
   int32_t res = cqe->res;
   uint32_t flags = cqe->flags;
@@ -136,7 +196,7 @@ int ur_ring_push_cqe (lua_State *L, ur_ring *r, struct io_uring_cqe *cqe) {
     io_uring_cqe_seen(&r->ring, cqe);
     return 0;
   }
-  luaL_checkstack(L, 4, NULL);
+  luaL_checkstack(L, 5, NULL);
   lua_pushinteger(L, res);     /* raw -errno, as liburing gives it */
   lua_pushinteger(L, q->user);
   lua_pushinteger(L, flags);
@@ -145,39 +205,67 @@ int ur_ring_push_cqe (lua_State *L, ur_ring *r, struct io_uring_cqe *cqe) {
     ur_push_statx(L, (const struct statx *)q->mem);
     n = 4;
   }
-  {
-    ur_loop *loop = ur_tracing(L);
-    if (loop)
-      ur_trace_ring_req(loop, r->ring.ring_fd, 1, q->opcode, q->fd, q->user,
-                        res, flags, q->memlen, q->t_prep);
-  }
-  io_uring_cqe_seen(&r->ring, cqe);
-  if (flags & IORING_CQE_F_MORE) ring_more(r, q);
-  else ur_ring_release(L, r, q);      /* its last CQE (send_zc: the notif) */
+  else if (flags & IORING_CQE_F_BUFFER)
+    n += ur_ring_push_buf(L, r, q, res, flags);
+  if (keep) r->kept = 1;
+  else ur_ring_consume(L, r, cqe);
   return n;
+}
+
+/* The CQE at the head, already handed to Lua, leaves the CQ: traced,
+ * cq_head moves on, and its request is released if it was its last. */
+void ur_ring_consume (lua_State *L, ur_ring *r, struct io_uring_cqe *cqe) {
+  ur_req *q = ur_slab_at(&r->slab, cqe->user_data);
+  uint32_t flags = cqe->flags;
+  ur_loop *loop = ur_tracing(L);
+  r->kept = 0;
+  if (q && loop)
+    ur_trace_ring_req(loop, r->ring.ring_fd, 1, q->opcode, q->fd, q->user,
+                      cqe->res, flags, q->memlen, q->t_prep);
+  io_uring_cqe_seen(&r->ring, cqe);
+  if (q == NULL) return;
+  if (flags & IORING_CQE_F_MORE) ring_more(r, q);
+  else {
+    /* a skip_success request's CQE: it failed (see ur_ring_chain) */
+    if ((q->chain_flags & (RING_CHAIN_SKIP | RING_CHAIN_LINK))
+        == (RING_CHAIN_SKIP | RING_CHAIN_LINK))
+      ring_release_rest(L, r, q);
+    ur_ring_release(L, r, q);         /* its last CQE (send_zc: the notif) */
+  }
+}
+
+/* Ops whose result is a new fd the ring's user must close. */
+static int ring_makes_fd (uint8_t op) {
+  return op == IORING_OP_OPENAT || op == IORING_OP_OPENAT2
+      || op == IORING_OP_SOCKET || op == IORING_OP_ACCEPT;
 }
 
 /*
  * Take every ready CQE back without handing it to Lua (close).  An fd
- * that an open made and Lua never saw is closed: nobody else can.
- * Returns the number of requests released.
+ * that an open, socket or accept made and Lua never saw is closed:
+ * nobody else can (a CQE kept at the head, Lua has seen).  Returns the
+ * number of requests released.
  */
 unsigned ur_ring_drain (lua_State *L, ur_ring *r) {
   struct io_uring_cqe *cqe;
   unsigned head, n = 0, released = 0;
   io_uring_for_each_cqe(&r->ring, head, cqe) {
     ur_req *q = ur_slab_at(&r->slab, cqe->user_data);
+    int seen = (n == 0 && r->kept);
     n++;
     if (q == NULL) continue;            /* our own cancels carry 0 */
-    if (cqe->res >= 0
-        && (q->opcode == IORING_OP_OPENAT || q->opcode == IORING_OP_OPENAT2))
+    if (cqe->res >= 0 && ring_makes_fd(q->opcode) && !seen)
       close(cqe->res);
     if (cqe->flags & IORING_CQE_F_MORE) ring_more(r, q);
     else {
+      if ((q->chain_flags & (RING_CHAIN_SKIP | RING_CHAIN_LINK))
+          == (RING_CHAIN_SKIP | RING_CHAIN_LINK))
+        ring_release_rest(L, r, q);
       ur_ring_release(L, r, q);
       released++;
     }
   }
+  r->kept = 0;
   io_uring_cq_advance(&r->ring, n);
   return released;
 }

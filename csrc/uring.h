@@ -140,6 +140,11 @@ struct ur_req {
    * the prep order (prep_cancel names "the oldest with this user_data") */
   lua_Integer user;
   uint64_t seq;
+  /* the teaching ring's link chains with IOSQE_CQE_SKIP_SUCCESS, whose
+   * requests may end without a CQE (ring_req.c, ur_ring_chain): the
+   * request before and after it in its chain, and its RING_CHAIN_* bits */
+  uint64_t chain_prev, chain_next;
+  uint8_t chain_flags;
 };
 
 /*
