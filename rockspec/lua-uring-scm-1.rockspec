@@ -29,7 +29,7 @@ build = {
         "csrc/stats.c", "csrc/addr.c", "csrc/bufring.c", "csrc/dns.c",
         "csrc/thread.c", "csrc/net.c", "csrc/signal.c", "csrc/proc.c",
         "csrc/udp.c", "csrc/workers.c", "csrc/http.c", "csrc/fixedbuf.c",
-        "csrc/fixedfile.c", "csrc/ring_req.c", "csrc/ring_prep.c",
+        "csrc/fixedfile.c", "csrc/ring_req.c", "csrc/ring_prep.c", "csrc/ring_net.c",
         "csrc/statx.c", "csrc/jobs.c", "csrc/dir.c", "csrc/fsmeta.c",
         "csrc/failwatch.c", "csrc/tls.c",
         "csrc/wire.c", "csrc/threadpool.c", "csrc/embed.c",
