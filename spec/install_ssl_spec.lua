@@ -92,7 +92,10 @@ describe("uring.install_ssl #io #net", function()
     local conc = tonumber(out:match("concurrent%s+([%d.]+)"))
     assert(seq and conc, out)
     assert.is_true(seq >= 10 * 0.05, out)
-    assert.is_true(conc < seq / 3, out)
+    -- one after another they cannot take less than 10 x 50 ms: under that,
+    -- they overlapped (a ratio to the sequential time would be a timing
+    -- test, at the mercy of the machine's load)
+    assert.is_true(conc < 10 * 0.05, out)
   end)
 
   it("checks its arguments as LuaSec does", function()
