@@ -38,6 +38,14 @@ describe("uring.http over TLS #io #net", function()
           return 302, "", { location = req.query:match("url=(.*)") }
         end },
         { "POST", "/echo", function(req) return 200, req.body end },
+        { "GET", "/echows", function(req)     -- for python3-websockets
+          local ws = assert(req:upgrade { protocols = "chat" })
+          while true do
+            local msg, kind = ws:receive()
+            if not msg then break end
+            ws:send(msg, kind)
+          end
+        end },
         { "GET", "/ws", function(req)
           local ws = assert(req:upgrade())
           while true do
@@ -117,6 +125,28 @@ describe("uring.http over TLS #io #net", function()
       assert(task:join())
       assert.equal(1, srv.tls_failures)          -- the refused handshake, counted
       assert.equal(1, #errors)                   -- and logged
+    end)
+  end)
+
+  it("speaks wss:// with python3-websockets, an independent client: 4 MiB hashed both ways", function()
+    run(function()
+      local srv, port, task = start()
+      local p = assert(uring.exec { "env", "-u", "LD_PRELOAD", "WS_CA=" .. D .. "ca.pem",
+        "timeout", "60", "/usr/bin/python3", "spec/helpers/ws_peer.py", "client",
+        "wss://localhost:" .. port .. "/echows", "4", stdout = "pipe" })
+      local out = p.stdout:read("a")
+      p.stdout:close()
+      assert.is_true((p:wait()), out)
+      local function field(k) return out:match('"' .. k .. '": "?([^,"}]*)') end
+      assert.equal("chat", field("protocol"), out)
+      for _, k in ipairs { "text", "binary", "fragmented", "pong" } do
+        assert.equal("true", field(k), k .. " in " .. out)
+      end
+      assert.equal(tostring(4 * 1024 * 1024), field("bytes"))
+      assert.equal(field("sent_sha"), field("recv_sha"))
+      assert.equal("1000", field("close_code"))
+      srv:close()
+      assert(task:join())
     end)
   end)
 

@@ -3,7 +3,8 @@
 implementation) for spec/websocket_spec.lua and bench/ws.sh.
 
   ws_peer.py client URL MIB   talk to a uring server that echoes; print
-                              one JSON line of what happened
+                              one JSON line of what happened (wss://:
+                              the CA file in $WS_CA)
   ws_peer.py server           an echo server on 127.0.0.1, port 0; prints
                               the port, serves until stdin closes (or 60 s)
   ws_peer.py bench URL N SIZE N echo round trips of SIZE-byte messages,
@@ -14,7 +15,12 @@ import websockets
 
 async def client(url, mib):
     out = {}
-    async with websockets.connect(url, subprotocols=["chat"], max_size=None) as ws:
+    tls = {}
+    if url.startswith("wss://"):
+        # wss: the test CA from WS_CA, the host name checked as usual
+        import ssl
+        tls["ssl"] = ssl.create_default_context(cafile=os.environ["WS_CA"])
+    async with websockets.connect(url, subprotocols=["chat"], max_size=None, **tls) as ws:
         out["protocol"] = ws.subprotocol
         await ws.send("héllo ✓")
         r = await ws.recv()
