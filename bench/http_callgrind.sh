@@ -46,7 +46,10 @@ irs () {
   log=$OUT/cg_$1_$2.log cg=$OUT/cg_$1_$2.out
   rm -f "$cg"; : > "$log"
   # shellcheck disable=SC2046
-  valgrind --tool=callgrind --callgrind-out-file="$cg" $(server_cmd "$1") --max-requests "$2" > "$log" 2>&1 &
+  # the release build, whatever the caller runs under (valgrind cannot
+  # run what ASan built, nor under its preload)
+  env -u LD_PRELOAD -u URING_CPATH valgrind --tool=callgrind --callgrind-out-file="$cg" \
+    $(server_cmd "$1") --max-requests "$2" > "$log" 2>&1 &
   pid=$!
   i=0
   until port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\).*$/\1/p' "$log" | head -1) && [ -n "$port" ]; do
@@ -55,7 +58,7 @@ irs () {
     sleep 0.05
   done
   # wrk gives up when the server stops at N requests
-  wrk -t1 -c50 -d300s "http://127.0.0.1:$port/" > "$OUT/cg_wrk.txt" 2>&1 &
+  env -u LD_PRELOAD wrk -t1 -c50 -d300s "http://127.0.0.1:$port/" > "$OUT/cg_wrk.txt" 2>&1 &
   wrk=$!
   wait $pid || true
   kill $wrk 2>/dev/null || true

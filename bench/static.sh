@@ -22,6 +22,10 @@
 # The ratios go to $BENCH_RESULTS/static.tsv (bench/README.md).
 set -e
 cd "$(dirname "$0")/.."
+# a sanitizer preload (make asan) is for our Lua server alone: curl, dd,
+# cmp, wrk and nginx are not built for it
+SRV_PRELOAD=${LD_PRELOAD:-}
+unset LD_PRELOAD
 LUA=${LUA:-lua5.4}
 WRK=${WRK:-wrk}
 NGINX=${NGINX:-/usr/sbin/nginx}
@@ -63,7 +67,7 @@ trap 'cleanup; rm -rf "$T"' EXIT
 trap 'cleanup; rm -rf "$T"; exit 130' INT TERM
 
 free_port () {
-  "$LUA" -e 'package.cpath = "./build/?.so;" .. package.cpath
+  LD_PRELOAD=$SRV_PRELOAD "$LUA" -e 'package.cpath = (os.getenv("URING_CPATH") or "./build/?.so") .. ";" .. package.cpath
     package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
     local uring = require "uring"
     uring.run(function()
@@ -106,7 +110,7 @@ CONF
       sleep 0.05
     done
   else
-    taskset -c "$SRV_CPU" $LUA examples/serve_dir.lua 0 --dir "$DIR" --seconds 600 > "$log" 2>&1 &
+    LD_PRELOAD=$SRV_PRELOAD taskset -c "$SRV_CPU" $LUA examples/serve_dir.lua 0 --dir "$DIR" --seconds 600 > "$log" 2>&1 &
     SRV_PID=$!
     PORT=
     i=0

@@ -21,7 +21,7 @@
 -- and kept for the next run.  ROUNDS=n rounds (5); WALK_PARALLEL=n sets
 -- the uring contenders' opts.parallel (default 2).
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
-package.cpath = "./build/?.so;" .. package.cpath
+package.cpath = (os.getenv("URING_CPATH") or "./build/?.so") .. ";" .. package.cpath
 
 local mode, who, dir = ...
 

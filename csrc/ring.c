@@ -155,12 +155,14 @@ static int l_submit_and_wait (lua_State *L) {
   ur_loop *loop;
   unsigned pend;
   int ret, enters;
+  /* the argument first, then what the SQEs prepared may not do */
+  if (n < 0) return luaL_argerror(L, 2, "count must be non-negative");
   ring_check_skips(L, r, "submit_and_wait");
   /* waiting for more CQEs than can ever come would hang forever (a
    * send_zc whose first CQE Lua has not taken yet has two to come; a
    * skip_success SQE may post none) */
-  if (n < 0 || n > (lua_Integer)r->slab.used + (lua_Integer)r->zc_pending
-                   - (lua_Integer)r->skips)
+  if (n > (lua_Integer)r->slab.used + (lua_Integer)r->zc_pending
+          - (lua_Integer)r->skips)
     return luaL_argerror(L, 2, lua_pushfstring(L, "cannot wait for %I CQEs: "
                          "%d SQE(s) in flight", n, (int)r->slab.used));
   loop = ur_tracing(L);
