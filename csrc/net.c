@@ -1240,7 +1240,8 @@ static void sock_close (ur_loop *loop, ur_sock *s, int gc) {
     return;
   }
   if (s->tls) ur_tls_close(loop, s);   /* close_notify goes out first */
-  ur_handle_close(loop, &s->h, gc ? s : NULL);
+  if (s->listener) ur_handle_close(loop, &s->h, gc ? s : NULL);
+  else ur_handle_close_lazy(loop, &s->h, gc ? s : NULL);
   while (s->plen > 0) {          /* accepted, never taken: nothing names them */
     ur_fd_release(s->pend[s->phead]);
     s->phead = (s->phead + 1) % s->pcap;

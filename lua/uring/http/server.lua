@@ -502,6 +502,10 @@ function M.server(opts)
   local lsock, msg, en = uring.listen(host, port,
     { backlog = backlog, reuseport = opts.reuseport and true or false, tls = tls })
   if not lsock then return nil, msg, en end
+  -- accepted sockets inherit TCP_NODELAY from the listener (Linux): one
+  -- setsockopt here rather than a system call per connection
+  local ok, err, eno = lsock:setoption("nodelay", true)
+  if not ok then lsock:close(); return nil, err, eno end
   local self = setmetatable({
     _lsock = lsock, _handler = handler, _conns = {}, _nconns = 0,
     max_body = max_body, max_header = max_header, idle_timeout = idle,
@@ -549,7 +553,6 @@ local function connection(self, sock)
   local st = res
   conns[sock] = st
   self._nconns = self._nconns + 1
-  sock:setoption("nodelay", true)
   while not self._closing do
     -- the next head, received as needed; waiting with nothing of a
     -- request buffered, the connection is marked idle (st._busy false,
