@@ -365,8 +365,8 @@ static int l_sock_take_request (lua_State *L) {
  * one call per request.  As _take_request, but with nothing or part of a
  * head buffered it receives and tries again, so a request costs one C
  * call and one task switch.  Before it waits with nothing buffered (the
- * connection idle between requests) it sets state._busy = false and
- * state._last = clock, as the sweeper reads them.  At the end of the
+ * connection idle between requests) it sets state._idle = clock (the
+ * server's: the sweeper closes connections idle too long).  At the end of the
  * stream: false; a failed receive: the fail triple. */
 static int next_request_k (lua_State *L, int status, lua_KContext ctx);
 
@@ -374,10 +374,8 @@ static int next_request_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
   int n = take_request(L, s, (size_t)ctx);
   if (n > 0) return n;
   if (n < 0) {                  /* idle: the sweeper may end it now */
-    lua_pushboolean(L, 0);
-    lua_setfield(L, 3, "_busy");
     lua_pushvalue(L, 4);
-    lua_setfield(L, 3, "_last");
+    lua_setfield(L, 3, "_idle");
   }
   if (ur_sock_eof(s)) {
     lua_pushboolean(L, 0);

@@ -157,4 +157,30 @@ describe("uring.http: one task switch per request #io #net", function()
       assert(serving:join())
     end)
   end)
+
+  it("idle_timeout closes a connection idle between requests, not one whose handler is busy", function()
+    run(function()
+      local srv = assert(uring.http.server { port = 0, idle_timeout = 0.2,
+        handler = function(req, res)
+          if req.path == "/slow" then uring.sleep(0.6) end
+          res:finish("done\n")
+        end })
+      local serving = uring.spawn(srv.serve, srv)
+      local function answer(c, path)
+        assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+        assert.equal("HTTP/1.1 200 OK", c:receive("*l"))
+        repeat local l = assert(c:receive("*l")) until l == ""
+        return c:receive("*l")
+      end
+      local c = assert(uring.connect("127.0.0.1", srv:port()))
+      assert.equal("done", answer(c, "/slow"))    -- busy 3 times the timeout
+      local t0 = uring.now()
+      assert.same({ nil, "closed", "" }, { c:receive("*l") })   -- then idle
+      local waited = uring.now() - t0
+      assert.is_true(waited >= 0.15 and waited < 3, ("closed after %.2f s"):format(waited))
+      c:close()
+      srv:close()
+      assert(serving:join())
+    end)
+  end)
 end)

@@ -538,12 +538,14 @@ local function connection(self, sock)
   local handler, on_error = self._handler, self.on_error
   local max_header, max_body = self.max_header, self.max_body
   -- one response object per connection, reset for each request; it also
-  -- holds the connection's state (_keep, _v10, _busy, _last, _task,
-  -- _killed) for the sweeper and close(): one table to touch per request
+  -- holds the connection's state (_keep, _v10, _idle, _task, _killed)
+  -- for the sweeper and close(): one table to touch per request.  _idle:
+  -- false while a request is under way, else the server's clock when the
+  -- connection went idle (sock:_next_request sets it before it waits)
   local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
     _len = false, _sent = false, _done = false, _err = false, _mode = false,
-    _head_only = false, _keep = true, _v10 = false, _busy = false,
-    _last = self._clock, _task = uring.current(), _killed = false, _ws = false,
+    _head_only = false, _keep = true, _v10 = false, _idle = self._clock,
+    _task = uring.current(), _killed = false, _ws = false,
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
     header = set_header, finish = finish }, Response)
@@ -555,8 +557,8 @@ local function connection(self, sock)
   self._nconns = self._nconns + 1
   while not self._closing do
     -- the next head, received as needed; waiting with nothing of a
-    -- request buffered, the connection is marked idle (st._busy false,
-    -- st._last): the sweeper and close() may end it then
+    -- request buffered, the connection is marked idle (st._idle = the
+    -- clock): the sweeper and close() may end it then
     local method, target, path, query, v10, lines, keep, cl, te, expect =
       next_request(sock, max_header, st, self._clock)
     if not method then
@@ -571,11 +573,11 @@ local function connection(self, sock)
       end
       break
     elseif not target then           -- a bad head: its status
-      st._busy = true
+      st._idle = false
       sock:send(ERR[method])
       break
     else
-      st._busy = true
+      st._idle = false
       -- the body
       local body = ""
       if te then
@@ -668,7 +670,8 @@ local function sweeper(self)
     self._clock = now
     local t = now - idle - step
     for sock, st in pairs(self._conns) do
-      if not st._busy and st._last < t then sock:close() end
+      local since = st._idle
+      if since and since < t then sock:close() end
     end
   end
 end
@@ -723,11 +726,11 @@ function Server:serve()
   while next(self._conns) do
     local late = uring.now() >= deadline
     for sock, st in pairs(self._conns) do
-      if late and st._busy and not st._killed then
+      if late and not st._idle and not st._killed then
         st._killed = true                           -- its handler is cut short
         if st._task and st._task ~= uring.current() then st._task:cancel() end
       end
-      if not st._busy or late then sock:close() end
+      if st._idle or late then sock:close() end
       if st._killed then self._conns[sock] = nil; self._nconns = self._nconns - 1 end
     end
     if not next(self._conns) then break end
@@ -748,7 +751,7 @@ function Server:close()
   self._lsock:close()
   -- idle connections: closed now (busy ones close after their response)
   for sock, st in pairs(self._conns) do
-    if st._busy then st._keep = false else sock:close() end
+    if not st._idle then st._keep = false else sock:close() end
     -- a WebSocket's handler ends when its peer answers "going away"
     if st._ws then pcall(uring.spawn, st._ws.close, st._ws, 1001, "going away") end
   end
