@@ -13,6 +13,8 @@
 # and raw liburing C (bench/http_c.c).  Writes $BENCH_RESULTS/callgrind.tsv:
 # one line per server, ratio = budget / instructions (>= 1 meets the
 # budget; issue 17: uring.http 6,000, the hand-written server 4,000).
+# SERVERS="uring-http lua-uring" measures only those (the tsv then holds
+# only their rows).
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -68,7 +70,7 @@ irs () {
 
 : > "$BENCH_RESULTS/callgrind.tsv"
 echo "callgrind: user instructions per request, (Ir at $HI - Ir at $LO requests) / $((HI - LO)), wrk -t1 -c50 keep-alive"
-for n in uring-http lua-uring uring-head c; do
+for n in ${SERVERS:-uring-http lua-uring uring-head c}; do
   a=$(irs "$n" "$LO") b=$(irs "$n" "$HI")
   [ -n "$a" ] && [ -n "$b" ] || { echo "bench: no callgrind summary for $n" >&2; exit 1; }
   per=$(( (b - a) / (HI - LO) ))

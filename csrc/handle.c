@@ -16,7 +16,8 @@
  * ur_handle_close marks the object closed at once, cancels every request
  * on the list, and closes the fd (close(2), and the registered-file slot)
  * when the list is empty: now, or at the last CQE (ur_fd_unlink, called
- * by the reaper); or, with nothing in flight, through the ring
+ * by the reaper; inside uring.run that close is a fire-and-forget
+ * IORING_OP_CLOSE); or, with nothing in flight, through the ring
  * (ur_handle_close_sqe: IORING_OP_CLOSE).
  *
  * This file is the only one that calls close(2) on an fd the ring may
@@ -29,7 +30,8 @@
 
 #include "uring.h"
 
-enum { FD_OPEN, FD_CLOSING, FD_CLOSED };
+/* FD_CLOSING_RING: as FD_CLOSING, its close(2) through the ring */
+enum { FD_OPEN, FD_CLOSING, FD_CLOSED, FD_CLOSING_RING };
 
 static ur_req *req_at_index (ur_loop *loop, uint32_t idx1) {
   return ur_slab_req(&loop->slab, idx1 - 1);
@@ -103,10 +105,30 @@ void ur_handle_sqe (ur_loop *loop, ur_handle *h, ur_req *r,
   e->count++;
 }
 
+/* Close fd, which no request names any more, for ur_handle_close_lazy.
+ * Inside uring.run the close goes through the ring, fire and forget
+ * (user_data 0, as a cancel's): a server's connection closed while its
+ * last send was in flight then costs no close(2) of its own, the next
+ * enter carries it.  The number stays taken until the op runs, and
+ * nothing names it meanwhile (its object is closed), so no other file
+ * can be hit.  Elsewhere (a close waited for outside a run, loop
+ * shutdown, a forked child): close(2) now. */
+static void fd_close_quietly (ur_loop *loop, int fd) {
+  if (loop->running && loop->ring_ok && !loop->closing && !ur_foreign(loop)
+      && !ur_op_missing(loop, IORING_OP_CLOSE)) {
+    struct io_uring_sqe *sqe = ur_get_sqe(loop);
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, 0);
+    return;
+  }
+  ur_fd_release(fd);
+}
+
 /* The fd's last request is done and it is closing: close it now. */
 static void fd_close_now (ur_loop *loop, int fd) {
   ur_fdent *e = &loop->fdtab[fd];
   if (e->state == FD_CLOSING) ur_fd_release(fd);
+  else if (e->state == FD_CLOSING_RING) fd_close_quietly(loop, fd);
   ur_ffile_remove(loop, e->slot, e->epoch);
   memset(e, 0, sizeof *e);
   e->slot = -1;
@@ -206,6 +228,17 @@ int ur_handle_close (ur_loop *loop, ur_handle *h, const void *gone) {
   return ret;
 }
 
+/* ur_handle_close for an fd whose end nobody waits to observe (a
+ * connected socket, not a listener whose port must be free on return):
+ * if requests keep it open, its close at their last CQE goes through the
+ * ring (fd_close_quietly). */
+int ur_handle_close_lazy (ur_loop *loop, ur_handle *h, const void *gone) {
+  int fd = h->fd, ret = ur_handle_close(loop, h, gone);
+  if (fd >= 0 && h->held == fd && loop->fdtab[fd].state == FD_CLOSING)
+    loop->fdtab[fd].state = FD_CLOSING_RING;
+  return ret;
+}
+
 /* Close h through the ring: sqe becomes r's IORING_OP_CLOSE.  Only when
  * nothing is in flight on the fd (ur_handle_inflight).  The kernel frees
  * the number when the op runs, before its CQE is reaped, and a new fd may
@@ -233,7 +266,8 @@ void ur_fdtab_forget (ur_loop *loop) {
   }
   for (uint32_t fd = 0; fd < loop->fdcap; fd++) {
     ur_fdent *e = &loop->fdtab[fd];
-    if (e->state == FD_CLOSING) ur_fd_release((int)fd);
+    if (e->state == FD_CLOSING || e->state == FD_CLOSING_RING)
+      ur_fd_release((int)fd);
     memset(e, 0, sizeof *e);
     e->slot = -1;
   }

@@ -59,6 +59,11 @@ struct ur_sock {
   size_t phead, plen, pcap;
   int accept_err;
   ur_waitq acceptors;     /* tasks blocked in accept() */
+  /* send-behind: a small send the task did not wait for (start_send) */
+  uint64_t behind;        /* its request's user_data while in flight, or 0 */
+  int behind_err;         /* -errno it failed with, for the next send */
+  unsigned nobehind:1;    /* a send failed, or the send side is shut: every
+                             send waits for the kernel's own answer */
   ur_tls *tls;            /* TLS state (tls.c), or NULL: plain TCP */
   void *tls_ctx;          /* a listener's (or a TLS connect's) context,
                              one reference held (tls.c) */
@@ -561,6 +566,62 @@ static int send_k (lua_State *L, int status, lua_KContext ctx);
  * pinned, not copied. */
 #define SEND_COPY 1024
 
+/* A whole send up to this size on a plain socket without a timeout goes
+ * "behind": the request owns the bytes (copied or pinned) until its CQE,
+ * and the task goes on at once, as a write(2) returns once the kernel
+ * has the bytes.  It saves a task switch per response.  Only one is in
+ * flight per socket: the next send, a shutdown, waits for it first, so a
+ * slow reader still pushes back and the bytes keep their order.  It is
+ * sent with MSG_WAITALL (the kernel retries a partial send itself), and
+ * a failure is reported by the next send. */
+#define SEND_BEHIND (64 * 1024)
+
+static void behind_cqe (ur_loop *loop, ur_req *r) {
+  ur_sock *s = (ur_sock *)r->obj;
+  if (s) {
+    if (s->behind == ur_req_ud(loop, r)) s->behind = 0;
+    /* short only with an error whose errno the kernel kept to itself */
+    if (r->res < 0 || (size_t)r->res < r->memlen) {
+      if (s->behind_err == 0) s->behind_err = r->res < 0 ? r->res : -EPIPE;
+      s->nobehind = 1;
+    }
+  }
+  if (r->task) ur_req_wake(loop, r);   /* a task waits for it (wait_behind) */
+  else ur_req_free(loop, r);
+}
+
+/* The socket's send-behind, if one is still in flight: the task waits for
+ * it (resuming in k), so what it sends next goes after it.  Returns -1
+ * when there is none. */
+static int wait_behind (lua_State *L, ur_sock *s, ur_task *t,
+                        lua_KContext ctx, lua_KFunction k) {
+  ur_req *r;
+  if (s->behind == 0) return -1;
+  r = ur_req_at(t->loop, s->behind);
+  if (r == NULL || r->state != UR_REQ_INFLIGHT || r->task != NULL) {
+    s->behind = 0;
+    return -1;
+  }
+  s->wbusy = 1;                 /* another task's send: "busy", as before */
+  return ur_await(L, t, r, "send", ctx, k);
+}
+
+/* In wait_behind's continuation: the send-behind is done (its CQE
+ * recorded any failure); NULL with the fail tuple pushed if the socket
+ * closed meanwhile. */
+static ur_sock *behind_done (lua_State *L, ur_task *t) {
+  ur_req *r = ur_resumed(L, t);
+  ur_sock *s = (ur_sock *)r->obj;
+  ur_req_free(t->loop, r);
+  if (s) s->wbusy = 0;
+  if (s == NULL || s->h.fd < 0) {
+    ur_pushclosed(L);
+    return NULL;
+  }
+  ur_check_interrupt(L, t);
+  return s;
+}
+
 /* Send data[from + done .. to): arguments 2 (data), 3 (i), 4 (j). */
 static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   size_t len, from = (size_t)lua_tointeger(L, 3), to = (size_t)lua_tointeger(L, 4);
@@ -570,6 +631,7 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   struct io_uring_sqe *sqe;
   size_t n = to - from - done;
   const char *src = data + from + done;
+  int behind = done == 0 && n <= SEND_BEHIND && s->timeout < 0 && !s->nobehind;
   if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
   if (n <= SEND_COPY) {         /* the request owns a copy until the CQE */
     r->mem = malloc(n ? n : 1);
@@ -584,14 +646,22 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
     ur_req_pin(L, r, 2);        /* pinned: the kernel reads it until the CQE */
   tr = s->timeout >= 0 ? ur_link_timeout_new(L, loop) : NULL;
   sqe = ur_get_sqe(loop);
-  io_uring_prep_send(sqe, s->h.fd, src, n, MSG_NOSIGNAL);
+  io_uring_prep_send(sqe, s->h.fd, src, n,
+                     behind ? MSG_NOSIGNAL | MSG_WAITALL : MSG_NOSIGNAL);
   ur_handle_sqe(loop, &s->h, r, sqe);
   r->obj = s;
   r->memlen = n;
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
-  s->wbusy = 1;
   (void)len;
+  if (behind) {                 /* nobody waits: its CQE frees it */
+    r->on_cqe = behind_cqe;
+    r->task = NULL;
+    s->behind = ur_req_ud(loop, r);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+  }
+  s->wbusy = 1;
   return ur_await(L, t, r, "send", (lua_KContext)done, send_k);
 }
 
@@ -692,9 +762,33 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
   }
   if (s == NULL || s->h.fd < 0) return send_failed(L, ur_pushclosed(L), done);
   ur_check_interrupt(L, t);
-  if (res < 0 && res != -EINTR && res != -EAGAIN)
+  if (res < 0 && res != -EINTR && res != -EAGAIN) {
+    s->nobehind = 1;
     return send_failed(L, ur_sock_fail(L, s, res), done);
+  }
   return start_send(L, s, t, done);   /* the rest of a short send */
+}
+
+static int send_failed (lua_State *L, int n, size_t done);
+
+/* The send proper, once no send-behind is in flight: stack 1 socket,
+ * 2 data, 3 from, 4 to */
+static int send_now (lua_State *L, ur_sock *s, ur_task *t) {
+  if (s->behind_err) {          /* said once; later sends ask the kernel */
+    int err = s->behind_err;
+    s->behind_err = 0;
+    return send_failed(L, ur_sock_fail(L, s, err), 0);
+  }
+  if (s->tls) return ur_tls_send(L, s, t);   /* encrypt, then send */
+  return start_send(L, s, t, 0);
+}
+
+static int send_behind_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_sock *s = behind_done(L, t);
+  (void)status; (void)ctx;
+  if (s == NULL) return send_failed(L, 3, 0);
+  return send_now(L, s, t);
 }
 
 /* sock:send(data [, i [, j]]) -> bytes sent (all of data[i..j]) | fail */
@@ -703,6 +797,7 @@ static int l_sock_send (lua_State *L) {
   size_t len;
   lua_Integer i, j;
   ur_task *t;
+  int w;
   luaL_checklstring(L, 2, &len);
   i = luaL_optinteger(L, 3, 1);
   j = luaL_optinteger(L, 4, -1);
@@ -722,8 +817,8 @@ static int l_sock_send (lua_State *L) {
   lua_settop(L, 2);
   lua_pushinteger(L, i - 1);    /* 3: from (0-based) */
   lua_pushinteger(L, j);        /* 4: to (exclusive) */
-  if (s->tls) return ur_tls_send(L, s, t);   /* encrypt, then send */
-  return start_send(L, s, t, 0);
+  if ((w = wait_behind(L, s, t, 0, send_behind_k)) >= 0) return w;
+  return send_now(L, s, t);
 }
 
 /* sock:sendfile (copy.c) sends through the socket's handle: checked as
@@ -1110,6 +1205,9 @@ static int shutdown_k (lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
+static int shutdown_behind_k (lua_State *L, int status, lua_KContext ctx);
+static int start_shutdown (lua_State *L, ur_sock *s, ur_task *t, int how);
+
 /* sock:shutdown([how]) -- "both" (default), "send", "receive" */
 static int l_sock_shutdown (lua_State *L) {
   static const int hows[] = {SHUT_RDWR, SHUT_WR, SHUT_RD};
@@ -1117,8 +1215,24 @@ static int l_sock_shutdown (lua_State *L) {
   ur_sock *s = tosock(L);
   int how = hows[luaL_checkoption(L, 2, "both", names)];
   ur_task *t = ur_task_current(L, "shutdown");
+  int w = wait_behind(L, s, t, (lua_KContext)how, shutdown_behind_k);
+  if (w >= 0) return w;
+  return start_shutdown(L, s, t, how);
+}
+
+/* after a send-behind: the shutdown goes after its bytes */
+static int shutdown_behind_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_sock *s = behind_done(L, t);
+  (void)status;
+  if (s == NULL) return 3;
+  return start_shutdown(L, s, t, (int)ctx);
+}
+
+static int start_shutdown (lua_State *L, ur_sock *s, ur_task *t, int how) {
   ur_req *r = ur_req_new(L, t->loop, IORING_OP_SHUTDOWN);
   struct io_uring_sqe *sqe, *notify = NULL;
+  if (how != SHUT_RD) s->nobehind = 1;   /* a send now fails: say so at once */
   /* TLS: our close_notify goes first, linked, so the peer reads a clean
    * end rather than a truncation; no raise from here on */
   ur_reserve_sqes(t->loop, 2);
@@ -1141,7 +1255,8 @@ static void sock_close (ur_loop *loop, ur_sock *s, int gc) {
     return;
   }
   if (s->tls) ur_tls_close(loop, s);   /* close_notify goes out first */
-  ur_handle_close(loop, &s->h, gc ? s : NULL);
+  if (s->listener) ur_handle_close(loop, &s->h, gc ? s : NULL);
+  else ur_handle_close_lazy(loop, &s->h, gc ? s : NULL);
   while (s->plen > 0) {          /* accepted, never taken: nothing names them */
     ur_fd_release(s->pend[s->phead]);
     s->phead = (s->phead + 1) % s->pcap;

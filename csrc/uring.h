@@ -426,6 +426,7 @@ void ur_handle_sqe (ur_loop *loop, ur_handle *h, ur_req *r,
                     struct io_uring_sqe *sqe);
 uint32_t ur_handle_inflight (ur_loop *loop, const ur_handle *h);
 int ur_handle_close (ur_loop *loop, ur_handle *h, const void *gone);
+int ur_handle_close_lazy (ur_loop *loop, ur_handle *h, const void *gone);
 void ur_handle_close_sqe (ur_loop *loop, ur_handle *h, ur_req *r,
                           struct io_uring_sqe *sqe);
 void ur_fd_unlink (ur_loop *loop, ur_req *r);

@@ -2,8 +2,9 @@
 -- task per connection.
 --
 -- One task per connection takes each request head whole from the socket's
--- buffer with sock:_take_request (checked and split by the C parser in
--- csrc/http.c; the bytes of pipelined requests simply wait in the buffer,
+-- buffer with sock:_next_request (received as needed, checked and split
+-- by the C parser in csrc/http.c, in one call per request; the bytes of
+-- pipelined requests simply wait in the buffer,
 -- so requests on a connection are answered in order), calls the handler,
 -- and sends each response with one send when its length is known (chunked
 -- streaming otherwise).  The per-request path makes one small table (req)
@@ -29,8 +30,8 @@ local read_chunked, TOO_BIG, BAD = message.read_chunked, message.TOO_BIG, messag
 local http_headers = core._http_headers
 local tls_mode = core._tls_mode
 local smethods = core.socket_methods
-local take_request, fill, sock_state = smethods._take_request, smethods._fill,
-  smethods._closed
+local next_request, sock_state = smethods._next_request, smethods._closed
+local sock_send = smethods.send
 
 local M = {}
 
@@ -292,24 +293,24 @@ end
 
 -- the last response finish() built whole: code, body argument, _len,
 -- keep, head only, header count, first header's name and value, bytes
-local MEMO = {}
+-- (upvalues, not a table: the check runs per request)
+local mo_code, mo_body, mo_len, mo_keep, mo_head, mo_hn, mo_n1, mo_v1, mo_out
 
 --- res:finish([body]) -> true | nil, err: ends the response.  Before any
 -- write, the whole response goes out in one send with a Content-Length.
 -- Its checks are its own first lines (see res:header).
 local function finish(self, body)
   if not RESPONSES[self] then typeerror(1, "finish", "response", self) end
-  local m = MEMO
   -- the same response as the last one (a hello server, a health check):
   -- its bytes are sent again as they are.  One memo for every connection:
   -- their answers then share one string, which stays in the cache.  (A
   -- body equal to the memo's is a string: checked when it was made.)
-  if m[2] == body and m[1] == self._code and not self._sent
-      and m[4] == self._keep and m[5] == self._head_only and m[3] == self._len
-      and m[6] == self._hn and (m[6] == 0 or (m[7] == self[1] and m[8] == self[2])) then
+  if mo_body == body and mo_code == self._code and not self._sent
+      and mo_keep == self._keep and mo_head == self._head_only and mo_len == self._len
+      and mo_hn == self._hn and (mo_hn == 0 or (mo_n1 == self[1] and mo_v1 == self[2])) then
     intask("finish")
     self._done, self._sent = true, true
-    local ok, msg = self._sock:send(m[9])
+    local ok, msg = sock_send(self._sock, mo_out)
     if ok then return true end
     self._keep = false
     self._err = msg or "send failed"
@@ -335,8 +336,9 @@ local function finish(self, body)
     local out = head(self, "Content-Length: " .. len .. "\r\n")
     if not self._head_only then out = out .. body end
     if hn <= 1 and #body <= 4096 and type(arg) ~= "number" then
-      m[1], m[2], m[3], m[4], m[5], m[6] = code, arg, self._len, self._keep, self._head_only, hn
-      m[7], m[8], m[9] = hh[1], hh[2], out
+      mo_code, mo_body, mo_len, mo_keep, mo_head, mo_hn = code, arg, self._len,
+        self._keep, self._head_only, hn
+      mo_n1, mo_v1, mo_out = hh[1], hh[2], out
     end
     return send(self, out)
   end
@@ -533,11 +535,15 @@ function M.server(opts)
   local lsock, msg, en = uring.listen(host, port,
     { backlog = backlog, reuseport = opts.reuseport and true or false, tls = tls })
   if not lsock then return nil, msg, en end
+  -- accepted sockets inherit TCP_NODELAY from the listener (Linux): one
+  -- setsockopt here rather than a system call per connection
+  local ok, err, eno = lsock:setoption("nodelay", true)
+  if not ok then lsock:close(); return nil, err, eno end
   local self = setmetatable({
     _lsock = lsock, _handler = handler, _conns = {}, _nconns = 0,
     max_body = max_body, max_header = max_header, idle_timeout = idle,
     grace = grace, on_error = on_error, requests = 0, connections = 0,
-    tls_failures = 0,
+    tls_failures = 0, _closing = false,   -- read per request: a field, not __index
   }, Server)
   SERVERS[self] = true
   self._host, self._port = lsock:getsockname()
@@ -558,52 +564,53 @@ end
 
 -- one connection: requests in order until close, error or shutdown.  Each
 -- request head is taken whole from the socket's buffer by the C parser
--- (sock:_take_request, csrc/http.c): pipelined requests are simply the
+-- (sock:_next_request, csrc/http.c): pipelined requests are simply the
 -- next heads in the buffer.
 local function connection(self, sock)
   local conns = self._conns
   local handler, on_error = self._handler, self.on_error
   local max_header, max_body = self.max_header, self.max_body
-  local take = take_request
   -- one response object per connection, reset for each request; it also
-  -- holds the connection's state (_keep, _v10, _busy, _last, _task,
-  -- _killed) for the sweeper and close(): one table to touch per request
+  -- holds the connection's state (_keep, _v10, _idle, _task, _killed)
+  -- for the sweeper and close(): one table to touch per request.  _idle:
+  -- false while a request is under way, else the server's clock when the
+  -- connection went idle (sock:_next_request sets it before it waits)
   local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
     _len = false, _sent = false, _done = false, _err = false, _mode = false,
-    _head_only = false, _keep = true, _v10 = false, _busy = false,
-    _last = self._clock, _task = uring.current(), _killed = false }, Response)
+    _head_only = false, _keep = true, _v10 = false, _idle = self._clock,
+    _task = uring.current(), _killed = false, _ws = false,
+    -- the methods every handler calls, found in the table itself rather
+    -- than through the metatable: a lookup less per call
+    header = set_header, finish = finish }, Response)
   RESPONSES[res] = true
   RESPONSE_OF[sock] = res
   res._on_error = on_error          -- a WebSocket's faults are logged there
   local st = res
   conns[sock] = st
   self._nconns = self._nconns + 1
-  sock:setoption("nodelay", true)
   while not self._closing do
+    -- the next head, received as needed; waiting with nothing of a
+    -- request buffered, the connection is marked idle (st._idle = the
+    -- clock): the sweeper and close() may end it then
     local method, target, path, query, v10, lines, keep, cl, te, expect =
-      take(sock, max_header)
+      next_request(sock, max_header, st, self._clock)
     if not method then
-      -- nil: nothing of a request yet (idle: the sweeper and close() may
-      -- end it); false: part of a head (busy)
-      if method == nil then st._busy = false; st._last = self._clock end
-      local more, why = fill(sock)
-      if not more then
-        -- a TLS connection that never got as far as a request (a bad
-        -- certificate, a plaintext client, garbage): said once, and the
-        -- server goes on serving the others
-        if more == nil and find(why, "^tls") then
-          self.tls_failures = self.tls_failures + 1
-          local h, p = sock:getpeername()
-          pcall(on_error, format("%s (from %s:%s)", why, tostring(h), tostring(p)), nil)
-        end
-        break
+      -- false: the peer closed; nil: a failed receive (target: why).  A
+      -- TLS connection that never got as far as a request (a bad
+      -- certificate, a plaintext client, garbage): said once, and the
+      -- server goes on serving the others
+      if method == nil and find(target, "^tls") then
+        self.tls_failures = self.tls_failures + 1
+        local h, p = sock:getpeername()
+        pcall(on_error, format("%s (from %s:%s)", target, tostring(h), tostring(p)), nil)
       end
+      break
     elseif not target then           -- a bad head: its status
-      st._busy = true
+      st._idle = false
       sock:send(ERR[method])
       break
     else
-      st._busy = true
+      st._idle = false
       -- the body
       local body = ""
       if te then
@@ -640,7 +647,7 @@ local function connection(self, sock)
       local ok, r1, r2, r3 = pcall(handler, req, res)
       local ws = res._ws
       if ws then                 -- upgraded: the connection was the ws's
-        res._ws = nil
+        res._ws = false
         if not ok and not st._killed then pcall(on_error, r1, req) end
         if not st._killed then require("uring.http.websocket").handler_done(ws, ok) end
         break
@@ -696,7 +703,8 @@ local function sweeper(self)
     self._clock = now
     local t = now - idle - step
     for sock, st in pairs(self._conns) do
-      if not st._busy and st._last < t then sock:close() end
+      local since = st._idle
+      if since and since < t then sock:close() end
     end
   end
 end
@@ -751,11 +759,11 @@ function Server:serve()
   while next(self._conns) do
     local late = uring.now() >= deadline
     for sock, st in pairs(self._conns) do
-      if late and st._busy and not st._killed then
+      if late and not st._idle and not st._killed then
         st._killed = true                           -- its handler is cut short
         if st._task and st._task ~= uring.current() then st._task:cancel() end
       end
-      if not st._busy or late then sock:close() end
+      if st._idle or late then sock:close() end
       if st._killed then self._conns[sock] = nil; self._nconns = self._nconns - 1 end
     end
     if not next(self._conns) then break end
@@ -776,7 +784,7 @@ function Server:close()
   self._lsock:close()
   -- idle connections: closed now (busy ones close after their response)
   for sock, st in pairs(self._conns) do
-    if st._busy then st._keep = false else sock:close() end
+    if not st._idle then st._keep = false else sock:close() end
     -- a WebSocket's handler ends when its peer answers "going away"
     if st._ws then pcall(uring.spawn, st._ws.close, st._ws, 1001, "going away") end
   end
