@@ -26,7 +26,7 @@ DEBS        = liburing-dev liblua5.4-dev lua5.4 pkg-config gcc make \
               libreadline-dev
 TEST_DEBS   = lua-busted curl netcat-openbsd wrk lua-luv lua-cqueues \
               lua-socket python3 fio valgrind lua5.1 nginx-light \
-              libnginx-mod-http-lua
+              libnginx-mod-http-lua chromium
 
 .PHONY: all test deps deps-test asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
 

@@ -35,6 +35,7 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_dir(L);
   ur_register_fsmeta(L);
   ur_register_failwatch(L);
+  ur_register_inspect(L);
 #ifdef UR_FAULTS
   ur_register_faults(L);      /* core._faults: test builds only */
 #endif

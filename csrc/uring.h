@@ -126,6 +126,9 @@ struct ur_req {
   uint8_t background;   /* the loop's own (the run's SIGINT poll): it keeps
                            no task waiting, so deadlock detection and
                            stats() leave it out */
+  uint8_t untraced;     /* prepared by an untraced task: its CQEs stay out
+                           of the trace even when no task waits on them
+                           (a multishot accept); set at submit */
   int fd;               /* the fd it names (for trace; handle.c's list) */
   int pin_ref;          /* registry ref: Lua value the kernel reads */
   /* written by whoever uses them */
@@ -183,7 +186,8 @@ struct ur_task {
   const char *what;     /* what it waits on, for :tasks ("read", "join") */
   uint64_t *scope_ud;   /* timer request of each open timeout scope */
   int scope_cap;
-  uint8_t untraced;     /* the REPL's own: uring.trace leaves it out */
+  uint8_t untraced;     /* the REPL's own: uring.trace leaves it out;
+                         * UR_UNTRACED_INHERIT: its spawns too */
 };
 
 /* Pooled I/O buffers (file:pread and O_DIRECT writes): 4096-aligned, in
@@ -677,6 +681,11 @@ static inline void ur_set_ts (struct __kernel_timespec *ts, double secs) {
 
 /* failwatch.c: the REPL sees errors of tasks nobody joins as they happen */
 void ur_register_failwatch (lua_State *L);
+/* inspect.c: the loop ring's indices for uring.inspect; ring.c: one
+ * ring's indices as a table, the vocabulary of ring:state() */
+#define UR_UNTRACED_INHERIT 2
+void ur_register_inspect (lua_State *L);
+void ur_push_ring_state (lua_State *L, struct io_uring *ring);
 int ur_failwatch_add (lua_State *L, ur_loop *loop, int task_idx, int tb_idx);
 
 #endif

@@ -30,7 +30,7 @@ build = {
         "csrc/udp.c", "csrc/workers.c", "csrc/http.c", "csrc/fixedbuf.c",
         "csrc/fixedfile.c", "csrc/ring_req.c", "csrc/ring_prep.c",
         "csrc/statx.c", "csrc/jobs.c", "csrc/dir.c", "csrc/fsmeta.c",
-        "csrc/failwatch.c",
+        "csrc/failwatch.c", "csrc/inspect.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)" },
@@ -57,5 +57,7 @@ build = {
     ["uring.repl"] = "lua/uring/repl.lua",
     ["uring.workers"] = "lua/uring/workers.lua",
     ["uring.trace"] = "lua/uring/trace.lua",
+    ["uring.inspect"] = "lua/uring/inspect.lua",
+    ["uring.inspect_page"] = "lua/uring/inspect_page.lua",
   },
 }

@@ -32,6 +32,7 @@ local KINDS = {
   { prefix = "sig", mt = "uring.signal" },
   { prefix = "udp", mt = "uring.udp" },
   { prefix = "proc", mt = "uring.process" },
+  { prefix = "inspector", mt = "uring.inspector" },   -- uring.inspect's
 }
 
 --- Every documented name, "uring.open" / "file:read" / ..., from the

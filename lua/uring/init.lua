@@ -91,6 +91,7 @@ area "uring.net"       -- install_socket; sock:recv, read, write, lines
 area "uring.proc"      -- popen's close
 area "uring.workers"   -- workers
 area "uring.trace"     -- trace_export
+area "uring.inspect"   -- inspect
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
 require "uring.repl"   -- takes the failure watch and _untraced
