@@ -156,6 +156,7 @@ install: all
 	install -m 755 $(RLSO) $(DESTDIR)$(INST_LIBDIR)/uring/readline.so
 	install -d $(DESTDIR)$(INST_BINDIR)
 	install -m 755 bin/uring-repl $(DESTDIR)$(INST_BINDIR)/uring-repl
+	install -m 755 bin/uring-timeline $(DESTDIR)$(INST_BINDIR)/uring-timeline
 
 clean:
 	rm -rf build build-asan

@@ -16,7 +16,8 @@ external_dependencies = {
 }
 build = {
   type = "builtin",
-  install = { bin = { ["uring-repl"] = "bin/uring-repl" } },
+  install = { bin = { ["uring-repl"] = "bin/uring-repl",
+                      ["uring-timeline"] = "bin/uring-timeline" } },
   modules = {
     ["uring.core"] = {
       sources = {
