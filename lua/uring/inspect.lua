@@ -140,8 +140,9 @@ local function snapshot(st)
   st.time, st.enters, st.sqes = now, s.enters, s.sqes
   local tasks, own = setmetatable({}, ARRAY), 0
   for _, t in ipairs(uring.tasks()) do
-    if untraced_of(t) == 2 then own = own + 1
-    else
+    local u = untraced_of(t)
+    if u == 2 then own = own + 1
+    elseif u == 0 then                  -- not the REPL prompt's own either
       tasks[#tasks + 1] = { id = t:id(), status = t:status(), waiting_on = t:waiting_on() or "" }
     end
   end
