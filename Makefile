@@ -26,9 +26,9 @@ DEBS        = liburing-dev liblua5.4-dev lua5.4 pkg-config gcc make \
               libreadline-dev
 TEST_DEBS   = lua-busted curl netcat-openbsd wrk lua-luv lua-cqueues \
               lua-socket python3 fio valgrind lua5.1 nginx-light \
-              libnginx-mod-http-lua chromium
+              libnginx-mod-http-lua chromium gnuplot-nox
 
-.PHONY: all test deps deps-test asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
+.PHONY: all test deps deps-test asan asan-build valgrind fuzz oom soak demo bench install clean docs-check tour
 
 RLSO        = $(BUILD)/uring/readline.so
 
@@ -138,6 +138,12 @@ soak: deps-test all
 
 demo: deps all
 	$(LUA) examples/batch.lua
+
+# every tour step that measures something, drawn into docs/img/ (gnuplot,
+# bin/uring-timeline, and headless Chromium for the inspector): the
+# figures docs/tour.md shows; TOUR_FIGURES=name... redraws only those
+tour: deps-test all
+	@$(LUA) docs/tour_figures.lua $(TOUR_FIGURES)
 
 bench: deps-test all
 	$(MAKE) -C bench

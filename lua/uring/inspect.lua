@@ -237,8 +237,7 @@ function Inspector:close()
   checkself(self, "close")
   if self._stopping then return true end
   self._stopping = true
-  self.server:close()
-  if self._traced and tracing() then uring.trace(false) end
+  self.server:close()                   -- serve() then turns tracing off
   return true
 end
 Inspector.__close = Inspector.close
@@ -271,7 +270,11 @@ function M.inspect(port)
     if not srv then return nil, msg, en end
     self.server = srv
     self.lfd = srv._lsock:fd()
-    uring.spawn(srv.serve, srv)
+    uring.spawn(function()
+      srv:serve()
+      -- after the streams' last snapshots, which still show the trace
+      if self._traced and tracing() then uring.trace(false) end
+    end)
     uring.spawn(function()
       while not self._stopping do
         uring.sleep(TICK / 5)

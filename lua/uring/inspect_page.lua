@@ -56,12 +56,12 @@ svg { background: #fff; border: 1px solid #ddd; width: 100%; }
 <h2>Tasks and what each waits on</h2>
 <div class="box"><table><thead><tr><th class="n">task</th><th>status</th><th>waits on</th></tr></thead>
 <tbody id="tasks"></tbody></table></div>
-<h2>Trace: the last <span id="window">3</span> s (a bar per request from SQE to CQE, a red line per io_uring_enter)
+<h2>Trace: the last <span id="window">1</span> s (a bar per request from SQE to CQE, a red line per io_uring_enter)
   <span id="tracing"></span></h2>
 <svg id="timeline" viewBox="0 0 1000 240" preserveAspectRatio="none" height="240"></svg>
 <script>
 "use strict";
-const WINDOW = 3;                 // seconds of trace on screen
+const WINDOW = 1;                 // seconds of trace on screen
 const $ = (id) => document.getElementById(id);
 const open = new Map();           // user_data -> {task, op, t0}: SQE seen, no CQE yet
 let bars = [], enters = [], updates = 0, now = 0;
@@ -113,7 +113,7 @@ function draw() {
     const r = document.createElementNS(ns, "rect");
     r.setAttribute("class", "req");
     r.setAttribute("x", x(b.t0).toFixed(1));
-    r.setAttribute("width", Math.max(1, x(b.t1) - x(b.t0)).toFixed(1));
+    r.setAttribute("width", Math.max(2, x(b.t1) - x(b.t0)).toFixed(1));
     r.setAttribute("y", (5 + rh * row.get(b.task)).toFixed(2));
     r.setAttribute("height", Math.max(0.5, rh * 0.8).toFixed(2));
     r.appendChild(document.createElementNS(ns, "title")).textContent = `task ${b.task} ${b.op}`;
