@@ -126,9 +126,9 @@ struct ur_req {
   uint8_t background;   /* the loop's own (the run's SIGINT poll): it keeps
                            no task waiting, so deadlock detection and
                            stats() leave it out */
-  uint8_t untraced;     /* prepared by an untraced task: its CQEs stay out
-                           of the trace even when no task waits on them
-                           (a multishot accept); set at submit */
+  uint8_t untraced;     /* prepared by an untraced task while tracing: its
+                           CQEs stay out of the trace even when no task
+                           waits on them (a multishot accept) */
   int fd;               /* the fd it names (for trace; handle.c's list) */
   int pin_ref;          /* registry ref: Lua value the kernel reads */
   /* written by whoever uses them */
@@ -660,6 +660,7 @@ static inline ur_req *ur_slab_take (ur_slab *s, uint8_t opcode) {
   r->state = UR_REQ_DONE;
   r->opcode = opcode;
   r->background = 0;
+  r->untraced = 0;              /* next to background: one store for both */
   r->fd = -1;
   r->pin_ref = LUA_NOREF;
   return r;

@@ -95,6 +95,10 @@ describe("uring.inspect #io #net", function()
     uring.run(function()
       local insp = uring.inspect(0)
       assert.matches('"tracing":true', get_state(insp))
+      -- its own listener's accept was made under its trace: not in it
+      local events = get_state(insp):match('"events":(%b[])')
+      assert.matches('"connect"', events)        -- the client's: ours
+      assert.not_matches('"accept"', events)
       insp:close()
     end)
     -- it turned tracing on, so it turned it off: a user trace fn set now

@@ -261,6 +261,12 @@ function M.inspect(port)
   end
   check.intask("inspect")
   local self = setmetatable({ _stopping = false, updates = 0 }, Inspector)
+  -- the timeline needs the trace log: on, quietly, unless the user has it
+  -- on; on before the server is made, so its requests are marked untraced
+  if not tracing() then
+    uring.trace(function() end)
+    self._traced = true
+  end
   -- Everything is made in a task of the inspector's own: a listener arms
   -- its accept when it is made, and that request must be untraced too.
   local boot = uring.spawn(function()
@@ -284,12 +290,10 @@ function M.inspect(port)
     return true
   end)
   local ok, made, msg, en = boot:join()
-  if not ok then error(made, 0) end
-  if not made then return nil, msg, en end
-  -- the timeline needs the trace log: on, quietly, unless the user has it on
-  if not tracing() then
-    uring.trace(function() end)
-    self._traced = true
+  if not ok or not made then
+    if self._traced then uring.trace(false) end
+    if not ok then error(made, 0) end
+    return nil, msg, en
   end
   return self
 end
