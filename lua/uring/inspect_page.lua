@@ -62,6 +62,9 @@ svg { background: #fff; border: 1px solid #ddd; width: 100%; }
 <script>
 "use strict";
 const WINDOW = 1;                 // seconds of trace on screen
+// ?updates=N: stop listening after N snapshots and keep the page still
+// (a screenshot, a headless browser that waits for the network to rest)
+const LIMIT = Number(new URLSearchParams(location.search).get("updates")) || 0;
 const $ = (id) => document.getElementById(id);
 const open = new Map();           // user_data -> {task, op, t0}: SQE seen, no CQE yet
 let bars = [], enters = [], updates = 0, now = 0;
@@ -150,6 +153,10 @@ function show(s) {
   text("tracing", s.tracing ? "" : "(tracing is off)");
   take(s.events);
   draw();
+  if (LIMIT && updates >= LIMIT) {
+    source.close();
+    $("status").textContent = "paused"; $("status").className = "";
+  }
 }
 
 const source = new EventSource("/events");
