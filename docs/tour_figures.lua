@@ -104,9 +104,9 @@ local function bars(name, spec, rows)
 end
 
 -- a trace_export JSON drawn by bin/uring-timeline, as png and svg
-local function timeline(name, json)
+local function timeline(name, json, title)
   for _, ext in ipairs { "png", "svg" } do
-    local out, ok = sh(("%s bin/uring-timeline %s %s/%s.%s"):format(LUA, json, IMG, name, ext))
+    local out, ok = sh(("%s bin/uring-timeline %s %s/%s.%s '%s'"):format(LUA, json, IMG, name, ext, title))
     if not ok then die(name .. ": uring-timeline failed:\n" .. out) end
   end
 end
@@ -132,7 +132,7 @@ figure("step1_sq_cq", function()
   ring:close()
   uring.trace(false)
   assert(uring.trace_export(json))
-  timeline("step1_sq_cq", json)
+  timeline("step1_sq_cq", json, "step 1: five NOPs on an 8-entry teaching ring, one submit, five CQEs")
   os.remove(json)
 end)
 
@@ -140,7 +140,7 @@ end)
 figure("step2_batch", function()
   local json = os.tmpname()
   local out = run("batch.lua", "--trace " .. json)
-  timeline("step2_batch_timeline", json)
+  timeline("step2_batch_timeline", json, "step 2: examples/batch.lua, 1,000 tasks each reading 4 KiB")
   os.remove(json)
   local t_enters = num(grab(out, "batch.lua", "uring: 1000 tasks%s+%d+%s+(%d+)"))
   local s_enters = num(grab(out, "batch.lua", "uring: 1 task, in turn%s+%d+%s+(%d+)"))
