@@ -29,9 +29,9 @@ DEBS        = liburing-dev liblua5.4-dev lua5.4 pkg-config gcc make \
 TEST_DEBS   = lua-busted curl netcat-openbsd wrk lua-luv lua-cqueues \
               lua-socket python3 fio valgrind lua5.1 nginx-light \
               libnginx-mod-http-lua openssl ca-certificates python3-websockets \
-              chromium
+              chromium gnuplot-nox
 
-.PHONY: all test deps deps-test asan asan-build valgrind fuzz oom soak demo bench install clean docs-check
+.PHONY: all test deps deps-test asan asan-build valgrind fuzz oom soak demo bench install clean docs-check tour
 
 RLSO        = $(BUILD)/uring/readline.so
 
@@ -142,6 +142,12 @@ soak: deps-test all
 demo: deps all
 	$(LUA) examples/batch.lua
 
+# every tour step that measures something, drawn into docs/img/ (gnuplot,
+# bin/uring-timeline, and headless Chromium for the inspector): the
+# figures docs/tour.md shows; TOUR_FIGURES=name... redraws only those
+tour: deps-test all
+	@$(LUA) docs/tour_figures.lua $(TOUR_FIGURES)
+
 bench: deps-test all
 	$(MAKE) -C bench
 
@@ -159,6 +165,7 @@ install: all
 	install -m 755 $(RLSO) $(DESTDIR)$(INST_LIBDIR)/uring/readline.so
 	install -d $(DESTDIR)$(INST_BINDIR)
 	install -m 755 bin/uring-repl $(DESTDIR)$(INST_BINDIR)/uring-repl
+	install -m 755 bin/uring-timeline $(DESTDIR)$(INST_BINDIR)/uring-timeline
 
 clean:
 	rm -rf build build-asan

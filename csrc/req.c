@@ -194,6 +194,9 @@ void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe) {
   loop->background += r->background;
   if (r->task == NULL) r->task = loop->current;   /* ur_await confirms it */
   if (loop->trace_ref != LUA_NOREF) {
+    /* only while tracing: no cost per op otherwise (a request made
+     * before tracing began is traced as if no task made it) */
+    r->untraced = r->task && r->task->untraced;
     r->t_prep = ur_now();
     ur_trace_sqe(loop, r);
   }

@@ -212,10 +212,9 @@ static int l_inflight (lua_State *L) {
  * they announce -- a consumed SQE, a written CQE -- must be visible before
  * we act on it).  Indices are free-running 32-bit counters; an entry's
  * slot is index & mask. */
-static int l_state (lua_State *L) {
-  ur_ring *r = ur_ring_check(L);
-  struct io_uring_sq *sq = &r->ring.sq;
-  struct io_uring_cq *cq = &r->ring.cq;
+void ur_push_ring_state (lua_State *L, struct io_uring *ring) {
+  struct io_uring_sq *sq = &ring->sq;
+  struct io_uring_cq *cq = &ring->cq;
   struct { const char *k; unsigned v; } f[] = {
     {"sq_head", io_uring_smp_load_acquire(sq->khead)},
     {"sq_tail", IO_URING_READ_ONCE(*sq->ktail)},
@@ -232,14 +231,19 @@ static int l_state (lua_State *L) {
     /* CQEs the kernel could not post to a full CQ: counted here; since
      * 5.5 it keeps them and sq_flags shows IORING_SQ_CQ_OVERFLOW (2) */
     {"overflow", IO_URING_READ_ONCE(*cq->koverflow)},
-    {"sq_ready", io_uring_sq_ready(&r->ring)},
-    {"cq_ready", io_uring_cq_ready(&r->ring)},
+    {"sq_ready", io_uring_sq_ready(ring)},
+    {"cq_ready", io_uring_cq_ready(ring)},
   };
   lua_createtable(L, 0, (int)(sizeof f / sizeof f[0]));
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
     lua_pushinteger(L, (lua_Integer)f[i].v);
     lua_setfield(L, -2, f[i].k);
   }
+}
+
+static int l_state (lua_State *L) {
+  ur_ring *r = ur_ring_check(L);
+  ur_push_ring_state(L, &r->ring);
   return 1;
 }
 

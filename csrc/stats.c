@@ -98,7 +98,8 @@ static void emit (ur_loop *loop, const trace_ev *ev) {
 
 static void trace_event (ur_loop *loop, ur_req *r, int cqe) {
   trace_ev ev;
-  if (r->task && r->task->untraced) return;   /* the REPL's own polling */
+  /* the REPL's own polling, the inspector's server */
+  if (r->untraced || (r->task && r->task->untraced)) return;
   memset(&ev, 0, sizeof ev);
   ev.kind = cqe ? EV_CQE : EV_SQE;
   ev.op = r->opcode;
@@ -275,16 +276,21 @@ void ur_trace_flush (lua_State *L, ur_loop *loop) {
   loop->tq_len = 0;
 }
 
-/* _trace_log() -> {event, ...}, dropped: the logged events, oldest first
- * (for trace_export, lua/uring/trace.lua), and how many older ones the
- * log let go of */
+/* _trace_log([newest]) -> {event, ...}, dropped: the logged events, oldest
+ * first (for trace_export, lua/uring/trace.lua), or only the newest ones
+ * (the inspector's timeline: no copy of the whole log twice a second),
+ * and how many older ones the log let go of */
 static int l_trace_log (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
-  size_t n = loop->tlog_len;
-  lua_createtable(L, (int)n, 0);
-  for (size_t i = 0; i < n; i++) {
+  size_t n = loop->tlog_len, from = 0;
+  if (!lua_isnoneornil(L, 1)) {
+    lua_Integer newest = luaL_checkinteger(L, 1);
+    if (newest >= 0 && (size_t)newest < n) from = n - (size_t)newest;
+  }
+  lua_createtable(L, (int)(n - from), 0);
+  for (size_t i = from; i < n; i++) {
     push_event(L, &loop->tlog[(loop->tlog_start + i) % n]);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
+    lua_rawseti(L, -2, (lua_Integer)(i - from) + 1);
   }
   lua_pushinteger(L, (lua_Integer)loop->tlog_dropped);
   return 2;
@@ -312,13 +318,23 @@ static int l_trace (lua_State *L) {
   return 0;
 }
 
-/* _untraced(): the running task's requests are left out of the trace
- * (the REPL's stdin poll and watchers, so :trace on shows the user's work) */
+/* _untraced([inherit]): the running task's requests are left out of the
+ * trace (the REPL's stdin poll and watchers, so :trace on shows the user's
+ * work); with inherit, so are those of every task it spawns, and theirs
+ * (the inspector's server: its connections' tasks are spawned by serve) */
 static int l_untraced (lua_State *L) {
   ur_task *t = ur_task_of(L);
   if (t == NULL) return luaL_error(L, "_untraced: not inside a task");
-  t->untraced = 1;
+  t->untraced = lua_toboolean(L, 1) ? UR_UNTRACED_INHERIT : 1;
   return 0;
+}
+
+/* _untraced_of(task) -> 0 traced, 1 untraced, 2 untraced with its
+ * children (the inspector tells its own tasks from the user's) */
+static int l_untraced_of (lua_State *L) {
+  ur_task *t = (ur_task *)luaL_checkudata(L, 1, UR_TASK_MT);
+  lua_pushinteger(L, t->untraced);
+  return 1;
 }
 
 static void setint (lua_State *L, const char *k, uint64_t v) {
@@ -423,6 +439,7 @@ void ur_register_stats (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"stats", l_stats}, {"trace", l_trace}, {"features", l_features},
     {"_untraced", l_untraced}, {"_trace_log", l_trace_log},
+    {"_untraced_of", l_untraced_of},
     {NULL, NULL}
   };
   ur_setfuncs(L, funcs);

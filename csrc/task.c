@@ -225,6 +225,11 @@ int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
   t->nargs = nargs;
   t->id = ++loop->next_task_id;
   t->status = UR_READY;
+  {
+    ur_task *parent = ur_task_of(L);  /* the inspector's spawns stay its own */
+    if (parent && parent->untraced == UR_UNTRACED_INHERIT)
+      t->untraced = UR_UNTRACED_INHERIT;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
   lua_pushvalue(L, -2);
   t->ref = luaL_ref(L, -2);             /* alive until it ends */

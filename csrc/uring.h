@@ -126,6 +126,9 @@ struct ur_req {
   uint8_t background;   /* the loop's own (the run's SIGINT poll): it keeps
                            no task waiting, so deadlock detection and
                            stats() leave it out */
+  uint8_t untraced;     /* prepared by an untraced task while tracing: its
+                           CQEs stay out of the trace even when no task
+                           waits on them (a multishot accept) */
   int fd;               /* the fd it names (for trace; handle.c's list) */
   int pin_ref;          /* registry ref: Lua value the kernel reads */
   /* written by whoever uses them */
@@ -193,7 +196,8 @@ struct ur_task {
   const char *what;     /* what it waits on, for :tasks ("read", "join") */
   uint64_t *scope_ud;   /* timer request of each open timeout scope */
   int scope_cap;
-  uint8_t untraced;     /* the REPL's own: uring.trace leaves it out */
+  uint8_t untraced;     /* the REPL's own: uring.trace leaves it out;
+                         * UR_UNTRACED_INHERIT: its spawns too */
   ur_wlist watchers;    /* selects waiting for it to end (sync.c) */
   uint8_t sync_cached;  /* sync.c keeps a waiter for it */
 };
@@ -739,6 +743,7 @@ static inline ur_req *ur_slab_take (ur_slab *s, uint8_t opcode) {
   r->state = UR_REQ_DONE;
   r->opcode = opcode;
   r->background = 0;
+  r->untraced = 0;              /* next to background: one store for both */
   r->fd = -1;
   r->pin_ref = LUA_NOREF;
   return r;
@@ -773,6 +778,11 @@ void ur_register_embed (lua_State *L);
 
 /* failwatch.c: the REPL sees errors of tasks nobody joins as they happen */
 void ur_register_failwatch (lua_State *L);
+/* inspect.c: the loop ring's indices for uring.inspect; ring.c: one
+ * ring's indices as a table, the vocabulary of ring:state() */
+#define UR_UNTRACED_INHERIT 2
+void ur_register_inspect (lua_State *L);
+void ur_push_ring_state (lua_State *L, struct io_uring *ring);
 int ur_failwatch_add (lua_State *L, ur_loop *loop, int task_idx, int tb_idx);
 
 #endif

@@ -13,12 +13,23 @@
 --
 -- Exits non-zero if any round of the tasks took more than
 -- 1 + 1000/ring_entries enters ("enters:" is the worst round).
+--
+--   lua5.4 examples/batch.lua --trace trace.json
+--
+-- also runs the tasks once more, after the measured rounds, with
+-- uring.trace on, and writes that round with uring.trace_export; draw it
+-- with bin/uring-timeline trace.json batch.svg: 1,000 bars, one enter.
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 local uring = require "uring"
 
 local READS, SIZE, LEN = 1000, 4 * 1024 * 1024, 4096
+local trace_path = arg[1] == "--trace" and arg[2] or nil
+if arg[1] and not trace_path then
+  io.stderr:write("usage: lua5.4 examples/batch.lua [--trace trace.json]\n")
+  os.exit(2)
+end
 
 -- the file: 4 MiB of pseudo-random bytes, kept in memory to check reads
 math.randomseed(1234)
@@ -112,6 +123,12 @@ uring.run(function()
     worst = math.max(worst, ts.enters)
   end
   entries = uring.stats().entries
+  if trace_path then              -- one more round, traced: not measured
+    collectgarbage("collect")
+    uring.trace(function() end)
+    tasks_way(f)
+    uring.trace(false)
+  end
   f:close()
   g:close()
 end)
@@ -153,6 +170,15 @@ print(" io_uring_submit_and_wait; a task that waits on one read needs one each)"
 print(("SQ-full flushes: %d; bound: 1 + %d/%d = %.2f enters\n")
   :format(tasks.flushes, READS, entries, bound))
 print(("enters: %d"):format(worst))
+if trace_path then
+  local n, msg = uring.trace_export(trace_path)
+  if not n then
+    io.stderr:write("batch: ", msg, "\n")
+    os.exit(1)
+  end
+  print(("traced round: %d events in %s (draw it: bin/uring-timeline %s batch.svg)")
+    :format(n, trace_path, trace_path))
+end
 if worst > bound then
   io.stderr:write(("batch: %d io_uring_enter calls exceed the bound %.2f\n")
     :format(worst, bound))

@@ -17,7 +17,8 @@ external_dependencies = {
 }
 build = {
   type = "builtin",
-  install = { bin = { ["uring-repl"] = "bin/uring-repl" } },
+  install = { bin = { ["uring-repl"] = "bin/uring-repl",
+                      ["uring-timeline"] = "bin/uring-timeline" } },
   modules = {
     ["uring.core"] = {
       sources = {
@@ -36,6 +37,7 @@ build = {
         "csrc/websocket.c",
         "csrc/watch.c",
         "csrc/sync.c",
+        "csrc/inspect.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)", "$(OPENSSL_INCDIR)" },
@@ -67,5 +69,7 @@ build = {
     ["uring.ssl"] = "lua/uring/ssl.lua",
     ["uring.watch"] = "lua/uring/watch.lua",
     ["uring.sync"] = "lua/uring/sync.lua",
+    ["uring.inspect"] = "lua/uring/inspect.lua",
+    ["uring.inspect_page"] = "lua/uring/inspect_page.lua",
   },
 }

@@ -38,6 +38,7 @@ local KINDS = {
   { prefix = "s", mt = "uring.semaphore" },
   { prefix = "e", mt = "uring.event" },
   { prefix = "g", mt = "uring.group" },
+  { prefix = "inspector", mt = "uring.inspector" },   -- uring.inspect's
 }
 
 -- objects whose methods are Lua tables (uring.http's), by heading prefix

@@ -40,6 +40,36 @@ local function trace_lines(out)
 end
 
 describe("uring-repl", function()
+  it(":inspect serves the live view until :inspect off; :tasks leaves it out", function()
+    -- a port free a moment ago: the chunk must know where to ask
+    local uring = require "uring"
+    local port = uring.run(function()
+      local l = assert(uring.listen("127.0.0.1", 0))
+      local _, p = l:getsockname()
+      l:close()
+      return p
+    end)
+    local url = ("http://127.0.0.1:%d/"):format(port)
+    local out, code = run_piped(table.concat({
+      ":inspect " .. port,
+      ":inspect",
+      ":tasks",
+      ('r = uring.http.request("%sstate.json"); print(r.status, r.body:match(\'"tasks":(%%b[])\'))'):format(url),
+      ":inspect off",
+      ('print(uring.http.request("%s"))'):format(url),
+      ":inspect 70000",
+      "",
+    }, "\n"))
+    assert.equal(0, code, out)
+    assert.matches("inspector at " .. url:gsub("%p", "%%%0"), out)
+    assert.matches("inspector already at ", out, 1, true)
+    assert.matches("no tasks\n", out, 1, true)          -- its own are not listed
+    -- the snapshot lists the chunk that asked for it, waiting on its recv
+    assert.matches('200\t%[{"id":%d+,"status":"waiting","waiting_on":"recv"}%]', out)
+    assert.matches("inspector closed\nnil\t[^\n]*refused", out)
+    assert.matches("usage: :inspect [port]", out, 1, true)
+  end)
+
   it("runs an echo server started at the prompt and talks to it from the next chunk", function()
     local out, code = run_piped(table.concat({
       'srv = assert(uring.listen("127.0.0.1", 0)); _, port = srv:getsockname()',

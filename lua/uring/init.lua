@@ -94,6 +94,7 @@ area "uring.workers"   -- workers
 area "uring.trace"     -- trace_export
 area "uring.watch"     -- watch; w:read
 area "uring.sync"      -- group; s:with
+area "uring.inspect"   -- inspect
 uring.socket = require "uring.socket"
 uring.http = require "uring.http"
 uring.tls = require "uring.tls"

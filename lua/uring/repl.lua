@@ -27,6 +27,7 @@ local failwatch, failures, untraced = core._failwatch, core._failures, core._unt
 -- Ctrl-C that found no Lua running; false when the run does not own
 -- SIGINT (the script blocks it): then a uring.signal reads it
 local sigint_wait = core._sigint_wait
+local untraced_of = core._untraced_of     -- the inspector's tasks: not listed
 
 local repl = {}
 
@@ -37,6 +38,7 @@ Enter Lua statements or expressions (=expr works too); each runs as a task.
   :features       uring.features(): kernel, setup flags, supported ops
   :trace on|off   print one line per SQE and CQE of your tasks
   :cancel N       cancel task N
+  :inspect [port] a live view in the browser (uring.inspect); :inspect off
   :help           this text
 Tab completes names (uring.<Tab>, obj:<Tab>); history is kept in ~/.uring_history.
 Ctrl-C cancels the running chunk; Ctrl-D (end of input) exits.]]
@@ -181,12 +183,36 @@ end
 local function list_tasks(hidden)
   local rows = {}
   for _, t in ipairs(uring.tasks()) do
-    if not hidden[t] then
+    if not hidden[t] and untraced_of(t) ~= 2 then
       rows[#rows + 1] = ("%4d  %-8s %s"):format(t:id(), t:status(), t:waiting_on() or "")
     end
   end
   table.sort(rows)
   out(#rows == 0 and "no tasks\n" or ("  id  status   waiting on\n" .. table.concat(rows, "\n") .. "\n"))
+end
+
+-- :inspect [port] starts the inspector (one at a time), :inspect off
+-- stops it; it also ends with the prompt
+local inspector
+local function inspect_command(rest)
+  if rest == "off" then
+    if inspector then inspector:close(); inspector = nil; out("inspector closed\n")
+    else out("no inspector\n") end
+    return
+  end
+  if inspector and not inspector._stopping then
+    out("inspector already at ", inspector:url(), "\n")
+    return
+  end
+  local port = math.tointeger(tonumber(rest))
+  if rest ~= "" and not (port and port >= 0 and port <= 65535) then
+    out("usage: :inspect [port] (0..65535), or :inspect off\n")
+    return
+  end
+  local insp, msg = uring.inspect(port)
+  if not insp then out("inspect: ", tostring(msg), "\n"); return end
+  inspector = insp
+  out("inspector at ", insp:url(), "\n")
 end
 
 local function command(line, hidden)
@@ -213,6 +239,8 @@ local function command(line, hidden)
   elseif cmd == "trace" then
     uring.trace(rest == "on" and trace_printer() or false)
     out("trace ", rest == "on" and "on" or "off", "\n")
+  elseif cmd == "inspect" then
+    inspect_command(rest)
   elseif cmd == "cancel" then
     local id = tonumber(rest)
     for _, t in ipairs(uring.tasks()) do
