@@ -63,7 +63,13 @@ describe("uring.inspect #io #net", function()
   it("is not traced: the timeline holds the user's requests only", function()
     local seen = {}
     uring.run(function()
-      uring.trace(function(e) if e.task then seen[e.task] = true end end)
+      uring.trace(function(e)
+        -- a small send's CQE has no task (the task went on: sock:send's
+        -- send-behind); its SQE was traced under the task that sent it
+        if e.task and not (e.task == 0 and e.event == "cqe" and e.op == "send") then
+          seen[e.task] = true
+        end
+      end)
       local insp = assert(uring.inspect(0))
       local me = uring.current():id()
       uring.nop()
