@@ -631,7 +631,9 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   struct io_uring_sqe *sqe;
   size_t n = to - from - done;
   const char *src = data + from + done;
-  int behind = done == 0 && n <= SEND_BEHIND && s->timeout < 0 && !s->nobehind;
+  /* (a kernel without SEND: the task waits, and hears so from the CQE) */
+  int behind = done == 0 && n <= SEND_BEHIND && s->timeout < 0 && !s->nobehind
+               && !ur_op_missing(loop, IORING_OP_SEND);
   if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
   if (n <= SEND_COPY) {         /* the request owns a copy until the CQE */
     r->mem = malloc(n ? n : 1);
