@@ -79,7 +79,16 @@ struct ur_pool {
   int started, idle;
   int refs;               /* the loop + each worker; under mu */
   atomic_int stopping;    /* the loop is gone: abandon everything */
+  struct spare *spares;   /* each worker's next state; under mu */
 };
+
+/* A worker's next state, made while it has no job.  Held in a list of
+ * the pool's, not on the worker's stack, so a forked child (whose copy
+ * of the pool is kept, pool_forget) still points to every one. */
+typedef struct spare {
+  lua_State *S;
+  struct spare *next, *prev;
+} spare;
 
 typedef struct hold { job *j; } hold;
 
@@ -249,8 +258,15 @@ static void job_run (job *j, lua_State *S) {
 
 static void *worker (void *arg) {
   ur_pool *p = (ur_pool *)arg;
-  lua_State *spare = fresh_state();
+  spare local = { NULL, NULL, NULL };
+  spare *sp = malloc(sizeof *sp);     /* (the stack's, out of memory) */
+  if (sp == NULL) sp = &local;
+  sp->S = fresh_state();
   pthread_mutex_lock(&p->mu);
+  sp->prev = NULL;
+  sp->next = p->spares;
+  if (p->spares) p->spares->prev = sp;
+  p->spares = sp;
   for (;;) {
     job *j;
     lua_State *S;
@@ -272,8 +288,8 @@ static void *worker (void *arg) {
     if (p->running) p->running->prev = j;
     p->running = j;
     pthread_mutex_unlock(&p->mu);
-    S = spare ? spare : fresh_state();
-    spare = NULL;
+    S = sp->S ? sp->S : fresh_state();
+    sp->S = NULL;
     job_run(j, S);
     pthread_mutex_lock(&p->mu);
     if (j->prev) j->prev->next = j->next;
@@ -288,12 +304,16 @@ static void *worker (void *arg) {
     job_unref(j);
     /* after the answer went out: the caller does not wait for these */
     if (S) lua_close(S);
-    if (!atomic_load(&p->stopping)) spare = fresh_state();
+    if (!atomic_load(&p->stopping)) sp->S = fresh_state();
     pthread_mutex_lock(&p->mu);
   }
+  if (sp->prev) sp->prev->next = sp->next;
+  else p->spares = sp->next;
+  if (sp->next) sp->next->prev = sp->prev;
   p->started--;
   pool_unref_locked(p);
-  if (spare) lua_close(spare);
+  if (sp->S) lua_close(sp->S);
+  if (sp != &local) free(sp);
   return NULL;
 }
 
@@ -365,8 +385,13 @@ static void pool_close (ur_loop *loop) {
 }
 
 /* A forked child has none of the parent's workers, and the pool's lock
- * may have been held at the fork: the child lets the copy go. */
+ * may have been held at the fork: the child lets the copy go.  It stays
+ * pointed to (never freed: a worker's state in it may have been mid-use
+ * at the fork), so a leak checker sees the parent's memory, not a leak. */
+static ur_pool *forgotten_pool;
+
 static void pool_forget (ur_loop *loop) {
+  forgotten_pool = loop->pool;
   loop->pool = NULL;
 }
 
