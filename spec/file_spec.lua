@@ -947,10 +947,13 @@ describe("uring.copyfile #io", function()
     run(function()
       local ticks = 0
       local t = uring.spawn(uring.copyfile, src, dst)
-      -- a task that runs while the copy waits on its thread
+      -- a task that runs while the copy waits on its thread (looked at
+      -- first in the same turn the copy started in: its end cannot have
+      -- been reaped yet, however fast the copy or slow the machine)
+      uring.yield()
       while t:status() ~= "done" do
-        uring.sleep(0.0005)
         if t:waiting_on() == "copyfile" then ticks = ticks + 1 end
+        uring.sleep(0.0005)
       end
       assert.same({ true, size }, { t:join() })
       assert(ticks >= 1, "no other task ran while the copy waited")
