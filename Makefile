@@ -115,9 +115,9 @@ asan: asan-build
 	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  URING_CPATH="build-asan/?.so" $(LUA) spec/run.lua "$(BUSTED)"
 
-# no suppressions file: memcheck is told where the kernel wrote (build-asan
-# too: the fault-hook specs run their children on it)
-# (ur_kernel_wrote, csrc/uring.h), and nothing else needs hiding
+# no suppressions file: memcheck is told where the kernel wrote
+# (ur_kernel_wrote, csrc/uring.h), and nothing else needs hiding.  It
+# builds build-asan too: the fault-hook specs run their children on it.
 valgrind: all asan-build
 	@URING_VALGRIND=1 $(LUA) spec/run.lua "valgrind -q --child-silent-after-fork=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect $(BUSTED)"
 
