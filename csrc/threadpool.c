@@ -80,7 +80,15 @@ struct ur_pool {
   int refs;               /* the loop + each worker; under mu */
   atomic_int stopping;    /* the loop is gone: abandon everything */
   struct spare *spares;   /* each worker's next state; under mu */
+  struct ur_pool *pnext, *pprev;   /* every pool alive (pools_mu) */
 };
+
+/* Every pool not yet freed, also one whose loop let it go (closed, or
+ * forgotten by a forked child) while its workers finish: a forked child
+ * has none of them, and its copy of a pool stays pointed to from here,
+ * so a leak checker sees the parent's memory, not a leak. */
+static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ur_pool *pools;
 
 /* A worker's next state, made while it has no job.  Held in a list of
  * the pool's, not on the worker's stack, so a forked child (whose copy
@@ -115,6 +123,11 @@ static void pool_unref_locked (ur_pool *p) {
   int last = --p->refs == 0;
   pthread_mutex_unlock(&p->mu);
   if (last) {
+    pthread_mutex_lock(&pools_mu);
+    if (p->pprev) p->pprev->pnext = p->pnext;
+    else pools = p->pnext;
+    if (p->pnext) p->pnext->pprev = p->pprev;
+    pthread_mutex_unlock(&pools_mu);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);
@@ -337,6 +350,11 @@ static ur_pool *pool_get (ur_loop *loop) {
     }
     p->refs = 1;              /* the loop's */
     atomic_init(&p->stopping, 0);
+    pthread_mutex_lock(&pools_mu);
+    p->pnext = pools;
+    if (pools) pools->pprev = p;
+    pools = p;
+    pthread_mutex_unlock(&pools_mu);
     loop->pool = p;
   }
   p->size = loop->want_threads ? (int)loop->want_threads : default_size();
@@ -373,9 +391,21 @@ static int pool_submit (ur_pool *p, job *j) {
 
 /* The loop is collected: every job is abandoned, idle workers leave,
  * busy ones leave after their job (whose hook stops it). */
+/* A forked child has none of the parent's workers, and the pool's lock
+ * may have been held at the fork: the child lets the copy go (never
+ * freed: a worker's state in it may have been mid-use at the fork; the
+ * list of pools still points to it). */
+static void pool_forget (ur_loop *loop) {
+  loop->pool = NULL;
+}
+
 static void pool_close (ur_loop *loop) {
   ur_pool *p = loop->pool;
   if (p == NULL) return;
+  if (ur_foreign(loop)) {       /* a forked child's lua_close: not its pool */
+    pool_forget(loop);
+    return;
+  }
   loop->pool = NULL;
   pthread_mutex_lock(&p->mu);
   atomic_store(&p->stopping, 1);
@@ -384,16 +414,6 @@ static void pool_close (ur_loop *loop) {
   pool_unref_locked(p);
 }
 
-/* A forked child has none of the parent's workers, and the pool's lock
- * may have been held at the fork: the child lets the copy go.  It stays
- * pointed to (never freed: a worker's state in it may have been mid-use
- * at the fork), so a leak checker sees the parent's memory, not a leak. */
-static ur_pool *forgotten_pool;
-
-static void pool_forget (ur_loop *loop) {
-  forgotten_pool = loop->pool;
-  loop->pool = NULL;
-}
 
 static void hold_release (hold *h) {
   job *j = h->j;
