@@ -279,10 +279,6 @@ end)
 
 describe("bench/static.sh quick", function()
   it("checks both servers' bytes, runs uring.http.static and nginx, writes its ratios", function()
-    if not helpers.have("nginx") and not helpers.exists("/usr/sbin/nginx") then
-      pending("nginx-light is not installed")
-      return
-    end
     local code, out = run(ENV .. "timeout 120 sh bench/static.sh")
     assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
     assert.matches("check: both serve f4k and f1m byte for byte", out)

@@ -44,20 +44,14 @@ end
 -- word it), so no error names the local it is called through.
 local c_sendfile, is_tls = methods.sendfile, methods._tls
 local PIECE = 65536
-local function optint(arg, v)
-  if v == nil then return nil end
-  if type(v) ~= "number" then typeerror(arg, "sendfile", "number", v, 2) end
-  local i = math.tointeger(v)
-  if not i then argerror(arg, "sendfile", "number has no integer representation", 2) end
-  return i
-end
 function methods.sendfile(self, ...)
   local file, offset, len, head = ...
   if not check.is(self, methods) then typeerror(1, "sendfile", "uring.socket", self) end
   if not check.is(file, core.file_methods) then
     typeerror(2, "sendfile", "uring.file", file, 1, select("#", ...) == 0 and "no value" or nil)
   end
-  offset, len = optint(3, offset), optint(4, len)
+  if offset ~= nil then offset = check.integer(3, "sendfile", offset) end
+  if len ~= nil then len = check.integer(4, "sendfile", len) end
   if offset and offset < 0 then argerror(3, "sendfile", "offset must be non-negative") end
   if len and len < 0 then argerror(4, "sendfile", "length must be non-negative") end
   if head ~= nil and type(head) ~= "string" then typeerror(5, "sendfile", "string", head) end
