@@ -69,7 +69,9 @@ local WEIRD = {
   { "v", 0 / 0 }, { "v", 0.5 }, { "v", -0.5 }, { "v", 2 ^ 31 + 0.5 },
   { "v", "" }, { "v", "x" }, { "v", "l" }, { "v", "a" }, { "v", "*a" },
   { "v", "n" }, { "v", "rw" }, { "v", "4096" }, { "v", "-1" },
-  { "v", "a\0b" }, { "v", "0x10" }, { "str", 70000 },
+  -- "0x3e7" is a number string that names no open fd (999, as G.fd's raw
+  -- pick): "0x10" did, and fdopen("0x10") wrote into a tracked socket
+  { "v", "a\0b" }, { "v", "0x3e7" }, { "str", 70000 },
   { "mk", "table" }, { "mk", "list" }, { "mk", "function" }, { "mk", "thread" },
   { "mk", "stdout" }, { "mk", "uring" }, { "slot" }, { "slot" }, { "slot" },
 }
