@@ -165,6 +165,7 @@ ur_tls *ur_sock_tls (const ur_sock *s) { return s->tls; }
 void ur_sock_set_tls (ur_sock *s, ur_tls *tls) { s->tls = tls; }
 void **ur_sock_tls_ctx (ur_sock *s) { return &s->tls_ctx; }
 int ur_sock_listening (const ur_sock *s) { return s->listener; }
+double ur_sock_timeout (const ur_sock *s) { return s->timeout; }
 int ur_sock_busy (const ur_sock *s, int sending) {
   return sending ? s->wbusy : s->rbusy;
 }
@@ -782,6 +783,8 @@ static int send_now (lua_State *L, ur_sock *s, ur_task *t) {
     return send_failed(L, ur_sock_fail(L, s, err), 0);
   }
   if (s->tls) return ur_tls_send(L, s, t);   /* encrypt, then send */
+  if (ur_send_zc_wanted(t->loop, lua_tointeger(L, 4) - lua_tointeger(L, 3)))
+    return ur_sock_send_zc(L, s, t, 0);     /* send_zc.c: zero copy */
   return start_send(L, s, t, 0);
 }
 

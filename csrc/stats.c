@@ -359,6 +359,9 @@ static int l_stats (lua_State *L) {
   setint(L, "overflow_flushes", loop->stats.overflow_flushes);
   setint(L, "stale_cqes", loop->stats.stale_cqes);
   setint(L, "fixed_reads", loop->stats.fixed_reads);
+  setint(L, "send_zc", loop->stats.send_zc);                /* send_zc.c */
+  setint(L, "send_zc_copied", loop->stats.send_zc_copied);
+  setint(L, "send_zc_held", ur_send_zc_held(loop));
   setint(L, "fixed_buffers", loop->fixed_n);
   setint(L, "fixed_files", loop->ffiles_n - loop->ffiles_nfree);
   setint(L, "requests", loop->slab.nreqs);

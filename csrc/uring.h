@@ -123,9 +123,10 @@ struct ur_req {
   /* set by ur_slab_take */
   uint8_t state;        /* UR_REQ_* */
   uint8_t opcode;       /* IORING_OP_*, for trace and stats */
-  uint8_t background;   /* the loop's own (the run's SIGINT poll): it keeps
-                           no task waiting, so deadlock detection and
-                           stats() leave it out */
+  uint8_t background;   /* the loop's own (the run's SIGINT poll), or a
+                           SEND_ZC waiting only for its notification: it
+                           keeps no task waiting, so deadlock detection
+                           and stats() leave it out */
   uint8_t untraced;     /* prepared by an untraced task while tracing: its
                            CQEs stay out of the trace even when no task
                            waits on them (a multishot accept) */
@@ -254,6 +255,8 @@ typedef struct ur_stats {
   uint64_t enters, sqes, cqes, flushes, waits, resumes, spawned;
   uint64_t overflow_flushes, stale_cqes;
   uint64_t fixed_reads;   /* reads through a registered buffer */
+  uint64_t send_zc, send_zc_copied;   /* send_zc.c: SEND_ZCs issued, and
+                           notifications saying the kernel copied anyway */
 } ur_stats;
 
 struct ur_loop {
@@ -331,6 +334,9 @@ struct ur_loop {
   uint32_t want_threads;   /* configure{threads}: 0 = the CPU count */
   /* embedding (embed.c): uring.pollfd's eventfd, -1 until asked for */
   int pollfd;
+  /* sock:send through SEND_ZC (send_zc.c) */
+  size_t send_zc_min;   /* configure{send_zc}: sends this big or bigger; 0 off */
+  uint8_t zc_no_usage;  /* the kernel refused IORING_SEND_ZC_REPORT_USAGE */
 };
 
 #define UR_SLAB_CHUNK 256
@@ -784,5 +790,19 @@ void ur_register_failwatch (lua_State *L);
 void ur_register_inspect (lua_State *L);
 void ur_push_ring_state (lua_State *L, struct io_uring *ring);
 int ur_failwatch_add (lua_State *L, ur_loop *loop, int task_idx, int tb_idx);
+
+/* send_zc.c: sock:send of big strings through IORING_OP_SEND_ZC, the
+ * string pinned until the notification CQE; net.c's send path asks
+ * ur_send_zc_wanted, then hands the send over (stack as send_k's) */
+#define UR_SEND_ZC_DEFAULT 0    /* off: bench/sendzc.sh, docs/api.md */
+#define UR_SEND_ZC_ON (64 * 1024)   /* configure{send_zc = true} */
+static inline int ur_send_zc_wanted (const ur_loop *loop, lua_Integer n) {
+  return loop->send_zc_min > 0 && n >= (lua_Integer)loop->send_zc_min
+         && !ur_op_missing(loop, IORING_OP_SEND_ZC);
+}
+size_t ur_send_zc_option (lua_State *L, int t, size_t def);   /* raises */
+int ur_sock_send_zc (lua_State *L, ur_sock *s, ur_task *t, size_t done);
+uint32_t ur_send_zc_held (ur_loop *loop);   /* waiting for notifications */
+double ur_sock_timeout (const ur_sock *s);  /* net.c: settimeout's, or < 0 */
 
 #endif
