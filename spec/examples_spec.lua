@@ -433,4 +433,18 @@ describe("examples", function()
       assert.matches("usage:", err)
     end)
   end)
+
+  describe("send_zc.lua", function()
+    it("streams through SEND_ZC intact and shows the string held until the notification", function()
+      local code, out, err = run("send_zc.lua", "16")
+      expect_ok(code, out, err)
+      assert.matches("send_zc: 16 sends of 1 MiB went out as SEND_ZC, every byte arrived; "
+        .. "%d+ notifications said the kernel copied anyway %(loopback%)", out)
+      local held, after = out:match("before the peer read: (%d+) send%(s%) held by the kernel, "
+        .. "the string pinned though the script dropped it; after: (%d+)")
+      assert.is_true(tonumber(held) >= 1, out)
+      assert.equal("0", after)
+      assert.matches("MiB/s over loopback: SEND %d+, SEND_ZC %d+\n$", out)
+    end)
+  end)
 end)
