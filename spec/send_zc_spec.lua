@@ -145,6 +145,23 @@ describe("sock:send with configure{send_zc} #io #net", function()
     end)
   end)
 
+  it("task:cancel() of a task in a zero-copy send raises 'canceled' in it", function()
+    run(function()
+      local c, s = pair()
+      local sender = uring.spawn(function() return c:send(pattern(32 << 20, 4)) end)
+      uring.sleep(0.05)                   -- the peer reads nothing: it waits
+      sender:cancel()
+      local ok, err = sender:join()
+      assert.is_false(ok)
+      assert.matches("canceled", tostring(err))
+      -- the socket is not left busy: the next send goes (and waits its turn)
+      c:settimeout(0.05)
+      local a, b = c:send(pattern(1 << 20, 5))
+      assert.is_true(a == 1 << 20 or b == "timeout", tostring(b))
+      c:close(); s:close()
+    end)
+  end)
+
   it("send_zc = true means 64 KiB and up; false turns it off", function()
     local function count(opt, n)
       uring.configure{send_zc = opt}
