@@ -437,6 +437,7 @@ local program = { seed = seed, tasks = {}, deadline = 0.15 + R() * 0.5 }
 program.entries = pick { false, false, 1, 2, 4, 8, 64 }
 program.sqpoll = chance(0.08)
 program.fixed_files = chance(0.2) and pick { 1, 2, 8 }   -- registered socket slots
+program.send_zc = chance(0.2) and pick { 1, 64, 4096 }   -- sends through SEND_ZC
 program.gchook = chance(0.3) and pick { 50, 200, 1000 } or false
 -- Most programs also hold tracked objects (spec/fuzz/tracked.lua): a
 -- share of each task's steps act on them.  Those programs leave out the
@@ -780,6 +781,7 @@ tracked.init(uring, dir, finding, tracefile)
 if program.entries then uring.configure { entries = program.entries } end
 if program.sqpoll then uring.configure { sqpoll = true } end
 if program.fixed_files then uring.configure { fixed_files = program.fixed_files } end
+if program.send_zc then uring.configure { send_zc = program.send_zc } end
 uring.run(function() uring.nop() end)
 local fds0 = fd_list()
 
