@@ -783,7 +783,8 @@ static int send_now (lua_State *L, ur_sock *s, ur_task *t) {
     return send_failed(L, ur_sock_fail(L, s, err), 0);
   }
   if (s->tls) return ur_tls_send(L, s, t);   /* encrypt, then send */
-  if (ur_send_zc_wanted(t->loop, lua_tointeger(L, 4) - lua_tointeger(L, 3)))
+  if (s->family != AF_UNIX     /* the kernel has zero copy for TCP only */
+      && ur_send_zc_wanted(t->loop, lua_tointeger(L, 4) - lua_tointeger(L, 3)))
     return ur_sock_send_zc(L, s, t, 0);     /* send_zc.c: zero copy */
   return start_send(L, s, t, 0);
 }

@@ -2,9 +2,11 @@
  * send_zc.c: sock:send of big strings through IORING_OP_SEND_ZC.
  *
  * With uring.configure{send_zc = N}, a send of N bytes or more on a
- * plain (not TLS) stream socket lends the kernel the pages of the Lua
- * string instead of having it copy them into socket buffers.  A SEND_ZC
- * posts two CQEs:
+ * TCP socket lends the kernel the pages of the Lua string instead of
+ * having it copy them into socket buffers.  (Not TLS, whose bytes are
+ * made by OpenSSL; not Unix sockets, which have no zero copy: the kernel
+ * answers EOPNOTSUPP, so net.c keeps them on SEND.)  A SEND_ZC posts two
+ * CQEs:
  *
  *   1. its result (IORING_CQE_F_MORE set): the bytes are queued on the
  *      socket; the sending task goes on from here, as after a SEND;

@@ -171,6 +171,27 @@ describe("sock:send with configure{send_zc} #io #net", function()
     end)
   end)
 
+  it("Unix sockets, which have no zero copy, send as before", function()
+    local path = helpers.tmpdir() .. "/s"
+    local z0 = uring.stats().send_zc
+    run(function()
+      local srv = assert(uring.listen_unix(path))
+      local acc = uring.spawn(function() return assert(srv:accept()) end)
+      local c = assert(uring.connect_unix(path))
+      local _, s = acc:join()
+      srv:close()
+      local data = pattern(1 << 20, 6)
+      local reader = uring.spawn(function() return s:receive("*a") end)
+      assert.equal(#data, c:send(data))
+      c:close()
+      local ok, got = reader:join()
+      assert.is_true(ok and got == data, "the bytes differ")
+      s:close()
+    end)
+    helpers.rmrf(path:match("^(.*)/s$"))
+    assert.equal(z0, uring.stats().send_zc)
+  end)
+
   it("send_zc = true means 64 KiB and up; false turns it off", function()
     local function count(opt, n)
       uring.configure{send_zc = opt}
