@@ -509,10 +509,16 @@ void ur_loop_turn (lua_State *L, ur_loop *loop, double wait) {
   if (loop->runq_len > 0) {
     /* tasks are runnable: submit what they prepared, but look for new
      * completions only every 16th busy turn, so a loop of runnable tasks
-     * does not cost a syscall per turn */
+     * does not cost a syscall per turn; and at least every millisecond,
+     * so a task computing ~1 ms between yields (a walk making stat
+     * tables) does not hold a 10 ms timer back for 16 of them */
+    double now = loop->inflight ? ur_now() : 0;
     if (io_uring_sq_ready(&loop->ring)
-        || (loop->inflight && (++loop->busy_turns & 15) == 0))
+        || (loop->inflight && ((++loop->busy_turns & 15) == 0
+                               || now - loop->busy_looked >= 1e-3))) {
+      loop->busy_looked = now;
       ur_submit(loop, 0);
+    }
   }
   else if (loop->inflight == loop->background && wait >= 0) {
     /* a step (embed.c): something outside may still wake a task (set an

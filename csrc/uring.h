@@ -277,6 +277,7 @@ struct ur_loop {
   ur_waitq runq;
   uint32_t runq_len;
   uint32_t busy_turns;  /* turns that found tasks runnable */
+  double busy_looked;   /* when a busy turn last looked for completions */
   uint32_t live_tasks;
   uint32_t next_task_id;
   ur_task *current;     /* the task being resumed, or NULL */
