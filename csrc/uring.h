@@ -502,6 +502,8 @@ ur_handle *ur_file_handle (lua_State *L, int idx);     /* checks; copy.c */
 struct statx;
 const char *ur_file_type (unsigned mode);     /* "file", "fifo", ... */
 void ur_push_statx (lua_State *L, const struct statx *st);
+int ur_statx_names (lua_State *L);
+void ur_push_statx_with (lua_State *L, const struct statx *st, int names);
 
 /* fixedfile.c: registered files for sockets */
 void ur_register_fixedfile (lua_State *L);          /* its hooks */
