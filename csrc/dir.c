@@ -57,6 +57,7 @@ typedef struct scan_job {
   int flags;              /* SCAN_* */
   size_t ndirs;
   size_t taken;           /* dirs already handed to Lua (loop side) */
+  size_t pos;             /* of dirs[taken], the entries handed already */
   scan_dir dirs[];
 } scan_job;
 
@@ -229,55 +230,65 @@ static void setfield_int (lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
-/* One directory read as {n =, path =, paths =, kinds =, stats =, dev =,
- * ino =, err =, errno =}. */
-static void push_dir (lua_State *L, scan_dir *s, int flags) {
+/* Entries [from, from + n) of one directory read, as {n =, path =,
+ * paths =, kinds =, stats =, dev =, ino =, first =, err =, errno =}
+ * (first: the directory's opening piece, which alone carries its error). */
+static void push_dir (lua_State *L, scan_dir *s, int flags, size_t from, size_t n) {
   luaL_Buffer b;
   int full = flags & SCAN_FULL;
   int slash = s->plen > 0 && s->path[s->plen - 1] != '/';
-  lua_createtable(L, 0, 8);
-  setfield_int(L, "n", (lua_Integer)s->n);
+  lua_createtable(L, 0, 9);
+  setfield_int(L, "n", (lua_Integer)n);
   setfield_int(L, "dev", (lua_Integer)s->dev);
   setfield_int(L, "ino", (lua_Integer)s->ino);
+  lua_pushboolean(L, from == 0);
+  lua_setfield(L, -2, "first");
   lua_pushlstring(L, s->path, s->plen);
   lua_setfield(L, -2, "path");
-  if (s->err) {
+  if (s->err && from == 0) {
     lua_pushfstring(L, "%s: %s", s->path, strerror(s->err));
     lua_setfield(L, -2, "err");
     setfield_int(L, "errno", s->err);
   }
-  lua_createtable(L, (int)s->n, 0);
-  for (size_t i = 0; i < s->n; i++) {
-    const char *name = s->names + s->ents[i].off;
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    const scan_ent *e = &s->ents[from + i];
+    const char *name = s->names + e->off;
     if (full) {
       luaL_buffinit(L, &b);
       luaL_addlstring(&b, s->path, s->plen);
       if (slash) luaL_addchar(&b, '/');
-      luaL_addlstring(&b, name, s->ents[i].len);
+      luaL_addlstring(&b, name, e->len);
       luaL_pushresult(&b);
     }
-    else lua_pushlstring(L, name, s->ents[i].len);
+    else lua_pushlstring(L, name, e->len);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "paths");
-  lua_createtable(L, (int)s->n, 0);
-  for (size_t i = 0; i < s->n; i++) {
-    lua_pushstring(L, ur_file_type(DTTOIF(s->ents[i].dtype)));
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, ur_file_type(DTTOIF(s->ents[from + i].dtype)));
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "kinds");
   if (flags & SCAN_STAT) {
-    lua_createtable(L, (int)s->n, 0);
-    for (size_t i = 0; i < s->n; i++) {
-      if (s->ents[i].stat_ok) {
-        ur_kernel_wrote(&s->st[i], sizeof s->st[i]);
+    int names = flags & SCAN_SIZE ? 0 : ur_statx_names(L);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+      size_t k = from + i;
+      if (s->ents[k].stat_ok) {
+        ur_kernel_wrote(&s->st[k], sizeof s->st[k]);
         /* the size alone: a du-like sum needs no table per entry (a
          * table is most of the Lua-side cost of a walk with stats) */
-        if (flags & SCAN_SIZE) lua_pushinteger(L, (lua_Integer)s->st[i].stx_size);
-        else ur_push_statx(L, &s->st[i]);
+        if (flags & SCAN_SIZE) lua_pushinteger(L, (lua_Integer)s->st[k].stx_size);
+        else ur_push_statx_with(L, &s->st[k], names);
       }
       else lua_pushboolean(L, 0);
       lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    if (names) {                /* the stats under the names: drop these */
+      lua_replace(L, names);
+      lua_settop(L, names);
     }
     lua_setfield(L, -2, "stats");
   }
@@ -318,17 +329,31 @@ static int l_scan_wait (lua_State *L) {
   return scan_wait(L, t, set);
 }
 
-/* core._scan_take(set) -> dir, last | nil: the next directory of a
- * finished job, as a table (never waits); last: it was the job's last.
- * One directory a call: the tables for a job's thousands of entries are
- * made as the walk reaches them, between its yields, not in one go. */
+/* core._scan_take(set [, max]) -> piece, last | nil: the next piece of a
+ * finished job's directories, as a table (never waits): the rest of the
+ * current directory, at most max entries of it (all by default); last:
+ * it was the job's last.  A piece a call: the tables for a job's
+ * thousands of entries are made as the walk reaches them, between its
+ * yields, not in one go (and a directory of 100,000 names in steps). */
 static int l_scan_take (lua_State *L) {
   ur_jobset *set = ur_jobset_check(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, 0);
   scan_job *s = (scan_job *)ur_jobset_peek(set);
+  scan_dir *d;
+  size_t n;
   int last;
+  luaL_argcheck(L, max >= 0, 2, "not a count");
   if (s == NULL) return 0;
-  push_dir(L, &s->dirs[s->taken], s->flags);
-  last = ++s->taken == s->ndirs;
+  d = &s->dirs[s->taken];
+  n = d->n - s->pos;
+  if (max > 0 && (size_t)max < n) n = (size_t)max;
+  push_dir(L, d, s->flags, s->pos, n);
+  s->pos += n;
+  if (s->pos >= d->n) {         /* the directory is all out: the next */
+    s->pos = 0;
+    s->taken++;
+  }
+  last = s->taken == s->ndirs;
   if (last) ur_jobset_drop(set, &s->job);
   lua_pushboolean(L, last);
   return 2;

@@ -95,7 +95,8 @@ function M.walk(root, opts)
   local queue, qhead, qtail = { root }, 1, 1
   local inflight = 0              -- jobs not yet all taken
   local seen = {}                 -- dev -> {ino = true}: entered already
-  local cur, ci                   -- the directory being yielded, its next entry
+  local cur, ci                   -- the piece being yielded, its next entry
+  local skip                      -- the pieces come from a directory entered before
   local budget = 256              -- entries until the next uring.yield
   local function entered (r)
     local inos = seen[r.dev]
@@ -147,11 +148,16 @@ function M.walk(root, opts)
         cur = nil
       end
       top_up()
-      local r, last = scan_take(set)
+      -- a directory comes in pieces of at most 256 entries: its tables
+      -- are made between yields too
+      local r, last = scan_take(set, 256)
       if r then
         if last then inflight = inflight - 1 end
-        if r.err then return r.path, "error", r.err, r.errno end
-        if not entered(r) then cur, ci = r, 1 end
+        if r.first then
+          if r.err then return r.path, "error", r.err, r.errno end
+          skip = entered(r)
+        end
+        if not skip then cur, ci = r, 1 end
       elseif inflight == 0 then
         jobset_close(set)       -- its eventfd goes now, not at the GC
         return nil
