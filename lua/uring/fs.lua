@@ -95,7 +95,8 @@ function M.walk(root, opts)
   local queue, qhead, qtail = { root }, 1, 1
   local inflight = 0              -- jobs not yet all taken
   local seen = {}                 -- dev -> {ino = true}: entered already
-  local cur, ci                   -- the piece being yielded, its next entry
+  -- the piece being yielded: its entries, kinds, stats, count, next one
+  local paths, kinds, stats, n, ci = nil, nil, nil, 0, 1
   local skip                      -- the pieces come from a directory entered before
   local budget = 256              -- entries until the next uring.yield
   local function entered (r)
@@ -126,26 +127,22 @@ function M.walk(root, opts)
   end
   return function()
     while true do
-      if cur then
-        local paths, kinds, stats = cur.paths, cur.kinds, cur.stats
-        while ci <= cur.n do
-          local i = ci
-          ci = i + 1
-          -- a job may bring thousands of entries: let the other tasks
-          -- run now and then, as if each entry were an op of its own
-          budget = budget - 1
-          if budget == 0 then budget = 256; yield() end
-          local p, k = paths[i], kinds[i]
-          if filter == nil or filter(p, k) ~= false then
-            if k == "directory" then
-              qtail = qtail + 1
-              queue[qtail] = p
-            end
-            if stats then return p, k, stats[i] end
-            return p, k
+      while ci <= n do
+        local i = ci
+        ci = i + 1
+        -- a job may bring thousands of entries: let the other tasks
+        -- run now and then, as if each entry were an op of its own
+        budget = budget - 1
+        if budget == 0 then budget = 256; yield() end
+        local p, k = paths[i], kinds[i]
+        if filter == nil or filter(p, k) ~= false then
+          if k == "directory" then
+            qtail = qtail + 1
+            queue[qtail] = p
           end
+          if stats then return p, k, stats[i] end
+          return p, k
         end
-        cur = nil
       end
       top_up()
       -- a directory comes in pieces of at most 256 entries: its tables
@@ -157,7 +154,9 @@ function M.walk(root, opts)
           if r.err then return r.path, "error", r.err, r.errno end
           skip = entered(r)
         end
-        if not skip then cur, ci = r, 1 end
+        if not skip then
+          paths, kinds, stats, n, ci = r.paths, r.kinds, r.stats, r.n, 1
+        end
       elseif inflight == 0 then
         jobset_close(set)       -- its eventfd goes now, not at the GC
         return nil
