@@ -41,7 +41,8 @@ typedef struct scan_dir {
   int err;                /* errno that ended the read, or 0 */
   uint64_t dev, ino;      /* the directory itself */
   scan_ent *ents;
-  struct statx *st;       /* per entry, when stats are wanted */
+  struct statx *st;       /* per entry, when stat tables are wanted */
+  uint64_t *size;         /* per entry, when sizes alone are */
   size_t n, cap;
   char *names;            /* every name, NUL-terminated, one after another */
   size_t nlen, ncap;
@@ -66,23 +67,19 @@ static void scan_drop (ur_job *j) {
   for (size_t i = 0; i < s->ndirs; i++) {
     free(s->dirs[i].ents);
     free(s->dirs[i].st);
+    free(s->dirs[i].size);
     free(s->dirs[i].names);
     free(s->dirs[i].path);
   }
   free(s);
 }
 
-static int scan_grow (scan_dir *s, int flags, size_t namelen) {
+static int scan_grow (scan_dir *s, size_t namelen) {
   if (s->n == s->cap) {
     size_t cap = s->cap ? s->cap * 2 : 64;
     scan_ent *e = (scan_ent *)realloc(s->ents, cap * sizeof *e);
     if (e == NULL) return -ENOMEM;
     s->ents = e;
-    if (flags & SCAN_STAT) {
-      struct statx *st = (struct statx *)realloc(s->st, cap * sizeof *st);
-      if (st == NULL) return -ENOMEM;
-      s->st = st;
-    }
     s->cap = cap;
   }
   if (s->nlen + namelen + 1 > s->ncap) {
@@ -96,7 +93,8 @@ static int scan_grow (scan_dir *s, int flags, size_t namelen) {
   return 0;
 }
 
-/* A statx table for entry i (at dirfd), and its kind from it. */
+/* A statx for entry i (at dirfd), kept whole or its size alone, and the
+ * entry's kind from it. */
 static void scan_stat (scan_dir *s, int flags, int dfd, size_t i) {
   scan_ent *e = &s->ents[i];
   const char *name = s->names + e->off;
@@ -110,7 +108,8 @@ static void scan_stat (scan_dir *s, int flags, int dfd, size_t i) {
   }
   else ok = statx(dfd, name, AT_SYMLINK_NOFOLLOW, mask, st) == 0;
   if (!ok) return;              /* gone meanwhile: d_type's word stands */
-  e->stat_ok = s->st != NULL;
+  if (s->size) s->size[i] = st->stx_size;
+  e->stat_ok = s->st != NULL || s->size != NULL;
   e->dtype = (uint8_t)IFTODT(st->stx_mode);
 }
 
@@ -139,7 +138,7 @@ static void scan_one (ur_job *j, scan_dir *s, int flags, char *buf) {
       pos += d->d_reclen;
       if (d->d_name[0] == '.' && (len == 1 || (len == 2 && d->d_name[1] == '.')))
         continue;
-      if (scan_grow(s, flags, len) < 0) {
+      if (scan_grow(s, len) < 0) {
         err = ENOMEM;
         break;
       }
@@ -152,8 +151,16 @@ static void scan_one (ur_job *j, scan_dir *s, int flags, char *buf) {
       s->n++;
     }
   }
-  /* the stats after the names: getdents64 runs over the directory once */
-  for (size_t i = 0; i < s->n && !ur_job_stopped(j); i++) {
+  /* the stats after the names: getdents64 runs over the directory once,
+   * and their array is made once, of the right size (growing it with the
+   * names copied 256-byte records to fresh pages over and over); sizes
+   * alone take 8 bytes an entry */
+  if ((flags & SCAN_STAT) && s->n > 0 && err == 0) {
+    if (flags & SCAN_SIZE) s->size = (uint64_t *)malloc(s->n * sizeof *s->size);
+    else s->st = (struct statx *)malloc(s->n * sizeof *s->st);
+    if (s->size == NULL && s->st == NULL) err = ENOMEM;
+  }
+  for (size_t i = 0; i < s->n && err == 0 && !ur_job_stopped(j); i++) {
     uint8_t t = s->ents[i].dtype;
     if ((flags & SCAN_STAT) || t == DT_UNKNOWN
         || ((flags & SCAN_FOLLOW) && t == DT_LNK))
@@ -277,11 +284,13 @@ static void push_dir (lua_State *L, scan_dir *s, int flags, size_t from, size_t 
     for (size_t i = 0; i < n; i++) {
       size_t k = from + i;
       if (s->ents[k].stat_ok) {
-        ur_kernel_wrote(&s->st[k], sizeof s->st[k]);
         /* the size alone: a du-like sum needs no table per entry (a
          * table is most of the Lua-side cost of a walk with stats) */
-        if (flags & SCAN_SIZE) lua_pushinteger(L, (lua_Integer)s->st[k].stx_size);
-        else ur_push_statx_with(L, &s->st[k], names);
+        if (s->size) lua_pushinteger(L, (lua_Integer)s->size[k]);
+        else {
+          ur_kernel_wrote(&s->st[k], sizeof s->st[k]);
+          ur_push_statx_with(L, &s->st[k], names);
+        }
       }
       else lua_pushboolean(L, 0);
       lua_rawseti(L, -2, (lua_Integer)i + 1);
