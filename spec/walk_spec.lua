@@ -88,6 +88,32 @@ describe("uring.walk in pieces #io", function()
     end
   end)
 
+  it("gives whole paths below a directory whose path is near PATH_MAX", function()
+    -- past 3,840 bytes a directory's path and a 255-byte name no longer
+    -- fit the 4 KiB buffer on the C stack: a Lua buffer takes over
+    local comp = string.rep("d", 200)
+    local deep = dir
+    while #deep < 3900 do deep = deep .. "/" .. comp end
+    assert(sh("mkdir -p " .. shq(deep)))
+    -- the long name's own path passes PATH_MAX: made, and statted by
+    -- the walk, relative to its directory
+    local name = string.rep("n", 255)
+    assert(sh(("cd %s && printf abc > %s && : > short"):format(shq(deep), name)))
+    local got, size = {}, nil
+    run(function()
+      for p, k, st in uring.walk(dir, { stat = "size" }) do
+        got[p] = k
+        if p == deep .. "/" .. name then size = st end
+      end
+    end)
+    assert.equal("file", got[deep .. "/" .. name])
+    assert.equal(3, size)
+    assert.equal("file", got[deep .. "/short"])
+    local n = 0
+    for _ in pairs(got) do n = n + 1 end
+    assert.equal(#deep:sub(#dir + 1):gsub("[^/]", "") + 2, n)   -- the dirs, 2 files
+  end)
+
   it("lets another task run at least once every 256 entries", function()
     big("big", 1300)
     local turns, entries = 0, 0
