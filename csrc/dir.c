@@ -364,11 +364,13 @@ static int l_scan_take (lua_State *L) {
   luaL_argcheck(L, max >= 0, 2, "not a count");
   if (s == NULL) return 0;
   d = &s->dirs[s->taken];
-  n = d->n - s->pos;
+  /* a directory whose read failed is one piece, its error, without the
+   * entries read before the failure */
+  n = d->err ? 0 : d->n - s->pos;
   if (max > 0 && (size_t)max < n) n = (size_t)max;
   push_dir(L, d, s->flags, s->pos, n);
   s->pos += n;
-  if (s->pos >= d->n) {         /* the directory is all out: the next */
+  if (d->err || s->pos >= d->n) {         /* the directory is all out: the next */
     s->pos = 0;
     s->taken++;
   }
