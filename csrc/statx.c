@@ -97,7 +97,9 @@ void ur_push_statx (lua_State *L, const struct statx *st) {
  * each; the caller pops the names. */
 int ur_statx_names (lua_State *L) {
   int base = lua_gettop(L) + 1;
-  luaL_checkstack(L, F_COUNT, "stat field names");
+  /* the names, and room above them for the caller's array, a table, a
+   * key and a value */
+  luaL_checkstack(L, F_COUNT + 8, "stat field names");
   for (int k = 0; k < F_COUNT; k++) lua_pushstring(L, field_names[k]);
   return base;
 }
