@@ -19,7 +19,7 @@
 -- go to $BENCH_RESULTS/walk.tsv (bench/results by default).
 -- The tree is made once, in $BENCH_WALK_DIR (/tmp/uring-walk-bench-N),
 -- and kept for the next run.  ROUNDS=n rounds (5); WALK_PARALLEL=n sets
--- the uring contenders' opts.parallel (default 2).
+-- the uring contenders' opts.parallel (default 4).
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 package.cpath = (os.getenv("URING_CPATH") or "./build/?.so") .. ";" .. package.cpath
 

@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,7 +42,8 @@ typedef struct scan_dir {
   int err;                /* errno that ended the read, or 0 */
   uint64_t dev, ino;      /* the directory itself */
   scan_ent *ents;
-  struct statx *st;       /* per entry, when stats are wanted */
+  struct statx *st;       /* per entry, when stat tables are wanted */
+  uint64_t *size;         /* per entry, when sizes alone are */
   size_t n, cap;
   char *names;            /* every name, NUL-terminated, one after another */
   size_t nlen, ncap;
@@ -57,6 +59,7 @@ typedef struct scan_job {
   int flags;              /* SCAN_* */
   size_t ndirs;
   size_t taken;           /* dirs already handed to Lua (loop side) */
+  size_t pos;             /* of dirs[taken], the entries handed already */
   scan_dir dirs[];
 } scan_job;
 
@@ -65,23 +68,19 @@ static void scan_drop (ur_job *j) {
   for (size_t i = 0; i < s->ndirs; i++) {
     free(s->dirs[i].ents);
     free(s->dirs[i].st);
+    free(s->dirs[i].size);
     free(s->dirs[i].names);
     free(s->dirs[i].path);
   }
   free(s);
 }
 
-static int scan_grow (scan_dir *s, int flags, size_t namelen) {
+static int scan_grow (scan_dir *s, size_t namelen) {
   if (s->n == s->cap) {
     size_t cap = s->cap ? s->cap * 2 : 64;
     scan_ent *e = (scan_ent *)realloc(s->ents, cap * sizeof *e);
     if (e == NULL) return -ENOMEM;
     s->ents = e;
-    if (flags & SCAN_STAT) {
-      struct statx *st = (struct statx *)realloc(s->st, cap * sizeof *st);
-      if (st == NULL) return -ENOMEM;
-      s->st = st;
-    }
     s->cap = cap;
   }
   if (s->nlen + namelen + 1 > s->ncap) {
@@ -95,7 +94,8 @@ static int scan_grow (scan_dir *s, int flags, size_t namelen) {
   return 0;
 }
 
-/* A statx table for entry i (at dirfd), and its kind from it. */
+/* A statx for entry i (at dirfd), kept whole or its size alone, and the
+ * entry's kind from it. */
 static void scan_stat (scan_dir *s, int flags, int dfd, size_t i) {
   scan_ent *e = &s->ents[i];
   const char *name = s->names + e->off;
@@ -109,7 +109,8 @@ static void scan_stat (scan_dir *s, int flags, int dfd, size_t i) {
   }
   else ok = statx(dfd, name, AT_SYMLINK_NOFOLLOW, mask, st) == 0;
   if (!ok) return;              /* gone meanwhile: d_type's word stands */
-  e->stat_ok = s->st != NULL;
+  if (s->size) s->size[i] = st->stx_size;
+  e->stat_ok = s->st != NULL || s->size != NULL;
   e->dtype = (uint8_t)IFTODT(st->stx_mode);
 }
 
@@ -138,7 +139,7 @@ static void scan_one (ur_job *j, scan_dir *s, int flags, char *buf) {
       pos += d->d_reclen;
       if (d->d_name[0] == '.' && (len == 1 || (len == 2 && d->d_name[1] == '.')))
         continue;
-      if (scan_grow(s, flags, len) < 0) {
+      if (scan_grow(s, len) < 0) {
         err = ENOMEM;
         break;
       }
@@ -151,8 +152,16 @@ static void scan_one (ur_job *j, scan_dir *s, int flags, char *buf) {
       s->n++;
     }
   }
-  /* the stats after the names: getdents64 runs over the directory once */
-  for (size_t i = 0; i < s->n && !ur_job_stopped(j); i++) {
+  /* the stats after the names: getdents64 runs over the directory once,
+   * and their array is made once, of the right size (growing it with the
+   * names copied 256-byte records to fresh pages over and over); sizes
+   * alone take 8 bytes an entry */
+  if ((flags & SCAN_STAT) && s->n > 0 && err == 0) {
+    if (flags & SCAN_SIZE) s->size = (uint64_t *)malloc(s->n * sizeof *s->size);
+    else s->st = (struct statx *)malloc(s->n * sizeof *s->st);
+    if (s->size == NULL && s->st == NULL) err = ENOMEM;
+  }
+  for (size_t i = 0; i < s->n && err == 0 && !ur_job_stopped(j); i++) {
     uint8_t t = s->ents[i].dtype;
     if ((flags & SCAN_STAT) || t == DT_UNKNOWN
         || ((flags & SCAN_FOLLOW) && t == DT_LNK))
@@ -229,58 +238,79 @@ static void setfield_int (lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
-/* One directory read as {n =, path =, paths =, kinds =, stats =, dev =,
- * ino =, err =, errno =}. */
-static void push_dir (lua_State *L, scan_dir *s, int flags) {
-  luaL_Buffer b;
+/* Entries [from, from + n) of one directory read, as {n =, path =,
+ * paths =, kinds =, stats =, dev =, ino =, first =, err =, errno =}
+ * (first: the directory's opening piece, which alone carries its error). */
+static void push_dir (lua_State *L, scan_dir *s, int flags, size_t from, size_t n) {
   int full = flags & SCAN_FULL;
   int slash = s->plen > 0 && s->path[s->plen - 1] != '/';
-  lua_createtable(L, 0, 8);
-  setfield_int(L, "n", (lua_Integer)s->n);
+  /* a full path is the directory's, a slash and the name: the first two
+   * are copied once a piece, each name after them (a luaL_Buffer a path
+   * cost ~900 instructions, most of a walk's per-entry work without
+   * stats); a name is at most NAME_MAX bytes */
+  char small[4096], *buf = small;
+  size_t head = s->plen + (size_t)slash;
+  if (full && head + NAME_MAX + 1 > sizeof small)
+    buf = (char *)lua_newuserdatauv(L, head + NAME_MAX + 1, 0);   /* popped below */
+  if (full) {
+    memcpy(buf, s->path, s->plen);
+    if (slash) buf[s->plen] = '/';
+  }
+  lua_createtable(L, 0, 9);
+  setfield_int(L, "n", (lua_Integer)n);
   setfield_int(L, "dev", (lua_Integer)s->dev);
   setfield_int(L, "ino", (lua_Integer)s->ino);
+  lua_pushboolean(L, from == 0);
+  lua_setfield(L, -2, "first");
   lua_pushlstring(L, s->path, s->plen);
   lua_setfield(L, -2, "path");
-  if (s->err) {
+  if (s->err && from == 0) {
     lua_pushfstring(L, "%s: %s", s->path, strerror(s->err));
     lua_setfield(L, -2, "err");
     setfield_int(L, "errno", s->err);
   }
-  lua_createtable(L, (int)s->n, 0);
-  for (size_t i = 0; i < s->n; i++) {
-    const char *name = s->names + s->ents[i].off;
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    const scan_ent *e = &s->ents[from + i];
+    const char *name = s->names + e->off;
     if (full) {
-      luaL_buffinit(L, &b);
-      luaL_addlstring(&b, s->path, s->plen);
-      if (slash) luaL_addchar(&b, '/');
-      luaL_addlstring(&b, name, s->ents[i].len);
-      luaL_pushresult(&b);
+      memcpy(buf + head, name, e->len);
+      lua_pushlstring(L, buf, head + e->len);
     }
-    else lua_pushlstring(L, name, s->ents[i].len);
+    else lua_pushlstring(L, name, e->len);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "paths");
-  lua_createtable(L, (int)s->n, 0);
-  for (size_t i = 0; i < s->n; i++) {
-    lua_pushstring(L, ur_file_type(DTTOIF(s->ents[i].dtype)));
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, ur_file_type(DTTOIF(s->ents[from + i].dtype)));
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "kinds");
   if (flags & SCAN_STAT) {
-    lua_createtable(L, (int)s->n, 0);
-    for (size_t i = 0; i < s->n; i++) {
-      if (s->ents[i].stat_ok) {
-        ur_kernel_wrote(&s->st[i], sizeof s->st[i]);
+    int names = flags & SCAN_SIZE ? 0 : ur_statx_names(L);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+      size_t k = from + i;
+      if (s->ents[k].stat_ok) {
         /* the size alone: a du-like sum needs no table per entry (a
          * table is most of the Lua-side cost of a walk with stats) */
-        if (flags & SCAN_SIZE) lua_pushinteger(L, (lua_Integer)s->st[i].stx_size);
-        else ur_push_statx(L, &s->st[i]);
+        if (s->size) lua_pushinteger(L, (lua_Integer)s->size[k]);
+        else {
+          ur_kernel_wrote(&s->st[k], sizeof s->st[k]);
+          ur_push_statx_with(L, &s->st[k], names);
+        }
       }
       else lua_pushboolean(L, 0);
       lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+    if (names) {                /* the stats under the names: drop these */
+      lua_replace(L, names);
+      lua_settop(L, names);
+    }
     lua_setfield(L, -2, "stats");
   }
+  if (buf != small) lua_remove(L, -2);    /* the long path's buffer */
 }
 
 static int scan_wait_k (lua_State *L, int status, lua_KContext ctx);
@@ -318,17 +348,33 @@ static int l_scan_wait (lua_State *L) {
   return scan_wait(L, t, set);
 }
 
-/* core._scan_take(set) -> dir, last | nil: the next directory of a
- * finished job, as a table (never waits); last: it was the job's last.
- * One directory a call: the tables for a job's thousands of entries are
- * made as the walk reaches them, between its yields, not in one go. */
+/* core._scan_take(set [, max]) -> piece, last | nil: the next piece of a
+ * finished job's directories, as a table (never waits): the rest of the
+ * current directory, at most max entries of it (all by default); last:
+ * it was the job's last.  A piece a call: the tables for a job's
+ * thousands of entries are made as the walk reaches them, between its
+ * yields, not in one go (and a directory of 100,000 names in steps). */
 static int l_scan_take (lua_State *L) {
   ur_jobset *set = ur_jobset_check(L, 1);
+  lua_Integer max = luaL_optinteger(L, 2, 0);
   scan_job *s = (scan_job *)ur_jobset_peek(set);
+  scan_dir *d;
+  size_t n;
   int last;
+  luaL_argcheck(L, max >= 0, 2, "not a count");
   if (s == NULL) return 0;
-  push_dir(L, &s->dirs[s->taken], s->flags);
-  last = ++s->taken == s->ndirs;
+  d = &s->dirs[s->taken];
+  /* a directory whose read failed is one piece, its error, without the
+   * entries read before the failure */
+  n = d->err ? 0 : d->n - s->pos;
+  if (max > 0 && (size_t)max < n) n = (size_t)max;
+  push_dir(L, d, s->flags, s->pos, n);
+  s->pos += n;
+  if (d->err || s->pos >= d->n) {         /* the directory is all out: the next */
+    s->pos = 0;
+    s->taken++;
+  }
+  last = s->taken == s->ndirs;
   if (last) ur_jobset_drop(set, &s->job);
   lua_pushboolean(L, last);
   return 2;

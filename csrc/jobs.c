@@ -83,9 +83,14 @@ static void jobset_unref (ur_jobset *s) {
 static void job_finish (ur_job *j) {
   ur_jobset *s = j->set;
   uint64_t one = 1;
+  ur_job **p;
+  /* at the end: the first finished is the first taken, and a job taken
+   * piece by piece (a walk's big directory) stays first until dropped;
+   * the list holds a set's few jobs in flight, a short walk */
+  j->next = NULL;
   pthread_mutex_lock(&s->mu);
-  j->next = s->done;
-  s->done = j;
+  for (p = &s->done; *p; p = &(*p)->next) {}
+  *p = j;
   pthread_mutex_unlock(&s->mu);
   while (write(s->efd, &one, sizeof one) < 0 && errno == EINTR) {}
   jobset_unref(s);

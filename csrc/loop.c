@@ -510,10 +510,21 @@ void ur_loop_turn (lua_State *L, ur_loop *loop, double wait) {
   if (loop->runq_len > 0) {
     /* tasks are runnable: submit what they prepared, but look for new
      * completions only every 16th busy turn, so a loop of runnable tasks
-     * does not cost a syscall per turn */
+     * does not cost a syscall per turn; and at least every millisecond,
+     * so a task computing ~1 ms between yields (a walk making stat
+     * tables) does not hold a 10 ms timer back for 16 of them */
+    double now = 0;
+    if (loop->inflight) {
+      now = ur_now();
+      /* 0: the last turn looked (it waited); the millisecond starts now */
+      if (loop->busy_looked == 0) loop->busy_looked = now;
+    }
     if (io_uring_sq_ready(&loop->ring)
-        || (loop->inflight && (++loop->busy_turns & 15) == 0))
+        || (loop->inflight && ((++loop->busy_turns & 15) == 0
+                               || now - loop->busy_looked >= 1e-3))) {
+      loop->busy_looked = now;
       ur_submit(loop, 0);
+    }
   }
   else if (loop->inflight == loop->background && wait >= 0) {
     /* a step (embed.c): something outside may still wake a task (set an
@@ -539,6 +550,7 @@ void ur_loop_turn (lua_State *L, ur_loop *loop, double wait) {
     /* wait < 0: until a CQE; a step waits at most `wait` seconds */
     int ret = wait < 0 ? ur_submit(loop, 1)
               : wait == 0 ? ur_submit(loop, 0) : ur_submit_timeout(loop, wait);
+    loop->busy_looked = 0;
     if (ret < 0 && ur_foreign(loop)) ur_foreign_error(L, loop);
     if (ret < 0)
       luaL_error(L, "uring.run: io_uring_enter: %s", strerror(-ret));

@@ -24,14 +24,64 @@ const char *ur_file_type (unsigned mode) {
   }
 }
 
-static void setint (lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
+/* The fields of a stat table, in the order they are set. */
+enum {
+  F_SIZE, F_MODE, F_TYPE, F_NLINK, F_UID, F_GID, F_INO, F_DEV, F_BLKSIZE,
+  F_BLOCKS, F_ATIME, F_MTIME, F_CTIME, F_BTIME, F_MASK, F_COUNT
+};
+static const char *const field_names[F_COUNT] = {
+  "size", "mode", "type", "nlink", "uid", "gid", "ino", "dev", "blksize",
+  "blocks", "atime", "mtime", "ctime", "btime", "mask"
+};
+
+/* One field into the table on top.  names: 0, or the stack index where
+ * ur_statx_names put the field names, which rawset finds without
+ * lua_setfield's look-up of a C string (its cost shows when a walk makes
+ * a table for each of 100,000 entries). */
+static void field_int (lua_State *L, int names, int k, lua_Integer v) {
+  if (names) {
+    lua_pushvalue(L, names + k);
+    lua_pushinteger(L, v);
+    lua_rawset(L, -3);
+  }
+  else {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, field_names[k]);
+  }
 }
 
-static void settime (lua_State *L, const char *k, struct statx_timestamp t) {
+static void field_time (lua_State *L, int names, int k, struct statx_timestamp t) {
+  if (names) lua_pushvalue(L, names + k);
   lua_pushnumber(L, (double)t.tv_sec + t.tv_nsec * 1e-9);
-  lua_setfield(L, -2, k);
+  if (names) lua_rawset(L, -3);
+  else lua_setfield(L, -2, field_names[k]);
+}
+
+static void field_type (lua_State *L, int names, unsigned mode) {
+  if (names) lua_pushvalue(L, names + F_TYPE);
+  lua_pushstring(L, ur_file_type(mode));
+  if (names) lua_rawset(L, -3);
+  else lua_setfield(L, -2, "type");
+}
+
+static void push_statx (lua_State *L, const struct statx *st, int names) {
+  lua_createtable(L, 0, F_COUNT + 1);
+  field_int(L, names, F_SIZE, (lua_Integer)st->stx_size);
+  field_int(L, names, F_MODE, st->stx_mode & 07777);
+  field_type(L, names, st->stx_mode);
+  field_int(L, names, F_NLINK, st->stx_nlink);
+  field_int(L, names, F_UID, st->stx_uid);
+  field_int(L, names, F_GID, st->stx_gid);
+  field_int(L, names, F_INO, (lua_Integer)st->stx_ino);
+  field_int(L, names, F_DEV, (lua_Integer)(((uint64_t)st->stx_dev_major << 32)
+                                           | st->stx_dev_minor));
+  field_int(L, names, F_BLKSIZE, st->stx_blksize);
+  field_int(L, names, F_BLOCKS, (lua_Integer)st->stx_blocks);
+  field_time(L, names, F_ATIME, st->stx_atime);
+  field_time(L, names, F_MTIME, st->stx_mtime);
+  field_time(L, names, F_CTIME, st->stx_ctime);
+  if (st->stx_mask & STATX_BTIME) field_time(L, names, F_BTIME, st->stx_btime);
+  field_int(L, names, F_MASK, st->stx_mask);
 }
 
 /* Push the table for st (the kernel has written it: the caller says so to
@@ -39,22 +89,21 @@ static void settime (lua_State *L, const char *k, struct statx_timestamp t) {
  * the type is in type.  btime is there when the file system keeps it;
  * mask says which fields the kernel filled (STATX_*). */
 void ur_push_statx (lua_State *L, const struct statx *st) {
-  lua_createtable(L, 0, 16);
-  setint(L, "size", (lua_Integer)st->stx_size);
-  setint(L, "mode", st->stx_mode & 07777);
-  lua_pushstring(L, ur_file_type(st->stx_mode));
-  lua_setfield(L, -2, "type");
-  setint(L, "nlink", st->stx_nlink);
-  setint(L, "uid", st->stx_uid);
-  setint(L, "gid", st->stx_gid);
-  setint(L, "ino", (lua_Integer)st->stx_ino);
-  setint(L, "dev", (lua_Integer)(((uint64_t)st->stx_dev_major << 32)
-                                 | st->stx_dev_minor));
-  setint(L, "blksize", st->stx_blksize);
-  setint(L, "blocks", (lua_Integer)st->stx_blocks);
-  settime(L, "atime", st->stx_atime);
-  settime(L, "mtime", st->stx_mtime);
-  settime(L, "ctime", st->stx_ctime);
-  if (st->stx_mask & STATX_BTIME) settime(L, "btime", st->stx_btime);
-  setint(L, "mask", st->stx_mask);
+  push_statx(L, st, 0);
+}
+
+/* For many tables in a row: push the field names once (returns the
+ * index of the first), then ur_push_statx_with(L, st, that index) for
+ * each; the caller pops the names. */
+int ur_statx_names (lua_State *L) {
+  int base = lua_gettop(L) + 1;
+  /* the names, and room above them for the caller's array, a table, a
+   * key and a value */
+  luaL_checkstack(L, F_COUNT + 8, "stat field names");
+  for (int k = 0; k < F_COUNT; k++) lua_pushstring(L, field_names[k]);
+  return base;
+}
+
+void ur_push_statx_with (lua_State *L, const struct statx *st, int names) {
+  push_statx(L, st, names);
 }

@@ -280,6 +280,7 @@ struct ur_loop {
   ur_waitq runq;
   uint32_t runq_len;
   uint32_t busy_turns;  /* turns that found tasks runnable */
+  double busy_looked;   /* when a busy turn last looked for completions */
   uint32_t live_tasks;
   uint32_t next_task_id;
   ur_task *current;     /* the task being resumed, or NULL */
@@ -507,6 +508,8 @@ ur_handle *ur_file_handle (lua_State *L, int idx);     /* checks; copy.c */
 struct statx;
 const char *ur_file_type (unsigned mode);     /* "file", "fifo", ... */
 void ur_push_statx (lua_State *L, const struct statx *st);
+int ur_statx_names (lua_State *L);
+void ur_push_statx_with (lua_State *L, const struct statx *st, int names);
 
 /* fixedfile.c: registered files for sockets */
 void ur_register_fixedfile (lua_State *L);          /* its hooks */
