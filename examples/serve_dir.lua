@@ -5,7 +5,7 @@
 --
 -- Serves D (default: the current directory) on 127.0.0.1.  The bytes of
 -- each file go from the page cache to the socket in the kernel
--- (sock:sendfile: SPLICE through a pipe), never through Lua.  Ranges
+-- (sock:sendfile), never through Lua.  Ranges
 -- (`curl -r 0-99`), ETag / Last-Modified and 304, and a listing of a
 -- directory with no index.html (--no-listing turns it off: 403).
 --

@@ -1,6 +1,6 @@
 --- uring.http.static: a handler serving the files under a directory.
 -- The bytes go from the page cache to the socket in the kernel
--- (sock:sendfile: SPLICE through a pipe); Lua sees only the head.  With
+-- (sock:sendfile); Lua sees only the head.  With
 -- Range (206, 416), validators (ETag, Last-Modified) and 304 for a client
 -- that has the file already, and a directory listing when asked for.
 local uring = require "uring"
