@@ -165,6 +165,11 @@ describe("uring.http.static #io #net", function()
       assert.equal(206, status)
       status = get(port, "/data.bin", "-r 0-9 -H " .. shq("If-Range: " .. etag))
       assert.equal(200, status)
+      -- header names in any case
+      status = get(port, "/data.bin", "-H " .. shq("IF-NONE-MATCH: " .. h.etag))
+      assert.equal(304, status)
+      status = get(port, "/data.bin", "-H 'rAnGe: bytes=0-1'")
+      assert.equal(206, status)
     end)
   end)
 
