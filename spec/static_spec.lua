@@ -286,7 +286,9 @@ describe("uring.http.static #io #net", function()
       for i = 1, 100 do want[i] = tostring(i) end
       assert.equal(table.concat(want), out)
       local open = 0
-      for i = 1, 100 do open = open + held(("%s/n%03d"):format(dir, i)) end
+      for line in helpers.fds():gmatch("[^\n]+") do
+        if line:find(dir .. "/n", 1, true) then open = open + 1 end
+      end
       assert.is_true(open >= 1 and open <= 64, open .. " open")
     end)
   end)
