@@ -506,8 +506,8 @@ static int l_splice (lua_State *L) {
 /* --- sock:sendfile: a file to a socket ---
  *
  * Three paths: small ranges through a buffer, large ones by sendfile(2)
- * (both below), and this one where sendfile(2) cannot serve (a pipe as
- * the source, SIGPIPE not blocked).
+ * (both below), and this one where sendfile(2) is not used (a source that
+ * is not a regular file, a loop run while SIGPIPE is not blocked).
  * The same pairs as the copy above, with the socket as the destination:
  * SPLICE file -> pipe linked to SPLICE pipe -> socket, up to SPLICE_PAIRS
  * pairs a chain, chains until the range is sent.  The bytes go from the
@@ -844,8 +844,9 @@ static int sendfile_small (lua_State *L, ur_task *t, int64_t off, size_t n) {
  * The socket is made O_NONBLOCK for the call only and given back as it
  * was (our sockets are blocking: the ring does not need otherwise).
  * sendfile(2) has no MSG_NOSIGNAL: it runs only while SIGPIPE is blocked
- * (uring.run blocks it); otherwise, and for a source that is not a
- * regular file (a pipe), the splice path serves the call.
+ * (uring.run blocks it; uring.step does not); otherwise, and for a
+ * source that is not a regular file (a block device), the splice path
+ * serves the call.
  *
  * Stack: 1 socket, 2 file, 3 offset, 4 bytes left, 5 head, 6 head bytes
  * sent, 7 file bytes sent, 8 the socket's file flags to restore, or nil.
@@ -1016,11 +1017,6 @@ static int l_path_meta (lua_State *L) {
   return push_meta(L, &st);
 }
 
-/* sock:sendfile(file [, offset [, len [, head]]])
- *   -> bytes | nil, msg, errno, bytes
- * Sends len bytes (default: to the end) of file from offset (default 0)
- * to the socket, after head if given; fewer only if the file is shorter.
- * bytes counts the file's bytes, not the head's. */
 /* Stack 1 socket, 2 file, 3 offset, 4 length (both checked), 5 head:
  * the path for the size. */
 static int sendfile_start (lua_State *L, ur_task *t) {
@@ -1042,6 +1038,11 @@ static int sendfile_behind_k (lua_State *L, int status, lua_KContext ctx) {
   return sendfile_start(L, t);
 }
 
+/* sock:sendfile(file [, offset [, len [, head]]])
+ *   -> bytes | nil, msg, errno, bytes
+ * Sends len bytes (default: to the end) of file from offset (default 0)
+ * to the socket, after head if given; fewer only if the file is shorter.
+ * bytes counts the file's bytes, not the head's. */
 int ur_sock_sendfile (lua_State *L) {
   ur_sock *s;
   ur_handle *fh;
