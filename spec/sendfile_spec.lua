@@ -130,10 +130,19 @@ print(n, h.hexdigest())
       local c, s = helpers.pair()
       local f <close> = assert(uring.open(path, "rb"))
       -- nobody reads yet: the socket fills, and a send then parks
+      local done = 0
       local sender = uring.spawn(function()
-        for i = 1, 400 do assert.equal(60000, c:sendfile(f, 0, 60000, i == 400 and "end" or nil)) end
+        for i = 1, 400 do
+          assert.equal(60000, c:sendfile(f, 0, 60000, i == 400 and "end" or nil))
+          done = i
+        end
       end)
-      uring.sleep(0.05)
+      local last, deadline = -1, uring.now() + 20
+      repeat                       -- until it makes no progress: full
+        last = done
+        uring.sleep(0.1)
+      until done == last or uring.now() > deadline
+      assert.is_true(done < 400, "the socket never filled")
       assert.equal("waiting", sender:status())
       local reader = uring.spawn(function() return s:receive("a") end)
       assert(sender:join())
@@ -220,7 +229,8 @@ print(n, h.hexdigest())
       local sender = uring.spawn(function()
         for _ = 1, 100 do assert(c:sendfile(f)) end
       end)
-      uring.sleep(0.05)
+      local deadline = uring.now() + 20
+      repeat uring.sleep(0.05) until sender:status() == "waiting" or uring.now() > deadline
       assert.equal("waiting", sender:status())
       assert.is_true(nonblocking(c))
       sender:cancel()
