@@ -1,7 +1,8 @@
 #!/bin/sh
-# bench/static.sh: static file serving, uring.http.static (sendfile by
-# SPLICE through a pipe) against nginx-light with `sendfile on`, both
-# serving the same directory, driven by wrk with keep-alive.
+# bench/static.sh: static file serving, uring.http.static (sock:sendfile:
+# a READ linked to a SEND up to 64 KiB, sendfile(2) beyond) against
+# nginx-light with `sendfile on`, both serving the same directory, driven
+# by wrk with keep-alive.
 #
 #   sh bench/static.sh          3 alternating rounds, wrk -d3s (about 1 min)
 #   sh bench/static.sh quick    one round, -d1s: checks that it runs

@@ -842,6 +842,17 @@ ur_handle *ur_sock_send_handle (lua_State *L, int idx, ur_sock **sp) {
 
 void ur_sock_sending (ur_sock *s, int busy) { s->wbusy = busy ? 1 : 0; }
 
+/* sock:sendfile's bytes go after a send-behind still in flight (its own
+ * syscalls would overtake it): wait as a send waits.  -1: none. */
+int ur_sock_wait_behind (lua_State *L, ur_sock *s, ur_task *t,
+                         lua_KContext ctx, lua_KFunction k) {
+  return wait_behind(L, s, t, ctx, k);
+}
+
+ur_sock *ur_sock_behind_done (lua_State *L, ur_task *t) {
+  return behind_done(L, t);
+}
+
 /* --- accepting: one multishot ACCEPT per listener --- */
 
 static int arm_accept (lua_State *L, ur_loop *loop, ur_sock *s);

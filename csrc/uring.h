@@ -602,6 +602,11 @@ int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp);
 ur_handle *ur_sock_send_handle (lua_State *L, int idx, ur_sock **sp);
 void ur_sock_sending (ur_sock *s, int busy);
 int ur_sock_sendfile (lua_State *L);
+/* ... and waits first for a send-behind in flight (-1: none; in k,
+ * ur_sock_behind_done: NULL with the fail tuple pushed if it closed) */
+int ur_sock_wait_behind (lua_State *L, ur_sock *s, ur_task *t,
+                         lua_KContext ctx, lua_KFunction k);
+ur_sock *ur_sock_behind_done (lua_State *L, ur_task *t);
 
 /* A TLS socket (tls.c) is a stream socket with TLS state: net.c moves
  * the ciphertext through the ring and calls tls.c at these points. */

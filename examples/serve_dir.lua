@@ -5,14 +5,14 @@
 --
 -- Serves D (default: the current directory) on 127.0.0.1.  The bytes of
 -- each file go from the page cache to the socket in the kernel
--- (sock:sendfile: SPLICE through a pipe), never through Lua.  Ranges
+-- (sock:sendfile), never through Lua.  Ranges
 -- (`curl -r 0-99`), ETag / Last-Modified and 304, and a listing of a
 -- directory with no index.html (--no-listing turns it off: 403).
 --
 -- The first line on stdout is "listening on 127.0.0.1:PORT" (port 0, the
 -- default here as in the other example servers, lets the kernel choose;
 -- python's default is 8000).  Stops after S seconds (default 30), then
--- prints the requests and the bytes of body they announced.
+-- prints how many requests it served.
 --
 -- Try it:  lua5.4 examples/serve_dir.lua 8000 &
 --          curl -s http://127.0.0.1:8000/            (the listing)
@@ -57,12 +57,10 @@ end
 local st = uring.run(uring.stat, dir)
 if not st or st.type ~= "directory" then usage(dir .. " is not a directory") end
 
-local files = uring.http.static(dir, { listing = listing })
-local bytes = 0
-local function handler(req, res)
-  files(req, res)
-  bytes = bytes + (tonumber(res:get_header("Content-Length")) or 0)
-end
+-- the handler itself: bench/static.sh measures this server, and a
+-- wrapper asking each response its Content-Length cost 6% of a 4 KiB
+-- request's instructions (callgrind)
+local handler = uring.http.static(dir, { listing = listing })
 
 local srv
 uring.run(function()
@@ -76,5 +74,5 @@ uring.run(function()
   srv:serve()
   timer:cancel()
 end)
-io.stdout:write(("serve_dir: %d requests, %d bytes of body (sent in the kernel)\n")
-  :format(srv.requests, bytes))
+io.stdout:write(("serve_dir: %d requests (their files sent in the kernel)\n")
+  :format(srv.requests))

@@ -104,6 +104,56 @@ print(n, h.hexdigest())
     end)
   end)
 
+  it("goes after a send still in flight, small and large", function()
+    local path, data = make_file(dir, "f", 300000)
+    run(function()
+      local c, s = helpers.pair()
+      local f <close> = assert(uring.open(path, "rb"))
+      local reader = uring.spawn(function() return s:receive("a") end)
+      -- a small send returns before its SEND is even submitted
+      for _, n in ipairs { 100, #data } do
+        assert(c:send("<"))
+        assert.equal(n, c:sendfile(f, 0, n))
+        assert(c:send(">"))
+      end
+      c:close()
+      local ok, got = reader:join()
+      assert.is_true(ok)
+      assert.is_true(got == "<" .. data:sub(1, 100) .. "><" .. data .. ">")
+      s:close()
+    end)
+  end)
+
+  it("sends small ranges to a full socket once there is room", function()
+    local path, data = make_file(dir, "f", 60000)
+    run(function()
+      local c, s = helpers.pair()
+      local f <close> = assert(uring.open(path, "rb"))
+      -- nobody reads yet: the socket fills, and a send then parks
+      local done = 0
+      local sender = uring.spawn(function()
+        for i = 1, 400 do
+          assert.equal(60000, c:sendfile(f, 0, 60000, i == 400 and "end" or nil))
+          done = i
+        end
+      end)
+      local last, deadline = -1, uring.now() + 20
+      repeat                       -- until it makes no progress: full
+        last = done
+        uring.sleep(0.1)
+      until done == last or uring.now() > deadline
+      assert.is_true(done < 400, "the socket never filled")
+      assert.equal("waiting", sender:status())
+      local reader = uring.spawn(function() return s:receive("a") end)
+      assert(sender:join())
+      c:close()
+      local _, got = reader:join()
+      assert.equal(400 * 60000 + 3, #got)
+      assert.is_true(got == data:rep(399) .. "end" .. data)
+      s:close()
+    end)
+  end)
+
   it("returns the fail tuple and the bytes sent when the peer closes mid-transfer", function()
     local path = make_file(dir, "big", 10 * 1024 * 1024)
     run(function()
@@ -153,6 +203,63 @@ print(n, h.hexdigest())
       assert.is_true(sent >= 0)
       s:close()
     end)
+  end)
+
+  -- sendfile(2) needs a non-blocking socket while it runs; the socket is
+  -- blocking again after the call, whichever way it ends
+  local O_NONBLOCK = 0x800
+  local function nonblocking(sock)
+    local info = helpers.readall("/proc/self/fdinfo/" .. sock:fd())
+    return tonumber(info:match("flags:%s*(%d+)"), 8) & O_NONBLOCK ~= 0
+  end
+
+  it("leaves the socket blocking after a send, a wait for room and a cancel", function()
+    local path, data = make_file(dir, "big", 4 * 1024 * 1024)
+    run(function()
+      local c, s = helpers.pair()
+      local f <close> = assert(uring.open(path, "rb"))
+      local reader = uring.spawn(function() return s:receive(#data) end)
+      assert.is_false(nonblocking(c))
+      assert.equal(#data, c:sendfile(f))
+      assert.is_false(nonblocking(c))
+      local ok, got = reader:join()
+      assert.is_true(ok)
+      assert.is_true(got == data)
+      -- nobody reads now: the sender waits for room, non-blocking meanwhile
+      local sender = uring.spawn(function()
+        for _ = 1, 100 do assert(c:sendfile(f)) end
+      end)
+      local deadline = uring.now() + 20
+      repeat uring.sleep(0.05) until sender:status() == "waiting" or uring.now() > deadline
+      assert.equal("waiting", sender:status())
+      assert.is_true(nonblocking(c))
+      sender:cancel()
+      local sok, err = sender:join()
+      assert.is_false(sok)
+      assert.matches("canceled", err)
+      assert.is_false(nonblocking(c))
+      c:close()
+      s:close()
+    end)
+  end)
+
+  it("splices in a loop driven by uring.step (SIGPIPE not blocked there)", function()
+    local path, data = make_file(dir, "f", 300000)
+    local got, sent
+    local task = uring.spawn(function()
+      local c, s = helpers.pair()
+      local f <close> = assert(uring.open(path, "rb"))
+      local reader = uring.spawn(function() return s:receive("a") end)
+      sent = c:sendfile(f, 1, 200000, "H")
+      c:close()
+      got = select(2, reader:join())
+      s:close()
+    end)
+    local deadline = os.time() + 20
+    while uring.step(0.1) and os.time() < deadline do end
+    assert.equal("done", task:status())
+    assert.equal(200000, sent)
+    assert.is_true(got == "H" .. data:sub(2, 200001))
   end)
 
   it("refuses a second sender while one is sending", function()

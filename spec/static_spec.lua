@@ -165,6 +165,11 @@ describe("uring.http.static #io #net", function()
       assert.equal(206, status)
       status = get(port, "/data.bin", "-r 0-9 -H " .. shq("If-Range: " .. etag))
       assert.equal(200, status)
+      -- header names in any case
+      status = get(port, "/data.bin", "-H " .. shq("IF-NONE-MATCH: " .. h.etag))
+      assert.equal(304, status)
+      status = get(port, "/data.bin", "-H 'rAnGe: bytes=0-1'")
+      assert.equal(206, status)
     end)
   end)
 
@@ -227,6 +232,87 @@ describe("uring.http.static #io #net", function()
         local size = f == "f4k" and 4096 or 1024 * 1024
         assert(bytes >= n * size * 0.99, out)
       end
+    end)
+  end)
+
+  -- this process's fds open on path, or (gone) on a file unlinked or
+  -- renamed over since: its link then reads "path (deleted)"
+  local function held(path, gone)
+    local n = 0
+    for line in helpers.fds():gmatch("[^\n]+") do
+      local target = line:match("^%d+ %-> (.*)$")
+      if target == path .. " (deleted)" or (not gone and target == path) then n = n + 1 end
+    end
+    return n
+  end
+
+  it("keeps a served file open, and sees it replaced, rewritten or gone", function()
+    serve(nil, function(port)
+      local path = dir .. "/small.txt"
+      assert.equal(0, held(path))
+      assert.equal("hello\n", select(3, get(port, "/small.txt")))
+      assert.equal(1, held(path))                     -- kept open
+      local before = helpers.fds()
+      assert.equal("hello\n", select(3, get(port, "/small.txt")))
+      assert.equal(before, helpers.fds())              -- the same fd served it
+      -- replaced by a rename: the new file at once, the old one closed
+      helpers.writeall(dir .. "/new", "replaced\n")
+      assert(os.rename(dir .. "/new", path))
+      assert.equal("replaced\n", select(3, get(port, "/small.txt")))
+      assert.equal(1, held(path))
+      -- rewritten in place: new bytes, a new ETag (the size changed)
+      local _, h1 = get(port, "/small.txt")
+      helpers.writeall(path, "rewritten in place\n")
+      local _, h2, body = get(port, "/small.txt")
+      assert.equal("rewritten in place\n", body)
+      assert.are_not.equal(h1.etag, h2.etag)
+      assert.equal("19", h2["content-length"])
+      -- gone: 404, and no fd left on it
+      assert(os.remove(path))
+      assert.equal(404, (get(port, "/small.txt")))
+      assert.equal(0, held(path))
+    end)
+  end)
+
+  it("holds at most 64 files open however many it serves", function()
+    local urls = {}
+    for i = 1, 100 do
+      helpers.writeall(("%s/n%03d"):format(dir, i), tostring(i))
+    end
+    serve(nil, function(port)
+      for i = 1, 100 do urls[i] = shq(("http://127.0.0.1:%d/n%03d"):format(port, i)) end
+      local out = cmd(CURL .. table.concat(urls, " "))
+      local want = {}
+      for i = 1, 100 do want[i] = tostring(i) end
+      assert.equal(table.concat(want), out)
+      local open = 0
+      for line in helpers.fds():gmatch("[^\n]+") do
+        if line:find(dir .. "/n", 1, true) then open = open + 1 end
+      end
+      assert.is_true(open >= 1 and open <= 64, open .. " open")
+    end)
+  end)
+
+  it("finishes a response from a file replaced while it was being sent", function()
+    local path = dir .. "/huge.bin"
+    local huge = ("0123456789abcdef"):rep(1 << 20)      -- 16 MiB: more than the socket buffers hold
+    helpers.writeall(path, huge)
+    serve(nil, function(port)
+      local c = assert(uring.connect("127.0.0.1", port))
+      assert(c:send("GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n"))
+      assert.matches("^HTTP/1%.1 200", c:receive("*l"))
+      uring.sleep(0.05)                  -- the server waits for room meanwhile
+      helpers.writeall(dir .. "/new", "new\n")
+      assert(os.rename(dir .. "/new", path))
+      assert.equal("new\n", select(3, get(port, "/huge.bin")))
+      -- the old file is still open: its response is not over
+      assert.equal(1, held(path, "gone"))
+      repeat local line = c:receive("*l") until line == ""
+      local body = c:receive(#huge)
+      assert.is_true(body == huge)
+      c:close()
+      uring.sleep(0.05)
+      assert.equal(0, held(path, "gone"))         -- closed once its last response ended
     end)
   end)
 
