@@ -321,7 +321,7 @@ static int l_http_headers (lua_State *L) {
  * (400, 414, 431) pushed, the head left buffered; 0, part of a head
  * (fill and call again); -1, nothing buffered.  Pushes nothing for 0
  * and -1. */
-static int take_request (lua_State *L, ur_sock *s, size_t max) {
+int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
   size_t len, head, first;
   const char *p = ur_sock_buffered(s, &len);
   int status, nres;
@@ -355,7 +355,7 @@ static int l_sock_take_request (lua_State *L) {
   lua_Integer max = luaL_checkinteger(L, 2);
   int n;
   luaL_argcheck(L, max > 0, 2, "positive size expected");
-  n = take_request(L, s, (size_t)max);
+  n = ur_http_take_request(L, s, (size_t)max);
   if (n < 0) lua_pushnil(L);
   else if (n == 0) lua_pushboolean(L, 0);
   return n > 0 ? n : 1;
@@ -371,7 +371,7 @@ static int l_sock_take_request (lua_State *L) {
 static int next_request_k (lua_State *L, int status, lua_KContext ctx);
 
 static int next_request_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
-  int n = take_request(L, s, (size_t)ctx);
+  int n = ur_http_take_request(L, s, (size_t)ctx);
   if (n > 0) return n;
   if (n < 0) {                  /* idle: the sweeper may end it now */
     lua_pushvalue(L, 4);
@@ -411,7 +411,7 @@ static int l_sock_next_request (lua_State *L) {
 static int receive_head_k (lua_State *L, int status, lua_KContext ctx);
 
 static int receive_head_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
-  int n = take_request(L, s, (size_t)ctx);
+  int n = ur_http_take_request(L, s, (size_t)ctx);
   if (n > 1) return n;
   if (n == 1) {                 /* a bad head: the fail tuple, then status */
     luaL_pushfail(L);
