@@ -143,15 +143,6 @@ static http_conn *upvalue_hc (lua_State *L) {
   return (http_conn *)lua_touserdata(L, lua_upvalueindex(U_HC));
 }
 
-/* The response a closure below is for, when self (1) is it and its state
- * is in C and not sent: then its hc; else NULL (Lua's
- * version then does, or refuses, the call). */
-static http_conn *fast_self (lua_State *L) {
-  http_conn *hc = upvalue_hc(L);
-  if (!hc->fast || hc->sent || lua_topointer(L, 1) != hc->res) return NULL;
-  return hc;
-}
-
 static int results_k (lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   return lua_gettop(L) - (int)ctx;
@@ -198,27 +189,65 @@ static int same_name (const char *a, const char *b) {
   }
 }
 
-/* res:header(name, value) while the state is in C: a name and value
- * res:header takes as they are (strings; no control byte, space or colon
- * in the name, no CR or LF in the value), not a framing header, fill
- * res's array slots as Lua's set_header fills them; anything else is Lua's
- * set_header, after the state is written back. */
+/* Argument errors worded and placed as uring.check words and places
+ * them for the Lua versions (at the handler's line; a method's self is
+ * #1, and with ':' the count starts after it) */
+static int arg_error (lua_State *L, int arg, const char *fname,
+                      const char *msg) {
+  lua_Debug ar;
+  if (lua_getstack(L, 0, &ar)) {
+    lua_getinfo(L, "n", &ar);
+    if (ar.namewhat != NULL && strcmp(ar.namewhat, "method") == 0) {
+      arg--;
+      if (arg == 0)
+        return luaL_error(L, "calling '%s' on bad self (%s)", fname, msg);
+    }
+  }
+  return luaL_error(L, "bad argument #%d to '%s' (%s)", arg, fname, msg);
+}
+
+static int type_error (lua_State *L, int arg, const char *fname,
+                       const char *expected) {
+  const char *got = luaL_typename(L, arg);
+  if (luaL_getmetafield(L, arg, "__name") == LUA_TSTRING)
+    got = lua_tostring(L, -1);
+  return arg_error(L, arg, fname,
+                   lua_pushfstring(L, "%s expected, got %s", expected, got));
+}
+
+/* res:header(name, value) for this response: checked here as the Lua
+ * set_header checks it (so its errors point at the handler's line).
+ * While the state is in C, a name and value taken as they are (strings,
+ * not a framing header) fill res's array slots as set_header fills them;
+ * anything else is Lua's set_header, after the state is written back.
+ * Another self is Lua's set_header's to take or refuse. */
 static int l_fast_header (lua_State *L) {
-  http_conn *hc;
-  size_t nl, vl, i;
-  const char *n, *v;
-  if (lua_gettop(L) != 3 || lua_type(L, 2) != LUA_TSTRING
-      || lua_type(L, 3) != LUA_TSTRING || (hc = fast_self(L)) == NULL)
-    return slow(L, 3);
+  http_conn *hc = upvalue_hc(L);
+  size_t nl, vl = 0, i;
+  const char *n, *v = NULL;
+  int vt, sent;
+  if (!lua_istable(L, 1)) return type_error(L, 1, "header", "response");
+  if (lua_topointer(L, 1) != hc->res) return slow(L, 3);
+  lua_settop(L, 3);
+  if (lua_type(L, 2) != LUA_TSTRING) return type_error(L, 2, "header", "string");
   n = lua_tolstring(L, 2, &nl);
-  v = lua_tolstring(L, 3, &vl);
-  if (nl == 0 || strlen(n) != nl || framing(n, nl)
-      || memchr(v, '\r', vl) || memchr(v, '\n', vl))
-    return slow(L, 3);
+  if (nl == 0) return arg_error(L, 2, "header", "invalid header name");
   for (i = 0; i < nl; i++) {
     unsigned char c = (unsigned char)n[i];
-    if (c <= ' ' || c == 0x7f || c == ':') return slow(L, 3);
+    if (c <= ' ' || c == 0x7f || c == ':')
+      return arg_error(L, 2, "header", "invalid header name");
   }
+  vt = lua_type(L, 3);
+  if (vt == LUA_TSTRING) {
+    v = lua_tolstring(L, 3, &vl);
+    if (memchr(v, '\r', vl) || memchr(v, '\n', vl))
+      return arg_error(L, 3, "header", "CR or LF in value");
+  }
+  else if (vt != LUA_TNIL && vt != LUA_TNUMBER)
+    return type_error(L, 3, "header", "string");
+  sent = hc->fast ? hc->sent : truthy(L, 1, K_SENT);
+  if (sent) return luaL_error(L, "header: headers already sent");
+  if (!hc->fast || v == NULL || framing(n, nl)) return slow(L, 3);
   for (i = 0; i < (size_t)hc->hn; i++)
     if (same_name(hc->name[i], n)) break;
   if (i == FAST_HEADERS) return slow(L, 3);
@@ -316,19 +345,27 @@ static int same_as_memo (const http_conn *hc, int keep, const char *body) {
   return 1;
 }
 
-/* res:finish([body]) while the state is in C: a string body (or none)
- * goes out with the head in one send, the same bytes as last time when
- * the response is the same; anything else is Lua's finish. */
+/* res:finish([body]) for this response, checked here as the Lua finish
+ * checks it.  While the state is in C, a string body (or none) goes out
+ * with the head in one send, the same bytes as last time when the
+ * response is the same; anything else is Lua's finish. */
 static int l_fast_finish (lua_State *L) {
-  http_conn *hc;
+  http_conn *hc = upvalue_hc(L);
   const char *body = NULL;
   size_t blen = 0;
-  int keep, t = lua_type(L, 2);
-  if (lua_gettop(L) > 2 || (t != LUA_TSTRING && t != LUA_TNONE && t != LUA_TNIL)
-      || (hc = fast_self(L)) == NULL)
-    return slow(L, lua_gettop(L) > 2 ? lua_gettop(L) : 2);
-  ur_task_current(L, "finish");
+  int keep, t;
+  if (!lua_istable(L, 1)) return type_error(L, 1, "finish", "response");
+  if (lua_topointer(L, 1) != hc->res) return slow(L, lua_gettop(L));
   lua_settop(L, 2);
+  t = lua_type(L, 2);
+  if (t != LUA_TSTRING && t != LUA_TNIL && t != LUA_TNUMBER)
+    return type_error(L, 2, "finish", "string");
+  if (!hc->fast || t == LUA_TNUMBER) return slow(L, 2);
+  if (hc->done) {                 /* finished already: as Lua's finish */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  ur_task_current(L, "finish");
   if (t == LUA_TSTRING) body = lua_tolstring(L, 2, &blen);
   keep = truthy(L, 1, K_KEEP);
   hc->sent = hc->done = 1;
