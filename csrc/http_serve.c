@@ -42,6 +42,7 @@ typedef struct http_conn {
   int sent, done, head_only, v10;
   int hn;                       /* headers set: res[1..2hn] */
   const char *name[FAST_HEADERS], *value[FAST_HEADERS];
+  size_t vlen[FAST_HEADERS];    /* (a value may hold a NUL; a name not) */
   /* what res[1..2 * FAST_HEADERS] hold (NULL: unknown, since Lua wrote
    * them): a header set again as it was costs no table write */
   const char *slot[2 * FAST_HEADERS];
@@ -266,6 +267,7 @@ static int l_fast_header (lua_State *L) {
     hc->slot[2 * i + 1] = v;
   }
   hc->value[i] = v;
+  hc->vlen[i] = vl;
   lua_pushvalue(L, 1);
   return 1;
 }
@@ -282,10 +284,9 @@ static int fast_finish_k (lua_State *L, int status, lua_KContext ctx) {
   set_bool(L, 1, K_KEEP, 0);
   if (lua_isnil(L, 4)) lua_pushliteral(L, "send failed");
   else lua_pushvalue(L, 4);
-  lua_pushvalue(L, -1);
   set(L, 1, K_ERR);
   luaL_pushfail(L);
-  lua_insert(L, -2);
+  lua_pushvalue(L, 4);
   return 2;
 }
 
@@ -299,7 +300,7 @@ static void build (lua_State *L, http_conn *hc, int keep, const char *body,
   for (int i = 0; i < hc->hn; i++) {
     luaL_addstring(&b, hc->name[i]);
     luaL_addstring(&b, ": ");
-    luaL_addstring(&b, hc->value[i]);
+    luaL_addlstring(&b, hc->value[i], hc->vlen[i]);
     luaL_addstring(&b, "\r\n");
   }
   lua_pushfstring(L, "Content-Length: %I\r\n", (lua_Integer)blen);

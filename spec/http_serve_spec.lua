@@ -82,18 +82,19 @@ describe("uring.http's request loop in C #io #net", function()
     run(function()
       local srv, port, task = start(function(req, res)
         local p = req.path
-        if p ~= "/none" then res:header("X-Path", p == "/b2" and "/b" or p) end
+        local v = p == "/b2" and "/b" or p == "/nul" and "a\0b" or p
+        if p ~= "/none" then res:header("X-Path", v) end
         if p == "/case" then res:header("x-path", "lower") end   -- replaces, name kept
         if p == "/empty" then return res:finish() end
         res:finish("body" .. #p)
       end)
       local reqs, want = {}, {}
       for _, p in ipairs { "/a", "/a", "/b", "/b2", "/b2", "/none", "/none", "/empty",
-                           "/case", "/a" } do
+                           "/case", "/nul", "/a" } do
         reqs[#reqs + 1] = "GET " .. p .. " HTTP/1.1\r\n\r\n"
         local body = p == "/empty" and "" or "body" .. #p
         local h = p == "/none" and "" or ("X-Path: " .. (p == "/b2" and "/b"
-          or p == "/case" and "lower" or p) .. "\r\n")
+          or p == "/case" and "lower" or p == "/nul" and "a\0b" or p) .. "\r\n")
         want[#want + 1] = ok(body, h)
       end
       reqs[#reqs + 1] = "GET /last HTTP/1.1\r\nConnection: close\r\n\r\n"
