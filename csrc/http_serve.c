@@ -46,8 +46,10 @@ typedef struct http_conn {
   /* what res[1..2 * FAST_HEADERS] hold (NULL: unknown, since Lua wrote
    * them): a header set again as it was costs no table write */
   const char *slot[2 * FAST_HEADERS];
-  /* the last response built here (its strings anchored in UV_MEMO) */
-  int memo, m_keep, m_head_only, m_hn;
+  /* the last response built here (its strings anchored in UV_MEMO);
+   * built: responses built so far (the first is not remembered: on a
+   * connection that answers once, remembering is work for nothing) */
+  int memo, built, m_keep, m_head_only, m_hn;
   const char *m_body;           /* NULL: finish() had no body */
   const char *m_name[FAST_HEADERS], *m_value[FAST_HEADERS];
 } http_conn;
@@ -58,27 +60,31 @@ enum { UV_RES = 1, UV_MEMO, UV_COUNT = UV_MEMO };
 #define HTTP_CONN_MT "uring.http_conn"
 
 /* Upvalues of every function here: 1 the loop (as every core function
- * has it), then the field names used, interned once, so that a field
- * costs a raw table access and no lookup of a C string (lua_getfield
- * hashes and compares its string on every call).  res's header and
- * finish closures have three more: the http_conn, Lua's own version of
- * the method, and sock:send. */
-enum { K_CODE = 2, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
+ * has it), 2 the field names used, interned once, in an array (a field
+ * then costs a raw table access and no lookup of a C string:
+ * lua_getfield hashes and compares its string on every call).  res's
+ * header and finish closures have more: the http_conn, Lua's own version
+ * of the method, sock:send, the socket and the last response's bytes. */
+enum { K_CODE = 1, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
        K_KEEP, K_V10, K_IDLE, K_CLOSING, K_CLOCK, K_REQUESTS,
        K_METHOD, K_TARGET, K_HEAD, K_SOCKET, K_PATH, K_QUERY, K_VERSION,
-       K_V1_0, K_HC, K_LAST = K_HC };
-static const char *const key_names[K_LAST - 1] = {
+       K_V1_0, K_HC, K_COUNT = K_HC };
+static const char *const key_names[K_COUNT] = {
   "_code", "_hn", "_len", "_sent", "_done", "_err", "_mode", "_head_only",
   "_keep", "_v10", "_idle", "_closing", "_clock", "requests",
   "method", "target", "_head", "socket", "path", "query", "version", "1.0",
   "_hc"
 };
-enum { U_HC = K_LAST + 1, U_LUA, U_SEND, U_SOCK, U_OUT, U_LAST = U_OUT };
-#define KEY(k) lua_upvalueindex(k)
+enum { U_LOOP = 1, U_KEYS, U_HC, U_LUA, U_SEND, U_SOCK, U_OUT,
+       U_REGISTERED = U_KEYS, U_LAST = U_OUT };
+
+static void push_key (lua_State *L, int k) {
+  lua_rawgeti(L, lua_upvalueindex(U_KEYS), k);
+}
 
 /* t[k] (raw), left on the stack */
 static void get (lua_State *L, int t, int k) {
-  lua_pushvalue(L, KEY(k));
+  push_key(L, k);
   lua_rawget(L, t);
 }
 
@@ -92,19 +98,19 @@ static int truthy (lua_State *L, int t, int k) {
 
 /* t[k] = the value on top (popped); t is an absolute index */
 static void set (lua_State *L, int t, int k) {
-  lua_pushvalue(L, KEY(k));
+  push_key(L, k);
   lua_insert(L, -2);
   lua_rawset(L, t);
 }
 
 static void set_bool (lua_State *L, int t, int k, int v) {
-  lua_pushvalue(L, KEY(k));
+  push_key(L, k);
   lua_pushboolean(L, v);
   lua_rawset(L, t);
 }
 
 static void set_value (lua_State *L, int t, int k, int idx) {
-  lua_pushvalue(L, KEY(k));
+  push_key(L, k);
   lua_pushvalue(L, idx);
   lua_rawset(L, t);
 }
@@ -303,8 +309,14 @@ static void build (lua_State *L, http_conn *hc, int keep, const char *body,
     luaL_addlstring(&b, hc->value[i], hc->vlen[i]);
     luaL_addstring(&b, "\r\n");
   }
-  lua_pushfstring(L, "Content-Length: %I\r\n", (lua_Integer)blen);
-  luaL_addvalue(&b);
+  {                             /* (lua_pushfstring is a snprintf) */
+    char num[24], *d = num + sizeof num;
+    size_t v = blen;
+    do *--d = (char)('0' + v % 10); while ((v /= 10) > 0);
+    luaL_addstring(&b, "Content-Length: ");
+    luaL_addlstring(&b, d, (size_t)(num + sizeof num - d));
+    luaL_addstring(&b, "\r\n");
+  }
   luaL_addstring(&b, keep ? "Connection: keep-alive\r\n\r\n"
                           : "Connection: close\r\n\r\n");
   if (!hc->head_only) luaL_addlstring(&b, body, blen);
@@ -317,12 +329,17 @@ static void remember (lua_State *L, http_conn *hc, int res, int keep,
                       const char *body) {
   lua_pushvalue(L, -1);
   lua_replace(L, lua_upvalueindex(U_OUT));    /* the bytes */
-  lua_getiuservalue(L, lua_upvalueindex(U_HC), UV_MEMO);
+  if (lua_getiuservalue(L, lua_upvalueindex(U_HC), UV_MEMO) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 1 + 2 * FAST_HEADERS, 0);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, lua_upvalueindex(U_HC), UV_MEMO);
+  }
   lua_pushvalue(L, 2);
-  lua_rawseti(L, -2, 2);                      /* the body, or nil */
+  lua_rawseti(L, -2, 1);                      /* the body, or nil */
   for (int i = 1; i <= 2 * hc->hn; i++) {     /* the headers */
     lua_rawgeti(L, res, i);
-    lua_rawseti(L, -2, 2 + i);
+    lua_rawseti(L, -2, 1 + i);
   }
   lua_pop(L, 1);
   hc->memo = 1;
@@ -375,7 +392,7 @@ static int l_fast_finish (lua_State *L) {
   if (same_as_memo(hc, keep, body)) lua_pushvalue(L, lua_upvalueindex(U_OUT));
   else {
     build(L, hc, keep, body ? body : "", blen);
-    if (blen <= MEMO_BODY) remember(L, hc, 1, keep, body);
+    if (hc->built++ > 0 && blen <= MEMO_BODY) remember(L, hc, 1, keep, body);
   }
   lua_callk(L, 2, 2, 0, fast_finish_k);
   return fast_finish_k(L, LUA_OK, 0);
@@ -399,10 +416,9 @@ static int l_http_conn (lua_State *L) {
   luaL_setmetatable(L, HTTP_CONN_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, 6, UV_RES);
-  lua_createtable(L, 2 + 2 * FAST_HEADERS, 0);
-  lua_setiuservalue(L, 6, UV_MEMO);
   for (int fn = 0; fn < 2; fn++) {
-    for (int i = 1; i <= K_LAST; i++) lua_pushvalue(L, lua_upvalueindex(i));
+    lua_pushvalue(L, lua_upvalueindex(U_LOOP));
+    lua_pushvalue(L, lua_upvalueindex(U_KEYS));
     lua_pushvalue(L, 6);
     lua_pushvalue(L, fn == 0 ? 3 : 4);
     lua_pushvalue(L, 5);
@@ -447,7 +463,11 @@ static void push_req (lua_State *L, int base) {
     set_value(L, req, K_PATH, base + 2);
     set_value(L, req, K_QUERY, base + 3);
   }
-  if (lua_toboolean(L, base + 4)) set_value(L, req, K_VERSION, KEY(K_V1_0));
+  if (lua_toboolean(L, base + 4)) {
+    push_key(L, K_VERSION);
+    push_key(L, K_V1_0);
+    lua_rawset(L, req);
+  }
   lua_pushvalue(L, S_REQMT);
   lua_setmetatable(L, req);
 }
@@ -526,8 +546,8 @@ static int after_handler (lua_State *L, int status) {
     /* the state stays in C, done: a late res:finish from another task
      * finds the response finished, as in the table */
     if (truthy(L, S_RES, K_KEEP)) return -1;
-    http_flush(L, hc, S_RES);
-    lua_pushboolean(L, 0);                     /* the connection ends */
+    lua_pushboolean(L, 0);      /* the connection ends (its state stays in
+                                   C, done: Lua's methods write it back) */
     return 1;
   }
   http_flush(L, hc, S_RES);
@@ -584,8 +604,12 @@ static int l_sock_serve (lua_State *L) {
  * upvalues: the loop, then the field names */
 static void set_funcs (lua_State *L, const luaL_Reg *l) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, (void *)&key_names);   /* the loop */
-  for (int k = 0; k < K_LAST - 1; k++) lua_pushstring(L, key_names[k]);
-  luaL_setfuncs(L, l, K_LAST);
+  lua_createtable(L, K_COUNT, 0);
+  for (int k = 0; k < K_COUNT; k++) {
+    lua_pushstring(L, key_names[k]);
+    lua_rawseti(L, -2, k + 1);
+  }
+  luaL_setfuncs(L, l, U_REGISTERED);
 }
 
 void ur_register_http_serve (lua_State *L) {
