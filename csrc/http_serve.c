@@ -32,7 +32,8 @@
  * back into the table (http_flush; core._http_sync, which every Lua
  * method of a response calls first), and from then on the Lua code is
  * the rule, as before.  res._keep stays in the table: server:close()
- * sets it. */
+ * sets it.  The last response built is remembered once per Lua state
+ * (http_memo), so a connection that answers once (churn) finds it too. */
 #define FAST_HEADERS 8          /* more: written back, Lua's path */
 #define MEMO_BODY 4096          /* larger bodies are not remembered */
 
@@ -46,25 +47,30 @@ typedef struct http_conn {
   /* what res[1..2 * FAST_HEADERS] hold (NULL: unknown, since Lua wrote
    * them): a header set again as it was costs no table write */
   const char *slot[2 * FAST_HEADERS];
-  /* the last response built here (its strings anchored in UV_MEMO);
-   * built: responses built so far (the first is not remembered: on a
-   * connection that answers once, remembering is work for nothing) */
-  int memo, built, m_keep, m_head_only, m_hn;
-  const char *m_body;           /* NULL: finish() had no body */
-  const char *m_name[FAST_HEADERS], *m_value[FAST_HEADERS];
 } http_conn;
 
-/* the http_conn userdata's user values */
-enum { UV_RES = 1, UV_MEMO, UV_COUNT = UV_MEMO };
+/* the http_conn userdata's user value: the response */
+enum { UV_RES = 1 };
+
+/* The last response a fast finish built, for every connection of the Lua
+ * state: its bytes (user value 1) and what made them, the strings by
+ * address (anchored in user value 2, so no other string can have one). */
+typedef struct http_memo {
+  int valid, keep, head_only, hn;
+  const char *body;             /* NULL: finish() had no body */
+  const char *name[FAST_HEADERS], *value[FAST_HEADERS];
+} http_memo;
+
+enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_COUNT = UV_MEMO_ANCHORS };
 
 #define HTTP_CONN_MT "uring.http_conn"
 
 /* Upvalues of every function here: 1 the loop (as every core function
  * has it), 2 the field names used, interned once, in an array (a field
  * then costs a raw table access and no lookup of a C string:
- * lua_getfield hashes and compares its string on every call).  res's
- * header and finish closures have more: the http_conn, Lua's own version
- * of the method, sock:send, the socket and the last response's bytes. */
+ * lua_getfield hashes and compares its string on every call), 3 the
+ * http_memo.  res's header and finish closures have more: the http_conn,
+ * Lua's own version of the method, sock:send and the socket. */
 enum { K_CODE = 1, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
        K_KEEP, K_V10, K_IDLE, K_CLOSING, K_CLOCK, K_REQUESTS,
        K_METHOD, K_TARGET, K_HEAD, K_SOCKET, K_PATH, K_QUERY, K_VERSION,
@@ -75,8 +81,8 @@ static const char *const key_names[K_COUNT] = {
   "method", "target", "_head", "socket", "path", "query", "version", "1.0",
   "_hc"
 };
-enum { U_LOOP = 1, U_KEYS, U_HC, U_LUA, U_SEND, U_SOCK, U_OUT,
-       U_REGISTERED = U_KEYS, U_LAST = U_OUT };
+enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HC, U_LUA, U_SEND, U_SOCK,
+       U_REGISTERED = U_MEMO, U_LAST = U_SOCK };
 
 static void push_key (lua_State *L, int k) {
   lua_rawgeti(L, lua_upvalueindex(U_KEYS), k);
@@ -323,18 +329,15 @@ static void build (lua_State *L, http_conn *hc, int keep, const char *body,
   luaL_pushresult(&b);
 }
 
-/* remember the response at the top (its bytes) as the connection's last:
+/* remember the response at the top (its bytes) as the last one built:
  * its strings anchored, their addresses kept */
-static void remember (lua_State *L, http_conn *hc, int res, int keep,
+static void remember (lua_State *L, const http_conn *hc, int res, int keep,
                       const char *body) {
+  int memo = lua_upvalueindex(U_MEMO);
+  http_memo *m = (http_memo *)lua_touserdata(L, memo);
   lua_pushvalue(L, -1);
-  lua_replace(L, lua_upvalueindex(U_OUT));    /* the bytes */
-  if (lua_getiuservalue(L, lua_upvalueindex(U_HC), UV_MEMO) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 1 + 2 * FAST_HEADERS, 0);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, lua_upvalueindex(U_HC), UV_MEMO);
-  }
+  lua_setiuservalue(L, memo, UV_MEMO_OUT);
+  lua_getiuservalue(L, memo, UV_MEMO_ANCHORS);
   lua_pushvalue(L, 2);
   lua_rawseti(L, -2, 1);                      /* the body, or nil */
   for (int i = 1; i <= 2 * hc->hn; i++) {     /* the headers */
@@ -342,23 +345,24 @@ static void remember (lua_State *L, http_conn *hc, int res, int keep,
     lua_rawseti(L, -2, 1 + i);
   }
   lua_pop(L, 1);
-  hc->memo = 1;
-  hc->m_keep = keep;
-  hc->m_head_only = hc->head_only;
-  hc->m_hn = hc->hn;
-  hc->m_body = body;
+  m->valid = 1;
+  m->keep = keep;
+  m->head_only = hc->head_only;
+  m->hn = hc->hn;
+  m->body = body;
   for (int i = 0; i < hc->hn; i++) {
-    hc->m_name[i] = hc->name[i];
-    hc->m_value[i] = hc->value[i];
+    m->name[i] = hc->name[i];
+    m->value[i] = hc->value[i];
   }
 }
 
-static int same_as_memo (const http_conn *hc, int keep, const char *body) {
-  if (!hc->memo || hc->m_body != body || hc->m_keep != keep
-      || hc->m_head_only != hc->head_only || hc->m_hn != hc->hn)
+static int same_as_memo (const http_memo *m, const http_conn *hc, int keep,
+                         const char *body) {
+  if (!m->valid || m->body != body || m->keep != keep
+      || m->head_only != hc->head_only || m->hn != hc->hn)
     return 0;
   for (int i = 0; i < hc->hn; i++)
-    if (hc->m_name[i] != hc->name[i] || hc->m_value[i] != hc->value[i])
+    if (m->name[i] != hc->name[i] || m->value[i] != hc->value[i])
       return 0;
   return 1;
 }
@@ -389,10 +393,12 @@ static int l_fast_finish (lua_State *L) {
   hc->sent = hc->done = 1;
   lua_pushvalue(L, lua_upvalueindex(U_SEND));
   lua_pushvalue(L, lua_upvalueindex(U_SOCK));
-  if (same_as_memo(hc, keep, body)) lua_pushvalue(L, lua_upvalueindex(U_OUT));
+  if (same_as_memo((http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO)),
+                   hc, keep, body))
+    lua_getiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_OUT);
   else {
     build(L, hc, keep, body ? body : "", blen);
-    if (hc->built++ > 0 && blen <= MEMO_BODY) remember(L, hc, 1, keep, body);
+    if (blen <= MEMO_BODY) remember(L, hc, 1, keep, body);
   }
   lua_callk(L, 2, 2, 0, fast_finish_k);
   return fast_finish_k(L, LUA_OK, 0);
@@ -410,7 +416,7 @@ static int l_http_conn (lua_State *L) {
   luaL_checktype(L, 4, LUA_TFUNCTION);
   luaL_checktype(L, 5, LUA_TFUNCTION);
   lua_settop(L, 5);
-  hc = (http_conn *)lua_newuserdatauv(L, sizeof *hc, UV_COUNT);
+  hc = (http_conn *)lua_newuserdatauv(L, sizeof *hc, 1);
   memset(hc, 0, sizeof *hc);
   hc->res = lua_topointer(L, 1);
   luaL_setmetatable(L, HTTP_CONN_MT);
@@ -419,11 +425,11 @@ static int l_http_conn (lua_State *L) {
   for (int fn = 0; fn < 2; fn++) {
     lua_pushvalue(L, lua_upvalueindex(U_LOOP));
     lua_pushvalue(L, lua_upvalueindex(U_KEYS));
+    lua_pushvalue(L, lua_upvalueindex(U_MEMO));
     lua_pushvalue(L, 6);
     lua_pushvalue(L, fn == 0 ? 3 : 4);
     lua_pushvalue(L, 5);
     lua_pushvalue(L, 2);
-    lua_pushnil(L);                           /* no response remembered */
     lua_pushcclosure(L, fn == 0 ? l_fast_header : l_fast_finish, U_LAST);
     lua_setfield(L, 1, fn == 0 ? "header" : "finish");
   }
@@ -602,13 +608,13 @@ static int l_sock_serve (lua_State *L) {
 
 /* Functions of the core table (or of socket_methods) with this file's
  * upvalues: the loop, then the field names */
+/* registry keys of the shared upvalues */
+static char loop_key, keys_key, memo_key;
+
 static void set_funcs (lua_State *L, const luaL_Reg *l) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, (void *)&key_names);   /* the loop */
-  lua_createtable(L, K_COUNT, 0);
-  for (int k = 0; k < K_COUNT; k++) {
-    lua_pushstring(L, key_names[k]);
-    lua_rawseti(L, -2, k + 1);
-  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &loop_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &keys_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &memo_key);
   luaL_setfuncs(L, l, U_REGISTERED);
 }
 
@@ -626,8 +632,19 @@ void ur_register_http_serve (lua_State *L) {
   ur_setfuncs(L, funcs);
   lua_getfield(L, -1, "_http_sync");
   lua_getupvalue(L, -1, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, (void *)&key_names);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &loop_key);
   lua_pop(L, 1);
+  lua_createtable(L, K_COUNT, 0);
+  for (int k = 0; k < K_COUNT; k++) {
+    lua_pushstring(L, key_names[k]);
+    lua_rawseti(L, -2, k + 1);
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &keys_key);
+  memset(lua_newuserdatauv(L, sizeof(http_memo), UV_MEMO_COUNT), 0,
+         sizeof(http_memo));
+  lua_createtable(L, 1 + 2 * FAST_HEADERS, 0);
+  lua_setiuservalue(L, -2, UV_MEMO_ANCHORS);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &memo_key);
   set_funcs(L, funcs);
   if (lua_getfield(L, -1, "socket_methods") != LUA_TTABLE)
     luaL_error(L, "uring: internal error: http_serve.c registered before net.c");

@@ -100,6 +100,14 @@ describe("uring.http's request loop in C #io #net", function()
       reqs[#reqs + 1] = "GET /last HTTP/1.1\r\nConnection: close\r\n\r\n"
       want[#want + 1] = ok("body5", "X-Path: /last\r\n", true)
       assert.equal(table.concat(want), exchange(port, table.concat(reqs)))
+      -- the last answer is remembered for every connection: a new one
+      -- asking the same gets the same bytes, asking otherwise its own
+      for _, p in ipairs { "/last", "/a", "/a" } do
+        assert.equal(ok("body" .. #p, "X-Path: " .. p .. "\r\n", true),
+          exchange(port, "GET " .. p .. " HTTP/1.1\r\nConnection: close\r\n\r\n"))
+      end
+      assert.equal(ok("body2", "X-Path: /a\r\n"),
+        exchange(port, "GET /a HTTP/1.1\r\n\r\n", #ok("body2", "X-Path: /a\r\n")))
       srv:close()
       assert(task:join())
     end)
