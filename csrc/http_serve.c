@@ -335,6 +335,7 @@ static void remember (lua_State *L, const http_conn *hc, int res, int keep,
                       const char *body) {
   int memo = lua_upvalueindex(U_MEMO);
   http_memo *m = (http_memo *)lua_touserdata(L, memo);
+  m->valid = 0;                 /* until it describes the new bytes */
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, memo, UV_MEMO_OUT);
   lua_getiuservalue(L, memo, UV_MEMO_ANCHORS);

@@ -38,6 +38,7 @@ build = {
         "csrc/watch.c",
         "csrc/sync.c",
         "csrc/inspect.c",
+        "csrc/http_serve.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)", "$(OPENSSL_INCDIR)" },
