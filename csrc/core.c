@@ -22,6 +22,7 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_copy(L);
   ur_register_net(L);
   ur_register_http(L);
+  ur_register_http_serve(L);
   ur_register_dns(L);
   ur_register_udp(L);
   ur_register_signal(L);

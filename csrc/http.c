@@ -321,7 +321,7 @@ static int l_http_headers (lua_State *L) {
  * (400, 414, 431) pushed, the head left buffered; 0, part of a head
  * (fill and call again); -1, nothing buffered.  Pushes nothing for 0
  * and -1. */
-static int take_request (lua_State *L, ur_sock *s, size_t max) {
+int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
   size_t len, head, first;
   const char *p = ur_sock_buffered(s, &len);
   int status, nres;
@@ -355,55 +355,10 @@ static int l_sock_take_request (lua_State *L) {
   lua_Integer max = luaL_checkinteger(L, 2);
   int n;
   luaL_argcheck(L, max > 0, 2, "positive size expected");
-  n = take_request(L, s, (size_t)max);
+  n = ur_http_take_request(L, s, (size_t)max);
   if (n < 0) lua_pushnil(L);
   else if (n == 0) lua_pushboolean(L, 0);
   return n > 0 ? n : 1;
-}
-
-/* sock:_next_request(max, state, clock): uring.http's connection loop in
- * one call per request.  As _take_request, but with nothing or part of a
- * head buffered it receives and tries again, so a request costs one C
- * call and one task switch.  Before it waits with nothing buffered (the
- * connection idle between requests) it sets state._idle = clock (the
- * server's: the sweeper closes connections idle too long).  At the end of the
- * stream: false; a failed receive: the fail triple. */
-static int next_request_k (lua_State *L, int status, lua_KContext ctx);
-
-static int next_request_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
-  int n = take_request(L, s, (size_t)ctx);
-  if (n > 0) return n;
-  if (n < 0) {                  /* idle: the sweeper may end it now */
-    lua_pushvalue(L, 4);
-    lua_setfield(L, 3, "_idle");
-  }
-  if (ur_sock_eof(s)) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  return ur_sock_recv(L, s, ur_sock_recv_task(L, s), ctx, next_request_k);
-}
-
-static int next_request_k (lua_State *L, int status, lua_KContext ctx) {
-  ur_task *t = ur_task_of(L);
-  ur_sock *s;
-  (void)status;
-  switch (ur_sock_recv_result(L, t, &s)) {
-    case UR_RECV_FAILED: return 3;
-    case UR_RECV_AGAIN: return ur_sock_recv(L, s, t, ctx, next_request_k);
-    default: return next_request_step(L, s, ctx);
-  }
-}
-
-static int l_sock_next_request (lua_State *L) {
-  ur_sock *s = ur_sock_check(L, 1);
-  lua_Integer max = luaL_checkinteger(L, 2);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  if (ur_sock_closed(s))
-    return luaL_error(L, "attempt to use a closed socket");
-  luaL_argcheck(L, max > 0, 2, "positive size expected");
-  lua_settop(L, 4);
-  return next_request_step(L, s, (lua_KContext)max);
 }
 
 /* sock:receive_head([max]): take_request, receiving until a whole head
@@ -411,7 +366,7 @@ static int l_sock_next_request (lua_State *L) {
 static int receive_head_k (lua_State *L, int status, lua_KContext ctx);
 
 static int receive_head_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
-  int n = take_request(L, s, (size_t)ctx);
+  int n = ur_http_take_request(L, s, (size_t)ctx);
   if (n > 1) return n;
   if (n == 1) {                 /* a bad head: the fail tuple, then status */
     luaL_pushfail(L);
@@ -467,7 +422,6 @@ void ur_register_http (lua_State *L) {
   static const luaL_Reg sock_methods[] = {
     {"receive_head", l_sock_receive_head},
     {"_take_request", l_sock_take_request},
-    {"_next_request", l_sock_next_request},
     {NULL, NULL}
   };
   ur_setfuncs(L, funcs);

@@ -651,6 +651,11 @@ void ur_register_tls (lua_State *L);
 /* http.c: HTTP/1.x request heads; adds sock:receive_head and
  * sock:_take_request to net.c's socket methods (so: after net.c) */
 void ur_register_http (lua_State *L);
+/* a whole head taken from s's buffer (see http.c): > 1 its values
+ * pushed, 1 a bad head's status pushed, 0 part of one, -1 nothing */
+int ur_http_take_request (lua_State *L, ur_sock *s, size_t max);
+/* http_serve.c: sock:_serve, uring.http's request loop (after http.c) */
+void ur_register_http_serve (lua_State *L);
 
 /* ring.c (teaching API), probe.c (op names), stats.c (stats, trace) */
 void ur_register_ring (lua_State *L);

@@ -39,6 +39,7 @@ build = {
         "csrc/sync.c",
         "csrc/inspect.c",
         "csrc/send_zc.c",
+        "csrc/http_serve.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)", "$(OPENSSL_INCDIR)" },

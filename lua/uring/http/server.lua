@@ -2,10 +2,10 @@
 -- task per connection.
 --
 -- One task per connection takes each request head whole from the socket's
--- buffer with sock:_next_request (received as needed, checked and split
--- by the C parser in csrc/http.c, in one call per request; the bytes of
--- pipelined requests simply wait in the buffer,
--- so requests on a connection are answered in order), calls the handler,
+-- buffer (received as needed, checked and split by the C parser in
+-- csrc/http.c; the bytes of pipelined requests simply wait in the buffer,
+-- so requests on a connection are answered in order), calls the handler
+-- (the common request without a body: all in C, csrc/http_serve.c),
 -- and sends each response with one send when its length is known (chunked
 -- streaming otherwise).  The per-request path makes one small table (req)
 -- and nothing else when the answer repeats the last one:
@@ -28,9 +28,12 @@ local REASONS, STATUS_LINE, HEADERS_MT = message.REASONS, message.STATUS_LINE,
   message.HEADERS_MT
 local read_chunked, TOO_BIG, BAD = message.read_chunked, message.TOO_BIG, message.BAD
 local http_headers = core._http_headers
+-- a response's state held in C (csrc/http_serve.c) written back into it:
+-- every Lua method of a response calls it first
+local sync, http_conn = core._http_sync, core._http_conn
 local tls_mode = core._tls_mode
 local smethods = core.socket_methods
-local next_request, sock_state = smethods._next_request, smethods._closed
+local serve, sock_state = smethods._serve, smethods._closed
 local sock_send = smethods.send
 
 local M = {}
@@ -52,6 +55,7 @@ function M.is_response(v) return RESPONSES[v] == true end
 
 local function checkres(self, name, level)
   if not RESPONSES[self] then typeerror(1, name, "response", self, (level or 1) + 1) end
+  sync(self)
 end
 
 -- lower-case names, remembered (handlers set the same few names)
@@ -139,6 +143,7 @@ end
 -- function, not a checking wrapper around it: a Lua call per header is
 -- ~900 instructions of a ~15,000 instruction request.
 function set_header(self, name, value)
+  sync(self)
   local l = NAMES[name]
   if not l or not RESPONSES[self] or self._sent
       or (value ~= nil and not CLEAN[value]) then
@@ -301,6 +306,7 @@ local mo_code, mo_body, mo_len, mo_keep, mo_head, mo_hn, mo_n1, mo_v1, mo_out
 -- Its checks are its own first lines (see res:header).
 local function finish(self, body)
   if not RESPONSES[self] then typeerror(1, "finish", "response", self) end
+  sync(self)
   -- the same response as the last one (a hello server, a health check):
   -- its bytes are sent again as they are.  One memo for every connection:
   -- their answers then share one string, which stays in the cache.  (A
@@ -421,8 +427,9 @@ local RESPONSE_OF = setmetatable({}, { __mode = "k" })
 -- handler returns
 function Request:upgrade(opts)
   if getmetatable(self) ~= Request then typeerror(1, "upgrade", "request", self) end
-  local ws, err, en = require("uring.http.websocket").upgrade(self,
-    RESPONSE_OF[rawget(self, "socket")], opts, 1)
+  local res = RESPONSE_OF[rawget(self, "socket")]
+  sync(res)
+  local ws, err, en = require("uring.http.websocket").upgrade(self, res, opts, 1)
   return ws, err, en
 end
 
@@ -562,10 +569,46 @@ function Server:getsockname()
   return self._host, self._port
 end
 
--- one connection: requests in order until close, error or shutdown.  Each
--- request head is taken whole from the socket's buffer by the C parser
--- (sock:_next_request, csrc/http.c): pipelined requests are simply the
--- next heads in the buffer.
+-- After a handler: what the connection does next.  ok, r1..r3: pcall's
+-- results.  Returns true to go on with the next request.
+local function after_handler(st, sock, on_error, req, ok, r1, r2, r3)
+  local res = st
+  local ws = res._ws
+  if ws then                 -- upgraded: the connection was the ws's
+    res._ws = false
+    if not ok and not st._killed then pcall(on_error, r1, req) end
+    if not st._killed then require("uring.http.websocket").handler_done(ws, ok) end
+    return false
+  end
+  if ok and not res._done then
+    if not res._sent and math.type(r1) == "integer" then
+      -- return status, body [, headers]: checked as res:reply checks
+      -- them, and a bad one is the handler's error
+      ok, r1 = pcall(Response.reply, res, r1, r2, r3)
+    else
+      finish(res)
+    end
+  end
+  if not ok then
+    if st._killed then return false end        -- past close()'s grace
+    pcall(on_error, r1, req)
+    if not res._sent then
+      st._keep = false
+      sock:send(ERR[500])
+    end
+    return false
+  end
+  return st._keep and not res._err
+end
+
+-- one connection: requests in order until close, error or shutdown.  The
+-- common request (no body) is served by sock:_serve (csrc/http_serve.c)
+-- without coming back here: it takes the head whole from the socket's
+-- buffer (the C parser: pipelined requests are simply the next heads),
+-- builds req, resets res, calls the handler and goes on while the
+-- handler finished its response and the connection stays open.  What it
+-- hands back is handled here: a head with a body, a handler that did not
+-- finish, failed or upgraded, the end of the connection.
 local function connection(self, sock)
   local conns = self._conns
   local handler, on_error = self._handler, self.on_error
@@ -574,7 +617,7 @@ local function connection(self, sock)
   -- holds the connection's state (_keep, _v10, _idle, _task, _killed)
   -- for the sweeper and close(): one table to touch per request.  _idle:
   -- false while a request is under way, else the server's clock when the
-  -- connection went idle (sock:_next_request sets it before it waits)
+  -- connection went idle (sock:_serve sets it before it waits)
   local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
     _len = false, _sent = false, _done = false, _err = false, _mode = false,
     _head_only = false, _keep = true, _v10 = false, _idle = self._clock,
@@ -582,6 +625,9 @@ local function connection(self, sock)
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
     header = set_header, finish = finish }, Response)
+  -- ... and while sock:_serve runs a request, C closures over the
+  -- response's state held in C (they fall back to the Lua ones)
+  local hc = http_conn(res, sock, set_header, finish, sock_send)
   RESPONSES[res] = true
   RESPONSE_OF[sock] = res
   res._on_error = on_error          -- a WebSocket's faults are logged there
@@ -589,14 +635,17 @@ local function connection(self, sock)
   conns[sock] = st
   self._nconns = self._nconns + 1
   while not self._closing do
-    -- the next head, received as needed; waiting with nothing of a
-    -- request buffered, the connection is marked idle (st._idle = the
-    -- clock): the sweeper and close() may end it then
     local method, target, path, query, v10, lines, keep, cl, te, expect =
-      next_request(sock, max_header, st, self._clock)
-    if not method then
-      -- false: the peer closed; nil: a failed receive (target: why).  A
-      -- TLS connection that never got as far as a request (a bad
+      serve(sock, max_header, st, self, handler, Request, hc)
+    if method == true then           -- the handler ran; its end is ours
+      -- target: ok, path: req, query, v10, lines: r1, r2, r3 (or err)
+      if not after_handler(st, sock, on_error, path, target, query, v10, lines) then
+        break
+      end
+    elseif not method then
+      -- false: the peer closed, or the connection ended (close, a failed
+      -- send, the server closing); nil: a failed receive (target: why).
+      -- A TLS connection that never got as far as a request (a bad
       -- certificate, a plaintext client, garbage): said once, and the
       -- server goes on serving the others
       if method == nil and find(target, "^tls") then
@@ -610,8 +659,9 @@ local function connection(self, sock)
       sock:send(ERR[method])
       break
     else
+      -- a head with a body: read here, then the handler
+      sync(res)
       st._idle = false
-      -- the body
       local body = ""
       if te then
         if lower(te) ~= "chunked" then sock:send(ERR[501]); break end
@@ -644,33 +694,9 @@ local function connection(self, sock)
       res._code, res._hn, res._len, res._sent, res._done = 200, 0, false, false, false
       res._err, res._mode, res._head_only = false, false, method == "HEAD"
       self.requests = self.requests + 1
-      local ok, r1, r2, r3 = pcall(handler, req, res)
-      local ws = res._ws
-      if ws then                 -- upgraded: the connection was the ws's
-        res._ws = false
-        if not ok and not st._killed then pcall(on_error, r1, req) end
-        if not st._killed then require("uring.http.websocket").handler_done(ws, ok) end
+      if not after_handler(st, sock, on_error, req, pcall(handler, req, res)) then
         break
       end
-      if ok and not res._done then
-        if not res._sent and math.type(r1) == "integer" then
-          -- return status, body [, headers]: checked as res:reply checks
-          -- them, and a bad one is the handler's error
-          ok, r1 = pcall(Response.reply, res, r1, r2, r3)
-        else
-          finish(res)
-        end
-      end
-      if not ok then
-        if st._killed then break end               -- past close()'s grace
-        pcall(on_error, r1, req)
-        if not res._sent then
-          st._keep = false
-          sock:send(ERR[500])
-        end
-        break
-      end
-      if not st._keep or res._err then break end
     end
   end
 end

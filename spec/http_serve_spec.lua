@@ -1,0 +1,236 @@
+-- spec/http_serve_spec.lua: uring.http's request loop in C (sock:_serve,
+-- csrc/http_serve.c).  A request without a body is served there, with the
+-- response's state held in C while only res:header and res:finish touch
+-- it; every other use of the response takes the Lua path.  These tests
+-- check that both paths answer byte for byte as the Lua code defines,
+-- across their hand-overs: on one connection, requests pipelined, with
+-- and without bodies, the same answer again (its bytes reused) and a
+-- different one, Lua methods after the C ones, handlers that wait, fail
+-- or finish late.  Clients are our own sockets on 127.0.0.1, port 0.
+local uring = require "uring"
+local helpers = require "helpers"
+local http = uring.http
+
+local run = helpers.runner(20)
+
+-- Start a server with `handler`; returns it, its port and its task.
+local function start(handler, errors)
+  local srv = assert(http.server { handler = handler,
+    on_error = function(e) if errors then errors[#errors + 1] = tostring(e) end end })
+  return srv, srv:port(), uring.spawn(srv.serve, srv)
+end
+
+-- Send `data` on a new connection and read until the server closes it
+-- (or `want` bytes came); returns what came.
+local function exchange(port, data, want)
+  local c = assert(uring.connect("127.0.0.1", port))
+  assert(c:send(data))
+  local got = {}
+  local n = 0
+  while not want or n < want do
+    local d = c:recv()
+    if not d then break end
+    got[#got + 1] = d
+    n = n + #d
+  end
+  c:close()
+  return table.concat(got)
+end
+
+local function ok(body, extra, close)
+  return "HTTP/1.1 200 OK\r\n" .. (extra or "") .. "Content-Length: " .. #body
+    .. "\r\nConnection: " .. (close and "close" or "keep-alive") .. "\r\n\r\n" .. body
+end
+
+describe("uring.http's request loop in C #io #net", function()
+  local fds
+  setup(function() uring.run(function() uring.nop() end) end)
+  before_each(function() fds = helpers.fds() end)
+  after_each(function()
+    local s = uring.stats()
+    assert.equal(0, s.inflight)
+    assert.equal(0, s.tasks)
+    assert.equal(fds, helpers.fds())
+  end)
+
+  it("answers pipelined requests, with and without bodies, HEAD and HTTP/1.0, in order", function()
+    run(function()
+      local srv, port, task = start(function(req, res)
+        res:header("Content-Type", "text/plain")
+        res:finish(req.method .. " " .. req.path .. " " .. req.body)
+      end)
+      local ct = "Content-Type: text/plain\r\n"
+      local out = exchange(port,
+        "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        .. "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"                        -- the same again
+        .. "POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"           -- the Lua path
+        .. "GET /a HTTP/1.1\r\n\r\n"
+        .. "HEAD /h HTTP/1.1\r\n\r\n"
+        .. "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n"
+        .. "GET /z?q=1 HTTP/1.0\r\n\r\n")                                 -- closes
+      assert.equal(ok("GET /a ", ct) .. ok("GET /a ", ct) .. ok("POST /p abc", ct)
+        .. ok("GET /a ", ct)
+        .. "HTTP/1.1 200 OK\r\n" .. ct .. "Content-Length: 8\r\nConnection: keep-alive\r\n\r\n"
+        .. ok("POST /c xy", ct) .. ok("GET /z ", ct, true), out)
+      assert.equal(7, srv.requests)
+      srv:close()
+      assert(task:join())
+    end)
+  end)
+
+  it("never answers with the last response's bytes when a header or the body differs", function()
+    run(function()
+      local srv, port, task = start(function(req, res)
+        local p = req.path
+        local v = p == "/b2" and "/b" or p == "/nul" and "a\0b" or p
+        if p ~= "/none" then res:header("X-Path", v) end
+        if p == "/case" then res:header("x-path", "lower") end   -- replaces, name kept
+        if p == "/empty" then return res:finish() end
+        res:finish("body" .. #p)
+      end)
+      local reqs, want = {}, {}
+      for _, p in ipairs { "/a", "/a", "/b", "/b2", "/b2", "/none", "/none", "/empty",
+                           "/case", "/nul", "/a" } do
+        reqs[#reqs + 1] = "GET " .. p .. " HTTP/1.1\r\n\r\n"
+        local body = p == "/empty" and "" or "body" .. #p
+        local h = p == "/none" and "" or ("X-Path: " .. (p == "/b2" and "/b"
+          or p == "/case" and "lower" or p == "/nul" and "a\0b" or p) .. "\r\n")
+        want[#want + 1] = ok(body, h)
+      end
+      reqs[#reqs + 1] = "GET /last HTTP/1.1\r\nConnection: close\r\n\r\n"
+      want[#want + 1] = ok("body5", "X-Path: /last\r\n", true)
+      assert.equal(table.concat(want), exchange(port, table.concat(reqs)))
+      -- the last answer is remembered for every connection: a new one
+      -- asking the same gets the same bytes, asking otherwise its own
+      for _, p in ipairs { "/last", "/a", "/a" } do
+        assert.equal(ok("body" .. #p, "X-Path: " .. p .. "\r\n", true),
+          exchange(port, "GET " .. p .. " HTTP/1.1\r\nConnection: close\r\n\r\n"))
+      end
+      assert.equal(ok("body2", "X-Path: /a\r\n"),
+        exchange(port, "GET /a HTTP/1.1\r\n\r\n", #ok("body2", "X-Path: /a\r\n")))
+      srv:close()
+      assert(task:join())
+    end)
+  end)
+
+  it("hands the response to its Lua methods with what res:header set", function()
+    run(function()
+      local seen = {}
+      local srv, port, task = start(function(req, res)
+        res:header("X-A", "1")
+        seen[#seen + 1] = res:get_header("x-a")
+        seen[#seen + 1] = tostring(res:sent())
+        if req.path == "/status" then
+          res:status(201)
+          res:header("X-B", "2")
+          return res:finish("made")
+        elseif req.path == "/many" then
+          for i = 1, 10 do res:header("X-" .. i, tostring(i)) end   -- past what C holds
+          res:header("X-A", nil)                                    -- removed
+          return res:finish("m")
+        elseif req.path == "/number" then
+          res:header("X-N", 42)                                     -- a number: Lua's path
+          return res:finish(7)
+        elseif req.path == "/reply" then
+          return 202, "r", { ["X-R"] = "r" }
+        elseif req.path == "/stream" then
+          res:write("ab")
+          res:write("cd")
+          return res:finish()
+        end
+        res:finish("plain")
+      end)
+      local many = {}
+      for i = 1, 10 do many[#many + 1] = ("X-%d: %d\r\n"):format(i, i) end
+      local out = exchange(port, "GET /status HTTP/1.1\r\n\r\nGET /many HTTP/1.1\r\n\r\n"
+        .. "GET /number HTTP/1.1\r\n\r\nGET /reply HTTP/1.1\r\n\r\n"
+        .. "GET /stream HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+      assert.equal("HTTP/1.1 201 Created\r\nX-A: 1\r\nX-B: 2\r\nContent-Length: 4\r\n"
+        .. "Connection: keep-alive\r\n\r\nmade"
+        .. ok("m", table.concat(many))
+        .. ok("7", "X-A: 1\r\nX-N: 42\r\n")
+        .. "HTTP/1.1 202 Accepted\r\nX-A: 1\r\nX-R: r\r\nContent-Length: 1\r\n"
+        .. "Connection: keep-alive\r\n\r\nr"
+        .. "HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n"
+        .. "Connection: keep-alive\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"
+        .. ok("plain", "X-A: 1\r\n", true), out)
+      for i = 1, #seen, 2 do
+        assert.equal("1", seen[i])
+        assert.equal("false", seen[i + 1])
+      end
+      assert.equal(12, #seen)
+      srv:close()
+      assert(task:join())
+    end)
+  end)
+
+  it("serves handlers that wait, fail, forget to finish or finish twice", function()
+    run(function()
+      local errors, late = {}, nil
+      local srv, port, task = start(function(req, res)
+        local p = req.path
+        if p == "/sleep" then
+          uring.sleep(0.01)
+          res:header("X-S", "1")
+          uring.yield()
+          return res:finish("slept")
+        elseif p == "/fail" then
+          res:header("X-F", "1")
+          error("boom")
+        elseif p == "/forget" then
+          res:header("X-G", "1")
+          return
+        elseif p == "/twice" then
+          assert(res:finish("one"))
+          assert.is_true(res:finish("two"))      -- already done: nothing sent
+          assert.is_true(res:sent())
+          return
+        elseif p == "/late" then
+          res:finish("now")
+          -- after the handler returned, from another task: nothing more goes out
+          late = uring.spawn(function()
+            uring.sleep(0.01)
+            return res:finish("late"), res:sent()
+          end)
+          return
+        end
+        res:finish("x")
+      end, errors)
+      local out = exchange(port, "GET /sleep HTTP/1.1\r\n\r\nGET /forget HTTP/1.1\r\n\r\n"
+        .. "GET /twice HTTP/1.1\r\n\r\nGET /fail HTTP/1.1\r\n\r\n"
+        .. "GET /never HTTP/1.1\r\n\r\n")
+      assert.equal(ok("slept", "X-S: 1\r\n") .. ok("", "X-G: 1\r\n") .. ok("one")
+        .. "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+        .. "Content-Length: 26\r\nConnection: close\r\n\r\n500 Internal Server Error\n", out)
+      assert.equal(1, #errors)
+      assert.matches("boom", errors[1])
+      -- the connection's last response, finished again by a task the
+      -- handler left behind: it stays finished
+      assert.equal(ok("now", nil, true),
+        exchange(port, "GET /late HTTP/1.1\r\nConnection: close\r\n\r\n"))
+      local jok, fin, sent = late:join()
+      assert.is_true(jok)
+      assert.is_true(fin)
+      assert.is_true(sent)
+      srv:close()
+      assert(task:join())
+    end)
+  end)
+
+  it("ends the connection when close() comes while a request is under way", function()
+    run(function()
+      local srv
+      local port, task
+      srv, port, task = start(function(_, res)
+        srv:close()                      -- as http_hello does at its last request
+        res:header("X-Last", "1")
+        res:finish("bye")
+      end)
+      -- the second request is never read: the first answer says close
+      local out = exchange(port, "GET / HTTP/1.1\r\n\r\nGET /more HTTP/1.1\r\n\r\n")
+      assert.equal(ok("bye", "X-Last: 1\r\n", true), out)
+      assert(task:join())
+      assert.equal(1, srv.requests)
+    end)
+  end)
+end)
