@@ -23,9 +23,10 @@
  *
  * The response object (res, a Lua table: lua/uring/http/server.lua) is
  * the connection's state.  For a request sock:_serve takes on, the
- * fields a handler's res:header and res:finish use (status 200, the
- * headers set, sent, done) are held here instead ("fast"), and res's
- * header and finish are C closures over it: setting a header fills two
+ * fields a handler's res:header, res:finish, res:sent and res:sendfile
+ * use (status 200, the headers set, sent, done) are held here instead
+ * ("fast"), and those methods of res are C closures over it: setting a
+ * header fills two
  * array slots of res, and a response the same as the connection's last
  * one (same header strings, same body string, compared by address) goes
  * out as the same bytes.  Any other use of res first writes this state
@@ -42,6 +43,7 @@ typedef struct http_conn {
   int fast;                     /* the state below is res's */
   int sent, done, head_only, v10;
   int hn;                       /* headers set: res[1..2hn] */
+  lua_Integer len;              /* res:sendfile's length; -1: none */
   const char *name[FAST_HEADERS], *value[FAST_HEADERS];
   size_t vlen[FAST_HEADERS];    /* (a value may hold a NUL; a name not) */
   /* what res[1..2 * FAST_HEADERS] hold (NULL: unknown, since Lua wrote
@@ -74,15 +76,15 @@ enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_COUNT = UV_MEMO_ANCHORS };
 enum { K_CODE = 1, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
        K_KEEP, K_V10, K_IDLE, K_CLOSING, K_CLOCK, K_REQUESTS,
        K_METHOD, K_TARGET, K_HEAD, K_SOCKET, K_PATH, K_QUERY, K_VERSION,
-       K_V1_0, K_HC, K_COUNT = K_HC };
+       K_V1_0, K_HC, K_LENGTH, K_COUNT = K_LENGTH };
 static const char *const key_names[K_COUNT] = {
   "_code", "_hn", "_len", "_sent", "_done", "_err", "_mode", "_head_only",
   "_keep", "_v10", "_idle", "_closing", "_clock", "requests",
   "method", "target", "_head", "socket", "path", "query", "version", "1.0",
-  "_hc"
+  "_hc", "length"
 };
-enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HC, U_LUA, U_SEND, U_SOCK,
-       U_REGISTERED = U_MEMO, U_LAST = U_SOCK };
+enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HC, U_LUA, U_SEND, U_SOCK, U_SENDFILE,
+       U_REGISTERED = U_MEMO, U_LAST = U_SENDFILE };
 
 static void push_key (lua_State *L, int k) {
   lua_rawgeti(L, lua_upvalueindex(U_KEYS), k);
@@ -131,11 +133,19 @@ static void http_flush (lua_State *L, http_conn *hc, int res) {
   set(L, res, K_CODE);
   lua_pushinteger(L, hc->hn);
   set(L, res, K_HN);
-  set_bool(L, res, K_LEN, 0);
   set_bool(L, res, K_SENT, hc->sent);
   set_bool(L, res, K_DONE, hc->done);
   set_bool(L, res, K_ERR, 0);
-  set_bool(L, res, K_MODE, 0);
+  if (hc->len >= 0) {           /* res:sendfile sent it: as Lua's leaves it */
+    lua_pushinteger(L, hc->len);
+    set(L, res, K_LEN);
+    push_key(L, K_LENGTH);
+    set(L, res, K_MODE);
+  }
+  else {
+    set_bool(L, res, K_LEN, 0);
+    set_bool(L, res, K_MODE, 0);
+  }
   set_bool(L, res, K_HEAD_ONLY, hc->head_only);
   set_bool(L, res, K_V10, hc->v10);
 }
@@ -305,7 +315,7 @@ static int fast_finish_k (lua_State *L, int status, lua_KContext ctx) {
 /* the head and body of the response, as server.lua's finish builds them
  * (status 200: the state is in C only while it is), pushed */
 static void build (lua_State *L, http_conn *hc, int keep, const char *body,
-                   size_t blen) {
+                   size_t blen, size_t length) {
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "HTTP/1.1 200 OK\r\n");
@@ -317,7 +327,7 @@ static void build (lua_State *L, http_conn *hc, int keep, const char *body,
   }
   {                             /* (lua_pushfstring is a snprintf) */
     char num[24], *d = num + sizeof num;
-    size_t v = blen;
+    size_t v = length;
     do *--d = (char)('0' + v % 10); while ((v /= 10) > 0);
     luaL_addstring(&b, "Content-Length: ");
     luaL_addlstring(&b, d, (size_t)(num + sizeof num - d));
@@ -325,7 +335,7 @@ static void build (lua_State *L, http_conn *hc, int keep, const char *body,
   }
   luaL_addstring(&b, keep ? "Connection: keep-alive\r\n\r\n"
                           : "Connection: close\r\n\r\n");
-  if (!hc->head_only) luaL_addlstring(&b, body, blen);
+  if (!hc->head_only && blen > 0) luaL_addlstring(&b, body, blen);
   luaL_pushresult(&b);
 }
 
@@ -398,43 +408,126 @@ static int l_fast_finish (lua_State *L) {
                    hc, keep, body))
     lua_getiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_OUT);
   else {
-    build(L, hc, keep, body ? body : "", blen);
+    build(L, hc, keep, body ? body : "", blen, blen);
     if (blen <= MEMO_BODY) remember(L, hc, 1, keep, body);
   }
   lua_callk(L, 2, 2, 0, fast_finish_k);
   return fast_finish_k(L, LUA_OK, 0);
 }
 
-/* core._http_conn(res, sock, header, finish, send) -> hc: the C state of
- * a connection's response; res.header and res.finish become its
- * closures (header and finish: Lua's versions, which they fall back to;
- * send: sock:send) */
+/* res:sent() for this response: read from the C state, which stays in
+ * C (a handler asking it first, as uring.http.static does, then keeps
+ * the fast path); anything else is Lua's sent */
+static int l_fast_sent (lua_State *L) {
+  http_conn *hc = upvalue_hc(L);
+  if (lua_topointer(L, 1) != hc->res || !hc->fast)
+    return slow(L, lua_gettop(L));
+  lua_pushboolean(L, hc->sent);
+  return 1;
+}
+
+/* the send of a fast sendfile came back: stack 1 res, 2 file, 3 offset,
+ * 4 len, 5 sent (bytes of the file; true for the head alone), 6 msg.
+ * ctx: the head alone was sent (HEAD). */
+static int fast_sendfile_k (lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  if (ctx ? lua_toboolean(L, 5)
+          : (lua_isinteger(L, 5) && lua_tointeger(L, 5) == lua_tointeger(L, 4))) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  /* a short send ends the connection, as Lua's res:sendfile has it */
+  http_flush(L, upvalue_hc(L), 1);
+  set_bool(L, 1, K_KEEP, 0);
+  if (lua_isnil(L, 6)) {
+    if (ctx) lua_pushliteral(L, "send failed");
+    else lua_pushliteral(L, "file shrank while it was sent");
+    lua_replace(L, 6);
+  }
+  lua_pushvalue(L, 6);
+  set(L, 1, K_ERR);
+  luaL_pushfail(L);
+  lua_pushvalue(L, 6);
+  return 2;
+}
+
+/* res:sendfile(file, offset, len) for this response, checked here as the
+ * Lua res:sendfile checks it.  While the state is in C (status 200), the
+ * head is built here and sock:sendfile sends it with the bytes; the
+ * state stays in C, done, so the connection's next request is the C
+ * loop's too (handing the response to Lua cost a static request ~10,000
+ * instructions).  Anything else is Lua's sendfile. */
+static int l_fast_sendfile (lua_State *L) {
+  http_conn *hc = upvalue_hc(L);
+  lua_Integer off, len;
+  int keep;
+  if (!lua_istable(L, 1)) return type_error(L, 1, "sendfile", "response");
+  if (lua_topointer(L, 1) != hc->res || !hc->fast)
+    return slow(L, lua_gettop(L));
+  lua_settop(L, 4);
+  if (!lua_isinteger(L, 3) || (off = lua_tointeger(L, 3)) < 0)
+    return arg_error(L, 3, "sendfile", "offset must be a non-negative integer");
+  if (!lua_isinteger(L, 4) || (len = lua_tointeger(L, 4)) < 0)
+    return arg_error(L, 4, "sendfile", "length must be a non-negative integer");
+  (void)off;
+  if (hc->sent) return luaL_error(L, "sendfile: headers already sent");
+  ur_task_current(L, "sendfile");
+  keep = truthy(L, 1, K_KEEP);
+  hc->sent = hc->done = 1;
+  hc->len = len;
+  if (hc->head_only) {          /* HEAD: the head alone, by sock:send */
+    lua_pushvalue(L, lua_upvalueindex(U_SEND));
+    lua_pushvalue(L, lua_upvalueindex(U_SOCK));
+    build(L, hc, keep, "", 0, (size_t)len);
+    lua_callk(L, 2, 2, 1, fast_sendfile_k);
+    return fast_sendfile_k(L, LUA_OK, 1);
+  }
+  lua_pushvalue(L, lua_upvalueindex(U_SENDFILE));
+  lua_pushvalue(L, lua_upvalueindex(U_SOCK));
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_pushvalue(L, 4);
+  build(L, hc, keep, "", 0, (size_t)len);
+  lua_callk(L, 5, 2, 0, fast_sendfile_k);
+  return fast_sendfile_k(L, LUA_OK, 0);
+}
+
+/* core._http_conn(res, sock, header, finish, sent, sendfile, send,
+ * sock_sendfile) -> hc: the C state of a connection's response;
+ * res.header, res.finish, res.sent and res.sendfile become its closures
+ * (header .. sendfile: Lua's versions, which they fall back to; send and
+ * sock_sendfile: sock:send and sock:sendfile) */
 static int l_http_conn (lua_State *L) {
+  static const struct { const char *name; lua_CFunction fn; } fast[] = {
+    {"header", l_fast_header}, {"finish", l_fast_finish},
+    {"sent", l_fast_sent}, {"sendfile", l_fast_sendfile}
+  };
+  enum { NFAST = sizeof fast / sizeof fast[0], HC = 9 };
   http_conn *hc;
   luaL_checktype(L, 1, LUA_TTABLE);
   ur_sock_check(L, 2);
-  luaL_checktype(L, 3, LUA_TFUNCTION);
-  luaL_checktype(L, 4, LUA_TFUNCTION);
-  luaL_checktype(L, 5, LUA_TFUNCTION);
-  lua_settop(L, 5);
+  for (int i = 3; i <= 8; i++) luaL_checktype(L, i, LUA_TFUNCTION);
+  lua_settop(L, 8);
   hc = (http_conn *)lua_newuserdatauv(L, sizeof *hc, 1);
   memset(hc, 0, sizeof *hc);
   hc->res = lua_topointer(L, 1);
+  hc->len = -1;
   luaL_setmetatable(L, HTTP_CONN_MT);
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 6, UV_RES);
-  for (int fn = 0; fn < 2; fn++) {
+  lua_setiuservalue(L, HC, UV_RES);
+  for (int fn = 0; fn < NFAST; fn++) {
     lua_pushvalue(L, lua_upvalueindex(U_LOOP));
     lua_pushvalue(L, lua_upvalueindex(U_KEYS));
     lua_pushvalue(L, lua_upvalueindex(U_MEMO));
-    lua_pushvalue(L, 6);
-    lua_pushvalue(L, fn == 0 ? 3 : 4);
-    lua_pushvalue(L, 5);
+    lua_pushvalue(L, HC);
+    lua_pushvalue(L, 3 + fn);
+    lua_pushvalue(L, 7);
     lua_pushvalue(L, 2);
-    lua_pushcclosure(L, fn == 0 ? l_fast_header : l_fast_finish, U_LAST);
-    lua_setfield(L, 1, fn == 0 ? "header" : "finish");
+    lua_pushvalue(L, 8);
+    lua_pushcclosure(L, fast[fn].fn, U_LAST);
+    lua_setfield(L, 1, fast[fn].name);
   }
-  lua_pushvalue(L, 6);
+  lua_pushvalue(L, HC);
   set(L, 1, K_HC);
   return 1;
 }
@@ -514,6 +607,7 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     /* the response, reset: its state in C until Lua asks for it */
     hc->fast = 1;
     hc->sent = hc->done = hc->hn = 0;
+    hc->len = -1;
     hc->head_only = lua_rawlen(L, base) == 4
                     && memcmp(lua_tostring(L, base), "HEAD", 4) == 0;
     hc->v10 = lua_toboolean(L, base + 4);

@@ -1,7 +1,8 @@
 -- spec/http_serve_spec.lua: uring.http's request loop in C (sock:_serve,
 -- csrc/http_serve.c).  A request without a body is served there, with the
 -- response's state held in C while only res:header and res:finish touch
--- it; every other use of the response takes the Lua path.  These tests
+-- it (and res:sent, res:sendfile); every other use of the response takes
+-- the Lua path.  These tests
 -- check that both paths answer byte for byte as the Lua code defines,
 -- across their hand-overs: on one connection, requests pipelined, with
 -- and without bodies, the same answer again (its bytes reused) and a
@@ -215,6 +216,62 @@ describe("uring.http's request loop in C #io #net", function()
       srv:close()
       assert(task:join())
     end)
+  end)
+
+  it("sends res:sendfile's response from the C state, then Lua's rules for the rest", function()
+    local dir = helpers.tmpdir()
+    local data = "0123456789abcdefghijklmnopqrstuvwxyz"
+    helpers.writeall(dir .. "/f", data)
+    run(function()
+      local f = assert(uring.open(dir .. "/f", "rb"))
+      local seen = {}
+      local srv, port, task = start(function(req, res)
+        local p = req.path
+        seen[#seen + 1] = res:sent()
+        res:header("X-F", "1")
+        if p == "/status" then
+          res:status(206)                               -- Lua's path
+        elseif p == "/bad" then
+          seen[#seen + 1] = select(2, pcall(res.sendfile, res, f, -1, 1))
+          seen[#seen + 1] = select(2, pcall(res.sendfile, res, f, 0, 1.5))
+        elseif p == "/short" then
+          seen[#seen + 1] = select(2, res:sendfile(f, 30, 10))
+          return
+        end
+        assert.is_true(res:sendfile(f, 3, 10))
+        seen[#seen + 1] = res:sent()
+        if p == "/after" then
+          seen[#seen + 1] = res:get_header("content-length")
+          seen[#seen + 1] = select(2, pcall(res.sendfile, res, f, 0, 1))
+          assert.is_true(res:finish("more"))            -- done: nothing sent
+        end
+      end)
+      local body = data:sub(4, 13)
+      local out = exchange(port, "GET / HTTP/1.1\r\n\r\nHEAD / HTTP/1.1\r\n\r\n"
+        .. "GET /status HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n"
+        .. "GET /bad HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\nGET /short HTTP/1.1\r\n\r\n"
+        .. "GET /never HTTP/1.1\r\n\r\n")
+      local head10 = ok("", "X-F: 1\r\n"):gsub("Content%-Length: 0", "Content-Length: 10")
+      local partial = "HTTP/1.1 206 Partial Content\r\n" .. head10:match("\r\n(.*)$")
+      local short = ok("", "X-F: 1\r\n"):gsub("Content%-Length: 0", "Content-Length: 10")
+      assert.equal(head10 .. body .. head10 .. partial .. body .. head10 .. body
+        .. head10 .. body .. head10 .. body .. short .. data:sub(31), out)
+      assert.same({ false, true, false, true, false, true, false, true, "10",
+        "sendfile: headers already sent", false,
+        "bad argument #3 to 'sendfile' (offset must be a non-negative integer)",
+        "bad argument #4 to 'sendfile' (length must be a non-negative integer)", true,
+        false, true, false, "file shrank while it was sent" },
+        (function()
+          for i, v in ipairs(seen) do
+            if type(v) == "string" then seen[i] = v:gsub("^.-:%d+: ", "") end
+          end
+          return seen
+        end)())
+      srv:close()
+      assert(task:join())
+      f:close()
+    end)
+    helpers.rmrf(dir)
   end)
 
   it("ends the connection when close() comes while a request is under way", function()

@@ -34,7 +34,7 @@ local sync, http_conn = core._http_sync, core._http_conn
 local tls_mode = core._tls_mode
 local smethods = core.socket_methods
 local serve, sock_state = smethods._serve, smethods._closed
-local sock_send = smethods.send
+local sock_send, sock_sendfile = smethods.send, smethods.sendfile
 
 local M = {}
 
@@ -624,10 +624,12 @@ local function connection(self, sock)
     _task = uring.current(), _killed = false, _ws = false,
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
-    header = set_header, finish = finish }, Response)
+    header = set_header, finish = finish, sent = Response.sent,
+    sendfile = Response.sendfile }, Response)
   -- ... and while sock:_serve runs a request, C closures over the
   -- response's state held in C (they fall back to the Lua ones)
-  local hc = http_conn(res, sock, set_header, finish, sock_send)
+  local hc = http_conn(res, sock, set_header, finish, Response.sent,
+    Response.sendfile, sock_send, sock_sendfile)
   RESPONSES[res] = true
   RESPONSE_OF[sock] = res
   res._on_error = on_error          -- a WebSocket's faults are logged there
