@@ -20,7 +20,7 @@ mkdir -p "$OUT"
 command -v valgrind >/dev/null 2>&1 || { echo "bench: valgrind not found" >&2; exit 1; }
 make -s all
 T=$(mktemp -d /tmp/uring-static-cg.XXXXXX)
-trap 'rm -rf "$T"' EXIT INT TERM
+trap 'cp "$T"/cg.* "$OUT"/ 2>/dev/null; rm -rf "$T"' EXIT INT TERM
 head -c 4096 /dev/urandom > "$T/f4k"
 head -c 1048576 /dev/urandom > "$T/f1m"
 

@@ -413,11 +413,98 @@ static int l_sock_receive_head (lua_State *L) {
   return receive_head_step(L, s, (lua_KContext)max);
 }
 
+/* does one of the header lines push_head checked carry one of the names
+ * at stack first..last (strings), in any case? */
+static int lines_have (lua_State *L, const char *p, size_t n, int first,
+                       int last) {
+  const char *e = p + n;
+  while (p < e) {
+    const char *nl = (const char *)memchr(p, '\n', (size_t)(e - p));
+    const char *colon = (const char *)memchr(p, ':', (size_t)((nl ? nl : e) - p));
+    if (colon != NULL) {
+      size_t nlen = (size_t)(colon - p);
+      for (int i = first; i <= last; i++) {
+        size_t ln, k;
+        const char *name = lua_tolstring(L, i, &ln);
+        if (ln != nlen) continue;
+        for (k = 0; k < ln; k++)
+          if (lower_ascii((unsigned char)p[k]) != lower_ascii((unsigned char)name[k]))
+            break;
+        if (k == ln) return 1;
+      }
+    }
+    if (!nl) break;
+    p = nl + 1;
+  }
+  return 0;
+}
+
+/* req:has_header(name, ...) -> boolean (uring.http.server's Request):
+ * does the request carry one of the names, in any case?  Answered from
+ * the header lines as they came (req._head), without building
+ * req.headers: most requests carry none of the few headers a handler
+ * such as uring.http.static asks about, and the table is the largest
+ * cost of a small request.  Once req.headers exists it is asked.  In C:
+ * a Lua method with varargs cost ~7,000 instructions for four names.  A
+ * request is a table whose metatable holds this very method. */
+static int has_header_typeerror (lua_State *L, int arg, const char *expected) {
+  const char *got = arg > lua_gettop(L) ? "no value" : luaL_typename(L, arg);
+  lua_Debug ar;
+  /* numbered as uring.check numbers them: after self when called with ':' */
+  if (lua_getstack(L, 0, &ar) && (lua_getinfo(L, "n", &ar), ar.namewhat != NULL)
+      && strcmp(ar.namewhat, "method") == 0 && --arg == 0)
+    return luaL_error(L, "calling 'has_header' on bad self (%s expected, got %s)",
+                      expected, got);
+  return luaL_error(L, "bad argument #%d to 'has_header' (%s expected, got %s)",
+                    arg, expected, got);
+}
+
+static int l_request_has_header (lua_State *L) {
+  int top = lua_gettop(L), found = 0, isreq;
+  isreq = lua_getmetatable(L, 1)
+          && lua_getfield(L, -1, "has_header") == LUA_TFUNCTION
+          && lua_tocfunction(L, -1) == l_request_has_header;
+  lua_settop(L, top);
+  if (!isreq) return has_header_typeerror(L, 1, "request");
+  if (top < 2) return has_header_typeerror(L, 2, "string");
+  for (int i = 2; i <= top; i++)
+    if (lua_type(L, i) != LUA_TSTRING) return has_header_typeerror(L, i, "string");
+  lua_pushliteral(L, "headers");
+  if (lua_rawget(L, 1) == LUA_TNIL) {
+    size_t n;
+    const char *lines;
+    lua_pushliteral(L, "_head");
+    lines = lua_rawget(L, 1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    if (lines != NULL) {
+      lua_pushboolean(L, lines_have(L, lines, n, 2, top));
+      return 1;
+    }
+    lua_pop(L, 2);
+    lua_getfield(L, 1, "headers");        /* made now (Request.__index) */
+  }
+  if (lua_istable(L, -1)) {
+    int h = lua_gettop(L);
+    for (int i = 2; i <= top && !found; i++) {
+      size_t ln;
+      const char *name = lua_tolstring(L, i, &ln);
+      luaL_Buffer b;
+      char *d = luaL_buffinitsize(L, &b, ln);
+      for (size_t k = 0; k < ln; k++) d[k] = (char)lower_ascii((unsigned char)name[k]);
+      luaL_pushresultsize(&b, ln);
+      found = lua_rawget(L, h) != LUA_TNIL;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pushboolean(L, found);
+  return 1;
+}
+
 /* The socket methods join net.c's socket_methods (the __index of every
  * uring.socket), which ur_register_net made before this runs. */
 void ur_register_http (lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"_http_headers", l_http_headers}, {NULL, NULL}
+    {"_http_headers", l_http_headers}, {"_request_has_header", l_request_has_header},
+    {NULL, NULL}
   };
   static const luaL_Reg sock_methods[] = {
     {"receive_head", l_sock_receive_head},

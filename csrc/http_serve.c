@@ -26,8 +26,8 @@
  * fields a handler's res:header, res:finish, res:sent and res:sendfile
  * use (status 200, the headers set, sent, done) are held here instead
  * ("fast"), and those methods of res are C closures over it: setting a
- * header fills two
- * array slots of res, and a response the same as the connection's last
+ * header fills two array slots of res, and a response the same as the
+ * connection's last
  * one (same header strings, same body string, compared by address) goes
  * out as the same bytes.  Any other use of res first writes this state
  * back into the table (http_flush; core._http_sync, which every Lua

@@ -2,7 +2,7 @@
 -- csrc/http_serve.c).  A request without a body is served there, with the
 -- response's state held in C while only res:header and res:finish touch
 -- it (and res:sent, res:sendfile); every other use of the response takes
--- the Lua path.  These tests
+-- the Lua path; req:has_header reads the head as it came.  These tests
 -- check that both paths answer byte for byte as the Lua code defines,
 -- across their hand-overs: on one connection, requests pipelined, with
 -- and without bodies, the same answer again (its bytes reused) and a
@@ -272,6 +272,51 @@ describe("uring.http's request loop in C #io #net", function()
       f:close()
     end)
     helpers.rmrf(dir)
+  end)
+
+  it("answers req:has_header from the head as it came, or from req.headers once made", function()
+    run(function()
+      local seen = {}
+      local srv, port, task = start(function(req, res)
+        local p = req.path
+        if p == "/made" then
+          local _ = req.headers                            -- made: it rules
+          req.headers["x-late"] = "1"
+        elseif p == "/own" then
+          req.headers = { range = "bytes=0-1" }
+        end
+        seen[#seen + 1] = table.concat({
+          tostring(req:has_header("Range")), tostring(req:has_header("range")),
+          tostring(req:has_header("X-Nope")), tostring(req:has_header("X-Nope", "RANGE")),
+          tostring(req:has_header("X-Late")), tostring(req:has_header("Rang")) }, " ")
+        if p == "/bad" then
+          seen[#seen + 1] = select(2, pcall(req.has_header, req))
+          seen[#seen + 1] = select(2, pcall(req.has_header, req, "a", 1))
+          seen[#seen + 1] = select(2, pcall(req.has_header, {}, "a"))
+          seen[#seen + 1] = select(2, pcall(function() local r = req:has_header(1); return r end))
+        end
+        res:finish(p)
+      end)
+      exchange(port, "GET / HTTP/1.1\r\nrAnGe: bytes=0-1\r\n\r\n"
+        .. "GET /other HTTP/1.1\r\nX-Range-Extra: range\r\nX-A: Range: x\r\n\r\n"
+        .. "POST /body HTTP/1.1\r\nContent-Length: 2\r\nRange: bytes=1-\r\n\r\nab"
+        .. "GET /made HTTP/1.1\r\nRange: x\r\n\r\nGET /own HTTP/1.1\r\n\r\n"
+        .. "GET /bad HTTP/1.1\r\nConnection: close\r\n\r\n")
+      for i, v in ipairs(seen) do seen[i] = v:gsub("^.-:%d+: ", "") end
+      assert.same({
+        "true true false true false false",
+        "false false false false false false",
+        "true true false true false false",
+        "true true false true true false",
+        "true true false true false false",
+        "false false false false false false",
+        "bad argument #2 to 'has_header' (string expected, got no value)",
+        "bad argument #3 to 'has_header' (string expected, got number)",
+        "bad argument #1 to 'has_header' (request expected, got table)",
+        "bad argument #1 to 'has_header' (string expected, got number)" }, seen)
+      srv:close()
+      assert(task:join())
+    end)
   end)
 
   it("ends the connection when close() comes while a request is under way", function()

@@ -442,6 +442,11 @@ function Request:header(name)
   return rawget(h, lower(name))
 end
 
+--- req:has_header(name, ...) -> boolean: does the request carry a header
+-- of that name (any case), or of any of the names given?  Read from the
+-- head as it came, without making req.headers (csrc/http.c)
+Request.has_header = core._request_has_header
+
 ---------------------------------------------------------------------------
 -- Server
 ---------------------------------------------------------------------------
