@@ -73,7 +73,7 @@ local function handle(con)
       local keep = not http10
       local head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
       local bodylen = 0
-      if not find(line, " HTTP/1%.%d$") then
+      if not find(line, " HTTP/1%.%d$", #line - 8) then   -- (as http_uring.lua)
         con:write(BAD)
         con:flush()
         break

@@ -104,7 +104,7 @@ local function handle(c)
           keep = not http10
           head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
           bodylen = 0
-          if not find(line, " HTTP/1%.%d$") then
+          if not find(line, " HTTP/1%.%d$", #line - 8) then   -- (as http_uring.lua)
             c:write(BAD)
             finish()
             break

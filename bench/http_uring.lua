@@ -75,7 +75,9 @@ local function handle(sock)
       local keep = not http10
       local head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
       local bodylen = 0
-      if not find(line, " HTTP/1%.%d$") then
+      -- the version can only end the line: start the match where it would
+      -- begin (9 bytes from the end) rather than try every position
+      if not find(line, " HTTP/1%.%d$", #line - 8) then
         sock:send(BAD)
         break
       end
