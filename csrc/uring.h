@@ -447,8 +447,10 @@ ur_task *ur_task_current (lua_State *L, const char *fname);  /* raises */
 ur_task *ur_task_of (lua_State *L);           /* NULL outside a task */
 /* the same two with the loop at hand: no upvalue lookup (hot paths) */
 ur_task *ur_task_current_in (lua_State *L, ur_loop *loop, const char *fname);
-#define ur_task_in(loop, L) \
-  ((loop)->current && (loop)->current->co == (L) ? (loop)->current : NULL)
+static inline ur_task *ur_task_in (ur_loop *loop, lua_State *L) {
+  ur_task *t = loop->current;
+  return (t && t->co == L) ? t : NULL;
+}
 int ur_await (lua_State *L, ur_task *t, ur_req *r, const char *what,
               lua_KContext ctx, lua_KFunction k);
 ur_req *ur_resumed (lua_State *L, ur_task *t);   /* the finished request */
