@@ -60,6 +60,7 @@ end
 -- fed by read_start: the same checks, in the same order
 local function handle(c)
   c:nodelay(true)
+  local write = c.write   -- looked up once (as http_uring.lua does)
   local buf, pos = "", 1
   -- state: "line" (waiting for a request line), "head" (headers),
   -- "body" (skipping bodylen bytes)
@@ -83,8 +84,8 @@ local function handle(c)
 
   local function respond()
     served = served + 1
-    if head then c:write(keep and HEAD_KEEP or HEAD_CLOSE)
-    else c:write(keep and KEEP or CLOSE) end
+    if head then write(c, keep and HEAD_KEEP or HEAD_CLOSE)
+    else write(c, keep and KEEP or CLOSE) end
     if not keep then finish() end
     if max_requests and served >= max_requests then done() end
     state = "line"
