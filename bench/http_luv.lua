@@ -101,11 +101,14 @@ local function handle(c)
         local line = take_line()
         if not line then break end
         if line ~= "" then   -- (blank lines between requests are allowed)
-          local http10 = sub(line, -8) == "HTTP/1.0"
+          -- (the version checked as bench/http_uring.lua does)
+          local version = sub(line, -9)
+          local http10 = version == " HTTP/1.0"
           keep = not http10
           head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
           bodylen = 0
-          if not find(line, " HTTP/1%.%d$", #line - 8) then   -- (as http_uring.lua)
+          if not http10 and version ~= " HTTP/1.1"
+             and not find(line, " HTTP/1%.%d$", #line - 8) then
             c:write(BAD)
             finish()
             break

@@ -74,13 +74,16 @@ local function handle(sock)
     local line = receive(sock, "*l")
     if not line then break end
     if line ~= "" then       -- (blank lines between requests are allowed)
-      local http10 = sub(line, -8) == "HTTP/1.0"
+      -- the version ends the line: the usual two are compared as strings,
+      -- any other is matched where it can only begin (a pattern tried at
+      -- every position costs ~1,300 instructions, a compare ~20)
+      local version = sub(line, -9)
+      local http10 = version == " HTTP/1.0"
       local keep = not http10
       local head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
       local bodylen = 0
-      -- the version can only end the line: start the match where it would
-      -- begin (9 bytes from the end) rather than try every position
-      if not find(line, " HTTP/1%.%d$", #line - 8) then
+      if not http10 and version ~= " HTTP/1.1"
+         and not find(line, " HTTP/1%.%d$", #line - 8) then
         send(sock, BAD)
         break
       end
