@@ -53,8 +53,8 @@ local function done()
 end
 
 -- "*l" in binary mode keeps any CR; drop them as LuaSocket's "*l" does
-local function receive_line(con)
-  local line = con:read("*l")
+local function receive_line(con, read)
+  local line = read(con, "*l")
   if line and line:find("\r", 1, true) then line = line:gsub("\r", "") end
   return line
 end
@@ -65,21 +65,26 @@ local function quiet(_, _, why) return why end
 local function handle(con)
   con:setmode("b", "bf")       -- binary; output fully buffered, flushed per response
   con:onerror(quiet)           -- a peer's reset is a nil return, not a raise
+  -- the methods looked up once per connection (as http_uring.lua does)
+  local read, write, flush = con.read, con.write, con.flush
   while true do
-    local line = receive_line(con)
+    local line = receive_line(con, read)
     if not line then break end
     if line ~= "" then       -- (blank lines between requests are allowed)
-      local http10 = sub(line, -8) == "HTTP/1.0"
+      -- (the version checked as bench/http_uring.lua does)
+      local version = sub(line, -9)
+      local http10 = version == " HTTP/1.0"
       local keep = not http10
       local head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
       local bodylen = 0
-      if not find(line, " HTTP/1%.%d$") then
-        con:write(BAD)
-        con:flush()
+      if not http10 and version ~= " HTTP/1.1"
+         and not find(line, " HTTP/1%.%d$", #line - 8) then
+        write(con, BAD)
+        flush(con)
         break
       end
       while true do
-        local h = receive_line(con)
+        local h = receive_line(con, read)
         if not h then goto done end
         if h == "" then break end
         local c = byte(h, 1)
@@ -93,12 +98,12 @@ local function handle(con)
           end
         end
       end
-      if bodylen > 0 and not con:read(bodylen) then break end
+      if bodylen > 0 and not read(con, bodylen) then break end
       served = served + 1
       local ok
-      if head then ok = con:write(keep and HEAD_KEEP or HEAD_CLOSE)
-      else ok = con:write(keep and KEEP or CLOSE) end
-      if not ok or not con:flush() or not keep then break end
+      if head then ok = write(con, keep and HEAD_KEEP or HEAD_CLOSE)
+      else ok = write(con, keep and KEEP or CLOSE) end
+      if not ok or not flush(con) or not keep then break end
       if max_requests and served >= max_requests then done() end
     end
   end

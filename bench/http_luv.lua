@@ -60,6 +60,7 @@ end
 -- fed by read_start: the same checks, in the same order
 local function handle(c)
   c:nodelay(true)
+  local write = c.write   -- looked up once (as http_uring.lua does)
   local buf, pos = "", 1
   -- state: "line" (waiting for a request line), "head" (headers),
   -- "body" (skipping bodylen bytes)
@@ -83,8 +84,8 @@ local function handle(c)
 
   local function respond()
     served = served + 1
-    if head then c:write(keep and HEAD_KEEP or HEAD_CLOSE)
-    else c:write(keep and KEEP or CLOSE) end
+    if head then write(c, keep and HEAD_KEEP or HEAD_CLOSE)
+    else write(c, keep and KEEP or CLOSE) end
     if not keep then finish() end
     if max_requests and served >= max_requests then done() end
     state = "line"
@@ -100,11 +101,14 @@ local function handle(c)
         local line = take_line()
         if not line then break end
         if line ~= "" then   -- (blank lines between requests are allowed)
-          local http10 = sub(line, -8) == "HTTP/1.0"
+          -- (the version checked as bench/http_uring.lua does)
+          local version = sub(line, -9)
+          local http10 = version == " HTTP/1.0"
           keep = not http10
           head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
           bodylen = 0
-          if not find(line, " HTTP/1%.%d$") then
+          if not http10 and version ~= " HTTP/1.1"
+             and not find(line, " HTTP/1%.%d$", #line - 8) then
             c:write(BAD)
             finish()
             break

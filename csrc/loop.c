@@ -485,7 +485,7 @@ void ur_loop_turn (lua_State *L, ur_loop *loop, double wait) {
     ur_task *t = runq_pop(loop);
     if (!t) break;
     resume_task(L, loop, t);
-    lua_settop(L, 1);
+    if (lua_gettop(L) != 1) lua_settop(L, 1);   /* (mostly it is: cheaper) */
   }
   /* a task fork()ed during this turn and this is the child: stop before
    * touching the ring's memory, which the child does not have */

@@ -74,6 +74,11 @@ static ur_sock *checksock (lua_State *L, int idx) {
   return (ur_sock *)ur_checkudata(L, idx, ur_loop_of(L)->sock_mt, UR_SOCK_MT);
 }
 
+/* the same, with the loop at hand (each upvalue lookup is an API call) */
+static ur_sock *checksock_in (lua_State *L, ur_loop *loop, int idx) {
+  return (ur_sock *)ur_checkudata(L, idx, loop->sock_mt, UR_SOCK_MT);
+}
+
 static ur_sock *tosock (lua_State *L) {
   ur_sock *s = checksock(L, 1);
   if (s->h.fd < 0) luaL_error(L, "attempt to use a closed socket");
@@ -358,13 +363,17 @@ static int fill_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* The checks of a receive that must wait for bytes; then the task that
  * waits. */
-ur_task *ur_sock_recv_task (lua_State *L, ur_sock *s) {
-  ur_task *t = ur_task_current(L, "receive");
+static ur_task *recv_task_in (lua_State *L, ur_loop *loop, ur_sock *s) {
+  ur_task *t = ur_task_current_in(L, loop, "receive");
   if (s->listener) luaL_error(L, "receive: socket is listening");
   if (s->rbusy)
     luaL_error(L, "receive: socket is busy (another task is receiving on "
                "it)");
   return t;
+}
+
+ur_task *ur_sock_recv_task (lua_State *L, ur_sock *s) {
+  return recv_task_in(L, ur_loop_of(L), s);
 }
 
 /* sock:_fill() -> true (more bytes buffered) | false (EOF) | fail
@@ -441,7 +450,8 @@ static void push_take (lua_State *L, ur_sock *s, size_t n) {
   consume(s, n);
 }
 
-static int receive_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
+static int receive_step (lua_State *L, ur_loop *loop, ur_sock *s,
+                         lua_KContext ctx) {
   if (ctx == RECV_LINE) {
     if (take_line(L, s, 0, 1)) {
       prefixed(L);
@@ -470,7 +480,7 @@ static int receive_step (lua_State *L, ur_sock *s, lua_KContext ctx) {
     prefixed(L);
     return 3;
   }
-  return ur_sock_recv(L, s, ur_sock_recv_task(L, s), ctx, receive_k);
+  return ur_sock_recv(L, s, recv_task_in(L, loop, s), ctx, receive_k);
 }
 
 static int receive_k (lua_State *L, int status, lua_KContext ctx) {
@@ -480,19 +490,14 @@ static int receive_k (lua_State *L, int status, lua_KContext ctx) {
   switch (ur_sock_recv_result(L, t, &s)) {
     case UR_RECV_FAILED: return 3;
     case UR_RECV_AGAIN: return ur_sock_recv(L, s, t, ctx, receive_k);
-    default: return receive_step(L, s, ctx);
+    default: return receive_step(L, t->loop, s, ctx);
   }
 }
 
-/* sock:receive([pattern [, prefix]]) -> data | nil, "closed", partial
- *   | nil, msg, errno
- * LuaSocket's patterns: "*l"/"l" (a line, CRs and the LF dropped),
- * "*a"/"a" (everything until the peer closes), n (exactly n bytes).  A
- * timeout returns nil, "timeout", ETIME and keeps the bytes buffered. */
-static int l_sock_receive (lua_State *L) {
-  ur_sock *s = checksock(L, 1);
+/* The general case of sock:receive: any pattern, a prefix, nothing
+ * buffered yet.  Stack: the arguments (and no more). */
+static int receive_args (lua_State *L, ur_loop *loop, ur_sock *s) {
   lua_KContext ctx = RECV_LINE;
-  if (s->h.fd < 0) return luaL_error(L, "attempt to use a closed socket");
   switch (lua_type(L, 3)) {
     case LUA_TNONE: case LUA_TNIL: case LUA_TSTRING: break;
     case LUA_TNUMBER: lua_tolstring(L, 3, NULL); break;   /* in place */
@@ -500,27 +505,66 @@ static int l_sock_receive (lua_State *L) {
       return luaL_error(L, "bad argument #2 to 'receive' (string expected, "
                         "got %s)", luaL_typename(L, 3));
   }
-  if (lua_type(L, 2) == LUA_TNUMBER) {
-    int isint;
-    lua_Integer n = lua_tointegerx(L, 2, &isint);
-    if (!isint || n < 0)
-      return luaL_error(L, "bad argument #1 to 'receive' (invalid count)");
-    ctx = (lua_KContext)n;
-  }
-  else if (lua_type(L, 2) == LUA_TSTRING) {
-    const char *p = lua_tostring(L, 2);
-    if (p[0] == '*') p++;
-    if (strcmp(p, "l") == 0) ctx = RECV_LINE;
-    else if (strcmp(p, "a") == 0) ctx = RECV_ALL;
-    else
+  switch (lua_type(L, 2)) {
+    case LUA_TNUMBER: {
+      int isint;
+      lua_Integer n = lua_tointegerx(L, 2, &isint);
+      if (!isint || n < 0)
+        return luaL_error(L, "bad argument #1 to 'receive' (invalid count)");
+      ctx = (lua_KContext)n;
+      break;
+    }
+    case LUA_TSTRING: {
+      const char *p = lua_tostring(L, 2);
+      if (p[0] == '*') p++;
+      if (strcmp(p, "l") == 0) ctx = RECV_LINE;
+      else if (strcmp(p, "a") == 0) ctx = RECV_ALL;
+      else
+        return luaL_error(L, "bad argument #1 to 'receive' (invalid receive "
+                          "pattern)");
+      break;
+    }
+    case LUA_TNONE: case LUA_TNIL: break;
+    default:
       return luaL_error(L, "bad argument #1 to 'receive' (invalid receive "
                         "pattern)");
   }
-  else if (!lua_isnoneornil(L, 2))
-    return luaL_error(L, "bad argument #1 to 'receive' (invalid receive "
-                      "pattern)");
   lua_settop(L, 3);
-  return receive_step(L, s, ctx);
+  return receive_step(L, loop, s, ctx);
+}
+
+/* sock:receive([pattern [, prefix]]) -> data | nil, "closed", partial
+ *   | nil, msg, errno
+ * LuaSocket's patterns: "*l"/"l" (a line, CRs and the LF dropped),
+ * "*a"/"a" (everything until the peer closes), n (exactly n bytes).  A
+ * timeout returns nil, "timeout", ETIME and keeps the bytes buffered.
+ * A line protocol calls it several times per message, mostly for a line
+ * that is already buffered: that case costs half the Lua API calls of
+ * the general one (receive_args). */
+static int l_sock_receive (lua_State *L) {
+  ur_loop *loop = ur_loop_of(L);
+  int top = lua_gettop(L);
+  ur_sock *s;
+  if (top <= 2) {               /* no prefix: maybe a line, at hand */
+    /* one API call: a string's object (NULL for a number) */
+    const void *p = top < 2 ? loop->pat_line[0] : lua_topointer(L, 2);
+    if (p == loop->pat_line[0] || p == loop->pat_line[1]) {
+      /* checksock, keeping the metatable it pushes: the line goes on top
+       * of it and is what returns */
+      s = (ur_sock *)lua_touserdata(L, 1);
+      if (s != NULL && lua_getmetatable(L, 1)
+          && lua_topointer(L, -1) == loop->sock_mt && s->h.fd >= 0) {
+        if (take_line(L, s, 0, 1)) return 1;
+        if (top < 2) lua_settop(L, 1);   /* the metatable goes */
+        lua_settop(L, 3);       /* 2: the pattern (or nil), 3: no prefix */
+        return receive_step(L, loop, s, RECV_LINE);
+      }
+      lua_settop(L, top);       /* the general path checks and says why */
+    }
+  }
+  s = checksock_in(L, loop, 1);
+  if (s->h.fd < 0) return luaL_error(L, "attempt to use a closed socket");
+  return receive_args(L, loop, s);
 }
 
 /* sock:_take(n) -> up to n buffered bytes ("" if none); n < 0: all */
@@ -623,47 +667,85 @@ static ur_sock *behind_done (lua_State *L, ur_task *t) {
   return s;
 }
 
-/* Send data[from + done .. to): arguments 2 (data), 3 (i), 4 (j). */
-static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
-  size_t len, from = (size_t)lua_tointeger(L, 3), to = (size_t)lua_tointeger(L, 4);
-  const char *data = lua_tolstring(L, 2, &len);
-  ur_loop *loop = t->loop;
-  ur_req *r = ur_req_new(L, loop, IORING_OP_SEND), *tr;
+/* The SEND request for src[0..n), src inside the string at stack index
+ * 2: a small one is copied into memory the request owns until the CQE
+ * (malloc'd to size: a pooled 4 KiB I/O buffer saves ~70 instructions
+ * but would hold 4 KiB per send in flight, 40 MB for a broadcast to 10k
+ * sockets), a bigger one pins the string.  With trp, the request of the
+ * link timeout too (room for both SQEs is made first).  Raises (memory)
+ * before anything reaches the ring, holding nothing. */
+static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
+                         const char *src, size_t n, int flags,
+                         struct io_uring_sqe **sqep, ur_req **trp) {
+  ur_req *r = ur_req_new(L, loop, IORING_OP_SEND);
   struct io_uring_sqe *sqe;
-  size_t n = to - from - done;
-  const char *src = data + from + done;
-  /* (a kernel without SEND: the task waits, and hears so from the CQE) */
-  int behind = done == 0 && n <= SEND_BEHIND && s->timeout < 0 && !s->nobehind
-               && !ur_op_missing(loop, IORING_OP_SEND);
-  if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
-  if (n <= SEND_COPY) {         /* the request owns a copy until the CQE */
+  if (trp) {
+    *trp = ur_req_new(NULL, loop, IORING_OP_LINK_TIMEOUT);
+    if (*trp == NULL) {
+      ur_req_free(loop, r);
+      luaL_error(L, "send: not enough memory");
+    }
+    ur_reserve_sqes(loop, 2);   /* a chain reaches the kernel whole */
+  }
+  if (n <= SEND_COPY) {
     r->mem = malloc(n ? n : 1);
     if (r->mem == NULL) {
       ur_req_free(loop, r);
-      return luaL_error(L, "send: not enough memory");
+      if (trp) ur_req_free(loop, *trp);
+      luaL_error(L, "send: not enough memory");
     }
     memcpy(r->mem, src, n);
     src = (const char *)r->mem;
   }
   else
     ur_req_pin(L, r, 2);        /* pinned: the kernel reads it until the CQE */
-  tr = s->timeout >= 0 ? ur_link_timeout_new(L, loop) : NULL;
   sqe = ur_get_sqe(loop);
-  io_uring_prep_send(sqe, s->h.fd, src, n,
-                     behind ? MSG_NOSIGNAL | MSG_WAITALL : MSG_NOSIGNAL);
+  io_uring_prep_send(sqe, s->h.fd, src, n, flags);
   ur_handle_sqe(loop, &s->h, r, sqe);
   r->obj = s;
   r->memlen = n;
+  *sqep = sqe;
+  return r;
+}
+
+/* A send nobody waits for (SEND_BEHIND): its CQE frees it. */
+static int send_behind (lua_State *L, ur_loop *loop, ur_sock *s,
+                        const char *src, size_t n) {
+  struct io_uring_sqe *sqe;
+  ur_req *r = send_req(L, loop, s, src, n, MSG_NOSIGNAL | MSG_WAITALL, &sqe,
+                       NULL);
+  ur_req_submitted(loop, r, sqe);
+  r->on_cqe = behind_cqe;
+  r->task = NULL;
+  s->behind = ur_req_ud(loop, r);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+/* Can a send of n bytes go behind?  (A kernel without SEND: the task
+ * waits, and hears so from the CQE.) */
+static int can_go_behind (ur_loop *loop, ur_sock *s, size_t n) {
+  return n <= SEND_BEHIND && s->timeout < 0 && !s->nobehind
+         && !ur_op_missing(loop, IORING_OP_SEND);
+}
+
+/* Send data[from + done .. to): arguments 2 (data), 3 (i), 4 (j). */
+static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
+  size_t len, from = (size_t)lua_tointeger(L, 3), to = (size_t)lua_tointeger(L, 4);
+  const char *data = lua_tolstring(L, 2, &len);
+  ur_loop *loop = t->loop;
+  ur_req *r, *tr = NULL;
+  struct io_uring_sqe *sqe;
+  size_t n = to - from - done;
+  const char *src = data + from + done;
+  (void)len;
+  if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
+  if (done == 0 && can_go_behind(loop, s, n))
+    return send_behind(L, loop, s, src, n);
+  r = send_req(L, loop, s, src, n, MSG_NOSIGNAL, &sqe,
+               s->timeout >= 0 ? &tr : NULL);
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
-  (void)len;
-  if (behind) {                 /* nobody waits: its CQE frees it */
-    r->on_cqe = behind_cqe;
-    r->task = NULL;
-    s->behind = ur_req_ud(loop, r);
-    lua_pushinteger(L, (lua_Integer)n);
-    return 1;
-  }
   s->wbusy = 1;
   return ur_await(L, t, r, "send", (lua_KContext)done, send_k);
 }
@@ -797,22 +879,30 @@ static int send_behind_k (lua_State *L, int status, lua_KContext ctx) {
   return send_now(L, s, t);
 }
 
-/* sock:send(data [, i [, j]]) -> bytes sent (all of data[i..j]) | fail */
+/* sock:send(data [, i [, j]]) -> bytes sent (all of data[i..j]) | fail
+ * A response sent with nothing else in flight on the socket goes behind
+ * without touching the stack: no continuation will read it. */
 static int l_sock_send (lua_State *L) {
-  ur_sock *s = tosock(L);
+  ur_loop *loop = ur_loop_of(L);
+  ur_sock *s = checksock_in(L, loop, 1);
+  int top = lua_gettop(L);
   size_t len;
-  lua_Integer i, j;
+  const char *data;
+  lua_Integer i = 1, j = -1;
   ur_task *t;
   int w;
-  luaL_checklstring(L, 2, &len);
-  i = luaL_optinteger(L, 3, 1);
-  j = luaL_optinteger(L, 4, -1);
+  if (s->h.fd < 0) return luaL_error(L, "attempt to use a closed socket");
+  data = luaL_checklstring(L, 2, &len);
+  if (top >= 3) {
+    i = luaL_optinteger(L, 3, 1);
+    j = luaL_optinteger(L, 4, -1);
+  }
   /* string.sub's rules for i and j */
   if (i < 0) i = (lua_Integer)len + i + 1;
   if (i < 1) i = 1;
   if (j < 0) j = (lua_Integer)len + j + 1;
   if (j > (lua_Integer)len) j = (lua_Integer)len;
-  t = ur_task_current(L, "send");
+  t = ur_task_current_in(L, loop, "send");
   if (s->listener) return luaL_error(L, "send: socket is listening");
   if (s->wbusy)
     return luaL_error(L, "send: socket is busy (another task is sending)");
@@ -820,6 +910,9 @@ static int l_sock_send (lua_State *L) {
     lua_pushinteger(L, 0);
     return 1;
   }
+  if (s->behind == 0 && s->behind_err == 0 && s->tls == NULL
+      && can_go_behind(loop, s, (size_t)(j - i + 1)))
+    return send_behind(L, loop, s, data + i - 1, (size_t)(j - i + 1));
   lua_settop(L, 2);
   lua_pushinteger(L, i - 1);    /* 3: from (0-based) */
   lua_pushinteger(L, j);        /* 4: to (exclusive) */
@@ -1421,6 +1514,17 @@ void ur_register_net (lua_State *L) {
     {"connect_unix", l_connect_unix}, {"listen_unix", l_listen_unix},
     {NULL, NULL}
   };
+  {
+    /* short strings are interned: while these two live (the registry
+     * holds them for the state's life) every "*l" and "l" is one of them */
+    ur_loop *loop = ur_loop_get(L);
+    lua_pushliteral(L, "*l");
+    loop->pat_line[0] = lua_topointer(L, -1);
+    luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushliteral(L, "l");
+    loop->pat_line[1] = lua_topointer(L, -1);
+    luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   luaL_newmetatable(L, UR_SOCK_MT);
   ur_loop_get(L)->sock_mt = lua_topointer(L, -1);
   ur_setfuncs(L, meta);

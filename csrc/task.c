@@ -29,8 +29,7 @@ static char noresults_key; /* registry: {n = 0}, the record of every task
  * A plain coroutine inside a task, or a task's coroutine resumed by
  * anyone but the loop, is not a task. */
 ur_task *ur_task_of (lua_State *L) {
-  ur_task *t = ur_loop_of(L)->current;
-  return (t && t->co == L) ? t : NULL;
+  return ur_task_in(ur_loop_of(L), L);
 }
 
 static const char *ur_status_name (int status) {
@@ -77,11 +76,16 @@ static void cannot_wait (lua_State *L, ur_task *t, const char *fname,
 }
 
 /* The task an op runs in; raises when there is none or it cannot yield. */
-ur_task *ur_task_current (lua_State *L, const char *fname) {
-  ur_task *t = ur_task_of(L);
+ur_task *ur_task_current_in (lua_State *L, ur_loop *loop,
+                             const char *fname) {
+  ur_task *t = ur_task_in(loop, L);
   if (t == NULL || !lua_isyieldable(L)) cannot_wait(L, t, fname, 1);
-  ur_check_interrupt(L, t);
+  if (ur_interrupted(t)) ur_check_interrupt(L, t);
   return t;
+}
+
+ur_task *ur_task_current (lua_State *L, const char *fname) {
+  return ur_task_current_in(L, ur_loop_of(L), fname);
 }
 
 /* _intask(name [, level]): the check ur_task_current makes, for the

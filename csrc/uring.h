@@ -295,6 +295,9 @@ struct ur_loop {
   const void *file_mt;  /* the uring.file metatable (fs.c checkfile) */
   const void *buffer_mt;   /* the uring.buffer metatable (fs.c) */
   const void *sock_mt;  /* the uring.socket metatable (net.c checksock) */
+  const void *pat_line[2];   /* "*l" and "l" (lua_topointer), interned
+                                and anchored: a receive pattern is one of
+                                them if it is the same object (net.c) */
   void *iobuf_free[UR_IOBUF_CLASSES];   /* pooled I/O buffers, per class */
   uint32_t iobuf_count[UR_IOBUF_CLASSES];
   /* registered buffers for file reads (fixedbuf.c) */
@@ -449,6 +452,12 @@ int ur_pushclosed (lua_State *L);     /* nil, "closed", EBADF */
 /* task.c */
 ur_task *ur_task_current (lua_State *L, const char *fname);  /* raises */
 ur_task *ur_task_of (lua_State *L);           /* NULL outside a task */
+/* the same two with the loop at hand: no upvalue lookup (hot paths) */
+ur_task *ur_task_current_in (lua_State *L, ur_loop *loop, const char *fname);
+static inline ur_task *ur_task_in (ur_loop *loop, lua_State *L) {
+  ur_task *t = loop->current;
+  return (t && t->co == L) ? t : NULL;
+}
 int ur_await (lua_State *L, ur_task *t, ur_req *r, const char *what,
               lua_KContext ctx, lua_KFunction k);
 ur_req *ur_resumed (lua_State *L, ur_task *t);   /* the finished request */
