@@ -40,6 +40,7 @@
 
 typedef struct http_conn {
   const void *res;              /* the response (anchored: UV_RES) */
+  ur_sock *sock;                /* its socket (anchored: U_SOCK) */
   int fast;                     /* the state below is res's */
   int sent, done, head_only, v10;
   int hn;                       /* headers set: res[1..2hn] */
@@ -378,6 +379,25 @@ static int same_as_memo (const http_memo *m, const http_conn *hc, int keep,
   return 1;
 }
 
+/* Send the bytes at stack index at (the top): straight from C when the
+ * socket can take them at once (the common case: a call of the Lua
+ * sock:send cost ~900 instructions), else by sock:send, its checks and
+ * waits.  k finds what sock:send returns at at and at + 1. */
+static int send_out (lua_State *L, http_conn *hc, int at, lua_KContext ctx,
+                     lua_KFunction k) {
+  if (ur_sock_send_now(L, hc->sock, at)) {
+    lua_settop(L, at - 1);
+    lua_pushboolean(L, 1);      /* (k takes a true "sent") */
+    lua_pushnil(L);
+    return k(L, LUA_OK, ctx);
+  }
+  lua_pushvalue(L, lua_upvalueindex(U_SEND));
+  lua_pushvalue(L, lua_upvalueindex(U_SOCK));
+  lua_rotate(L, at, 2);         /* send, sock, bytes */
+  lua_callk(L, 2, 2, ctx, k);
+  return k(L, LUA_OK, ctx);
+}
+
 /* res:finish([body]) for this response, checked here as the Lua finish
  * checks it.  While the state is in C, a string body (or none) goes out
  * with the head in one send, the same bytes as last time when the
@@ -402,8 +422,6 @@ static int l_fast_finish (lua_State *L) {
   if (t == LUA_TSTRING) body = lua_tolstring(L, 2, &blen);
   keep = truthy(L, 1, K_KEEP);
   hc->sent = hc->done = 1;
-  lua_pushvalue(L, lua_upvalueindex(U_SEND));
-  lua_pushvalue(L, lua_upvalueindex(U_SOCK));
   if (same_as_memo((http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO)),
                    hc, keep, body))
     lua_getiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_OUT);
@@ -411,8 +429,7 @@ static int l_fast_finish (lua_State *L) {
     build(L, hc, keep, body ? body : "", blen, blen);
     if (blen <= MEMO_BODY) remember(L, hc, 1, keep, body);
   }
-  lua_callk(L, 2, 2, 0, fast_finish_k);
-  return fast_finish_k(L, LUA_OK, 0);
+  return send_out(L, hc, 3, 0, fast_finish_k);
 }
 
 /* res:sent() for this response: read from the C state, which stays in
@@ -475,12 +492,9 @@ static int l_fast_sendfile (lua_State *L) {
   keep = truthy(L, 1, K_KEEP);
   hc->sent = hc->done = 1;
   hc->len = len;
-  if (hc->head_only) {          /* HEAD: the head alone, by sock:send */
-    lua_pushvalue(L, lua_upvalueindex(U_SEND));
-    lua_pushvalue(L, lua_upvalueindex(U_SOCK));
+  if (hc->head_only) {          /* HEAD: the head alone, as sock:send */
     build(L, hc, keep, "", 0, (size_t)len);
-    lua_callk(L, 2, 2, 1, fast_sendfile_k);
-    return fast_sendfile_k(L, LUA_OK, 1);
+    return send_out(L, hc, 5, 1, fast_sendfile_k);
   }
   lua_pushvalue(L, lua_upvalueindex(U_SENDFILE));
   lua_pushvalue(L, lua_upvalueindex(U_SOCK));
@@ -511,6 +525,7 @@ static int l_http_conn (lua_State *L) {
   hc = (http_conn *)lua_newuserdatauv(L, sizeof *hc, 1);
   memset(hc, 0, sizeof *hc);
   hc->res = lua_topointer(L, 1);
+  hc->sock = ur_sock_check(L, 2);
   hc->len = -1;
   luaL_setmetatable(L, HTTP_CONN_MT);
   lua_pushvalue(L, 1);

@@ -668,14 +668,14 @@ static ur_sock *behind_done (lua_State *L, ur_task *t) {
 }
 
 /* The SEND request for src[0..n), src inside the string at stack index
- * 2: a small one is copied into memory the request owns until the CQE
+ * pin: a small one is copied into memory the request owns until the CQE
  * (malloc'd to size: a pooled 4 KiB I/O buffer saves ~70 instructions
  * but would hold 4 KiB per send in flight, 40 MB for a broadcast to 10k
  * sockets), a bigger one pins the string.  With trp, the request of the
  * link timeout too (room for both SQEs is made first).  Raises (memory)
  * before anything reaches the ring, holding nothing. */
 static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
-                         const char *src, size_t n, int flags,
+                         const char *src, size_t n, int pin, int flags,
                          struct io_uring_sqe **sqep, ur_req **trp) {
   ur_req *r = ur_req_new(L, loop, IORING_OP_SEND);
   struct io_uring_sqe *sqe;
@@ -698,7 +698,7 @@ static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
     src = (const char *)r->mem;
   }
   else
-    ur_req_pin(L, r, 2);        /* pinned: the kernel reads it until the CQE */
+    ur_req_pin(L, r, pin);      /* pinned: the kernel reads it until the CQE */
   sqe = ur_get_sqe(loop);
   io_uring_prep_send(sqe, s->h.fd, src, n, flags);
   ur_handle_sqe(loop, &s->h, r, sqe);
@@ -710,10 +710,10 @@ static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
 
 /* A send nobody waits for (SEND_BEHIND): its CQE frees it. */
 static int send_behind (lua_State *L, ur_loop *loop, ur_sock *s,
-                        const char *src, size_t n) {
+                        const char *src, size_t n, int pin) {
   struct io_uring_sqe *sqe;
-  ur_req *r = send_req(L, loop, s, src, n, MSG_NOSIGNAL | MSG_WAITALL, &sqe,
-                       NULL);
+  ur_req *r = send_req(L, loop, s, src, n, pin, MSG_NOSIGNAL | MSG_WAITALL,
+                       &sqe, NULL);
   ur_req_submitted(loop, r, sqe);
   r->on_cqe = behind_cqe;
   r->task = NULL;
@@ -741,8 +741,8 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   (void)len;
   if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
   if (done == 0 && can_go_behind(loop, s, n))
-    return send_behind(L, loop, s, src, n);
-  r = send_req(L, loop, s, src, n, MSG_NOSIGNAL, &sqe,
+    return send_behind(L, loop, s, src, n, 2);
+  r = send_req(L, loop, s, src, n, 2, MSG_NOSIGNAL, &sqe,
                s->timeout >= 0 ? &tr : NULL);
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
@@ -912,12 +912,29 @@ static int l_sock_send (lua_State *L) {
   }
   if (s->behind == 0 && s->behind_err == 0 && s->tls == NULL
       && can_go_behind(loop, s, (size_t)(j - i + 1)))
-    return send_behind(L, loop, s, data + i - 1, (size_t)(j - i + 1));
+    return send_behind(L, loop, s, data + i - 1, (size_t)(j - i + 1), 2);
   lua_settop(L, 2);
   lua_pushinteger(L, i - 1);    /* 3: from (0-based) */
   lua_pushinteger(L, j);        /* 4: to (exclusive) */
   if ((w = wait_behind(L, s, t, 0, send_behind_k)) >= 0) return w;
   return send_now(L, s, t);
+}
+
+/* The whole string at stack index idx sent behind, as sock:send would
+ * send it, when it can be at once: a task's own send on a plain socket
+ * with nothing in flight (http_serve.c: a response sent from C without
+ * a call of the Lua method).  Returns 1 with the byte count pushed, or 0
+ * with nothing done: then sock:send is the way (its checks, its waits,
+ * its errors). */
+int ur_sock_send_now (lua_State *L, ur_sock *s, int idx) {
+  ur_loop *loop = ur_loop_of(L);
+  size_t n;
+  const char *data = lua_tolstring(L, idx, &n);
+  if (s->h.fd < 0 || s->listener || s->wbusy || s->behind != 0
+      || s->behind_err != 0 || s->tls != NULL || n == 0
+      || !can_go_behind(loop, s, n))
+    return 0;
+  return send_behind(L, loop, s, data, n, idx);
 }
 
 /* sock:sendfile (copy.c) sends through the socket's handle: checked as
