@@ -723,10 +723,12 @@ static int send_behind (lua_State *L, ur_loop *loop, ur_sock *s,
 }
 
 /* Can a send of n bytes go behind?  (A kernel without SEND: the task
- * waits, and hears so from the CQE.) */
+ * waits, and hears so from the CQE.  One configure{send_zc} wants zero
+ * copy for goes as send_now sends it.) */
 static int can_go_behind (ur_loop *loop, ur_sock *s, size_t n) {
   return n <= SEND_BEHIND && s->timeout < 0 && !s->nobehind
-         && !ur_op_missing(loop, IORING_OP_SEND);
+         && !ur_op_missing(loop, IORING_OP_SEND)
+         && (s->family == AF_UNIX || !ur_send_zc_wanted(loop, (lua_Integer)n));
 }
 
 /* Send data[from + done .. to): arguments 2 (data), 3 (i), 4 (j). */
