@@ -91,10 +91,14 @@ static void push_key (lua_State *L, int k) {
   lua_rawgeti(L, lua_upvalueindex(U_KEYS), k);
 }
 
-/* t[k] (raw), left on the stack */
+/* t[k], left on the stack.  t is a response, a server or a request,
+ * whose metatables have no __newindex, and k a field they always hold
+ * (or an __index that answers nil for it): lua_getfield and
+ * lua_setfield find a short constant key through Lua's string cache and
+ * the table's fast path, ~100 instructions less than lua_rawget with the
+ * key fetched from the upvalue array. */
 static void get (lua_State *L, int t, int k) {
-  push_key(L, k);
-  lua_rawget(L, t);
+  lua_getfield(L, t, key_names[k - 1]);
 }
 
 static int truthy (lua_State *L, int t, int k) {
@@ -107,21 +111,17 @@ static int truthy (lua_State *L, int t, int k) {
 
 /* t[k] = the value on top (popped); t is an absolute index */
 static void set (lua_State *L, int t, int k) {
-  push_key(L, k);
-  lua_insert(L, -2);
-  lua_rawset(L, t);
+  lua_setfield(L, t, key_names[k - 1]);
 }
 
 static void set_bool (lua_State *L, int t, int k, int v) {
-  push_key(L, k);
   lua_pushboolean(L, v);
-  lua_rawset(L, t);
+  lua_setfield(L, t, key_names[k - 1]);
 }
 
 static void set_value (lua_State *L, int t, int k, int idx) {
-  push_key(L, k);
   lua_pushvalue(L, idx);
-  lua_rawset(L, t);
+  lua_setfield(L, t, key_names[k - 1]);
 }
 
 /* Write the state back into res (at index res) and leave it to Lua: the
@@ -157,7 +157,8 @@ static int l_http_sync (lua_State *L) {
   http_conn *hc;
   if (!lua_istable(L, 1)) return 0;
   lua_settop(L, 1);
-  get(L, 1, K_HC);
+  push_key(L, K_HC);            /* raw: any table may come here */
+  lua_rawget(L, 1);
   hc = (http_conn *)luaL_testudata(L, 2, HTTP_CONN_MT);
   if (hc != NULL) http_flush(L, hc, 1);
   return 0;
