@@ -32,8 +32,8 @@
  * out as the same bytes.  Any other use of res first writes this state
  * back into the table (http_flush; core._http_sync, which every Lua
  * method of a response calls first), and from then on the Lua code is
- * the rule, as before.  res._keep stays in the table: server:close()
- * sets it.  The last response built is remembered once per Lua state
+ * the rule, as before.  res._keep is held here too: server:close()
+ * writes the state back before it sets it.  The last response built is remembered once per Lua state
  * (http_memo), so a connection that answers once (churn) finds it too. */
 #define FAST_HEADERS 8          /* more: written back, Lua's path */
 #define MEMO_BODY 4096          /* larger bodies are not remembered */
@@ -43,6 +43,7 @@ typedef struct http_conn {
   ur_sock *sock;                /* its socket (anchored: U_SOCK) */
   int fast;                     /* the state below is res's */
   int sent, done, head_only, v10;
+  int keep;                     /* res._keep (server:close() syncs first) */
   int hn;                       /* headers set: res[1..2hn] */
   lua_Integer len;              /* res:sendfile's length; -1: none */
   const char *name[FAST_HEADERS], *value[FAST_HEADERS];
@@ -149,6 +150,7 @@ static void http_flush (lua_State *L, http_conn *hc, int res) {
   }
   set_bool(L, res, K_HEAD_ONLY, hc->head_only);
   set_bool(L, res, K_V10, hc->v10);
+  set_bool(L, res, K_KEEP, hc->keep);
 }
 
 /* core._http_sync(res): a Lua method of a response calls it first: the
@@ -421,7 +423,7 @@ static int l_fast_finish (lua_State *L) {
   }
   ur_task_current(L, "finish");
   if (t == LUA_TSTRING) body = lua_tolstring(L, 2, &blen);
-  keep = truthy(L, 1, K_KEEP);
+  keep = hc->keep;
   hc->sent = hc->done = 1;
   if (same_as_memo((http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO)),
                    hc, keep, body))
@@ -490,7 +492,7 @@ static int l_fast_sendfile (lua_State *L) {
   (void)off;
   if (hc->sent) return luaL_error(L, "sendfile: headers already sent");
   ur_task_current(L, "sendfile");
-  keep = truthy(L, 1, K_KEEP);
+  keep = hc->keep;
   hc->sent = hc->done = 1;
   hc->len = len;
   if (hc->head_only) {          /* HEAD: the head alone, as sock:send */
@@ -619,9 +621,9 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
       return n;
     set_bool(L, S_RES, K_IDLE, 0);
     keep = lua_toboolean(L, base + 6) && !truthy(L, S_SERVER, K_CLOSING);
-    set_bool(L, S_RES, K_KEEP, keep);
     /* the response, reset: its state in C until Lua asks for it */
     hc->fast = 1;
+    hc->keep = keep;
     hc->sent = hc->done = hc->hn = 0;
     hc->len = -1;
     hc->head_only = lua_rawlen(L, base) == 4
@@ -662,7 +664,7 @@ static int after_handler (lua_State *L, int status) {
   if (hc->fast && hc->done) {
     /* the state stays in C, done: a late res:finish from another task
      * finds the response finished, as in the table */
-    if (truthy(L, S_RES, K_KEEP)) return -1;
+    if (hc->keep) return -1;
     lua_pushboolean(L, 0);      /* the connection ends (its state stays in
                                    C, done: Lua's methods write it back) */
     return 1;

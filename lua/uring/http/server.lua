@@ -817,7 +817,8 @@ function Server:close()
   self._lsock:close()
   -- idle connections: closed now (busy ones close after their response)
   for sock, st in pairs(self._conns) do
-    if not st._idle then st._keep = false else sock:close() end
+    -- (sync: _keep may be held in C while a request is under way)
+    if not st._idle then sync(st); st._keep = false else sock:close() end
     -- a WebSocket's handler ends when its peer answers "going away"
     if st._ws then pcall(uring.spawn, st._ws.close, st._ws, 1001, "going away") end
   end
