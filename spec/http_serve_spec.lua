@@ -114,6 +114,31 @@ describe("uring.http's request loop in C #io #net", function()
     end)
   end)
 
+  it("replaces a header set again at the place the last response had it", function()
+    run(function()
+      -- the same strings at the same places are taken unchecked; a name
+      -- set twice in one response is still one header
+      local srv, port, task = start(function(req, res)
+        local p = req.path
+        if p == "/xy" then res:header("X-A", "1"); res:header("X-B", "2")
+        elseif p == "/y" then res:header("X-B", "2")
+        else res:header("X-B", "2"); res:header("X-B", "2"); res:header("X-C", "3") end
+        res:finish("k")
+      end)
+      local reqs, want = {}, {}
+      for _, p in ipairs { "/xy", "/y", "/yy", "/yy", "/xy" } do
+        reqs[#reqs + 1] = "GET " .. p .. " HTTP/1.1\r\n\r\n"
+        want[#want + 1] = ok("k", p == "/xy" and "X-A: 1\r\nX-B: 2\r\n"
+          or p == "/y" and "X-B: 2\r\n" or "X-B: 2\r\nX-C: 3\r\n")
+      end
+      reqs[#reqs + 1] = "GET /y HTTP/1.1\r\nConnection: close\r\n\r\n"
+      want[#want + 1] = ok("k", "X-B: 2\r\n", true)
+      assert.equal(table.concat(want), exchange(port, table.concat(reqs)))
+      srv:close()
+      assert(task:join())
+    end)
+  end)
+
   it("hands the response to its Lua methods with what res:header set", function()
     run(function()
       local seen = {}
@@ -331,6 +356,25 @@ describe("uring.http's request loop in C #io #net", function()
       -- the second request is never read: the first answer says close
       local out = exchange(port, "GET / HTTP/1.1\r\n\r\nGET /more HTTP/1.1\r\n\r\n")
       assert.equal(ok("bye", "X-Last: 1\r\n", true), out)
+      assert(task:join())
+      assert.equal(1, srv.requests)
+    end)
+  end)
+
+  it("answers Connection: close when close() comes from another task while a handler waits", function()
+    run(function()
+      local srv, port, task = start(function(_, res)
+        res:header("X-Wait", "1")
+        uring.sleep(0.05)                -- meanwhile the server closes
+        res:finish("late")
+      end)
+      local closer = uring.spawn(function()
+        uring.sleep(0.02)
+        srv:close()
+      end)
+      local out = exchange(port, "GET / HTTP/1.1\r\n\r\nGET /more HTTP/1.1\r\n\r\n")
+      assert.equal(ok("late", "X-Wait: 1\r\n", true), out)
+      assert(closer:join())
       assert(task:join())
       assert.equal(1, srv.requests)
     end)
