@@ -76,12 +76,12 @@ enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_COUNT = UV_MEMO_ANCHORS };
  * http_memo.  res's header and finish closures have more: the http_conn,
  * Lua's own version of the method, sock:send and the socket. */
 enum { K_CODE = 1, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
-       K_KEEP, K_V10, K_IDLE, K_CLOSING, K_CLOCK, K_REQUESTS,
+       K_KEEP, K_V10, K_IDLE, K_CLOSING, K_REQUESTS,
        K_METHOD, K_TARGET, K_HEAD, K_SOCKET, K_PATH, K_QUERY, K_VERSION,
        K_V1_0, K_HC, K_LENGTH, K_COUNT = K_LENGTH };
 static const char *const key_names[K_COUNT] = {
   "_code", "_hn", "_len", "_sent", "_done", "_err", "_mode", "_head_only",
-  "_keep", "_v10", "_idle", "_closing", "_clock", "requests",
+  "_keep", "_v10", "_idle", "_closing", "requests",
   "method", "target", "_head", "socket", "path", "query", "version", "1.0",
   "_hc", "length"
 };
@@ -626,10 +626,9 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     n = ur_http_take_request(L, s, (size_t)ctx);
     if (n == 1) return 1;                      /* a bad head: its status */
     if (n <= 0) {
-      if (n < 0) {              /* idle: the sweeper may end it now */
-        get(L, S_SERVER, K_CLOCK);
-        set(L, S_RES, K_IDLE);
-      }
+      /* idle: the sweeper may end it now (and stamps it with its clock:
+       * no clock read per request) */
+      if (n < 0) set_bool(L, S_RES, K_IDLE, 1);
       if (ur_sock_eof(s)) {
         lua_pushboolean(L, 0);
         return 1;

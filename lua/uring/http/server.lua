@@ -621,11 +621,12 @@ local function connection(self, sock)
   -- one response object per connection, reset for each request; it also
   -- holds the connection's state (_keep, _v10, _idle, _task, _killed)
   -- for the sweeper and close(): one table to touch per request.  _idle:
-  -- false while a request is under way, else the server's clock when the
-  -- connection went idle (sock:_serve sets it before it waits)
+  -- false while a request is under way, else true when the connection
+  -- went idle (sock:_serve sets it before it waits), which the sweeper
+  -- replaces with its clock
   local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
     _len = false, _sent = false, _done = false, _err = false, _mode = false,
-    _head_only = false, _keep = true, _v10 = false, _idle = self._clock,
+    _head_only = false, _keep = true, _v10 = false, _idle = true,
     _task = uring.current(), _killed = false, _ws = false,
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
@@ -723,21 +724,22 @@ local function connection_task(self, sock)
   end
 end
 
--- Closes connections idle for idle_timeout.  It also keeps self._clock,
--- the time at its last step, which connections stamp themselves with when
--- they go idle (no clock call per request): a stamp is at most one step
--- old, so a connection is closed only once it is surely idle long enough.
+-- Closes connections idle for idle_timeout.  A connection going idle
+-- marks itself (_idle = true: no clock read per request); the first step
+-- that sees the mark stamps it with the step's time, no earlier than the
+-- connection went idle, so a connection is closed only once it is surely
+-- idle long enough (and at most two steps later).
 local function sweeper(self)
   local idle = self.idle_timeout
   local step = math.max(0.05, math.min(1, idle / 4))
   while true do
     uring.sleep(step)
     local now = uring.now()
-    self._clock = now
-    local t = now - idle - step
+    local t = now - idle
     for sock, st in pairs(self._conns) do
       local since = st._idle
-      if since and since < t then sock:close() end
+      if since == true then st._idle = now
+      elseif since and since < t then sock:close() end
     end
   end
 end
@@ -760,7 +762,6 @@ function Server:serve()
     if sweep then sweep:cancel() end
     if err ~= nil then self:close() end
   end })
-  self._clock = uring.now()
   if self.idle_timeout > 0 then
     sweep = uring.spawn(sweeper, self)
   end
