@@ -588,6 +588,33 @@ static int l_http_conn (lua_State *L) {
 static int serve_recv_k (lua_State *L, int status, lua_KContext ctx);
 static int serve_handler_k (lua_State *L, int status, lua_KContext ctx);
 
+/* sock:_serve's own upvalues, after the shared ones: the names of the
+ * fields it touches per request, each a string of its own (pushed from
+ * an upvalue, a raw access costs less than lua_getfield/lua_setfield
+ * with a C string, or the key fetched from the names array) */
+enum { SK_IDLE, SK_CLOSING, SK_REQUESTS, SK_METHOD, SK_TARGET, SK_HEAD,
+       SK_SOCKET, SK_COUNT };
+static const int serve_keys[SK_COUNT] = {
+  K_IDLE, K_CLOSING, K_REQUESTS, K_METHOD, K_TARGET, K_HEAD, K_SOCKET
+};
+
+static void push_skey (lua_State *L, int sk) {
+  lua_pushvalue(L, lua_upvalueindex(U_REGISTERED + 1 + sk));
+}
+
+/* t[sk] = the value at idx (raw); t absolute */
+static void sset (lua_State *L, int t, int sk, int idx) {
+  push_skey(L, sk);
+  lua_pushvalue(L, idx);
+  lua_rawset(L, t);
+}
+
+static void sset_bool (lua_State *L, int t, int sk, int v) {
+  push_skey(L, sk);
+  lua_pushboolean(L, v);
+  lua_rawset(L, t);
+}
+
 /* The request the parser pushed (10 values from base) as the handler's
  * req: what every request has, and path, query, version only when they
  * differ from what Request.__index works out (server.lua). */
@@ -595,10 +622,10 @@ static void push_req (lua_State *L, int base) {
   int req;
   lua_createtable(L, 0, 4);
   req = lua_gettop(L);
-  set_value(L, req, K_METHOD, base);
-  set_value(L, req, K_TARGET, base + 1);
-  set_value(L, req, K_HEAD, base + 5);
-  set_value(L, req, K_SOCKET, 1);
+  sset(L, req, SK_METHOD, base);
+  sset(L, req, SK_TARGET, base + 1);
+  sset(L, req, SK_HEAD, base + 5);
+  sset(L, req, SK_SOCKET, 1);
   if (!lua_isnil(L, base + 2)) {
     set_value(L, req, K_PATH, base + 2);
     set_value(L, req, K_QUERY, base + 3);
@@ -628,7 +655,7 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     if (n <= 0) {
       /* idle: the sweeper may end it now (and stamps it with its clock:
        * no clock read per request) */
-      if (n < 0) set_bool(L, S_RES, K_IDLE, 1);
+      if (n < 0) sset_bool(L, S_RES, SK_IDLE, 1);
       if (ur_sock_eof(s)) {
         lua_pushboolean(L, 0);
         return 1;
@@ -640,8 +667,11 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     if (!lua_isnil(L, base + 8)
         || (!lua_isnil(L, base + 7) && lua_tointeger(L, base + 7) != 0))
       return n;
-    set_bool(L, S_RES, K_IDLE, 0);
-    keep = lua_toboolean(L, base + 6) && !truthy(L, S_SERVER, K_CLOSING);
+    sset_bool(L, S_RES, SK_IDLE, 0);
+    push_skey(L, SK_CLOSING);
+    lua_rawget(L, S_SERVER);
+    keep = lua_toboolean(L, base + 6) && !lua_toboolean(L, -1);
+    lua_pop(L, 1);
     /* the response, reset: its state in C until Lua asks for it */
     hc->fast = 1;
     hc->keep = keep;
@@ -654,10 +684,12 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     lua_replace(L, S_REQ);      /* the head's values go; req stays at 7 */
     lua_settop(L, S_REQ);
     /* server.requests + 1 (a handler may read it) */
-    get(L, S_SERVER, K_REQUESTS);
+    push_skey(L, SK_REQUESTS);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, S_SERVER);
     lua_pushinteger(L, lua_tointeger(L, -1) + 1);
     lua_replace(L, -2);
-    set(L, S_SERVER, K_REQUESTS);
+    lua_rawset(L, S_SERVER);
     lua_pushvalue(L, S_HANDLER);
     lua_pushvalue(L, S_REQ);
     lua_pushvalue(L, S_RES);
@@ -782,6 +814,11 @@ void ur_register_http_serve (lua_State *L) {
   set_funcs(L, funcs);
   if (lua_getfield(L, -1, "socket_methods") != LUA_TTABLE)
     luaL_error(L, "uring: internal error: http_serve.c registered before net.c");
-  set_funcs(L, sock_methods);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &loop_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &keys_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &memo_key);
+  for (int k = 0; k < SK_COUNT; k++)
+    lua_pushstring(L, key_names[serve_keys[k] - 1]);
+  luaL_setfuncs(L, sock_methods, U_REGISTERED + SK_COUNT);
   lua_pop(L, 1);
 }
