@@ -410,7 +410,7 @@ static int same_as_memo (const http_memo *m, const http_conn *hc, int keep,
  * waits.  k finds what sock:send returns at at and at + 1. */
 static int send_out (lua_State *L, http_conn *hc, int at, lua_KContext ctx,
                      lua_KFunction k) {
-  if (ur_sock_send_now(L, hc->sock, at)) {
+  if (ur_sock_send_behind(L, hc->sock, at)) {
     lua_settop(L, at - 1);
     lua_pushboolean(L, 1);      /* (k takes a true "sent") */
     lua_pushnil(L);

@@ -723,8 +723,8 @@ static int send_behind (lua_State *L, ur_loop *loop, ur_sock *s,
 }
 
 /* Can a send of n bytes go behind?  (A kernel without SEND: the task
- * waits, and hears so from the CQE.  One configure{send_zc} wants zero
- * copy for goes as send_now sends it.) */
+ * waits, and hears so from the CQE.  A send configure{send_zc} wants
+ * zero copy for is send_now's: SEND_ZC, waited for.) */
 static int can_go_behind (ur_loop *loop, ur_sock *s, size_t n) {
   return n <= SEND_BEHIND && s->timeout < 0 && !s->nobehind
          && !ur_op_missing(loop, IORING_OP_SEND)
@@ -928,7 +928,7 @@ static int l_sock_send (lua_State *L) {
  * a call of the Lua method).  Returns 1 with the byte count pushed, or 0
  * with nothing done: then sock:send is the way (its checks, its waits,
  * its errors). */
-int ur_sock_send_now (lua_State *L, ur_sock *s, int idx) {
+int ur_sock_send_behind (lua_State *L, ur_sock *s, int idx) {
   ur_loop *loop = ur_loop_of(L);
   size_t n;
   const char *data = lua_tolstring(L, idx, &n);

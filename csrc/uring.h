@@ -617,7 +617,7 @@ int ur_sock_wait_behind (lua_State *L, ur_sock *s, ur_task *t,
                          lua_KContext ctx, lua_KFunction k);
 ur_sock *ur_sock_behind_done (lua_State *L, ur_task *t);
 /* the string at idx sent behind at once, 1 pushed; or 0: use sock:send */
-int ur_sock_send_now (lua_State *L, ur_sock *s, int idx);
+int ur_sock_send_behind (lua_State *L, ur_sock *s, int idx);
 
 /* A TLS socket (tls.c) is a stream socket with TLS state: net.c moves
  * the ciphertext through the ring and calls tls.c at these points. */
