@@ -237,7 +237,9 @@ static void push_event (lua_State *L, const trace_ev *ev) {
   if (ev->kind == EV_CQE) {
     lua_pushinteger(L, ev->res);
     lua_setfield(L, -2, "res");
-    if (ev->res < 0) {
+    /* an error is -4095..-1; a SEND_ZC notification's res is a flag
+     * word (IORING_NOTIF_USAGE_ZC_COPIED is bit 31), not an errno */
+    if (ev->res < 0 && ev->res > -4096) {
       lua_pushinteger(L, -ev->res);
       lua_setfield(L, -2, "errno");
     }

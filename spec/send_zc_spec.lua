@@ -232,6 +232,30 @@ describe("sock:send with configure{send_zc} #io #net", function()
     assert.is_true(copied == 1 or (copied == 0 and uring.features().kernel:match("^6%.[01]%.")))
   end)
 
+  it("a traced notification says its flags in res, not an errno", function()
+    local cqes = {}
+    run(function()
+      uring.trace(function(ev)
+        if ev.event == "cqe" and ev.op == "send_zc" then cqes[#cqes + 1] = ev end
+      end)
+      local c, s = pair()
+      local reader = uring.spawn(function() return s:receive("*a") end)
+      assert.equal(1 << 20, c:send(pattern(1 << 20, 3)))
+      c:close()
+      assert(#select(2, reader:join()) == 1 << 20)
+      s:close()
+    end)
+    settle()
+    run(function() uring.sleep(0) end)   -- the events come at a loop turn
+    uring.trace(false)
+    assert.is_true(#cqes >= 2, "a result and a notification")
+    for _, ev in ipairs(cqes) do
+      -- bit 31 (ZC_COPIED) made res INT_MIN: negated, it was no errno
+      assert.is_true(ev.errno == nil or (ev.errno >= 1 and ev.errno <= 4095),
+                     tostring(ev.errno))
+    end
+  end)
+
   it("bad send_zc options raise", function()
     local function bad(v, msg)
       assert.matches(helpers.badarg(1, "configure", msg),
