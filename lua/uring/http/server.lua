@@ -614,6 +614,12 @@ end
 -- handler finished its response and the connection stays open.  What it
 -- hands back is handled here: a head with a body, a handler that did not
 -- finish, failed or upgraded, the end of the connection.
+-- the fast methods of every connection's response (csrc/http_serve.c:
+-- C, finding the response's state in res._hc; they fall back to these
+-- Lua ones), made once rather than per connection
+local fast_header, fast_finish, fast_sent, fast_sendfile = core._http_methods(
+  set_header, finish, Response.sent, Response.sendfile, sock_send, sock_sendfile)
+
 local function connection(self, sock)
   local conns = self._conns
   local handler, on_error = self._handler, self.on_error
@@ -629,12 +635,10 @@ local function connection(self, sock)
     _task = uring.current(), _killed = false, _ws = false,
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
-    header = set_header, finish = finish, sent = Response.sent,
-    sendfile = Response.sendfile }, Response)
-  -- ... and while sock:_serve runs a request, C closures over the
-  -- response's state held in C (they fall back to the Lua ones)
-  local hc = http_conn(res, sock, set_header, finish, Response.sent,
-    Response.sendfile, sock_send, sock_sendfile)
+    header = fast_header, finish = fast_finish, sent = fast_sent,
+    sendfile = fast_sendfile }, Response)
+  -- the response's state held in C while sock:_serve runs a request
+  local hc = http_conn(res, sock)
   RESPONSES[res] = true
   RESPONSE_OF[sock] = res
   res._on_error = on_error          -- a WebSocket's faults are logged there
