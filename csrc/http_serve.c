@@ -61,9 +61,15 @@ typedef struct http_memo {
   int valid, keep, head_only, hn;
   const char *body;             /* NULL: finish() had no body */
   const char *name[FAST_HEADERS], *value[FAST_HEADERS];
+  /* the connection whose request the C loop last handed a handler, so
+   * the fast methods find its state without a lookup (anchored in user
+   * value 3, so its response cannot be another table at that address) */
+  const void *cur_res;
+  http_conn *cur_hc;
 } http_memo;
 
-enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_COUNT = UV_MEMO_ANCHORS };
+enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
+       UV_MEMO_COUNT = UV_MEMO_CUR };
 
 #define HTTP_CONN_MT "uring.http_conn"
 
@@ -167,7 +173,10 @@ static int l_http_sync (lua_State *L) {
  * the state here: four closures made per connection cost each accept
  * ~4,000 instructions under churn (bench/http_callgrind.sh, CHURN=1). */
 static http_conn *self_hc (lua_State *L) {
+  http_memo *memo = (http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO));
+  const void *self = lua_topointer(L, 1);
   http_conn *hc = NULL;
+  if (self != NULL && self == memo->cur_res) return memo->cur_hc;
   if (lua_type(L, 1) != LUA_TTABLE) return NULL;
   get(L, 1, K_HC);
   if (lua_getmetatable(L, -1)) {
@@ -176,12 +185,25 @@ static http_conn *self_hc (lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-  return hc != NULL && hc->res == lua_topointer(L, 1) ? hc : NULL;
+  return hc != NULL && hc->res == self ? hc : NULL;
+}
+
+/* hc (at index idx) is the connection a handler now runs for */
+static void set_current (lua_State *L, http_conn *hc, int idx) {
+  http_memo *memo = (http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO));
+  if (memo->cur_hc == hc) return;
+  lua_pushvalue(L, idx);
+  lua_setiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_CUR);
+  memo->cur_hc = hc;
+  memo->cur_res = hc->res;
 }
 
 /* the socket of self's connection, pushed (self_hc found its state) */
 static void push_sock (lua_State *L) {
-  get(L, 1, K_HC);
+  http_memo *memo = (http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO));
+  if (memo->cur_res == lua_topointer(L, 1))
+    lua_getiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_CUR);
+  else get(L, 1, K_HC);
   lua_getiuservalue(L, -1, UV_SOCK);
   lua_remove(L, -2);
 }
@@ -638,6 +660,7 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     hc->head_only = lua_rawlen(L, base) == 4
                     && memcmp(lua_tostring(L, base), "HEAD", 4) == 0;
     hc->v10 = lua_toboolean(L, base + 4);
+    set_current(L, hc, S_HC);
     push_req(L, base);
     lua_replace(L, S_REQ);      /* the head's values go; req stays at 7 */
     lua_settop(L, S_REQ);
