@@ -15,6 +15,12 @@
 # budget; issue 17: uring.http 6,000, the hand-written server 4,000).
 # SERVERS="uring-http lua-uring" measures only those (the tsv then holds
 # only their rows).
+#
+#   CHURN=1 sh bench/http_callgrind.sh quick
+#
+# counts connection churn instead: wrk sends "Connection: close", so every
+# request costs an accept, a new socket object and a close too (issue 17's
+# close50 workload).  It only prints: churn has no budget, so no tsv rows.
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -60,7 +66,11 @@ irs () {
     sleep 0.05
   done
   # wrk gives up when the server stops at N requests
-  env -u LD_PRELOAD wrk -t1 -c50 -d300s "http://127.0.0.1:$port/" > "$OUT/cg_wrk.txt" 2>&1 &
+  if [ "$MODE" = close ]; then
+    env -u LD_PRELOAD wrk -t1 -c50 -d300s -H "Connection: close" "http://127.0.0.1:$port/" > "$OUT/cg_wrk.txt" 2>&1 &
+  else
+    env -u LD_PRELOAD wrk -t1 -c50 -d300s "http://127.0.0.1:$port/" > "$OUT/cg_wrk.txt" 2>&1 &
+  fi
   wrk=$!
   wait $pid || true
   kill $wrk 2>/dev/null || true
@@ -68,13 +78,18 @@ irs () {
   sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$cg"
 }
 
-: > "$BENCH_RESULTS/callgrind.tsv"
-echo "callgrind: user instructions per request, (Ir at $HI - Ir at $LO requests) / $((HI - LO)), wrk -t1 -c50 keep-alive"
+if [ -n "$CHURN" ] && [ "$CHURN" != 0 ]; then
+  MODE=close
+else
+  MODE=keep-alive
+  : > "$BENCH_RESULTS/callgrind.tsv"
+fi
+echo "callgrind: user instructions per request, (Ir at $HI - Ir at $LO requests) / $((HI - LO)), wrk -t1 -c50 $MODE"
 for n in ${SERVERS:-uring-http lua-uring uring-head c}; do
   a=$(irs "$n" "$LO") b=$(irs "$n" "$HI")
   [ -n "$a" ] && [ -n "$b" ] || { echo "bench: no callgrind summary for $n" >&2; exit 1; }
   per=$(( (b - a) / (HI - LO) ))
-  case $n in uring-http) budget=6000 ;; lua-uring) budget=4000 ;; *) budget= ;; esac
+  case $MODE:$n in keep-alive:uring-http) budget=6000 ;; keep-alive:lua-uring) budget=4000 ;; *) budget= ;; esac
   echo "$n: $per instructions per request${budget:+ (budget $budget)}"
   if [ -n "$budget" ]; then
     printf 'callgrind %s: %s/instructions per request\t%s\t1.0\t%s instructions per request; %s-%s requests, wrk -c50 keep-alive\n' \
@@ -82,4 +97,4 @@ for n in ${SERVERS:-uring-http lua-uring uring-head c}; do
       >> "$BENCH_RESULTS/callgrind.tsv"
   fi
 done
-echo "ratios written to $BENCH_RESULTS/callgrind.tsv"
+[ "$MODE" = close ] || echo "ratios written to $BENCH_RESULTS/callgrind.tsv"

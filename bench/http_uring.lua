@@ -107,8 +107,9 @@ local function handle(sock)
       local ok
       if head then ok = send(sock, keep and HEAD_KEEP or HEAD_CLOSE)
       else ok = send(sock, keep and KEEP or CLOSE) end
-      if not ok or not keep then break end
+      -- counted before a close ends the loop, so churn stops at N too
       if max_requests and served >= max_requests then done() end
+      if not ok or not keep then break end
     end
   end
   ::done::
@@ -131,8 +132,8 @@ local function handle_heads(sock)
     local ok
     if method == "HEAD" then ok = send(sock, keep and HEAD_KEEP or HEAD_CLOSE)
     else ok = send(sock, keep and KEEP or CLOSE) end
-    if not ok or not keep then break end
     if max_requests and served >= max_requests then done() end
+    if not ok or not keep then break end
   end
   sock:close()
 end

@@ -40,7 +40,7 @@
 
 typedef struct http_conn {
   const void *res;              /* the response (anchored: UV_RES) */
-  ur_sock *sock;                /* its socket (anchored: U_SOCK) */
+  ur_sock *sock;                /* its socket (anchored: UV_SOCK) */
   int fast;                     /* the state below is res's */
   int sent, done, head_only, v10;
   int keep;                     /* res._keep (server:close() syncs first) */
@@ -53,8 +53,8 @@ typedef struct http_conn {
   const char *slot[2 * FAST_HEADERS];
 } http_conn;
 
-/* the http_conn userdata's user value: the response */
-enum { UV_RES = 1 };
+/* the http_conn userdata's user values: the response, its socket */
+enum { UV_RES = 1, UV_SOCK, UV_COUNT = UV_SOCK };
 
 /* The last response a fast finish built, for every connection of the Lua
  * state: its bytes (user value 1) and what made them, the strings by
@@ -63,9 +63,15 @@ typedef struct http_memo {
   int valid, keep, head_only, hn;
   const char *body;             /* NULL: finish() had no body */
   const char *name[FAST_HEADERS], *value[FAST_HEADERS];
+  /* the connection whose request the C loop last handed a handler, so
+   * the fast methods find its state without a lookup (anchored in user
+   * value 3, so its response cannot be another table at that address) */
+  const void *cur_res;
+  http_conn *cur_hc;
 } http_memo;
 
-enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_COUNT = UV_MEMO_ANCHORS };
+enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
+       UV_MEMO_COUNT = UV_MEMO_CUR };
 
 #define HTTP_CONN_MT "uring.http_conn"
 
@@ -85,7 +91,7 @@ static const char *const key_names[K_COUNT] = {
   "method", "target", "_head", "socket", "path", "query", "version", "1.0",
   "_hc", "length"
 };
-enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HC, U_LUA, U_SEND, U_SOCK, U_SENDFILE,
+enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HCMT, U_LUA, U_SEND, U_SENDFILE,
        U_REGISTERED = U_MEMO, U_LAST = U_SENDFILE };
 
 static void push_key (lua_State *L, int k) {
@@ -166,8 +172,44 @@ static int l_http_sync (lua_State *L) {
   return 0;
 }
 
-static http_conn *upvalue_hc (lua_State *L) {
-  return (http_conn *)lua_touserdata(L, lua_upvalueindex(U_HC));
+/* The C state of self (index 1), or NULL when self is not a response
+ * with one.  The fast methods are shared by every connection and find
+ * the state here: four closures made per connection cost each accept
+ * ~4,000 instructions under churn (bench/http_callgrind.sh, CHURN=1). */
+static http_conn *self_hc (lua_State *L) {
+  http_memo *memo = (http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO));
+  const void *self = lua_topointer(L, 1);
+  http_conn *hc = NULL;
+  if (self != NULL && self == memo->cur_res) return memo->cur_hc;
+  if (lua_type(L, 1) != LUA_TTABLE) return NULL;
+  get(L, 1, K_HC);
+  if (lua_getmetatable(L, -1)) {
+    if (lua_rawequal(L, -1, lua_upvalueindex(U_HCMT)))
+      hc = (http_conn *)lua_touserdata(L, -2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return hc != NULL && hc->res == self ? hc : NULL;
+}
+
+/* hc (at index idx) is the connection a handler now runs for */
+static void set_current (lua_State *L, http_conn *hc, int idx) {
+  http_memo *memo = (http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO));
+  if (memo->cur_hc == hc) return;
+  lua_pushvalue(L, idx);
+  lua_setiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_CUR);
+  memo->cur_hc = hc;
+  memo->cur_res = hc->res;
+}
+
+/* the socket of self's connection, pushed (self_hc found its state) */
+static void push_sock (lua_State *L) {
+  http_memo *memo = (http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO));
+  if (memo->cur_res == lua_topointer(L, 1))
+    lua_getiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_CUR);
+  else get(L, 1, K_HC);
+  lua_getiuservalue(L, -1, UV_SOCK);
+  lua_remove(L, -2);
 }
 
 static int results_k (lua_State *L, int status, lua_KContext ctx) {
@@ -178,9 +220,9 @@ static int results_k (lua_State *L, int status, lua_KContext ctx) {
 /* Lua's version of the method (its checks, its rules), the state written
  * back first when self is this response.  nargs: the arguments kept. */
 static int slow (lua_State *L, int nargs) {
-  http_conn *hc = upvalue_hc(L);
+  http_conn *hc;
   lua_settop(L, nargs);
-  if (lua_topointer(L, 1) == hc->res) http_flush(L, hc, 1);
+  if ((hc = self_hc(L)) != NULL) http_flush(L, hc, 1);
   lua_pushvalue(L, lua_upvalueindex(U_LUA));
   lua_insert(L, 1);
   lua_callk(L, nargs, LUA_MULTRET, 0, results_k);
@@ -249,12 +291,12 @@ static int type_error (lua_State *L, int arg, const char *fname,
  * anything else is Lua's set_header, after the state is written back.
  * Another self is Lua's set_header's to take or refuse. */
 static int l_fast_header (lua_State *L) {
-  http_conn *hc = upvalue_hc(L);
+  http_conn *hc;
   size_t nl, vl = 0, i;
   const char *n, *v = NULL;
   int vt, sent;
   if (!lua_istable(L, 1)) return type_error(L, 1, "header", "response");
-  if (lua_topointer(L, 1) != hc->res) return slow(L, 3);
+  if ((hc = self_hc(L)) == NULL) return slow(L, 3);
   lua_settop(L, 3);
   /* the header the last response set at this place, the same strings
    * (by address: res's slots anchor them, and only checked ones that
@@ -328,7 +370,7 @@ static int fast_finish_k (lua_State *L, int status, lua_KContext ctx) {
     return 1;
   }
   /* a failed send ends the connection, as Lua's send() has it */
-  http_flush(L, upvalue_hc(L), 1);
+  http_flush(L, self_hc(L), 1);
   set_bool(L, 1, K_KEEP, 0);
   if (lua_isnil(L, 4)) lua_pushliteral(L, "send failed");
   else lua_pushvalue(L, 4);
@@ -417,7 +459,7 @@ static int send_out (lua_State *L, http_conn *hc, int at, lua_KContext ctx,
     return k(L, LUA_OK, ctx);
   }
   lua_pushvalue(L, lua_upvalueindex(U_SEND));
-  lua_pushvalue(L, lua_upvalueindex(U_SOCK));
+  push_sock(L);                 /* (index 1 is the response) */
   lua_rotate(L, at, 2);         /* send, sock, bytes */
   lua_callk(L, 2, 2, ctx, k);
   return k(L, LUA_OK, ctx);
@@ -428,12 +470,12 @@ static int send_out (lua_State *L, http_conn *hc, int at, lua_KContext ctx,
  * with the head in one send, the same bytes as last time when the
  * response is the same; anything else is Lua's finish. */
 static int l_fast_finish (lua_State *L) {
-  http_conn *hc = upvalue_hc(L);
+  http_conn *hc;
   const char *body = NULL;
   size_t blen = 0;
   int keep, t;
   if (!lua_istable(L, 1)) return type_error(L, 1, "finish", "response");
-  if (lua_topointer(L, 1) != hc->res) return slow(L, lua_gettop(L));
+  if ((hc = self_hc(L)) == NULL) return slow(L, lua_gettop(L));
   lua_settop(L, 2);
   t = lua_type(L, 2);
   if (t != LUA_TSTRING && t != LUA_TNIL && t != LUA_TNUMBER)
@@ -461,8 +503,8 @@ static int l_fast_finish (lua_State *L) {
  * C (a handler asking it first, as uring.http.static does, then keeps
  * the fast path); anything else is Lua's sent */
 static int l_fast_sent (lua_State *L) {
-  http_conn *hc = upvalue_hc(L);
-  if (lua_topointer(L, 1) != hc->res || !hc->fast)
+  http_conn *hc = self_hc(L);
+  if (hc == NULL || !hc->fast)
     return slow(L, lua_gettop(L));
   lua_pushboolean(L, hc->sent);
   return 1;
@@ -479,7 +521,7 @@ static int fast_sendfile_k (lua_State *L, int status, lua_KContext ctx) {
     return 1;
   }
   /* a short send ends the connection, as Lua's res:sendfile has it */
-  http_flush(L, upvalue_hc(L), 1);
+  http_flush(L, self_hc(L), 1);
   set_bool(L, 1, K_KEEP, 0);
   if (lua_isnil(L, 6)) {
     if (ctx) lua_pushliteral(L, "send failed");
@@ -500,11 +542,11 @@ static int fast_sendfile_k (lua_State *L, int status, lua_KContext ctx) {
  * loop's too (handing the response to Lua cost a static request ~10,000
  * instructions).  Anything else is Lua's sendfile. */
 static int l_fast_sendfile (lua_State *L) {
-  http_conn *hc = upvalue_hc(L);
+  http_conn *hc;
   lua_Integer off, len;
   int keep;
   if (!lua_istable(L, 1)) return type_error(L, 1, "sendfile", "response");
-  if (lua_topointer(L, 1) != hc->res || !hc->fast)
+  if ((hc = self_hc(L)) == NULL || !hc->fast)
     return slow(L, lua_gettop(L));
   lua_settop(L, 4);
   if (!lua_isinteger(L, 3) || (off = lua_tointeger(L, 3)) < 0)
@@ -522,7 +564,7 @@ static int l_fast_sendfile (lua_State *L) {
     return send_out(L, hc, 5, 1, fast_sendfile_k);
   }
   lua_pushvalue(L, lua_upvalueindex(U_SENDFILE));
-  lua_pushvalue(L, lua_upvalueindex(U_SOCK));
+  push_sock(L);
   lua_pushvalue(L, 2);
   lua_pushvalue(L, 3);
   lua_pushvalue(L, 4);
@@ -531,42 +573,50 @@ static int l_fast_sendfile (lua_State *L) {
   return fast_sendfile_k(L, LUA_OK, 0);
 }
 
-/* core._http_conn(res, sock, header, finish, sent, sendfile, send,
- * sock_sendfile) -> hc: the C state of a connection's response;
- * res.header, res.finish, res.sent and res.sendfile become its closures
- * (header .. sendfile: Lua's versions, which they fall back to; send and
- * sock_sendfile: sock:send and sock:sendfile) */
-static int l_http_conn (lua_State *L) {
-  static const struct { const char *name; lua_CFunction fn; } fast[] = {
-    {"header", l_fast_header}, {"finish", l_fast_finish},
-    {"sent", l_fast_sent}, {"sendfile", l_fast_sendfile}
+/* core._http_methods(header, finish, sent, sendfile, send,
+ * sock_sendfile) -> header, finish, sent, sendfile: the fast methods of
+ * every connection's response, made once (header .. sendfile: Lua's
+ * versions, which they fall back to; send and sock_sendfile: sock:send
+ * and sock:sendfile) */
+static int l_http_methods (lua_State *L) {
+  static const lua_CFunction fast[] = {
+    l_fast_header, l_fast_finish, l_fast_sent, l_fast_sendfile
   };
-  enum { NFAST = sizeof fast / sizeof fast[0], HC = 9 };
-  http_conn *hc;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  ur_sock_check(L, 2);
-  for (int i = 3; i <= 8; i++) luaL_checktype(L, i, LUA_TFUNCTION);
-  lua_settop(L, 8);
-  hc = (http_conn *)lua_newuserdatauv(L, sizeof *hc, 1);
-  memset(hc, 0, sizeof *hc);
-  hc->res = lua_topointer(L, 1);
-  hc->sock = ur_sock_check(L, 2);
-  hc->len = -1;
-  luaL_setmetatable(L, HTTP_CONN_MT);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, HC, UV_RES);
+  enum { NFAST = sizeof fast / sizeof fast[0] };
+  for (int i = 1; i <= 6; i++) luaL_checktype(L, i, LUA_TFUNCTION);
+  lua_settop(L, 6);
   for (int fn = 0; fn < NFAST; fn++) {
     lua_pushvalue(L, lua_upvalueindex(U_LOOP));
     lua_pushvalue(L, lua_upvalueindex(U_KEYS));
     lua_pushvalue(L, lua_upvalueindex(U_MEMO));
-    lua_pushvalue(L, HC);
-    lua_pushvalue(L, 3 + fn);
-    lua_pushvalue(L, 7);
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, 8);
-    lua_pushcclosure(L, fast[fn].fn, U_LAST);
-    lua_setfield(L, 1, fast[fn].name);
+    luaL_getmetatable(L, HTTP_CONN_MT);
+    lua_pushvalue(L, 1 + fn);
+    lua_pushvalue(L, 5);
+    lua_pushvalue(L, 6);
+    lua_pushcclosure(L, fast[fn], U_LAST);
   }
+  return NFAST;
+}
+
+/* core._http_conn(res, sock) -> hc: the C state of a connection's
+ * response, found by the fast methods as res._hc */
+static int l_http_conn (lua_State *L) {
+  enum { HC = 3 };
+  http_conn *hc;
+  ur_sock *sock;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  sock = ur_sock_check(L, 2);
+  lua_settop(L, 2);
+  hc = (http_conn *)lua_newuserdatauv(L, sizeof *hc, UV_COUNT);
+  memset(hc, 0, sizeof *hc);
+  hc->res = lua_topointer(L, 1);
+  hc->sock = sock;
+  hc->len = -1;
+  luaL_setmetatable(L, HTTP_CONN_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, HC, UV_RES);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, HC, UV_SOCK);
   lua_pushvalue(L, HC);
   set(L, 1, K_HC);
   return 1;
@@ -680,6 +730,7 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     hc->head_only = lua_rawlen(L, base) == 4
                     && memcmp(lua_tostring(L, base), "HEAD", 4) == 0;
     hc->v10 = lua_toboolean(L, base + 4);
+    set_current(L, hc, S_HC);
     push_req(L, base);
     lua_replace(L, S_REQ);      /* the head's values go; req stays at 7 */
     lua_settop(L, S_REQ);
@@ -786,7 +837,8 @@ static void set_funcs (lua_State *L, const luaL_Reg *l) {
 
 void ur_register_http_serve (lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"_http_conn", l_http_conn}, {"_http_sync", l_http_sync}, {NULL, NULL}
+    {"_http_conn", l_http_conn}, {"_http_sync", l_http_sync},
+    {"_http_methods", l_http_methods}, {NULL, NULL}
   };
   static const luaL_Reg sock_methods[] = {
     {"_serve", l_sock_serve}, {NULL, NULL}

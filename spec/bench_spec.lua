@@ -208,6 +208,20 @@ describe("bench/http_callgrind.sh quick", function()
       assert.is_true(per > 100, r.note)      -- a server's work, not a stray count
     end
   end)
+
+  it("with CHURN=1 counts them under Connection: close and writes no rows", function()
+    local code, out = run(ENV .. "CHURN=1 SERVERS='uring-http c' timeout 300 sh bench/http_callgrind.sh")
+    assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
+    assert.matches("wrk %-t1 %-c50 close\n", out)
+    local per = {}
+    for _, n in ipairs { "uring%-http", "c" } do
+      per[n] = tonumber(out:match("\n" .. n .. ": (%d+) instructions per request"))
+      assert.is_true(per[n] ~= nil and per[n] > 100, out)
+    end
+    -- a Lua task, socket and response per connection: more than C does
+    assert.is_true(per["uring%-http"] > per.c, out)
+    assert.is_nil(out:find("ratios written", 1, true), out)
+  end)
 end)
 
 describe("bench/ws.sh quick", function()

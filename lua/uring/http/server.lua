@@ -46,15 +46,20 @@ local Response = {}
 Response.__index = Response
 M.Response = Response
 
--- the responses the server made (one per connection); a table given
--- Response as its metatable is not one
-local RESPONSES = setmetatable({}, { __mode = "k" })
+-- the responses the server made (one per connection) hold this private
+-- key; a table given Response as its metatable is not one.  (A weak set
+-- of them cost each connection ~2,000 instructions of the collector's
+-- weak-table work under churn.)
+local IS_RESPONSE = {}
+local function is_res(v)
+  return type(v) == "table" and rawget(v, IS_RESPONSE) == true
+end
 
 --- is_response(v) -> true when v is a response of the server
-function M.is_response(v) return RESPONSES[v] == true end
+function M.is_response(v) return is_res(v) end
 
 local function checkres(self, name, level)
-  if not RESPONSES[self] then typeerror(1, name, "response", self, (level or 1) + 1) end
+  if not is_res(self) then typeerror(1, name, "response", self, (level or 1) + 1) end
   sync(self)
 end
 
@@ -116,7 +121,7 @@ local set_header
 -- header is set by set_header with both cached
 local function header_checked(self, name, value)
   -- (res:header, which is set_header -> here)
-  if not RESPONSES[self] then typeerror(1, "header", "response", self, 2) end
+  if not is_res(self) then typeerror(1, "header", "response", self, 2) end
   value = checkheader(name, value, "header", 2, 2)
   if self._sent then check.error("header: headers already sent", 2) end
   local l = LOWER[name]
@@ -145,7 +150,7 @@ end
 function set_header(self, name, value)
   sync(self)
   local l = NAMES[name]
-  if not l or not RESPONSES[self] or self._sent
+  if not l or not is_res(self) or self._sent
       or (value ~= nil and not CLEAN[value]) then
     local r = header_checked(self, name, value)
     return r
@@ -305,7 +310,7 @@ local mo_code, mo_body, mo_len, mo_keep, mo_head, mo_hn, mo_n1, mo_v1, mo_out
 -- write, the whole response goes out in one send with a Content-Length.
 -- Its checks are its own first lines (see res:header).
 local function finish(self, body)
-  if not RESPONSES[self] then typeerror(1, "finish", "response", self) end
+  if not is_res(self) then typeerror(1, "finish", "response", self) end
   sync(self)
   -- the same response as the last one (a hello server, a health check):
   -- its bytes are sent again as they are.  One memo for every connection:
@@ -418,9 +423,11 @@ function Request.__index(req, k)
   return Request[k]
 end
 
--- each connection's response object, by its socket: req:upgrade answers
--- through it (set once per connection, not per request)
-local RESPONSE_OF = setmetatable({}, { __mode = "k" })
+-- each open connection's response object, by its socket: req:upgrade
+-- answers through it (set once per connection, not per request; taken
+-- out when the connection ends, so not weak: a weak table cost each
+-- connection ~2,000 instructions of the collector's work under churn)
+local RESPONSE_OF = {}
 
 --- req:upgrade([opts]) -> ws | nil, err: the WebSocket handshake
 -- (lua/uring/http/websocket.lua); the connection is the ws's until the
@@ -614,6 +621,12 @@ end
 -- handler finished its response and the connection stays open.  What it
 -- hands back is handled here: a head with a body, a handler that did not
 -- finish, failed or upgraded, the end of the connection.
+-- the fast methods of every connection's response (csrc/http_serve.c:
+-- C, finding the response's state in res._hc; they fall back to these
+-- Lua ones), made once rather than per connection
+local fast_header, fast_finish, fast_sent, fast_sendfile = core._http_methods(
+  set_header, finish, Response.sent, Response.sendfile, sock_send, sock_sendfile)
+
 local function connection(self, sock)
   local conns = self._conns
   local handler, on_error = self._handler, self.on_error
@@ -627,16 +640,13 @@ local function connection(self, sock)
   local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
     _len = false, _sent = false, _done = false, _err = false, _mode = false,
     _head_only = false, _keep = true, _v10 = false, _idle = true,
-    _task = uring.current(), _killed = false, _ws = false,
+    _task = uring.current(), _killed = false, _ws = false, [IS_RESPONSE] = true,
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
-    header = set_header, finish = finish, sent = Response.sent,
-    sendfile = Response.sendfile }, Response)
-  -- ... and while sock:_serve runs a request, C closures over the
-  -- response's state held in C (they fall back to the Lua ones)
-  local hc = http_conn(res, sock, set_header, finish, Response.sent,
-    Response.sendfile, sock_send, sock_sendfile)
-  RESPONSES[res] = true
+    header = fast_header, finish = fast_finish, sent = fast_sent,
+    sendfile = fast_sendfile }, Response)
+  -- the response's state held in C while sock:_serve runs a request
+  local hc = http_conn(res, sock)
   RESPONSE_OF[sock] = res
   res._on_error = on_error          -- a WebSocket's faults are logged there
   local st = res
@@ -717,6 +727,7 @@ local function connection_task(self, sock)
   local conns = self._conns
   local st = conns[sock]
   if st then conns[sock] = nil; self._nconns = self._nconns - 1 end
+  RESPONSE_OF[sock] = nil
   local closed_under = (sock_state(sock))
   if not closed_under then sock:close() end
   if not ok and not (st and st._killed) and not self._closing and not closed_under then
@@ -798,7 +809,10 @@ function Server:serve()
         if st._task and st._task ~= uring.current() then st._task:cancel() end
       end
       if st._idle or late then sock:close() end
-      if st._killed then self._conns[sock] = nil; self._nconns = self._nconns - 1 end
+      if st._killed then
+        self._conns[sock] = nil; self._nconns = self._nconns - 1
+        RESPONSE_OF[sock] = nil
+      end
     end
     if not next(self._conns) then break end
     uring.sleep(0.01)
