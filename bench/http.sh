@@ -136,16 +136,7 @@ ready_of () { case $1 in w2|w2-spin) echo 2 ;; *) echo 1 ;; esac; }
 srv_cpus () { case $1 in w2|w2-spin) echo "$ALL_CPUS" ;; *) echo "$SRV_CPU" ;; esac; }
 wrk_cpus () { case $1 in w2|w2-spin) echo "$ALL_CPUS" ;; *) echo "$WRK_CPU" ;; esac; }
 
-SRV_PID=
-cleanup () {
-  if [ -n "$SRV_PID" ]; then
-    kill "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-    SRV_PID=
-  fi
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+. bench/lib.sh               # SRV_PID, cleanup, the traps
 
 # start_server NAME: a fresh server; sets SRV_PID, PORT
 start_server () {

@@ -53,16 +53,7 @@ done
   os.exit(require("uring").features().ops.send_zc and 0 or 1)' || {
   echo "bench: this kernel has no IORING_OP_SEND_ZC (6.0+)" >&2; exit 1; }
 
-SRV_PID=
-cleanup () {
-  if [ -n "$SRV_PID" ]; then
-    kill "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-    SRV_PID=
-  fi
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+. bench/lib.sh               # SRV_PID, cleanup, the traps
 
 # start_server SIZE off|on: PORT and SRV_PID set
 start_server () {

@@ -56,14 +56,7 @@ mkdir -p "$DIR" "$T/nginx"
 head -c 4096 /dev/urandom > "$DIR/f4k"
 head -c 1048576 /dev/urandom > "$DIR/f1m"
 
-SRV_PID=
-cleanup () {
-  if [ -n "$SRV_PID" ]; then
-    kill "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-    SRV_PID=
-  fi
-}
+. bench/lib.sh               # SRV_PID, cleanup; the traps also remove $T:
 trap 'cleanup; rm -rf "$T"' EXIT
 trap 'cleanup; rm -rf "$T"; exit 130' INT TERM
 

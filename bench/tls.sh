@@ -78,16 +78,7 @@ http {
 CONF
 }
 
-SRV_PID=
-cleanup () {
-  if [ -n "$SRV_PID" ]; then
-    kill "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-    SRV_PID=
-  fi
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+. bench/lib.sh               # SRV_PID, cleanup, the traps
 
 # start NAME: a fresh server on a free port; sets SRV_PID, PORT
 start () {

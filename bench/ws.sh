@@ -39,16 +39,7 @@ HZ=$(getconf CLK_TCK)
 "$PY" -c 'import websockets' 2>/dev/null || {
   echo "bench: $PY lacks websockets (apt-get install python3-websockets)" >&2; exit 1; }
 
-SRV_PID=
-cleanup () {
-  if [ -n "$SRV_PID" ]; then
-    kill "$SRV_PID" 2>/dev/null || true
-    wait "$SRV_PID" 2>/dev/null || true
-    SRV_PID=
-  fi
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+. bench/lib.sh               # SRV_PID, cleanup, the traps
 
 start_server () {
   log="$OUT/ws_$1.log"
