@@ -386,11 +386,6 @@ static void ring_bell (lua_State *L, chan *c, int j) {
 
 static int send_k (lua_State *L, int status, lua_KContext ctx);
 
-static int sent_k (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  lua_pushboolean(L, 1);
-  return 1;
-}
 
 /* pass the fd to worker j over its socketpair, tagged (from, seq) */
 static int pass_fd (chan *c, int j, int fd, uint32_t seq) {
@@ -460,12 +455,14 @@ static int send_now (lua_State *L, chan *c, int j) {
   memcpy(r + 1, p, len);
   if (mbox_commit(mb, r, kind)) ring_bell(L, c, j);
   if (kind == K_SOCKET) {
-    /* it has moved: the sender's copy closes by the one close path (its
-     * close may wait for an IORING_OP_CLOSE: a call with continuation) */
+    /* it has moved: the sender's copy closes by the one close path, at
+     * once (a plain call may not yield: sock:close then closes now, or
+     * at the last CQE of what is in flight, and does not wait for an
+     * IORING_OP_CLOSE round trip: bench/msgring.lua, handoff) */
     lua_settop(L, 3);
     lua_getfield(L, 3, "close");
     lua_insert(L, 3);
-    return lua_callk(L, 1, 0, 0, sent_k), sent_k(L, LUA_OK, 0);
+    lua_call(L, 1, 0);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -487,10 +484,10 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
 static int l_chan_send (lua_State *L) {
   chan *c = checkchan(L, 1);
   lua_Integer j = luaL_checkinteger(L, 2);
+  size_t len;
   luaL_argcheck(L, j >= 1 && j <= c->n, 2,
                 lua_pushfstring(L, "worker id in 1..%d expected", c->n));
   if (lua_type(L, 3) == LUA_TSTRING) {
-    size_t len;
     lua_tolstring(L, 3, &len);
     luaL_argcheck(L, len <= CHAN_MSG_MAX, 3,
                   "string longer than 65536 bytes (the mailbox's bound)");
@@ -503,6 +500,9 @@ static int l_chan_send (lua_State *L) {
     if (ur_sock_tls(s)) luaL_argerror(L, 3, "a TLS socket cannot move");
     if (ur_sock_busy(s, 0) || ur_sock_busy(s, 1))
       luaL_argerror(L, 3, "socket is busy in another task");
+    ur_sock_buffered(s, &len);
+    if (len > CHAN_MSG_MAX)             /* they move in the record */
+      luaL_argerror(L, 3, "socket has over 65536 bytes received, unread");
     t = ur_task_current(L, "send");
     lua_settop(L, 3);
     /* a send-behind still in flight goes out before the socket moves */
