@@ -386,7 +386,6 @@ static void ring_bell (lua_State *L, chan *c, int j) {
 
 static int send_k (lua_State *L, int status, lua_KContext ctx);
 
-
 /* pass the fd to worker j over its socketpair, tagged (from, seq) */
 static int pass_fd (chan *c, int j, int fd, uint32_t seq) {
   uint32_t tag[2] = { (uint32_t)c->id, seq };

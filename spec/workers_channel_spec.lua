@@ -114,6 +114,17 @@ describe("uring.workers channel #io #net", function()
         say(err(2, nil))
         local srv = uring.listen("127.0.0.1", 0)
         say(err(2, srv))
+        local _, port = srv:getsockname()
+        local a = assert(uring.connect("127.0.0.1", port))
+        local b = assert(srv:accept())
+        local reader = uring.spawn(function() return b:receive("*l") end)
+        uring.yield()                           -- it waits in b:receive
+        say(err(2, b))
+        assert(a:send("done\n"))
+        assert(reader:join())
+        a:close()
+        say(err(2, a))
+        b:close()
         srv:close()
         ch:close()
         say(select(2, pcall(ch.receive, ch)))
@@ -126,6 +137,8 @@ describe("uring.workers channel #io #net", function()
       "bad argument #2 to 'send' (string or uring.socket expected, got table)",
       "bad argument #2 to 'send' (string or uring.socket expected, got nil)",
       "bad argument #2 to 'send' (a listening socket cannot move)",
+      "bad argument #2 to 'send' (socket is busy in another task)",
+      "bad argument #2 to 'send' (socket is closed)",
       "attempt to use a closed channel",
       "all true" })
     assert.equal(2, select(2, out:gsub("worker id in 1..2 expected", "")))
