@@ -135,7 +135,7 @@ local cases = {
       return 0
     end,
     -- the floor in C (bench/handoff.c, built by `make -C bench msgring`)
-    theirs_cmd = "build/handoff " .. (2 * MOVES) },
+    theirs_cmd = (os.getenv("HANDOFF") or "build/handoff") .. " " .. (2 * MOVES) },
 }
 
 local function run_cmd(cmd)
