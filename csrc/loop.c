@@ -343,6 +343,10 @@ static ur_task *runq_pop (ur_loop *loop) {
 static void dispatch (ur_loop *loop, uint64_t ud, int32_t res, uint32_t flags) {
   ur_req *r;
   if (ud == 0) return;          /* fire-and-forget (cancels) */
+  if ((ud >> 32) == 0) {        /* generation 0: no request's (MSG_RING) */
+    if (ur_foreign_cqe) ur_foreign_cqe(loop, ud, res);
+    return;
+  }
   r = ur_req_at(loop, ud);
   if (r == NULL || r->state != UR_REQ_INFLIGHT) {
     loop->stats.stale_cqes++;   /* never trusted */

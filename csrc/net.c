@@ -96,6 +96,17 @@ static ur_sock *newsock (lua_State *L, int family) {
   return s;
 }
 
+/* A socket for fd (connected, handed over by another worker). */
+ur_sock *ur_sock_push_fd (lua_State *L, ur_loop *loop, int fd, int family) {
+  ur_sock *s = newsock(L, family);
+  if (ur_handle_adopt(loop, &s->h, fd) < 0) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  ur_handle_fix(loop, &s->h);
+  return s;
+}
+
 /* The fail tuple for an op on a socket: "closed" once closed (by any
  * task), "timeout" for our own timer. */
 int ur_sock_fail (lua_State *L, ur_sock *s, int res) {

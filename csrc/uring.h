@@ -632,6 +632,9 @@ int ur_sock_listening (const ur_sock *s);
 int ur_sock_busy (const ur_sock *s, int sending);
 ur_handle *ur_sock_handle (ur_sock *s);
 int ur_sock_fail (lua_State *L, ur_sock *s, int res);   /* pushes 3 */
+/* a socket object for a connected fd it now owns (msg_ring.c), pushed;
+ * NULL (the fd closed) when out of memory */
+ur_sock *ur_sock_push_fd (lua_State *L, ur_loop *loop, int fd, int family);
 /* flow: 0 for a receive's own requests, UR_TLS_SENDING for a send's
  * (a send never decrypts: the bytes are the receiver's to take) */
 #define UR_TLS_SENDING 2
@@ -688,6 +691,19 @@ void ur_register_stats (lua_State *L);
 void ur_register_workers (lua_State *L);   /* workers.c: uring.workers */
 void ur_register_websocket (lua_State *L); /* websocket.c: _ws_* helpers */
 void ur_register_watch (lua_State *L);     /* watch.c: uring.watch */
+/* msg_ring.c: the workers' channel; its doorbell CQE's user_data (high
+ * 32 bits 0: never a request's), and workers.c's calls around the fork */
+#define UR_CHAN_UD 0x6d736772u
+/* the reaper's one call for a CQE whose user_data has generation 0, so
+ * names no request: posted into our ring by another ring's MSG_RING;
+ * NULL until msg_ring.c registers */
+extern void (*ur_foreign_cqe) (ur_loop *loop, uint64_t ud, int32_t res);
+void ur_register_msg_ring (lua_State *L);
+int ur_chan_prefork (int n);               /* 0 | -errno */
+void ur_chan_child (int i);
+void ur_chan_parent (void);
+void ur_chan_gone (int i);                 /* reaped: sends to it fail */
+void ur_chan_release (void);
 void ur_trace_sqe (ur_loop *loop, ur_req *r);
 void ur_trace_cqe (ur_loop *loop, ur_req *r);
 void ur_trace_flush (lua_State *L, ur_loop *loop);

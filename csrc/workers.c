@@ -16,6 +16,10 @@
  * if the children do not end within 10 s of a forwarded signal, and
  * returns once every child has been reaped: no zombie is left behind.
  *
+ * Before the fork, msg_ring.c makes the workers' channel (shared
+ * mailboxes, socketpairs); the parent keeps only its mapping, to mark a
+ * reaped worker gone, and drops it when every child has been reaped.
+ *
  * _workers_stop() (in a child, from its signal watcher) makes the loop
  * cancel every task at the next turn, as when the main task fails, so
  * <close> variables run and uring.run returns.
@@ -62,9 +66,19 @@ static int l_workers_fork (lua_State *L) {
   if (loop->live_tasks > 0 || loop->inflight > 0)
     return luaL_error(L, "workers: %d task(s) still pending; the loop must "
                       "be idle to fork", (int)loop->live_tasks);
+  {
+    /* the workers' channel (msg_ring.c): mailboxes and socketpairs every
+     * worker inherits */
+    int ret = ur_chan_prefork((int)n);
+    if (ret < 0) return ur_pushfail(L, ret, "workers: channel");
+  }
   supervised_set(&set);
-  if (sigprocmask(SIG_BLOCK, &set, &saved_mask) != 0)
-    return ur_pushfail(L, -errno, "workers: sigprocmask");
+  if (sigprocmask(SIG_BLOCK, &set, &saved_mask) != 0) {
+    int err = -errno;
+    ur_chan_parent();
+    ur_chan_release();
+    return ur_pushfail(L, err, "workers: sigprocmask");
+  }
   fflush(NULL);               /* no stdio buffer written twice */
   for (lua_Integer i = 0; i < n; i++) {
     pid_t pid = fork();
@@ -73,6 +87,8 @@ static int l_workers_fork (lua_State *L) {
       kill_all(pids, (int)i, SIGKILL);
       for (lua_Integer j = 0; j < i; j++) waitpid(pids[j], NULL, 0);
       sigprocmask(SIG_SETMASK, &saved_mask, NULL);
+      ur_chan_parent();
+      ur_chan_release();
       return ur_pushfail(L, -err, "workers: fork");
     }
     if (pid == 0) {
@@ -85,12 +101,14 @@ static int l_workers_fork (lua_State *L) {
       prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (getppid() != parent) raise(SIGTERM);
       ur_loop_forget(loop);   /* the next uring.run makes a ring */
+      ur_chan_child((int)i + 1);
       lua_pushinteger(L, i + 1);
       lua_pushinteger(L, getpid());
       return 2;
     }
     pids[i] = pid;
   }
+  ur_chan_parent();
   lua_pushinteger(L, 0);
   lua_createtable(L, (int)n, 0);
   for (lua_Integer i = 0; i < n; i++) {
@@ -143,6 +161,7 @@ static int l_workers_wait (lua_State *L) {
       if (r == 0 || (r < 0 && errno == EINTR)) continue;
       if (r < 0) st = 0x7f00;           /* lost (ECHILD): report it as 127 */
       status[i] = st;
+      ur_chan_gone(i + 1);            /* a send to it fails from now on */
       if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {     /* it died */
         const char *how;
         int code;
@@ -158,6 +177,7 @@ static int l_workers_wait (lua_State *L) {
     }
   }
   sigprocmask(SIG_SETMASK, &saved_mask, NULL);
+  ur_chan_release();
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
     const char *how;

@@ -28,6 +28,21 @@ local results = helpers.tmpdir()
 teardown(function() helpers.rmrf(results) end)
 local ENV = "BENCH_QUICK=1 BENCH_RESULTS=" .. results .. " "
 
+describe("bench/msgring.lua quick", function()
+  it("builds bench/handoff.c, runs the channel and its alternatives, writes the ratios", function()
+    local handoff = results .. "/handoff"
+    local code, out = run("cc -O2 -o " .. handoff .. " bench/handoff.c")
+    assert(code == 0, out)
+    code, out = run(ENV .. "HANDOFF=" .. handoff .. " timeout 120 lua5.4 bench/msgring.lua --quick")
+    assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
+    assert.matches("round 1 stream +channel +[%d.]+ msg/s +unix socket +[%d.]+ msg/s", out)
+    assert.matches("round 1 handoff +channel +[%d.]+ us/move +C SCM_RIGHTS +[%d.]+ us/move", out)
+    local rows = tsv_lines(results .. "/msgring.tsv")
+    assert.equal(3, #rows)
+    assert.equal("workers channel handoff vs C SCM_RIGHTS", rows[3].label)
+  end)
+end)
+
 describe("bench/run.sh quick", function()
   it("builds bench/nop.c, runs the four contenders, prints and writes the ratios", function()
     local code, out = run(ENV .. "timeout 60 sh bench/run.sh")

@@ -45,6 +45,8 @@ local KINDS = {
 local LUA_KINDS = {
   { prefix = "ws", methods = uring.http.WebSocket },
   { prefix = "req", methods = uring.http.Request },
+  -- uring.workers' channel: its __index serves ch.id and ch.n too
+  { prefix = "ch", methods = debug.getregistry()["uring.channel"].methods },
 }
 
 --- Every documented name, "uring.open" / "file:read" / ..., from the

@@ -294,6 +294,28 @@ describe("examples", function()
     end)
   end)
 
+  describe("workers_channel.lua", function()
+    it("moves every accepted connection to another worker, which answers it", function()
+      local code, out, err = run("workers_channel.lua", "6 --workers 3")
+      expect_ok(code, out, err)
+      assert.matches("worker 1 listens on 127%.0%.0%.1:%d+ and hands connections to workers 2%.%.3", out)
+      for k = 1, 6 do
+        assert.matches("connection " .. k .. ": worker [23] %(pid %d+%) got \"hello " .. k
+          .. "\" from worker 1's accept", out)
+      end
+      assert.matches("worker 2 answered 3 connection%(s%)", out)
+      assert.matches("worker 3 answered 3 connection%(s%)", out)
+      assert.matches("6 connections answered in [%d.]+ ms", out)
+      assert.matches("all workers ended cleanly", out)
+    end)
+
+    it("refuses a bad argument with its usage line and status 2", function()
+      local code, _, err = run("workers_channel.lua", "--workers 1")
+      assert.equal(2, code)
+      assert.matches("usage: lua5%.4 examples/workers_channel%.lua", err)
+    end)
+  end)
+
   describe("luv_embed.lua", function()
     it("runs lua-uring tasks inside luv's loop and gets every reply", function()
       local code, out, err = run("luv_embed.lua")

@@ -9,12 +9,14 @@ local core = require "uring.core"
 local check = require "uring.check"
 
 local fork, wait, stop = core._workers_fork, core._workers_wait, core._workers_stop
+local chan_open = core._chan_open
 
 local M = {}
 
--- a child: fn(i, pid) as the main task; INT/TERM (blocked since the
--- fork, so none is lost) stop it cleanly
-local function child(fn, i, pid)
+-- a child: fn(i, pid, ch) as the main task, ch its channel to the
+-- others (csrc/msg_ring.c); INT/TERM (blocked since the fork, so none is
+-- lost) stop it cleanly
+local function child(fn, i, pid, n)
   local stopped = false
   local ok, err = pcall(uring.run, function()
     local watchers = {}
@@ -28,7 +30,8 @@ local function child(fn, i, pid)
         end
       end)
     end
-    fn(i, pid)
+    local ch <close> = chan_open(i, n)
+    fn(i, pid, ch)
     for _, w in ipairs(watchers) do w:cancel() end
   end)
   if not ok and not stopped then
@@ -55,7 +58,7 @@ function M.workers(n, fn)
   end
   local i, pids, en = fork(n)
   if i == nil then return nil, pids, en end
-  if i > 0 then child(fn, i, pids) end      -- never returns
+  if i > 0 then child(fn, i, pids, n) end   -- never returns
   local statuses, sig = wait(pids)
   local ok = true
   for _, s in ipairs(statuses) do
