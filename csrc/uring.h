@@ -317,6 +317,10 @@ struct ur_loop {
   uint32_t *ffiles_stack;
   uint32_t ring_epoch;  /* counts ring setups: a slot is valid in its own */
   int ffiles_err;       /* -errno of a failed registration, else 0 */
+  int *ffiles_fd;       /* per slot: the fd an install SQE reads (the
+                           kernel reads it at issue: stable memory) */
+  uint8_t ffiles_sqe;   /* slots change by IORING_OP_FILES_UPDATE SQEs,
+                           not by io_uring_register calls */
   /* fds the ring may name (handle.c) */
   ur_fdent *fdtab;
   uint32_t fdcap;
