@@ -113,6 +113,7 @@ static void ffile_queue (ur_loop *loop, unsigned slot, int *fdp) {
   if (loop->ring.features & IORING_FEAT_CQE_SKIP)
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
   if (!loop->running) ur_submit(loop, 0);
+  else loop->lazy++;            /* no hurry: the socket's next op carries it */
 }
 
 /* Install fd into a free slot of the current ring: the slot, or -1 (none

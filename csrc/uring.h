@@ -276,6 +276,9 @@ struct ur_loop {
   uint32_t background;  /* of those, the loop's own (ur_req.background) */
   uint32_t canceling;   /* of those, ones we asked the kernel to cancel */
   uint32_t pending;     /* SQEs prepared, not yet submitted */
+  uint32_t lazy;        /* of those, ones no task waits on (fixedfile.c's
+                           slot updates): a busy turn does not enter for
+                           them alone; the next enter carries them */
   /* tasks */
   ur_waitq runq;
   uint32_t runq_len;

@@ -129,9 +129,9 @@ describe("bench/http.sh quick", function()
     local case = " ([%w-]+) [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s"
     local want = {
       c50 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua",
-              "sqpoll", "fixed", "c-fixed" },
+              "sqpoll", "fixed", "fixed-reg", "c-fixed" },
       c500 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua", "ring64" },
-      close50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "nginx", "nginx-lua", "fixed" },
+      close50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "nginx", "nginx-lua", "fixed", "fixed-reg" },
       workers = { "w1", "w2" },
       ["workers-cpu"] = { "w1-spin", "w2-spin" },
     }
@@ -154,6 +154,7 @@ describe("bench/http.sh quick", function()
     assert.matches("ratio c%-fixed/c c50: [%d.]+", out)
     assert.matches("ratio fixed/lua%-uring c50: [%d.]+", out)
     assert.matches("ratio fixed/lua%-uring close50: [%d.]+", out)
+    assert.matches("ratio fixed%-reg/lua%-uring close50: [%d.]+", out)
     assert.matches("ratio ring64/lua%-uring c500: [%d.]+", out)
     assert.matches("ratio w2/w1 workers: [%d.]+ req/s", out)
     assert.matches("ratio w2%-spin/w1%-spin workers%-cpu: [%d.]+ req/s", out)
