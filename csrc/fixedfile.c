@@ -31,9 +31,14 @@
  * for none: io_uring_register_files_update (one system call each) only
  * where the kernel lacks the op, or with URING_TEST_FFILES_REGISTER=1
  * (the A/B of bench/http.sh).  Outside uring.run the SQE is submitted at
- * once, so a closed socket's FIN does not wait for the next run.  An
- * install can only fail if the kernel is out of memory; the socket's ops
- * then fail with EBADF.
+ * once, so a closed socket's FIN does not wait for the next run.  The
+ * kernel reads the fd number when it issues the install, not when it is
+ * queued: only handle.c closes the number, and a close queues the slot's
+ * removal behind the install, so at worst (closed before the enter, the
+ * number taken by a new file meanwhile) the slot holds that file between
+ * two adjacent SQEs that nothing names it between.  An install can only
+ * fail if the kernel is out of memory (or the fd was closed behind the
+ * core's back before the enter); the socket's ops then fail with EBADF.
  *
  * A request in flight on a slot holds its own reference to the file (the
  * kernel's resource node), so emptying the slot never pulls the file from

@@ -267,6 +267,32 @@ describe("configure{fixed_files} #io #net", function()
     end)
   end
 
+  it("a forked child closing the sockets leaves the parent's slots alone", function()
+    uring.configure{ fixed_files = 4 }
+    local px = helpers.posix()
+    run(function()
+      local srv, port = listen()
+      local p = pairs_of(srv, port, 1)[1]
+      srv:close()
+      assert.equal(2, uring.stats().fixed_files)
+      assert(p.c:send("hi\n"))         -- (the installs went in with it)
+      assert.equal("hi", p.s:receive("*l"))
+      local pid = px.fork()
+      if pid == 0 then                  -- the child: its copies of the fds
+        pcall(p.c.close, p.c); pcall(p.s.close, p.s)
+        p.c, p.s = nil, nil
+        collectgarbage()
+        px._exit(0)
+      end
+      assert.same({ "exit", 0 }, { px.waitpid(pid) })
+      -- only the slots are left: had the child emptied them, EBADF
+      assert(px.close(p.c:fd())); assert(px.close(p.s:fd()))
+      assert(p.c:send("still here\n"))
+      assert.equal("still here", p.s:receive("*l"))
+      pcall(p.c.close, p.c); pcall(p.s.close, p.s)
+    end)
+  end)
+
   it("leaves a socket from an earlier ring on its plain fd", function()
     uring.configure{ fixed_files = 2 }
     local old
