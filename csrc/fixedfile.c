@@ -110,7 +110,9 @@ static void ffiles_free (ur_loop *loop) {
 }
 
 /* Queue "slot := *fdp" (-1: empty it); the kernel reads *fdp when it
- * issues the SQE.  Outside a run nobody would submit it soon: now. */
+ * issues the SQE.  Outside uring.run and uring.step nobody would submit
+ * it soon: now.  (Only there: no task runs, so no caller holds an SQE it
+ * has not finished, which a submit would send half made.) */
 static void ffile_queue (ur_loop *loop, unsigned slot, int *fdp) {
   struct io_uring_sqe *sqe = ur_get_sqe(loop);
   io_uring_prep_files_update(sqe, fdp, 1, (int)slot);

@@ -293,6 +293,43 @@ describe("configure{fixed_files} #io #net", function()
     end)
   end)
 
+  it("works with the loop driven by uring.step (closing in a task, and outside one)", function()
+    uring.configure{ fixed_files = 4 }
+    local done = {}
+    local t = uring.spawn(function()
+      local srv, port = listen()
+      local p = pairs_of(srv, port, 2)
+      srv:close()
+      for i, q in ipairs(p) do
+        assert(q.c:send("step " .. i .. "\n"))
+        assert.equal("step " .. i, q.s:receive("*l"))
+      end
+      p[1].s:close()                     -- through the ring, in a task
+      assert.equal("", p[1].c:receive("*a"))
+      p[1].c:close()
+      done.p2 = p[2]
+      return "ok"
+    end)
+    local deadline = uring.now() + 10
+    while t:status() ~= "done" and t:status() ~= "failed" and uring.now() < deadline do
+      uring.step(0.05)
+    end
+    assert.same({ true, "ok" }, { t:join() })
+    assert.equal(2, uring.stats().fixed_files)
+    done.p2.s:close()                    -- outside any task: submitted at once
+    assert.equal(1, uring.stats().fixed_files)
+    local r = uring.spawn(function() return done.p2.c:receive("*a") end)
+    deadline = uring.now() + 10
+    while r:status() ~= "done" and r:status() ~= "failed" and uring.now() < deadline do
+      uring.step(0.05)
+    end
+    assert.same({ true, "" }, { r:join() })
+    done.p2.c:close()
+    while uring.step(0.01) do end
+    assert.equal(0, uring.stats().fixed_files)
+    assert.equal(4, free_slots())
+  end)
+
   it("leaves a socket from an earlier ring on its plain fd", function()
     uring.configure{ fixed_files = 2 }
     local old
