@@ -70,6 +70,7 @@ static int ffiles_setup (lua_State *L, ur_loop *loop) {
   int ret;
   loop->ring_epoch++;           /* slots of earlier rings are void */
   loop->ffiles_err = 0;
+  loop->lazy = 0;               /* a new ring's SQ holds nothing of ours */
   if (loop->want_ffiles == 0) return 0;
   free(loop->ffiles_stack);
   free(loop->ffiles_fd);
