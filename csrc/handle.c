@@ -93,8 +93,16 @@ void ur_handle_sqe (ur_loop *loop, ur_handle *h, ur_req *r,
                     struct io_uring_sqe *sqe) {
   ur_fdent *e = &loop->fdtab[h->fd];
   if (h->slot >= 0 && h->epoch == loop->ring_epoch) {
-    sqe->fd = h->slot;
-    sqe->flags |= IOSQE_FIXED_FILE;
+    if (sqe->opcode == IORING_OP_SPLICE && sqe->fd != h->fd) {
+      /* h is the in side, which has a flag of its own (no caller splices
+       * from a socket today; sendfile's socket is the out side) */
+      sqe->splice_fd_in = h->slot;
+      sqe->splice_flags |= SPLICE_F_FD_IN_FIXED;
+    }
+    else {
+      sqe->fd = h->slot;
+      sqe->flags |= IOSQE_FIXED_FILE;
+    }
   }
   r->fd = h->fd;
   r->onfd = 1;
@@ -240,7 +248,9 @@ int ur_handle_close_lazy (ur_loop *loop, ur_handle *h, const void *gone) {
 }
 
 /* Close h through the ring: sqe becomes r's IORING_OP_CLOSE.  Only when
- * nothing is in flight on the fd (ur_handle_inflight).  The kernel frees
+ * nothing is in flight on the fd (ur_handle_inflight).  A handle with a
+ * registered slot queues its removal too: the caller reserves two SQEs
+ * (ur_reserve_sqes), or a flush could submit sqe half made.  The kernel frees
  * the number when the op runs, before its CQE is reaped, and a new fd may
  * take it at once: so the entry is let go now and r is not on its list
  * (nothing else can name the fd: h is closed from here on). */

@@ -239,6 +239,7 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
       ret = io_uring_submit_and_get_events(&loop->ring);
     if (ret >= 0) {
       loop->pending = io_uring_sq_ready(&loop->ring);
+      loop->lazy = 0;
       /* tracing: the enter, stamped when it returned (a stamp taken
        * before it would cost uring.nop() when tracing is off) */
       if (loop->trace_ref != LUA_NOREF)
@@ -282,6 +283,7 @@ int ur_submit_timeout (ur_loop *loop, double secs) {
     if (loop->trace_ref != LUA_NOREF) ur_trace_enter(loop, pend, 1, ret < 0 ? 0 : ret);
   }
   loop->pending = io_uring_sq_ready(&loop->ring);
+  loop->lazy = 0;
   if (ret == -ETIME || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY)
     return 0;
   return ret < 0 ? ret : 0;
@@ -523,7 +525,7 @@ void ur_loop_turn (lua_State *L, ur_loop *loop, double wait) {
       /* 0: the last turn looked (it waited); the millisecond starts now */
       if (loop->busy_looked == 0) loop->busy_looked = now;
     }
-    if (io_uring_sq_ready(&loop->ring)
+    if (io_uring_sq_ready(&loop->ring) > loop->lazy
         || (loop->inflight && ((++loop->busy_turns & 15) == 0
                                || now - loop->busy_looked >= 1e-3))) {
       loop->busy_looked = now;
@@ -677,7 +679,7 @@ void ur_loop_forget (ur_loop *loop) {
   ur_fdtab_forget(loop);        /* the parent's requests are not ours */
   loop->inflight = loop->background = loop->canceling = 0;
   loop->setup_flags = 0;
-  loop->pending = 0;
+  loop->pending = loop->lazy = 0;
   loop->busy_turns = 0;
   loop->pid = 0;
   memset(&loop->stats, 0, sizeof loop->stats);

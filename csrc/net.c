@@ -1223,6 +1223,7 @@ static int socket_made (lua_State *L, ur_task *t, int res) {
     arm_accept(L, t->loop, s);
     return 1;
   }
+  ur_handle_fix(t->loop, &s->h);   /* the CONNECT names the slot too */
   {
     ur_req *c = ur_req_new(L, t->loop, IORING_OP_CONNECT);
     struct io_uring_sqe *sqe;
@@ -1442,7 +1443,9 @@ static int l_sock_close (lua_State *L) {
       && ur_handle_inflight(loop, &s->h) == 0
       && !ur_op_missing(loop, IORING_OP_CLOSE)) {
     ur_req *r = ur_req_new(L, loop, IORING_OP_CLOSE);  /* may raise: first */
-    struct io_uring_sqe *sqe = ur_get_sqe(loop);
+    struct io_uring_sqe *sqe;
+    ur_reserve_sqes(loop, 2);   /* the CLOSE, and its slot's removal */
+    sqe = ur_get_sqe(loop);
     ur_handle_close_sqe(loop, &s->h, r, sqe);
     free(s->rbuf);
     s->rbuf = NULL;

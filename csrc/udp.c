@@ -161,6 +161,7 @@ static int udp_socket_made (lua_State *L, ur_task *t, udp_sock *u, int res) {
   ur_check_interrupt(L, t);
   if (res >= 0) res = ur_handle_adopt(t->loop, &u->h, res);
   if (res < 0) return ur_pushfail(L, res, "udp");
+  ur_handle_fix(t->loop, &u->h);   /* sendmsg/recvmsg name its slot */
   if (u->bind
       && bind(u->h.fd, (struct sockaddr *)&u->local.ss, u->local.len) != 0) {
     int err = errno;

@@ -276,6 +276,9 @@ struct ur_loop {
   uint32_t background;  /* of those, the loop's own (ur_req.background) */
   uint32_t canceling;   /* of those, ones we asked the kernel to cancel */
   uint32_t pending;     /* SQEs prepared, not yet submitted */
+  uint32_t lazy;        /* of those, ones no task waits on (fixedfile.c's
+                           slot updates): a busy turn does not enter for
+                           them alone; the next enter carries them */
   /* tasks */
   ur_waitq runq;
   uint32_t runq_len;
@@ -317,6 +320,10 @@ struct ur_loop {
   uint32_t *ffiles_stack;
   uint32_t ring_epoch;  /* counts ring setups: a slot is valid in its own */
   int ffiles_err;       /* -errno of a failed registration, else 0 */
+  int *ffiles_fd;       /* per slot: the fd an install SQE reads (the
+                           kernel reads it at issue: stable memory) */
+  uint8_t ffiles_sqe;   /* slots change by IORING_OP_FILES_UPDATE SQEs,
+                           not by io_uring_register calls */
   /* fds the ring may name (handle.c) */
   ur_fdent *fdtab;
   uint32_t fdcap;

@@ -144,9 +144,9 @@ describe("bench/http.sh quick", function()
     local case = " ([%w-]+) [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s"
     local want = {
       c50 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua",
-              "sqpoll", "fixed", "c-fixed" },
+              "sqpoll", "fixed", "fixed-reg", "c-fixed" },
       c500 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua", "ring64" },
-      close50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "nginx", "nginx-lua", "fixed" },
+      close50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "nginx", "nginx-lua", "fixed", "fixed-reg" },
       workers = { "w1", "w2" },
       ["workers-cpu"] = { "w1-spin", "w2-spin" },
     }
@@ -169,6 +169,7 @@ describe("bench/http.sh quick", function()
     assert.matches("ratio c%-fixed/c c50: [%d.]+", out)
     assert.matches("ratio fixed/lua%-uring c50: [%d.]+", out)
     assert.matches("ratio fixed/lua%-uring close50: [%d.]+", out)
+    assert.matches("ratio fixed%-reg/lua%-uring close50: [%d.]+", out)
     assert.matches("ratio ring64/lua%-uring c500: [%d.]+", out)
     assert.matches("ratio w2/w1 workers: [%d.]+ req/s", out)
     assert.matches("ratio w2%-spin/w1%-spin workers%-cpu: [%d.]+ req/s", out)
@@ -182,10 +183,10 @@ describe("bench/http.sh quick", function()
       end
       assert.matches("ratio c/uring%-http " .. w .. ": [%d.]+ us p99", out)
     end
-    -- the ratio lines for the report: 34 of them; targets on keep-alive,
+    -- the ratio lines for the report: 36 of them; targets on keep-alive,
     -- and on churn for uring.http against C and nginx
     local rows = tsv_lines(results .. "/http.tsv")
-    assert.equal(34, #rows)
+    assert.equal(36, #rows)
     local targets = 0
     for _, r in ipairs(rows) do
       if r.target ~= "" then targets = targets + 1 end

@@ -456,6 +456,22 @@ describe("examples", function()
     end)
   end)
 
+  describe("fixed_files.lua", function()
+    it("puts every socket kind into a slot, gives the slots back, and counts the SQEs they cost", function()
+      local code, out, err = run("fixed_files.lua", "50")
+      expect_ok(code, out, err)
+      assert.matches("fixed_files: 16 slots registered, installed by IORING_OP_FILES_UPDATE SQEs\n", out)
+      assert.matches("6 sockets made, 6 slots in use\n", out)
+      for _, kind in ipairs { "TCP ", "Unix", "UDP " } do
+        assert.matches(kind .. " both ways through their slots: ok\n", out)
+      end
+      assert.matches("after close: 0 slots in use, 16 free\n", out)
+      local with = tonumber(out:match("50 connections with slots: ([%d.]+) SQEs"))
+      local without = tonumber(out:match("50 connections without: +([%d.]+) SQEs"))
+      assert.equal(4, with - without)       -- install and removal, two sockets
+    end)
+  end)
+
   describe("send_zc.lua", function()
     it("streams through SEND_ZC intact and shows the string held until the notification", function()
       local code, out, err = run("send_zc.lua", "16")

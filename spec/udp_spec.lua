@@ -18,7 +18,7 @@ local function bound (host)
   return u, port
 end
 
-describe("uring.udp #io", function()
+describe("uring.udp #io #net", function()
   local before
   before_each(function()
     uring.run(function() end)   -- the ring's own fd is not a leak
