@@ -92,12 +92,6 @@ static int too_big (size_t len, size_t first, size_t max) {
   return len - first > max + 2 ? 431 : 0;
 }
 
-static int bad (lua_State *L, int top, int status) {
-  lua_settop(L, top);
-  lua_pushinteger(L, status);
-  return 1;
-}
-
 /* One header line p[0..end) (no CR LF): the name's length, or 0 if the
  * line is malformed (obs-fold, no colon, a non-token name, a control
  * byte but HT in the value); *v, *ve: the value, trimmed. */
@@ -161,29 +155,33 @@ static void push_seen (lua_State *L, const seen *f, const char *h,
   }
 }
 
-/* Parse the head p[0..n) (n from head_len) and push
- *   method, target, path|nil, query|nil, v10, lines, keep, length|nil,
- *   transfer-encoding|nil, expect|nil
- * (path and query only when the target has a "?")
- * where lines are the header lines as they came (uring.http makes
- * req.headers of them when first asked, with core._http_headers); or one
- * integer status for a head that is malformed (400) or too big (414,
- * 431).  Every header line is checked here, so a bad one is refused
- * before the handler runs.  (Ten results rather than a request table:
- * Lua's table constructor builds it for less than lua_setfield would.) */
-static int push_head (lua_State *L, const char *p, size_t n, size_t max) {
-  int top = lua_gettop(L), v10, saw_close = 0, saw_keep = 0;
-  seen te = {NULL, 0, 0}, expect = {NULL, 0, 0};
+/* What parse_head found in a head p[0..n): where the request line's
+ * parts end, and what the server itself needs of the header lines. */
+typedef struct head_info {
+  size_t sp1, sp2, q;           /* method | target | version; q: '?' or sp2 */
+  const char *h, *e;            /* the header lines, blank line included */
+  int v10, keep;
+  lua_Integer clen;             /* Content-Length, -1 if none */
+  seen te, expect;
+} head_info;
+
+/* Check the head p[0..n) (n from head_len) and find its parts: 0, or the
+ * status for a head that is malformed (400) or too big (414, 431).  Every
+ * header line is checked here, so a bad one is refused before the
+ * handler runs. */
+static int parse_head (const char *p, size_t n, size_t max, head_info *hi) {
+  int saw_close = 0, saw_keep = 0;
   size_t sp1, sp2, line, q;
-  lua_Integer clen = -1;
   const char *e = p + n, *lf = (const char *)memchr(p, '\n', n), *h;
-  luaL_checkstack(L, 14, NULL);
+  hi->te.v = hi->expect.v = NULL;
+  hi->te.again = hi->expect.again = 0;
+  hi->clen = -1;
   /* the request line: METHOD SP target SP HTTP/1.d */
   line = (size_t)(lf - p);
   if (line > 0 && p[line - 1] == '\r') line--;
-  if (line > max) return bad(L, top, 414);
+  if (line > max) return 414;
   for (sp1 = 0; sp1 < line && tchar[(unsigned char)p[sp1]]; sp1++) {}
-  if (sp1 == 0 || sp1 >= line || p[sp1] != ' ') return bad(L, top, 400);
+  if (sp1 == 0 || sp1 >= line || p[sp1] != ' ') return 400;
   for (sp2 = sp1 + 1; sp2 < line; sp2++) {
     unsigned char c = (unsigned char)p[sp2];
     if (c <= ' ' || c == 0x7f) break;
@@ -191,10 +189,10 @@ static int push_head (lua_State *L, const char *p, size_t n, size_t max) {
   if (sp2 == sp1 + 1 || sp2 + 9 != line || p[sp2] != ' '
       || memcmp(p + sp2 + 1, "HTTP/1.", 7) != 0
       || p[line - 1] < '0' || p[line - 1] > '9')
-    return bad(L, top, 400);
-  v10 = p[line - 1] == '0';
+    return 400;
+  hi->v10 = p[line - 1] == '0';
   h = lf + 1;
-  if ((size_t)(e - h) > max + 2) return bad(L, top, 431);
+  if ((size_t)(e - h) > max + 2) return 431;
   /* the header lines, up to the blank one: checked, and the few the
    * server itself needs read */
   for (const char *l = h;;) {
@@ -204,18 +202,18 @@ static int push_head (lua_State *L, const char *p, size_t n, size_t max) {
     if (end > l && end[-1] == '\r') end--;
     if (end == l) break;                               /* the blank line */
     nlen = header_line(l, end, &v, &ve);
-    if (nlen == 0) return bad(L, top, 400);
+    if (nlen == 0) return 400;
     switch (nlen) {
       case 14:
         if (name_is(l, nlen, "content-length", 14)) {
           lua_Integer len = 0;
-          if (v == ve) return bad(L, top, 400);
+          if (v == ve) return 400;
           for (const char *c = v; c < ve; c++) {
-            if (*c < '0' || *c > '9') return bad(L, top, 400);
+            if (*c < '0' || *c > '9') return 400;
             if (len < ((lua_Integer)1 << 52)) len = len * 10 + (*c - '0');
           }
-          if (clen >= 0 && clen != len) return bad(L, top, 400);
-          clen = len;
+          if (hi->clen >= 0 && hi->clen != len) return 400;
+          hi->clen = len;
         }
         break;
       case 10:
@@ -226,21 +224,41 @@ static int push_head (lua_State *L, const char *p, size_t n, size_t max) {
         break;
       case 17:
         if (name_is(l, nlen, "transfer-encoding", 17))
-          see(&te, v, (size_t)(ve - v));
+          see(&hi->te, v, (size_t)(ve - v));
         break;
       case 6:
         if (name_is(l, nlen, "expect", 6))
-          see(&expect, v, (size_t)(ve - v));
+          see(&hi->expect, v, (size_t)(ve - v));
         break;
       default: break;
     }
     l = nl + 1;
   }
-  /* the request line's parts and the header lines as they came */
-  lua_pushlstring(L, p, sp1);                          /* method */
-  lua_pushlstring(L, p + sp1 + 1, sp2 - sp1 - 1);      /* target */
   q = sp1 + 1;
   while (q < sp2 && p[q] != '?') q++;
+  hi->sp1 = sp1;
+  hi->sp2 = sp2;
+  hi->q = q;
+  hi->h = h;
+  hi->e = e;
+  hi->keep = saw_close ? 0 : saw_keep ? 1 : !hi->v10;
+  return 0;
+}
+
+/* Push what parse_head found in the head p[...]:
+ *   method, target, path|nil, query|nil, v10, lines, keep, length|nil,
+ *   transfer-encoding|nil, expect|nil
+ * (path and query only when the target has a "?") where lines are the
+ * header lines as they came (uring.http makes req.headers of them when
+ * first asked, with core._http_headers).  (Ten results rather than a
+ * request table: Lua's table constructor builds it for less than
+ * lua_setfield would.) */
+static int push_head (lua_State *L, const char *p, const head_info *hi) {
+  size_t sp1 = hi->sp1, sp2 = hi->sp2, q = hi->q;
+  const char *h = hi->h, *e = hi->e;
+  luaL_checkstack(L, 14, NULL);
+  lua_pushlstring(L, p, sp1);                          /* method */
+  lua_pushlstring(L, p + sp1 + 1, sp2 - sp1 - 1);      /* target */
   if (q == sp2) {                  /* no query: the path is the target */
     lua_pushnil(L);
     lua_pushnil(L);
@@ -249,28 +267,43 @@ static int push_head (lua_State *L, const char *p, size_t n, size_t max) {
     lua_pushlstring(L, p + sp1 + 1, q - sp1 - 1);
     lua_pushlstring(L, p + q + 1, sp2 - q - 1);
   }
-  lua_pushboolean(L, v10);
+  lua_pushboolean(L, hi->v10);
   lua_pushlstring(L, h, (size_t)(e - h));              /* header lines */
-  lua_pushboolean(L, saw_close ? 0 : saw_keep ? 1 : !v10);   /* keep */
-  if (clen >= 0) lua_pushinteger(L, clen);
+  lua_pushboolean(L, hi->keep);
+  if (hi->clen >= 0) lua_pushinteger(L, hi->clen);
   else lua_pushnil(L);
-  push_seen(L, &te, h, (size_t)(e - h), "transfer-encoding", 17);
-  push_seen(L, &expect, h, (size_t)(e - h), "expect", 6);
+  push_seen(L, &hi->te, h, (size_t)(e - h), "transfer-encoding", 17);
+  push_seen(L, &hi->expect, h, (size_t)(e - h), "expect", 6);
   return 10;
 }
 
-/* core._http_headers(lines, mt) -> headers: the table of header lines
- * push_head checked (req._head): names lower-cased, values trimmed, a
- * repeated name's values joined with ", " (Content-Length's, all equal,
- * kept once); metatable mt.  Lines that do not parse are skipped (none
- * do, coming from a checked head). */
-static int l_http_headers (lua_State *L) {
-  size_t n;
-  const char *p = luaL_checklstring(L, 1, &n), *e = p + n;
+/* A head's text as sock:_serve leaves it in req._head starts with the
+ * request line (METHOD SP ...); the Lua loop's holds the header lines
+ * alone.  In a checked head a request line's method ends at a space and a
+ * header line's name at a colon, so the two tell apart.  The header lines
+ * of p[0..*n) returned, *n updated. */
+static const char *header_lines (const char *p, size_t *n) {
+  size_t i = 0;
+  const char *lf;
+  while (i < *n && tchar[(unsigned char)p[i]]) i++;
+  if (i == 0 || i == *n || p[i] != ' ') return p;
+  lf = (const char *)memchr(p + i, '\n', *n - i);
+  if (lf == NULL) { *n = 0; return p + i; }
+  *n -= (size_t)(lf + 1 - p);
+  return lf + 1;
+}
+
+/* Push the table of header lines p[0..n) (checked by parse_head): names
+ * lower-cased, values trimmed, a repeated name's values joined with ", "
+ * (Content-Length's, all equal, kept once); the metatable at index mt.
+ * Lines that do not parse are skipped (none do, coming from a checked
+ * head). */
+static void push_headers (lua_State *L, const char *p, size_t n, int mt) {
+  const char *e = p + n;
   char name[64];
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
+  int t;
   lua_createtable(L, 0, 8);
+  t = lua_gettop(L);
   while (p < e) {
     const char *nl = (const char *)memchr(p, '\n', (size_t)(e - p));
     const char *end = nl ? nl : e, *v, *ve;
@@ -289,10 +322,10 @@ static int l_http_headers (lua_State *L) {
         luaL_pushresultsize(&b, nlen);
       }
       lua_pushvalue(L, -1);
-      if (lua_rawget(L, 3) == LUA_TNIL) {
+      if (lua_rawget(L, t) == LUA_TNIL) {
         lua_pop(L, 1);
         lua_pushlstring(L, v, (size_t)(ve - v));
-        lua_rawset(L, 3);
+        lua_rawset(L, t);
       }
       else if (nlen == 14 && name_is(p, nlen, "content-length", 14))
         lua_pop(L, 2);
@@ -300,14 +333,158 @@ static int l_http_headers (lua_State *L) {
         lua_pushliteral(L, ", ");
         lua_pushlstring(L, v, (size_t)(ve - v));
         lua_concat(L, 3);
-        lua_rawset(L, 3);
+        lua_rawset(L, t);
       }
     }
     if (!nl) break;
     p = nl + 1;
   }
+  lua_pushvalue(L, mt);
+  lua_setmetatable(L, t);
+}
+
+/* core._http_headers(lines, mt) -> headers: the table of a head's header
+ * lines (a request line before them skipped), metatable mt */
+static int l_http_headers (lua_State *L) {
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  p = header_lines(p, &n);
+  push_headers(L, p, n, 2);
+  return 1;
+}
+
+/* --- a request's fields, worked out when first read ---
+ *
+ * sock:_serve makes a request with two fields: _head (the head's text,
+ * request line first) and socket.  Everything else a handler may read is
+ * worked out from _head by Request.__index, here: a request whose
+ * handler reads nothing (a hello world) pays one string and two keys,
+ * where setting method and target cost two more interned strings and two
+ * more keys (~1,000 instructions of ~8,400, bench/README.md). */
+
+/* req[key] = p[0..n) unless the handler set req[key] already */
+static void set_unless_set (lua_State *L, int req, const char *key,
+                            const char *p, size_t n) {
+  lua_pushstring(L, key);
+  if (lua_rawget(L, req) == LUA_TNIL) {
+    lua_pushstring(L, key);
+    lua_pushlstring(L, p, n);
+    lua_rawset(L, req);
+  }
+  lua_pop(L, 1);
+}
+
+/* req (at index req) whose _head still starts with the request line: its
+ * parts set in req as the Lua loop sets them (method, target; path and
+ * query for a target with '?'; version "1.0" for HTTP/1.0), but for a
+ * field the handler set already, and _head cut to the header lines, so
+ * this happens once.  Nothing for any other req. */
+static void request_fields (lua_State *L, int req) {
+  size_t n, sp1 = 0, sp2, q;
+  const char *p, *lines;
+  lua_pushliteral(L, "_head");
+  if (lua_rawget(L, req) != LUA_TSTRING) { lua_pop(L, 1); return; }
+  p = lua_tolstring(L, -1, &n);
+  lines = header_lines(p, &n);
+  if (lines == p) { lua_pop(L, 1); return; }
+  /* _head cut: this happens once */
+  lua_pushliteral(L, "_head");
+  lua_pushlstring(L, lines, n);
+  lua_rawset(L, req);
+  /* checked by parse_head: METHOD SP target SP HTTP/1.d CRLF */
+  while (p[sp1] != ' ') sp1++;
+  for (sp2 = sp1 + 1; p[sp2] != ' '; sp2++) {}
+  for (q = sp1 + 1; q < sp2 && p[q] != '?'; q++) {}
+  set_unless_set(L, req, "method", p, sp1);
+  set_unless_set(L, req, "target", p + sp1 + 1, sp2 - sp1 - 1);
+  if (q < sp2) {
+    set_unless_set(L, req, "path", p + sp1 + 1, q - sp1 - 1);
+    set_unless_set(L, req, "query", p + q + 1, sp2 - q - 1);
+  }
+  if (p[sp2 + 8] == '0') set_unless_set(L, req, "version", "1.0", 3);
+  lua_pop(L, 1);              /* the whole head's string: kept till here */
+}
+
+/* core._request_fields(req): request_fields for Request.__pairs, so
+ * pairs(req) lists what a request made by the Lua loop holds */
+static int l_request_fields (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  request_fields(L, 1);
+  return 0;
+}
+
+/* core._request_index(Request, headers_mt) -> Request.__index: a field a
+ * request does not hold: method, target, path (the target when it has no
+ * query), query, version ("1.1" unless set), body (""), headers (made
+ * from _head, then held); anything else from Request (its methods).  In
+ * C: a router reads req.path (often absent: the target is the path) on
+ * every request. */
+static int l_request_index (lua_State *L) {
+  size_t kl;
+  const char *k;
+  if (!lua_istable(L, 1))
+    return luaL_error(L, "bad argument #1 to '__index' (request expected, got %s)",
+                      luaL_typename(L, 1));
+  lua_settop(L, 2);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    k = lua_tolstring(L, 2, &kl);
+    switch (kl) {
+      case 4:
+        if (memcmp(k, "path", 4) == 0 || memcmp(k, "body", 4) == 0) break;
+        goto methods;
+      case 5: if (memcmp(k, "query", 5) == 0) break; goto methods;
+      case 6: if (memcmp(k, "method", 6) == 0 || memcmp(k, "target", 6) == 0) break;
+              goto methods;
+      case 7:
+        if (memcmp(k, "version", 7) == 0 || memcmp(k, "headers", 7) == 0) break;
+        goto methods;
+      default: goto methods;
+    }
+    if (k[0] == 'b') {                              /* body */
+      lua_pushliteral(L, "");
+      return 1;
+    }
+    if (k[0] == 'h') {                              /* headers */
+      size_t n = 0;
+      const char *p = "";
+      lua_pushliteral(L, "_head");
+      if (lua_rawget(L, 1) == LUA_TSTRING) {
+        p = lua_tolstring(L, -1, &n);
+        p = header_lines(p, &n);
+      }
+      push_headers(L, p, n, lua_upvalueindex(2));
+      lua_pushvalue(L, 2);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, 1);
+      return 1;
+    }
+    request_fields(L, 1);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, 1) != LUA_TNIL) return 1;
+    if (k[0] == 'p') {                              /* path: the target */
+      lua_pushliteral(L, "target");
+      lua_rawget(L, 1);
+      return 1;
+    }
+    if (k[0] == 'v') lua_pushliteral(L, "1.1");   /* version */
+    else lua_pushnil(L);
+    return 1;
+  }
+methods:
   lua_pushvalue(L, 2);
-  lua_setmetatable(L, 3);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+/* core._request_index(Request, headers_mt) -> the function above, over
+ * those two tables */
+static int l_request_index_new (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_pushcclosure(L, l_request_index, 2);
   return 1;
 }
 
@@ -316,15 +493,15 @@ static int l_http_headers (lua_State *L) {
  * They reach the socket only through net.c's ur_sock_* functions (its
  * receive buffer and its receive op), so the socket stays net.c's. */
 
-/* Take a whole request head from the buffer (blank lines before it are
- * skipped): > 1, the results of push_head pushed; 1, a bad head's status
- * (400, 414, 431) pushed, the head left buffered; 0, part of a head
- * (fill and call again); -1, nothing buffered.  Pushes nothing for 0
- * and -1. */
-int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
+/* Find a whole request head in the buffer (blank lines before it are
+ * skipped): its length, with *p at it; 0 for part of one (fill and call
+ * again), with *status set for a head too big already (414, 431); -1
+ * for nothing buffered. */
+static long find_head (ur_sock *s, size_t max, const char **pp,
+                       int *status) {
   size_t len, head, first;
   const char *p = ur_sock_buffered(s, &len);
-  int status, nres;
+  *status = 0;
   while (len > 0) {             /* blank lines between requests */
     if (p[0] == '\n') ur_sock_consume(s, 1);
     else if (p[0] == '\r' && len > 1 && p[1] == '\n') ur_sock_consume(s, 2);
@@ -333,15 +510,66 @@ int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
   }
   if (len == 0) return -1;
   head = head_len(p, len, ur_sock_mark(s), &first);
-  if (head == 0) {
-    status = too_big(len, first, max);
-    if (status == 0) return 0;
+  if (head == 0) *status = too_big(len, first, max);
+  *pp = p;
+  return (long)head;
+}
+
+/* Take a whole request head from the buffer: > 1, the results of
+ * push_head pushed; 1, a bad head's status (400, 414, 431) pushed, the
+ * head left buffered; 0, part of a head (fill and call again); -1,
+ * nothing buffered.  Pushes nothing for 0 and -1. */
+int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
+  const char *p = NULL;
+  head_info hi;
+  int status;
+  long head = find_head(s, max, &p, &status);
+  if (head <= 0) {
+    if (status == 0) return head < 0 ? -1 : 0;
     lua_pushinteger(L, status);
     return 1;
   }
-  nres = push_head(L, p, head, max);
-  if (nres > 1) ur_sock_consume(s, head);  /* parsed: the head is taken */
-  return nres;
+  if ((status = parse_head(p, (size_t)head, max, &hi)) != 0) {
+    lua_pushinteger(L, status);
+    return 1;
+  }
+  push_head(L, p, &hi);
+  ur_sock_consume(s, (size_t)head);        /* parsed: the head is taken */
+  return 10;
+}
+
+/* The same for sock:_serve (http_serve.c), which builds a request of a
+ * head without a body itself: for one, UR_HEAD_BARE with the head's text
+ * pushed (the request line and the header lines, as they came: the
+ * Request metatable works out method, target and the rest from it when
+ * a handler asks, so a request that asks for none interns one string)
+ * and *r filled; a head with a body is push_head's, as above. */
+int ur_http_take_serve (lua_State *L, ur_sock *s, size_t max,
+                        ur_http_head *r) {
+  const char *p = NULL;
+  head_info hi;
+  int status;
+  long head = find_head(s, max, &p, &status);
+  if (head <= 0) {
+    if (status == 0) return head < 0 ? -1 : 0;
+    lua_pushinteger(L, status);
+    return 1;
+  }
+  if ((status = parse_head(p, (size_t)head, max, &hi)) != 0) {
+    lua_pushinteger(L, status);
+    return 1;
+  }
+  if (hi.te.v != NULL || hi.clen > 0) {    /* a body: the Lua loop's */
+    push_head(L, p, &hi);
+    ur_sock_consume(s, (size_t)head);
+    return 10;
+  }
+  lua_pushlstring(L, p, (size_t)head);
+  r->v10 = hi.v10;
+  r->keep = hi.keep;
+  r->head_only = hi.sp1 == 4 && memcmp(p, "HEAD", 4) == 0;
+  ur_sock_consume(s, (size_t)head);
+  return UR_HEAD_BARE;
 }
 
 /* sock:_take_request(max) -> method, target, path, query, v10, lines,
@@ -476,6 +704,7 @@ static int l_request_has_header (lua_State *L) {
     lua_pushliteral(L, "_head");
     lines = lua_rawget(L, 1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
     if (lines != NULL) {
+      lines = header_lines(lines, &n);
       lua_pushboolean(L, lines_have(L, lines, n, 2, top));
       return 1;
     }
@@ -504,6 +733,7 @@ static int l_request_has_header (lua_State *L) {
 void ur_register_http (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_http_headers", l_http_headers}, {"_request_has_header", l_request_has_header},
+    {"_request_index", l_request_index_new}, {"_request_fields", l_request_fields},
     {NULL, NULL}
   };
   static const luaL_Reg sock_methods[] = {

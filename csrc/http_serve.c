@@ -82,13 +82,11 @@ enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
  * http_memo.  res's header and finish closures have more: the http_conn,
  * Lua's own version of the method, sock:send and the socket. */
 enum { K_CODE = 1, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
-       K_KEEP, K_V10, K_IDLE, K_CLOSING, K_REQUESTS,
-       K_METHOD, K_TARGET, K_HEAD, K_SOCKET, K_PATH, K_QUERY, K_VERSION,
-       K_V1_0, K_HC, K_LENGTH, K_COUNT = K_LENGTH };
+       K_KEEP, K_V10, K_IDLE, K_CLOSING, K_REQUESTS, K_HEAD, K_SOCKET,
+       K_HC, K_LENGTH, K_COUNT = K_LENGTH };
 static const char *const key_names[K_COUNT] = {
   "_code", "_hn", "_len", "_sent", "_done", "_err", "_mode", "_head_only",
-  "_keep", "_v10", "_idle", "_closing", "requests",
-  "method", "target", "_head", "socket", "path", "query", "version", "1.0",
+  "_keep", "_v10", "_idle", "_closing", "requests", "_head", "socket",
   "_hc", "length"
 };
 enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HCMT, U_LUA, U_SEND, U_SENDFILE,
@@ -123,11 +121,6 @@ static void set (lua_State *L, int t, int k) {
 
 static void set_bool (lua_State *L, int t, int k, int v) {
   lua_pushboolean(L, v);
-  lua_setfield(L, t, key_names[k - 1]);
-}
-
-static void set_value (lua_State *L, int t, int k, int idx) {
-  lua_pushvalue(L, idx);
   lua_setfield(L, t, key_names[k - 1]);
 }
 
@@ -642,10 +635,9 @@ static int serve_handler_k (lua_State *L, int status, lua_KContext ctx);
  * fields it touches per request, each a string of its own (pushed from
  * an upvalue, a raw access costs less than lua_getfield/lua_setfield
  * with a C string, or the key fetched from the names array) */
-enum { SK_IDLE, SK_CLOSING, SK_REQUESTS, SK_METHOD, SK_TARGET, SK_HEAD,
-       SK_SOCKET, SK_COUNT };
+enum { SK_IDLE, SK_CLOSING, SK_REQUESTS, SK_HEAD, SK_SOCKET, SK_COUNT };
 static const int serve_keys[SK_COUNT] = {
-  K_IDLE, K_CLOSING, K_REQUESTS, K_METHOD, K_TARGET, K_HEAD, K_SOCKET
+  K_IDLE, K_CLOSING, K_REQUESTS, K_HEAD, K_SOCKET
 };
 
 static void push_skey (lua_State *L, int sk) {
@@ -665,26 +657,15 @@ static void sset_bool (lua_State *L, int t, int sk, int v) {
   lua_rawset(L, t);
 }
 
-/* The request the parser pushed (10 values from base) as the handler's
- * req: what every request has, and path, query, version only when they
- * differ from what Request.__index works out (server.lua). */
-static void push_req (lua_State *L, int base) {
+/* The request of the head text at idx, as the handler's req: _head (the
+ * Request metatable works out method, target and the rest from it when
+ * asked: server.lua) and socket. */
+static void push_req (lua_State *L, int idx) {
   int req;
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 2);
   req = lua_gettop(L);
-  sset(L, req, SK_METHOD, base);
-  sset(L, req, SK_TARGET, base + 1);
-  sset(L, req, SK_HEAD, base + 5);
+  sset(L, req, SK_HEAD, idx);
   sset(L, req, SK_SOCKET, 1);
-  if (!lua_isnil(L, base + 2)) {
-    set_value(L, req, K_PATH, base + 2);
-    set_value(L, req, K_QUERY, base + 3);
-  }
-  if (lua_toboolean(L, base + 4)) {
-    push_key(L, K_VERSION);
-    push_key(L, K_V1_0);
-    lua_rawset(L, req);
-  }
   lua_pushvalue(L, S_REQMT);
   lua_setmetatable(L, req);
 }
@@ -694,13 +675,14 @@ static void push_req (lua_State *L, int base) {
 static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
   http_conn *hc = (http_conn *)lua_touserdata(L, S_HC);
   for (;;) {
-    int n, base, keep, status;
+    int n, keep, status;
+    ur_http_head head;
     lua_settop(L, S_HC);
     if (ur_sock_closed(s))      /* closed under it, as by the sweeper */
       return luaL_error(L, "attempt to use a closed socket");
     /* (server:close() while a request was under way set res._keep to
      * false: the loop has ended then; the Lua loop checked it first) */
-    n = ur_http_take_request(L, s, (size_t)ctx);
+    n = ur_http_take_serve(L, s, (size_t)ctx, &head);
     if (n == 1) return 1;                      /* a bad head: its status */
     if (n <= 0) {
       /* idle: the sweeper may end it now (and stamps it with its clock:
@@ -712,28 +694,23 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
       }
       return ur_sock_recv(L, s, ur_sock_recv_task(L, s), ctx, serve_recv_k);
     }
-    base = lua_gettop(L) - n + 1;
     /* a body (Content-Length > 0, Transfer-Encoding): the Lua loop's */
-    if (!lua_isnil(L, base + 8)
-        || (!lua_isnil(L, base + 7) && lua_tointeger(L, base + 7) != 0))
-      return n;
+    if (n != UR_HEAD_BARE) return n;
     sset_bool(L, S_RES, SK_IDLE, 0);
     push_skey(L, SK_CLOSING);
     lua_rawget(L, S_SERVER);
-    keep = lua_toboolean(L, base + 6) && !lua_toboolean(L, -1);
+    keep = head.keep && !lua_toboolean(L, -1);
     lua_pop(L, 1);
     /* the response, reset: its state in C until Lua asks for it */
     hc->fast = 1;
     hc->keep = keep;
     hc->sent = hc->done = hc->hn = 0;
     hc->len = -1;
-    hc->head_only = lua_rawlen(L, base) == 4
-                    && memcmp(lua_tostring(L, base), "HEAD", 4) == 0;
-    hc->v10 = lua_toboolean(L, base + 4);
+    hc->head_only = head.head_only;
+    hc->v10 = head.v10;
     set_current(L, hc, S_HC);
-    push_req(L, base);
-    lua_replace(L, S_REQ);      /* the head's values go; req stays at 7 */
-    lua_settop(L, S_REQ);
+    push_req(L, S_REQ);
+    lua_replace(L, S_REQ);      /* the head's text goes; req stays at 7 */
     /* server.requests + 1 (a handler may read it) */
     push_skey(L, SK_REQUESTS);
     lua_pushvalue(L, -1);

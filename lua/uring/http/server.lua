@@ -27,7 +27,6 @@ local argerror, typeerror, intask = check.argerror, check.typeerror, check.intas
 local REASONS, STATUS_LINE, HEADERS_MT = message.REASONS, message.STATUS_LINE,
   message.HEADERS_MT
 local read_chunked, TOO_BIG, BAD = message.read_chunked, message.TOO_BIG, message.BAD
-local http_headers = core._http_headers
 -- a response's state held in C (csrc/http_serve.c) written back into it:
 -- every Lua method of a response calls it first
 local sync, http_conn = core._http_sync, core._http_conn
@@ -403,24 +402,23 @@ end
 local Request = {}
 M.Request = Request
 
--- A request table holds what every request has (method, target, socket,
--- _head: the header lines as they came, checked by the C parser) and the
--- rest only when it differs from the usual: path and query (a target with
--- "?"), version ("1.0"), body (not empty).  The rest is worked out here
--- when a handler asks: each field a table holds costs every request, and
--- a hello-world handler asks for none.
-function Request.__index(req, k)
-  if type(req) ~= "table" then typeerror(1, "__index", "request", req) end
-  if k == "path" then return rawget(req, "target")
-  elseif k == "version" then return "1.1"
-  elseif k == "body" then return ""
-  elseif k == "headers" then
-    local lines = rawget(req, "_head")
-    local h = http_headers(type(lines) == "string" and lines or "", HEADERS_MT)
-    req.headers = h
-    return h
-  end
-  return Request[k]
+-- A request table holds what every request has (socket, and _head: the
+-- head as it came, checked by the C parser) and the rest only once it is
+-- read or differs from the usual.  sock:_serve's requests hold just those
+-- two: method, target, path and query (a target with "?") and version
+-- ("1.0") are worked out from the request line at the head of _head when
+-- a handler first reads one (then set, as the Lua loop sets them for a
+-- request with a body), path (the target), version ("1.1"), body ("")
+-- and headers when absent (csrc/http.c: core._request_index).  Each field
+-- a request holds costs every request, and a hello-world handler reads
+-- none.  pairs(req) sets the request line's fields first, so it lists
+-- what it did when every request held them.
+Request.__index = core._request_index(Request, HEADERS_MT)
+local request_fields = core._request_fields
+
+function Request.__pairs(req)
+  request_fields(req)
+  return next, req, nil
 end
 
 -- each open connection's response object, by its socket: req:upgrade
