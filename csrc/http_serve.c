@@ -44,6 +44,12 @@ typedef struct http_conn {
   int fast;                     /* the state below is res's */
   int sent, done, head_only, v10;
   int keep;                     /* res._keep (server:close() syncs first) */
+  /* idle: no request under way (from the start, and from when the loop
+   * waits for a head on an empty buffer); the sweeper stamps it with its
+   * clock the first time it sees it so (core._http_idle): a flag in C,
+   * not a field of res written twice per request */
+  int busy, stamped;
+  lua_Number since;
   int hn;                       /* headers set: res[1..2hn] */
   lua_Integer len;              /* res:sendfile's length; -1: none */
   const char *name[FAST_HEADERS], *value[FAST_HEADERS];
@@ -82,11 +88,11 @@ enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
  * http_memo.  res's header and finish closures have more: the http_conn,
  * Lua's own version of the method, sock:send and the socket. */
 enum { K_CODE = 1, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
-       K_KEEP, K_V10, K_IDLE, K_CLOSING, K_REQUESTS, K_HEAD, K_SOCKET,
+       K_KEEP, K_V10, K_CLOSING, K_REQUESTS, K_HEAD, K_SOCKET,
        K_HC, K_LENGTH, K_COUNT = K_LENGTH };
 static const char *const key_names[K_COUNT] = {
   "_code", "_hn", "_len", "_sent", "_done", "_err", "_mode", "_head_only",
-  "_keep", "_v10", "_idle", "_closing", "requests", "_head", "socket",
+  "_keep", "_v10", "_closing", "requests", "_head", "socket",
   "_hc", "length"
 };
 enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HCMT, U_LUA, U_SEND, U_SENDFILE,
@@ -615,6 +621,31 @@ static int l_http_conn (lua_State *L) {
   return 1;
 }
 
+/* core._http_idle(hc [, now]) -> false while a request is under way;
+ * else the time the connection was first seen idle: now, if this is the
+ * first look since it went idle (the sweeper's step), or true if nobody
+ * stamped it yet and now is not given */
+static int l_http_idle (lua_State *L) {
+  http_conn *hc = (http_conn *)luaL_checkudata(L, 1, HTTP_CONN_MT);
+  if (hc->busy) lua_pushboolean(L, 0);
+  else if (hc->stamped) lua_pushnumber(L, hc->since);
+  else if (lua_isnoneornil(L, 2)) lua_pushboolean(L, 1);
+  else {
+    hc->since = luaL_checknumber(L, 2);
+    hc->stamped = 1;
+    lua_pushnumber(L, hc->since);
+  }
+  return 1;
+}
+
+/* core._http_busy(hc): the Lua loop took a request (a head with a body,
+ * a bad head): not idle until sock:_serve waits for a head again */
+static int l_http_busy (lua_State *L) {
+  http_conn *hc = (http_conn *)luaL_checkudata(L, 1, HTTP_CONN_MT);
+  hc->busy = 1;
+  return 0;
+}
+
 /* --- the loop --- */
 
 /* The stack, the same in every continuation:
@@ -635,9 +666,9 @@ static int serve_handler_k (lua_State *L, int status, lua_KContext ctx);
  * fields it touches per request, each a string of its own (pushed from
  * an upvalue, a raw access costs less than lua_getfield/lua_setfield
  * with a C string, or the key fetched from the names array) */
-enum { SK_IDLE, SK_CLOSING, SK_REQUESTS, SK_HEAD, SK_SOCKET, SK_COUNT };
+enum { SK_CLOSING, SK_REQUESTS, SK_HEAD, SK_SOCKET, SK_COUNT };
 static const int serve_keys[SK_COUNT] = {
-  K_IDLE, K_CLOSING, K_REQUESTS, K_HEAD, K_SOCKET
+  K_CLOSING, K_REQUESTS, K_HEAD, K_SOCKET
 };
 
 static void push_skey (lua_State *L, int sk) {
@@ -648,12 +679,6 @@ static void push_skey (lua_State *L, int sk) {
 static void sset (lua_State *L, int t, int sk, int idx) {
   push_skey(L, sk);
   lua_pushvalue(L, idx);
-  lua_rawset(L, t);
-}
-
-static void sset_bool (lua_State *L, int t, int sk, int v) {
-  push_skey(L, sk);
-  lua_pushboolean(L, v);
   lua_rawset(L, t);
 }
 
@@ -687,7 +712,7 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     if (n <= 0) {
       /* idle: the sweeper may end it now (and stamps it with its clock:
        * no clock read per request) */
-      if (n < 0) sset_bool(L, S_RES, SK_IDLE, 1);
+      if (n < 0 && hc->busy) hc->busy = hc->stamped = 0;
       if (ur_sock_eof(s)) {
         lua_pushboolean(L, 0);
         return 1;
@@ -696,7 +721,7 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     }
     /* a body (Content-Length > 0, Transfer-Encoding): the Lua loop's */
     if (n != UR_HEAD_BARE) return n;
-    sset_bool(L, S_RES, SK_IDLE, 0);
+    hc->busy = 1;
     push_skey(L, SK_CLOSING);
     lua_rawget(L, S_SERVER);
     keep = head.keep && !lua_toboolean(L, -1);
@@ -815,7 +840,8 @@ static void set_funcs (lua_State *L, const luaL_Reg *l) {
 void ur_register_http_serve (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_http_conn", l_http_conn}, {"_http_sync", l_http_sync},
-    {"_http_methods", l_http_methods}, {NULL, NULL}
+    {"_http_methods", l_http_methods}, {"_http_idle", l_http_idle},
+    {"_http_busy", l_http_busy}, {NULL, NULL}
   };
   static const luaL_Reg sock_methods[] = {
     {"_serve", l_sock_serve}, {NULL, NULL}

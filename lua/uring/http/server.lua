@@ -30,6 +30,9 @@ local read_chunked, TOO_BIG, BAD = message.read_chunked, message.TOO_BIG, messag
 -- a response's state held in C (csrc/http_serve.c) written back into it:
 -- every Lua method of a response calls it first
 local sync, http_conn = core._http_sync, core._http_conn
+-- is a connection idle (false: a request is under way; the sweeper's
+-- stamp), held in C (csrc/http_serve.c): no field written per request
+local http_idle, http_busy = core._http_idle, core._http_busy
 local tls_mode = core._tls_mode
 local smethods = core.socket_methods
 local serve, sock_state = smethods._serve, smethods._closed
@@ -630,14 +633,12 @@ local function connection(self, sock)
   local handler, on_error = self._handler, self.on_error
   local max_header, max_body = self.max_header, self.max_body
   -- one response object per connection, reset for each request; it also
-  -- holds the connection's state (_keep, _v10, _idle, _task, _killed)
-  -- for the sweeper and close(): one table to touch per request.  _idle:
-  -- false while a request is under way, else true when the connection
-  -- went idle (sock:_serve sets it before it waits), which the sweeper
-  -- replaces with its clock
+  -- holds the connection's state (_keep, _v10, _task, _killed, and _hc:
+  -- the state in C, which also says whether it is idle, http_idle) for
+  -- the sweeper and close(): one table to touch per request
   local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
     _len = false, _sent = false, _done = false, _err = false, _mode = false,
-    _head_only = false, _keep = true, _v10 = false, _idle = true,
+    _head_only = false, _keep = true, _v10 = false,
     _task = uring.current(), _killed = false, _ws = false, [IS_RESPONSE] = true,
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
@@ -671,13 +672,13 @@ local function connection(self, sock)
       end
       break
     elseif not target then           -- a bad head: its status
-      st._idle = false
+      http_busy(hc)
       sock:send(ERR[method])
       break
     else
       -- a head with a body: read here, then the handler
       sync(res)
-      st._idle = false
+      http_busy(hc)
       local body = ""
       if te then
         if lower(te) ~= "chunked" then sock:send(ERR[501]); break end
@@ -734,8 +735,8 @@ local function connection_task(self, sock)
 end
 
 -- Closes connections idle for idle_timeout.  A connection going idle
--- marks itself (_idle = true: no clock read per request); the first step
--- that sees the mark stamps it with the step's time, no earlier than the
+-- marks itself (in C: no clock read per request); the first step that
+-- sees the mark stamps it with the step's time (http_idle), no earlier than the
 -- connection went idle, so a connection is closed only once it is surely
 -- idle long enough (and at most two steps later).
 local function sweeper(self)
@@ -746,9 +747,8 @@ local function sweeper(self)
     local now = uring.now()
     local t = now - idle
     for sock, st in pairs(self._conns) do
-      local since = st._idle
-      if since == true then st._idle = now
-      elseif since and since < t then sock:close() end
+      local since = http_idle(st._hc, now)
+      if since and since < t then sock:close() end
     end
   end
 end
@@ -802,11 +802,12 @@ function Server:serve()
   while next(self._conns) do
     local late = uring.now() >= deadline
     for sock, st in pairs(self._conns) do
-      if late and not st._idle and not st._killed then
+      local idle = http_idle(st._hc)
+      if late and not idle and not st._killed then
         st._killed = true                           -- its handler is cut short
         if st._task and st._task ~= uring.current() then st._task:cancel() end
       end
-      if st._idle or late then sock:close() end
+      if idle or late then sock:close() end
       if st._killed then
         self._conns[sock] = nil; self._nconns = self._nconns - 1
         RESPONSE_OF[sock] = nil
@@ -831,7 +832,7 @@ function Server:close()
   -- idle connections: closed now (busy ones close after their response)
   for sock, st in pairs(self._conns) do
     -- (sync: _keep may be held in C while a request is under way)
-    if not st._idle then sync(st); st._keep = false else sock:close() end
+    if not http_idle(st._hc) then sync(st); st._keep = false else sock:close() end
     -- a WebSocket's handler ends when its peer answers "going away"
     if st._ws then pcall(uring.spawn, st._ws.close, st._ws, 1001, "going away") end
   end
