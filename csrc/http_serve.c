@@ -88,11 +88,11 @@ enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
  * http_memo.  res's header and finish closures have more: the http_conn,
  * Lua's own version of the method, sock:send and the socket. */
 enum { K_CODE = 1, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
-       K_KEEP, K_V10, K_CLOSING, K_REQUESTS, K_HEAD, K_SOCKET,
+       K_KEEP, K_V10, K_REQUESTS, K_HEAD, K_SOCKET,
        K_HC, K_LENGTH, K_COUNT = K_LENGTH };
 static const char *const key_names[K_COUNT] = {
   "_code", "_hn", "_len", "_sent", "_done", "_err", "_mode", "_head_only",
-  "_keep", "_v10", "_closing", "requests", "_head", "socket",
+  "_keep", "_v10", "requests", "_head", "socket",
   "_hc", "length"
 };
 enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HCMT, U_LUA, U_SEND, U_SENDFILE,
@@ -666,9 +666,9 @@ static int serve_handler_k (lua_State *L, int status, lua_KContext ctx);
  * fields it touches per request, each a string of its own (pushed from
  * an upvalue, a raw access costs less than lua_getfield/lua_setfield
  * with a C string, or the key fetched from the names array) */
-enum { SK_CLOSING, SK_REQUESTS, SK_HEAD, SK_SOCKET, SK_COUNT };
+enum { SK_REQUESTS, SK_HEAD, SK_SOCKET, SK_COUNT };
 static const int serve_keys[SK_COUNT] = {
-  K_CLOSING, K_REQUESTS, K_HEAD, K_SOCKET
+  K_REQUESTS, K_HEAD, K_SOCKET
 };
 
 static void push_skey (lua_State *L, int sk) {
@@ -700,13 +700,16 @@ static void push_req (lua_State *L, int idx) {
 static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
   http_conn *hc = (http_conn *)lua_touserdata(L, S_HC);
   for (;;) {
-    int n, keep, status;
+    int n, status;
     ur_http_head head;
     lua_settop(L, S_HC);
     if (ur_sock_closed(s))      /* closed under it, as by the sweeper */
       return luaL_error(L, "attempt to use a closed socket");
-    /* (server:close() while a request was under way set res._keep to
-     * false: the loop has ended then; the Lua loop checked it first) */
+    /* (server._closing is not read per request: server:close() closes
+     * an idle connection's socket and writes a busy one's state back,
+     * with res._keep false, so the handler's end goes to the Lua loop,
+     * which checks it; the loop goes on only without a pause between,
+     * where close() cannot run) */
     n = ur_http_take_serve(L, s, (size_t)ctx, &head);
     if (n == 1) return 1;                      /* a bad head: its status */
     if (n <= 0) {
@@ -722,13 +725,9 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     /* a body (Content-Length > 0, Transfer-Encoding): the Lua loop's */
     if (n != UR_HEAD_BARE) return n;
     hc->busy = 1;
-    push_skey(L, SK_CLOSING);
-    lua_rawget(L, S_SERVER);
-    keep = head.keep && !lua_toboolean(L, -1);
-    lua_pop(L, 1);
     /* the response, reset: its state in C until Lua asks for it */
     hc->fast = 1;
-    hc->keep = keep;
+    hc->keep = head.keep;
     hc->sent = hc->done = hc->hn = 0;
     hc->len = -1;
     hc->head_only = head.head_only;

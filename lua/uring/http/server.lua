@@ -563,7 +563,7 @@ function M.server(opts)
     _lsock = lsock, _handler = handler, _conns = {}, _nconns = 0,
     max_body = max_body, max_header = max_header, idle_timeout = idle,
     grace = grace, on_error = on_error, requests = 0, connections = 0,
-    tls_failures = 0, _closing = false,   -- read per request: a field, not __index
+    tls_failures = 0, _closing = false,   -- read by every connection loop: a field, not __index
   }, Server)
   SERVERS[self] = true
   self._host, self._port = lsock:getsockname()
