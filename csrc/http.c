@@ -39,6 +39,12 @@ static const unsigned char tchar[256] = {
   ['y'] = 1, ['z'] = 1,
 };
 
+/* the bytes a header value may not hold: controls but HT, and DEL (one
+ * table lookup a byte: every value of every head is checked) */
+static const unsigned char vbad[256] = {
+  [0 ... 8] = 1, [10 ... 31] = 1, [127] = 1
+};
+
 static int lower_ascii (int c) {
   return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 }
@@ -107,7 +113,7 @@ static size_t header_line (const char *p, const char *end, const char **v,
   while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
   for (const unsigned char *c = (const unsigned char *)a;
        c < (const unsigned char *)b; c++)
-    if (*c < ' ' ? *c != '\t' : *c == 0x7f) return 0;
+    if (vbad[*c]) return 0;
   *v = a;
   *ve = b;
   return n;
