@@ -368,130 +368,178 @@ static int l_http_headers (lua_State *L) {
  * worked out from _head by Request.__index, here: a request whose
  * handler reads nothing (a hello world) pays one string and two keys,
  * where setting method and target cost two more interned strings and two
- * more keys (~1,000 instructions of ~8,400, bench/README.md). */
+ * more keys (~1,000 instructions of ~8,400, bench/README.md).  The rule:
+ * a field a request does not hold is worked out from its head when read. */
 
-/* req[key] = p[0..n) unless the handler set req[key] already */
-static void set_unless_set (lua_State *L, int req, const char *key,
-                            const char *p, size_t n) {
-  lua_pushstring(L, key);
-  if (lua_rawget(L, req) == LUA_TNIL) {
-    lua_pushstring(L, key);
+/* upvalues of Request.__index and of the fields function: the Request
+ * table, req.headers' metatable, then the keys (pushed from here: a C
+ * string would be looked up in Lua's string cache each time) */
+enum { RQ_REQUEST = 1, RQ_HEADERS_MT, RQ_HEAD, RQ_METHOD, RQ_TARGET,
+       RQ_PATH, RQ_QUERY, RQ_VERSION, RQ_COUNT = RQ_VERSION };
+static const char *const rq_keys[] = {
+  "_head", "method", "target", "path", "query", "version"
+};
+
+/* req[key], pushed; its type returned */
+static int rq_get (lua_State *L, int req, int key) {
+  lua_pushvalue(L, lua_upvalueindex(key));
+  return lua_rawget(L, req);
+}
+
+/* req[key] = p[0..n) unless req holds it */
+static void rq_set_absent (lua_State *L, int req, int key, const char *p,
+                           size_t n) {
+  if (rq_get(L, req, key) == LUA_TNIL) {
+    lua_pushvalue(L, lua_upvalueindex(key));
     lua_pushlstring(L, p, n);
     lua_rawset(L, req);
   }
   lua_pop(L, 1);
 }
 
-/* req (at index req) whose _head still starts with the request line: its
- * parts set in req as the Lua loop sets them (method, target; path and
- * query for a target with '?'; version "1.0" for HTTP/1.0), but for a
- * field the handler set already, and _head cut to the header lines, so
- * this happens once.  Nothing for any other req. */
-static void request_fields (lua_State *L, int req) {
+/* The request line at the start of req's _head (pushed, as the parts'
+ * anchor), found by parse_head's checks before: METHOD SP target SP
+ * HTTP/1.d.  NULL (nothing pushed) for a request without one: the Lua
+ * loop's, which holds the line's parts as fields. */
+typedef struct req_line { size_t sp1, sp2, q; int v10; } req_line;
+
+static const char *request_line (lua_State *L, int req, req_line *rl) {
   size_t n, sp1 = 0, sp2, q;
-  const char *p, *lines;
-  lua_pushliteral(L, "_head");
-  if (lua_rawget(L, req) != LUA_TSTRING) { lua_pop(L, 1); return; }
+  const char *p;
+  if (rq_get(L, req, RQ_HEAD) != LUA_TSTRING) { lua_pop(L, 1); return NULL; }
   p = lua_tolstring(L, -1, &n);
-  lines = header_lines(p, &n);
-  if (lines == p) { lua_pop(L, 1); return; }
-  /* _head cut: this happens once */
-  lua_pushliteral(L, "_head");
-  lua_pushlstring(L, lines, n);
-  lua_rawset(L, req);
-  /* checked by parse_head: METHOD SP target SP HTTP/1.d CRLF */
+  if (header_lines(p, &n) == p) { lua_pop(L, 1); return NULL; }
   while (p[sp1] != ' ') sp1++;
   for (sp2 = sp1 + 1; p[sp2] != ' '; sp2++) {}
   for (q = sp1 + 1; q < sp2 && p[q] != '?'; q++) {}
-  set_unless_set(L, req, "method", p, sp1);
-  set_unless_set(L, req, "target", p + sp1 + 1, sp2 - sp1 - 1);
-  if (q < sp2) {
-    set_unless_set(L, req, "path", p + sp1 + 1, q - sp1 - 1);
-    set_unless_set(L, req, "query", p + q + 1, sp2 - q - 1);
-  }
-  if (p[sp2 + 8] == '0') set_unless_set(L, req, "version", "1.0", 3);
-  lua_pop(L, 1);              /* the whole head's string: kept till here */
+  rl->sp1 = sp1;
+  rl->sp2 = sp2;
+  rl->q = q;
+  rl->v10 = p[sp2 + 8] == '0';
+  return p;
 }
 
-/* core._request_fields(req): request_fields for Request.__pairs, so
- * pairs(req) lists what a request made by the Lua loop holds */
+/* For pairs(req): what req lacks of the request line's parts set as the
+ * Lua loop sets them (method, target; path and query for a target with
+ * '?'; version "1.0" for HTTP/1.0); what it holds (the handler's own)
+ * kept. */
+static void request_fields (lua_State *L, int req) {
+  req_line rl;
+  const char *p = request_line(L, req, &rl);
+  if (p == NULL) return;
+  rq_set_absent(L, req, RQ_METHOD, p, rl.sp1);
+  rq_set_absent(L, req, RQ_TARGET, p + rl.sp1 + 1, rl.sp2 - rl.sp1 - 1);
+  if (rl.q < rl.sp2) {
+    rq_set_absent(L, req, RQ_PATH, p + rl.sp1 + 1, rl.q - rl.sp1 - 1);
+    rq_set_absent(L, req, RQ_QUERY, p + rl.q + 1, rl.sp2 - rl.q - 1);
+  }
+  if (rl.v10) rq_set_absent(L, req, RQ_VERSION, "1.0", 3);
+  lua_pop(L, 1);                                       /* _head */
+}
+
+/* fields(req): request_fields, for Request.__pairs, so pairs(req) lists
+ * what a request made by the Lua loop holds */
 static int l_request_fields (lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   request_fields(L, 1);
   return 0;
 }
 
-/* core._request_index(Request, headers_mt) -> Request.__index: a field a
- * request does not hold: method, target, path (the target when it has no
- * query), query, version ("1.1" unless set), body (""), headers (made
- * from _head, then held); anything else from Request (its methods).  In
- * C: a router reads req.path (often absent: the target is the path) on
- * every request. */
+/* Request.__index(req, k): a field req does not hold: method, target,
+ * path (the target when it has no query), query, version ("1.1" unless
+ * HTTP/1.0), from the request line; body (""); headers (made from _head,
+ * then held); anything else from Request (its methods).  The line's
+ * parts are worked out per read and not stored: a table that grows costs
+ * more than a handler reading a field once or twice (a router: method
+ * and path). */
 static int l_request_index (lua_State *L) {
   size_t kl;
-  const char *k;
+  const char *k, *p;
+  req_line rl;
   if (!lua_istable(L, 1))
     return luaL_error(L, "bad argument #1 to '__index' (request expected, got %s)",
                       luaL_typename(L, 1));
   lua_settop(L, 2);
-  if (lua_type(L, 2) == LUA_TSTRING) {
-    k = lua_tolstring(L, 2, &kl);
-    switch (kl) {
-      case 4:
-        if (memcmp(k, "path", 4) == 0 || memcmp(k, "body", 4) == 0) break;
-        goto methods;
-      case 5: if (memcmp(k, "query", 5) == 0) break; goto methods;
-      case 6: if (memcmp(k, "method", 6) == 0 || memcmp(k, "target", 6) == 0) break;
-              goto methods;
-      case 7:
-        if (memcmp(k, "version", 7) == 0 || memcmp(k, "headers", 7) == 0) break;
-        goto methods;
-      default: goto methods;
-    }
-    if (k[0] == 'b') {                              /* body */
-      lua_pushliteral(L, "");
-      return 1;
-    }
-    if (k[0] == 'h') {                              /* headers */
-      size_t n = 0;
-      const char *p = "";
-      lua_pushliteral(L, "_head");
-      if (lua_rawget(L, 1) == LUA_TSTRING) {
-        p = lua_tolstring(L, -1, &n);
-        p = header_lines(p, &n);
+  if (lua_type(L, 2) != LUA_TSTRING) goto methods;
+  k = lua_tolstring(L, 2, &kl);
+  switch (kl) {
+    case 4:
+      if (memcmp(k, "path", 4) == 0) {
+        p = request_line(L, 1, &rl);
+        if (p != NULL && rl.q < rl.sp2)         /* before the query */
+          lua_pushlstring(L, p + rl.sp1 + 1, rl.q - rl.sp1 - 1);
+        else if (rq_get(L, 1, RQ_TARGET) == LUA_TNIL && p != NULL)
+          lua_pushlstring(L, p + rl.sp1 + 1, rl.sp2 - rl.sp1 - 1);
+        return 1;                               /* (else the target) */
       }
-      push_headers(L, p, n, lua_upvalueindex(2));
-      lua_pushvalue(L, 2);
-      lua_pushvalue(L, -2);
-      lua_rawset(L, 1);
-      return 1;
-    }
-    request_fields(L, 1);
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, 1) != LUA_TNIL) return 1;
-    if (k[0] == 'p') {                              /* path: the target */
-      lua_pushliteral(L, "target");
-      lua_rawget(L, 1);
-      return 1;
-    }
-    if (k[0] == 'v') lua_pushliteral(L, "1.1");   /* version */
-    else lua_pushnil(L);
-    return 1;
+      if (memcmp(k, "body", 4) == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+      }
+      break;
+    case 5:
+      if (memcmp(k, "query", 5) == 0) {
+        p = request_line(L, 1, &rl);
+        if (p != NULL && rl.q < rl.sp2)
+          lua_pushlstring(L, p + rl.q + 1, rl.sp2 - rl.q - 1);
+        else lua_pushnil(L);
+        return 1;
+      }
+      break;
+    case 6:
+      if (memcmp(k, "method", 6) == 0) {
+        if ((p = request_line(L, 1, &rl)) != NULL) lua_pushlstring(L, p, rl.sp1);
+        else lua_pushnil(L);
+        return 1;
+      }
+      if (memcmp(k, "target", 6) == 0) {
+        if ((p = request_line(L, 1, &rl)) != NULL)
+          lua_pushlstring(L, p + rl.sp1 + 1, rl.sp2 - rl.sp1 - 1);
+        else lua_pushnil(L);
+        return 1;
+      }
+      break;
+    case 7:
+      if (memcmp(k, "version", 7) == 0) {
+        p = request_line(L, 1, &rl);
+        if (p != NULL && rl.v10) lua_pushliteral(L, "1.0");
+        else lua_pushliteral(L, "1.1");
+        return 1;
+      }
+      if (memcmp(k, "headers", 7) == 0) {
+        size_t n = 0;
+        p = "";
+        if (rq_get(L, 1, RQ_HEAD) == LUA_TSTRING) {
+          p = lua_tolstring(L, -1, &n);
+          p = header_lines(p, &n);
+        }
+        push_headers(L, p, n, lua_upvalueindex(RQ_HEADERS_MT));
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, 1);
+        return 1;
+      }
+      break;
+    default: break;
   }
 methods:
   lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1));
+  lua_rawget(L, lua_upvalueindex(RQ_REQUEST));
   return 1;
 }
 
-/* core._request_index(Request, headers_mt) -> the function above, over
- * those two tables */
+/* core._request_index(Request, headers_mt) -> Request.__index, fields:
+ * the two functions above, over those tables */
 static int l_request_index_new (lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  lua_pushcclosure(L, l_request_index, 2);
-  return 1;
+  for (int i = 0; i < RQ_COUNT - RQ_HEADERS_MT; i++)
+    lua_pushstring(L, rq_keys[i]);
+  lua_pushcclosure(L, l_request_index, RQ_COUNT);
+  for (int i = 1; i <= RQ_COUNT; i++) lua_getupvalue(L, -i, i);
+  lua_pushcclosure(L, l_request_fields, RQ_COUNT);
+  return 2;
 }
 
 /* --- the socket entry points: a head taken from a socket's buffer ---
@@ -739,7 +787,7 @@ static int l_request_has_header (lua_State *L) {
 void ur_register_http (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_http_headers", l_http_headers}, {"_request_has_header", l_request_has_header},
-    {"_request_index", l_request_index_new}, {"_request_fields", l_request_fields},
+    {"_request_index", l_request_index_new},
     {NULL, NULL}
   };
   static const luaL_Reg sock_methods[] = {

@@ -684,7 +684,7 @@ static void sset (lua_State *L, int t, int sk, int idx) {
 
 /* The request of the head text at idx, as the handler's req: _head (the
  * Request metatable works out method, target and the rest from it when
- * asked: server.lua) and socket. */
+ * read: csrc/http.c, Request.__index) and socket. */
 static void push_req (lua_State *L, int idx) {
   int req;
   lua_createtable(L, 0, 2);

@@ -313,7 +313,10 @@ describe("uring.http's request loop in C #io #net", function()
       local srv, port, task = start(function(req, res)
         kept[#kept + 1] = req
         local p = rawget(req, "_head"):match("^%u+ (%S+)") or req.target
-        if p == "/set?z" then
+        if p == "/set" then                         -- path follows a target set
+          req.target = "/other"
+          seen[#seen + 1] = req.path .. " " .. req.method .. " " .. req.method
+        elseif p == "/set?z" then
           req.target = "/mine"                       -- the handler's own, kept
           seen[#seen + 1] = table.concat({ tostring(req.query), req.target, req.path,
             req.method }, " ")
@@ -332,6 +335,7 @@ describe("uring.http's request loop in C #io #net", function()
         .. "GET /p HTTP/1.1\r\nHost: a\r\n\r\n"
         .. "DELETE /p?q=%20x HTTP/1.1\r\nHost: b\r\n\r\n"
         .. "GET /set?z HTTP/1.1\r\n\r\n"
+        .. "PUT /set HTTP/1.1\r\n\r\n"
         .. "GET /p HTTP/1.0\r\nHost: c\r\n\r\n")
       assert.same({
         "method=GET path=/list query=a=1 socket=sock target=/list?a=1",
@@ -340,12 +344,13 @@ describe("uring.http's request loop in C #io #net", function()
         "GET /p /p nil 1.1 [] a a true",
         "DELETE /p?q=%20x /p q=%20x 1.1 [] b b true",
         "z /mine /set GET",
+        "/other PUT PUT",
         "GET /p /p nil 1.0 [] c c true" }, seen)
       -- a request kept past its handler still reads its own head
-      assert.equal(7, #kept)
+      assert.equal(8, #kept)
       assert.equal("HEAD", kept[3].method)
       assert.equal("/p?q=%20x", kept[5].target)
-      assert.equal("1.0", kept[7].version)
+      assert.equal("1.0", kept[8].version)
       assert.equal(kept[4].socket, kept[5].socket)
       local index = getmetatable(kept[1]).__index
       assert.equal("bad argument #1 to '__index' (request expected, got number)",

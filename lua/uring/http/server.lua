@@ -409,15 +409,16 @@ M.Request = Request
 -- head as it came, checked by the C parser) and the rest only once it is
 -- read or differs from the usual.  sock:_serve's requests hold just those
 -- two: method, target, path and query (a target with "?") and version
--- ("1.0") are worked out from the request line at the head of _head when
--- a handler first reads one (then set, as the Lua loop sets them for a
--- request with a body), path (the target), version ("1.1"), body ("")
--- and headers when absent (csrc/http.c: core._request_index).  Each field
--- a request holds costs every request, and a hello-world handler reads
--- none.  pairs(req) sets the request line's fields first, so it lists
--- what it did when every request held them.
-Request.__index = core._request_index(Request, HEADERS_MT)
-local request_fields = core._request_fields
+-- ("1.0") are worked out from the request line at the start of _head
+-- when a handler first reads one it lacks (then set, as the Lua loop sets
+-- them for a request with a body; a field the handler set is kept), path
+-- (the target), version ("1.1"), body ("") and headers when absent
+-- (csrc/http.c: core._request_index).  Each field a request holds costs
+-- every request, and a hello-world handler reads none.  pairs(req) sets
+-- the request line's fields first, so it lists what it did when every
+-- request held them.
+local request_fields
+Request.__index, request_fields = core._request_index(Request, HEADERS_MT)
 
 function Request.__pairs(req)
   request_fields(req)
