@@ -171,11 +171,18 @@ typedef struct head_info {
   seen te, expect;
 } head_info;
 
-/* Check the head p[0..n) (n from head_len) and find its parts: 0, or the
- * status for a head that is malformed (400) or too big (414, 431).  Every
- * header line is checked here, so a bad one is refused before the
- * handler runs. */
-static int parse_head (const char *p, size_t n, size_t max, head_info *hi) {
+/* Check the head p[0..n) (n from head_len: whole) and find its parts: 0,
+ * or the status for a head that is malformed (400) or too big (414,
+ * 431).  Every header line is checked here, so a bad one is refused
+ * before the handler runs.  Not whole: p[0..n) are the bytes buffered,
+ * where a whole head usually is (one receive brings it); 0 when a good
+ * head ends there (hi->e is its end), else -1, and head_len then finds
+ * the end (resuming where it left off, so a head that comes in pieces is
+ * not scanned again from its start) and this parses the head whole, so
+ * the status is the same either way.  One pass instead of two. */
+#define BAD(status) return whole ? (status) : -1
+static int parse_head (const char *p, size_t n, size_t max, head_info *hi,
+                       int whole) {
   int saw_close = 0, saw_keep = 0;
   size_t sp1, sp2, line, q;
   const char *e = p + n, *lf = (const char *)memchr(p, '\n', n), *h;
@@ -183,11 +190,12 @@ static int parse_head (const char *p, size_t n, size_t max, head_info *hi) {
   hi->te.again = hi->expect.again = 0;
   hi->clen = -1;
   /* the request line: METHOD SP target SP HTTP/1.d */
+  if (lf == NULL) return -1;                 /* (whole: never) */
   line = (size_t)(lf - p);
   if (line > 0 && p[line - 1] == '\r') line--;
-  if (line > max) return 414;
+  if (line > max) BAD(414);
   for (sp1 = 0; sp1 < line && tchar[(unsigned char)p[sp1]]; sp1++) {}
-  if (sp1 == 0 || sp1 >= line || p[sp1] != ' ') return 400;
+  if (sp1 == 0 || sp1 >= line || p[sp1] != ' ') BAD(400);
   for (sp2 = sp1 + 1; sp2 < line; sp2++) {
     unsigned char c = (unsigned char)p[sp2];
     if (c <= ' ' || c == 0x7f) break;
@@ -195,30 +203,34 @@ static int parse_head (const char *p, size_t n, size_t max, head_info *hi) {
   if (sp2 == sp1 + 1 || sp2 + 9 != line || p[sp2] != ' '
       || memcmp(p + sp2 + 1, "HTTP/1.", 7) != 0
       || p[line - 1] < '0' || p[line - 1] > '9')
-    return 400;
+    BAD(400);
   hi->v10 = p[line - 1] == '0';
   h = lf + 1;
-  if ((size_t)(e - h) > max + 2) return 431;
+  if (whole && (size_t)(e - h) > max + 2) return 431;
   /* the header lines, up to the blank one: checked, and the few the
    * server itself needs read */
   for (const char *l = h;;) {
     const char *nl = (const char *)memchr(l, '\n', (size_t)(e - l));
     const char *end = nl, *v, *ve;
     size_t nlen;
+    if (nl == NULL) return -1;                 /* (whole: never) */
     if (end > l && end[-1] == '\r') end--;
-    if (end == l) break;                               /* the blank line */
+    if (end == l) {                                    /* the blank line */
+      e = nl + 1;
+      break;
+    }
     nlen = header_line(l, end, &v, &ve);
-    if (nlen == 0) return 400;
+    if (nlen == 0) BAD(400);
     switch (nlen) {
       case 14:
         if (name_is(l, nlen, "content-length", 14)) {
           lua_Integer len = 0;
-          if (v == ve) return 400;
+          if (v == ve) BAD(400);
           for (const char *c = v; c < ve; c++) {
-            if (*c < '0' || *c > '9') return 400;
+            if (*c < '0' || *c > '9') BAD(400);
             if (len < ((lua_Integer)1 << 52)) len = len * 10 + (*c - '0');
           }
-          if (hi->clen >= 0 && hi->clen != len) return 400;
+          if (hi->clen >= 0 && hi->clen != len) BAD(400);
           hi->clen = len;
         }
         break;
@@ -240,6 +252,7 @@ static int parse_head (const char *p, size_t n, size_t max, head_info *hi) {
     }
     l = nl + 1;
   }
+  if (!whole && (size_t)(e - h) > max + 2) return -1;      /* 431 */
   q = sp1 + 1;
   while (q < sp2 && p[q] != '?') q++;
   hi->sp1 = sp1;
@@ -250,6 +263,7 @@ static int parse_head (const char *p, size_t n, size_t max, head_info *hi) {
   hi->keep = saw_close ? 0 : saw_keep ? 1 : !hi->v10;
   return 0;
 }
+#undef BAD
 
 /* Push what parse_head found in the head p[...]:
  *   method, target, path|nil, query|nil, v10, lines, keep, length|nil,
@@ -547,13 +561,14 @@ static int l_request_index_new (lua_State *L) {
  * They reach the socket only through net.c's ur_sock_* functions (its
  * receive buffer and its receive op), so the socket stays net.c's. */
 
-/* Find a whole request head in the buffer (blank lines before it are
- * skipped): its length, with *p at it; 0 for part of one (fill and call
- * again), with *status set for a head too big already (414, 431); -1
- * for nothing buffered. */
-static long find_head (ur_sock *s, size_t max, const char **pp,
-                       int *status) {
-  size_t len, head, first;
+/* Find and parse a whole request head in the buffer (blank lines before
+ * it are skipped): its length, with *pp at it and hi filled; 0 for part
+ * of one (fill and call again), with *status set for a head too big
+ * already (414, 431), or for a bad one (400, 414, 431: hi not filled);
+ * -1 for nothing buffered. */
+static long take_head (ur_sock *s, size_t max, const char **pp,
+                       int *status, head_info *hi) {
+  size_t len, head, first, *mark;
   const char *p = ur_sock_buffered(s, &len);
   *status = 0;
   while (len > 0) {             /* blank lines between requests */
@@ -563,10 +578,19 @@ static long find_head (ur_sock *s, size_t max, const char **pp,
     p = ur_sock_buffered(s, &len);
   }
   if (len == 0) return -1;
-  head = head_len(p, len, ur_sock_mark(s), &first);
-  if (head == 0) *status = too_big(len, first, max);
   *pp = p;
-  return (long)head;
+  mark = ur_sock_mark(s);
+  /* the usual: a good head, whole, in what the receive brought (not when
+   * an earlier look found a part of it: head_len resumes there) */
+  if (*mark == 0 && parse_head(p, len, max, hi, 0) == 0)
+    return (long)(hi->e - p);
+  head = head_len(p, len, mark, &first);
+  if (head == 0) {
+    *status = too_big(len, first, max);
+    return 0;
+  }
+  *status = parse_head(p, head, max, hi, 1);
+  return *status ? 0 : (long)head;
 }
 
 /* Take a whole request head from the buffer: > 1, the results of
@@ -577,13 +601,9 @@ int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
   const char *p = NULL;
   head_info hi;
   int status;
-  long head = find_head(s, max, &p, &status);
+  long head = take_head(s, max, &p, &status, &hi);
   if (head <= 0) {
     if (status == 0) return head < 0 ? -1 : 0;
-    lua_pushinteger(L, status);
-    return 1;
-  }
-  if ((status = parse_head(p, (size_t)head, max, &hi)) != 0) {
     lua_pushinteger(L, status);
     return 1;
   }
@@ -596,20 +616,16 @@ int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
  * head without a body itself: for one, UR_HEAD_BARE with the head's text
  * pushed (the request line and the header lines, as they came: the
  * Request metatable works out method, target and the rest from it when
- * a handler asks, so a request that asks for none interns one string)
+ * a handler asks, so a request that asks for none makes one string)
  * and *r filled; a head with a body is push_head's, as above. */
 int ur_http_take_serve (lua_State *L, ur_sock *s, size_t max,
                         ur_http_head *r) {
   const char *p = NULL;
   head_info hi;
   int status;
-  long head = find_head(s, max, &p, &status);
+  long head = take_head(s, max, &p, &status, &hi);
   if (head <= 0) {
     if (status == 0) return head < 0 ? -1 : 0;
-    lua_pushinteger(L, status);
-    return 1;
-  }
-  if ((status = parse_head(p, (size_t)head, max, &hi)) != 0) {
     lua_pushinteger(L, status);
     return 1;
   }
