@@ -406,17 +406,17 @@ local Request = {}
 M.Request = Request
 
 -- A request table holds what every request has (socket, and _head: the
--- head as it came, checked by the C parser) and the rest only once it is
--- read or differs from the usual.  sock:_serve's requests hold just those
--- two: method, target, path and query (a target with "?") and version
--- ("1.0") are worked out from the request line at the start of _head
--- when a handler first reads one it lacks (then set, as the Lua loop sets
--- them for a request with a body; a field the handler set is kept), path
--- (the target), version ("1.1"), body ("") and headers when absent
--- (csrc/http.c: core._request_index).  Each field a request holds costs
--- every request, and a hello-world handler reads none.  pairs(req) sets
--- the request line's fields first, so it lists what it did when every
--- request held them.
+-- head as it came, checked by the C parser) and the rest only when it is
+-- set or differs from the usual.  sock:_serve's requests hold just those
+-- two: method, target, path, query and version are worked out from the
+-- request line at the start of _head each time one is read (not stored:
+-- a table that grows costs more than a read or two), body ("") too, and
+-- headers when first read, then held (csrc/http.c: core._request_index).
+-- A field the handler set is what is read.  Each field a request holds
+-- costs every request, and a hello-world handler reads none.  pairs(req)
+-- sets the request line's fields first, so it lists what it did when
+-- every request held them (method, target; path and query for a target
+-- with "?"; version for HTTP/1.0).
 local request_fields
 Request.__index, request_fields = core._request_index(Request, HEADERS_MT)
 
