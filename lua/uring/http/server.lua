@@ -421,6 +421,7 @@ local request_fields
 Request.__index, request_fields = core._request_index(Request, HEADERS_MT)
 
 function Request.__pairs(req)
+  if type(req) ~= "table" then typeerror(1, "__pairs", "request", req) end
   request_fields(req)
   return next, req, nil
 end
