@@ -39,6 +39,12 @@ static const unsigned char tchar[256] = {
   ['y'] = 1, ['z'] = 1,
 };
 
+/* the bytes a header value may not hold: controls but HT, and DEL (one
+ * table lookup a byte: every value of every head is checked) */
+static const unsigned char vbad[256] = {
+  [0 ... 8] = 1, [10 ... 31] = 1, [127] = 1
+};
+
 static int lower_ascii (int c) {
   return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 }
@@ -92,12 +98,6 @@ static int too_big (size_t len, size_t first, size_t max) {
   return len - first > max + 2 ? 431 : 0;
 }
 
-static int bad (lua_State *L, int top, int status) {
-  lua_settop(L, top);
-  lua_pushinteger(L, status);
-  return 1;
-}
-
 /* One header line p[0..end) (no CR LF): the name's length, or 0 if the
  * line is malformed (obs-fold, no colon, a non-token name, a control
  * byte but HT in the value); *v, *ve: the value, trimmed. */
@@ -113,7 +113,7 @@ static size_t header_line (const char *p, const char *end, const char **v,
   while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
   for (const unsigned char *c = (const unsigned char *)a;
        c < (const unsigned char *)b; c++)
-    if (*c < ' ' ? *c != '\t' : *c == 0x7f) return 0;
+    if (vbad[*c]) return 0;
   *v = a;
   *ve = b;
   return n;
@@ -161,29 +161,41 @@ static void push_seen (lua_State *L, const seen *f, const char *h,
   }
 }
 
-/* Parse the head p[0..n) (n from head_len) and push
- *   method, target, path|nil, query|nil, v10, lines, keep, length|nil,
- *   transfer-encoding|nil, expect|nil
- * (path and query only when the target has a "?")
- * where lines are the header lines as they came (uring.http makes
- * req.headers of them when first asked, with core._http_headers); or one
- * integer status for a head that is malformed (400) or too big (414,
+/* What parse_head found in a head p[0..n): where the request line's
+ * parts end, and what the server itself needs of the header lines. */
+typedef struct head_info {
+  size_t sp1, sp2, q;           /* method | target | version; q: '?' or sp2 */
+  const char *h, *e;            /* the header lines, blank line included */
+  int v10, keep;
+  lua_Integer clen;             /* Content-Length, -1 if none */
+  seen te, expect;
+} head_info;
+
+/* Check the head p[0..n) (n from head_len: whole) and find its parts: 0,
+ * or the status for a head that is malformed (400) or too big (414,
  * 431).  Every header line is checked here, so a bad one is refused
- * before the handler runs.  (Ten results rather than a request table:
- * Lua's table constructor builds it for less than lua_setfield would.) */
-static int push_head (lua_State *L, const char *p, size_t n, size_t max) {
-  int top = lua_gettop(L), v10, saw_close = 0, saw_keep = 0;
-  seen te = {NULL, 0, 0}, expect = {NULL, 0, 0};
+ * before the handler runs.  Not whole: p[0..n) are the bytes buffered,
+ * where a whole head usually is (one receive brings it); 0 when a good
+ * head ends there (hi->e is its end), else -1, and head_len then finds
+ * the end (resuming where it left off, so a head that comes in pieces is
+ * not scanned again from its start) and this parses the head whole, so
+ * the status is the same either way.  One pass instead of two. */
+#define BAD(status) return whole ? (status) : -1
+static int parse_head (const char *p, size_t n, size_t max, head_info *hi,
+                       int whole) {
+  int saw_close = 0, saw_keep = 0;
   size_t sp1, sp2, line, q;
-  lua_Integer clen = -1;
   const char *e = p + n, *lf = (const char *)memchr(p, '\n', n), *h;
-  luaL_checkstack(L, 14, NULL);
+  hi->te.v = hi->expect.v = NULL;
+  hi->te.again = hi->expect.again = 0;
+  hi->clen = -1;
   /* the request line: METHOD SP target SP HTTP/1.d */
+  if (lf == NULL) return -1;                 /* (whole: never) */
   line = (size_t)(lf - p);
   if (line > 0 && p[line - 1] == '\r') line--;
-  if (line > max) return bad(L, top, 414);
+  if (line > max) BAD(414);
   for (sp1 = 0; sp1 < line && tchar[(unsigned char)p[sp1]]; sp1++) {}
-  if (sp1 == 0 || sp1 >= line || p[sp1] != ' ') return bad(L, top, 400);
+  if (sp1 == 0 || sp1 >= line || p[sp1] != ' ') BAD(400);
   for (sp2 = sp1 + 1; sp2 < line; sp2++) {
     unsigned char c = (unsigned char)p[sp2];
     if (c <= ' ' || c == 0x7f) break;
@@ -191,31 +203,35 @@ static int push_head (lua_State *L, const char *p, size_t n, size_t max) {
   if (sp2 == sp1 + 1 || sp2 + 9 != line || p[sp2] != ' '
       || memcmp(p + sp2 + 1, "HTTP/1.", 7) != 0
       || p[line - 1] < '0' || p[line - 1] > '9')
-    return bad(L, top, 400);
-  v10 = p[line - 1] == '0';
+    BAD(400);
+  hi->v10 = p[line - 1] == '0';
   h = lf + 1;
-  if ((size_t)(e - h) > max + 2) return bad(L, top, 431);
+  if (whole && (size_t)(e - h) > max + 2) return 431;
   /* the header lines, up to the blank one: checked, and the few the
    * server itself needs read */
   for (const char *l = h;;) {
     const char *nl = (const char *)memchr(l, '\n', (size_t)(e - l));
     const char *end = nl, *v, *ve;
     size_t nlen;
+    if (nl == NULL) return -1;                 /* (whole: never) */
     if (end > l && end[-1] == '\r') end--;
-    if (end == l) break;                               /* the blank line */
+    if (end == l) {                                    /* the blank line */
+      e = nl + 1;
+      break;
+    }
     nlen = header_line(l, end, &v, &ve);
-    if (nlen == 0) return bad(L, top, 400);
+    if (nlen == 0) BAD(400);
     switch (nlen) {
       case 14:
         if (name_is(l, nlen, "content-length", 14)) {
           lua_Integer len = 0;
-          if (v == ve) return bad(L, top, 400);
+          if (v == ve) BAD(400);
           for (const char *c = v; c < ve; c++) {
-            if (*c < '0' || *c > '9') return bad(L, top, 400);
+            if (*c < '0' || *c > '9') BAD(400);
             if (len < ((lua_Integer)1 << 52)) len = len * 10 + (*c - '0');
           }
-          if (clen >= 0 && clen != len) return bad(L, top, 400);
-          clen = len;
+          if (hi->clen >= 0 && hi->clen != len) BAD(400);
+          hi->clen = len;
         }
         break;
       case 10:
@@ -226,21 +242,43 @@ static int push_head (lua_State *L, const char *p, size_t n, size_t max) {
         break;
       case 17:
         if (name_is(l, nlen, "transfer-encoding", 17))
-          see(&te, v, (size_t)(ve - v));
+          see(&hi->te, v, (size_t)(ve - v));
         break;
       case 6:
         if (name_is(l, nlen, "expect", 6))
-          see(&expect, v, (size_t)(ve - v));
+          see(&hi->expect, v, (size_t)(ve - v));
         break;
       default: break;
     }
     l = nl + 1;
   }
-  /* the request line's parts and the header lines as they came */
-  lua_pushlstring(L, p, sp1);                          /* method */
-  lua_pushlstring(L, p + sp1 + 1, sp2 - sp1 - 1);      /* target */
+  if (!whole && (size_t)(e - h) > max + 2) return -1;      /* 431 */
   q = sp1 + 1;
   while (q < sp2 && p[q] != '?') q++;
+  hi->sp1 = sp1;
+  hi->sp2 = sp2;
+  hi->q = q;
+  hi->h = h;
+  hi->e = e;
+  hi->keep = saw_close ? 0 : saw_keep ? 1 : !hi->v10;
+  return 0;
+}
+#undef BAD
+
+/* Push what parse_head found in the head p[...]:
+ *   method, target, path|nil, query|nil, v10, lines, keep, length|nil,
+ *   transfer-encoding|nil, expect|nil
+ * (path and query only when the target has a "?") where lines are the
+ * header lines as they came (uring.http makes req.headers of them when
+ * first asked, with core._http_headers).  (Ten results rather than a
+ * request table: Lua's table constructor builds it for less than
+ * lua_setfield would.) */
+static int push_head (lua_State *L, const char *p, const head_info *hi) {
+  size_t sp1 = hi->sp1, sp2 = hi->sp2, q = hi->q;
+  const char *h = hi->h, *e = hi->e;
+  luaL_checkstack(L, 14, NULL);
+  lua_pushlstring(L, p, sp1);                          /* method */
+  lua_pushlstring(L, p + sp1 + 1, sp2 - sp1 - 1);      /* target */
   if (q == sp2) {                  /* no query: the path is the target */
     lua_pushnil(L);
     lua_pushnil(L);
@@ -249,28 +287,43 @@ static int push_head (lua_State *L, const char *p, size_t n, size_t max) {
     lua_pushlstring(L, p + sp1 + 1, q - sp1 - 1);
     lua_pushlstring(L, p + q + 1, sp2 - q - 1);
   }
-  lua_pushboolean(L, v10);
+  lua_pushboolean(L, hi->v10);
   lua_pushlstring(L, h, (size_t)(e - h));              /* header lines */
-  lua_pushboolean(L, saw_close ? 0 : saw_keep ? 1 : !v10);   /* keep */
-  if (clen >= 0) lua_pushinteger(L, clen);
+  lua_pushboolean(L, hi->keep);
+  if (hi->clen >= 0) lua_pushinteger(L, hi->clen);
   else lua_pushnil(L);
-  push_seen(L, &te, h, (size_t)(e - h), "transfer-encoding", 17);
-  push_seen(L, &expect, h, (size_t)(e - h), "expect", 6);
+  push_seen(L, &hi->te, h, (size_t)(e - h), "transfer-encoding", 17);
+  push_seen(L, &hi->expect, h, (size_t)(e - h), "expect", 6);
   return 10;
 }
 
-/* core._http_headers(lines, mt) -> headers: the table of header lines
- * push_head checked (req._head): names lower-cased, values trimmed, a
- * repeated name's values joined with ", " (Content-Length's, all equal,
- * kept once); metatable mt.  Lines that do not parse are skipped (none
- * do, coming from a checked head). */
-static int l_http_headers (lua_State *L) {
-  size_t n;
-  const char *p = luaL_checklstring(L, 1, &n), *e = p + n;
+/* A head's text as sock:_serve leaves it in req._head starts with the
+ * request line (METHOD SP ...); the Lua loop's holds the header lines
+ * alone.  In a checked head a request line's method ends at a space and a
+ * header line's name at a colon, so the two tell apart.  The header lines
+ * of p[0..*n) returned, *n updated. */
+static const char *header_lines (const char *p, size_t *n) {
+  size_t i = 0;
+  const char *lf;
+  while (i < *n && tchar[(unsigned char)p[i]]) i++;
+  if (i == 0 || i == *n || p[i] != ' ') return p;
+  lf = (const char *)memchr(p + i, '\n', *n - i);
+  if (lf == NULL) { *n = 0; return p + i; }
+  *n -= (size_t)(lf + 1 - p);
+  return lf + 1;
+}
+
+/* Push the table of header lines p[0..n) (checked by parse_head): names
+ * lower-cased, values trimmed, a repeated name's values joined with ", "
+ * (Content-Length's, all equal, kept once); the metatable at index mt.
+ * Lines that do not parse are skipped (none do, coming from a checked
+ * head). */
+static void push_headers (lua_State *L, const char *p, size_t n, int mt) {
+  const char *e = p + n;
   char name[64];
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
+  int t;
   lua_createtable(L, 0, 8);
+  t = lua_gettop(L);
   while (p < e) {
     const char *nl = (const char *)memchr(p, '\n', (size_t)(e - p));
     const char *end = nl ? nl : e, *v, *ve;
@@ -289,10 +342,10 @@ static int l_http_headers (lua_State *L) {
         luaL_pushresultsize(&b, nlen);
       }
       lua_pushvalue(L, -1);
-      if (lua_rawget(L, 3) == LUA_TNIL) {
+      if (lua_rawget(L, t) == LUA_TNIL) {
         lua_pop(L, 1);
         lua_pushlstring(L, v, (size_t)(ve - v));
-        lua_rawset(L, 3);
+        lua_rawset(L, t);
       }
       else if (nlen == 14 && name_is(p, nlen, "content-length", 14))
         lua_pop(L, 2);
@@ -300,15 +353,207 @@ static int l_http_headers (lua_State *L) {
         lua_pushliteral(L, ", ");
         lua_pushlstring(L, v, (size_t)(ve - v));
         lua_concat(L, 3);
-        lua_rawset(L, 3);
+        lua_rawset(L, t);
       }
     }
     if (!nl) break;
     p = nl + 1;
   }
-  lua_pushvalue(L, 2);
-  lua_setmetatable(L, 3);
+  lua_pushvalue(L, mt);
+  lua_setmetatable(L, t);
+}
+
+/* core._http_headers(lines, mt) -> headers: the table of a head's header
+ * lines (a request line before them skipped), metatable mt */
+static int l_http_headers (lua_State *L) {
+  size_t n;
+  const char *p = luaL_checklstring(L, 1, &n);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  p = header_lines(p, &n);
+  push_headers(L, p, n, 2);
   return 1;
+}
+
+/* --- a request's fields, worked out when first read ---
+ *
+ * sock:_serve makes a request with two fields: _head (the head's text,
+ * request line first) and socket.  Everything else a handler may read is
+ * worked out from _head by Request.__index, here: a request whose
+ * handler reads nothing (a hello world) pays one string and two keys,
+ * where setting method and target cost two more interned strings and two
+ * more keys (~1,000 instructions of ~8,400, bench/README.md).  The rule:
+ * a field a request does not hold is worked out from its head when read. */
+
+/* upvalues of Request.__index and of the fields function: the Request
+ * table, req.headers' metatable, then the keys (pushed from here: a C
+ * string would be looked up in Lua's string cache each time) */
+enum { RQ_REQUEST = 1, RQ_HEADERS_MT, RQ_HEAD, RQ_METHOD, RQ_TARGET,
+       RQ_PATH, RQ_QUERY, RQ_VERSION, RQ_COUNT = RQ_VERSION };
+static const char *const rq_keys[] = {
+  "_head", "method", "target", "path", "query", "version"
+};
+
+/* req[key], pushed; its type returned */
+static int rq_get (lua_State *L, int req, int key) {
+  lua_pushvalue(L, lua_upvalueindex(key));
+  return lua_rawget(L, req);
+}
+
+/* req[key] = p[0..n) unless req holds it */
+static void rq_set_absent (lua_State *L, int req, int key, const char *p,
+                           size_t n) {
+  if (rq_get(L, req, key) == LUA_TNIL) {
+    lua_pushvalue(L, lua_upvalueindex(key));
+    lua_pushlstring(L, p, n);
+    lua_rawset(L, req);
+  }
+  lua_pop(L, 1);
+}
+
+/* The request line at the start of req's _head (pushed, as the parts'
+ * anchor), found by parse_head's checks before: METHOD SP target SP
+ * HTTP/1.d.  NULL (nothing pushed) for a request without one: the Lua
+ * loop's, which holds the line's parts as fields. */
+typedef struct req_line { size_t sp1, sp2, q; int v10; } req_line;
+
+static const char *request_line (lua_State *L, int req, req_line *rl) {
+  size_t n, sp1 = 0, sp2, q;
+  const char *p;
+  if (rq_get(L, req, RQ_HEAD) != LUA_TSTRING) { lua_pop(L, 1); return NULL; }
+  p = lua_tolstring(L, -1, &n);
+  if (header_lines(p, &n) == p) { lua_pop(L, 1); return NULL; }
+  while (p[sp1] != ' ') sp1++;
+  for (sp2 = sp1 + 1; p[sp2] != ' '; sp2++) {}
+  for (q = sp1 + 1; q < sp2 && p[q] != '?'; q++) {}
+  rl->sp1 = sp1;
+  rl->sp2 = sp2;
+  rl->q = q;
+  rl->v10 = p[sp2 + 8] == '0';
+  return p;
+}
+
+/* For pairs(req): what req lacks of the request line's parts set as the
+ * Lua loop sets them (method, target; path and query for a target with
+ * '?'; version "1.0" for HTTP/1.0); what it holds (the handler's own)
+ * kept. */
+static void request_fields (lua_State *L, int req) {
+  req_line rl;
+  const char *p = request_line(L, req, &rl);
+  if (p == NULL) return;
+  rq_set_absent(L, req, RQ_METHOD, p, rl.sp1);
+  rq_set_absent(L, req, RQ_TARGET, p + rl.sp1 + 1, rl.sp2 - rl.sp1 - 1);
+  if (rl.q < rl.sp2) {
+    rq_set_absent(L, req, RQ_PATH, p + rl.sp1 + 1, rl.q - rl.sp1 - 1);
+    rq_set_absent(L, req, RQ_QUERY, p + rl.q + 1, rl.sp2 - rl.q - 1);
+  }
+  if (rl.v10) rq_set_absent(L, req, RQ_VERSION, "1.0", 3);
+  lua_pop(L, 1);                                       /* _head */
+}
+
+/* fields(req): request_fields, for Request.__pairs, so pairs(req) lists
+ * what a request made by the Lua loop holds */
+static int l_request_fields (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  request_fields(L, 1);
+  return 0;
+}
+
+/* Request.__index(req, k): a field req does not hold: method, target,
+ * path (the target when it has no query), query, version ("1.1" unless
+ * HTTP/1.0), from the request line; body (""); headers (made from _head,
+ * then held); anything else from Request (its methods).  The line's
+ * parts are worked out per read and not stored: a table that grows costs
+ * more than a handler reading a field once or twice (a router: method
+ * and path). */
+static int l_request_index (lua_State *L) {
+  size_t kl;
+  const char *k, *p;
+  req_line rl;
+  if (!lua_istable(L, 1))
+    return luaL_error(L, "bad argument #1 to '__index' (request expected, got %s)",
+                      luaL_typename(L, 1));
+  lua_settop(L, 2);
+  if (lua_type(L, 2) != LUA_TSTRING) goto methods;
+  k = lua_tolstring(L, 2, &kl);
+  switch (kl) {
+    case 4:
+      if (memcmp(k, "path", 4) == 0) {
+        p = request_line(L, 1, &rl);
+        if (p != NULL && rl.q < rl.sp2)         /* before the query */
+          lua_pushlstring(L, p + rl.sp1 + 1, rl.q - rl.sp1 - 1);
+        else if (rq_get(L, 1, RQ_TARGET) == LUA_TNIL && p != NULL)
+          lua_pushlstring(L, p + rl.sp1 + 1, rl.sp2 - rl.sp1 - 1);
+        return 1;                               /* (else the target) */
+      }
+      if (memcmp(k, "body", 4) == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+      }
+      break;
+    case 5:
+      if (memcmp(k, "query", 5) == 0) {
+        p = request_line(L, 1, &rl);
+        if (p != NULL && rl.q < rl.sp2)
+          lua_pushlstring(L, p + rl.q + 1, rl.sp2 - rl.q - 1);
+        else lua_pushnil(L);
+        return 1;
+      }
+      break;
+    case 6:
+      if (memcmp(k, "method", 6) == 0) {
+        if ((p = request_line(L, 1, &rl)) != NULL) lua_pushlstring(L, p, rl.sp1);
+        else lua_pushnil(L);
+        return 1;
+      }
+      if (memcmp(k, "target", 6) == 0) {
+        if ((p = request_line(L, 1, &rl)) != NULL)
+          lua_pushlstring(L, p + rl.sp1 + 1, rl.sp2 - rl.sp1 - 1);
+        else lua_pushnil(L);
+        return 1;
+      }
+      break;
+    case 7:
+      if (memcmp(k, "version", 7) == 0) {
+        p = request_line(L, 1, &rl);
+        if (p != NULL && rl.v10) lua_pushliteral(L, "1.0");
+        else lua_pushliteral(L, "1.1");
+        return 1;
+      }
+      if (memcmp(k, "headers", 7) == 0) {
+        size_t n = 0;
+        p = "";
+        if (rq_get(L, 1, RQ_HEAD) == LUA_TSTRING) {
+          p = lua_tolstring(L, -1, &n);
+          p = header_lines(p, &n);
+        }
+        push_headers(L, p, n, lua_upvalueindex(RQ_HEADERS_MT));
+        lua_pushvalue(L, 2);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, 1);
+        return 1;
+      }
+      break;
+    default: break;
+  }
+methods:
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(RQ_REQUEST));
+  return 1;
+}
+
+/* core._request_index(Request, headers_mt) -> Request.__index, fields:
+ * the two functions above, over those tables */
+static int l_request_index_new (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  for (int i = 0; i < RQ_COUNT - RQ_HEADERS_MT; i++)
+    lua_pushstring(L, rq_keys[i]);
+  lua_pushcclosure(L, l_request_index, RQ_COUNT);
+  for (int i = 1; i <= RQ_COUNT; i++) lua_getupvalue(L, -i, i);
+  lua_pushcclosure(L, l_request_fields, RQ_COUNT);
+  return 2;
 }
 
 /* --- the socket entry points: a head taken from a socket's buffer ---
@@ -316,15 +561,16 @@ static int l_http_headers (lua_State *L) {
  * They reach the socket only through net.c's ur_sock_* functions (its
  * receive buffer and its receive op), so the socket stays net.c's. */
 
-/* Take a whole request head from the buffer (blank lines before it are
- * skipped): > 1, the results of push_head pushed; 1, a bad head's status
- * (400, 414, 431) pushed, the head left buffered; 0, part of a head
- * (fill and call again); -1, nothing buffered.  Pushes nothing for 0
- * and -1. */
-int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
-  size_t len, head, first;
+/* Find and parse a whole request head in the buffer (blank lines before
+ * it are skipped): its length, with *pp at it and hi filled; 0 for part
+ * of one (fill and call again), with *status set for a head too big
+ * already (414, 431), or for a bad one (400, 414, 431: hi not filled);
+ * -1 for nothing buffered. */
+static long take_head (ur_sock *s, size_t max, const char **pp,
+                       int *status, head_info *hi) {
+  size_t len, head, first, *mark;
   const char *p = ur_sock_buffered(s, &len);
-  int status, nres;
+  *status = 0;
   while (len > 0) {             /* blank lines between requests */
     if (p[0] == '\n') ur_sock_consume(s, 1);
     else if (p[0] == '\r' && len > 1 && p[1] == '\n') ur_sock_consume(s, 2);
@@ -332,16 +578,68 @@ int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
     p = ur_sock_buffered(s, &len);
   }
   if (len == 0) return -1;
-  head = head_len(p, len, ur_sock_mark(s), &first);
+  *pp = p;
+  mark = ur_sock_mark(s);
+  /* the usual: a good head, whole, in what the receive brought (not when
+   * an earlier look found a part of it: head_len resumes there) */
+  if (*mark == 0 && parse_head(p, len, max, hi, 0) == 0)
+    return (long)(hi->e - p);
+  head = head_len(p, len, mark, &first);
   if (head == 0) {
-    status = too_big(len, first, max);
-    if (status == 0) return 0;
+    *status = too_big(len, first, max);
+    return 0;
+  }
+  *status = parse_head(p, head, max, hi, 1);
+  return *status ? 0 : (long)head;
+}
+
+/* Take a whole request head from the buffer: > 1, the results of
+ * push_head pushed; 1, a bad head's status (400, 414, 431) pushed, the
+ * head left buffered; 0, part of a head (fill and call again); -1,
+ * nothing buffered.  Pushes nothing for 0 and -1. */
+int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
+  const char *p = NULL;
+  head_info hi;
+  int status;
+  long head = take_head(s, max, &p, &status, &hi);
+  if (head <= 0) {
+    if (status == 0) return head < 0 ? -1 : 0;
     lua_pushinteger(L, status);
     return 1;
   }
-  nres = push_head(L, p, head, max);
-  if (nres > 1) ur_sock_consume(s, head);  /* parsed: the head is taken */
-  return nres;
+  push_head(L, p, &hi);
+  ur_sock_consume(s, (size_t)head);        /* parsed: the head is taken */
+  return 10;
+}
+
+/* The same for sock:_serve (http_serve.c), which builds a request of a
+ * head without a body itself: for one, UR_HEAD_BARE with the head's text
+ * pushed (the request line and the header lines, as they came: the
+ * Request metatable works out method, target and the rest from it when
+ * a handler asks, so a request that asks for none makes one string)
+ * and *r filled; a head with a body is push_head's, as above. */
+int ur_http_take_serve (lua_State *L, ur_sock *s, size_t max,
+                        ur_http_head *r) {
+  const char *p = NULL;
+  head_info hi;
+  int status;
+  long head = take_head(s, max, &p, &status, &hi);
+  if (head <= 0) {
+    if (status == 0) return head < 0 ? -1 : 0;
+    lua_pushinteger(L, status);
+    return 1;
+  }
+  if (hi.te.v != NULL || hi.clen > 0) {    /* a body: the Lua loop's */
+    push_head(L, p, &hi);
+    ur_sock_consume(s, (size_t)head);
+    return 10;
+  }
+  lua_pushlstring(L, p, (size_t)head);
+  r->v10 = hi.v10;
+  r->keep = hi.keep;
+  r->head_only = hi.sp1 == 4 && memcmp(p, "HEAD", 4) == 0;
+  ur_sock_consume(s, (size_t)head);
+  return UR_HEAD_BARE;
 }
 
 /* sock:_take_request(max) -> method, target, path, query, v10, lines,
@@ -476,6 +774,7 @@ static int l_request_has_header (lua_State *L) {
     lua_pushliteral(L, "_head");
     lines = lua_rawget(L, 1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
     if (lines != NULL) {
+      lines = header_lines(lines, &n);
       lua_pushboolean(L, lines_have(L, lines, n, 2, top));
       return 1;
     }
@@ -504,6 +803,7 @@ static int l_request_has_header (lua_State *L) {
 void ur_register_http (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_http_headers", l_http_headers}, {"_request_has_header", l_request_has_header},
+    {"_request_index", l_request_index_new},
     {NULL, NULL}
   };
   static const luaL_Reg sock_methods[] = {

@@ -44,6 +44,12 @@ typedef struct http_conn {
   int fast;                     /* the state below is res's */
   int sent, done, head_only, v10;
   int keep;                     /* res._keep (server:close() syncs first) */
+  /* idle: no request under way (from the start, and from when the loop
+   * waits for a head on an empty buffer); the sweeper stamps it with its
+   * clock the first time it sees it so (core._http_idle): a flag in C,
+   * not a field of res written twice per request */
+  int busy, stamped;
+  lua_Number since;
   int hn;                       /* headers set: res[1..2hn] */
   lua_Integer len;              /* res:sendfile's length; -1: none */
   const char *name[FAST_HEADERS], *value[FAST_HEADERS];
@@ -82,13 +88,11 @@ enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
  * http_memo.  res's header and finish closures have more: the http_conn,
  * Lua's own version of the method, sock:send and the socket. */
 enum { K_CODE = 1, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
-       K_KEEP, K_V10, K_IDLE, K_CLOSING, K_REQUESTS,
-       K_METHOD, K_TARGET, K_HEAD, K_SOCKET, K_PATH, K_QUERY, K_VERSION,
-       K_V1_0, K_HC, K_LENGTH, K_COUNT = K_LENGTH };
+       K_KEEP, K_V10, K_REQUESTS, K_HEAD, K_SOCKET,
+       K_HC, K_LENGTH, K_COUNT = K_LENGTH };
 static const char *const key_names[K_COUNT] = {
   "_code", "_hn", "_len", "_sent", "_done", "_err", "_mode", "_head_only",
-  "_keep", "_v10", "_idle", "_closing", "requests",
-  "method", "target", "_head", "socket", "path", "query", "version", "1.0",
+  "_keep", "_v10", "requests", "_head", "socket",
   "_hc", "length"
 };
 enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HCMT, U_LUA, U_SEND, U_SENDFILE,
@@ -123,11 +127,6 @@ static void set (lua_State *L, int t, int k) {
 
 static void set_bool (lua_State *L, int t, int k, int v) {
   lua_pushboolean(L, v);
-  lua_setfield(L, t, key_names[k - 1]);
-}
-
-static void set_value (lua_State *L, int t, int k, int idx) {
-  lua_pushvalue(L, idx);
   lua_setfield(L, t, key_names[k - 1]);
 }
 
@@ -622,6 +621,31 @@ static int l_http_conn (lua_State *L) {
   return 1;
 }
 
+/* core._http_idle(hc [, now]) -> false while a request is under way;
+ * else the time the connection was first seen idle: now, if this is the
+ * first look since it went idle (the sweeper's step), or true if nobody
+ * stamped it yet and now is not given */
+static int l_http_idle (lua_State *L) {
+  http_conn *hc = (http_conn *)luaL_checkudata(L, 1, HTTP_CONN_MT);
+  if (hc->busy) lua_pushboolean(L, 0);
+  else if (hc->stamped) lua_pushnumber(L, hc->since);
+  else if (lua_isnoneornil(L, 2)) lua_pushboolean(L, 1);
+  else {
+    hc->since = luaL_checknumber(L, 2);
+    hc->stamped = 1;
+    lua_pushnumber(L, hc->since);
+  }
+  return 1;
+}
+
+/* core._http_busy(hc): the Lua loop took a request (a head with a body,
+ * a bad head): not idle until sock:_serve waits for a head again */
+static int l_http_busy (lua_State *L) {
+  http_conn *hc = (http_conn *)luaL_checkudata(L, 1, HTTP_CONN_MT);
+  hc->busy = 1;
+  return 0;
+}
+
 /* --- the loop --- */
 
 /* The stack, the same in every continuation:
@@ -642,10 +666,9 @@ static int serve_handler_k (lua_State *L, int status, lua_KContext ctx);
  * fields it touches per request, each a string of its own (pushed from
  * an upvalue, a raw access costs less than lua_getfield/lua_setfield
  * with a C string, or the key fetched from the names array) */
-enum { SK_IDLE, SK_CLOSING, SK_REQUESTS, SK_METHOD, SK_TARGET, SK_HEAD,
-       SK_SOCKET, SK_COUNT };
+enum { SK_REQUESTS, SK_HEAD, SK_SOCKET, SK_COUNT };
 static const int serve_keys[SK_COUNT] = {
-  K_IDLE, K_CLOSING, K_REQUESTS, K_METHOD, K_TARGET, K_HEAD, K_SOCKET
+  K_REQUESTS, K_HEAD, K_SOCKET
 };
 
 static void push_skey (lua_State *L, int sk) {
@@ -659,32 +682,15 @@ static void sset (lua_State *L, int t, int sk, int idx) {
   lua_rawset(L, t);
 }
 
-static void sset_bool (lua_State *L, int t, int sk, int v) {
-  push_skey(L, sk);
-  lua_pushboolean(L, v);
-  lua_rawset(L, t);
-}
-
-/* The request the parser pushed (10 values from base) as the handler's
- * req: what every request has, and path, query, version only when they
- * differ from what Request.__index works out (server.lua). */
-static void push_req (lua_State *L, int base) {
+/* The request of the head text at idx, as the handler's req: _head (the
+ * Request metatable works out method, target and the rest from it when
+ * read: csrc/http.c, Request.__index) and socket. */
+static void push_req (lua_State *L, int idx) {
   int req;
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 2);
   req = lua_gettop(L);
-  sset(L, req, SK_METHOD, base);
-  sset(L, req, SK_TARGET, base + 1);
-  sset(L, req, SK_HEAD, base + 5);
+  sset(L, req, SK_HEAD, idx);
   sset(L, req, SK_SOCKET, 1);
-  if (!lua_isnil(L, base + 2)) {
-    set_value(L, req, K_PATH, base + 2);
-    set_value(L, req, K_QUERY, base + 3);
-  }
-  if (lua_toboolean(L, base + 4)) {
-    push_key(L, K_VERSION);
-    push_key(L, K_V1_0);
-    lua_rawset(L, req);
-  }
   lua_pushvalue(L, S_REQMT);
   lua_setmetatable(L, req);
 }
@@ -694,46 +700,41 @@ static void push_req (lua_State *L, int base) {
 static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
   http_conn *hc = (http_conn *)lua_touserdata(L, S_HC);
   for (;;) {
-    int n, base, keep, status;
+    int n, status;
+    ur_http_head head;
     lua_settop(L, S_HC);
     if (ur_sock_closed(s))      /* closed under it, as by the sweeper */
       return luaL_error(L, "attempt to use a closed socket");
-    /* (server:close() while a request was under way set res._keep to
-     * false: the loop has ended then; the Lua loop checked it first) */
-    n = ur_http_take_request(L, s, (size_t)ctx);
+    /* (server._closing is not read per request: server:close() closes
+     * an idle connection's socket and writes a busy one's state back,
+     * with res._keep false, so the handler's end goes to the Lua loop,
+     * which checks it; the loop goes on only without a pause between,
+     * where close() cannot run) */
+    n = ur_http_take_serve(L, s, (size_t)ctx, &head);
     if (n == 1) return 1;                      /* a bad head: its status */
     if (n <= 0) {
       /* idle: the sweeper may end it now (and stamps it with its clock:
        * no clock read per request) */
-      if (n < 0) sset_bool(L, S_RES, SK_IDLE, 1);
+      if (n < 0 && hc->busy) hc->busy = hc->stamped = 0;
       if (ur_sock_eof(s)) {
         lua_pushboolean(L, 0);
         return 1;
       }
       return ur_sock_recv(L, s, ur_sock_recv_task(L, s), ctx, serve_recv_k);
     }
-    base = lua_gettop(L) - n + 1;
     /* a body (Content-Length > 0, Transfer-Encoding): the Lua loop's */
-    if (!lua_isnil(L, base + 8)
-        || (!lua_isnil(L, base + 7) && lua_tointeger(L, base + 7) != 0))
-      return n;
-    sset_bool(L, S_RES, SK_IDLE, 0);
-    push_skey(L, SK_CLOSING);
-    lua_rawget(L, S_SERVER);
-    keep = lua_toboolean(L, base + 6) && !lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    if (n != UR_HEAD_BARE) return n;
+    hc->busy = 1;
     /* the response, reset: its state in C until Lua asks for it */
     hc->fast = 1;
-    hc->keep = keep;
+    hc->keep = head.keep;
     hc->sent = hc->done = hc->hn = 0;
     hc->len = -1;
-    hc->head_only = lua_rawlen(L, base) == 4
-                    && memcmp(lua_tostring(L, base), "HEAD", 4) == 0;
-    hc->v10 = lua_toboolean(L, base + 4);
+    hc->head_only = head.head_only;
+    hc->v10 = head.v10;
     set_current(L, hc, S_HC);
-    push_req(L, base);
-    lua_replace(L, S_REQ);      /* the head's values go; req stays at 7 */
-    lua_settop(L, S_REQ);
+    push_req(L, S_REQ);
+    lua_replace(L, S_REQ);      /* the head's text goes; req stays at 7 */
     /* server.requests + 1 (a handler may read it) */
     push_skey(L, SK_REQUESTS);
     lua_pushvalue(L, -1);
@@ -838,7 +839,8 @@ static void set_funcs (lua_State *L, const luaL_Reg *l) {
 void ur_register_http_serve (lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"_http_conn", l_http_conn}, {"_http_sync", l_http_sync},
-    {"_http_methods", l_http_methods}, {NULL, NULL}
+    {"_http_methods", l_http_methods}, {"_http_idle", l_http_idle},
+    {"_http_busy", l_http_busy}, {NULL, NULL}
   };
   static const luaL_Reg sock_methods[] = {
     {"_serve", l_sock_serve}, {NULL, NULL}

@@ -675,6 +675,12 @@ void ur_register_http (lua_State *L);
 /* a whole head taken from s's buffer (see http.c): > 1 its values
  * pushed, 1 a bad head's status pushed, 0 part of one, -1 nothing */
 int ur_http_take_request (lua_State *L, ur_sock *s, size_t max);
+/* the same for sock:_serve: a head without a body is UR_HEAD_BARE, its
+ * text pushed alone and what the loop needs of it in *r */
+typedef struct ur_http_head { int v10, keep, head_only; } ur_http_head;
+#define UR_HEAD_BARE 2
+int ur_http_take_serve (lua_State *L, ur_sock *s, size_t max,
+                        ur_http_head *r);
 /* http_serve.c: sock:_serve, uring.http's request loop (after http.c) */
 void ur_register_http_serve (lua_State *L);
 

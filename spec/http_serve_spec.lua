@@ -299,6 +299,68 @@ describe("uring.http's request loop in C #io #net", function()
     helpers.rmrf(dir)
   end)
 
+  it("works out req's fields from the head when read; pairs(req) lists what the Lua path's holds", function()
+    run(function()
+      local seen, kept = {}, {}
+      local function listing(req)
+        local keys = {}
+        for k, v in pairs(req) do
+          if k ~= "_head" and k ~= "headers" then keys[#keys + 1] = k .. "=" .. tostring(v) end
+        end
+        table.sort(keys)
+        return (table.concat(keys, " "):gsub("uring%.socket %b()", "sock"))
+      end
+      local srv, port, task = start(function(req, res)
+        kept[#kept + 1] = req
+        local p = rawget(req, "_head"):match("^%u+ (%S+)") or req.target
+        if p == "/set" then                         -- path follows a target set
+          req.target = "/other"
+          seen[#seen + 1] = req.path .. " " .. req.method .. " " .. req.method
+        elseif p == "/set?z" then
+          req.target = "/mine"                       -- the handler's own, kept
+          seen[#seen + 1] = table.concat({ tostring(req.query), req.target, req.path,
+            req.method }, " ")
+        elseif p:match("^/list") then
+          seen[#seen + 1] = listing(req)
+        else
+          seen[#seen + 1] = table.concat({ req.method, req.target, req.path,
+            tostring(req.query), req.version, "[" .. req.body .. "]", req.headers.host,
+            tostring(req:header("HOST")), tostring(req:has_header("host")) }, " ")
+        end
+        res:finish("x")
+      end)
+      exchange(port, "GET /list?a=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+        .. "GET /list?a=1 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        .. "HEAD /list HTTP/1.1\r\n\r\n"
+        .. "GET /p HTTP/1.1\r\nHost: a\r\n\r\n"
+        .. "DELETE /p?q=%20x HTTP/1.1\r\nHost: b\r\n\r\n"
+        .. "GET /set?z HTTP/1.1\r\n\r\n"
+        .. "PUT /set HTTP/1.1\r\n\r\n"
+        .. "GET /p HTTP/1.0\r\nHost: c\r\n\r\n")
+      assert.same({
+        "method=GET path=/list query=a=1 socket=sock target=/list?a=1",
+        "method=GET path=/list query=a=1 socket=sock target=/list?a=1",
+        "method=HEAD socket=sock target=/list",
+        "GET /p /p nil 1.1 [] a a true",
+        "DELETE /p?q=%20x /p q=%20x 1.1 [] b b true",
+        "z /mine /set GET",
+        "/other PUT PUT",
+        "GET /p /p nil 1.0 [] c c true" }, seen)
+      -- a request kept past its handler still reads its own head
+      assert.equal(8, #kept)
+      assert.equal("HEAD", kept[3].method)
+      assert.equal("/p?q=%20x", kept[5].target)
+      assert.equal("1.0", kept[8].version)
+      assert.equal(kept[4].socket, kept[5].socket)
+      local index = getmetatable(kept[1]).__index
+      assert.equal("bad argument #1 to '__index' (request expected, got number)",
+        select(2, pcall(index, 5, "method")))
+      assert.equal(http.Request.header, kept[1].header)
+      srv:close()
+      assert(task:join())
+    end)
+  end)
+
   it("answers req:has_header from the head as it came, or from req.headers once made", function()
     run(function()
       local seen = {}

@@ -27,10 +27,12 @@ local argerror, typeerror, intask = check.argerror, check.typeerror, check.intas
 local REASONS, STATUS_LINE, HEADERS_MT = message.REASONS, message.STATUS_LINE,
   message.HEADERS_MT
 local read_chunked, TOO_BIG, BAD = message.read_chunked, message.TOO_BIG, message.BAD
-local http_headers = core._http_headers
 -- a response's state held in C (csrc/http_serve.c) written back into it:
 -- every Lua method of a response calls it first
 local sync, http_conn = core._http_sync, core._http_conn
+-- is a connection idle (false: a request is under way; the sweeper's
+-- stamp), held in C (csrc/http_serve.c): no field written per request
+local http_idle, http_busy = core._http_idle, core._http_busy
 local tls_mode = core._tls_mode
 local smethods = core.socket_methods
 local serve, sock_state = smethods._serve, smethods._closed
@@ -403,24 +405,25 @@ end
 local Request = {}
 M.Request = Request
 
--- A request table holds what every request has (method, target, socket,
--- _head: the header lines as they came, checked by the C parser) and the
--- rest only when it differs from the usual: path and query (a target with
--- "?"), version ("1.0"), body (not empty).  The rest is worked out here
--- when a handler asks: each field a table holds costs every request, and
--- a hello-world handler asks for none.
-function Request.__index(req, k)
-  if type(req) ~= "table" then typeerror(1, "__index", "request", req) end
-  if k == "path" then return rawget(req, "target")
-  elseif k == "version" then return "1.1"
-  elseif k == "body" then return ""
-  elseif k == "headers" then
-    local lines = rawget(req, "_head")
-    local h = http_headers(type(lines) == "string" and lines or "", HEADERS_MT)
-    req.headers = h
-    return h
-  end
-  return Request[k]
+-- A request table holds what every request has (socket, and _head: the
+-- head as it came, checked by the C parser) and the rest only when it is
+-- set or differs from the usual.  sock:_serve's requests hold just those
+-- two: method, target, path, query and version are worked out from the
+-- request line at the start of _head each time one is read (not stored:
+-- a table that grows costs more than a read or two), body ("") too, and
+-- headers when first read, then held (csrc/http.c: core._request_index).
+-- A field the handler set is what is read.  Each field a request holds
+-- costs every request, and a hello-world handler reads none.  pairs(req)
+-- sets the request line's fields first, so it lists what it did when
+-- every request held them (method, target; path and query for a target
+-- with "?"; version for HTTP/1.0).
+local request_fields
+Request.__index, request_fields = core._request_index(Request, HEADERS_MT)
+
+function Request.__pairs(req)
+  if type(req) ~= "table" then typeerror(1, "__pairs", "request", req) end
+  request_fields(req)
+  return next, req, nil
 end
 
 -- each open connection's response object, by its socket: req:upgrade
@@ -562,7 +565,7 @@ function M.server(opts)
     _lsock = lsock, _handler = handler, _conns = {}, _nconns = 0,
     max_body = max_body, max_header = max_header, idle_timeout = idle,
     grace = grace, on_error = on_error, requests = 0, connections = 0,
-    tls_failures = 0, _closing = false,   -- read per request: a field, not __index
+    tls_failures = 0, _closing = false,   -- read by every connection loop: a field, not __index
   }, Server)
   SERVERS[self] = true
   self._host, self._port = lsock:getsockname()
@@ -632,14 +635,12 @@ local function connection(self, sock)
   local handler, on_error = self._handler, self.on_error
   local max_header, max_body = self.max_header, self.max_body
   -- one response object per connection, reset for each request; it also
-  -- holds the connection's state (_keep, _v10, _idle, _task, _killed)
-  -- for the sweeper and close(): one table to touch per request.  _idle:
-  -- false while a request is under way, else true when the connection
-  -- went idle (sock:_serve sets it before it waits), which the sweeper
-  -- replaces with its clock
+  -- holds the connection's state (_keep, _v10, _task, _killed, and _hc:
+  -- the state in C, which also says whether it is idle, http_idle) for
+  -- the sweeper and close(): one table to touch per request
   local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
     _len = false, _sent = false, _done = false, _err = false, _mode = false,
-    _head_only = false, _keep = true, _v10 = false, _idle = true,
+    _head_only = false, _keep = true, _v10 = false,
     _task = uring.current(), _killed = false, _ws = false, [IS_RESPONSE] = true,
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
@@ -673,13 +674,13 @@ local function connection(self, sock)
       end
       break
     elseif not target then           -- a bad head: its status
-      st._idle = false
+      http_busy(hc)
       sock:send(ERR[method])
       break
     else
       -- a head with a body: read here, then the handler
       sync(res)
-      st._idle = false
+      http_busy(hc)
       local body = ""
       if te then
         if lower(te) ~= "chunked" then sock:send(ERR[501]); break end
@@ -736,8 +737,8 @@ local function connection_task(self, sock)
 end
 
 -- Closes connections idle for idle_timeout.  A connection going idle
--- marks itself (_idle = true: no clock read per request); the first step
--- that sees the mark stamps it with the step's time, no earlier than the
+-- marks itself (in C: no clock read per request); the first step that
+-- sees the mark stamps it with the step's time (http_idle), no earlier than the
 -- connection went idle, so a connection is closed only once it is surely
 -- idle long enough (and at most two steps later).
 local function sweeper(self)
@@ -748,9 +749,8 @@ local function sweeper(self)
     local now = uring.now()
     local t = now - idle
     for sock, st in pairs(self._conns) do
-      local since = st._idle
-      if since == true then st._idle = now
-      elseif since and since < t then sock:close() end
+      local since = http_idle(st._hc, now)
+      if since and since < t then sock:close() end
     end
   end
 end
@@ -804,11 +804,12 @@ function Server:serve()
   while next(self._conns) do
     local late = uring.now() >= deadline
     for sock, st in pairs(self._conns) do
-      if late and not st._idle and not st._killed then
+      local idle = http_idle(st._hc)
+      if late and not idle and not st._killed then
         st._killed = true                           -- its handler is cut short
         if st._task and st._task ~= uring.current() then st._task:cancel() end
       end
-      if st._idle or late then sock:close() end
+      if idle or late then sock:close() end
       if st._killed then
         self._conns[sock] = nil; self._nconns = self._nconns - 1
         RESPONSE_OF[sock] = nil
@@ -833,7 +834,7 @@ function Server:close()
   -- idle connections: closed now (busy ones close after their response)
   for sock, st in pairs(self._conns) do
     -- (sync: _keep may be held in C while a request is under way)
-    if not st._idle then sync(st); st._keep = false else sock:close() end
+    if not http_idle(st._hc) then sync(st); st._keep = false else sock:close() end
     -- a WebSocket's handler ends when its peer answers "going away"
     if st._ws then pcall(uring.spawn, st._ws.close, st._ws, 1001, "going away") end
   end
