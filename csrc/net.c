@@ -391,8 +391,10 @@ static int l_sock_fill (lua_State *L) {
 }
 
 /* Push the buffered line, if a whole one is buffered (keep: with its LF;
- * dropcr: without any CR, as LuaSocket's "*l") and take it; 0 if none. */
-static int take_line (lua_State *L, ur_sock *s, int keep, int dropcr) {
+ * dropcr: without any CR, as LuaSocket's "*l") and take it; 0 if none.
+ * A line seen lately comes back as the same string (strcache.c). */
+static int take_line (lua_State *L, ur_loop *loop, ur_sock *s, int keep,
+                      int dropcr) {
   char *p = s->rbuf + s->rpos, *nl = NULL;
   if (s->rlen > s->scanned)
     nl = (char *)memchr(p + s->scanned, '\n', s->rlen - s->scanned);
@@ -404,12 +406,12 @@ static int take_line (lua_State *L, ur_sock *s, int keep, int dropcr) {
     size_t n = (size_t)(nl - p) + 1, len = keep ? n : n - 1;
     if (dropcr && len > 0 && memchr(p, '\r', len - 1) == NULL) {
       /* the usual line: at most one CR, right before the LF */
-      lua_pushlstring(L, p, p[len - 1] == '\r' ? len - 1 : len);
+      ur_strcache_push_line(L, loop, p, p[len - 1] == '\r' ? len - 1 : len);
     }
     else if (dropcr)
       push_nocr(L, p, len);
     else
-      lua_pushlstring(L, p, len);
+      ur_strcache_push_line(L, loop, p, len);
     consume(s, n);
   }
   return 1;
@@ -418,7 +420,8 @@ static int take_line (lua_State *L, ur_sock *s, int keep, int dropcr) {
 /* sock:_take_line(keep_newline, drop_cr) -> line | nil (no full line) */
 static int l_sock_take_line (lua_State *L) {
   ur_sock *s = checksock(L, 1);
-  if (!take_line(L, s, lua_toboolean(L, 2), lua_toboolean(L, 3)))
+  if (!take_line(L, ur_loop_of(L), s, lua_toboolean(L, 2),
+                 lua_toboolean(L, 3)))
     lua_pushnil(L);
   return 1;
 }
@@ -453,7 +456,7 @@ static void push_take (lua_State *L, ur_sock *s, size_t n) {
 static int receive_step (lua_State *L, ur_loop *loop, ur_sock *s,
                          lua_KContext ctx) {
   if (ctx == RECV_LINE) {
-    if (take_line(L, s, 0, 1)) {
+    if (take_line(L, loop, s, 0, 1)) {
       prefixed(L);
       return 1;
     }
@@ -554,7 +557,7 @@ static int l_sock_receive (lua_State *L) {
       s = (ur_sock *)lua_touserdata(L, 1);
       if (s != NULL && lua_getmetatable(L, 1)
           && lua_topointer(L, -1) == loop->sock_mt && s->h.fd >= 0) {
-        if (take_line(L, s, 0, 1)) return 1;
+        if (take_line(L, loop, s, 0, 1)) return 1;
         if (top < 2) lua_settop(L, 1);   /* the metatable goes */
         lua_settop(L, 3);       /* 2: the pattern (or nil), 3: no prefix */
         return receive_step(L, loop, s, RECV_LINE);
@@ -605,10 +608,10 @@ static void bg_send_cqe (ur_loop *loop, ur_req *r) {
 
 static int send_k (lua_State *L, int status, lua_KContext ctx);
 
-/* A send this small (an HTTP response head, a line of a chat) is copied
- * into memory the request owns: a malloc and a memcpy cost a third of
- * pinning the string with a registry ref and unref.  Bigger ones are
- * pinned, not copied. */
+/* A send this small (an HTTP response head, a line of a chat) is pinned
+ * through a send slot (strcache.c), or copied into memory the request
+ * owns: either costs a fraction of pinning the string with a registry ref
+ * and unref.  Bigger ones are pinned with a ref, not copied. */
 #define SEND_COPY 1024
 
 /* A whole send up to this size on a plain socket without a timeout goes
@@ -668,15 +671,18 @@ static ur_sock *behind_done (lua_State *L, ur_task *t) {
 }
 
 /* The SEND request for src[0..n), src inside the string at stack index
- * pin: a small one is copied into memory the request owns until the CQE
- * (malloc'd to size: a pooled 4 KiB I/O buffer saves ~70 instructions
- * but would hold 4 KiB per send in flight, 40 MB for a broadcast to 10k
- * sockets), a bigger one pins the string.  With trp, the request of the
- * link timeout too (room for both SQEs is made first).  Raises (memory)
- * before anything reaches the ring, holding nothing. */
+ * pin, whose body starts at str: a small one is pinned through one of the
+ * loop's send slots (strcache.c: no copy, no allocation) or, when its slot
+ * is still busy with another string, copied into memory the request owns
+ * until the CQE (malloc'd to size: a pooled 4 KiB I/O buffer would hold
+ * 4 KiB per send in flight, 40 MB for a broadcast to 10k sockets); a
+ * bigger one pins the string with a ref of its own.  With trp, the
+ * request of the link timeout too (room for both SQEs is made first).
+ * Raises (memory) before anything reaches the ring, holding nothing. */
 static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
-                         const char *src, size_t n, int pin, int flags,
-                         struct io_uring_sqe **sqep, ur_req **trp) {
+                         const char *str, const char *src, size_t n,
+                         int pin, int flags, struct io_uring_sqe **sqep,
+                         ur_req **trp) {
   ur_req *r = ur_req_new(L, loop, IORING_OP_SEND);
   struct io_uring_sqe *sqe;
   if (trp) {
@@ -687,7 +693,9 @@ static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
     }
     ur_reserve_sqes(loop, 2);   /* a chain reaches the kernel whole */
   }
-  if (n <= SEND_COPY) {
+  if (n <= SEND_COPY && ur_strcache_pin(L, loop, r, pin, str))
+    ;                           /* pinned: the slot anchors the string */
+  else if (n <= SEND_COPY) {
     r->mem = malloc(n ? n : 1);
     if (r->mem == NULL) {
       ur_req_free(loop, r);
@@ -710,10 +718,10 @@ static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
 
 /* A send nobody waits for (SEND_BEHIND): its CQE frees it. */
 static int send_behind (lua_State *L, ur_loop *loop, ur_sock *s,
-                        const char *src, size_t n, int pin) {
+                        const char *str, const char *src, size_t n, int pin) {
   struct io_uring_sqe *sqe;
-  ur_req *r = send_req(L, loop, s, src, n, pin, MSG_NOSIGNAL | MSG_WAITALL,
-                       &sqe, NULL);
+  ur_req *r = send_req(L, loop, s, str, src, n, pin,
+                       MSG_NOSIGNAL | MSG_WAITALL, &sqe, NULL);
   ur_req_submitted(loop, r, sqe);
   r->on_cqe = behind_cqe;
   r->task = NULL;
@@ -743,8 +751,8 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   (void)len;
   if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
   if (done == 0 && can_go_behind(loop, s, n))
-    return send_behind(L, loop, s, src, n, 2);
-  r = send_req(L, loop, s, src, n, 2, MSG_NOSIGNAL, &sqe,
+    return send_behind(L, loop, s, data, src, n, 2);
+  r = send_req(L, loop, s, data, src, n, 2, MSG_NOSIGNAL, &sqe,
                s->timeout >= 0 ? &tr : NULL);
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
@@ -914,7 +922,8 @@ static int l_sock_send (lua_State *L) {
   }
   if (s->behind == 0 && s->behind_err == 0 && s->tls == NULL
       && can_go_behind(loop, s, (size_t)(j - i + 1)))
-    return send_behind(L, loop, s, data + i - 1, (size_t)(j - i + 1), 2);
+    return send_behind(L, loop, s, data, data + i - 1, (size_t)(j - i + 1),
+                       2);
   lua_settop(L, 2);
   lua_pushinteger(L, i - 1);    /* 3: from (0-based) */
   lua_pushinteger(L, j);        /* 4: to (exclusive) */
@@ -936,7 +945,7 @@ int ur_sock_send_behind (lua_State *L, ur_sock *s, int idx) {
       || s->behind_err != 0 || s->tls != NULL || n == 0
       || !can_go_behind(loop, s, n))
     return 0;
-  return send_behind(L, loop, s, data, n, idx);
+  return send_behind(L, loop, s, data, data, n, idx);
 }
 
 /* sock:sendfile (copy.c) sends through the socket's handle: checked as

@@ -103,4 +103,72 @@ describe("sock:receive and sock:send short cuts #io #net", function()
       c:close(); s:close()
     end)
   end)
+
+  -- csrc/strcache.c: a line seen lately comes back as the string made last
+  -- time (two slots per hash of its length and three bytes); whatever
+  -- shares or steals a slot, each receive must still give its own bytes
+  it("lines that come again, and lines that crowd each other's slots, come back as sent", function()
+    run(function()
+      local c, s = pair()
+      local lines, seed = {}, 7
+      local function rnd(n)                    -- a fixed sequence: repeatable
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed % n
+      end
+      for i = 1, 300 do
+        local len = rnd(90)                    -- some beyond the 64 kept
+        local t = {}
+        for k = 1, len do t[k] = string.char(97 + rnd(26)) end
+        lines[i] = table.concat(t)
+      end
+      lines[1], lines[2] = "", "GET / HTTP/1.1"
+      local order = {}
+      for round = 1, 3 do
+        for i = 1, #lines do order[#order + 1] = lines[1 + rnd(#lines)] end
+        order[#order + 1] = lines[round]
+      end
+      local sender = uring.spawn(function()
+        for k = 1, #order, 50 do
+          c:send(table.concat(order, "\r\n", k, math.min(k + 49, #order)) .. "\r\n")
+        end
+      end)
+      for k = 1, #order do assert.equal(order[k], s:receive("*l")) end
+      -- the io-style "L" keeps the LF; a CR inside is kept by "L", dropped by "*l"
+      c:send("GET / HTTP/1.1\nGET / HTTP/1.1\r\nab\rc\r\n\n")
+      assert.equal("GET / HTTP/1.1\n", s:read("L"))
+      assert.equal("GET / HTTP/1.1\r\n", s:read("L"))
+      assert.equal("abc", s:receive())
+      assert.equal("", s:receive())
+      assert(sender:join())
+      c:close(); s:close()
+    end)
+  end)
+
+  -- csrc/strcache.c: a small send is pinned through one of 16 slots, or
+  -- copied when its slot is still being read; the bytes must arrive either
+  -- way, the strings collected or not
+  it("small sends in flight at once, pinned or copied, arrive whole", function()
+    run(function()
+      local n, rounds = 40, 20
+      local pairs_ = {}
+      for i = 1, n do pairs_[i] = { pair() } end
+      local shared = ("s"):rep(100) .. "\n"     -- one string on every socket
+      for r = 1, rounds do
+        -- every socket's send goes behind in this one turn: slots are busy
+        for i = 1, n do
+          local msg = string.format("%d-%d-%s\n", r, i, ("x"):rep((i * r) % 900))
+          assert.equal(#msg, pairs_[i][1]:send(msg))
+          assert.equal(#shared, pairs_[i][1]:send(shared))
+        end
+        collectgarbage()                     -- the strings now live in slots only
+        for i = 1, n do
+          local s = pairs_[i][2]
+          assert.equal(string.format("%d-%d-%s", r, i, ("x"):rep((i * r) % 900)),
+                       s:receive())
+          assert.equal(("s"):rep(100), s:receive())
+        end
+      end
+      for i = 1, n do pairs_[i][1]:close(); pairs_[i][2]:close() end
+    end)
+  end)
 end)
