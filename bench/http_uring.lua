@@ -13,14 +13,16 @@
 -- the client said "Connection: close" or spoke HTTP/1.0 without
 -- "Connection: keep-alive"; a malformed request line gets a 400 and a
 -- close.  What makes it fast is what it does not do per request: the
--- responses are built once; no table is made per request; a header is
--- inspected only if it starts with "C"/"c"; the socket's methods are
--- looked up once per connection, not per call (sock:receive goes through
--- the socket's metatable each time, ~100 instructions).  (Each receive
--- is one C call.)  --head reads each head with sock:receive_head instead: one C
--- call that finds, checks and parses the whole head (about half the
--- instructions per request; the same answers, bench/http_probe.lua
--- checks); without it the server reads line by line as its peers do.
+-- responses are built once; no table is made per request; what a request
+-- line or a header line means is worked out once per distinct line and
+-- remembered (a table probe with the string receive returned, not C calls
+-- into the string library); an empty line is told by its length; the
+-- socket's methods are looked up once per connection, not per call
+-- (sock:receive goes through the socket's metatable each time, ~100
+-- instructions).  (Each receive is one C call.)  --head reads each head
+-- with sock:receive_head instead: one C call that finds, checks and
+-- parses the whole head (the same answers, bench/http_probe.lua checks);
+-- without it the server reads line by line as its peers do.
 -- Prints "listening on 127.0.0.1:PORT" first (port 0: any free).
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
@@ -66,6 +68,59 @@ local function done()
   os.exit(0)
 end
 
+-- What a request line or a header line means, worked out once per
+-- distinct line and remembered: a server sees the same few lines again
+-- and again (each request of a keep-alive client repeats its Host and
+-- Accept lines; a load generator repeats its whole head), and a table
+-- probe with a string Lua has already interned costs a tenth of the
+-- byte/sub/find checks (each a C call).  A memo is emptied when it holds
+-- MEMO_MAX lines, so endless distinct lines cost bounded memory.  The
+-- luv and cqueues servers share this code.
+local MEMO_MAX = 256
+local line_memo, line_count = {}, 0
+local header_memo, header_count = {}, 0
+
+-- a request line: 1 HTTP/1.1, 2 HEAD on HTTP/1.1, 3 HTTP/1.0, 4 HEAD on
+-- HTTP/1.0, 0 malformed (400): numbers, so `memo[line] or kind(line)` is
+-- one test.  The version ends the line: the usual two are compared as
+-- strings, any other is matched where it can only begin (a pattern tried
+-- at every position costs ~1,300 instructions).
+local function request_kind(line)
+  local version = sub(line, -9)
+  local http10 = version == " HTTP/1.0"
+  local kind = 0
+  if http10 or version == " HTTP/1.1"
+     or find(line, " HTTP/1%.%d$", #line - 8) then
+    kind = (http10 and 3 or 1)
+           + ((byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD ") and 1 or 0)
+  end
+  if line_count >= MEMO_MAX then line_memo, line_count = {}, 0 end
+  line_memo[line] = kind
+  line_count = line_count + 1
+  return kind
+end
+
+-- a header line: -1 "Connection: close", -2 "Connection: keep-alive", a
+-- count >= 0 a Content-Length, -3 none of these (only a line starting
+-- with "C"/"c" is looked at)
+local function header_meaning(h)
+  local v = -3
+  local c = byte(h, 1)
+  if c == 67 or c == 99 then                                  -- "C" or "c"
+    local lh = lower(h)
+    if find(lh, "^connection:") then
+      if find(lh, "close", 12, true) then v = -1
+      elseif find(lh, "keep-alive", 12, true) then v = -2 end
+    elseif find(lh, "^content%-length:") then
+      v = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
+    end
+  end
+  if header_count >= MEMO_MAX then header_memo, header_count = {}, 0 end
+  header_memo[h] = v
+  header_count = header_count + 1
+  return v
+end
+
 -- the request loop: the luv and cqueues servers copy it
 local function handle(sock)
   sock:setoption("nodelay", true)
@@ -73,39 +128,26 @@ local function handle(sock)
   while true do
     local line = receive(sock, "*l")
     if not line then break end
-    if line ~= "" then       -- (blank lines between requests are allowed)
-      -- the version ends the line: the usual two are compared as strings,
-      -- any other is matched where it can only begin (a pattern tried at
-      -- every position costs ~1,300 instructions, a compare ~20)
-      local version = sub(line, -9)
-      local http10 = version == " HTTP/1.0"
-      local keep = not http10
-      local head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
-      local bodylen = 0
-      if not http10 and version ~= " HTTP/1.1"
-         and not find(line, " HTTP/1%.%d$", #line - 8) then
+    if #line > 0 then        -- (blank lines between requests are allowed)
+      local kind = line_memo[line] or request_kind(line)
+      if kind == 0 then
         send(sock, BAD)
         break
       end
+      local keep, bodylen = kind < 3, 0
       while true do
         local h = receive(sock, "*l")
         if not h then goto done end
-        if h == "" then break end
-        local c = byte(h, 1)
-        if c == 67 or c == 99 then                            -- "C" or "c"
-          local lh = lower(h)
-          if find(lh, "^connection:") then
-            if find(lh, "close", 12, true) then keep = false
-            elseif find(lh, "keep-alive", 12, true) then keep = true end
-          elseif find(lh, "^content%-length:") then
-            bodylen = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
-          end
-        end
+        if #h == 0 then break end
+        local v = header_memo[h] or header_meaning(h)
+        if v >= 0 then bodylen = v
+        elseif v ~= -3 then keep = v == -2 end
       end
       if bodylen > 0 and not receive(sock, bodylen) then break end
       served = served + 1
       local ok
-      if head then ok = send(sock, keep and HEAD_KEEP or HEAD_CLOSE)
+      if kind == 2 or kind == 4 then                          -- HEAD
+        ok = send(sock, keep and HEAD_KEEP or HEAD_CLOSE)
       else ok = send(sock, keep and KEEP or CLOSE) end
       -- counted before a close ends the loop, so churn stops at N too
       if max_requests and served >= max_requests then done() end
