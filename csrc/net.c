@@ -552,16 +552,22 @@ static int l_sock_receive (lua_State *L) {
     /* one API call: a string's object (NULL for a number) */
     const void *p = top < 2 ? loop->pat_line[0] : lua_topointer(L, 2);
     if (p == loop->pat_line[0] || p == loop->pat_line[1]) {
-      /* checksock, keeping the metatable it pushes: the line goes on top
-       * of it and is what returns */
       s = (ur_sock *)lua_touserdata(L, 1);
-      if (s != NULL && lua_getmetatable(L, 1)
-          && lua_topointer(L, -1) == loop->sock_mt && s->h.fd >= 0) {
+      if (s == NULL) goto general;
+      if (s != loop->sock_hot) {
+        /* checksock, keeping the metatable it pushes: the line goes on
+         * top of it and is what returns */
+        if (!lua_getmetatable(L, 1) || lua_topointer(L, -1) != loop->sock_mt)
+          goto general;
+        if (top < 2) lua_settop(L, 1);
+        loop->sock_hot = s;     /* a socket: the next call skips this */
+      }
+      if (s->h.fd >= 0) {
         if (take_line(L, loop, s, 0, 1)) return 1;
-        if (top < 2) lua_settop(L, 1);   /* the metatable goes */
         lua_settop(L, 3);       /* 2: the pattern (or nil), 3: no prefix */
         return receive_step(L, loop, s, RECV_LINE);
       }
+    general:
       lua_settop(L, top);       /* the general path checks and says why */
     }
   }
@@ -894,7 +900,11 @@ static int send_behind_k (lua_State *L, int status, lua_KContext ctx) {
  * without touching the stack: no continuation will read it. */
 static int l_sock_send (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
-  ur_sock *s = checksock_in(L, loop, 1);
+  ur_sock *s = (ur_sock *)lua_touserdata(L, 1);
+  if (s == NULL || s != loop->sock_hot) {
+    s = checksock_in(L, loop, 1);
+    loop->sock_hot = s;         /* a socket: the next call skips the check */
+  }
   int top = lua_gettop(L);
   size_t len;
   const char *data;
@@ -1458,8 +1468,10 @@ static int l_sock_close (lua_State *L) {
  * multishot accept whose last CQE is yet to come) must not touch it. */
 static int l_sock_gc (lua_State *L) {
   ur_sock *s = (ur_sock *)luaL_testudata(L, 1, UR_SOCK_MT);
+  ur_loop *loop = ur_loop_of(L);
   if (s == NULL) return 0;
-  sock_close(ur_loop_of(L), s, 1);
+  if (loop->sock_hot == s) loop->sock_hot = NULL;   /* memory going */
+  sock_close(loop, s, 1);
   free(s->rbuf);
   s->rbuf = NULL;
   return 0;

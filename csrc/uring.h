@@ -347,6 +347,10 @@ struct ur_loop {
   /* strings kept anchored in fixed registry slots: small sends pinned,
    * received lines reused (strcache.c) */
   struct ur_strcache *strcache;
+  /* the socket receive or send last checked, open then (net.c): a later
+   * call on it skips the metatable check; its __gc clears this, so it
+   * always names a live socket */
+  void *sock_hot;
 };
 
 #define UR_SLAB_CHUNK 256

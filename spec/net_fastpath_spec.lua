@@ -171,4 +171,39 @@ describe("sock:receive and sock:send short cuts #io #net", function()
       for i = 1, n do pairs_[i][1]:close(); pairs_[i][2]:close() end
     end)
   end)
+
+  -- csrc/net.c: the socket receive or send last checked skips the
+  -- metatable check on the next call (loop->sock_hot); its __gc forgets it,
+  -- so nothing that takes its memory later passes for it
+  it("a socket checked last, then closed or collected, is never taken for another object", function()
+    run(function()
+      local c, s = pair()
+      c:send("a\nb\n")
+      assert.equal("a", s:receive("*l"))       -- s is the last checked now
+      local receive, send = s.receive, s.send
+      s:close()
+      assert.has_error(function() receive(s, "*l") end, "attempt to use a closed socket")
+      assert.has_error(function() send(s, "x") end, "attempt to use a closed socket")
+      local c2, s2 = pair()
+      c2:send("x\n")
+      assert.equal("x", receive(s2, "*l"))     -- s2 is the last checked now
+      local kept = {}
+      for i = 1, 100 do kept[i] = false end  -- room first: no allocation below
+      local open = uring.open
+      c2:close(); s2:close()
+      c2, s2 = nil, nil
+      collectgarbage(); collectgarbage()
+      -- files, made at once: the first mostly takes the collected socket's
+      -- memory (not under ASan, whose quarantine delays reuse)
+      for i = 1, 100 do kept[i] = open("/dev/null") end
+      for _, f in ipairs(kept) do
+        assert.has_error(function() receive(f, "*l") end,
+          "bad argument #1 to 'receive' (uring.socket expected, got uring.file)")
+        assert.has_error(function() send(f, "x") end,
+          "bad argument #1 to 'send' (uring.socket expected, got uring.file)")
+      end
+      for _, f in ipairs(kept) do f:close() end
+      c:close()
+    end)
+  end)
 end)
