@@ -57,12 +57,14 @@ end
 -- and again (each request of a keep-alive client repeats its Host and
 -- Accept lines; a load generator repeats its whole head), and a table
 -- probe with a string Lua has already interned costs a tenth of the
--- byte/sub/find checks (each a C call).  A memo is emptied when it holds
--- MEMO_MAX lines, so endless distinct lines cost bounded memory.  (The
+-- byte/sub/find checks (each a C call).  The empty line is in each memo
+-- from the start: between requests it is skipped (-1), after the headers
+-- it ends the head (-4).  A memo starts again when it holds MEMO_MAX
+-- lines, so endless distinct lines cost bounded memory.  (The
 -- code of bench/http_uring.lua, word for word.)
 local MEMO_MAX = 256
-local line_memo, line_count = {}, 0
-local header_memo, header_count = {}, 0
+local line_memo, line_count = { [""] = -1 }, 0
+local header_memo, header_count = { [""] = -4 }, 0
 
 -- a request line: 1 HTTP/1.1, 2 HEAD on HTTP/1.1, 3 HTTP/1.0, 4 HEAD on
 -- HTTP/1.0, 0 malformed (400): numbers, so `memo[line] or kind(line)` is
@@ -78,7 +80,7 @@ local function request_kind(line)
     kind = (http10 and 3 or 1)
            + ((byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD ") and 1 or 0)
   end
-  if line_count >= MEMO_MAX then line_memo, line_count = {}, 0 end
+  if line_count >= MEMO_MAX then line_memo, line_count = { [""] = -1 }, 0 end
   line_memo[line] = kind
   line_count = line_count + 1
   return kind
@@ -99,11 +101,18 @@ local function header_meaning(h)
       v = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
     end
   end
-  if header_count >= MEMO_MAX then header_memo, header_count = {}, 0 end
+  if header_count >= MEMO_MAX then
+    header_memo, header_count = { [""] = -4 }, 0
+  end
   header_memo[h] = v
   header_count = header_count + 1
   return v
 end
+
+-- the answer by kind of request, kept open or closing
+local KEEPS = { KEEP, HEAD_KEEP, KEEP, HEAD_KEEP }
+local CLOSES = { CLOSE, HEAD_CLOSE, CLOSE, HEAD_CLOSE }
+local limit = max_requests or math.maxinteger   -- done() at this many
 
 local function close(c)
   if not c:is_closing() then c:close() end
@@ -137,10 +146,9 @@ local function handle(c)
 
   local function respond()
     served = served + 1
-    if kind == 2 or kind == 4 then write(c, keep and HEAD_KEEP or HEAD_CLOSE)   -- HEAD
-    else write(c, keep and KEEP or CLOSE) end
+    if keep then write(c, KEEPS[kind]) else write(c, CLOSES[kind]) end
     if not keep then finish() end
-    if max_requests and served >= max_requests then done() end
+    if served >= limit then done() end
     state = "line"
   end
 
@@ -153,26 +161,24 @@ local function handle(c)
       if state == "line" then
         local line = take_line()
         if not line then break end
-        if #line > 0 then   -- (blank lines between requests are allowed)
-          kind = line_memo[line] or request_kind(line)
-          if kind == 0 then
-            c:write(BAD)
-            finish()
-            break
-          end
+        kind = line_memo[line] or request_kind(line)
+        if kind > 0 then
           keep, bodylen = kind < 3, 0
           state = "head"
-        end
+        elseif kind == 0 then                 -- malformed: 400, and close
+          c:write(BAD)
+          finish()
+          break
+        end                 -- (-1: an empty line between requests, allowed)
       elseif state == "head" then
         local h = take_line()
         if not h then break end
-        if #h == 0 then
+        local v = header_memo[h] or header_meaning(h)
+        if v == -3 then                       -- (most headers: nothing to do)
+        elseif v == -4 then                   -- the empty line ends the head
           if bodylen > 0 then state = "body" else respond() end
-        else
-          local v = header_memo[h] or header_meaning(h)
-          if v >= 0 then bodylen = v
-          elseif v ~= -3 then keep = v == -2 end
-        end
+        elseif v >= 0 then bodylen = v
+        else keep = v == -2 end
       else -- body
         local have = #buf - pos + 1
         if have < bodylen then

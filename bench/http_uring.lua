@@ -73,12 +73,14 @@ end
 -- and again (each request of a keep-alive client repeats its Host and
 -- Accept lines; a load generator repeats its whole head), and a table
 -- probe with a string Lua has already interned costs a tenth of the
--- byte/sub/find checks (each a C call).  A memo is emptied when it holds
--- MEMO_MAX lines, so endless distinct lines cost bounded memory.  The
+-- byte/sub/find checks (each a C call).  The empty line is in each memo
+-- from the start: between requests it is skipped (-1), after the headers
+-- it ends the head (-4).  A memo starts again when it holds MEMO_MAX
+-- lines, so endless distinct lines cost bounded memory.  The
 -- luv and cqueues servers share this code.
 local MEMO_MAX = 256
-local line_memo, line_count = {}, 0
-local header_memo, header_count = {}, 0
+local line_memo, line_count = { [""] = -1 }, 0
+local header_memo, header_count = { [""] = -4 }, 0
 
 -- a request line: 1 HTTP/1.1, 2 HEAD on HTTP/1.1, 3 HTTP/1.0, 4 HEAD on
 -- HTTP/1.0, 0 malformed (400): numbers, so `memo[line] or kind(line)` is
@@ -94,7 +96,7 @@ local function request_kind(line)
     kind = (http10 and 3 or 1)
            + ((byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD ") and 1 or 0)
   end
-  if line_count >= MEMO_MAX then line_memo, line_count = {}, 0 end
+  if line_count >= MEMO_MAX then line_memo, line_count = { [""] = -1 }, 0 end
   line_memo[line] = kind
   line_count = line_count + 1
   return kind
@@ -115,11 +117,18 @@ local function header_meaning(h)
       v = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
     end
   end
-  if header_count >= MEMO_MAX then header_memo, header_count = {}, 0 end
+  if header_count >= MEMO_MAX then
+    header_memo, header_count = { [""] = -4 }, 0
+  end
   header_memo[h] = v
   header_count = header_count + 1
   return v
 end
+
+-- the answer by kind of request, kept open or closing
+local KEEPS = { KEEP, HEAD_KEEP, KEEP, HEAD_KEEP }
+local CLOSES = { CLOSE, HEAD_CLOSE, CLOSE, HEAD_CLOSE }
+local limit = max_requests or math.maxinteger   -- done() at this many
 
 -- the request loop: the luv and cqueues servers copy it
 local function handle(sock)
@@ -128,31 +137,30 @@ local function handle(sock)
   while true do
     local line = receive(sock, "*l")
     if not line then break end
-    if #line > 0 then        -- (blank lines between requests are allowed)
-      local kind = line_memo[line] or request_kind(line)
-      if kind == 0 then
-        send(sock, BAD)
-        break
-      end
+    local kind = line_memo[line] or request_kind(line)
+    if kind > 0 then
       local keep, bodylen = kind < 3, 0
       while true do
         local h = receive(sock, "*l")
         if not h then goto done end
-        if #h == 0 then break end
         local v = header_memo[h] or header_meaning(h)
-        if v >= 0 then bodylen = v
-        elseif v ~= -3 then keep = v == -2 end
+        if v == -3 then                       -- (most headers: nothing to do)
+        elseif v == -4 then break             -- the empty line ends the head
+        elseif v >= 0 then bodylen = v
+        else keep = v == -2 end
       end
       if bodylen > 0 and not receive(sock, bodylen) then break end
       served = served + 1
       local ok
-      if kind == 2 or kind == 4 then                          -- HEAD
-        ok = send(sock, keep and HEAD_KEEP or HEAD_CLOSE)
-      else ok = send(sock, keep and KEEP or CLOSE) end
+      if keep then ok = send(sock, KEEPS[kind])
+      else ok = send(sock, CLOSES[kind]) end
       -- counted before a close ends the loop, so churn stops at N too
-      if max_requests and served >= max_requests then done() end
+      if served >= limit then done() end
       if not ok or not keep then break end
-    end
+    elseif kind == 0 then                     -- malformed: 400, and close
+      send(sock, BAD)
+      break
+    end                     -- (-1: an empty line between requests, allowed)
   end
   ::done::
   sock:close()
@@ -174,7 +182,7 @@ local function handle_heads(sock)
     local ok
     if method == "HEAD" then ok = send(sock, keep and HEAD_KEEP or HEAD_CLOSE)
     else ok = send(sock, keep and KEEP or CLOSE) end
-    if max_requests and served >= max_requests then done() end
+    if served >= limit then done() end
     if not ok or not keep then break end
   end
   sock:close()
