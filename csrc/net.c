@@ -487,13 +487,32 @@ static int receive_step (lua_State *L, ur_loop *loop, ur_sock *s,
 }
 
 static int receive_k (lua_State *L, int status, lua_KContext ctx) {
-  ur_task *t = ur_task_of(L);
+  ur_task *t = ur_task_in(ur_loop_of(L), L);
   ur_sock *s;
   (void)status;
   switch (ur_sock_recv_result(L, t, &s)) {
     case UR_RECV_FAILED: return 3;
     case UR_RECV_AGAIN: return ur_sock_recv(L, s, t, ctx, receive_k);
     default: return receive_step(L, t->loop, s, ctx);
+  }
+}
+
+/* The continuation of l_sock_receive's short cut: a line with no prefix
+ * (the stack holds the socket, maybe the pattern and its metatable: no
+ * string at 3), taken at once when the bytes brought one; anything else
+ * goes the general way. */
+static int line_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_loop *loop = ur_loop_of(L);
+  ur_task *t = ur_task_in(loop, L);
+  ur_sock *s;
+  (void)status; (void)ctx;
+  switch (ur_sock_recv_result(L, t, &s)) {
+    case UR_RECV_FAILED: return 3;
+    case UR_RECV_BYTES: if (take_line(L, loop, s, 0, 1)) return 1;
+    /* fall through */
+    default:
+      lua_settop(L, 3);
+      return receive_step(L, loop, s, RECV_LINE);
   }
 }
 
@@ -564,6 +583,8 @@ static int l_sock_receive (lua_State *L) {
       }
       if (s->h.fd >= 0) {
         if (take_line(L, loop, s, 0, 1)) return 1;
+        if (!s->eof)            /* wait for bytes, the stack as it is */
+          return ur_sock_recv(L, s, recv_task_in(L, loop, s), 0, line_k);
         lua_settop(L, 3);       /* 2: the pattern (or nil), 3: no prefix */
         return receive_step(L, loop, s, RECV_LINE);
       }

@@ -206,4 +206,47 @@ describe("sock:receive and sock:send short cuts #io #net", function()
       c:close()
     end)
   end)
+
+  -- csrc/net.c line_k: the short cut's own continuation, for a line that
+  -- had to be waited for; whatever the bytes bring must end as the
+  -- general path ends it
+  it("a line waited for by the short cut: in pieces, cut by the peer, timed out, cancelled", function()
+    run(function()
+      local c, s = pair()
+      local receive = s.receive
+      -- pieces: the first bytes bring no whole line
+      local got = uring.spawn(function() return receive(s, "*l"), receive(s) end)
+      uring.sleep(0.01)
+      c:send("par")
+      uring.sleep(0.01)
+      c:send("t\r\nnext")
+      uring.sleep(0.01)
+      c:send("\n")
+      local ok, a, b = got:join()
+      assert(ok, a)
+      assert.equal("part", a)
+      assert.equal("next", b)
+      -- a timeout keeps what came; the next call takes the whole line
+      s:settimeout(0.02)
+      c:send("hal")
+      local r, err, en = receive(s, "*l")
+      assert.is_nil(r); assert.equal("timeout", err); assert.equal(uring.errno.ETIME, en)
+      s:settimeout(nil)
+      c:send("f\n")
+      assert.equal("half", receive(s, "*l"))
+      -- cancelled while waiting: "canceled" raised in the task
+      local w = uring.spawn(function() return receive(s, "*l") end)
+      uring.sleep(0.01)
+      w:cancel()
+      local wok, werr = w:join()
+      assert.is_false(wok); assert.matches("canceled", tostring(werr))
+      -- the peer closes with half a line buffered: nil, "closed", the rest
+      c:send("tail")
+      uring.sleep(0.01)
+      c:close()
+      local line, why, partial = receive(s, "*l")
+      assert.is_nil(line); assert.equal("closed", why); assert.equal("tail", partial)
+      s:close()
+    end)
+  end)
 end)
