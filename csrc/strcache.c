@@ -29,7 +29,7 @@
 #include "uring.h"
 
 #define SEND_SLOTS 16
-#define LINE_SLOTS 64
+#define LINE_SLOTS 66      /* 33 pairs: the empty line's, 32 others */
 #define LINE_KEEP_MAX   64      /* longer lines are pushed as they come */
 #define NO_LINE    UINT32_MAX
 
@@ -47,8 +47,8 @@ static unsigned send_slot (const char *s) {
 }
 
 /* The first slot of a line's pair: the empty line (the end of every
- * HTTP head) has pair 0 to itself; others spread over the rest by their
- * length and three bytes. */
+ * HTTP head) has pair 0 to itself; others spread over the other 32 by
+ * their length and three bytes (a mask, not a division). */
 static unsigned line_pair (const char *p, size_t n) {
   uint32_t h;
   if (n == 0) return 0;
@@ -56,7 +56,7 @@ static unsigned line_pair (const char *p, size_t n) {
   h ^= (unsigned char)p[0] | (unsigned char)p[n / 2] << 8
        | (unsigned char)p[n - 1] << 16;
   h *= 0x85EBCA6Bu;
-  return 2 * (1 + (h >> 16) % (LINE_SLOTS / 2 - 1));
+  return 2 * (1 + (h >> 27));
 }
 
 /*
@@ -102,14 +102,16 @@ void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
     return;
   }
   i = line_pair(p, n);
+  /* a hit: the pair's other slot is the one a miss takes next; the
+   * push is the last call (a tail call) */
   if (c->line[i].n == n && memcmp(c->line[i].p, p, n) == 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i].ref);
     c->victim[i / 2] = 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i].ref);
     return;
   }
   if (c->line[i + 1].n == n && memcmp(c->line[i + 1].p, p, n) == 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i + 1].ref);
     c->victim[i / 2] = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i + 1].ref);
     return;
   }
   /* two lines that share a pair both stay; a third takes the place of
