@@ -149,7 +149,7 @@ describe("sock:receive and sock:send short cuts #io #net", function()
   -- way, the strings collected or not
   it("small sends in flight at once, pinned or copied, arrive whole", function()
     run(function()
-      local n, rounds = 40, 20
+      local n, rounds = 24, 4
       local pairs_ = {}
       for i = 1, n do pairs_[i] = { pair() } end
       local shared = ("s"):rep(100) .. "\n"     -- one string on every socket
