@@ -54,7 +54,7 @@ end
 
 -- "*l" in binary mode keeps any CR; drop them as LuaSocket's "*l" does
 local function receive_line(con, read)
-  local line = read(con, "*l")
+  local line = read(con)      -- a line ("*l", the default)
   if line and line:find("\r", 1, true) then line = line:gsub("\r", "") end
   return line
 end

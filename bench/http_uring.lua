@@ -4,25 +4,26 @@
 --   lua5.4 bench/http_uring.lua [port] [--seconds S] [--max-requests N] [--head]
 --
 -- The reference server of bench/http.sh ("lua-uring"): the luv, cqueues
--- and C servers are measured against it, and so is examples/http_hello.lua,
--- the same server on uring.http ("uring-http").  The protocol is the one
--- every bench server shares (HEAD: headers only): read the request line
--- and the headers line by line with sock:receive("*l") (so pipelined
--- requests are answered in order), skip a Content-Length body, answer
--- "Hello, world!\n" with Content-Length, keep the connection open unless
--- the client said "Connection: close" or spoke HTTP/1.0 without
--- "Connection: keep-alive"; a malformed request line gets a 400 and a
--- close.  What makes it fast is what it does not do per request: the
--- responses are built once; no table is made per request; what a request
--- line or a header line means is worked out once per distinct line and
--- remembered (a table probe with the string receive returned, not C calls
--- into the string library); an empty line is told by its length; the
--- socket's methods are looked up once per connection, not per call
--- (sock:receive goes through the socket's metatable each time, ~100
--- instructions).  (Each receive is one C call.)  --head reads each head
--- with sock:receive_head instead: one C call that finds, checks and
--- parses the whole head (the same answers, bench/http_probe.lua checks);
--- without it the server reads line by line as its peers do.
+-- and C servers are measured against it, and so is
+-- examples/http_hello.lua, the same server on uring.http ("uring-http").
+-- The protocol is the one every bench server shares (HEAD: headers only):
+-- read the request line and the headers line by line with sock:receive()
+-- (LuaSocket's default pattern, "*l"; so pipelined requests are answered
+-- in order), skip a Content-Length body, answer "Hello, world!\n" with
+-- Content-Length, keep the connection open unless the client said
+-- "Connection: close" or spoke HTTP/1.0 without "Connection: keep-alive";
+-- a malformed request line gets a 400 and a close.  What makes it fast is
+-- what it does not do per request: the responses are built once; no table
+-- is made per request; what a request line or a header line means is
+-- worked out once per distinct line and remembered (a table probe with the
+-- string receive returned, not C calls into the string library; the empty
+-- line too); the socket's methods are looked up once per
+-- connection, not per call (sock:receive goes through the socket's
+-- metatable each time, ~100 instructions).  (Each receive is one C call.)
+-- --head reads each head with sock:receive_head instead: one C call that
+-- finds, checks and parses the whole head (the same answers,
+-- bench/http_probe.lua checks); without it the server reads line by line
+-- as its peers do.
 -- Prints "listening on 127.0.0.1:PORT" first (port 0: any free).
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
@@ -135,13 +136,13 @@ local function handle(sock)
   sock:setoption("nodelay", true)
   local receive, send = sock.receive, sock.send   -- looked up once
   while true do
-    local line = receive(sock, "*l")
+    local line = receive(sock)         -- a line: LuaSocket's default "*l"
     if not line then break end
     local kind = line_memo[line] or request_kind(line)
     if kind > 0 then
       local keep, bodylen = kind < 3, 0
       while true do
-        local h = receive(sock, "*l")
+        local h = receive(sock)
         if not h then goto done end
         local v = header_memo[h] or header_meaning(h)
         if v == -3 then                       -- (most headers: nothing to do)
