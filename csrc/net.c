@@ -575,10 +575,10 @@ static int l_sock_receive (lua_State *L) {
       if (s == NULL) goto general;
       if (s != loop->sock_hot) {
         /* checksock, keeping the metatable it pushes: the line goes on
-         * top of it and is what returns */
+         * top of it and is what returns (nothing reads index 2 after
+         * this: the pattern is known) */
         if (!lua_getmetatable(L, 1) || lua_topointer(L, -1) != loop->sock_mt)
           goto general;
-        if (top < 2) lua_settop(L, 1);
         loop->sock_hot = s;     /* a socket: the next call skips this */
       }
       if (s->h.fd >= 0) {
@@ -933,7 +933,8 @@ static int l_sock_send (lua_State *L) {
   ur_task *t;
   int w;
   if (s->h.fd < 0) return luaL_error(L, "attempt to use a closed socket");
-  data = luaL_checklstring(L, 2, &len);
+  if ((data = lua_tolstring(L, 2, &len)) == NULL)
+    data = luaL_checklstring(L, 2, &len);   /* raises: not a string */
   if (top >= 3) {
     i = luaL_optinteger(L, 3, 1);
     j = luaL_optinteger(L, 4, -1);
