@@ -15,11 +15,13 @@
  * - A received line is pushed through a line slot: a line seen lately
  *   (a keep-alive client's request line and headers, the blank line
  *   ending them) comes back as the string made last time, found by a
- *   cheap hash of its length and three bytes and one memcmp, instead of
- *   Lua hashing every byte again to intern it (~6 instructions a byte).
- *   A miss pushes the string as before and keeps it in the slot.
+ *   cheap hash of its length and three bytes (naming a pair of slots)
+ *   and a memcmp, instead of Lua hashing every byte again to intern it
+ *   (~6 instructions a byte).  A miss pushes the string as before and
+ *   keeps it in the pair's slot used less lately.
  *
- * Both sets are direct-mapped and small (a few KiB held at most), and
+ * Both sets are small (16 strings of up to 1 KiB, 65 lines of up to 64
+ * bytes: ~20 KiB held at most; sends direct-mapped, lines two-way), and
  * their registry slots are taken once, when the module is opened, so the
  * hot paths never allocate a ref.
  */
@@ -30,7 +32,7 @@
 
 #define SEND_SLOTS 16
 #define LINE_SLOTS 66      /* 33 pairs: the empty line's, 32 others */
-#define LINE_KEEP_MAX   64      /* longer lines are pushed as they come */
+#define LINE_KEEP_MAX 64   /* longer lines are pushed as they come */
 #define NO_LINE    UINT32_MAX
 
 struct ur_strcache {

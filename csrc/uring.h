@@ -347,9 +347,9 @@ struct ur_loop {
   /* strings kept anchored in fixed registry slots: small sends pinned,
    * received lines reused (strcache.c) */
   struct ur_strcache *strcache;
-  /* the socket receive or send last checked, open then (net.c): a later
-   * call on it skips the metatable check; its __gc clears this, so it
-   * always names a live socket */
+  /* the socket receive or send last checked (net.c): a later call on it
+   * skips the metatable check; its __gc clears this, so it always names
+   * a live socket (open or closed: the callers check the fd) */
   void *sock_hot;
 };
 
