@@ -54,12 +54,74 @@ end
 
 -- "*l" in binary mode keeps any CR; drop them as LuaSocket's "*l" does
 local function receive_line(con, read)
-  local line = read(con, "*l")
+  local line = read(con)      -- a line ("*l", the default)
   if line and line:find("\r", 1, true) then line = line:gsub("\r", "") end
   return line
 end
 
 local function quiet(_, _, why) return why end
+
+-- What a request line or a header line means, worked out once per
+-- distinct line and remembered: a server sees the same few lines again
+-- and again (each request of a keep-alive client repeats its Host and
+-- Accept lines; a load generator repeats its whole head), and a table
+-- probe with a string Lua has already interned costs a tenth of the
+-- byte/sub/find checks (each a C call).  The empty line is in each memo
+-- from the start: between requests it is skipped (-1), after the headers
+-- it ends the head (-4).  A memo starts again when it holds MEMO_MAX
+-- lines, so endless distinct lines cost bounded memory.  (The
+-- code of bench/http_uring.lua, word for word.)
+local MEMO_MAX = 256
+local line_memo, line_count = { [""] = -1 }, 0
+local header_memo, header_count = { [""] = -4 }, 0
+
+-- a request line: 1 HTTP/1.1, 2 HEAD on HTTP/1.1, 3 HTTP/1.0, 4 HEAD on
+-- HTTP/1.0, 0 malformed (400): numbers, so `memo[line] or kind(line)` is
+-- one test.  The version ends the line: the usual two are compared as
+-- strings, any other is matched where it can only begin (a pattern tried
+-- at every position costs ~1,300 instructions).
+local function request_kind(line)
+  local version = sub(line, -9)
+  local http10 = version == " HTTP/1.0"
+  local kind = 0
+  if http10 or version == " HTTP/1.1"
+     or find(line, " HTTP/1%.%d$", #line - 8) then
+    kind = (http10 and 3 or 1)
+           + ((byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD ") and 1 or 0)
+  end
+  if line_count >= MEMO_MAX then line_memo, line_count = { [""] = -1 }, 0 end
+  line_memo[line] = kind
+  line_count = line_count + 1
+  return kind
+end
+
+-- a header line: -1 "Connection: close", -2 "Connection: keep-alive", a
+-- count >= 0 a Content-Length, -3 none of these (only a line starting
+-- with "C"/"c" is looked at)
+local function header_meaning(h)
+  local v = -3
+  local c = byte(h, 1)
+  if c == 67 or c == 99 then                                  -- "C" or "c"
+    local lh = lower(h)
+    if find(lh, "^connection:") then
+      if find(lh, "close", 12, true) then v = -1
+      elseif find(lh, "keep-alive", 12, true) then v = -2 end
+    elseif find(lh, "^content%-length:") then
+      v = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
+    end
+  end
+  if header_count >= MEMO_MAX then
+    header_memo, header_count = { [""] = -4 }, 0
+  end
+  header_memo[h] = v
+  header_count = header_count + 1
+  return v
+end
+
+-- the answer by kind of request, kept open or closing
+local KEEPS = { KEEP, HEAD_KEEP, KEEP, HEAD_KEEP }
+local CLOSES = { CLOSE, HEAD_CLOSE, CLOSE, HEAD_CLOSE }
+local limit = max_requests or math.maxinteger   -- done() at this many
 
 -- the request loop of bench/http_uring.lua, line for line
 local function handle(con)
@@ -70,42 +132,30 @@ local function handle(con)
   while true do
     local line = receive_line(con, read)
     if not line then break end
-    if line ~= "" then       -- (blank lines between requests are allowed)
-      -- (the version checked as bench/http_uring.lua does)
-      local version = sub(line, -9)
-      local http10 = version == " HTTP/1.0"
-      local keep = not http10
-      local head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
-      local bodylen = 0
-      if not http10 and version ~= " HTTP/1.1"
-         and not find(line, " HTTP/1%.%d$", #line - 8) then
-        write(con, BAD)
-        flush(con)
-        break
-      end
+    local kind = line_memo[line] or request_kind(line)
+    if kind > 0 then
+      local keep, bodylen = kind < 3, 0
       while true do
         local h = receive_line(con, read)
         if not h then goto done end
-        if h == "" then break end
-        local c = byte(h, 1)
-        if c == 67 or c == 99 then                            -- "C" or "c"
-          local lh = lower(h)
-          if find(lh, "^connection:") then
-            if find(lh, "close", 12, true) then keep = false
-            elseif find(lh, "keep-alive", 12, true) then keep = true end
-          elseif find(lh, "^content%-length:") then
-            bodylen = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
-          end
-        end
+        local v = header_memo[h] or header_meaning(h)
+        if v == -3 then                       -- (most headers: nothing to do)
+        elseif v == -4 then break             -- the empty line ends the head
+        elseif v >= 0 then bodylen = v
+        else keep = v == -2 end
       end
       if bodylen > 0 and not read(con, bodylen) then break end
       served = served + 1
       local ok
-      if head then ok = write(con, keep and HEAD_KEEP or HEAD_CLOSE)
-      else ok = write(con, keep and KEEP or CLOSE) end
+      if keep then ok = write(con, KEEPS[kind])
+      else ok = write(con, CLOSES[kind]) end
       if not ok or not flush(con) or not keep then break end
-      if max_requests and served >= max_requests then done() end
-    end
+      if served >= limit then done() end
+    elseif kind == 0 then                     -- malformed: 400, and close
+      write(con, BAD)
+      flush(con)
+      break
+    end                     -- (-1: an empty line between requests, allowed)
   end
   ::done::
   con:close()

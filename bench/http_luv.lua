@@ -52,6 +52,68 @@ local function done()
   os.exit(0)
 end
 
+-- What a request line or a header line means, worked out once per
+-- distinct line and remembered: a server sees the same few lines again
+-- and again (each request of a keep-alive client repeats its Host and
+-- Accept lines; a load generator repeats its whole head), and a table
+-- probe with a string Lua has already interned costs a tenth of the
+-- byte/sub/find checks (each a C call).  The empty line is in each memo
+-- from the start: between requests it is skipped (-1), after the headers
+-- it ends the head (-4).  A memo starts again when it holds MEMO_MAX
+-- lines, so endless distinct lines cost bounded memory.  (The
+-- code of bench/http_uring.lua, word for word.)
+local MEMO_MAX = 256
+local line_memo, line_count = { [""] = -1 }, 0
+local header_memo, header_count = { [""] = -4 }, 0
+
+-- a request line: 1 HTTP/1.1, 2 HEAD on HTTP/1.1, 3 HTTP/1.0, 4 HEAD on
+-- HTTP/1.0, 0 malformed (400): numbers, so `memo[line] or kind(line)` is
+-- one test.  The version ends the line: the usual two are compared as
+-- strings, any other is matched where it can only begin (a pattern tried
+-- at every position costs ~1,300 instructions).
+local function request_kind(line)
+  local version = sub(line, -9)
+  local http10 = version == " HTTP/1.0"
+  local kind = 0
+  if http10 or version == " HTTP/1.1"
+     or find(line, " HTTP/1%.%d$", #line - 8) then
+    kind = (http10 and 3 or 1)
+           + ((byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD ") and 1 or 0)
+  end
+  if line_count >= MEMO_MAX then line_memo, line_count = { [""] = -1 }, 0 end
+  line_memo[line] = kind
+  line_count = line_count + 1
+  return kind
+end
+
+-- a header line: -1 "Connection: close", -2 "Connection: keep-alive", a
+-- count >= 0 a Content-Length, -3 none of these (only a line starting
+-- with "C"/"c" is looked at)
+local function header_meaning(h)
+  local v = -3
+  local c = byte(h, 1)
+  if c == 67 or c == 99 then                                  -- "C" or "c"
+    local lh = lower(h)
+    if find(lh, "^connection:") then
+      if find(lh, "close", 12, true) then v = -1
+      elseif find(lh, "keep-alive", 12, true) then v = -2 end
+    elseif find(lh, "^content%-length:") then
+      v = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
+    end
+  end
+  if header_count >= MEMO_MAX then
+    header_memo, header_count = { [""] = -4 }, 0
+  end
+  header_memo[h] = v
+  header_count = header_count + 1
+  return v
+end
+
+-- the answer by kind of request, kept open or closing
+local KEEPS = { KEEP, HEAD_KEEP, KEEP, HEAD_KEEP }
+local CLOSES = { CLOSE, HEAD_CLOSE, CLOSE, HEAD_CLOSE }
+local limit = max_requests or math.maxinteger   -- done() at this many
+
 local function close(c)
   if not c:is_closing() then c:close() end
 end
@@ -64,7 +126,7 @@ local function handle(c)
   local buf, pos = "", 1
   -- state: "line" (waiting for a request line), "head" (headers),
   -- "body" (skipping bodylen bytes)
-  local state, keep, head, bodylen = "line", true, false, 0
+  local state, keep, kind, bodylen = "line", true, 1, 0
   local closing = false
 
   -- one line out of the buffer (LuaSocket "*l": CRs dropped), or nil
@@ -84,10 +146,9 @@ local function handle(c)
 
   local function respond()
     served = served + 1
-    if head then write(c, keep and HEAD_KEEP or HEAD_CLOSE)
-    else write(c, keep and KEEP or CLOSE) end
+    if keep then write(c, KEEPS[kind]) else write(c, CLOSES[kind]) end
     if not keep then finish() end
-    if max_requests and served >= max_requests then done() end
+    if served >= limit then done() end
     state = "line"
   end
 
@@ -100,38 +161,24 @@ local function handle(c)
       if state == "line" then
         local line = take_line()
         if not line then break end
-        if line ~= "" then   -- (blank lines between requests are allowed)
-          -- (the version checked as bench/http_uring.lua does)
-          local version = sub(line, -9)
-          local http10 = version == " HTTP/1.0"
-          keep = not http10
-          head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
-          bodylen = 0
-          if not http10 and version ~= " HTTP/1.1"
-             and not find(line, " HTTP/1%.%d$", #line - 8) then
-            c:write(BAD)
-            finish()
-            break
-          end
+        kind = line_memo[line] or request_kind(line)
+        if kind > 0 then
+          keep, bodylen = kind < 3, 0
           state = "head"
-        end
+        elseif kind == 0 then                 -- malformed: 400, and close
+          c:write(BAD)
+          finish()
+          break
+        end                 -- (-1: an empty line between requests, allowed)
       elseif state == "head" then
         local h = take_line()
         if not h then break end
-        if h == "" then
+        local v = header_memo[h] or header_meaning(h)
+        if v == -3 then                       -- (most headers: nothing to do)
+        elseif v == -4 then                   -- the empty line ends the head
           if bodylen > 0 then state = "body" else respond() end
-        else
-          local ch = byte(h, 1)
-          if ch == 67 or ch == 99 then                        -- "C" or "c"
-            local lh = lower(h)
-            if find(lh, "^connection:") then
-              if find(lh, "close", 12, true) then keep = false
-              elseif find(lh, "keep-alive", 12, true) then keep = true end
-            elseif find(lh, "^content%-length:") then
-              bodylen = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
-            end
-          end
-        end
+        elseif v >= 0 then bodylen = v
+        else keep = v == -2 end
       else -- body
         local have = #buf - pos + 1
         if have < bodylen then

@@ -4,23 +4,26 @@
 --   lua5.4 bench/http_uring.lua [port] [--seconds S] [--max-requests N] [--head]
 --
 -- The reference server of bench/http.sh ("lua-uring"): the luv, cqueues
--- and C servers are measured against it, and so is examples/http_hello.lua,
--- the same server on uring.http ("uring-http").  The protocol is the one
--- every bench server shares (HEAD: headers only): read the request line
--- and the headers line by line with sock:receive("*l") (so pipelined
--- requests are answered in order), skip a Content-Length body, answer
--- "Hello, world!\n" with Content-Length, keep the connection open unless
--- the client said "Connection: close" or spoke HTTP/1.0 without
--- "Connection: keep-alive"; a malformed request line gets a 400 and a
--- close.  What makes it fast is what it does not do per request: the
--- responses are built once; no table is made per request; a header is
--- inspected only if it starts with "C"/"c"; the socket's methods are
--- looked up once per connection, not per call (sock:receive goes through
--- the socket's metatable each time, ~100 instructions).  (Each receive
--- is one C call.)  --head reads each head with sock:receive_head instead: one C
--- call that finds, checks and parses the whole head (about half the
--- instructions per request; the same answers, bench/http_probe.lua
--- checks); without it the server reads line by line as its peers do.
+-- and C servers are measured against it, and so is
+-- examples/http_hello.lua, the same server on uring.http ("uring-http").
+-- The protocol is the one every bench server shares (HEAD: headers only):
+-- read the request line and the headers line by line with sock:receive()
+-- (LuaSocket's default pattern, "*l"; so pipelined requests are answered
+-- in order), skip a Content-Length body, answer "Hello, world!\n" with
+-- Content-Length, keep the connection open unless the client said
+-- "Connection: close" or spoke HTTP/1.0 without "Connection: keep-alive";
+-- a malformed request line gets a 400 and a close.  What makes it fast is
+-- what it does not do per request: the responses are built once; no table
+-- is made per request; what a request line or a header line means is
+-- worked out once per distinct line and remembered (a table probe with the
+-- string receive returned, not C calls into the string library; the empty
+-- line too); the socket's methods are looked up once per
+-- connection, not per call (sock:receive goes through the socket's
+-- metatable each time, ~100 instructions).  (Each receive is one C call.)
+-- --head reads each head with sock:receive_head instead: one C call that
+-- finds, checks and parses the whole head (the same answers,
+-- bench/http_probe.lua checks); without it the server reads line by line
+-- as its peers do.
 -- Prints "listening on 127.0.0.1:PORT" first (port 0: any free).
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
@@ -66,51 +69,99 @@ local function done()
   os.exit(0)
 end
 
+-- What a request line or a header line means, worked out once per
+-- distinct line and remembered: a server sees the same few lines again
+-- and again (each request of a keep-alive client repeats its Host and
+-- Accept lines; a load generator repeats its whole head), and a table
+-- probe with a string Lua has already interned costs a tenth of the
+-- byte/sub/find checks (each a C call).  The empty line is in each memo
+-- from the start: between requests it is skipped (-1), after the headers
+-- it ends the head (-4).  A memo starts again when it holds MEMO_MAX
+-- lines, so endless distinct lines cost bounded memory.  The
+-- luv and cqueues servers share this code.
+local MEMO_MAX = 256
+local line_memo, line_count = { [""] = -1 }, 0
+local header_memo, header_count = { [""] = -4 }, 0
+
+-- a request line: 1 HTTP/1.1, 2 HEAD on HTTP/1.1, 3 HTTP/1.0, 4 HEAD on
+-- HTTP/1.0, 0 malformed (400): numbers, so `memo[line] or kind(line)` is
+-- one test.  The version ends the line: the usual two are compared as
+-- strings, any other is matched where it can only begin (a pattern tried
+-- at every position costs ~1,300 instructions).
+local function request_kind(line)
+  local version = sub(line, -9)
+  local http10 = version == " HTTP/1.0"
+  local kind = 0
+  if http10 or version == " HTTP/1.1"
+     or find(line, " HTTP/1%.%d$", #line - 8) then
+    kind = (http10 and 3 or 1)
+           + ((byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD ") and 1 or 0)
+  end
+  if line_count >= MEMO_MAX then line_memo, line_count = { [""] = -1 }, 0 end
+  line_memo[line] = kind
+  line_count = line_count + 1
+  return kind
+end
+
+-- a header line: -1 "Connection: close", -2 "Connection: keep-alive", a
+-- count >= 0 a Content-Length, -3 none of these (only a line starting
+-- with "C"/"c" is looked at)
+local function header_meaning(h)
+  local v = -3
+  local c = byte(h, 1)
+  if c == 67 or c == 99 then                                  -- "C" or "c"
+    local lh = lower(h)
+    if find(lh, "^connection:") then
+      if find(lh, "close", 12, true) then v = -1
+      elseif find(lh, "keep-alive", 12, true) then v = -2 end
+    elseif find(lh, "^content%-length:") then
+      v = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
+    end
+  end
+  if header_count >= MEMO_MAX then
+    header_memo, header_count = { [""] = -4 }, 0
+  end
+  header_memo[h] = v
+  header_count = header_count + 1
+  return v
+end
+
+-- the answer by kind of request, kept open or closing
+local KEEPS = { KEEP, HEAD_KEEP, KEEP, HEAD_KEEP }
+local CLOSES = { CLOSE, HEAD_CLOSE, CLOSE, HEAD_CLOSE }
+local limit = max_requests or math.maxinteger   -- done() at this many
+
 -- the request loop: the luv and cqueues servers copy it
 local function handle(sock)
   sock:setoption("nodelay", true)
   local receive, send = sock.receive, sock.send   -- looked up once
   while true do
-    local line = receive(sock, "*l")
+    local line = receive(sock)         -- a line: LuaSocket's default "*l"
     if not line then break end
-    if line ~= "" then       -- (blank lines between requests are allowed)
-      -- the version ends the line: the usual two are compared as strings,
-      -- any other is matched where it can only begin (a pattern tried at
-      -- every position costs ~1,300 instructions, a compare ~20)
-      local version = sub(line, -9)
-      local http10 = version == " HTTP/1.0"
-      local keep = not http10
-      local head = byte(line, 1) == 72 and sub(line, 1, 5) == "HEAD "   -- "H"
-      local bodylen = 0
-      if not http10 and version ~= " HTTP/1.1"
-         and not find(line, " HTTP/1%.%d$", #line - 8) then
-        send(sock, BAD)
-        break
-      end
+    local kind = line_memo[line] or request_kind(line)
+    if kind > 0 then
+      local keep, bodylen = kind < 3, 0
       while true do
-        local h = receive(sock, "*l")
+        local h = receive(sock)
         if not h then goto done end
-        if h == "" then break end
-        local c = byte(h, 1)
-        if c == 67 or c == 99 then                            -- "C" or "c"
-          local lh = lower(h)
-          if find(lh, "^connection:") then
-            if find(lh, "close", 12, true) then keep = false
-            elseif find(lh, "keep-alive", 12, true) then keep = true end
-          elseif find(lh, "^content%-length:") then
-            bodylen = tonumber(lh:match("^content%-length:%s*(%d+)")) or 0
-          end
-        end
+        local v = header_memo[h] or header_meaning(h)
+        if v == -3 then                       -- (most headers: nothing to do)
+        elseif v == -4 then break             -- the empty line ends the head
+        elseif v >= 0 then bodylen = v
+        else keep = v == -2 end
       end
       if bodylen > 0 and not receive(sock, bodylen) then break end
       served = served + 1
       local ok
-      if head then ok = send(sock, keep and HEAD_KEEP or HEAD_CLOSE)
-      else ok = send(sock, keep and KEEP or CLOSE) end
+      if keep then ok = send(sock, KEEPS[kind])
+      else ok = send(sock, CLOSES[kind]) end
       -- counted before a close ends the loop, so churn stops at N too
-      if max_requests and served >= max_requests then done() end
+      if served >= limit then done() end
       if not ok or not keep then break end
-    end
+    elseif kind == 0 then                     -- malformed: 400, and close
+      send(sock, BAD)
+      break
+    end                     -- (-1: an empty line between requests, allowed)
   end
   ::done::
   sock:close()
@@ -132,7 +183,7 @@ local function handle_heads(sock)
     local ok
     if method == "HEAD" then ok = send(sock, keep and HEAD_KEEP or HEAD_CLOSE)
     else ok = send(sock, keep and KEEP or CLOSE) end
-    if max_requests and served >= max_requests then done() end
+    if served >= limit then done() end
     if not ok or not keep then break end
   end
   sock:close()

@@ -454,7 +454,7 @@ static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
   st = lua_resume(co, L, nargs, &nres);
   loop->current = NULL;
   if (st == LUA_YIELD) {
-    lua_pop(co, nres);
+    if (nres) lua_pop(co, nres);   /* a park yields none: no API call */
     if (t->status == UR_RUNNING) {
       t->status = UR_READY;
       ur_enqueue(loop, t);

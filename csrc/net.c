@@ -402,8 +402,10 @@ static int l_sock_fill (lua_State *L) {
 }
 
 /* Push the buffered line, if a whole one is buffered (keep: with its LF;
- * dropcr: without any CR, as LuaSocket's "*l") and take it; 0 if none. */
-static int take_line (lua_State *L, ur_sock *s, int keep, int dropcr) {
+ * dropcr: without any CR, as LuaSocket's "*l") and take it; 0 if none.
+ * A line seen lately comes back as the same string (strcache.c). */
+static int take_line (lua_State *L, ur_loop *loop, ur_sock *s, int keep,
+                      int dropcr) {
   char *p = s->rbuf + s->rpos, *nl = NULL;
   if (s->rlen > s->scanned)
     nl = (char *)memchr(p + s->scanned, '\n', s->rlen - s->scanned);
@@ -415,12 +417,12 @@ static int take_line (lua_State *L, ur_sock *s, int keep, int dropcr) {
     size_t n = (size_t)(nl - p) + 1, len = keep ? n : n - 1;
     if (dropcr && len > 0 && memchr(p, '\r', len - 1) == NULL) {
       /* the usual line: at most one CR, right before the LF */
-      lua_pushlstring(L, p, p[len - 1] == '\r' ? len - 1 : len);
+      ur_strcache_push_line(L, loop, p, p[len - 1] == '\r' ? len - 1 : len);
     }
     else if (dropcr)
       push_nocr(L, p, len);
     else
-      lua_pushlstring(L, p, len);
+      ur_strcache_push_line(L, loop, p, len);
     consume(s, n);
   }
   return 1;
@@ -429,7 +431,8 @@ static int take_line (lua_State *L, ur_sock *s, int keep, int dropcr) {
 /* sock:_take_line(keep_newline, drop_cr) -> line | nil (no full line) */
 static int l_sock_take_line (lua_State *L) {
   ur_sock *s = checksock(L, 1);
-  if (!take_line(L, s, lua_toboolean(L, 2), lua_toboolean(L, 3)))
+  if (!take_line(L, ur_loop_of(L), s, lua_toboolean(L, 2),
+                 lua_toboolean(L, 3)))
     lua_pushnil(L);
   return 1;
 }
@@ -464,7 +467,7 @@ static void push_take (lua_State *L, ur_sock *s, size_t n) {
 static int receive_step (lua_State *L, ur_loop *loop, ur_sock *s,
                          lua_KContext ctx) {
   if (ctx == RECV_LINE) {
-    if (take_line(L, s, 0, 1)) {
+    if (take_line(L, loop, s, 0, 1)) {
       prefixed(L);
       return 1;
     }
@@ -495,13 +498,32 @@ static int receive_step (lua_State *L, ur_loop *loop, ur_sock *s,
 }
 
 static int receive_k (lua_State *L, int status, lua_KContext ctx) {
-  ur_task *t = ur_task_of(L);
+  ur_task *t = ur_task_in(ur_loop_of(L), L);
   ur_sock *s;
   (void)status;
   switch (ur_sock_recv_result(L, t, &s)) {
     case UR_RECV_FAILED: return 3;
     case UR_RECV_AGAIN: return ur_sock_recv(L, s, t, ctx, receive_k);
     default: return receive_step(L, t->loop, s, ctx);
+  }
+}
+
+/* The continuation of l_sock_receive's short cut: a line with no prefix
+ * (the stack holds the socket, maybe the pattern and its metatable: no
+ * string at 3), taken at once when the bytes brought one; anything else
+ * goes the general way. */
+static int line_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_loop *loop = ur_loop_of(L);
+  ur_task *t = ur_task_in(loop, L);
+  ur_sock *s;
+  (void)status; (void)ctx;
+  switch (ur_sock_recv_result(L, t, &s)) {
+    case UR_RECV_FAILED: return 3;
+    case UR_RECV_BYTES: if (take_line(L, loop, s, 0, 1)) return 1;
+    /* fall through */
+    default:
+      lua_settop(L, 3);
+      return receive_step(L, loop, s, RECV_LINE);
   }
 }
 
@@ -560,16 +582,24 @@ static int l_sock_receive (lua_State *L) {
     /* one API call: a string's object (NULL for a number) */
     const void *p = top < 2 ? loop->pat_line[0] : lua_topointer(L, 2);
     if (p == loop->pat_line[0] || p == loop->pat_line[1]) {
-      /* checksock, keeping the metatable it pushes: the line goes on top
-       * of it and is what returns */
       s = (ur_sock *)lua_touserdata(L, 1);
-      if (s != NULL && lua_getmetatable(L, 1)
-          && lua_topointer(L, -1) == loop->sock_mt && s->h.fd >= 0) {
-        if (take_line(L, s, 0, 1)) return 1;
-        if (top < 2) lua_settop(L, 1);   /* the metatable goes */
+      if (s == NULL) goto general;
+      if (s != loop->sock_hot) {
+        /* checksock, keeping the metatable it pushes: the line goes on
+         * top of it and is what returns (nothing reads index 2 after
+         * this: the pattern is known) */
+        if (!lua_getmetatable(L, 1) || lua_topointer(L, -1) != loop->sock_mt)
+          goto general;
+        loop->sock_hot = s;     /* a socket: the next call skips this */
+      }
+      if (s->h.fd >= 0) {
+        if (take_line(L, loop, s, 0, 1)) return 1;
+        if (!s->eof)            /* wait for bytes, the stack as it is */
+          return ur_sock_recv(L, s, recv_task_in(L, loop, s), 0, line_k);
         lua_settop(L, 3);       /* 2: the pattern (or nil), 3: no prefix */
         return receive_step(L, loop, s, RECV_LINE);
       }
+    general:
       lua_settop(L, top);       /* the general path checks and says why */
     }
   }
@@ -616,10 +646,10 @@ static void bg_send_cqe (ur_loop *loop, ur_req *r) {
 
 static int send_k (lua_State *L, int status, lua_KContext ctx);
 
-/* A send this small (an HTTP response head, a line of a chat) is copied
- * into memory the request owns: a malloc and a memcpy cost a third of
- * pinning the string with a registry ref and unref.  Bigger ones are
- * pinned, not copied. */
+/* A send this small (an HTTP response head, a line of a chat) is pinned
+ * through a send slot (strcache.c), or copied into memory the request
+ * owns: either costs a fraction of pinning the string with a registry ref
+ * and unref.  Bigger ones are pinned with a ref, not copied. */
 #define SEND_COPY 1024
 
 /* A whole send up to this size on a plain socket without a timeout goes
@@ -679,15 +709,18 @@ static ur_sock *behind_done (lua_State *L, ur_task *t) {
 }
 
 /* The SEND request for src[0..n), src inside the string at stack index
- * pin: a small one is copied into memory the request owns until the CQE
- * (malloc'd to size: a pooled 4 KiB I/O buffer saves ~70 instructions
- * but would hold 4 KiB per send in flight, 40 MB for a broadcast to 10k
- * sockets), a bigger one pins the string.  With trp, the request of the
- * link timeout too (room for both SQEs is made first).  Raises (memory)
- * before anything reaches the ring, holding nothing. */
+ * pin, whose body starts at str: a small one is pinned through one of the
+ * loop's send slots (strcache.c: no copy, no allocation) or, when its slot
+ * is still busy with another string, copied into memory the request owns
+ * until the CQE (malloc'd to size: a pooled 4 KiB I/O buffer would hold
+ * 4 KiB per send in flight, 40 MB for a broadcast to 10k sockets); a
+ * bigger one pins the string with a ref of its own.  With trp, the
+ * request of the link timeout too (room for both SQEs is made first).
+ * Raises (memory) before anything reaches the ring, holding nothing. */
 static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
-                         const char *src, size_t n, int pin, int flags,
-                         struct io_uring_sqe **sqep, ur_req **trp) {
+                         const char *str, const char *src, size_t n,
+                         int pin, int flags, struct io_uring_sqe **sqep,
+                         ur_req **trp) {
   ur_req *r = ur_req_new(L, loop, IORING_OP_SEND);
   struct io_uring_sqe *sqe;
   if (trp) {
@@ -698,7 +731,9 @@ static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
     }
     ur_reserve_sqes(loop, 2);   /* a chain reaches the kernel whole */
   }
-  if (n <= SEND_COPY) {
+  if (n <= SEND_COPY && ur_strcache_pin(L, loop, r, pin, str))
+    ;                           /* pinned: the slot anchors the string */
+  else if (n <= SEND_COPY) {
     r->mem = malloc(n ? n : 1);
     if (r->mem == NULL) {
       ur_req_free(loop, r);
@@ -721,10 +756,10 @@ static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
 
 /* A send nobody waits for (SEND_BEHIND): its CQE frees it. */
 static int send_behind (lua_State *L, ur_loop *loop, ur_sock *s,
-                        const char *src, size_t n, int pin) {
+                        const char *str, const char *src, size_t n, int pin) {
   struct io_uring_sqe *sqe;
-  ur_req *r = send_req(L, loop, s, src, n, pin, MSG_NOSIGNAL | MSG_WAITALL,
-                       &sqe, NULL);
+  ur_req *r = send_req(L, loop, s, str, src, n, pin,
+                       MSG_NOSIGNAL | MSG_WAITALL, &sqe, NULL);
   ur_req_submitted(loop, r, sqe);
   r->on_cqe = behind_cqe;
   r->task = NULL;
@@ -754,8 +789,8 @@ static int start_send (lua_State *L, ur_sock *s, ur_task *t, size_t done) {
   (void)len;
   if (n > (size_t)INT32_MAX) n = (size_t)INT32_MAX;
   if (done == 0 && can_go_behind(loop, s, n))
-    return send_behind(L, loop, s, src, n, 2);
-  r = send_req(L, loop, s, src, n, 2, MSG_NOSIGNAL, &sqe,
+    return send_behind(L, loop, s, data, src, n, 2);
+  r = send_req(L, loop, s, data, src, n, 2, MSG_NOSIGNAL, &sqe,
                s->timeout >= 0 ? &tr : NULL);
   ur_req_submitted(loop, r, sqe);
   if (tr) ur_link_timeout_add(loop, tr, sqe, s->timeout);
@@ -897,7 +932,11 @@ static int send_behind_k (lua_State *L, int status, lua_KContext ctx) {
  * without touching the stack: no continuation will read it. */
 static int l_sock_send (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
-  ur_sock *s = checksock_in(L, loop, 1);
+  ur_sock *s = (ur_sock *)lua_touserdata(L, 1);
+  if (s == NULL || s != loop->sock_hot) {
+    s = checksock_in(L, loop, 1);
+    loop->sock_hot = s;         /* a socket: the next call skips the check */
+  }
   int top = lua_gettop(L);
   size_t len;
   const char *data;
@@ -905,7 +944,8 @@ static int l_sock_send (lua_State *L) {
   ur_task *t;
   int w;
   if (s->h.fd < 0) return luaL_error(L, "attempt to use a closed socket");
-  data = luaL_checklstring(L, 2, &len);
+  if ((data = lua_tolstring(L, 2, &len)) == NULL)
+    data = luaL_checklstring(L, 2, &len);   /* raises: not a string */
   if (top >= 3) {
     i = luaL_optinteger(L, 3, 1);
     j = luaL_optinteger(L, 4, -1);
@@ -925,7 +965,8 @@ static int l_sock_send (lua_State *L) {
   }
   if (s->behind == 0 && s->behind_err == 0 && s->tls == NULL
       && can_go_behind(loop, s, (size_t)(j - i + 1)))
-    return send_behind(L, loop, s, data + i - 1, (size_t)(j - i + 1), 2);
+    return send_behind(L, loop, s, data, data + i - 1, (size_t)(j - i + 1),
+                       2);
   lua_settop(L, 2);
   lua_pushinteger(L, i - 1);    /* 3: from (0-based) */
   lua_pushinteger(L, j);        /* 4: to (exclusive) */
@@ -947,7 +988,7 @@ int ur_sock_send_behind (lua_State *L, ur_sock *s, int idx) {
       || s->behind_err != 0 || s->tls != NULL || n == 0
       || !can_go_behind(loop, s, n))
     return 0;
-  return send_behind(L, loop, s, data, n, idx);
+  return send_behind(L, loop, s, data, data, n, idx);
 }
 
 /* sock:sendfile (copy.c) sends through the socket's handle: checked as
@@ -1463,8 +1504,10 @@ static int l_sock_close (lua_State *L) {
  * multishot accept whose last CQE is yet to come) must not touch it. */
 static int l_sock_gc (lua_State *L) {
   ur_sock *s = (ur_sock *)luaL_testudata(L, 1, UR_SOCK_MT);
+  ur_loop *loop = ur_loop_of(L);
   if (s == NULL) return 0;
-  sock_close(ur_loop_of(L), s, 1);
+  if (loop->sock_hot == s) loop->sock_hot = NULL;   /* memory going */
+  sock_close(loop, s, 1);
   free(s->rbuf);
   s->rbuf = NULL;
   return 0;

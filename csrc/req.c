@@ -216,6 +216,10 @@ void ur_req_free (ur_loop *loop, ur_req *r) {
     r->mem = NULL;                      /* the loop's, not malloc'd */
     r->memclass = 0;
   }
+  else if (r->memclass == UR_MEM_SLOT) {
+    ur_strcache_unpin(loop, r);         /* the string stays in its slot */
+    r->memclass = 0;
+  }
   else if (r->memclass && r->memclass <= UR_IOBUF_CLASSES) {
     if (r->mem) iobuf_release(loop, r->mem, r->memclass - 1u);
     r->mem = NULL;

@@ -86,6 +86,7 @@ typedef struct ur_loop ur_loop;
 typedef struct ur_req ur_req;
 typedef struct ur_task ur_task;
 typedef struct ur_bufring ur_bufring;
+typedef struct ur_strcache ur_strcache;
 
 /* A CQE handler runs inside the reaper: plain C, never calls Lua, never
  * raises.  It must end the request (ur_req_free) or hand it to a task. */
@@ -211,6 +212,8 @@ struct ur_task {
 #define UR_MEM_BUFFER    0xFD   /* memclass of a read into a uring.buffer */
 #define UR_MEM_BUFVEC    0xFC   /* memclass: mem starts with aux pointers to
                                    pinned uring.buffers (NULL: a string) */
+#define UR_MEM_SLOT      0xFB   /* memclass: the bytes are a string pinned
+                                   in send slot aux (strcache.c) */
 #define UR_FIXED_MAX     16384  /* the kernel's IORING_MAX_REG_BUFFERS */
 #define UR_FFILES_MAX    65536  /* configure{fixed_files} at most */
 
@@ -348,6 +351,13 @@ struct ur_loop {
   /* sock:send through SEND_ZC (send_zc.c) */
   size_t send_zc_min;   /* configure{send_zc}: sends this big or bigger; 0 off */
   uint8_t zc_no_usage;  /* the kernel refused IORING_SEND_ZC_REPORT_USAGE */
+  /* strings kept anchored in fixed registry slots: small sends pinned,
+   * received lines reused (strcache.c) */
+  struct ur_strcache *strcache;
+  /* the socket receive or send last checked (net.c): a later call on it
+   * skips the metatable check; its __gc clears this, so it always names
+   * a live socket (open or closed: the callers check the fd) */
+  void *sock_hot;
 };
 
 #define UR_SLAB_CHUNK 256
@@ -668,6 +678,16 @@ void ur_tls_opts (lua_State *L, int opts, ur_sock *s, int listening,
                   const char *fname);
 int ur_tls_connect (lua_State *L, ur_task *t, ur_sock *s);   /* stack 1..5 */
 void ur_register_tls (lua_State *L);
+
+/* strcache.c: a small send pinned through a slot of anchored strings (1;
+ * 0: that slot is busy, copy), let go of by ur_req_free; and a received
+ * line pushed as the string a line slot already holds, if it does */
+int ur_strcache_pin (lua_State *L, ur_loop *loop, ur_req *r, int idx,
+                     const char *str);
+void ur_strcache_unpin (ur_loop *loop, ur_req *r);
+void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
+                            size_t n);
+void ur_register_strcache (lua_State *L);
 
 /* http.c: HTTP/1.x request heads; adds sock:receive_head and
  * sock:_take_request to net.c's socket methods (so: after net.c) */

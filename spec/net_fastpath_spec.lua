@@ -103,4 +103,150 @@ describe("sock:receive and sock:send short cuts #io #net", function()
       c:close(); s:close()
     end)
   end)
+
+  -- csrc/strcache.c: a line seen lately comes back as the string made last
+  -- time (two slots per hash of its length and three bytes); whatever
+  -- shares or steals a slot, each receive must still give its own bytes
+  it("lines that come again, and lines that crowd each other's slots, come back as sent", function()
+    run(function()
+      local c, s = pair()
+      local lines, seed = {}, 7
+      local function rnd(n)                    -- a fixed sequence: repeatable
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed % n
+      end
+      for i = 1, 300 do
+        local len = rnd(90)                    -- some beyond the 64 kept
+        local t = {}
+        for k = 1, len do t[k] = string.char(97 + rnd(26)) end
+        lines[i] = table.concat(t)
+      end
+      lines[1], lines[2] = "", "GET / HTTP/1.1"
+      local order = {}
+      for round = 1, 3 do
+        for i = 1, #lines do order[#order + 1] = lines[1 + rnd(#lines)] end
+        order[#order + 1] = lines[round]
+      end
+      local sender = uring.spawn(function()
+        for k = 1, #order, 50 do
+          c:send(table.concat(order, "\r\n", k, math.min(k + 49, #order)) .. "\r\n")
+        end
+      end)
+      for k = 1, #order do assert.equal(order[k], s:receive("*l")) end
+      -- the io-style "L" keeps the LF; a CR inside is kept by "L", dropped by "*l"
+      c:send("GET / HTTP/1.1\nGET / HTTP/1.1\r\nab\rc\r\n\n")
+      assert.equal("GET / HTTP/1.1\n", s:read("L"))
+      assert.equal("GET / HTTP/1.1\r\n", s:read("L"))
+      assert.equal("abc", s:receive())
+      assert.equal("", s:receive())
+      assert(sender:join())
+      c:close(); s:close()
+    end)
+  end)
+
+  -- csrc/strcache.c: a small send is pinned through one of 16 slots, or
+  -- copied when its slot is still being read; the bytes must arrive either
+  -- way, the strings collected or not
+  it("small sends in flight at once, pinned or copied, arrive whole", function()
+    run(function()
+      local n, rounds = 24, 4
+      local pairs_ = {}
+      for i = 1, n do pairs_[i] = { pair() } end
+      local shared = ("s"):rep(100) .. "\n"     -- one string on every socket
+      for r = 1, rounds do
+        -- every socket's send goes behind in this one turn: slots are busy
+        for i = 1, n do
+          local msg = string.format("%d-%d-%s\n", r, i, ("x"):rep((i * r) % 900))
+          assert.equal(#msg, pairs_[i][1]:send(msg))
+          assert.equal(#shared, pairs_[i][1]:send(shared))
+        end
+        collectgarbage()                     -- the strings now live in slots only
+        for i = 1, n do
+          local s = pairs_[i][2]
+          assert.equal(string.format("%d-%d-%s", r, i, ("x"):rep((i * r) % 900)),
+                       s:receive())
+          assert.equal(("s"):rep(100), s:receive())
+        end
+      end
+      for i = 1, n do pairs_[i][1]:close(); pairs_[i][2]:close() end
+    end)
+  end)
+
+  -- csrc/net.c: the socket receive or send last checked skips the
+  -- metatable check on the next call (loop->sock_hot); its __gc forgets it,
+  -- so nothing that takes its memory later passes for it
+  it("a socket checked last, then closed or collected, is never taken for another object", function()
+    run(function()
+      local c, s = pair()
+      c:send("a\nb\n")
+      assert.equal("a", s:receive("*l"))       -- s is the last checked now
+      local receive, send = s.receive, s.send
+      s:close()
+      assert.has_error(function() receive(s, "*l") end, "attempt to use a closed socket")
+      assert.has_error(function() send(s, "x") end, "attempt to use a closed socket")
+      local c2, s2 = pair()
+      c2:send("x\n")
+      assert.equal("x", receive(s2, "*l"))     -- s2 is the last checked now
+      local kept = {}
+      for i = 1, 100 do kept[i] = false end  -- room first: no allocation below
+      local open = uring.open
+      c2:close(); s2:close()
+      c2, s2 = nil, nil
+      collectgarbage(); collectgarbage()
+      -- files, made at once: the first mostly takes the collected socket's
+      -- memory (not under ASan, whose quarantine delays reuse)
+      for i = 1, 100 do kept[i] = open("/dev/null") end
+      for _, f in ipairs(kept) do
+        assert.has_error(function() receive(f, "*l") end,
+          "bad argument #1 to 'receive' (uring.socket expected, got uring.file)")
+        assert.has_error(function() send(f, "x") end,
+          "bad argument #1 to 'send' (uring.socket expected, got uring.file)")
+      end
+      for _, f in ipairs(kept) do f:close() end
+      c:close()
+    end)
+  end)
+
+  -- csrc/net.c line_k: the short cut's own continuation, for a line that
+  -- had to be waited for; whatever the bytes bring must end as the
+  -- general path ends it
+  it("a line waited for by the short cut: in pieces, cut by the peer, timed out, cancelled", function()
+    run(function()
+      local c, s = pair()
+      local receive = s.receive
+      -- pieces: the first bytes bring no whole line
+      local got = uring.spawn(function() return receive(s, "*l"), receive(s) end)
+      uring.sleep(0.01)
+      c:send("par")
+      uring.sleep(0.01)
+      c:send("t\r\nnext")
+      uring.sleep(0.01)
+      c:send("\n")
+      local ok, a, b = got:join()
+      assert(ok, a)
+      assert.equal("part", a)
+      assert.equal("next", b)
+      -- a timeout keeps what came; the next call takes the whole line
+      s:settimeout(0.02)
+      c:send("hal")
+      local r, err, en = receive(s, "*l")
+      assert.is_nil(r); assert.equal("timeout", err); assert.equal(uring.errno.ETIME, en)
+      s:settimeout(nil)
+      c:send("f\n")
+      assert.equal("half", receive(s, "*l"))
+      -- cancelled while waiting: "canceled" raised in the task
+      local w = uring.spawn(function() return receive(s, "*l") end)
+      uring.sleep(0.01)
+      w:cancel()
+      local wok, werr = w:join()
+      assert.is_false(wok); assert.matches("canceled", tostring(werr))
+      -- the peer closes with half a line buffered: nil, "closed", the rest
+      c:send("tail")
+      uring.sleep(0.01)
+      c:close()
+      local line, why, partial = receive(s, "*l")
+      assert.is_nil(line); assert.equal("closed", why); assert.equal("tail", partial)
+      s:close()
+    end)
+  end)
 end)

@@ -1,0 +1,151 @@
+/*
+ * strcache.c: strings the loop keeps anchored in a few fixed registry
+ * slots, so the two hottest string paths of a socket cost no allocation.
+ *
+ * - A small send is pinned through a send slot instead of copied into
+ *   malloc'd memory (net.c's send_req): the slot anchors the string until
+ *   every request reading it has completed (busy), and the next send of
+ *   the same string (an HTTP server's canned response) finds it there
+ *   with one pointer compare.  Storing a string in a free slot is one
+ *   registry store, cheaper than the malloc, memcpy and free it replaces;
+ *   a slot still being read is not replaced: that send copies as before.
+ *   The kernel reads the Lua string itself, anchored: principle 3 of
+ *   DESIGN.md ("a string being sent is pinned, not copied").
+ *
+ * - A received line is pushed through a line slot: a line seen lately
+ *   (a keep-alive client's request line and headers, the blank line
+ *   ending them) comes back as the string made last time, found by a
+ *   cheap hash of its length and three bytes (naming a pair of slots)
+ *   and a memcmp, instead of Lua hashing every byte again to intern it
+ *   (~6 instructions a byte).  A miss pushes the string as before and
+ *   keeps it in the pair's slot used less lately.
+ *
+ * Both sets are small (16 strings of up to 1 KiB, 65 lines of up to 64
+ * bytes: ~20 KiB held at most; sends direct-mapped, lines two-way), and
+ * their registry slots are taken once, when the module is opened, so the
+ * hot paths never allocate a ref.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "uring.h"
+
+#define SEND_SLOTS 16
+#define LINE_SLOTS 66      /* 33 pairs: the empty line's, 32 others */
+#define LINE_KEEP_MAX 64   /* longer lines are pushed as they come */
+#define NO_LINE    UINT32_MAX
+
+struct ur_strcache {
+  struct { const char *p; uint32_t busy; int ref; } send[SEND_SLOTS];
+  struct { const char *p; uint32_t n; int ref; } line[LINE_SLOTS];
+  uint8_t victim[LINE_SLOTS / 2];   /* per pair: the slot a miss takes */
+};
+
+/* Pointers to string bodies are 16-byte aligned (malloc): mix the bits
+ * above that. */
+static unsigned send_slot (const char *s) {
+  uintptr_t u = (uintptr_t)s;
+  return (unsigned)((u >> 4) ^ (u >> 10)) % SEND_SLOTS;
+}
+
+/* The first slot of a line's pair: the empty line (the end of every
+ * HTTP head) has pair 0 to itself; others spread over the other 32 by
+ * their length and three bytes (a mask, not a division). */
+static unsigned line_pair (const char *p, size_t n) {
+  uint32_t h;
+  if (n == 0) return 0;
+  h = (uint32_t)n * 0x9E3779B1u;
+  h ^= (unsigned char)p[0] | (unsigned char)p[n / 2] << 8
+       | (unsigned char)p[n - 1] << 16;
+  h *= 0x85EBCA6Bu;
+  return 2 * (1 + (h >> 27));
+}
+
+/*
+ * r sends bytes of the string at stack index idx, whose body starts at
+ * str: pin it through a send slot.  1: pinned (r->memclass UR_MEM_SLOT,
+ * r->aux the slot; ur_req_free lets go of it); 0: the slot holds another
+ * string still being sent, and the caller copies.  Never raises: the
+ * slot's registry entry exists, so the store allocates nothing.
+ */
+int ur_strcache_pin (lua_State *L, ur_loop *loop, ur_req *r, int idx,
+                     const char *str) {
+  ur_strcache *c = loop->strcache;
+  unsigned i = send_slot(str);
+  if (c->send[i].p != str) {
+    if (c->send[i].busy) return 0;
+    lua_pushvalue(L, idx);
+    lua_rawseti(L, LUA_REGISTRYINDEX, c->send[i].ref);
+    c->send[i].p = str;
+  }
+  c->send[i].busy++;
+  r->memclass = UR_MEM_SLOT;
+  r->aux = (int)i;
+  return 1;
+}
+
+/* r is done: the kernel no longer reads its slot's string. */
+void ur_strcache_unpin (ur_loop *loop, ur_req *r) {
+  loop->strcache->send[r->aux].busy--;
+}
+
+/*
+ * Push p[0..n) as a Lua string: the one a line slot holds if it has
+ * these bytes, else a new one, kept in the slot.  Raises only as
+ * lua_pushlstring does (memory).
+ */
+void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
+                            size_t n) {
+  ur_strcache *c = loop->strcache;
+  unsigned i;
+  const char *s;
+  if (n > LINE_KEEP_MAX) {
+    lua_pushlstring(L, p, n);
+    return;
+  }
+  i = line_pair(p, n);
+  /* a hit: the pair's other slot is the one a miss takes next; the
+   * push is the last call (a tail call) */
+  if (c->line[i].n == n && memcmp(c->line[i].p, p, n) == 0) {
+    c->victim[i / 2] = 1;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i].ref);
+    return;
+  }
+  if (c->line[i + 1].n == n && memcmp(c->line[i + 1].p, p, n) == 0) {
+    c->victim[i / 2] = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i + 1].ref);
+    return;
+  }
+  /* two lines that share a pair both stay; a third takes the place of
+   * the one used less lately */
+  i += c->victim[i / 2];
+  c->victim[i / 2] ^= 1;
+  s = lua_pushlstring(L, p, n);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, LUA_REGISTRYINDEX, c->line[i].ref);   /* anchored */
+  c->line[i].p = s;
+  c->line[i].n = (uint32_t)n;
+}
+
+/* The cache and its registry slots, once per Lua state (the loop keeps
+ * it when the module is opened again).  It is a userdata anchored in the
+ * registry: it lives as long as the loop, whose teardown still releases
+ * send slots through it. */
+void ur_register_strcache (lua_State *L) {
+  ur_loop *loop = ur_loop_get(L);
+  ur_strcache *c;
+  if (loop->strcache) return;
+  c = (ur_strcache *)lua_newuserdatauv(L, sizeof *c, 0);
+  memset(c, 0, sizeof *c);
+  luaL_ref(L, LUA_REGISTRYINDEX);      /* anchored for the state's life */
+  for (int i = 0; i < SEND_SLOTS; i++) {
+    lua_pushboolean(L, 0);
+    c->send[i].ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  for (int i = 0; i < LINE_SLOTS; i++) {
+    c->line[i].n = NO_LINE;
+    lua_pushboolean(L, 0);
+    c->line[i].ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  loop->strcache = c;
+}
