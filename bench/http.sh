@@ -13,14 +13,17 @@
 #            and the knobs: sqpoll (lua-uring with uring.configure{sqpoll = true},
 #            through URING_TEST_SQPOLL=1), fixed (lua-uring with
 #            configure{fixed_files = 1024}, through URING_TEST_FIXED_FILES)
-#            and c-fixed (the C server with registered files)
+#            and c-fixed (the C server with registered files), mshot
+#            (lua-uring with configure{recv_multishot = true}, through
+#            URING_TEST_RECV_MULTISHOT=1)
 #   c500     500 connections: lua-uring luv cqueues c uring-head uring-http,
 #            and the knob ring64 (lua-uring with configure{entries = 64},
-#            through URING_TEST_RING=64: 500 connections' SQEs overflow it)
+#            through URING_TEST_RING=64: 500 connections' SQEs overflow it),
+#            mshot
 #   close50  connection churn: 50 connections, "Connection: close" on every
 #            request (one TCP connection per request): fixed (what the
 #            two system calls per connection of fixed_files cost), lua-uring luv
-#            cqueues c
+#            cqueues c, mshot
 #   workers  examples/http_workers.lua (uring.workers) with 1 worker (w1:
 #            on CPU 1, wrk on CPU 0, as every other case) and with 2 (w2:
 #            the workers and wrk all float over both CPUs)
@@ -105,9 +108,9 @@ HTTP_SRV=examples/http_hello.lua
 PROBED="lua-uring luv cqueues c uring-head uring-http c-fixed"
 names_of () {
   case $1 in
-    c50)     echo "lua-uring luv cqueues c uring-head uring-http nginx nginx-lua sqpoll fixed c-fixed" ;;
-    c500)    echo "lua-uring luv cqueues c uring-head uring-http nginx nginx-lua ring64" ;;
-    close50) echo "lua-uring luv cqueues c uring-http nginx nginx-lua fixed" ;;
+    c50)     echo "lua-uring luv cqueues c uring-head uring-http nginx nginx-lua sqpoll fixed c-fixed mshot" ;;
+    c500)    echo "lua-uring luv cqueues c uring-head uring-http nginx nginx-lua ring64 mshot" ;;
+    close50) echo "lua-uring luv cqueues c uring-http nginx nginx-lua fixed mshot" ;;
     workers) echo "w1 w2" ;;
     workers-cpu) echo "w1-spin w2-spin" ;;
     *) echo "bench: unknown workload $1" >&2; exit 1 ;;
@@ -116,7 +119,7 @@ names_of () {
 conns_of () { case $1 in c500) echo 500 ;; *) echo 50 ;; esac; }
 server_cmd () {
   case $1 in
-    lua-uring|sqpoll|ring64|fixed) echo "$LUA $URING_SRV 0 --seconds 600" ;;
+    lua-uring|sqpoll|ring64|fixed|mshot) echo "$LUA $URING_SRV 0 --seconds 600" ;;
     uring-head) echo "$LUA $URING_SRV 0 --seconds 600 --head" ;;
     uring-http) echo "$LUA $HTTP_SRV 0 --seconds 600" ;;
     luv)       echo "$LUA bench/http_luv.lua 0 --seconds 600" ;;
@@ -142,12 +145,13 @@ wrk_cpus () { case $1 in w2|w2-spin) echo "$ALL_CPUS" ;; *) echo "$WRK_CPU" ;; e
 start_server () {
   log="$OUT/http_$1.log"
   : > "$log"                 # (truncated here: the & below is asynchronous)
-  sqpoll=0 entries= ffiles=
+  sqpoll=0 entries= ffiles= mshot=0
   [ "$1" = sqpoll ] && sqpoll=1
   [ "$1" = ring64 ] && entries=64
   [ "$1" = fixed ] && ffiles=1024
+  [ "$1" = mshot ] && mshot=1
   # shellcheck disable=SC2046
-  URING_TEST_SQPOLL=$sqpoll URING_TEST_RING=$entries URING_TEST_FIXED_FILES=$ffiles taskset -c "$(srv_cpus "$1")" $(server_cmd "$1") > "$log" 2>&1 &
+  URING_TEST_SQPOLL=$sqpoll URING_TEST_RING=$entries URING_TEST_FIXED_FILES=$ffiles URING_TEST_RECV_MULTISHOT=$mshot taskset -c "$(srv_cpus "$1")" $(server_cmd "$1") > "$log" 2>&1 &
   SRV_PID=$!                 # taskset execs the server: the same pid
   echo "$SRV_PID" >> "$OUT/http_pids.txt"
   PORT=
@@ -283,7 +287,7 @@ awk -v workloads="$WORKLOADS" -v spin="$SPIN" -v rounds="$ROUNDS" -v tsv="$BENCH
   END {
     printf "" > tsv
     nw = split(workloads, W, " ")
-    nn = split("lua-uring luv cqueues c uring-head uring-http nginx nginx-lua sqpoll fixed c-fixed ring64 w1 w2 w1-spin w2-spin", N, " ")
+    nn = split("lua-uring luv cqueues c uring-head uring-http nginx nginx-lua sqpoll fixed c-fixed ring64 mshot w1 w2 w1-spin w2-spin", N, " ")
     for (i = 1; i <= nw; i++) {
       w = W[i]
       line1 = sprintf("median %s req/s:", w); line2 = sprintf("median %s req/server-cpu-s:", w)
@@ -315,6 +319,7 @@ awk -v workloads="$WORKLOADS" -v spin="$SPIN" -v rounds="$ROUNDS" -v tsv="$BENCH
       ratio(w, "ring64", "lua-uring", "per", "", "knob " w ": 64-entry ring/4096", "uring.configure{entries = 64}; " what)
       ratio(w, "fixed", "lua-uring", "per", "", "knob " w ": fixed_files on/off", "uring.configure{fixed_files = 1024}: accepted sockets in registered slots; " what)
       ratio(w, "c-fixed", "c", "per", "", "knob " w ": C fixed files on/off", "registered files in the C server; " what)
+      ratio(w, "mshot", "lua-uring", "per", "", "knob " w ": recv_multishot on/off", "uring.configure{recv_multishot = true}: one multishot RECV kept armed per connection; " what)
       ratio(w, "w2", "w1", "rps", "", "workers: 2/1 req/s", "uring.workers throughput, keep-alive 50 conns; w2 shares both CPUs with wrk")
       ratio(w, "w2", "w1", "per", "", "workers: 2/1 per CPU", "uring.workers efficiency, keep-alive 50 conns")
       ratio(w, "w2-spin", "w1-spin", "rps", "", "workers, CPU-bound handler: 2/1 req/s", "uring.workers throughput, keep-alive 50 conns, --spin " spin " per request; w2 shares both CPUs with wrk")

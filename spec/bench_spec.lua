@@ -129,9 +129,10 @@ describe("bench/http.sh quick", function()
     local case = " ([%w-]+) [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s"
     local want = {
       c50 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua",
-              "sqpoll", "fixed", "c-fixed" },
-      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua", "ring64" },
-      close50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "nginx", "nginx-lua", "fixed" },
+              "sqpoll", "fixed", "c-fixed", "mshot" },
+      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua", "ring64",
+               "mshot" },
+      close50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "nginx", "nginx-lua", "fixed", "mshot" },
       workers = { "w1", "w2" },
       ["workers-cpu"] = { "w1-spin", "w2-spin" },
     }
@@ -155,6 +156,9 @@ describe("bench/http.sh quick", function()
     assert.matches("ratio fixed/lua%-uring c50: [%d.]+", out)
     assert.matches("ratio fixed/lua%-uring close50: [%d.]+", out)
     assert.matches("ratio ring64/lua%-uring c500: [%d.]+", out)
+    for _, w in ipairs { "c50", "c500", "close50" } do
+      assert.matches("ratio mshot/lua%-uring " .. w .. ": [%d.]+", out)
+    end
     assert.matches("ratio w2/w1 workers: [%d.]+ req/s", out)
     assert.matches("ratio w2%-spin/w1%-spin workers%-cpu: [%d.]+ req/s", out)
     assert.matches("ratio uring%-head/c c50: [%d.]+ req/server%-cpu%-s", out)
