@@ -7,6 +7,8 @@
 #                             every case still builds and runs; its numbers
 #                             mean little
 #   ROUNDS=5 DURATION=5s WORKLOADS="c50 close50" sh bench/http.sh (overrides)
+#   CONTENDERS="lua-uring mshot" sh bench/http.sh   only these, where a
+#                             workload has them (a knob's A/B in more rounds)
 #
 # Workloads (wrk -t1, keep-alive unless said):
 #   c50      50 connections: lua-uring luv cqueues c uring-head uring-http,
@@ -116,6 +118,13 @@ names_of () {
     *) echo "bench: unknown workload $1" >&2; exit 1 ;;
   esac
 }
+# the workload's contenders, only those in $CONTENDERS when it is set
+names_in () {
+  if [ -z "$CONTENDERS" ]; then names_of "$1"; return; fi
+  for n in $(names_of "$1"); do
+    case " $CONTENDERS " in *" $n "*) printf '%s ' "$n" ;; esac
+  done
+}
 conns_of () { case $1 in c500) echo 500 ;; *) echo 50 ;; esac; }
 server_cmd () {
   case $1 in
@@ -211,7 +220,7 @@ while [ "$r" -le "$ROUNDS" ]; do
   for w in $WORKLOADS; do
     line="round $r $w:"
     c=$(conns_of "$w")
-    for n in $(names_of "$w"); do
+    for n in $(names_in "$w"); do
       start_server "$n"
       t0=$(cpu_ticks "$SRV_PID")
       if [ "$w" = close50 ]; then
