@@ -159,14 +159,15 @@ static void mshot_cqe (ur_loop *loop, ur_req *r) {
   }
 }
 
-/* Arm the socket's multishot; NULL when it cannot (no provided buffers:
- * the caller receives with single shots).  The request is born
- * background: no task waits on it until one awaits it. */
-static ur_req *arm (lua_State *L, ur_loop *loop, ur_sock *s, ur_mshot *m) {
+/* Arm the socket's multishot; NULL when it cannot (no provided buffers,
+ * no memory for a request: the caller receives with a single shot).  The
+ * request is born background: no task waits on it until one awaits it. */
+static ur_req *arm (ur_loop *loop, ur_sock *s, ur_mshot *m) {
   ur_req *r;
   struct io_uring_sqe *sqe;
   if (ur_bufring_ensure(loop) != 0) return NULL;
-  r = ur_req_new(L, loop, IORING_OP_RECV);      /* may raise: nothing held */
+  r = ur_req_new(NULL, loop, IORING_OP_RECV);   /* never raises */
+  if (r == NULL) return NULL;
   sqe = ur_get_sqe(loop);
   io_uring_prep_recv(sqe, ur_sock_handle(s)->fd, NULL, 0, 0);
   sqe->ioprio |= IORING_RECV_MULTISHOT;
@@ -261,7 +262,7 @@ int ur_mshot_recv (lua_State *L, ur_sock *s, ur_task *t, int flow, int want,
     tr->task = t;
     m->timer = ur_req_ud(loop, tr);
   }
-  if (r == NULL && (r = arm(NULL, loop, s, m)) == NULL) {
+  if (r == NULL && (r = arm(loop, s, m)) == NULL) {
     if (tr) {                   /* no multishot after all: no timer either */
       tr->task = NULL;
       ur_req_cancel(loop, tr);
