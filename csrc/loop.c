@@ -726,8 +726,9 @@ static int loop_gc (lua_State *L) {
 }
 
 /* uring.configure{entries =, sqpoll =, sq_thread_idle =, fixed_buffers =,
- * fixed_buffer_size =, fixed_files =, send_zc =, recv_multishot =}: ring options; an idle ring is torn
- * down and set up again with them on next use. */
+ * fixed_buffer_size =, fixed_files =, send_zc =, recv_multishot =}: ring
+ * options; an idle ring is torn down and set up again with them on next
+ * use. */
 static int l_configure (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
   lua_Integer entries, idle, nfixed, fsize, nfiles, nthreads;

@@ -263,7 +263,8 @@ int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
 int ur_sock_recv_raw (lua_State *L, ur_sock *s, ur_task *t, int flow,
                       lua_KContext ctx, lua_KFunction k) {
   ur_loop *loop = t->loop;
-  int lend, pick, n, want = loop->recv_mshot && !flow && !s->tls && !s->ownbuf;
+  int lend, pick, n;
+  int want = loop->recv_mshot && !flow && !s->tls && !s->ownbuf;
   ur_req *r, *tr;
   struct io_uring_sqe *sqe;
   size_t cap = UR_BR_SIZE;
