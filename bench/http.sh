@@ -7,7 +7,8 @@
 #                             every case still builds and runs; its numbers
 #                             mean little
 #   ROUNDS=5 DURATION=5s WORKLOADS="c50 close50" sh bench/http.sh (overrides)
-#   NAMES="lua-uring fixed fixed-reg" ...   only those cases, every workload
+#   CONTENDERS="lua-uring mshot" sh bench/http.sh   only these, where a
+#                             workload has them (a knob's A/B in more rounds)
 #
 # Workloads (wrk -t1, keep-alive unless said):
 #   c50      50 connections: lua-uring luv cqueues c uring-head uring-http,
@@ -16,15 +17,18 @@
 #            configure{fixed_files = 1024}, through URING_TEST_FIXED_FILES:
 #            slots installed and emptied by IORING_OP_FILES_UPDATE SQEs),
 #            fixed-reg (the same, slots changed by io_uring_register system
-#            calls: URING_TEST_FFILES_REGISTER=1) and c-fixed (the C server
-#            with registered files)
+#            calls: URING_TEST_FFILES_REGISTER=1), c-fixed (the C server
+#            with registered files) and mshot (lua-uring with
+#            configure{recv_multishot = true}, through
+#            URING_TEST_RECV_MULTISHOT=1)
 #   c500     500 connections: lua-uring luv cqueues c uring-head uring-http,
 #            and the knob ring64 (lua-uring with configure{entries = 64},
-#            through URING_TEST_RING=64: 500 connections' SQEs overflow it)
+#            through URING_TEST_RING=64: 500 connections' SQEs overflow it),
+#            mshot
 #   close50  connection churn: 50 connections, "Connection: close" on every
 #            request (one TCP connection per request): fixed and fixed-reg
 #            (what a slot's install and removal per connection cost: two
-#            SQEs, or two system calls), lua-uring luv cqueues c
+#            SQEs, or two system calls), lua-uring luv cqueues c, mshot
 #   workers  examples/http_workers.lua (uring.workers) with 1 worker (w1:
 #            on CPU 1, wrk on CPU 0, as every other case) and with 2 (w2:
 #            the workers and wrk all float over both CPUs)
@@ -108,20 +112,26 @@ HTTP_SRV=examples/http_hello.lua
 
 PROBED="lua-uring luv cqueues c uring-head uring-http c-fixed"
 names_of () {
-  if [ -n "$NAMES" ]; then echo "$NAMES"; return; fi
   case $1 in
-    c50)     echo "lua-uring luv cqueues c uring-head uring-http nginx nginx-lua sqpoll fixed fixed-reg c-fixed" ;;
-    c500)    echo "lua-uring luv cqueues c uring-head uring-http nginx nginx-lua ring64" ;;
-    close50) echo "lua-uring luv cqueues c uring-http nginx nginx-lua fixed fixed-reg" ;;
+    c50)     echo "lua-uring luv cqueues c uring-head uring-http nginx nginx-lua sqpoll fixed fixed-reg c-fixed mshot" ;;
+    c500)    echo "lua-uring luv cqueues c uring-head uring-http nginx nginx-lua ring64 mshot" ;;
+    close50) echo "lua-uring luv cqueues c uring-http nginx nginx-lua fixed fixed-reg mshot" ;;
     workers) echo "w1 w2" ;;
     workers-cpu) echo "w1-spin w2-spin" ;;
     *) echo "bench: unknown workload $1" >&2; exit 1 ;;
   esac
 }
+# the workload's contenders, only those in $CONTENDERS when it is set
+names_in () {
+  if [ -z "$CONTENDERS" ]; then names_of "$1"; return; fi
+  for n in $(names_of "$1"); do
+    case " $CONTENDERS " in *" $n "*) printf '%s ' "$n" ;; esac
+  done
+}
 conns_of () { case $1 in c500) echo 500 ;; *) echo 50 ;; esac; }
 server_cmd () {
   case $1 in
-    lua-uring|sqpoll|ring64|fixed|fixed-reg) echo "$LUA $URING_SRV 0 --seconds 600" ;;
+    lua-uring|sqpoll|ring64|fixed|fixed-reg|mshot) echo "$LUA $URING_SRV 0 --seconds 600" ;;
     uring-head) echo "$LUA $URING_SRV 0 --seconds 600 --head" ;;
     uring-http) echo "$LUA $HTTP_SRV 0 --seconds 600" ;;
     luv)       echo "$LUA bench/http_luv.lua 0 --seconds 600" ;;
@@ -147,13 +157,14 @@ wrk_cpus () { case $1 in w2|w2-spin) echo "$ALL_CPUS" ;; *) echo "$WRK_CPU" ;; e
 start_server () {
   log="$OUT/http_$1.log"
   : > "$log"                 # (truncated here: the & below is asynchronous)
-  sqpoll=0 entries= ffiles= ffreg=
+  sqpoll=0 entries= ffiles= ffreg= mshot=0
   [ "$1" = sqpoll ] && sqpoll=1
   [ "$1" = ring64 ] && entries=64
   [ "$1" = fixed ] && ffiles=1024
   [ "$1" = fixed-reg ] && ffiles=1024 ffreg=1
+  [ "$1" = mshot ] && mshot=1
   # shellcheck disable=SC2046
-  URING_TEST_SQPOLL=$sqpoll URING_TEST_RING=$entries URING_TEST_FIXED_FILES=$ffiles URING_TEST_FFILES_REGISTER=$ffreg taskset -c "$(srv_cpus "$1")" $(server_cmd "$1") > "$log" 2>&1 &
+  URING_TEST_SQPOLL=$sqpoll URING_TEST_RING=$entries URING_TEST_FIXED_FILES=$ffiles URING_TEST_FFILES_REGISTER=$ffreg URING_TEST_RECV_MULTISHOT=$mshot taskset -c "$(srv_cpus "$1")" $(server_cmd "$1") > "$log" 2>&1 &
   SRV_PID=$!                 # taskset execs the server: the same pid
   echo "$SRV_PID" >> "$OUT/http_pids.txt"
   PORT=
@@ -213,7 +224,7 @@ while [ "$r" -le "$ROUNDS" ]; do
   for w in $WORKLOADS; do
     line="round $r $w:"
     c=$(conns_of "$w")
-    for n in $(names_of "$w"); do
+    for n in $(names_in "$w"); do
       start_server "$n"
       t0=$(cpu_ticks "$SRV_PID")
       if [ "$w" = close50 ]; then
@@ -289,7 +300,7 @@ awk -v workloads="$WORKLOADS" -v spin="$SPIN" -v rounds="$ROUNDS" -v tsv="$BENCH
   END {
     printf "" > tsv
     nw = split(workloads, W, " ")
-    nn = split("lua-uring luv cqueues c uring-head uring-http nginx nginx-lua sqpoll fixed fixed-reg c-fixed ring64 w1 w2 w1-spin w2-spin", N, " ")
+    nn = split("lua-uring luv cqueues c uring-head uring-http nginx nginx-lua sqpoll fixed fixed-reg c-fixed ring64 mshot w1 w2 w1-spin w2-spin", N, " ")
     for (i = 1; i <= nw; i++) {
       w = W[i]
       line1 = sprintf("median %s req/s:", w); line2 = sprintf("median %s req/server-cpu-s:", w)
@@ -322,6 +333,7 @@ awk -v workloads="$WORKLOADS" -v spin="$SPIN" -v rounds="$ROUNDS" -v tsv="$BENCH
       ratio(w, "fixed", "lua-uring", "per", "", "knob " w ": fixed_files on/off", "uring.configure{fixed_files = 1024}: sockets in registered slots, installed by SQEs; " what)
       ratio(w, "fixed-reg", "lua-uring", "per", "", "knob " w ": fixed_files by syscalls/off", "fixed_files = 1024 with slots changed by io_uring_register calls (URING_TEST_FFILES_REGISTER=1); " what)
       ratio(w, "c-fixed", "c", "per", "", "knob " w ": C fixed files on/off", "registered files in the C server; " what)
+      ratio(w, "mshot", "lua-uring", "per", "", "knob " w ": recv_multishot on/off", "uring.configure{recv_multishot = true}: one multishot RECV kept armed per connection; " what)
       ratio(w, "w2", "w1", "rps", "", "workers: 2/1 req/s", "uring.workers throughput, keep-alive 50 conns; w2 shares both CPUs with wrk")
       ratio(w, "w2", "w1", "per", "", "workers: 2/1 per CPU", "uring.workers efficiency, keep-alive 50 conns")
       ratio(w, "w2-spin", "w1-spin", "rps", "", "workers, CPU-bound handler: 2/1 req/s", "uring.workers throughput, keep-alive 50 conns, --spin " spin " per request; w2 shares both CPUs with wrk")

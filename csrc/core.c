@@ -46,6 +46,7 @@ int luaopen_uring_core (lua_State *L) {
   ur_register_inspect(L);
   ur_register_msg_ring(L);
   ur_register_strcache(L);
+  ur_register_recv_mshot(L);
 #ifdef UR_FAULTS
   ur_register_faults(L);      /* core._faults: test builds only */
 #endif

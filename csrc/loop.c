@@ -130,6 +130,7 @@ ur_loop *ur_loop_get (lua_State *L) {
   loop->sq_thread_idle = 1000;
   loop->want_fixed_size = 64 * 1024;
   loop->send_zc_min = UR_SEND_ZC_DEFAULT;   /* send_zc.c */
+  loop->recv_mshot = (uint8_t)ur_recv_mshot_default();   /* recv_multishot.c */
   loop->main_ref = loop->error_ref = loop->trace_ref = LUA_NOREF;
   loop->pollfd = -1;
   lua_newtable(L);                     /* anchors live tasks */
@@ -731,12 +732,14 @@ static int loop_gc (lua_State *L) {
 }
 
 /* uring.configure{entries =, sqpoll =, sq_thread_idle =, fixed_buffers =,
- * fixed_buffer_size =, fixed_files =}: ring options; an idle ring is torn
- * down and set up again with them on next use. */
+ * fixed_buffer_size =, fixed_files =, send_zc =, recv_multishot =}: ring
+ * options; an idle ring is torn down and set up again with them on next
+ * use. */
 static int l_configure (lua_State *L) {
   ur_loop *loop = ur_loop_of(L);
   lua_Integer entries, idle, nfixed, fsize, nfiles, nthreads;
   size_t zc_min;
+  int mshot;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (loop->running)
     return luaL_error(L, "configure: the loop is running; call it before "
@@ -756,6 +759,7 @@ static int l_configure (lua_State *L) {
   /* uring.thread's workers at most (0: the CPU count); no ring needed */
   nthreads = ur_intfield(L, 1, 1, "threads", loop->want_threads, 0, 256);
   zc_min = ur_send_zc_option(L, 1, loop->send_zc_min);   /* send_zc.c */
+  mshot = ur_recv_mshot_option(L, 1, loop->recv_mshot);
   lua_getfield(L, 1, "sqpoll");
   if (!lua_isnil(L, -1)) {
     if (!lua_isboolean(L, -1))
@@ -770,6 +774,7 @@ static int l_configure (lua_State *L) {
   loop->want_ffiles = (uint32_t)nfiles;
   loop->want_threads = (uint32_t)nthreads;
   loop->send_zc_min = zc_min;
+  loop->recv_mshot = (uint8_t)mshot;
   if (loop->ring_ok && loop->live_tasks == 0) loop_shutdown(loop);
   return 0;
 }

@@ -12,6 +12,9 @@
  *   (bufring.c) only when data arrives; the CQE handler copies the bytes
  *   into the socket's own buffer, where Lua's patterns are parsed (the
  *   "_take" primitives) and where bytes stay when a timeout strikes.
+ *   With configure{recv_multishot} the receive is one multishot RECV
+ *   kept armed instead (recv_multishot.c), hooked in where a receive
+ *   begins (ur_sock_recv_raw) and where it ends (ur_sock_recv_result).
  * - A send pins the Lua string and resubmits the rest of a short send;
  *   MSG_NOSIGNAL keeps a closed peer from raising SIGPIPE.
  * - settimeout links an IORING_OP_LINK_TIMEOUT to each receive and send.
@@ -67,6 +70,7 @@ struct ur_sock {
   ur_tls *tls;            /* TLS state (tls.c), or NULL: plain TCP */
   void *tls_ctx;          /* a listener's (or a TLS connect's) context,
                              one reference held (tls.c) */
+  ur_mshot ms;            /* its multishot receive (recv_multishot.c) */
 };
 
 /* it runs several times per request on a busy server */
@@ -186,6 +190,8 @@ int ur_sock_busy (const ur_sock *s, int sending) {
   return sending ? s->wbusy : s->rbusy;
 }
 ur_handle *ur_sock_handle (ur_sock *s) { return &s->h; }
+ur_mshot *ur_sock_mshot (ur_sock *s) { return &s->ms; }
+void ur_sock_receiving (ur_sock *s, int busy) { s->rbusy = busy ? 1 : 0; }
 
 const char *ur_sock_buffered (const ur_sock *s, size_t *len) {
   *len = s->rlen;
@@ -268,12 +274,19 @@ int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
 int ur_sock_recv_raw (lua_State *L, ur_sock *s, ur_task *t, int flow,
                       lua_KContext ctx, lua_KFunction k) {
   ur_loop *loop = t->loop;
-  int lend = s->tls == NULL && s->rlen == 0 && s->rbuf != NULL
-             && s->rcap >= 1024;
-  int pick = !lend && !s->ownbuf && ur_bufring_ensure(loop) == 0;
-  ur_req *r = ur_req_new(L, loop, IORING_OP_RECV), *tr;
+  int lend, pick, n;
+  int want = loop->recv_mshot && !flow && !s->tls && !s->ownbuf;
+  ur_req *r, *tr;
   struct io_uring_sqe *sqe;
   size_t cap = UR_BR_SIZE;
+  /* configure{recv_multishot}: one RECV kept armed (recv_multishot.c);
+   * one armed before must end first, whatever this receive wants */
+  if ((want || s->ms.ud)
+      && (n = ur_mshot_recv(L, s, t, flow, want, ctx, k)) >= 0)
+    return n;
+  lend = s->tls == NULL && s->rlen == 0 && s->rbuf != NULL && s->rcap >= 1024;
+  pick = !lend && !s->ownbuf && ur_bufring_ensure(loop) == 0;
+  r = ur_req_new(L, loop, IORING_OP_RECV);
   if (!lend && !pick) {
     /* no provided buffers (old kernel, memlock), or none left: a buffer
      * of our own */
@@ -316,13 +329,22 @@ int ur_sock_recv_raw (lua_State *L, ur_sock *s, ur_task *t, int flow,
  * buffered).  The socket is the request's r->obj, checked when the op
  * began: a continuation needs no second checksock (__gc clears r->obj). */
 int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
-  ur_req *r = ur_resumed(L, t);
-  ur_sock *s = (ur_sock *)r->obj;
-  int res = r->res, op = r->opcode, flow = r->aux;
-  /* a TLS socket's receive may have been its own send (tls.c): what the
-   * kernel did not take goes back first in line */
-  if (s && s->tls && op == IORING_OP_SEND) ur_tls_sent(s->tls, r);
-  ur_req_free(t->loop, r);
+  ur_req *r = t ? ur_req_at(t->loop, t->wait_ud) : NULL;
+  ur_sock *s;
+  int res, op = IORING_OP_RECV, flow = 0;
+  if (r && ur_mshot_owns(r))    /* a wait on the multishot: what it brought */
+    res = ur_mshot_result(t->loop, t, r, &s, &flow);
+  else {
+    r = ur_resumed(L, t);
+    s = (ur_sock *)r->obj;
+    res = r->res;
+    op = r->opcode;
+    flow = r->aux;
+    /* a TLS socket's receive may have been its own send (tls.c): what the
+     * kernel did not take goes back first in line */
+    if (s && s->tls && op == IORING_OP_SEND) ur_tls_sent(s->tls, r);
+    ur_req_free(t->loop, r);
+  }
   *sp = s;
   if (s == NULL) {
     ur_pushclosed(L);
@@ -1466,19 +1488,46 @@ static int close_k (lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
+static int l_sock_close (lua_State *L);
+
+/* the socket's multishot receive has ended (or a data CQE came first):
+ * close again */
+static int close_mshot_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = t ? ur_req_at(t->loop, t->wait_ud) : NULL;
+  ur_sock *s;
+  int flow;
+  (void)status; (void)ctx;
+  if (t == NULL)
+    return luaL_error(L, "a task can only be resumed by the uring loop");
+  if (r == NULL || !ur_mshot_owns(r))
+    return luaL_error(L, "uring: internal error: resumed without a completion");
+  ur_mshot_result(t->loop, t, r, &s, &flow);   /* bytes: dropped with it */
+  if (s) s->rbusy = 0;
+  lua_settop(L, 1);
+  return l_sock_close(L);
+}
+
 /* sock:close(): in a task, with nothing in flight on the socket, the
  * close itself goes through the ring (IORING_OP_CLOSE, if the kernel has
  * it); otherwise (other tasks to wake, a listener, outside a task) it
- * cancels and closes now.
+ * cancels and closes now.  A multishot receive armed with nobody waiting
+ * on it (recv_multishot.c) is ended first and waited for, so it does not
+ * make the close a deferred one.
  * __close and __gc always take the second path. */
 static int l_sock_close (lua_State *L) {
   ur_sock *s = checksock(L, 1);
   ur_loop *loop = ur_loop_of(L);
   ur_task *t = ur_task_of(L);
+  int n;
   if (s->h.fd < 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
+  if (s->ms.ud && !s->rbusy && !s->tls && t && lua_isyieldable(L)
+      && !ur_interrupted(t) && ur_handle_inflight(loop, &s->h) == 1
+      && (n = ur_mshot_close(L, s, t, 0, close_mshot_k)) >= 0)
+    return n;
   if (s->tls) ur_tls_close(loop, s);   /* close_notify: now in flight */
   if (t && lua_isyieldable(L) && !ur_interrupted(t) && !s->listener
       && ur_handle_inflight(loop, &s->h) == 0

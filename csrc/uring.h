@@ -252,7 +252,7 @@ typedef struct ur_hooks {
   void (*close) (ur_loop *loop);    /* the loop is collected (lua_close) */
   void (*features) (lua_State *L, ur_loop *loop);  /* add to features() */
 } ur_hooks;
-#define UR_HOOKS_MAX 8
+#define UR_HOOKS_MAX 16
 
 typedef struct ur_stats {
   uint64_t enters, sqes, cqes, flushes, waits, resumes, spawned;
@@ -358,6 +358,9 @@ struct ur_loop {
    * skips the metatable check; its __gc clears this, so it always names
    * a live socket (open or closed: the callers check the fd) */
   void *sock_hot;
+  /* multishot receives (recv_multishot.c) */
+  uint8_t recv_mshot;   /* configure{recv_multishot} */
+  uint8_t mshot_refused;   /* the kernel answered one with EINVAL */
 };
 
 #define UR_SLAB_CHUNK 256
@@ -635,6 +638,33 @@ int ur_sock_wait_behind (lua_State *L, ur_sock *s, ur_task *t,
 ur_sock *ur_sock_behind_done (lua_State *L, ur_task *t);
 /* the string at idx sent behind at once, 1 pushed; or 0: use sock:send */
 int ur_sock_send_behind (lua_State *L, ur_sock *s, int idx);
+
+/* recv_multishot.c: a socket's receive as one multishot RECV that stays
+ * armed (configure{recv_multishot}).  net.c embeds a ur_mshot in each
+ * socket and hands its receive over where ur_sock_recv_raw begins and
+ * where ur_sock_recv_result takes the result. */
+#define UR_RECV_MSHOT_DEFAULT 0   /* off: bench/README.md, docs/api.md */
+typedef struct ur_mshot {
+  uint64_t ud;          /* the armed multishot's user_data, or 0 */
+  uint64_t timer;       /* settimeout's TIMEOUT while a task waits, or 0 */
+  size_t got;           /* bytes buffered since the waiting task looked */
+  int err;              /* -errno it ended with, for the next receive */
+  int flow;             /* the waiting receive's flow (tls.c) */
+  uint8_t timedout;     /* the timer fired first */
+  uint8_t waits;        /* single-shot waits before arming (to MSHOT_AFTER) */
+} ur_mshot;
+ur_mshot *ur_sock_mshot (ur_sock *s);
+void ur_sock_receiving (ur_sock *s, int busy);
+int ur_recv_mshot_option (lua_State *L, int t, int def);   /* raises */
+int ur_recv_mshot_default (void);       /* URING_TEST_RECV_MULTISHOT */
+int ur_mshot_recv (lua_State *L, ur_sock *s, ur_task *t, int flow, int want,
+                   lua_KContext ctx, lua_KFunction k);   /* -1: single shot */
+int ur_mshot_owns (const ur_req *r);
+int ur_mshot_close (lua_State *L, ur_sock *s, ur_task *t, lua_KContext ctx,
+                    lua_KFunction k);   /* -1: none armed */
+int ur_mshot_result (ur_loop *loop, ur_task *t, ur_req *r, ur_sock **sp,
+                     int *flow);
+void ur_register_recv_mshot (lua_State *L);
 
 /* A TLS socket (tls.c) is a stream socket with TLS state: net.c moves
  * the ciphertext through the ring and calls tls.c at these points. */

@@ -144,9 +144,10 @@ describe("bench/http.sh quick", function()
     local case = " ([%w-]+) [%d]+ req/s [%d.]+s cpu [%d]+/cpu%-s"
     local want = {
       c50 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua",
-              "sqpoll", "fixed", "fixed-reg", "c-fixed" },
-      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua", "ring64" },
-      close50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "nginx", "nginx-lua", "fixed", "fixed-reg" },
+              "sqpoll", "fixed", "fixed-reg", "c-fixed", "mshot" },
+      c500 = { "lua-uring", "luv", "cqueues", "c", "uring-head", "uring-http", "nginx", "nginx-lua", "ring64",
+               "mshot" },
+      close50 = { "lua-uring", "luv", "cqueues", "c", "uring-http", "nginx", "nginx-lua", "fixed", "fixed-reg", "mshot" },
       workers = { "w1", "w2" },
       ["workers-cpu"] = { "w1-spin", "w2-spin" },
     }
@@ -171,6 +172,9 @@ describe("bench/http.sh quick", function()
     assert.matches("ratio fixed/lua%-uring close50: [%d.]+", out)
     assert.matches("ratio fixed%-reg/lua%-uring close50: [%d.]+", out)
     assert.matches("ratio ring64/lua%-uring c500: [%d.]+", out)
+    for _, w in ipairs { "c50", "c500", "close50" } do
+      assert.matches("ratio mshot/lua%-uring " .. w .. ": [%d.]+", out)
+    end
     assert.matches("ratio w2/w1 workers: [%d.]+ req/s", out)
     assert.matches("ratio w2%-spin/w1%-spin workers%-cpu: [%d.]+ req/s", out)
     assert.matches("ratio uring%-head/c c50: [%d.]+ req/server%-cpu%-s", out)
@@ -183,10 +187,11 @@ describe("bench/http.sh quick", function()
       end
       assert.matches("ratio c/uring%-http " .. w .. ": [%d.]+ us p99", out)
     end
-    -- the ratio lines for the report: 36 of them; targets on keep-alive,
-    -- and on churn for uring.http against C and nginx
+    -- the ratio lines for the report: 39 of them (3 the recv_multishot
+    -- knob's, 2 fixed-reg's); targets on keep-alive, and on churn for
+    -- uring.http against C and nginx
     local rows = tsv_lines(results .. "/http.tsv")
-    assert.equal(36, #rows)
+    assert.equal(39, #rows)
     local targets = 0
     for _, r in ipairs(rows) do
       if r.target ~= "" then targets = targets + 1 end

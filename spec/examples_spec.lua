@@ -472,6 +472,22 @@ describe("examples", function()
     end)
   end)
 
+  describe("recv_multishot.lua", function()
+    it("counts RECV SQEs with and without the multishot, and finds bytes that came unasked", function()
+      local code, out, err = run("recv_multishot.lua", "50")
+      expect_ok(code, out, err)
+      local plain, multi, more = out:match("50 requests, both ends on one ring: plain receives (%d+) RECV SQEs "
+        .. "%(0 CQEs with F_MORE%); recv_multishot (%d+) RECV SQEs %((%d+) CQEs with F_MORE%)")
+      assert(plain, out)
+      assert.is_true(tonumber(plain) >= 100, out)      -- one per wait, each end
+      assert.equal("4", multi)                         -- per end: one plain, one armed
+      assert.is_true(tonumber(more) >= 96, out)
+      assert.matches("36 bytes arrived while no task received; three receives took them with 0 new SQEs", out)
+      assert.matches("armed now: 1 multishot receive%(s%)", out)
+      assert.matches("time for 50 exchanges: plain [%d.]+ ms, multishot [%d.]+ ms", out)
+    end)
+  end)
+
   describe("send_zc.lua", function()
     it("streams through SEND_ZC intact and shows the string held until the notification", function()
       local code, out, err = run("send_zc.lua", "16")

@@ -10,7 +10,7 @@
 -- several setups: bugs in SQ-full flushing and CQ overflow only show
 -- up with tiny rings.  Which tests: those tagged #io (a top-level
 -- describe("... #io", ...) tags all it holds); the socket tests tagged
--- #net run once more with registered files.  A new I/O spec joins the
+-- #net run once more with registered files and multishot receives.  A new I/O spec joins the
 -- matrix by carrying the tag; nothing here lists files.
 --
 -- A test that calls busted's pending("reason") is skipped: TAP says
@@ -81,8 +81,10 @@ if os.getenv("URING_MATRIX") == "1" then
                          "URING_TEST_SQPOLL=1 URING_TEST_RING=4" } do
     run("env " .. env, "--tags=io " .. io_specs)
   end
-  -- the sockets again with registered files, 8 slots: fixed and plain mixed
-  run("env URING_TEST_FIXED_FILES=8", "--tags=net " .. tagged("net"))
+  -- the sockets again with registered files, 8 slots: fixed and plain mixed;
+  -- and with multishot receives (configure{recv_multishot}), in the same
+  -- pass: a second one would cost as much again
+  run("env URING_TEST_FIXED_FILES=8 URING_TEST_RECV_MULTISHOT=1", "--tags=net " .. tagged("net"))
 end
 -- A whole program counted as one test (the fuzzer, the out-of-memory
 -- sweep): its output is kept as comments, its summary line (matching

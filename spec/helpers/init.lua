@@ -22,7 +22,8 @@
 -- Specs that do I/O through the ring carry the busted tag #io in their
 -- top-level describe: spec/run.lua runs every #io test again under other
 -- ring setups (URING_TEST_RING=4, SQPOLL).  Socket specs also carry #net:
--- they run again with registered files (URING_TEST_FIXED_FILES=8).
+-- they run again with registered files and multishot receives
+-- (URING_TEST_FIXED_FILES=8 URING_TEST_RECV_MULTISHOT=1).
 local helpers = {}
 
 --- This process's pid (the one /proc/self/stat names).

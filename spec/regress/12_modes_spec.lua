@@ -15,8 +15,8 @@
 -- (helpers.faulty: build-asan, ASan+UBSan, with the hooks of
 -- spec/helpers/faults.c that only a -DUR_FAULTS build compiles) and reads
 -- what it printed.  Receives are one SQE each (IORING_OP_RECV with a
--- provided buffer), not multishot: the only multishot the loop arms for
--- a user is the listener's accept.
+-- provided buffer), not multishot, unless configure{recv_multishot} (the
+-- #net matrix pass; spec/recv_multishot_spec.lua has its own modes).
 local uring = require "uring"
 local helpers = require "helpers"
 
