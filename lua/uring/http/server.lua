@@ -46,6 +46,18 @@ local Response = {}
 Response.__index = Response
 M.Response = Response
 
+-- A response's state as a new connection has it.  The fields live here
+-- until the server or a method first sets them in the response: a
+-- connection's response table then holds ~10 fields, not ~22 (under
+-- churn, every request its own connection, each field made per
+-- connection cost ~150 instructions, and 17 or more of them double the
+-- table's hash part).  A request the C loop serves (csrc/http_serve.c)
+-- keeps this state in C and never writes it here.
+Response._code, Response._hn, Response._len = 200, 0, false
+Response._sent, Response._done, Response._err, Response._mode = false, false, false, false
+Response._head_only, Response._keep, Response._v10 = false, true, false
+Response._killed, Response._ws = false, false
+
 -- the responses the server made (one per connection) hold this private
 -- key; a table given Response as its metatable is not one.  (A weak set
 -- of them cost each connection ~2,000 instructions of the collector's
@@ -423,18 +435,24 @@ function Request.__index(req, k)
   return Request[k]
 end
 
--- each open connection's response object, by its socket: req:upgrade
--- answers through it (set once per connection, not per request; taken
--- out when the connection ends, so not weak: a weak table cost each
--- connection ~2,000 instructions of the collector's work under churn)
-local RESPONSE_OF = {}
+local SERVERS
+
+-- the response object of the open connection on sock: its server's
+-- _conns holds it (one lookup per server, and only for req:upgrade: a
+-- map kept for it cost every connection an insert and a delete)
+local function response_of(sock)
+  for srv in pairs(SERVERS) do
+    local res = srv._conns[sock]
+    if res then return res end
+  end
+end
 
 --- req:upgrade([opts]) -> ws | nil, err: the WebSocket handshake
 -- (lua/uring/http/websocket.lua); the connection is the ws's until the
 -- handler returns
 function Request:upgrade(opts)
   if getmetatable(self) ~= Request then typeerror(1, "upgrade", "request", self) end
-  local res = RESPONSE_OF[rawget(self, "socket")]
+  local res = response_of(rawget(self, "socket"))
   sync(res)
   local ws, err, en = require("uring.http.websocket").upgrade(self, res, opts, 1)
   return ws, err, en
@@ -462,7 +480,7 @@ local Server = {}
 Server.__index = Server
 M.Server = Server
 
-local SERVERS = setmetatable({}, { __mode = "k" })
+SERVERS = setmetatable({}, { __mode = "k" })
 
 local function checkserver(self, name, level)
   if not SERVERS[self] then typeerror(1, name, "server", self, (level or 1) + 1) end
@@ -559,7 +577,7 @@ function M.server(opts)
   local ok, err, eno = lsock:setoption("nodelay", true)
   if not ok then lsock:close(); return nil, err, eno end
   local self = setmetatable({
-    _lsock = lsock, _handler = handler, _conns = {}, _nconns = 0,
+    _lsock = lsock, _handler = handler, _conns = {},
     max_body = max_body, max_header = max_header, idle_timeout = idle,
     grace = grace, on_error = on_error, requests = 0, connections = 0,
     tls_failures = 0, _closing = false,   -- read per request: a field, not __index
@@ -636,22 +654,19 @@ local function connection(self, sock)
   -- for the sweeper and close(): one table to touch per request.  _idle:
   -- false while a request is under way, else true when the connection
   -- went idle (sock:_serve sets it before it waits), which the sweeper
-  -- replaces with its clock
-  local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
-    _len = false, _sent = false, _done = false, _err = false, _mode = false,
-    _head_only = false, _keep = true, _v10 = false, _idle = true,
-    _task = uring.current(), _killed = false, _ws = false, [IS_RESPONSE] = true,
+  -- replaces with its clock.  The rest of its state starts as Response
+  -- holds it.
+  local res = setmetatable({ _sock = sock, _idle = true,
+    _task = uring.current(), [IS_RESPONSE] = true,
+    _on_error = on_error,           -- a WebSocket's faults are logged there
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
     header = fast_header, finish = fast_finish, sent = fast_sent,
     sendfile = fast_sendfile }, Response)
   -- the response's state held in C while sock:_serve runs a request
   local hc = http_conn(res, sock)
-  RESPONSE_OF[sock] = res
-  res._on_error = on_error          -- a WebSocket's faults are logged there
   local st = res
   conns[sock] = st
-  self._nconns = self._nconns + 1
   while not self._closing do
     local method, target, path, query, v10, lines, keep, cl, te, expect =
       serve(sock, max_header, st, self, handler, Request, hc)
@@ -726,8 +741,7 @@ local function connection_task(self, sock)
   local ok, err = pcall(connection, self, sock)
   local conns = self._conns
   local st = conns[sock]
-  if st then conns[sock] = nil; self._nconns = self._nconns - 1 end
-  RESPONSE_OF[sock] = nil
+  if st then conns[sock] = nil end
   local closed_under = (sock_state(sock))
   if not closed_under then sock:close() end
   if not ok and not (st and st._killed) and not self._closing and not closed_under then
@@ -809,10 +823,7 @@ function Server:serve()
         if st._task and st._task ~= uring.current() then st._task:cancel() end
       end
       if st._idle or late then sock:close() end
-      if st._killed then
-        self._conns[sock] = nil; self._nconns = self._nconns - 1
-        RESPONSE_OF[sock] = nil
-      end
+      if st._killed then self._conns[sock] = nil end
     end
     if not next(self._conns) then break end
     uring.sleep(0.01)
