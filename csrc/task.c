@@ -24,8 +24,6 @@
 static char timeout_key;   /* registry: the timeout sentinel */
 static char noresults_key; /* registry: {n = 0}, the record of every task
                               that returned nothing (read only, shared) */
-static char copool_key;    /* registry: coroutines of tasks that returned,
-                              ready for new tasks (an array) */
 
 /* At most this many idle coroutines are kept (each holds its grown stack
  * and call-info list, ~1-2 KiB): a server answering one request per
@@ -222,20 +220,18 @@ static void push_task (lua_State *L, ur_task *t) {
  * grows it (and its call-info list) one step at a time as the task calls
  * deeper, then the collector frees it all: ~5,000 instructions of a
  * churned HTTP connection (bench/README.md, issue 17). */
-static lua_State *copool_take (lua_State *L) {
+static lua_State *copool_take (lua_State *L, ur_loop *loop) {
   lua_State *co;
-  lua_Unsigned n;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &copool_key) == LUA_TTABLE
-      && (n = lua_rawlen(L, -1)) > 0) {
-    lua_rawgeti(L, -1, (lua_Integer)n);
-    co = lua_tothread(L, -1);
-    lua_pushnil(L);
-    lua_rawseti(L, -3, (lua_Integer)n);
-    lua_remove(L, -2);
-    return co;
-  }
-  lua_pop(L, 1);
-  return lua_newthread(L);
+  lua_Integer n = loop->copool_n;
+  if (n == 0) return lua_newthread(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->copool_ref);
+  lua_rawgeti(L, -1, n);
+  co = lua_tothread(L, -1);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, n);
+  lua_remove(L, -2);
+  loop->copool_n--;
+  return co;
 }
 
 /* The coroutine of a task that just returned (at index idx), back to the
@@ -244,21 +240,22 @@ static lua_State *copool_take (lua_State *L) {
  * closed), so it is what lua_newthread makes but for its grown stack.
  * Not one with a hook (debug.sethook, the run's SIGINT hook): a hook is
  * the coroutine's own and would follow it into the next task. */
-static void copool_give (lua_State *L, lua_State *co, int idx) {
+static void copool_give (lua_State *L, ur_loop *loop, lua_State *co,
+                         int idx) {
   lua_Debug ar;
-  lua_Unsigned n;
   idx = lua_absindex(L, idx);
-  if (lua_status(co) != LUA_OK || lua_getstack(co, 0, &ar)
+  if (loop->copool_n >= COPOOL_MAX || lua_status(co) != LUA_OK
+      || lua_getstack(co, 0, &ar)
       || lua_gethook(co) != NULL || lua_gethookmask(co) != 0)
     return;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &copool_key) != LUA_TTABLE
-      || (n = lua_rawlen(L, -1)) >= COPOOL_MAX) {
-    lua_pop(L, 1);
-    return;
+  if (loop->copool_ref == 0) {
+    lua_createtable(L, COPOOL_MAX, 0);
+    loop->copool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_settop(co, 0);                    /* its results: recorded already */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->copool_ref);
   lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, (lua_Integer)n + 1);
+  lua_rawseti(L, -2, (lua_Integer)++loop->copool_n);
   lua_pop(L, 1);
 }
 
@@ -270,8 +267,14 @@ int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
   t = (ur_task *)lua_newuserdatauv(L, sizeof *t, 2);
   memset(t, 0, sizeof *t);
   t->ref = LUA_NOREF;
-  luaL_setmetatable(L, UR_TASK_MT);
-  co = copool_take(L);
+  /* the metatable by a registry ref: luaL_setmetatable looks its name up */
+  if (loop->task_mt_ref == 0) {
+    luaL_getmetatable(L, UR_TASK_MT);
+    loop->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->task_mt_ref);
+  lua_setmetatable(L, -2);
+  co = copool_take(L, loop);
   lua_setiuservalue(L, -2, 1);          /* the task anchors its coroutine */
   lua_insert(L, -(nargs + 2));          /* task below fn and args */
   luaL_checkstack(co, nargs + 1, "too many arguments");
@@ -459,7 +462,7 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
    * coroutine that returned goes back to the pool) */
   if (status == UR_DONE) {
     lua_getiuservalue(L, top + 1, 1);
-    copool_give(L, t->co, -1);
+    copool_give(L, loop, t->co, -1);
     lua_pop(L, 1);
   }
   lua_pushnil(L);
@@ -838,6 +841,4 @@ void ur_register_task (lua_State *L) {
   lua_pushinteger(L, 0);
   lua_setfield(L, -2, "n");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &noresults_key);
-  lua_createtable(L, COPOOL_MAX, 0);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &copool_key);
 }

@@ -341,6 +341,10 @@ struct ur_loop {
   /* sock:send through SEND_ZC (send_zc.c) */
   size_t send_zc_min;   /* configure{send_zc}: sends this big or bigger; 0 off */
   uint8_t zc_no_usage;  /* the kernel refused IORING_SEND_ZC_REPORT_USAGE */
+  /* spawning (task.c): registry refs (0: not made yet) of the task
+   * metatable and of the pool of returned tasks' coroutines, its count */
+  int task_mt_ref, copool_ref;
+  uint32_t copool_n;
 };
 
 #define UR_SLAB_CHUNK 256
