@@ -23,6 +23,7 @@ local find, lower, format = string.find, string.lower, string.format
 local concat = table.concat
 local tostring, type, pcall, setmetatable, rawget, next =
   tostring, type, pcall, setmetatable, rawget, next
+local current = core.current
 local argerror, typeerror, intask = check.argerror, check.typeerror, check.intask
 local REASONS, STATUS_LINE, HEADERS_MT = message.REASONS, message.STATUS_LINE,
   message.HEADERS_MT
@@ -34,7 +35,8 @@ local sync, http_conn = core._http_sync, core._http_conn
 local tls_mode = core._tls_mode
 local smethods = core.socket_methods
 local serve, sock_state = smethods._serve, smethods._closed
-local sock_send, sock_sendfile = smethods.send, smethods.sendfile
+local sock_send, sock_sendfile, sock_close = smethods.send, smethods.sendfile,
+  smethods.close
 
 local M = {}
 
@@ -58,17 +60,29 @@ Response._sent, Response._done, Response._err, Response._mode = false, false, fa
 Response._head_only, Response._keep, Response._v10 = false, true, false
 Response._killed, Response._ws = false, false
 
--- the responses the server made (one per connection) hold this private
--- key; a table given Response as its metatable is not one.  (A weak set
--- of them cost each connection ~2,000 instructions of the collector's
--- weak-table work under churn.)
-local IS_RESPONSE = {}
+-- the fast methods of every connection's response (made once, below);
+-- the responses the server made (one per connection) hold fast_finish
+-- as their own finish field, so a table given Response as its metatable
+-- is not one.  (A weak set of them cost each connection ~2,000
+-- instructions of the collector's weak-table work under churn, a private
+-- key in each ~150.)
+local fast_header, fast_finish, fast_sent, fast_sendfile
+local SERVERS       -- the servers (weak keys), set below
 local function is_res(v)
-  return type(v) == "table" and rawget(v, IS_RESPONSE) == true
+  return type(v) == "table" and rawget(v, "finish") == fast_finish
 end
 
 --- is_response(v) -> true when v is a response of the server
 function M.is_response(v) return is_res(v) end
+
+--- on_error_of(res) -> the on_error of the server whose connection res
+-- answers (a WebSocket upgraded from it logs its faults there), or nil
+function M.on_error_of(res)
+  local sock = is_res(res) and rawget(res, "_sock")
+  for srv in pairs(SERVERS) do
+    if sock and srv._conns[sock] == res then return srv.on_error end
+  end
+end
 
 local function checkres(self, name, level)
   if not is_res(self) then typeerror(1, name, "response", self, (level or 1) + 1) end
@@ -435,8 +449,6 @@ function Request.__index(req, k)
   return Request[k]
 end
 
-local SERVERS
-
 -- the response object of the open connection on sock: its server's
 -- _conns holds it (one lookup per server, and only for req:upgrade: a
 -- map kept for it cost every connection an insert and a delete)
@@ -642,7 +654,7 @@ end
 -- the fast methods of every connection's response (csrc/http_serve.c:
 -- C, finding the response's state in res._hc; they fall back to these
 -- Lua ones), made once rather than per connection
-local fast_header, fast_finish, fast_sent, fast_sendfile = core._http_methods(
+fast_header, fast_finish, fast_sent, fast_sendfile = core._http_methods(
   set_header, finish, Response.sent, Response.sendfile, sock_send, sock_sendfile)
 
 local function connection(self, sock)
@@ -656,14 +668,15 @@ local function connection(self, sock)
   -- went idle (sock:_serve sets it before it waits), which the sweeper
   -- replaces with its clock.  The rest of its state starts as Response
   -- holds it.
-  local res = setmetatable({ _sock = sock, _idle = true,
-    _task = uring.current(), [IS_RESPONSE] = true,
-    _on_error = on_error,           -- a WebSocket's faults are logged there
+  -- (8 fields with the one http_conn sets: a hash part of 8 slots; and
+  -- an array part for two headers, which res:header keeps in res[1..])
+  local res = setmetatable({ nil, nil, _sock = sock, _idle = true, _task = current(),
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
     header = fast_header, finish = fast_finish, sent = fast_sent,
     sendfile = fast_sendfile }, Response)
   -- the response's state held in C while sock:_serve runs a request
+  -- (res._hc)
   local hc = http_conn(res, sock)
   local st = res
   conns[sock] = st
@@ -736,15 +749,17 @@ end
 
 -- the connection's task: its loop, then the clean-up whatever happened (a
 -- socket close() closed under it, the sweeper's or server:close()'s, ends
--- it with an error; past the grace deadline the task is cancelled)
+-- it with an error; past the grace deadline the task is cancelled).  It
+-- returns nothing: the task then ends without a record of results.
 local function connection_task(self, sock)
   local ok, err = pcall(connection, self, sock)
   local conns = self._conns
   local st = conns[sock]
   if st then conns[sock] = nil end
+  if ok then sock_close(sock); return end    -- (closing twice is harmless)
   local closed_under = (sock_state(sock))
-  if not closed_under then sock:close() end
-  if not ok and not (st and st._killed) and not self._closing and not closed_under then
+  if not closed_under then sock_close(sock) end
+  if not (st and st._killed) and not self._closing and not closed_under then
     error(err, 0)
   end
 end
@@ -791,10 +806,11 @@ function Server:serve()
     sweep = uring.spawn(sweeper, self)
   end
   local lsock = self._lsock
+  local accept = lsock.accept
   local delay = 0
   -- closed before this task first ran: no accept on the closed listener
   while not self._closing do
-    local sock, msg = lsock:accept()
+    local sock, msg = accept(lsock)
     if sock then
       delay = 0
       if self._closing then sock:close(); break end
