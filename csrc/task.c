@@ -22,8 +22,6 @@
 #include "uring.h"
 
 static char timeout_key;   /* registry: the timeout sentinel */
-static char noresults_key; /* registry: {n = 0}, the record of every task
-                              that returned nothing (read only, shared) */
 
 /* At most this many idle coroutines are kept (each holds its grown stack
  * and call-info list, ~1-2 KiB): a server answering one request per
@@ -413,13 +411,10 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
   ending e = { t, status, why, 0 };
   int top = lua_gettop(L);
   push_task(L, t);                      /* top+1: task */
-  if (status == UR_DONE && lua_gettop(t->co) == 0) {
-    /* it returned nothing (a server's connection task): the shared
-     * record; nothing to allocate, so no lua_pcall (~400 instructions) */
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &noresults_key);
-    lua_setiuservalue(L, top + 1, 2);
-  }
-  else {
+  /* a task that returned nothing (a server's connection task) keeps no
+   * record: its uservalue 2 stays nil, which join reads as no results;
+   * nothing to allocate, so no lua_pcall (~400 instructions) */
+  if (status != UR_DONE || lua_gettop(t->co) != 0) {
     lua_pushcfunction(L, task_record);
     lua_pushlightuserdata(L, &e);
     lua_pushvalue(L, top + 1);
@@ -478,7 +473,7 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
 /* Task at the top: push what it returned (DONE only). */
 int ur_task_results (lua_State *L, ur_task *t) {
   int n;
-  lua_getiuservalue(L, -1, 2);
+  if (lua_getiuservalue(L, -1, 2) != LUA_TTABLE) return 0;   /* none */
   lua_getfield(L, -1, "n");
   n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
@@ -510,6 +505,10 @@ static int join_results (lua_State *L, int idx) {
     if (lua_istable(L, tbl)) lua_rawgeti(L, tbl, 2);
     else lua_pushvalue(L, tbl);         /* the memory error, as is */
     return 2;
+  }
+  if (!lua_istable(L, tbl)) {           /* it returned nothing */
+    lua_pushboolean(L, 1);
+    return 1;
   }
   lua_getfield(L, tbl, "n");
   n = (int)lua_tointeger(L, -1);
@@ -837,8 +836,4 @@ void ur_register_task (lua_State *L) {
   lua_setfield(L, -2, "TIMEOUT");
   lua_pushinteger(L, ETIME);
   lua_setfield(L, -2, "ETIME");
-  lua_createtable(L, 0, 1);
-  lua_pushinteger(L, 0);
-  lua_setfield(L, -2, "n");
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &noresults_key);
 }
