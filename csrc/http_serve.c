@@ -614,7 +614,8 @@ static int l_http_conn (lua_State *L) {
   hc->res = lua_topointer(L, 1);
   hc->sock = sock;
   hc->len = -1;
-  luaL_setmetatable(L, HTTP_CONN_MT);
+  push_key(L, K_COUNT + 1);     /* the metatable, kept with the names: */
+  lua_setmetatable(L, HC);      /* luaL_setmetatable looks its name up */
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, HC, UV_RES);
   lua_pushvalue(L, 2);
@@ -855,11 +856,13 @@ void ur_register_http_serve (lua_State *L) {
   lua_getupvalue(L, -1, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &loop_key);
   lua_pop(L, 1);
-  lua_createtable(L, K_COUNT, 0);
+  lua_createtable(L, K_COUNT + 1, 0);
   for (int k = 0; k < K_COUNT; k++) {
     lua_pushstring(L, key_names[k]);
     lua_rawseti(L, -2, k + 1);
   }
+  luaL_getmetatable(L, HTTP_CONN_MT);   /* [K_COUNT + 1]: l_http_conn's */
+  lua_rawseti(L, -2, K_COUNT + 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &keys_key);
   {
     http_memo *memo = (http_memo *)lua_newuserdatauv(L, sizeof(http_memo),
