@@ -257,6 +257,33 @@ static void copool_give (lua_State *L, ur_loop *loop, lua_State *co,
   lua_pop(L, 1);
 }
 
+/* The task at the top, anchored in the loop's tasks table until it
+ * ends: its slot.  luaL_ref keeps its free list at index 0, in the
+ * table's hash part (two lookups more per spawn and per end); here the
+ * list's head is in the loop and each free slot holds the next. */
+static int tasks_anchor (lua_State *L, ur_loop *loop) {
+  int ref = loop->task_free;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  if (ref != 0) {
+    lua_rawgeti(L, -1, ref);
+    loop->task_free = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  else ref = ++loop->task_top;
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 1);
+  return ref;
+}
+
+static void tasks_release (lua_State *L, ur_loop *loop, int ref) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  lua_pushinteger(L, loop->task_free);
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 1);
+  loop->task_free = ref;
+}
+
 /* fn, args (nargs of them) at the top -> a new task, queued to run. */
 int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
   ur_task *t;
@@ -287,10 +314,7 @@ int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
     if (parent && parent->untraced == UR_UNTRACED_INHERIT)
       t->untraced = UR_UNTRACED_INHERIT;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
-  lua_pushvalue(L, -2);
-  t->ref = luaL_ref(L, -2);             /* alive until it ends */
-  lua_pop(L, 1);
+  t->ref = tasks_anchor(L, loop);       /* alive until it ends */
   loop->live_tasks++;
   loop->stats.spawned++;
   ur_enqueue(loop, t);
@@ -463,8 +487,7 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
   lua_pushnil(L);
   lua_setiuservalue(L, top + 1, 1);
   t->co = NULL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
-  luaL_unref(L, -1, t->ref);
+  tasks_release(L, loop, t->ref);
   t->ref = LUA_NOREF;
   loop->live_tasks--;
   lua_settop(L, top);

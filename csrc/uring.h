@@ -345,6 +345,9 @@ struct ur_loop {
    * metatable and of the pool of returned tasks' coroutines, its count */
   int task_mt_ref, copool_ref;
   uint32_t copool_n;
+  /* slots of the tasks table (tasks_ref): the highest used, and the
+   * first free one (0: none), each free slot holding the next */
+  int task_top, task_free;
 };
 
 #define UR_SLAB_CHUNK 256
