@@ -74,6 +74,8 @@ typedef struct http_memo {
    * value 3, so its response cannot be another table at that address) */
   const void *cur_res;
   http_conn *cur_hc;
+  const void *hc_mt;            /* the http_conn metatable (by address: a
+                                   check costs no registry lookup) */
 } http_memo;
 
 enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
@@ -611,7 +613,8 @@ static int l_http_conn (lua_State *L) {
   hc->res = lua_topointer(L, 1);
   hc->sock = sock;
   hc->len = -1;
-  luaL_setmetatable(L, HTTP_CONN_MT);
+  push_key(L, K_COUNT + 1);     /* the metatable, kept with the names: */
+  lua_setmetatable(L, HC);      /* luaL_setmetatable looks its name up */
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, HC, UV_RES);
   lua_pushvalue(L, 2);
@@ -816,7 +819,8 @@ static int l_sock_serve (lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TTABLE);
   luaL_checktype(L, 6, LUA_TTABLE);
-  luaL_checkudata(L, 7, HTTP_CONN_MT);
+  ur_checkudata(L, 7, ((http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO)))->hc_mt,
+                HTTP_CONN_MT);
   luaL_argcheck(L, max > 0, 2, "positive size expected");
   /* the stack as serve_loop keeps it: max_header out of it */
   lua_rotate(L, 2, -1);
@@ -854,14 +858,22 @@ void ur_register_http_serve (lua_State *L) {
   lua_getupvalue(L, -1, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &loop_key);
   lua_pop(L, 1);
-  lua_createtable(L, K_COUNT, 0);
+  lua_createtable(L, K_COUNT + 1, 0);
   for (int k = 0; k < K_COUNT; k++) {
     lua_pushstring(L, key_names[k]);
     lua_rawseti(L, -2, k + 1);
   }
+  luaL_getmetatable(L, HTTP_CONN_MT);   /* [K_COUNT + 1]: l_http_conn's */
+  lua_rawseti(L, -2, K_COUNT + 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &keys_key);
-  memset(lua_newuserdatauv(L, sizeof(http_memo), UV_MEMO_COUNT), 0,
-         sizeof(http_memo));
+  {
+    http_memo *memo = (http_memo *)lua_newuserdatauv(L, sizeof(http_memo),
+                                                     UV_MEMO_COUNT);
+    memset(memo, 0, sizeof *memo);
+    luaL_getmetatable(L, HTTP_CONN_MT);   /* stays in the registry */
+    memo->hc_mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+  }
   lua_createtable(L, 1 + 2 * FAST_HEADERS, 0);
   lua_setiuservalue(L, -2, UV_MEMO_ANCHORS);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &memo_key);

@@ -22,8 +22,11 @@
 #include "uring.h"
 
 static char timeout_key;   /* registry: the timeout sentinel */
-static char noresults_key; /* registry: {n = 0}, the record of every task
-                              that returned nothing (read only, shared) */
+
+/* At most this many idle coroutines are kept (each holds its grown stack
+ * and call-info list, ~1-2 KiB): a server answering one request per
+ * connection then makes no coroutine per connection. */
+#define COPOOL_MAX 64
 
 /* The task whose coroutine is L, if the loop is resuming it right now.
  * A plain coroutine inside a task, or a task's coroutine resumed by
@@ -210,6 +213,77 @@ static void push_task (lua_State *L, ur_task *t) {
   lua_remove(L, -2);
 }
 
+/* A coroutine for a new task, pushed: one a finished task left in the
+ * pool, else a new one.  A new coroutine starts with a small stack and
+ * grows it (and its call-info list) one step at a time as the task calls
+ * deeper, then the collector frees it all: ~5,000 instructions of a
+ * churned HTTP connection (bench/README.md, issue 17). */
+static lua_State *copool_take (lua_State *L, ur_loop *loop) {
+  lua_State *co;
+  lua_Integer n = loop->copool_n;
+  if (n == 0) return lua_newthread(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->copool_ref);
+  lua_rawgeti(L, -1, n);
+  co = lua_tothread(L, -1);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, n);
+  lua_remove(L, -2);
+  loop->copool_n--;
+  return co;
+}
+
+/* The coroutine of a task that just returned (at index idx), back to the
+ * pool.  Only one that returned normally: nothing of it is left running
+ * (its frames are gone, its <close> variables closed, its upvalues
+ * closed), so it is what lua_newthread makes but for its grown stack.
+ * Not one with a hook (debug.sethook, the run's SIGINT hook): a hook is
+ * the coroutine's own and would follow it into the next task. */
+static void copool_give (lua_State *L, ur_loop *loop, lua_State *co,
+                         int idx) {
+  lua_Debug ar;
+  idx = lua_absindex(L, idx);
+  if (loop->copool_n >= COPOOL_MAX || lua_status(co) != LUA_OK
+      || lua_getstack(co, 0, &ar)
+      || lua_gethook(co) != NULL || lua_gethookmask(co) != 0)
+    return;
+  if (loop->copool_ref == 0) {
+    lua_createtable(L, COPOOL_MAX, 0);
+    loop->copool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_settop(co, 0);                    /* its results: recorded already */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->copool_ref);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, (lua_Integer)++loop->copool_n);
+  lua_pop(L, 1);
+}
+
+/* The task at the top, anchored in the loop's tasks table until it
+ * ends: its slot.  luaL_ref keeps its free list at index 0, in the
+ * table's hash part (two lookups more per spawn and per end); here the
+ * list's head is in the loop and each free slot holds the next. */
+static int tasks_anchor (lua_State *L, ur_loop *loop) {
+  int ref = loop->task_free;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  if (ref != 0) {
+    lua_rawgeti(L, -1, ref);
+    loop->task_free = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  else ref = ++loop->task_top;
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 1);
+  return ref;
+}
+
+static void tasks_release (lua_State *L, ur_loop *loop, int ref) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
+  lua_pushinteger(L, loop->task_free);
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 1);
+  loop->task_free = ref;
+}
+
 /* fn, args (nargs of them) at the top -> a new task, queued to run. */
 int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
   ur_task *t;
@@ -218,8 +292,14 @@ int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
   t = (ur_task *)lua_newuserdatauv(L, sizeof *t, 2);
   memset(t, 0, sizeof *t);
   t->ref = LUA_NOREF;
-  luaL_setmetatable(L, UR_TASK_MT);
-  co = lua_newthread(L);
+  /* the metatable by a registry ref: luaL_setmetatable looks its name up */
+  if (loop->task_mt_ref == 0) {
+    luaL_getmetatable(L, UR_TASK_MT);
+    loop->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->task_mt_ref);
+  lua_setmetatable(L, -2);
+  co = copool_take(L, loop);
   lua_setiuservalue(L, -2, 1);          /* the task anchors its coroutine */
   lua_insert(L, -(nargs + 2));          /* task below fn and args */
   luaL_checkstack(co, nargs + 1, "too many arguments");
@@ -234,10 +314,7 @@ int ur_task_new (lua_State *L, ur_loop *loop, int nargs) {
     if (parent && parent->untraced == UR_UNTRACED_INHERIT)
       t->untraced = UR_UNTRACED_INHERIT;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
-  lua_pushvalue(L, -2);
-  t->ref = luaL_ref(L, -2);             /* alive until it ends */
-  lua_pop(L, 1);
+  t->ref = tasks_anchor(L, loop);       /* alive until it ends */
   loop->live_tasks++;
   loop->stats.spawned++;
   ur_enqueue(loop, t);
@@ -358,13 +435,10 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
   ending e = { t, status, why, 0 };
   int top = lua_gettop(L);
   push_task(L, t);                      /* top+1: task */
-  if (status == UR_DONE && lua_gettop(t->co) == 0) {
-    /* it returned nothing (a server's connection task): the shared
-     * record; nothing to allocate, so no lua_pcall (~400 instructions) */
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &noresults_key);
-    lua_setiuservalue(L, top + 1, 2);
-  }
-  else {
+  /* a task that returned nothing (a server's connection task) keeps no
+   * record: its uservalue 2 stays nil, which join reads as no results;
+   * nothing to allocate, so no lua_pcall (~400 instructions) */
+  if (status != UR_DONE || lua_gettop(t->co) != 0) {
     lua_pushcfunction(L, task_record);
     lua_pushlightuserdata(L, &e);
     lua_pushvalue(L, top + 1);
@@ -403,12 +477,17 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
   ur_waitq_wake_all(loop, &t->joiners);
   ur_sync_task_ended(L, loop, t);
   if (status == UR_FAILED && is_main(L, loop, t)) loop->main_failed = 1;
-  /* drop the coroutine now: a finished task keeps only its results */
+  /* drop the coroutine now: a finished task keeps only its results (a
+   * coroutine that returned goes back to the pool) */
+  if (status == UR_DONE) {
+    lua_getiuservalue(L, top + 1, 1);
+    copool_give(L, loop, t->co, -1);
+    lua_pop(L, 1);
+  }
   lua_pushnil(L);
   lua_setiuservalue(L, top + 1, 1);
   t->co = NULL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loop->tasks_ref);
-  luaL_unref(L, -1, t->ref);
+  tasks_release(L, loop, t->ref);
   t->ref = LUA_NOREF;
   loop->live_tasks--;
   lua_settop(L, top);
@@ -417,7 +496,7 @@ void ur_task_finished (lua_State *L, ur_loop *loop, ur_task *t, int status,
 /* Task at the top: push what it returned (DONE only). */
 int ur_task_results (lua_State *L, ur_task *t) {
   int n;
-  lua_getiuservalue(L, -1, 2);
+  if (lua_getiuservalue(L, -1, 2) != LUA_TTABLE) return 0;   /* none */
   lua_getfield(L, -1, "n");
   n = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
@@ -449,6 +528,10 @@ static int join_results (lua_State *L, int idx) {
     if (lua_istable(L, tbl)) lua_rawgeti(L, tbl, 2);
     else lua_pushvalue(L, tbl);         /* the memory error, as is */
     return 2;
+  }
+  if (!lua_istable(L, tbl)) {           /* it returned nothing */
+    lua_pushboolean(L, 1);
+    return 1;
   }
   lua_getfield(L, tbl, "n");
   n = (int)lua_tointeger(L, -1);
@@ -776,8 +859,4 @@ void ur_register_task (lua_State *L) {
   lua_setfield(L, -2, "TIMEOUT");
   lua_pushinteger(L, ETIME);
   lua_setfield(L, -2, "ETIME");
-  lua_createtable(L, 0, 1);
-  lua_pushinteger(L, 0);
-  lua_setfield(L, -2, "n");
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &noresults_key);
 }

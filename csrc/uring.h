@@ -361,6 +361,13 @@ struct ur_loop {
   /* multishot receives (recv_multishot.c) */
   uint8_t recv_mshot;   /* configure{recv_multishot} */
   uint8_t mshot_refused;   /* the kernel answered one with EINVAL */
+  /* spawning (task.c): registry refs (0: not made yet) of the task
+   * metatable and of the pool of returned tasks' coroutines, its count */
+  int task_mt_ref, copool_ref;
+  uint32_t copool_n;
+  /* slots of the tasks table (tasks_ref): the highest used, and the
+   * first free one (0: none), each free slot holding the next */
+  int task_top, task_free;
 };
 
 #define UR_SLAB_CHUNK 256

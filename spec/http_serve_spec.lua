@@ -243,6 +243,45 @@ describe("uring.http's request loop in C #io #net", function()
     end)
   end)
 
+  it("keeps a response finished after its connection ended, while new connections reuse its state", function()
+    run(function()
+      local kept = {}
+      local srv, port, task = start(function(req, res)
+        local p = req.path
+        if p == "/keep" then
+          res:header("X-K", "1")
+          res:finish("kept")
+          kept[#kept + 1] = res
+          return
+        end
+        -- another connection, while the ended ones' responses are used
+        local seen = {}
+        for i, old in ipairs(kept) do
+          seen[#seen + 1] = tostring(old:sent())
+          seen[#seen + 1] = tostring(old:finish("again"))
+          seen[#seen + 1] = old:get_header("x-k") or "nil"
+          local okh, err = pcall(old.header, old, "X-New", "2")
+          seen[#seen + 1] = okh and "set" or err:match("headers already sent") or err
+          assert.is_false(rawequal(old, res), i)
+        end
+        res:header("X-Seen", table.concat(seen, ","))
+        res:finish("fresh")
+      end)
+      for _ = 1, 3 do
+        assert.equal(ok("kept", "X-K: 1\r\n", true),
+          exchange(port, "GET /keep HTTP/1.1\r\nConnection: close\r\n\r\n"))
+      end
+      local one = "true,true,1,headers already sent"
+      assert.equal(ok("fresh", "X-Seen: " .. one .. "," .. one .. "," .. one .. "\r\n", true),
+        exchange(port, "GET /new HTTP/1.1\r\nConnection: close\r\n\r\n"))
+      -- and the ended ones are still finished for the next connection too
+      assert.equal(ok("fresh", "X-Seen: " .. one .. "," .. one .. "," .. one .. "\r\n", true),
+        exchange(port, "GET /new HTTP/1.1\r\nConnection: close\r\n\r\n"))
+      srv:close()
+      assert(task:join())
+    end)
+  end)
+
   it("sends res:sendfile's response from the C state, then Lua's rules for the rest", function()
     local dir = helpers.tmpdir()
     local data = "0123456789abcdefghijklmnopqrstuvwxyz"

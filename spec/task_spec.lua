@@ -144,6 +144,79 @@ describe("tasks #io", function()
     end)
   end)
 
+  describe("coroutines of ended tasks, reused", function()
+    it("runs a new task in the coroutine of one that returned, clean", function()
+      local same, results = uring.run(function()
+        local t1 = uring.spawn(function() uring.nop(); return coroutine.running() end)
+        local _, co1 = t1:join()
+        -- pooled: it looks like any coroutine that ended
+        assert.equal("dead", coroutine.status(co1))
+        local closed = {}
+        local t2 = uring.spawn(function(a)
+          local _ <close> = setmetatable({}, { __close = function() closed[#closed + 1] = a end })
+          assert.is_nil(debug.getinfo(3))       -- nothing left of t1's frames
+          uring.sleep(0.001)
+          return coroutine.running(), uring.current(), a
+        end, "x")
+        local r = { t2:join() }
+        assert.same({ "x" }, closed)
+        assert.equal(t2, r[3])
+        return rawequal(r[2], co1), r[4]
+      end)
+      assert.is_true(same)
+      assert.equal("x", results)
+    end)
+
+    it("cancels a task in a reused coroutine, its <close> variables closed", function()
+      local st, closed = uring.run(function()
+        -- (a task that returns nothing joins as true alone, before and after it ended)
+        local none = uring.spawn(function() end)
+        assert.same({ true }, { none:join() })
+        assert.same({ true }, { none:join() })
+        assert.same({ true }, { uring.spawn(function() return nil end):join() })
+        local closed = false
+        local t = uring.spawn(function()
+          local _ <close> = setmetatable({}, { __close = function() closed = true end })
+          uring.sleep(60)
+        end)
+        uring.yield()
+        t:cancel()
+        assert.same({ false, "canceled" }, { t:join() })
+        -- and the pool still hands out working coroutines
+        assert.same({ true, 3 }, { uring.spawn(function(a, b) uring.nop(); return a + b end, 1, 2):join() })
+        return t:status(), closed
+      end)
+      assert.equal("canceled", st)
+      assert.is_true(closed)
+    end)
+
+    it("does not reuse the coroutine of a task that failed, was cancelled or set a hook", function()
+      uring.run(function()
+        local cos = {}
+        local failed = uring.spawn(function() cos.failed = coroutine.running(); error("x", 0) end)
+        assert.same({ false, "x" }, { failed:join() })
+        local canceled = uring.spawn(function() cos.canceled = coroutine.running(); uring.sleep(60) end)
+        uring.yield()
+        canceled:cancel()
+        canceled:join()
+        local hooked = uring.spawn(function()
+          cos.hooked = coroutine.running()
+          debug.sethook(function() end, "c")
+        end)
+        assert.is_true((hooked:join()))
+        for _ = 1, 100 do
+          local _, co, hook = uring.spawn(function()
+            return coroutine.running(), debug.gethook()
+          end):join()
+          assert.is_nil(hook)
+          for why, old in pairs(cos) do
+            assert.is_false(rawequal(co, old), why)
+          end
+        end
+      end)
+    end)
+  end)
+
   describe("status and cancel", function()
     it("walks ready, waiting, done", function()
       uring.run(function()

@@ -23,6 +23,7 @@ local find, lower, format = string.find, string.lower, string.format
 local concat = table.concat
 local tostring, type, pcall, setmetatable, rawget, next =
   tostring, type, pcall, setmetatable, rawget, next
+local current = core.current
 local argerror, typeerror, intask = check.argerror, check.typeerror, check.intask
 local REASONS, STATUS_LINE, HEADERS_MT = message.REASONS, message.STATUS_LINE,
   message.HEADERS_MT
@@ -36,7 +37,8 @@ local http_idle, http_busy = core._http_idle, core._http_busy
 local tls_mode = core._tls_mode
 local smethods = core.socket_methods
 local serve, sock_state = smethods._serve, smethods._closed
-local sock_send, sock_sendfile = smethods.send, smethods.sendfile
+local sock_send, sock_sendfile, sock_close = smethods.send, smethods.sendfile,
+  smethods.close
 
 local M = {}
 
@@ -48,17 +50,41 @@ local Response = {}
 Response.__index = Response
 M.Response = Response
 
--- the responses the server made (one per connection) hold this private
--- key; a table given Response as its metatable is not one.  (A weak set
--- of them cost each connection ~2,000 instructions of the collector's
--- weak-table work under churn.)
-local IS_RESPONSE = {}
+-- A response's state as a new connection has it.  The fields live here
+-- until the server or a method first sets them in the response: a
+-- connection's response table then holds ~10 fields, not ~22 (under
+-- churn, every request its own connection, each field made per
+-- connection cost ~150 instructions, and 17 or more of them double the
+-- table's hash part).  A request the C loop serves (csrc/http_serve.c)
+-- keeps this state in C and never writes it here.
+Response._code, Response._hn, Response._len = 200, 0, false
+Response._sent, Response._done, Response._err, Response._mode = false, false, false, false
+Response._head_only, Response._keep, Response._v10 = false, true, false
+Response._killed, Response._ws = false, false
+
+-- the fast methods of every connection's response (made once, below);
+-- the responses the server made (one per connection) hold fast_finish
+-- as their own finish field, so a table given Response as its metatable
+-- is not one.  (A weak set of them cost each connection ~2,000
+-- instructions of the collector's weak-table work under churn, a private
+-- key in each ~150.)
+local fast_header, fast_finish, fast_sent, fast_sendfile
+local SERVERS       -- the servers (weak keys), set below
 local function is_res(v)
-  return type(v) == "table" and rawget(v, IS_RESPONSE) == true
+  return type(v) == "table" and rawget(v, "finish") == fast_finish
 end
 
 --- is_response(v) -> true when v is a response of the server
 function M.is_response(v) return is_res(v) end
+
+--- on_error_of(res) -> the on_error of the server whose connection res
+-- answers (a WebSocket upgraded from it logs its faults there), or nil
+function M.on_error_of(res)
+  local sock = is_res(res) and rawget(res, "_sock")
+  for srv in pairs(SERVERS) do
+    if sock and srv._conns[sock] == res then return srv.on_error end
+  end
+end
 
 local function checkres(self, name, level)
   if not is_res(self) then typeerror(1, name, "response", self, (level or 1) + 1) end
@@ -426,18 +452,22 @@ function Request.__pairs(req)
   return next, req, nil
 end
 
--- each open connection's response object, by its socket: req:upgrade
--- answers through it (set once per connection, not per request; taken
--- out when the connection ends, so not weak: a weak table cost each
--- connection ~2,000 instructions of the collector's work under churn)
-local RESPONSE_OF = {}
+-- the response object of the open connection on sock: its server's
+-- _conns holds it (one lookup per server, and only for req:upgrade: a
+-- map kept for it cost every connection an insert and a delete)
+local function response_of(sock)
+  for srv in pairs(SERVERS) do
+    local res = srv._conns[sock]
+    if res then return res end
+  end
+end
 
 --- req:upgrade([opts]) -> ws | nil, err: the WebSocket handshake
 -- (lua/uring/http/websocket.lua); the connection is the ws's until the
 -- handler returns
 function Request:upgrade(opts)
   if getmetatable(self) ~= Request then typeerror(1, "upgrade", "request", self) end
-  local res = RESPONSE_OF[rawget(self, "socket")]
+  local res = response_of(rawget(self, "socket"))
   sync(res)
   local ws, err, en = require("uring.http.websocket").upgrade(self, res, opts, 1)
   return ws, err, en
@@ -465,7 +495,7 @@ local Server = {}
 Server.__index = Server
 M.Server = Server
 
-local SERVERS = setmetatable({}, { __mode = "k" })
+SERVERS = setmetatable({}, { __mode = "k" })
 
 local function checkserver(self, name, level)
   if not SERVERS[self] then typeerror(1, name, "server", self, (level or 1) + 1) end
@@ -562,7 +592,7 @@ function M.server(opts)
   local ok, err, eno = lsock:setoption("nodelay", true)
   if not ok then lsock:close(); return nil, err, eno end
   local self = setmetatable({
-    _lsock = lsock, _handler = handler, _conns = {}, _nconns = 0,
+    _lsock = lsock, _handler = handler, _conns = {},
     max_body = max_body, max_header = max_header, idle_timeout = idle,
     grace = grace, on_error = on_error, requests = 0, connections = 0,
     tls_failures = 0, _closing = false,   -- read by every connection loop: a field, not __index
@@ -627,7 +657,7 @@ end
 -- the fast methods of every connection's response (csrc/http_serve.c:
 -- C, finding the response's state in res._hc; they fall back to these
 -- Lua ones), made once rather than per connection
-local fast_header, fast_finish, fast_sent, fast_sendfile = core._http_methods(
+fast_header, fast_finish, fast_sent, fast_sendfile = core._http_methods(
   set_header, finish, Response.sent, Response.sendfile, sock_send, sock_sendfile)
 
 local function connection(self, sock)
@@ -637,22 +667,20 @@ local function connection(self, sock)
   -- one response object per connection, reset for each request; it also
   -- holds the connection's state (_keep, _v10, _task, _killed, and _hc:
   -- the state in C, which also says whether it is idle, http_idle) for
-  -- the sweeper and close(): one table to touch per request
-  local res = setmetatable({ _code = 200, _sock = sock, _hn = 0,
-    _len = false, _sent = false, _done = false, _err = false, _mode = false,
-    _head_only = false, _keep = true, _v10 = false,
-    _task = uring.current(), _killed = false, _ws = false, [IS_RESPONSE] = true,
+  -- the sweeper and close(): one table to touch per request.  The rest
+  -- of its state starts as Response holds it.
+  -- (7 fields with the one http_conn sets: a hash part of 8 slots; and
+  -- an array part for two headers, which res:header keeps in res[1..])
+  local res = setmetatable({ nil, nil, _sock = sock, _task = current(),
     -- the methods every handler calls, found in the table itself rather
     -- than through the metatable: a lookup less per call
     header = fast_header, finish = fast_finish, sent = fast_sent,
     sendfile = fast_sendfile }, Response)
   -- the response's state held in C while sock:_serve runs a request
+  -- (res._hc)
   local hc = http_conn(res, sock)
-  RESPONSE_OF[sock] = res
-  res._on_error = on_error          -- a WebSocket's faults are logged there
   local st = res
   conns[sock] = st
-  self._nconns = self._nconns + 1
   while not self._closing do
     local method, target, path, query, v10, lines, keep, cl, te, expect =
       serve(sock, max_header, st, self, handler, Request, hc)
@@ -722,16 +750,17 @@ end
 
 -- the connection's task: its loop, then the clean-up whatever happened (a
 -- socket close() closed under it, the sweeper's or server:close()'s, ends
--- it with an error; past the grace deadline the task is cancelled)
+-- it with an error; past the grace deadline the task is cancelled).  It
+-- returns nothing: the task then ends without a record of results.
 local function connection_task(self, sock)
   local ok, err = pcall(connection, self, sock)
   local conns = self._conns
   local st = conns[sock]
-  if st then conns[sock] = nil; self._nconns = self._nconns - 1 end
-  RESPONSE_OF[sock] = nil
+  if st then conns[sock] = nil end
+  if ok then sock_close(sock); return end    -- (closing twice is harmless)
   local closed_under = (sock_state(sock))
-  if not closed_under then sock:close() end
-  if not ok and not (st and st._killed) and not self._closing and not closed_under then
+  if not closed_under then sock_close(sock) end
+  if not (st and st._killed) and not self._closing and not closed_under then
     error(err, 0)
   end
 end
@@ -765,11 +794,17 @@ function Server:serve()
   check.intask("serve")
   self._serving = true
   local sweep
+  -- the connection accepted and not yet handed to its task
+  local accepted
   -- However serve ends, its sweeper ends with it (an error here left it
   -- sleeping forever, and uring.run with it); if it ends by an error (out
   -- of memory, a cancel) the server closes: a listener nobody accepts on
-  -- leaves its clients hanging.
+  -- leaves its clients hanging.  A connection whose task could not be
+  -- spawned is closed here too, at once (not left to the collector and
+  -- the client to its timeout): no pcall per connection (~300
+  -- instructions under churn) to catch that error.
   local _ <close> = setmetatable({}, { __close = function(_, err)
+    if accepted then accepted:close() end
     if sweep then sweep:cancel() end
     if err ~= nil then self:close() end
   end })
@@ -777,16 +812,18 @@ function Server:serve()
     sweep = uring.spawn(sweeper, self)
   end
   local lsock = self._lsock
+  local accept = lsock.accept
   local delay = 0
   -- closed before this task first ran: no accept on the closed listener
   while not self._closing do
-    local sock, msg = lsock:accept()
+    local sock, msg = accept(lsock)
     if sock then
       delay = 0
       if self._closing then sock:close(); break end
       self.connections = self.connections + 1
-      local ok, err = pcall(uring.spawn, connection_task, self, sock)
-      if not ok then sock:close(); error(err, 0) end
+      accepted = sock
+      uring.spawn(connection_task, self, sock)
+      accepted = nil
     elseif self._closing or msg == "closed" then
       break
     else
@@ -810,10 +847,7 @@ function Server:serve()
         if st._task and st._task ~= uring.current() then st._task:cancel() end
       end
       if idle or late then sock:close() end
-      if st._killed then
-        self._conns[sock] = nil; self._nconns = self._nconns - 1
-        RESPONSE_OF[sock] = nil
-      end
+      if st._killed then self._conns[sock] = nil end
     end
     if not next(self._conns) then break end
     uring.sleep(0.01)

@@ -624,7 +624,7 @@ function M.upgrade(req, res, opts, level)
   local ok, err, en = sock:send(concat(parts))
   if not ok then return nil, err, en end
   local ws = new(sock, false, opts, protocol, level)
-  ws._on_error, ws._req = res._on_error, req
+  ws._on_error, ws._req = require("uring.http.server").on_error_of(res), req
   res._ws = ws
   return ws
 end
