@@ -88,11 +88,11 @@ enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
  * http_memo.  res's header and finish closures have more: the http_conn,
  * Lua's own version of the method, sock:send and the socket. */
 enum { K_CODE = 1, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
-       K_KEEP, K_V10, K_REQUESTS, K_HEAD, K_SOCKET,
+       K_KEEP, K_V10, K_REQUESTS,
        K_HC, K_LENGTH, K_COUNT = K_LENGTH };
 static const char *const key_names[K_COUNT] = {
   "_code", "_hn", "_len", "_sent", "_done", "_err", "_mode", "_head_only",
-  "_keep", "_v10", "requests", "_head", "socket",
+  "_keep", "_v10", "requests",
   "_hc", "length"
 };
 enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HCMT, U_LUA, U_SEND, U_SENDFILE,
@@ -666,33 +666,25 @@ static int serve_handler_k (lua_State *L, int status, lua_KContext ctx);
  * fields it touches per request, each a string of its own (pushed from
  * an upvalue, a raw access costs less than lua_getfield/lua_setfield
  * with a C string, or the key fetched from the names array) */
-enum { SK_REQUESTS, SK_HEAD, SK_SOCKET, SK_COUNT };
-static const int serve_keys[SK_COUNT] = {
-  K_REQUESTS, K_HEAD, K_SOCKET
-};
+enum { SK_REQUESTS, SK_COUNT };
+static const int serve_keys[SK_COUNT] = { K_REQUESTS };
 
 static void push_skey (lua_State *L, int sk) {
   lua_pushvalue(L, lua_upvalueindex(U_REGISTERED + 1 + sk));
 }
 
-/* t[sk] = the value at idx (raw); t absolute */
-static void sset (lua_State *L, int t, int sk, int idx) {
-  push_skey(L, sk);
-  lua_pushvalue(L, idx);
-  lua_rawset(L, t);
-}
-
-/* The request of the head text at idx, as the handler's req: _head (the
- * Request metatable works out method, target and the rest from it when
- * read: csrc/http.c, Request.__index) and socket. */
+/* The request of the head text at idx, as the handler's req: the head
+ * (the Request metatable works out method, target and the rest from it
+ * when read: csrc/http.c, Request.__index) and the socket, in the array
+ * part (two slots cost less than two new keys: no hash part) */
 static void push_req (lua_State *L, int idx) {
-  int req;
-  lua_createtable(L, 0, 2);
-  req = lua_gettop(L);
-  sset(L, req, SK_HEAD, idx);
-  sset(L, req, SK_SOCKET, 1);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, UR_REQ_HEAD);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, UR_REQ_SOCKET);
   lua_pushvalue(L, S_REQMT);
-  lua_setmetatable(L, req);
+  lua_setmetatable(L, -2);
 }
 
 /* Run the loop until something is the Lua loop's to handle.  Returns what

@@ -728,6 +728,10 @@ int ur_http_take_request (lua_State *L, ur_sock *s, size_t max);
 /* the same for sock:_serve: a head without a body is UR_HEAD_BARE, its
  * text pushed alone and what the loop needs of it in *r */
 typedef struct ur_http_head { int v10, keep, head_only; } ur_http_head;
+/* a request table's own slots (its array part): the head's text, as it
+ * came, and the socket; its fields are worked out from them (http.c) */
+#define UR_REQ_HEAD 1
+#define UR_REQ_SOCKET 2
 #define UR_HEAD_BARE 2
 int ur_http_take_serve (lua_State *L, ur_sock *s, size_t max,
                         ur_http_head *r);

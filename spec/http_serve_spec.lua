@@ -305,14 +305,15 @@ describe("uring.http's request loop in C #io #net", function()
       local function listing(req)
         local keys = {}
         for k, v in pairs(req) do
-          if k ~= "_head" and k ~= "headers" then keys[#keys + 1] = k .. "=" .. tostring(v) end
+          -- (the head and socket slots, req[1] and req[2], are not listed)
+          if k ~= "headers" then keys[#keys + 1] = k .. "=" .. tostring(v) end
         end
         table.sort(keys)
         return (table.concat(keys, " "):gsub("uring%.socket %b()", "sock"))
       end
       local srv, port, task = start(function(req, res)
         kept[#kept + 1] = req
-        local p = rawget(req, "_head"):match("^%u+ (%S+)") or req.target
+        local p = rawget(req, 1):match("^%u+ (%S+)") or req.target
         if p == "/set" then                         -- path follows a target set
           req.target = "/other"
           seen[#seen + 1] = req.path .. " " .. req.method .. " " .. req.method
@@ -356,6 +357,29 @@ describe("uring.http's request loop in C #io #net", function()
       assert.equal("bad argument #1 to '__index' (request expected, got number)",
         select(2, pcall(index, 5, "method")))
       assert.equal(http.Request.header, kept[1].header)
+      srv:close()
+      assert(task:join())
+    end)
+  end)
+
+  it("reads a head a handler put in req[1] itself within its bytes", function()
+    run(function()
+      local seen = {}
+      local srv, port, task = start(function(req, res)
+        assert.equal(req[2], req.socket)
+        for _, head in ipairs { "GET x\n", "GET \n", "A b HTTP/1.0", "A  \nrest", "" } do
+          req[1] = head
+          seen[#seen + 1] = table.concat({ tostring(req.method), tostring(req.target),
+            tostring(req.path), tostring(req.query), req.version }, " ")
+        end
+        req[1] = 42
+        seen[#seen + 1] = tostring(req.method) .. " " .. tostring(req:has_header("x"))
+        res:finish("x")
+      end)
+      exchange(port, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+      assert.same({
+        "GET x x nil 1.1", "GET   nil 1.1", "A b b nil 1.0",
+        "A   nil 1.1", "nil nil nil nil 1.1", "nil false" }, seen)
       srv:close()
       assert(task:join())
     end)
