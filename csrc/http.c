@@ -608,9 +608,12 @@ static int l_request_index_new (lua_State *L) {
  * it are skipped): its length, with *pp at it and hi filled; 0 for part
  * of one (fill and call again), with *status set for a head too big
  * already (414, 431), or for a bad one (400, 414, 431: hi not filled);
- * -1 for nothing buffered. */
+ * -1 for nothing buffered.  known (NULL: none): a good head's text,
+ * checked with this max: when the buffer starts with it, it is the head
+ * (its end is its first blank line), hi is not filled, *status is -1. */
 static long take_head (ur_sock *s, size_t max, const char **pp,
-                       int *status, head_info *hi) {
+                       int *status, head_info *hi, const char *known,
+                       size_t known_n) {
   size_t len, head, first, *mark;
   const char *p = ur_sock_buffered(s, &len);
   *status = 0;
@@ -623,6 +626,12 @@ static long take_head (ur_sock *s, size_t max, const char **pp,
   if (len == 0) return -1;
   *pp = p;
   mark = ur_sock_mark(s);
+  /* a keep-alive client's usual: the head it sent last time, again */
+  if (known != NULL && len >= known_n && memcmp(p, known, known_n) == 0) {
+    *mark = 0;
+    *status = -1;
+    return (long)known_n;
+  }
   /* the usual: a good head, whole, in what the receive brought (not when
    * an earlier look found a part of it: head_len resumes there) */
   if (*mark == 0 && parse_head(p, len, max, hi, 0) == 0)
@@ -644,7 +653,7 @@ int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
   const char *p = NULL;
   head_info hi;
   int status;
-  long head = take_head(s, max, &p, &status, &hi);
+  long head = take_head(s, max, &p, &status, &hi, NULL, 0);
   if (head <= 0) {
     if (status == 0) return head < 0 ? -1 : 0;
     lua_pushinteger(L, status);
@@ -660,13 +669,24 @@ int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
  * pushed (the request line and the header lines, as they came: the
  * Request metatable works out method, target and the rest from it when
  * a handler asks, so a request that asks for none makes one string)
- * and *r filled; a head with a body is push_head's, as above. */
+ * and *r filled; a head with a body is push_head's, as above.  A text
+ * the same as r->last is not pushed (r->same): a keep-alive client
+ * sends the same head again and again, and the string the caller kept
+ * of it costs no allocation, copy or collection (a memcmp instead);
+ * found at the start of the buffer, it is not even parsed again (its
+ * flags are r's already). */
 int ur_http_take_serve (lua_State *L, ur_sock *s, size_t max,
                         ur_http_head *r) {
   const char *p = NULL;
   head_info hi;
   int status;
-  long head = take_head(s, max, &p, &status, &hi);
+  long head = take_head(s, max, &p, &status, &hi,
+                        r->last_max == max ? r->last : NULL, r->last_n);
+  if (status < 0) {             /* the last head again: r's flags hold */
+    r->same = 1;
+    ur_sock_consume(s, (size_t)head);
+    return UR_HEAD_BARE;
+  }
   if (head <= 0) {
     if (status == 0) return head < 0 ? -1 : 0;
     lua_pushinteger(L, status);
@@ -677,7 +697,9 @@ int ur_http_take_serve (lua_State *L, ur_sock *s, size_t max,
     ur_sock_consume(s, (size_t)head);
     return 10;
   }
-  lua_pushlstring(L, p, (size_t)head);
+  r->same = r->last != NULL && r->last_n == (size_t)head
+            && memcmp(r->last, p, (size_t)head) == 0;
+  if (!r->same) lua_pushlstring(L, p, (size_t)head);
   r->v10 = hi.v10;
   r->keep = hi.keep;
   r->head_only = hi.sp1 == 4 && memcmp(p, "HEAD", 4) == 0;

@@ -74,10 +74,16 @@ typedef struct http_memo {
    * value 3, so its response cannot be another table at that address) */
   const void *cur_res;
   http_conn *cur_hc;
+  /* the last bare request head taken (checked with head_max), its text
+   * anchored in user value 4, and what the loop needs of it: the next
+   * head with the same bytes is that string again, not parsed again */
+  const char *head;
+  size_t head_n, head_max;
+  int head_v10, head_keep, head_head_only;
 } http_memo;
 
-enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
-       UV_MEMO_COUNT = UV_MEMO_CUR };
+enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR, UV_MEMO_HEAD,
+       UV_MEMO_COUNT = UV_MEMO_HEAD };
 
 #define HTTP_CONN_MT "uring.http_conn"
 
@@ -691,6 +697,7 @@ static void push_req (lua_State *L, int idx) {
  * sock:_serve returns (see l_sock_serve). */
 static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
   http_conn *hc = (http_conn *)lua_touserdata(L, S_HC);
+  http_memo *memo = (http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO));
   for (;;) {
     int n, status;
     ur_http_head head;
@@ -702,6 +709,12 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
      * with res._keep false, so the handler's end goes to the Lua loop,
      * which checks it; the loop goes on only without a pause between,
      * where close() cannot run) */
+    head.last = memo->head;
+    head.last_n = memo->head_n;
+    head.last_max = memo->head_max;
+    head.v10 = memo->head_v10;
+    head.keep = memo->head_keep;
+    head.head_only = memo->head_head_only;
     n = ur_http_take_serve(L, s, (size_t)ctx, &head);
     if (n == 1) return 1;                      /* a bad head: its status */
     if (n <= 0) {
@@ -716,6 +729,17 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     }
     /* a body (Content-Length > 0, Transfer-Encoding): the Lua loop's */
     if (n != UR_HEAD_BARE) return n;
+    if (head.same)              /* the last head's bytes: its string */
+      lua_getiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_HEAD);
+    else {                      /* kept for the next one */
+      lua_pushvalue(L, -1);
+      lua_setiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_HEAD);
+      memo->head = lua_tolstring(L, -1, &memo->head_n);
+      memo->head_max = (size_t)ctx;
+      memo->head_v10 = head.v10;
+      memo->head_keep = head.keep;
+      memo->head_head_only = head.head_only;
+    }
     hc->busy = 1;
     /* the response, reset: its state in C until Lua asks for it */
     hc->fast = 1;

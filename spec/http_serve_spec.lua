@@ -362,6 +362,40 @@ describe("uring.http's request loop in C #io #net", function()
     end)
   end)
 
+  it("takes a head the same as the last one as its string again, unparsed only under the same max_header", function()
+    run(function()
+      local seen = {}
+      local function handler(req, res)
+        seen[#seen + 1] = table.concat({ req.method, req.target, req.version,
+          tostring(req.headers["x-pad"] and #req.headers["x-pad"]) }, " ")
+        res:finish(req.target)
+      end
+      local big = assert(http.server { handler = handler, max_header = 4096 })
+      local small = assert(http.server { handler = handler, max_header = 64 })
+      local t1, t2 = uring.spawn(big.serve, big), uring.spawn(small.serve, small)
+      local pad = "X-Pad: " .. ("p"):rep(100) .. "\r\n"
+      local h = "GET /same HTTP/1.1\r\n" .. pad .. "\r\n"
+      local hh = "HEAD /same HTTP/1.1\r\n" .. pad .. "\r\n"
+      local v10 = "GET /v HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+      -- the same head thrice (blank lines before the third), one of the
+      -- same length with another byte, HEAD twice, HTTP/1.0 twice, and
+      -- the first one last
+      local want = ok("/same"):rep(3) .. ok("/samf") .. ok(""):gsub("0\r\n", "5\r\n", 1):rep(2)
+        .. ok("/v"):rep(2) .. ok("/same")
+      local got = exchange(big:port(), h .. h .. "\r\n\r\n" .. h
+        .. h:gsub("same", "samf", 1) .. hh .. hh .. v10 .. v10 .. h, #want)
+      local p100 = "GET /same 1.1 100"
+      assert.same({ p100, p100, p100, "GET /samf 1.1 100", "HEAD /same 1.1 100",
+        "HEAD /same 1.1 100", "GET /v 1.0 nil", "GET /v 1.0 nil", p100 }, seen)
+      assert.equal(want, got)
+      -- the head the big server took last is too big for the small one
+      assert.matches("^HTTP/1.1 431 ", exchange(small:port(), h, 13))
+      assert.equal(9, #seen)
+      big:close(); small:close()
+      assert(t1:join()); assert(t2:join())
+    end)
+  end)
+
   it("reads a head a handler put in req[1] itself within its bytes", function()
     run(function()
       local seen = {}
