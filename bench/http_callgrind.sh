@@ -21,6 +21,12 @@
 # counts connection churn instead: wrk sends "Connection: close", so every
 # request costs an accept, a new socket object and a close too (issue 17's
 # close50 workload).  It only prints: churn has no budget, so no tsv rows.
+#
+#   DISTINCT=1 sh bench/http_callgrind.sh quick
+#
+# keep-alive with every request's path its own (bench/wrk_distinct.lua):
+# no two heads alike, what the servers' memos of a head or line cost when
+# they never hit.  It only prints too.
 set -e
 cd "$(dirname "$0")/.."
 LUA=${LUA:-lua5.4}
@@ -68,6 +74,8 @@ irs () {
   # wrk gives up when the server stops at N requests
   if [ "$MODE" = close ]; then
     env -u LD_PRELOAD wrk -t1 -c50 -d300s -H "Connection: close" "http://127.0.0.1:$port/" > "$OUT/cg_wrk.txt" 2>&1 &
+  elif [ "$MODE" = distinct ]; then
+    env -u LD_PRELOAD wrk -t1 -c50 -d300s -s bench/wrk_distinct.lua "http://127.0.0.1:$port/" > "$OUT/cg_wrk.txt" 2>&1 &
   else
     env -u LD_PRELOAD wrk -t1 -c50 -d300s "http://127.0.0.1:$port/" > "$OUT/cg_wrk.txt" 2>&1 &
   fi
@@ -80,6 +88,8 @@ irs () {
 
 if [ -n "$CHURN" ] && [ "$CHURN" != 0 ]; then
   MODE=close
+elif [ -n "$DISTINCT" ] && [ "$DISTINCT" != 0 ]; then
+  MODE=distinct
 else
   MODE=keep-alive
   : > "$BENCH_RESULTS/callgrind.tsv"
@@ -97,4 +107,4 @@ for n in ${SERVERS:-uring-http lua-uring uring-head c}; do
       >> "$BENCH_RESULTS/callgrind.tsv"
   fi
 done
-[ "$MODE" = close ] || echo "ratios written to $BENCH_RESULTS/callgrind.tsv"
+[ "$MODE" != keep-alive ] || echo "ratios written to $BENCH_RESULTS/callgrind.tsv"

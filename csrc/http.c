@@ -297,7 +297,7 @@ static int push_head (lua_State *L, const char *p, const head_info *hi) {
   return 10;
 }
 
-/* A head's text as sock:_serve leaves it in req._head starts with the
+/* A head's text as sock:_serve leaves it in req[1] starts with the
  * request line (METHOD SP ...); the Lua loop's holds the header lines
  * alone.  In a checked head a request line's method ends at a space and a
  * header line's name at a colon, so the two tell apart.  The header lines
@@ -377,21 +377,23 @@ static int l_http_headers (lua_State *L) {
 
 /* --- a request's fields, worked out when first read ---
  *
- * sock:_serve makes a request with two fields: _head (the head's text,
- * request line first) and socket.  Everything else a handler may read is
- * worked out from _head by Request.__index, here: a request whose
- * handler reads nothing (a hello world) pays one string and two keys,
- * where setting method and target cost two more interned strings and two
- * more keys (~1,000 instructions of ~8,400, bench/README.md).  The rule:
- * a field a request does not hold is worked out from its head when read. */
+ * sock:_serve makes a request with two values, in its array part: [1]
+ * the head's text (request line first) and [2] the socket
+ * (UR_REQ_HEAD, UR_REQ_SOCKET).  Everything else a handler may read is
+ * worked out from the head by Request.__index, here: a request whose
+ * handler reads nothing (a hello world) pays a table and its two array
+ * slots, where setting method and target cost two more interned strings
+ * and two more keys (~1,000 instructions of ~8,400, bench/README.md),
+ * and two named keys ~300 more than the two slots.  The rule: a field a
+ * request does not hold is worked out from its head when read. */
 
 /* upvalues of Request.__index and of the fields function: the Request
  * table, req.headers' metatable, then the keys (pushed from here: a C
  * string would be looked up in Lua's string cache each time) */
-enum { RQ_REQUEST = 1, RQ_HEADERS_MT, RQ_HEAD, RQ_METHOD, RQ_TARGET,
+enum { RQ_REQUEST = 1, RQ_HEADERS_MT, RQ_SOCKET, RQ_METHOD, RQ_TARGET,
        RQ_PATH, RQ_QUERY, RQ_VERSION, RQ_COUNT = RQ_VERSION };
 static const char *const rq_keys[] = {
-  "_head", "method", "target", "path", "query", "version"
+  "socket", "method", "target", "path", "query", "version"
 };
 
 /* req[key], pushed; its type returned */
@@ -400,47 +402,63 @@ static int rq_get (lua_State *L, int req, int key) {
   return lua_rawget(L, req);
 }
 
+/* req[key] = the value on top (popped) unless req holds one */
+static void rq_set_absent_top (lua_State *L, int req, int key) {
+  if (rq_get(L, req, key) == LUA_TNIL) {
+    lua_pushvalue(L, lua_upvalueindex(key));
+    lua_pushvalue(L, -3);
+    lua_rawset(L, req);
+  }
+  lua_pop(L, 2);
+}
+
 /* req[key] = p[0..n) unless req holds it */
 static void rq_set_absent (lua_State *L, int req, int key, const char *p,
                            size_t n) {
-  if (rq_get(L, req, key) == LUA_TNIL) {
-    lua_pushvalue(L, lua_upvalueindex(key));
-    lua_pushlstring(L, p, n);
-    lua_rawset(L, req);
-  }
-  lua_pop(L, 1);
+  lua_pushlstring(L, p, n);
+  rq_set_absent_top(L, req, key);
 }
 
-/* The request line at the start of req's _head (pushed, as the parts'
- * anchor), found by parse_head's checks before: METHOD SP target SP
- * HTTP/1.d.  NULL (nothing pushed) for a request without one: the Lua
- * loop's, which holds the line's parts as fields. */
+/* The request line at the start of req's head (pushed, as the parts'
+ * anchor): METHOD SP target SP HTTP/1.d, as parse_head checked it.
+ * NULL (nothing pushed) for a request without one: the Lua loop's,
+ * which holds the line's parts as fields.  The scans stay inside the
+ * line: a handler may have put any string in req[1]. */
 typedef struct req_line { size_t sp1, sp2, q; int v10; } req_line;
 
 static const char *request_line (lua_State *L, int req, req_line *rl) {
-  size_t n, sp1 = 0, sp2, q;
+  size_t n, all, line, sp1 = 0, sp2, q;
   const char *p;
-  if (rq_get(L, req, RQ_HEAD) != LUA_TSTRING) { lua_pop(L, 1); return NULL; }
-  p = lua_tolstring(L, -1, &n);
+  if (lua_rawgeti(L, req, UR_REQ_HEAD) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  p = lua_tolstring(L, -1, &all);
+  n = all;
   if (header_lines(p, &n) == p) { lua_pop(L, 1); return NULL; }
-  while (p[sp1] != ' ') sp1++;
-  for (sp2 = sp1 + 1; p[sp2] != ' '; sp2++) {}
+  line = all - n;                         /* the request line, LF included */
+  if (line > 0 && p[line - 1] == '\n') line--;
+  if (line > 0 && p[line - 1] == '\r') line--;
+  while (sp1 < line && p[sp1] != ' ') sp1++;
+  for (sp2 = sp1 + 1; sp2 < line && p[sp2] != ' '; sp2++) {}
   for (q = sp1 + 1; q < sp2 && p[q] != '?'; q++) {}
   rl->sp1 = sp1;
   rl->sp2 = sp2;
   rl->q = q;
-  rl->v10 = p[sp2 + 8] == '0';
+  rl->v10 = sp2 + 8 < line && p[sp2 + 8] == '0';
   return p;
 }
 
 /* For pairs(req): what req lacks of the request line's parts set as the
- * Lua loop sets them (method, target; path and query for a target with
- * '?'; version "1.0" for HTTP/1.0); what it holds (the handler's own)
- * kept. */
+ * Lua loop once set them (method, target; path and query for a target
+ * with '?'; version "1.0" for HTTP/1.0), and socket; what it holds (the
+ * handler's own) kept. */
 static void request_fields (lua_State *L, int req) {
   req_line rl;
-  const char *p = request_line(L, req, &rl);
-  if (p == NULL) return;
+  const char *p;
+  lua_rawgeti(L, req, UR_REQ_SOCKET);
+  rq_set_absent_top(L, req, RQ_SOCKET);
+  if ((p = request_line(L, req, &rl)) == NULL) return;
   rq_set_absent(L, req, RQ_METHOD, p, rl.sp1);
   rq_set_absent(L, req, RQ_TARGET, p + rl.sp1 + 1, rl.sp2 - rl.sp1 - 1);
   if (rl.q < rl.sp2) {
@@ -448,7 +466,7 @@ static void request_fields (lua_State *L, int req) {
     rq_set_absent(L, req, RQ_QUERY, p + rl.q + 1, rl.sp2 - rl.q - 1);
   }
   if (rl.v10) rq_set_absent(L, req, RQ_VERSION, "1.0", 3);
-  lua_pop(L, 1);                                       /* _head */
+  lua_pop(L, 1);                                       /* the head */
 }
 
 /* fields(req): request_fields, for Request.__pairs, so pairs(req) lists
@@ -461,8 +479,9 @@ static int l_request_fields (lua_State *L) {
 
 /* Request.__index(req, k): a field req does not hold: method, target,
  * path (the target when it has no query), query, version ("1.1" unless
- * HTTP/1.0), from the request line; body (""); headers (made from _head,
- * then held); anything else from Request (its methods).  The line's
+ * HTTP/1.0), from the request line; body (""); socket (req[2]); headers
+ * (made from the head, then held); anything else from Request (its
+ * methods).  The line's
  * parts are worked out per read and not stored: a table that grows costs
  * more than a handler reading a field once or twice (a router: method
  * and path). */
@@ -506,6 +525,10 @@ static int l_request_index (lua_State *L) {
         else lua_pushnil(L);
         return 1;
       }
+      if (memcmp(k, "socket", 6) == 0) {
+        lua_rawgeti(L, 1, UR_REQ_SOCKET);
+        return 1;
+      }
       if (memcmp(k, "target", 6) == 0) {
         if ((p = request_line(L, 1, &rl)) != NULL)
           lua_pushlstring(L, p + rl.sp1 + 1, rl.sp2 - rl.sp1 - 1);
@@ -523,7 +546,7 @@ static int l_request_index (lua_State *L) {
       if (memcmp(k, "headers", 7) == 0) {
         size_t n = 0;
         p = "";
-        if (rq_get(L, 1, RQ_HEAD) == LUA_TSTRING) {
+        if (lua_rawgeti(L, 1, UR_REQ_HEAD) == LUA_TSTRING) {
           p = lua_tolstring(L, -1, &n);
           p = header_lines(p, &n);
         }
@@ -542,8 +565,27 @@ methods:
   return 1;
 }
 
-/* core._request_index(Request, headers_mt) -> Request.__index, fields:
- * the two functions above, over those tables */
+/* next(req, k) for pairs(req): the two array slots are the request's
+ * own (its head and socket), not fields: skipped */
+static int l_request_next (lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  while (lua_next(L, 1)) {
+    if (lua_isinteger(L, -2)) {
+      lua_Integer i = lua_tointeger(L, -2);
+      if (i == UR_REQ_HEAD || i == UR_REQ_SOCKET) {
+        lua_pop(L, 1);
+        continue;
+      }
+    }
+    return 2;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* core._request_index(Request, headers_mt) -> Request.__index, fields,
+ * next: the three functions above, over those tables */
 static int l_request_index_new (lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -553,7 +595,8 @@ static int l_request_index_new (lua_State *L) {
   lua_pushcclosure(L, l_request_index, RQ_COUNT);
   for (int i = 1; i <= RQ_COUNT; i++) lua_getupvalue(L, -i, i);
   lua_pushcclosure(L, l_request_fields, RQ_COUNT);
-  return 2;
+  lua_pushcfunction(L, l_request_next);
+  return 3;
 }
 
 /* --- the socket entry points: a head taken from a socket's buffer ---
@@ -565,9 +608,12 @@ static int l_request_index_new (lua_State *L) {
  * it are skipped): its length, with *pp at it and hi filled; 0 for part
  * of one (fill and call again), with *status set for a head too big
  * already (414, 431), or for a bad one (400, 414, 431: hi not filled);
- * -1 for nothing buffered. */
+ * -1 for nothing buffered.  known (NULL: none): a good head's text,
+ * checked with this max: when the buffer starts with it, it is the head
+ * (its end is its first blank line), hi is not filled, *status is -1. */
 static long take_head (ur_sock *s, size_t max, const char **pp,
-                       int *status, head_info *hi) {
+                       int *status, head_info *hi, const char *known,
+                       size_t known_n) {
   size_t len, head, first, *mark;
   const char *p = ur_sock_buffered(s, &len);
   *status = 0;
@@ -580,6 +626,12 @@ static long take_head (ur_sock *s, size_t max, const char **pp,
   if (len == 0) return -1;
   *pp = p;
   mark = ur_sock_mark(s);
+  /* a keep-alive client's usual: the head it sent last time, again */
+  if (known != NULL && len >= known_n && memcmp(p, known, known_n) == 0) {
+    *mark = 0;
+    *status = -1;
+    return (long)known_n;
+  }
   /* the usual: a good head, whole, in what the receive brought (not when
    * an earlier look found a part of it: head_len resumes there) */
   if (*mark == 0 && parse_head(p, len, max, hi, 0) == 0)
@@ -601,7 +653,7 @@ int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
   const char *p = NULL;
   head_info hi;
   int status;
-  long head = take_head(s, max, &p, &status, &hi);
+  long head = take_head(s, max, &p, &status, &hi, NULL, 0);
   if (head <= 0) {
     if (status == 0) return head < 0 ? -1 : 0;
     lua_pushinteger(L, status);
@@ -617,13 +669,24 @@ int ur_http_take_request (lua_State *L, ur_sock *s, size_t max) {
  * pushed (the request line and the header lines, as they came: the
  * Request metatable works out method, target and the rest from it when
  * a handler asks, so a request that asks for none makes one string)
- * and *r filled; a head with a body is push_head's, as above. */
+ * and *r filled; a head with a body is push_head's, as above.  A text
+ * the same as r->last is not pushed (r->same): a keep-alive client
+ * sends the same head again and again, and the string the caller kept
+ * of it costs no allocation, copy or collection (a memcmp instead);
+ * found at the start of the buffer, it is not even parsed again (its
+ * flags are r's already). */
 int ur_http_take_serve (lua_State *L, ur_sock *s, size_t max,
                         ur_http_head *r) {
   const char *p = NULL;
   head_info hi;
   int status;
-  long head = take_head(s, max, &p, &status, &hi);
+  long head = take_head(s, max, &p, &status, &hi,
+                        r->last_max == max ? r->last : NULL, r->last_n);
+  if (status < 0) {             /* the last head again: r's flags hold */
+    r->same = 1;
+    ur_sock_consume(s, (size_t)head);
+    return UR_HEAD_BARE;
+  }
   if (head <= 0) {
     if (status == 0) return head < 0 ? -1 : 0;
     lua_pushinteger(L, status);
@@ -634,7 +697,9 @@ int ur_http_take_serve (lua_State *L, ur_sock *s, size_t max,
     ur_sock_consume(s, (size_t)head);
     return 10;
   }
-  lua_pushlstring(L, p, (size_t)head);
+  r->same = r->last != NULL && r->last_n == (size_t)head
+            && memcmp(r->last, p, (size_t)head) == 0;
+  if (!r->same) lua_pushlstring(L, p, (size_t)head);
   r->v10 = hi.v10;
   r->keep = hi.keep;
   r->head_only = hi.sp1 == 4 && memcmp(p, "HEAD", 4) == 0;
@@ -739,7 +804,7 @@ static int lines_have (lua_State *L, const char *p, size_t n, int first,
 
 /* req:has_header(name, ...) -> boolean (uring.http.server's Request):
  * does the request carry one of the names, in any case?  Answered from
- * the header lines as they came (req._head), without building
+ * the header lines as they came (req[UR_REQ_HEAD]), without building
  * req.headers: most requests carry none of the few headers a handler
  * such as uring.http.static asks about, and the table is the largest
  * cost of a small request.  Once req.headers exists it is asked.  In C:
@@ -771,8 +836,8 @@ static int l_request_has_header (lua_State *L) {
   if (lua_rawget(L, 1) == LUA_TNIL) {
     size_t n;
     const char *lines;
-    lua_pushliteral(L, "_head");
-    lines = lua_rawget(L, 1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+    lines = lua_rawgeti(L, 1, UR_REQ_HEAD) == LUA_TSTRING
+            ? lua_tolstring(L, -1, &n) : NULL;
     if (lines != NULL) {
       lines = header_lines(lines, &n);
       lua_pushboolean(L, lines_have(L, lines, n, 2, top));

@@ -76,10 +76,16 @@ typedef struct http_memo {
   http_conn *cur_hc;
   const void *hc_mt;            /* the http_conn metatable (by address: a
                                    check costs no registry lookup) */
+  /* the last bare request head taken (checked with head_max), its text
+   * anchored in user value 4, and what the loop needs of it: the next
+   * head with the same bytes is that string again, not parsed again */
+  const char *head;
+  size_t head_n, head_max;
+  int head_v10, head_keep, head_head_only;
 } http_memo;
 
-enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
-       UV_MEMO_COUNT = UV_MEMO_CUR };
+enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR, UV_MEMO_HEAD,
+       UV_MEMO_COUNT = UV_MEMO_HEAD };
 
 #define HTTP_CONN_MT "uring.http_conn"
 
@@ -90,11 +96,11 @@ enum { UV_MEMO_OUT = 1, UV_MEMO_ANCHORS, UV_MEMO_CUR,
  * http_memo.  res's header and finish closures have more: the http_conn,
  * Lua's own version of the method, sock:send and the socket. */
 enum { K_CODE = 1, K_HN, K_LEN, K_SENT, K_DONE, K_ERR, K_MODE, K_HEAD_ONLY,
-       K_KEEP, K_V10, K_REQUESTS, K_HEAD, K_SOCKET,
+       K_KEEP, K_V10, K_REQUESTS,
        K_HC, K_LENGTH, K_COUNT = K_LENGTH };
 static const char *const key_names[K_COUNT] = {
   "_code", "_hn", "_len", "_sent", "_done", "_err", "_mode", "_head_only",
-  "_keep", "_v10", "requests", "_head", "socket",
+  "_keep", "_v10", "requests",
   "_hc", "length"
 };
 enum { U_LOOP = 1, U_KEYS, U_MEMO, U_HCMT, U_LUA, U_SEND, U_SENDFILE,
@@ -669,39 +675,32 @@ static int serve_handler_k (lua_State *L, int status, lua_KContext ctx);
  * fields it touches per request, each a string of its own (pushed from
  * an upvalue, a raw access costs less than lua_getfield/lua_setfield
  * with a C string, or the key fetched from the names array) */
-enum { SK_REQUESTS, SK_HEAD, SK_SOCKET, SK_COUNT };
-static const int serve_keys[SK_COUNT] = {
-  K_REQUESTS, K_HEAD, K_SOCKET
-};
+enum { SK_REQUESTS, SK_COUNT };
+static const int serve_keys[SK_COUNT] = { K_REQUESTS };
 
 static void push_skey (lua_State *L, int sk) {
   lua_pushvalue(L, lua_upvalueindex(U_REGISTERED + 1 + sk));
 }
 
-/* t[sk] = the value at idx (raw); t absolute */
-static void sset (lua_State *L, int t, int sk, int idx) {
-  push_skey(L, sk);
-  lua_pushvalue(L, idx);
-  lua_rawset(L, t);
-}
-
-/* The request of the head text at idx, as the handler's req: _head (the
- * Request metatable works out method, target and the rest from it when
- * read: csrc/http.c, Request.__index) and socket. */
+/* The request of the head text at idx, as the handler's req: the head
+ * (the Request metatable works out method, target and the rest from it
+ * when read: csrc/http.c, Request.__index) and the socket, in the array
+ * part (two slots cost less than two new keys: no hash part) */
 static void push_req (lua_State *L, int idx) {
-  int req;
-  lua_createtable(L, 0, 2);
-  req = lua_gettop(L);
-  sset(L, req, SK_HEAD, idx);
-  sset(L, req, SK_SOCKET, 1);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, UR_REQ_HEAD);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, UR_REQ_SOCKET);
   lua_pushvalue(L, S_REQMT);
-  lua_setmetatable(L, req);
+  lua_setmetatable(L, -2);
 }
 
 /* Run the loop until something is the Lua loop's to handle.  Returns what
  * sock:_serve returns (see l_sock_serve). */
 static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
   http_conn *hc = (http_conn *)lua_touserdata(L, S_HC);
+  http_memo *memo = (http_memo *)lua_touserdata(L, lua_upvalueindex(U_MEMO));
   for (;;) {
     int n, status;
     ur_http_head head;
@@ -713,6 +712,12 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
      * with res._keep false, so the handler's end goes to the Lua loop,
      * which checks it; the loop goes on only without a pause between,
      * where close() cannot run) */
+    head.last = memo->head;
+    head.last_n = memo->head_n;
+    head.last_max = memo->head_max;
+    head.v10 = memo->head_v10;
+    head.keep = memo->head_keep;
+    head.head_only = memo->head_head_only;
     n = ur_http_take_serve(L, s, (size_t)ctx, &head);
     if (n == 1) return 1;                      /* a bad head: its status */
     if (n <= 0) {
@@ -727,6 +732,17 @@ static int serve_loop (lua_State *L, ur_sock *s, lua_KContext ctx) {
     }
     /* a body (Content-Length > 0, Transfer-Encoding): the Lua loop's */
     if (n != UR_HEAD_BARE) return n;
+    if (head.same)              /* the last head's bytes: its string */
+      lua_getiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_HEAD);
+    else {                      /* kept for the next one */
+      lua_pushvalue(L, -1);
+      lua_setiuservalue(L, lua_upvalueindex(U_MEMO), UV_MEMO_HEAD);
+      memo->head = lua_tolstring(L, -1, &memo->head_n);
+      memo->head_max = (size_t)ctx;
+      memo->head_v10 = head.v10;
+      memo->head_keep = head.keep;
+      memo->head_head_only = head.head_only;
+    }
     hc->busy = 1;
     /* the response, reset: its state in C until Lua asks for it */
     hc->fast = 1;

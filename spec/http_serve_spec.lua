@@ -344,14 +344,15 @@ describe("uring.http's request loop in C #io #net", function()
       local function listing(req)
         local keys = {}
         for k, v in pairs(req) do
-          if k ~= "_head" and k ~= "headers" then keys[#keys + 1] = k .. "=" .. tostring(v) end
+          -- (the head and socket slots, req[1] and req[2], are not listed)
+          if k ~= "headers" then keys[#keys + 1] = k .. "=" .. tostring(v) end
         end
         table.sort(keys)
         return (table.concat(keys, " "):gsub("uring%.socket %b()", "sock"))
       end
       local srv, port, task = start(function(req, res)
         kept[#kept + 1] = req
-        local p = rawget(req, "_head"):match("^%u+ (%S+)") or req.target
+        local p = rawget(req, 1):match("^%u+ (%S+)") or req.target
         if p == "/set" then                         -- path follows a target set
           req.target = "/other"
           seen[#seen + 1] = req.path .. " " .. req.method .. " " .. req.method
@@ -395,6 +396,63 @@ describe("uring.http's request loop in C #io #net", function()
       assert.equal("bad argument #1 to '__index' (request expected, got number)",
         select(2, pcall(index, 5, "method")))
       assert.equal(http.Request.header, kept[1].header)
+      srv:close()
+      assert(task:join())
+    end)
+  end)
+
+  it("takes a head the same as the last one as its string again, unparsed only under the same max_header", function()
+    run(function()
+      local seen = {}
+      local function handler(req, res)
+        seen[#seen + 1] = table.concat({ req.method, req.target, req.version,
+          tostring(req.headers["x-pad"] and #req.headers["x-pad"]) }, " ")
+        res:finish(req.target)
+      end
+      local big = assert(http.server { handler = handler, max_header = 4096 })
+      local small = assert(http.server { handler = handler, max_header = 64 })
+      local t1, t2 = uring.spawn(big.serve, big), uring.spawn(small.serve, small)
+      local pad = "X-Pad: " .. ("p"):rep(100) .. "\r\n"
+      local h = "GET /same HTTP/1.1\r\n" .. pad .. "\r\n"
+      local hh = "HEAD /same HTTP/1.1\r\n" .. pad .. "\r\n"
+      local v10 = "GET /v HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+      -- the same head thrice (blank lines before the third), one of the
+      -- same length with another byte, HEAD twice, HTTP/1.0 twice, and
+      -- the first one last
+      local want = ok("/same"):rep(3) .. ok("/samf") .. ok(""):gsub("0\r\n", "5\r\n", 1):rep(2)
+        .. ok("/v"):rep(2) .. ok("/same")
+      local got = exchange(big:port(), h .. h .. "\r\n\r\n" .. h
+        .. h:gsub("same", "samf", 1) .. hh .. hh .. v10 .. v10 .. h, #want)
+      local p100 = "GET /same 1.1 100"
+      assert.same({ p100, p100, p100, "GET /samf 1.1 100", "HEAD /same 1.1 100",
+        "HEAD /same 1.1 100", "GET /v 1.0 nil", "GET /v 1.0 nil", p100 }, seen)
+      assert.equal(want, got)
+      -- the head the big server took last is too big for the small one
+      assert.matches("^HTTP/1.1 431 ", exchange(small:port(), h, 13))
+      assert.equal(9, #seen)
+      big:close(); small:close()
+      assert(t1:join()); assert(t2:join())
+    end)
+  end)
+
+  it("reads a head a handler put in req[1] itself within its bytes", function()
+    run(function()
+      local seen = {}
+      local srv, port, task = start(function(req, res)
+        assert.equal(req[2], req.socket)
+        for _, head in ipairs { "GET x\n", "GET \n", "A b HTTP/1.0", "A  \nrest", "" } do
+          req[1] = head
+          seen[#seen + 1] = table.concat({ tostring(req.method), tostring(req.target),
+            tostring(req.path), tostring(req.query), req.version }, " ")
+        end
+        req[1] = 42
+        seen[#seen + 1] = tostring(req.method) .. " " .. tostring(req:has_header("x"))
+        res:finish("x")
+      end)
+      exchange(port, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+      assert.same({
+        "GET x x nil 1.1", "GET   nil 1.1", "A b b nil 1.0",
+        "A   nil 1.1", "nil nil nil nil 1.1", "nil false" }, seen)
       srv:close()
       assert(task:join())
     end)

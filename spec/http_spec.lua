@@ -388,7 +388,7 @@ describe("uring.http #net", function()
         assert.equal("100-continue", r[10])
         -- the header table a handler's req.headers is, built from the lines
         -- by the C parser when first asked
-        local h = setmetatable({ _head = r[6] }, http.Request).headers
+        local h = setmetatable({ r[6] }, http.Request).headers   -- [1]: the head
         assert.same({ host = "h", ["x-a"] = "1, 2", ["content-length"] = "5",
           connection = "Keep-Alive, Upgrade", expect = "100-continue" }, h)
         assert.equal("1, 2", h["X-A"])

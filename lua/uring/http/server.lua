@@ -431,25 +431,27 @@ end
 local Request = {}
 M.Request = Request
 
--- A request table holds what every request has (socket, and _head: the
--- head as it came, checked by the C parser) and the rest only when it is
--- set or differs from the usual.  sock:_serve's requests hold just those
+-- A request table holds what every request has in its array part
+-- ([1] the head as it came, checked by the C parser; [2] the socket: two
+-- slots cost less than two named keys) and the rest only when it is set
+-- or differs from the usual.  sock:_serve's requests hold just those
 -- two: method, target, path, query and version are worked out from the
--- request line at the start of _head each time one is read (not stored:
--- a table that grows costs more than a read or two), body ("") too, and
--- headers when first read, then held (csrc/http.c: core._request_index).
--- A field the handler set is what is read.  Each field a request holds
--- costs every request, and a hello-world handler reads none.  pairs(req)
--- sets the request line's fields first, so it lists what it did when
--- every request held them (method, target; path and query for a target
--- with "?"; version for HTTP/1.0).
-local request_fields
-Request.__index, request_fields = core._request_index(Request, HEADERS_MT)
+-- request line at the start of the head each time one is read (not
+-- stored: a table that grows costs more than a read or two), body ("")
+-- and socket too, and headers when first read, then held (csrc/http.c:
+-- core._request_index).  A field the handler set is what is read.  Each
+-- field a request holds costs every request, and a hello-world handler
+-- reads none.  pairs(req) sets the request line's fields and socket
+-- first, so it lists what it did when every request held them (method,
+-- target, socket; path and query for a target with "?"; version for
+-- HTTP/1.0), and skips the two slots.
+local request_fields, request_next
+Request.__index, request_fields, request_next = core._request_index(Request, HEADERS_MT)
 
 function Request.__pairs(req)
   if type(req) ~= "table" then typeerror(1, "__pairs", "request", req) end
   request_fields(req)
-  return next, req, nil
+  return request_next, req, nil
 end
 
 -- the response object of the open connection on sock: its server's
@@ -467,7 +469,7 @@ end
 -- handler returns
 function Request:upgrade(opts)
   if getmetatable(self) ~= Request then typeerror(1, "upgrade", "request", self) end
-  local res = response_of(rawget(self, "socket"))
+  local res = response_of(rawget(self, 2))          -- its socket
   sync(res)
   local ws, err, en = require("uring.http.websocket").upgrade(self, res, opts, 1)
   return ws, err, en
@@ -731,8 +733,7 @@ local function connection(self, sock)
       end
       if self._closing then keep = false end
       st._keep, st._v10 = keep, v10
-      local req = setmetatable({ method = method, target = target, _head = lines,
-        socket = sock }, Request)
+      local req = setmetatable({ lines, sock, method = method, target = target }, Request)
       if path then req.path, req.query = path, query end
       if v10 then req.version = "1.0" end
       if body ~= "" then req.body = body end
