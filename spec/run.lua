@@ -11,7 +11,9 @@
 -- up with tiny rings.  Which tests: those tagged #io (a top-level
 -- describe("... #io", ...) tags all it holds); the socket tests tagged
 -- #net run once more with registered files.  A new I/O spec joins the
--- matrix by carrying the tag; nothing here lists files.
+-- matrix by carrying the tag; nothing here lists files.  The three
+-- longest stress loops run shorter there (STRESS below): each round
+-- takes the same ring-level paths as the first pass's full count.
 --
 -- A test that calls busted's pending("reason") is skipped: TAP says
 -- "ok N - # SKIP reason"; it is counted apart and listed at the end with
@@ -36,8 +38,8 @@ local skips = {}
 -- counted as one test (the fuzzer, the out-of-memory sweep: its output is
 -- kept as comments, its summary line, matching `summary`, names the
 -- test, its exit status passes or fails it).
-local function busted_pass(env, args)
-  return { env = env, cmd = env .. " " .. busted .. " -o TAP"
+local function busted_pass(env, args, knobs)
+  return { env = env, cmd = env .. (knobs and " " .. knobs or "") .. " " .. busted .. " -o TAP"
     .. (cpath and (" --cpath='" .. cpath .. "'") or "")
     .. (args and (" " .. args) or "") .. " 2>&1" }
 end
@@ -152,12 +154,19 @@ if os.getenv("URING_MATRIX") == "1" then
   -- the races and faults of spec/adversarial carry #io too; its storms
   -- set their own 4-entry ring
   local io_specs = tagged("io")
-  local function io_pass(env) return busted_pass("env " .. env, "--tags=io " .. io_specs) end
+  -- the matrix repeats these for their ring-level paths (a full SQ, the
+  -- SQPOLL thread, registered files), which every round takes; the
+  -- first pass keeps the full counts for their breadth: close_spec's
+  -- rounds (10,000), io_diff_spec's sequences (2,500, 800 under
+  -- valgrind), integrity_spec's MiB (256, 16 under valgrind)
+  local STRESS = "URING_CLOSE_ROUNDS=2500 IODIFF_N=800 URING_INTEGRITY_MIB=64"
+  local function io_pass(env) return busted_pass("env " .. env, "--tags=io " .. io_specs, STRESS) end
   table.insert(lanes[1], io_pass("URING_TEST_RING=4"))
   table.insert(lanes[2], io_pass("URING_TEST_SQPOLL=1"))
   table.insert(lanes[2], io_pass("URING_TEST_SQPOLL=1 URING_TEST_RING=4"))
   -- the sockets again with registered files, 8 slots: fixed and plain mixed
-  table.insert(lanes[1], busted_pass("env URING_TEST_FIXED_FILES=8", "--tags=net " .. tagged("net")))
+  table.insert(lanes[1], busted_pass("env URING_TEST_FIXED_FILES=8",
+    "--tags=net " .. tagged("net"), STRESS))
 end
 
 local fuzz = tonumber(os.getenv("URING_FUZZ_SECONDS") or "")
