@@ -29,6 +29,7 @@
 -- first lane's output is shown as it comes, the second's, kept in
 -- files, once it ends.  The two SQPOLL passes share a lane: each keeps
 -- a kernel thread polling a CPU, and two at once would starve the rest.
+-- bench/test_times.sh times each spec file in each pass, one at a time.
 local busted = arg[1] or "lua5.4 /usr/bin/busted"
 local cpath = os.getenv("URING_CPATH")
 local passed, failed, skipped = 0, 0, 0
