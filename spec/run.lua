@@ -166,7 +166,7 @@ if os.getenv("URING_MATRIX") == "1" then
   table.insert(lanes[2], io_pass("URING_TEST_SQPOLL=1"))
   table.insert(lanes[2], io_pass("URING_TEST_SQPOLL=1 URING_TEST_RING=4"))
   -- the sockets again with registered files, 8 slots: fixed and plain mixed
-  table.insert(lanes[1], busted_pass("env URING_TEST_FIXED_FILES=8",
+  table.insert(lanes[2], busted_pass("env URING_TEST_FIXED_FILES=8",
     "--tags=net " .. tagged("net"), STRESS))
 end
 
