@@ -98,9 +98,9 @@ deps:
 deps-test: deps
 	@$(call APT_INSTALL,$(TEST_DEBS))
 
-# the suite, then (spec/run.lua) the I/O specs under other ring setups,
-# FUZZ_SECONDS of the fuzzer under ASan+UBSan and OOM_SAMPLE points of the
-# out-of-memory sweep
+# the suite, the I/O specs under other ring setups, FUZZ_SECONDS of the
+# fuzzer under ASan+UBSan and OOM_SAMPLE points of the out-of-memory
+# sweep, two at a time (spec/run.lua; URING_TEST_LANES=1: one at a time)
 FUZZ_SECONDS ?= 30
 OOM_SAMPLE ?= 100
 test: deps-test all asan-build

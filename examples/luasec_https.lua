@@ -6,17 +6,17 @@
 -- send and receive it makes yields the task instead of blocking the
 -- process, and N ssl.https.request calls in N tasks overlap.  The local
 -- HTTPS server (a throwaway self-signed certificate, made with openssl
--- req) answers each request after 50 ms: one by one they take N x 50 ms
--- plus N handshakes, together about 50 ms plus the handshakes.
+-- req) answers each request after 50 ms (or MS): one by one they take
+-- N x 50 ms plus N handshakes, together about 50 ms plus the handshakes.
 --
---   lua5.4 examples/luasec_https.lua [N]
+--   lua5.4 examples/luasec_https.lua [N [MS]]
 local cp = os.getenv("URING_CPATH") or "./build/?.so"
 package.cpath = cp .. ";" .. package.cpath
 package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 local uring = require "uring"
 
 local N = tonumber(arg and arg[1]) or 20
-local DELAY = 0.05
+local DELAY = (tonumber(arg and arg[2]) or 50) / 1000
 
 -- a certificate for this run only
 local dir = os.tmpname()
