@@ -86,6 +86,8 @@ struct pend {
   size_t n;
   int eof;                /* it found the peer's FIN (or no memory for
                              the bytes: the stream ends, without a hole) */
+  int ownbuf;             /* it found the group dry at its cap: the first
+                             receive brings a buffer of its own */
 };
 
 /* it runs several times per request on a busy server */
@@ -1142,6 +1144,8 @@ static void early_cqe (ur_loop *loop, ur_req *r) {
     recv_cqe(loop, r);
     return;
   }
+  /* the group ran dry, as for any receive (ur_sock_recv_result) */
+  int ownbuf = res == -ENOBUFS && !ur_bufring_grow(loop);
   if (r->cflags & IORING_CQE_F_BUFFER)
     data = ur_bufring_data(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
   if (res > 0 && data) ur_kernel_wrote(data, (size_t)res);
@@ -1153,6 +1157,7 @@ static void early_cqe (ur_loop *loop, ur_req *r) {
       if (e->early != ud) continue;
       e->early = 0;
       e->eof = eof;
+      e->ownbuf = ownbuf;
       if (res > 0 && (e->bytes = (char *)malloc((size_t)res)) == NULL)
         e->eof = 1;             /* out of memory: end, never skip bytes */
       else if (res > 0) {
@@ -1165,6 +1170,7 @@ static void early_cqe (ur_loop *loop, ur_req *r) {
   else if (s && s->h.fd >= 0) {
     if (s->early == ud) s->early = 0;
     if (eof || (res > 0 && !append(s, data, (size_t)res))) s->eof = 1;
+    if (ownbuf) s->ownbuf = 1;
   }
   if (r->cflags & IORING_CQE_F_BUFFER)
     ur_bufring_recycle(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
@@ -1306,6 +1312,7 @@ static int try_accept (lua_State *L, ur_sock *s, ur_task *t, uint64_t timer) {
     c->rbuf = e->bytes;         /* what the early RECV brought, in order */
     c->rcap = c->rlen = e->n;
     c->eof = e->eof;
+    c->ownbuf = e->ownbuf;
     if (er) {                   /* still in flight: the socket's now */
       er->obj = c;
       c->early = e->early;

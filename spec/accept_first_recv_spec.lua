@@ -285,4 +285,44 @@ describe("accept's early receive #io #net", function()
         :format(reused))
     end)
   end)
+
+  it("an accepted socket moved to another worker takes its early bytes along, or its RECV is settled first", function()
+    local out, status = helpers.child([[
+      local uring = require "uring"
+      io.stdout:setvbuf("line")
+      local ok = uring.workers(3, function(i, pid, ch)
+        if i == 1 then                          -- accepts, moves at once
+          local srv = assert(uring.listen("127.0.0.1", 0))
+          local _, port = srv:getsockname()
+          assert(ch:send(3, tostring(port)))
+          local a = assert(srv:accept())        -- its client spoke at once
+          uring.sleep(0.05)                     -- the early RECV is back
+          assert(ch:send(2, a))
+          local b = assert(srv:accept())        -- its client waits for "moved"
+          uring.sleep(0.02)                     -- the early RECV in flight
+          assert(ch:send(2, b))
+          assert(ch:send(3, "moved"))
+          srv:close()
+        elseif i == 2 then                      -- reads both
+          for _ = 1, 2 do
+            local _, c = ch:receive()
+            local line = assert(c:receive("*l"))
+            assert(c:send("got " .. line .. "\n"))
+            c:close()
+          end
+        else                                    -- the clients
+          local _, port = ch:receive()
+          local a <close> = assert(uring.connect("127.0.0.1", tonumber(port)))
+          assert(a:send("spoke first\n"))
+          local b <close> = assert(uring.connect("127.0.0.1", tonumber(port)))
+          assert(select(2, ch:receive()) == "moved")
+          assert(b:send("spoke after the move\n"))
+          io.write(assert(a:receive("*l")), "\n", assert(b:receive("*l")), "\n")
+        end
+      end)
+      io.write("all ", tostring(ok), "\n")
+    ]])
+    assert(status == 0, "child failed:\n" .. out)
+    assert.matches("got spoke first\ngot spoke after the move\nall true", out)
+  end)
 end)
