@@ -1204,6 +1204,8 @@ static void early_recv (ur_loop *loop, ur_sock *s, struct pend *e) {
   r->memlen = UR_BR_SIZE;
   ur_req_submitted(loop, r, sqe);
   r->task = NULL;               /* no task waits on it yet */
+  loop->lazy++;                 /* nor must it cost an enter of its own: the
+                                   turn's next enter carries it (loop.c) */
   e->early = ur_req_ud(loop, r);
 }
 
