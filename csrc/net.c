@@ -1188,7 +1188,8 @@ static void early_cqe (ur_loop *loop, ur_req *r) {
  * handshake, which the serving task runs.  Out of memory or without
  * provided buffers: no early RECV, the first receive asks as before.
  */
-static void early_recv (ur_loop *loop, ur_sock *s, struct pend *e) {
+static void early_recv (ur_loop *loop, ur_sock *s, struct pend *e,
+                        int untraced) {
   ur_req *r;
   struct io_uring_sqe *sqe;
   if (s->tls_ctx || ur_bufring_ensure(loop) != 0) return;
@@ -1202,6 +1203,7 @@ static void early_recv (ur_loop *loop, ur_sock *s, struct pend *e) {
   r->on_cqe = early_cqe;
   r->obj = s;
   r->memlen = UR_BR_SIZE;
+  r->untraced = untraced;       /* as its listener's ACCEPT (the REPL's) */
   ur_req_submitted(loop, r, sqe);
   r->task = NULL;               /* no task waits on it yet */
   loop->lazy++;                 /* nor must it cost an enter of its own: the
@@ -1226,7 +1228,7 @@ static void accept_cqe (ur_loop *loop, ur_req *r) {
       if (ur_handle_adopt(loop, &e->h, res) < 0) s->accept_err = -ENOMEM;
       else {
         s->plen++;
-        early_recv(loop, s, e);
+        early_recv(loop, s, e, r->untraced);
       }
     }
   }
