@@ -57,6 +57,8 @@ struct ur_sock {
   size_t rcap, rpos, rlen;
   size_t scanned;         /* bytes of rbuf already searched for '\n' */
   size_t mark;            /* a parser's resume point (ur_sock_mark) */
+  lua_Integer rin;        /* bytes ever put in rbuf (LuaSocket's getstats:
+                             some arrive with no receive waiting) */
   /* listener */
   struct pend *pend;      /* accepted connections no task has taken yet */
   size_t phead, plen, pcap;
@@ -167,6 +169,7 @@ static int append (ur_sock *s, const char *p, size_t n) {
   if (dst == NULL) return 0;
   memcpy(dst, p, n);
   s->rlen += n;
+  s->rin += (lua_Integer)n;
   return 1;
 }
 
@@ -196,7 +199,10 @@ size_t *ur_sock_mark (ur_sock *s) { return &s->mark; }
 
 /* for tls.c: it decrypts straight into the receive buffer */
 char *ur_sock_reserve (ur_sock *s, size_t n) { return reserve(s, n); }
-void ur_sock_commit (ur_sock *s, size_t n) { s->rlen += n; }
+void ur_sock_commit (ur_sock *s, size_t n) {
+  s->rlen += n;
+  s->rin += (lua_Integer)n;
+}
 void ur_sock_set_eof (ur_sock *s) { s->eof = 1; }
 ur_tls *ur_sock_tls (const ur_sock *s) { return s->tls; }
 void ur_sock_set_tls (ur_sock *s, ur_tls *tls) { s->tls = tls; }
@@ -252,6 +258,7 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
     s->rpos = 0;
     s->scanned = 0;
     s->rlen = res > 0 ? (size_t)res : 0;
+    s->rin += (lua_Integer)s->rlen;
     r->mem = NULL;
     ur_req_wake(loop, r);
     return;
@@ -699,12 +706,13 @@ static int l_sock_closed (lua_State *L) {
   return 4;
 }
 
-/* sock:_buffered() -> bytes waiting, eof */
+/* sock:_buffered() -> bytes waiting, eof, bytes ever received */
 static int l_sock_buffered (lua_State *L) {
   ur_sock *s = checksock(L, 1);
   lua_pushinteger(L, (lua_Integer)s->rlen);
   lua_pushboolean(L, s->eof);
-  return 2;
+  lua_pushinteger(L, s->rin);
+  return 3;
 }
 
 /* --- sending --- */
@@ -1315,6 +1323,7 @@ static int try_accept (lua_State *L, ur_sock *s, ur_task *t, uint64_t timer) {
     ur_handle_fix(t->loop, &c->h);
     c->rbuf = e->bytes;         /* what the early RECV brought, in order */
     c->rcap = c->rlen = e->n;
+    c->rin = (lua_Integer)e->n;
     c->eof = e->eof;
     c->ownbuf = e->ownbuf;
     if (er) {                   /* still in flight: the socket's now */
