@@ -40,6 +40,7 @@ build = {
         "csrc/inspect.c",
         "csrc/send_zc.c",
         "csrc/http_serve.c",
+        "csrc/msg_ring.c", "csrc/strcache.c", "csrc/recv_multishot.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc", "$(LIBURING_INCDIR)", "$(OPENSSL_INCDIR)" },
