@@ -213,6 +213,7 @@ describe("uring.workers channel #io #net", function()
       local parent_before = parent_fds()
       local ok = uring.workers(3, function(i, pid, ch)
         fds()                                   -- warm up uring.dir's own
+        uring.sleep(0.1)                        -- its directory's close lands
         local before = fds()
         local srv <close> = assert(uring.listen("127.0.0.1", 0))
         local _, port = srv:getsockname()
