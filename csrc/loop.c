@@ -519,16 +519,20 @@ void ur_loop_turn (lua_State *L, ur_loop *loop, double wait) {
      * completions only every 16th busy turn, so a loop of runnable tasks
      * does not cost a syscall per turn; and at least every millisecond,
      * so a task computing ~1 ms between yields (a walk making stat
-     * tables) does not hold a 10 ms timer back for 16 of them */
+     * tables) does not hold a 10 ms timer back for 16 of them.  Only a
+     * request some task waits on is worth a look: the loop's own (a
+     * multishot receive nobody reads yet, the SIGINT poll) wait for the
+     * next wait, unless a Ctrl-C came, or a batch would cost two enters */
     double now = 0;
-    if (loop->inflight) {
+    int awaited = loop->inflight > loop->background || ur_runsig_pending();
+    if (awaited) {
       now = ur_now();
       /* 0: the last turn looked (it waited); the millisecond starts now */
       if (loop->busy_looked == 0) loop->busy_looked = now;
     }
     if (io_uring_sq_ready(&loop->ring) > loop->lazy
-        || (loop->inflight && ((++loop->busy_turns & 15) == 0
-                               || now - loop->busy_looked >= 1e-3))) {
+        || (awaited && ((++loop->busy_turns & 15) == 0
+                        || now - loop->busy_looked >= 1e-3))) {
       loop->busy_looked = now;
       ur_submit(loop, 0);
     }

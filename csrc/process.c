@@ -240,6 +240,13 @@ void ur_runsig_arm (lua_State *L, ur_loop *loop, ur_runsig *s) {
 }
 
 /* After it: both as they were.  Returns the number of SIGINTs seen. */
+/* A Ctrl-C the loop has not taken yet: a busy turn then looks for the
+ * eventfd's CQE (the loop's own request, otherwise left for the next wait). */
+int ur_runsig_pending (void) {
+  ur_runsig *s = armed;
+  return s != NULL && atomic_load_explicit(&s->pending, memory_order_relaxed) > 0;
+}
+
 int ur_runsig_disarm (ur_loop *loop, ur_runsig *s) {
   sigpipe_unblock(s->sigpipe);
   return sigint_disarm(loop, s);

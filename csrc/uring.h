@@ -457,6 +457,7 @@ typedef struct ur_runsig {
 } ur_runsig;
 void ur_runsig_arm (lua_State *L, ur_loop *loop, ur_runsig *s);
 int ur_runsig_disarm (ur_loop *loop, ur_runsig *s);   /* SIGINTs seen */
+int ur_runsig_pending (void);   /* a Ctrl-C the loop has not taken yet */
 void ur_register_process (lua_State *L);   /* core._sigint_wait */
 
 /* handle.c: the one close path for fds the ring may name */

@@ -62,6 +62,40 @@ describe("batching #io", function()
       d.entries, bound))
   end)
 
+  it("requests no task waits on (an armed multishot receive) add no enter "
+     .. "to a batch", function()
+    -- the busy turns between the spawns and the joins look for
+    -- completions every 16th turn only when a task waits on one; a
+    -- request that wakes nobody (here a socket's multishot receive,
+    -- armed with no reader; in a terminal the run's SIGINT poll) once
+    -- made one batch in 8 cost a second enter
+    uring.configure { recv_multishot = true }
+    local ok, err = pcall(uring.run, function()
+      local srv = assert(uring.listen("127.0.0.1", 0))
+      local t = uring.spawn(function() return assert(srv:accept()) end)
+      local c = assert(uring.connect("127.0.0.1", select(2, srv:getsockname())))
+      local s = select(2, assert(t:join()))
+      srv:close()
+      for i = 1, 2 do                 -- the second wait arms the multishot
+        assert(c:send(i .. "\n"))
+        assert.equal(tostring(i), s:receive())
+      end
+      assert(uring.stats().inflight == 0)
+      local f = assert(uring.open(path, "rb"))
+      for round = 1, 20 do
+        local s0 = uring.stats()
+        local tasks = {}
+        for i = 1, READS do tasks[i] = uring.spawn(f.pread, f, LEN, offsets[i]) end
+        for i = 1, READS do assert(tasks[i]:join()) end
+        local d = uring.stats().enters - s0.enters
+        assert(d <= 1 + READS / s0.entries, ("round %d: %d io_uring_enter calls"):format(round, d))
+      end
+      f:close(); c:close(); s:close()
+    end)
+    uring.configure { recv_multishot = os.getenv("URING_TEST_RECV_MULTISHOT") == "1" }
+    assert(ok, err)
+  end)
+
   it("every concurrent read returns the bytes at its offset", function()
     local _, got = read_concurrently()
     for i = 1, READS do
