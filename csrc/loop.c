@@ -258,7 +258,9 @@ int ur_submit (ur_loop *loop, unsigned wait_nr) {
        * its batch off the CQ already, and a nested one would dispatch
        * later CQEs before the batch's own (loop_flush's rule) */
       if (!loop->reaping) ur_reap(loop);
-      if (wait_nr && io_uring_cq_ready(&loop->ring)) wait_nr = 0;
+      /* a task that reap woke may be what the next CQE waits for */
+      if (wait_nr && (io_uring_cq_ready(&loop->ring) || loop->runq_len > 0))
+        wait_nr = 0;
       continue;
     }
     return ret;

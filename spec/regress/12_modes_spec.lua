@@ -104,6 +104,7 @@ describe("regression #12: failure modes #io #net", function()
       local core = require "uring.core"
       local helpers = require "helpers"
       local ERR, PERIOD = os.getenv("FAULT"), tonumber(os.getenv("PERIOD"))
+      io.stdout:setvbuf("line")         -- a hung child's output shows how far it got
       uring.configure { entries = 4 }
       local dir = helpers.tmpdir()
       local srv_outside
@@ -159,11 +160,21 @@ describe("regression #12: failure modes #io #net", function()
         local gc = uring.spawn(function()
           for _ = 1, 200 do collectgarbage(); uring.yield() end
         end)
+        -- a run that should take a second: after 40 say what each task
+        -- waits on, before the parent's 60-second timeout kills the child
+        local watchdog = uring.spawn(function()
+          uring.sleep(40)
+          for _, t in ipairs(uring.tasks()) do print("hung", t, t:waiting_on()) end
+          for k, v in pairs(uring.stats()) do print("stats", k, v) end
+          os.exit(3)
+        end)
         for _, t in ipairs(ts) do assert(t:join()) end
         gc:cancel()
+        watchdog:cancel()
         return done
       end)
       assert(done == 62, done)
+      print("run ended")
       -- a close outside uring.run waits for what it cancelled (the
       -- listener's accept) through the same failing submits
       srv_outside:close()
