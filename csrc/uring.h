@@ -150,6 +150,7 @@ struct ur_req {
    * request before and after it in its chain, and its RING_CHAIN_* bits */
   uint64_t chain_prev, chain_next;
   uint8_t chain_flags;
+  uint8_t cancel_late;  /* on the loop's late-cancel list (ur_req_cancel_late) */
 };
 
 /*
@@ -209,6 +210,9 @@ struct ur_task {
 #define UR_IOBUF_CLASSES 5
 #define UR_IOBUF_MIN     4096
 #define UR_MEM_FIXED     0xFE   /* memclass of a registered-buffer read */
+
+/* Cancels a turn may hold back (ur_req_cancel_late); more are sent now. */
+#define UR_LATE_MAX      64
 #define UR_MEM_BUFFER    0xFD   /* memclass of a read into a uring.buffer */
 #define UR_MEM_BUFVEC    0xFC   /* memclass: mem starts with aux pointers to
                                    pinned uring.buffers (NULL: a string) */
@@ -368,6 +372,12 @@ struct ur_loop {
   /* slots of the tasks table (tasks_ref): the highest used, and the
    * first free one (0: none), each free slot holding the next */
   int task_top, task_free;
+  /* cancels held back until the enter that carries their request has
+   * shown whether it completed at once (ur_req_cancel_late): the request
+   * user_data, and enter_seq when it was put here */
+  struct { uint64_t ud; uint32_t seq; } late[UR_LATE_MAX];
+  uint32_t nlate;
+  uint32_t enter_seq;   /* counts enters that reached the kernel */
 };
 
 #define UR_SLAB_CHUNK 256
@@ -432,6 +442,8 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode); /* raises */
 void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe);
 void ur_req_free (ur_loop *loop, ur_req *r);          /* unpins, frees mem */
 void ur_req_cancel (ur_loop *loop, ur_req *r);        /* ASYNC_CANCEL it */
+int ur_req_cancel_late (ur_loop *loop, ur_req *r);    /* 0: cancel it now */
+void ur_late_cancels (ur_loop *loop);       /* after a reap (loop.c) */
 void ur_req_pin (lua_State *L, ur_req *r, int idx);   /* kernel reads it */
 void *ur_iobuf_new (ur_loop *loop, ur_req *r, size_t n);  /* r->mem; NULL: ENOMEM */
 void ur_req_free_all (ur_loop *loop);       /* loop teardown */
@@ -873,6 +885,7 @@ static inline ur_req *ur_slab_take (ur_slab *s, uint8_t opcode) {
   r->untraced = 0;              /* next to background: one store for both */
   r->fd = -1;
   r->pin_ref = LUA_NOREF;
+  r->cancel_late = 0;
   return r;
 }
 
