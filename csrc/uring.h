@@ -378,6 +378,9 @@ struct ur_loop {
   struct { uint64_t ud; uint32_t seq; } late[UR_LATE_MAX];
   uint32_t nlate;
   uint32_t enter_seq;   /* counts enters that reached the kernel */
+  /* closed sockets' first receive buffers, for the next ones (net.c) */
+  void *rbuf_pool;
+  uint32_t rbuf_pooled;
 };
 
 #define UR_SLAB_CHUNK 256
