@@ -210,9 +210,6 @@ struct ur_task {
 #define UR_IOBUF_CLASSES 5
 #define UR_IOBUF_MIN     4096
 #define UR_MEM_FIXED     0xFE   /* memclass of a registered-buffer read */
-
-/* Cancels a turn may hold back (ur_req_cancel_late); more are sent now. */
-#define UR_LATE_MAX      64
 #define UR_MEM_BUFFER    0xFD   /* memclass of a read into a uring.buffer */
 #define UR_MEM_BUFVEC    0xFC   /* memclass: mem starts with aux pointers to
                                    pinned uring.buffers (NULL: a string) */
@@ -220,6 +217,9 @@ struct ur_task {
                                    in send slot aux (strcache.c) */
 #define UR_FIXED_MAX     16384  /* the kernel's IORING_MAX_REG_BUFFERS */
 #define UR_FFILES_MAX    65536  /* configure{fixed_files} at most */
+
+/* Cancels a turn may hold back (ur_req_cancel_late); more are sent now. */
+#define UR_LATE_MAX      64
 
 /* An fd the ring may name, embedded in every object that owns one
  * (handle.c).  fd is -1 before it is opened and from close() on. */
