@@ -179,11 +179,18 @@ static void cancel_all (ur_loop *loop, ur_fdent *e) {
     ur_req *r = NULL;
     while (i) {
       ur_req *c = req_at_index(loop, i);
-      if (!c->canceling && c->state == UR_REQ_INFLIGHT) { r = c; break; }
+      if (!c->canceling && !c->cancel_late && c->state == UR_REQ_INFLIGHT) {
+        r = c;
+        break;
+      }
       i = c->fd_next;
     }
     if (r == NULL) return;
-    ur_req_cancel(loop, r);
+    /* a send nobody waits for (a response sent behind) is most likely
+     * done by the enter that carries it: its cancel waits to see */
+    if (r->task != NULL || r->opcode != IORING_OP_SEND
+        || !ur_req_cancel_late(loop, r))
+      ur_req_cancel(loop, r);
   }
 }
 

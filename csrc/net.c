@@ -126,6 +126,41 @@ int ur_sock_fail (lua_State *L, ur_sock *s, int res) {
 
 /* --- receiving --- */
 
+/* A socket's receive buffer starts at RBUF_FIRST bytes.  Closed sockets'
+ * buffers of that size are kept by the loop (up to RBUF_POOL of them) for
+ * the next sockets' first bytes: a churned connection (one request, then
+ * close) would otherwise malloc and free 4 KiB each time, a size glibc
+ * serves from its large bins after consolidating every fast bin the Lua
+ * allocator filled meanwhile (issue 17). */
+#define RBUF_FIRST 4096
+#define RBUF_POOL  64
+
+static char *rbuf_take (ur_loop *loop) {
+  char *b = (char *)loop->rbuf_pool;
+  memcpy(&loop->rbuf_pool, b, sizeof loop->rbuf_pool);   /* the next */
+  loop->rbuf_pooled--;
+  return b;
+}
+
+/* s's receive buffer goes: to the pool, or freed. */
+static void rbuf_drop (ur_loop *loop, ur_sock *s) {
+  if (s->rbuf && s->rcap == RBUF_FIRST && loop->rbuf_pooled < RBUF_POOL) {
+    memcpy(s->rbuf, &loop->rbuf_pool, sizeof loop->rbuf_pool);
+    loop->rbuf_pool = s->rbuf;
+    loop->rbuf_pooled++;
+  }
+  else free(s->rbuf);
+  s->rbuf = NULL;
+  s->rcap = s->rlen = s->rpos = 0;
+}
+
+/* The loop is collected: the pool goes, and stays shut (a socket
+ * collected later frees its buffer). */
+static void rbuf_pool_free (ur_loop *loop) {
+  while (loop->rbuf_pool) free(rbuf_take(loop));
+  loop->rbuf_pooled = RBUF_POOL;
+}
+
 /* Room for n more bytes at the end of the receive buffer, or NULL (out of
  * memory); ur_sock_commit then counts what was written there. */
 static char *reserve (ur_sock *s, size_t n) {
@@ -134,7 +169,7 @@ static char *reserve (ur_sock *s, size_t n) {
     s->rpos = 0;
   }
   if (s->rlen + n > s->rcap) {
-    size_t cap = s->rcap ? s->rcap : 4096;
+    size_t cap = s->rcap ? s->rcap : RBUF_FIRST;
     char *nb;
     while (cap < s->rlen + n) cap *= 2;
     nb = (char *)realloc(s->rbuf, cap);
@@ -245,6 +280,12 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
     data = (const char *)r->mem;
   if (res > 0 && data) {
     ur_kernel_wrote(data, (size_t)res);
+    if (s && s->h.fd >= 0 && s->rbuf == NULL && loop->rbuf_pool
+        && (size_t)res <= RBUF_FIRST) {
+      s->rbuf = rbuf_take(loop);       /* a connection's first bytes */
+      s->rcap = RBUF_FIRST;
+      s->rpos = s->rlen = s->scanned = 0;
+    }
     if (s && s->h.fd >= 0 && !append(s, data, (size_t)res)) r->res = -ENOMEM;
   }
   if (r->cflags & IORING_CQE_F_BUFFER)
@@ -1470,11 +1511,7 @@ static void sock_close (ur_loop *loop, ur_sock *s, int gc) {
   s->pend = NULL;
   s->pcap = 0;
   ur_waitq_wake_all(loop, &s->acceptors);
-  if (!s->rbusy) {
-    free(s->rbuf);
-    s->rbuf = NULL;
-    s->rcap = s->rlen = s->rpos = 0;
-  }
+  if (!s->rbusy) rbuf_drop(loop, s);
 }
 
 static int close_k (lua_State *L, int status, lua_KContext ctx) {
@@ -1537,9 +1574,7 @@ static int l_sock_close (lua_State *L) {
     ur_reserve_sqes(loop, 2);   /* the CLOSE, and its slot's removal */
     sqe = ur_get_sqe(loop);
     ur_handle_close_sqe(loop, &s->h, r, sqe);
-    free(s->rbuf);
-    s->rbuf = NULL;
-    s->rcap = s->rlen = s->rpos = 0;
+    rbuf_drop(loop, s);
     ur_req_submitted(loop, r, sqe);
     lua_settop(L, 1);
     return ur_await(L, t, r, "close", 0, close_k);
@@ -1557,8 +1592,7 @@ static int l_sock_gc (lua_State *L) {
   if (s == NULL) return 0;
   if (loop->sock_hot == s) loop->sock_hot = NULL;   /* memory going */
   sock_close(loop, s, 1);
-  free(s->rbuf);
-  s->rbuf = NULL;
+  rbuf_drop(loop, s);
   return 0;
 }
 
@@ -1639,6 +1673,10 @@ void ur_register_net (lua_State *L) {
     {"connect_unix", l_connect_unix}, {"listen_unix", l_listen_unix},
     {NULL, NULL}
   };
+  static const ur_hooks hooks = {
+    NULL, NULL, NULL, NULL, rbuf_pool_free, NULL
+  };
+  ur_loop_hook(L, &hooks);
   {
     /* short strings are interned: while these two live (the registry
      * holds them for the state's life) every "*l" and "l" is one of them */

@@ -247,6 +247,50 @@ void ur_req_cancel (ur_loop *loop, ur_req *r) {
   io_uring_sqe_set_data64(sqe, 0);
 }
 
+/*
+ * A cancel held back.  r is a send nobody waits for, on a socket being
+ * closed (a response sent behind, then the connection closed at once):
+ * its SQE is most likely still in the SQ, and the enter that carries it
+ * completes it there (the socket has room), so it needs no cancel; yet an
+ * ASYNC_CANCEL that finds nothing still costs the kernel a search of its
+ * poll table and its io-wq workers (issue 17: one per churned
+ * connection).  So the cancel goes out only if r is still in flight at
+ * the first reap after an enter (ur_late_cancels): it waits on a full
+ * socket buffer.  Returns 0 when it cannot be held back (outside
+ * uring.run, SQPOLL, whose thread takes the SQ in its own time, or the
+ * list is full): the caller cancels now.
+ */
+int ur_req_cancel_late (ur_loop *loop, ur_req *r) {
+  if (r->cancel_late) return 1;
+  if (!loop->running || loop->closing || loop->nlate == UR_LATE_MAX
+      || (loop->setup_flags & IORING_SETUP_SQPOLL))
+    return 0;
+  r->cancel_late = 1;
+  loop->late[loop->nlate].ud = ur_req_ud(loop, r);
+  loop->late[loop->nlate].seq = loop->enter_seq;
+  loop->nlate++;
+  return 1;
+}
+
+/* After a reap: the held-back cancels whose requests an enter has carried
+ * since are sent if those are still in flight, and dropped if not. */
+void ur_late_cancels (ur_loop *loop) {
+  uint32_t i = 0;
+  while (i < loop->nlate) {
+    ur_req *r = ur_req_at(loop, loop->late[i].ud);
+    int live = r != NULL && r->state == UR_REQ_INFLIGHT;
+    if (live && loop->late[i].seq == loop->enter_seq) {
+      i++;                      /* not in the kernel yet */
+      continue;
+    }
+    loop->late[i] = loop->late[--loop->nlate];
+    if (live) {
+      r->cancel_late = 0;
+      ur_req_cancel(loop, r);
+    }
+  }
+}
+
 /* A CQE handler for requests whose result nobody needs. */
 static void ur_req_free_done (ur_loop *loop, ur_req *r) {
   if (r->state == UR_REQ_DONE) ur_req_free(loop, r);

@@ -150,6 +150,7 @@ struct ur_req {
    * request before and after it in its chain, and its RING_CHAIN_* bits */
   uint64_t chain_prev, chain_next;
   uint8_t chain_flags;
+  uint8_t cancel_late;  /* on the loop's late-cancel list (ur_req_cancel_late) */
 };
 
 /*
@@ -216,6 +217,9 @@ struct ur_task {
                                    in send slot aux (strcache.c) */
 #define UR_FIXED_MAX     16384  /* the kernel's IORING_MAX_REG_BUFFERS */
 #define UR_FFILES_MAX    65536  /* configure{fixed_files} at most */
+
+/* Cancels a turn may hold back (ur_req_cancel_late); more are sent now. */
+#define UR_LATE_MAX      64
 
 /* An fd the ring may name, embedded in every object that owns one
  * (handle.c).  fd is -1 before it is opened and from close() on. */
@@ -368,6 +372,15 @@ struct ur_loop {
   /* slots of the tasks table (tasks_ref): the highest used, and the
    * first free one (0: none), each free slot holding the next */
   int task_top, task_free;
+  /* cancels held back until the enter that carries their request has
+   * shown whether it completed at once (ur_req_cancel_late): the request
+   * user_data, and enter_seq when it was put here */
+  struct { uint64_t ud; uint32_t seq; } late[UR_LATE_MAX];
+  uint32_t nlate;
+  uint32_t enter_seq;   /* counts enters that reached the kernel */
+  /* closed sockets' first receive buffers, for the next ones (net.c) */
+  void *rbuf_pool;
+  uint32_t rbuf_pooled;
 };
 
 #define UR_SLAB_CHUNK 256
@@ -432,6 +445,8 @@ ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode); /* raises */
 void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe);
 void ur_req_free (ur_loop *loop, ur_req *r);          /* unpins, frees mem */
 void ur_req_cancel (ur_loop *loop, ur_req *r);        /* ASYNC_CANCEL it */
+int ur_req_cancel_late (ur_loop *loop, ur_req *r);    /* 0: cancel it now */
+void ur_late_cancels (ur_loop *loop);       /* after a reap (loop.c) */
 void ur_req_pin (lua_State *L, ur_req *r, int idx);   /* kernel reads it */
 void *ur_iobuf_new (ur_loop *loop, ur_req *r, size_t n);  /* r->mem; NULL: ENOMEM */
 void ur_req_free_all (ur_loop *loop);       /* loop teardown */
@@ -874,6 +889,7 @@ static inline ur_req *ur_slab_take (ur_slab *s, uint8_t opcode) {
   r->untraced = 0;              /* next to background: one store for both */
   r->fd = -1;
   r->pin_ref = LUA_NOREF;
+  r->cancel_late = 0;
   return r;
 }
 

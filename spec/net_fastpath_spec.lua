@@ -28,6 +28,44 @@ describe("sock:receive and sock:send short cuts #io #net", function()
     end)
   end)
 
+  -- issue 17: a closed socket's first receive buffer goes to the next
+  -- socket's first bytes (csrc/net.c, rbuf_drop): it must hold nothing of
+  -- the last owner's, whichever way that one ended
+  it("receive buffers handed on from closed sockets hold only their new owner's bytes", function()
+    run(function()
+      local ends = {
+        function(s) s:close() end,                        -- through the ring
+        function(s)                                       -- a receive in flight
+          local t = uring.spawn(function() return s:receive("*l") end)
+          uring.yield()
+          s:close()
+          local ok, got, err = t:join()
+          assert.same({ true, nil, "closed" }, { ok, got, err })
+        end,
+        function() end,                                   -- collected (below)
+      }
+      for i = 1, 24 do
+        local c, s = pair()
+        local fill = string.char(65 + i % 26)
+        -- lines that fit a fresh 4 KiB buffer and ones that do not, then
+        -- a tail with no newline yet
+        local line = fill:rep(i * 350 % 6000 + 1)
+        assert(c:send(line .. "\n" .. i))
+        assert.equal(line, s:receive("*l"))
+        assert.equal(tostring(i), s:receive(#tostring(i)))
+        if i % 3 == 0 then        -- then more than the buffer holds
+          local big = ("%d,"):format(i):rep(9000)
+          assert(c:send(big))
+          assert.equal(big, s:receive(#big))
+        end
+        ends[i % #ends + 1](s)
+        s = nil
+        c:close()
+        collectgarbage()
+      end
+    end)
+  end)
+
   it("a number is a count and a numeric string a bad pattern, as before", function()
     run(function()
       local c, s = pair()

@@ -109,6 +109,73 @@ describe("sock:send without a task switch #io #net", function()
     end)
   end)
 
+  -- issue 17: an HTTP/1.0 answer or a churned connection ends with a send
+  -- behind and a close at once; the send completes in the enter that
+  -- carries it, so the close's ASYNC_CANCEL would find nothing
+  it("a close right after a send-behind that completes at once queues no cancel", function()
+    run(function()
+      local sqpoll = uring.features().flags.SQPOLL   -- cancels at once there
+      -- SQEs one closing costs, once its fd's close has gone through the
+      -- ring too (the sleeps' own SQEs are alike in both)
+      local function sqes(fn)
+        local c, s = pair()
+        local n0 = uring.stats().sqes
+        fn(c)
+        uring.sleep(0.01); uring.sleep(0.01)
+        local n = uring.stats().sqes - n0
+        s:close()
+        return n, s
+      end
+      local bare = sqes(function(c) c:close() end)
+      for _ = 1, 3 do
+        local c, s = pair()
+        assert.equal(4, c:send("bye\n"))
+        local n0 = uring.stats().sqes
+        c:close()
+        uring.sleep(0.01); uring.sleep(0.01)
+        local extra = uring.stats().sqes - n0 - bare
+        -- the SEND is counted before n0; its close and the sleeps are in
+        -- bare: nothing else, where an ASYNC_CANCEL was one more
+        assert.equal(sqpoll and 1 or 0, extra)
+        assert.equal("bye\n", s:receive("*a"))   -- the bytes did go out
+        s:close()
+      end
+    end)
+  end)
+
+  it("a close still cancels a send-behind that waits on a full buffer, and the run ends", function()
+    local chunk = ("z"):rep(60 * 1024)
+    local s, sent = run(function()
+      local c, s = pair()
+      uring.sleep(0.01)         -- the accept's end, then only the run's timer
+      local sent, base = 0, uring.stats().inflight
+      local function waiting() return uring.stats().inflight > base end
+      -- fill both buffers until a send-behind stays in flight: the peer
+      -- reads nothing
+      for _ = 1, 2000 do
+        assert.equal(#chunk, c:send(chunk))
+        sent = sent + #chunk
+        uring.sleep(0.002)
+        if waiting() then
+          uring.sleep(0.05)
+          if waiting() then break end
+        end
+      end
+      assert.equal(base + 1, uring.stats().inflight, "no send-behind waited on a full buffer")
+      c:close()                 -- its cancel goes after the next enter
+      return s, sent
+    end)
+    -- uring.run returned: the cancel was sent, the fd closed
+    assert.equal(0, uring.stats().inflight)
+    local got = run(function()
+      local data = assert(s:receive("*a"))
+      s:close()
+      return data
+    end)
+    assert.is_true(#got < sent and #got >= sent - #chunk,
+      ("%d of %d bytes arrived"):format(#got, sent))
+  end)
+
   it("a second task sending meanwhile is told the socket is busy", function()
     run(function()
       local c, s = pair()
