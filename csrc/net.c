@@ -52,6 +52,10 @@ struct ur_sock {
   unsigned listener:1, eof:1, rbusy:1, wbusy:1, armed:1;
   unsigned ownbuf:1;      /* the group ran dry and cannot grow: the next
                              receive brings a buffer of its own */
+  unsigned first_recv:1;  /* a listener made with opts.first_recv: its
+                             connections come with their first RECV queued
+                             (early_recv); opt-in, as that RECV takes bytes
+                             a reader of the fd (sock:fd()) would expect */
   double timeout;         /* seconds for each recv/send; < 0: none */
   char *rbuf;             /* received, not yet taken: rbuf[rpos..+rlen) */
   size_t rcap, rpos, rlen;
@@ -278,6 +282,21 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
 
 static void early_cqe (ur_loop *loop, ur_req *r);
 
+/* The socket's first RECV (early_recv) if it is still in flight with no
+ * task waiting on it; else NULL, and s forgets it. */
+static ur_req *early_pending (ur_loop *loop, ur_sock *s) {
+  ur_req *r;
+  if (s->early == 0) return NULL;
+  r = ur_req_at(loop, s->early);
+  /* r->obj: a ring set up since (configure) may have reused the slot */
+  if (r == NULL || r->state != UR_REQ_INFLIGHT || r->on_cqe != early_cqe
+      || r->obj != s || r->task != NULL) {
+    s->early = 0;
+    return NULL;
+  }
+  return r;
+}
+
 /* The socket's first RECV, queued when it was accepted (early_recv), is
  * still in flight: the receive waits on it rather than queue a second
  * one beside it (two RECVs could take the bytes out of order).  A
@@ -286,13 +305,8 @@ static void early_cqe (ur_loop *loop, ur_req *r);
  * goes out again as its own (ur_sock_recv_result).  -1: none. */
 static int early_wait (lua_State *L, ur_sock *s, ur_task *t, int flow,
                        lua_KContext ctx, lua_KFunction k) {
-  ur_req *r = ur_req_at(t->loop, s->early);
-  /* r->obj: a ring set up since (configure) may have reused the slot */
-  if (r == NULL || r->state != UR_REQ_INFLIGHT || r->on_cqe != early_cqe
-      || r->obj != s || r->task != NULL) {
-    s->early = 0;
-    return -1;
-  }
+  ur_req *r = early_pending(t->loop, s);
+  if (r == NULL) return -1;
   if (s->timeout >= 0 || flow) ur_req_cancel(t->loop, r);
   /* the socket's first wait, as configure{recv_multishot} counts them */
   if (s->ms.waits < 255) s->ms.waits++;
@@ -1102,12 +1116,8 @@ int ur_sock_settle (lua_State *L, ur_sock *s, ur_task *t,
                     lua_KContext ctx, lua_KFunction k) {
   ur_req *r;
   int n = wait_behind(L, s, t, ctx, k);
-  if (n >= 0 || s->early == 0) return n;
-  r = ur_req_at(t->loop, s->early);
+  if (n >= 0 || (r = early_pending(t->loop, s)) == NULL) return n;
   s->early = 0;
-  if (r == NULL || r->state != UR_REQ_INFLIGHT || r->on_cqe != early_cqe
-      || r->obj != s || r->task != NULL)
-    return -1;
   ur_req_cancel(t->loop, r);
   s->wbusy = 1;                 /* behind_done clears it */
   return ur_await(L, t, r, "recv", ctx, k);
@@ -1192,15 +1202,19 @@ static void early_cqe (ur_loop *loop, ur_req *r) {
  * connection, is already buffered or on its way when the serving task
  * first receives (it adopts this RECV: early_wait).  A connection that
  * never speaks holds no buffer meanwhile (buffer select), only the
- * request.  Not for TLS listeners: OpenSSL reads the first bytes in the
- * handshake, which the serving task runs.  Out of memory or without
- * provided buffers: no early RECV, the first receive asks as before.
+ * request.  Only for listeners made with opts.first_recv, whose owner
+ * reads its connections itself (uring.http): the RECV takes bytes out of
+ * the kernel, so whoever reads the fd by other means would miss them
+ * (sock:fd() settles it first).  Not for TLS listeners: OpenSSL reads the
+ * first bytes in the handshake, which the serving task runs.  Out of
+ * memory or without provided buffers: no early RECV, the first receive
+ * asks as before.
  */
 static void early_recv (ur_loop *loop, ur_sock *s, struct pend *e,
                         int untraced) {
   ur_req *r;
   struct io_uring_sqe *sqe;
-  if (s->tls_ctx || ur_bufring_ensure(loop) != 0) return;
+  if (!s->first_recv || s->tls_ctx || ur_bufring_ensure(loop) != 0) return;
   r = ur_req_new(NULL, loop, IORING_OP_RECV);
   if (r == NULL) return;
   sqe = ur_get_sqe(loop);
@@ -1386,7 +1400,7 @@ static int l_sock_accept (lua_State *L) {
 
 typedef struct conn_args {   /* kept on the task's stack as a userdata */
   ur_addr addr;
-  int listen, backlog, reuseport;
+  int listen, backlog, reuseport, first_recv;
   char what[96];             /* "host:port" for messages */
 } conn_args;
 
@@ -1437,6 +1451,7 @@ static int setup_listener (lua_State *L, ur_loop *loop, ur_sock *s,
     return ur_pushfail(L, -err, a->what);
   }
   s->listener = 1;
+  s->first_recv = a->first_recv ? 1 : 0;
   return 0;
 }
 
@@ -1506,6 +1521,16 @@ static conn_args *push_conn (lua_State *L, int listening, int family) {
   return a;
 }
 
+/* opts[key] of the table at index t (argument t): false when absent. */
+static int boolfield (lua_State *L, int t, const char *key) {
+  int type = lua_getfield(L, t, key), v = lua_toboolean(L, -1);
+  if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+    luaL_argerror(L, t, lua_pushfstring(L, "%s must be a boolean, got %s",
+                                        key, luaL_typename(L, -1)));
+  lua_pop(L, 1);
+  return v;
+}
+
 /* Shared by connect and listen: parse, resolve if needed, make. */
 static int open_stream (lua_State *L, int listening, const char *fname) {
   const char *host = ur_optcstr(L, 1, "host", "*");
@@ -1523,6 +1548,7 @@ static int open_stream (lua_State *L, int listening, const char *fname) {
     lua_getfield(L, 3, "reuseport");
     a->reuseport = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    if (listening) a->first_recv = boolfield(L, 3, "first_recv");
     /* opts.tls: the socket holds the context until its handshake starts
      * (connect) or it closes (listen) */
     ur_tls_opts(L, 3, checksock(L, 5), listening, fname);
@@ -1538,7 +1564,7 @@ static int open_stream (lua_State *L, int listening, const char *fname) {
 static int l_connect (lua_State *L) { return open_stream(L, 0, "connect"); }
 
 /* uring.listen(host, port [, opts]) -> server | fail
- * opts: backlog (511), reuseport (false) */
+ * opts: backlog (511), reuseport (false), first_recv (false) */
 static int l_listen (lua_State *L) { return open_stream(L, 1, "listen"); }
 
 /* uring.connect_unix(path) / uring.listen_unix(path [, opts]) */
@@ -1778,8 +1804,62 @@ static int l_sock_is_tls (lua_State *L) {
   return 1;
 }
 
+/*
+ * sock:fd() hands the number out, and whoever reads it (a uring.ring, a
+ * C library) must find every byte the peer sends from then on.  So the
+ * first RECV its listener queued at accept (early_recv), if it is still
+ * in flight, is cancelled and its CQE waited for first; the bytes it
+ * brought, if it won the race, stay buffered for receive.  In a task the
+ * task waits (fd_k); outside uring.run the ring is driven here, as
+ * handle.c does for a close.
+ */
+static int fd_k (lua_State *L, int status, lua_KContext ctx);
+
 static int l_sock_fd (lua_State *L) {
-  lua_pushinteger(L, tosock(L)->h.fd);
+  ur_sock *s = tosock(L);
+  ur_loop *loop;
+  ur_task *t;
+  ur_req *r;
+  uint64_t ud;
+  if (s->early == 0 || (r = early_pending(loop = ur_loop_of(L), s)) == NULL) {
+    lua_pushinteger(L, s->h.fd);
+    return 1;
+  }
+  t = ur_task_in(loop, L);
+  if (t == NULL && (loop->running || loop->reaping))
+    return luaL_error(L, "fd: not inside a task (use uring.run)");
+  ud = s->early;
+  s->early = 0;                 /* a receive from here on asks anew */
+  ur_req_cancel(loop, r);
+  if (t) {
+    s->rbusy = 1;               /* fd_k clears it */
+    lua_settop(L, 1);
+    return ur_await(L, t, r, "recv", 0, fd_k);
+  }
+  /* r->task stays NULL: early_cqe buffers what it brought */
+  for (int tries = 0; tries < 1000; tries++) {
+    if ((r = ur_req_at(loop, ud)) == NULL || r->state != UR_REQ_INFLIGHT)
+      break;
+    if (ur_submit_timeout(loop, 0.01) < 0) break;
+    ur_reap(loop);
+  }
+  lua_pushinteger(L, s->h.fd);
+  return 1;
+}
+
+static int fd_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  ur_sock *s = checksock(L, 1);
+  (void)status; (void)ctx;
+  /* recv_cqe took a provided buffer's bytes but had no memory to keep
+   * them: the stream ends there rather than go on with a hole */
+  if (r->res == -ENOMEM && (r->cflags & IORING_CQE_F_BUFFER) && r->obj == s)
+    s->eof = 1;
+  ur_req_free(t->loop, r);
+  s->rbusy = 0;
+  ur_check_interrupt(L, t);
+  lua_pushinteger(L, tosock(L)->h.fd);   /* closed meanwhile: raises */
   return 1;
 }
 

@@ -3,8 +3,9 @@
 --
 --   lua5.4 examples/accept_early.lua [connections]
 --
--- When a listener's multishot ACCEPT completes, the core queues the new
--- connection's first IORING_OP_RECV at once, from the completion handler,
+-- A listener made with {first_recv = true} (uring.http's are): when its
+-- multishot ACCEPT completes, the core queues the new connection's first
+-- IORING_OP_RECV at once, from the completion handler,
 -- before any task runs (into a provided buffer: a connection that never
 -- speaks holds none).  The socket server:accept() returns adopts it: the
 -- first receive takes what it brought, or waits on it, with no SQE of its
@@ -27,7 +28,7 @@ uring.run(function()
       table.insert(prepped[e.fd], e.time)
     end
   end)
-  local srv = assert(uring.listen("127.0.0.1", 0))
+  local srv = assert(uring.listen("127.0.0.1", 0, { first_recv = true }))
   local _, port = srv:getsockname()
   local clients = {}
   for i = 1, N do
@@ -41,10 +42,13 @@ uring.run(function()
   local conns = {}
   for i = 1, N do
     local s = assert(srv:accept())
-    conns[i] = { sock = s, fd = s:fd(), taken = uring.now() }
+    conns[i] = { sock = s, taken = uring.now() }
   end
   for _, conn in ipairs(conns) do
     local line = assert(conn.sock:receive("*l"))
+    -- its number only now: fd() settles a first RECV still in flight
+    -- (cancels it, for whoever reads the fd by other means)
+    conn.fd = conn.sock:fd()
     assert(conn.sock:send(line:gsub("hello", "hi") .. "\n"))
     answered = answered + 1
   end

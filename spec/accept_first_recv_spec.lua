@@ -1,14 +1,30 @@
--- Accept and first receive without a task switch (issue 17): when a
--- listener's ACCEPT completes, the core queues the connection's first RECV
--- at once (csrc/net.c, early_recv); the socket accept() makes adopts it.
--- These check the bytes it brings are whole and in order for every way of
--- receiving, and that a connection never taken, closed, cancelled or
--- moved leaves no fd, request or byte behind.
+-- Accept and first receive without a task switch (issue 17): when the
+-- ACCEPT of a listener made with opts.first_recv completes, the core
+-- queues the connection's first RECV at once (csrc/net.c, early_recv);
+-- the socket accept() makes adopts it.  These check the bytes it brings
+-- are whole and in order for every way of receiving, that a connection
+-- never taken, closed, cancelled or moved leaves no fd, request or byte
+-- behind, that a plain listener queues none, and that sock:fd() settles
+-- it first, so a reader of the fd gets every byte sent after.
 local uring = require "uring"
+local core = require "uring.core"
 local helpers = require "helpers"
 
-local run, listen = helpers.runner(30), helpers.listen
+local run = helpers.runner(30)
 local ETIME = uring.errno.ETIME
+
+-- a listener whose connections come with their first RECV queued
+local function listen() return helpers.listen(nil, { first_recv = true }) end
+
+-- the fd number, without settling the early RECV as sock:fd() does (a
+-- test that needs that RECV still in flight)
+local function fd_quietly(s) return tonumber(tostring(s):match("fd (%d+)")) end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
 
 -- A client that sends `data` the moment it is connected; then, with
 -- `hold`, waits for the server to close (so its FIN comes from us last).
@@ -67,11 +83,12 @@ describe("accept's early receive #io #net", function()
       uring.sleep(0.05)
       local s = assert(srv:accept())
       uring.yield()
-      assert.equal(1, recvs[s:fd()])   -- queued when the ACCEPT completed
+      local before = copy(recvs)
       assert.equal("hello", s:receive("*l"))
       assert.equal("world!", s:receive(6))
       stop()
-      assert.equal(1, recvs[s:fd()])   -- and no other
+      assert.equal(1, before[s:fd()])   -- queued when the ACCEPT completed
+      assert.equal(1, recvs[s:fd()])    -- and no other
       s:close()
       srv:close()
       assert(t:join())
@@ -91,9 +108,10 @@ describe("accept's early receive #io #net", function()
       local recvs, stop = count_recvs()
       local s = assert(srv:accept())
       uring.sleep(0.01)           -- its early RECV is in flight, no bytes yet
-      assert.equal(1, recvs[s:fd()])
+      local before = copy(recvs)
       assert.equal("late", s:receive("*l"))
       stop()
+      assert.equal(1, before[s:fd()])
       assert.equal(1, recvs[s:fd()])   -- it waited on that RECV
       assert(s:send("bye\n"))
       s:close()
@@ -267,13 +285,13 @@ describe("accept's early receive #io #net", function()
       for round = 1, 100 do
         local a = client(port, nil, true)      -- A never speaks
         local sa = assert(srv:accept())
-        local num = sa:fd()
+        local num = fd_quietly(sa)
         if round % 3 == 1 then uring.yield() end   -- its RECV submitted
         sa:close()                 -- with its early RECV in flight
         if round % 3 == 2 then uring.sleep(0.002) end   -- the number freed
         local b = client(port, "B" .. round .. "\n", true)
         local sb = assert(srv:accept())
-        if sb:fd() == num then reused = reused + 1 end
+        if fd_quietly(sb) == num then reused = reused + 1 end
         -- a RECV left on the number would take these and hang this
         assert.equal("B" .. round, sb:receive("*l"))
         sb:close()
@@ -292,7 +310,7 @@ describe("accept's early receive #io #net", function()
       io.stdout:setvbuf("line")
       local ok = uring.workers(3, function(i, pid, ch)
         if i == 1 then                          -- accepts, moves at once
-          local srv = assert(uring.listen("127.0.0.1", 0))
+          local srv = assert(uring.listen("127.0.0.1", 0, { first_recv = true }))
           local _, port = srv:getsockname()
           assert(ch:send(3, tostring(port)))
           local a = assert(srv:accept())        -- its client spoke at once
@@ -324,5 +342,136 @@ describe("accept's early receive #io #net", function()
     ]])
     assert(status == 0, "child failed:\n" .. out)
     assert.matches("got spoke first\ngot spoke after the move\nall true", out)
+  end)
+  it("is opt-in: a plain listener queues no RECV before the first receive", function()
+    run(function()
+      local srv, port = helpers.listen()
+      local recvs, stop = count_recvs()
+      assert(client(port, "hello\n", false):join())
+      uring.sleep(0.05)           -- an early RECV would be back by now
+      local s = assert(srv:accept())
+      uring.sleep(0.01)
+      local before = copy(recvs)
+      assert.equal("hello", s:receive("*l"))
+      stop()
+      assert.same({}, before)     -- none, on any fd
+      assert.equal(1, recvs[s:fd()])
+      s:close()
+      srv:close()
+    end)
+  end)
+
+  it("raises for a first_recv that is not a boolean", function()
+    run(function()
+      local e = helpers.errmsg(uring.listen, "127.0.0.1", 0, { first_recv = 1 })
+      assert.matches(helpers.badarg(3, "listen", "first_recv must be a boolean, got number"), e)
+    end)
+  end)
+
+  it("sock:fd() settles the early RECV: a ring reading the fd gets every byte sent after", function()
+    run(function()
+      local srv, port = listen()
+      local ring = assert(core.ring { entries = 8 })
+      for round = 1, 20 do
+        local c = assert(uring.connect("127.0.0.1", port))
+        local s = assert(srv:accept())
+        -- its early RECV not yet submitted, or submitted and waiting
+        if round % 2 == 0 then uring.sleep(0.001) end
+        local fd = s:fd()
+        -- the client's bytes go through the ring too: a send of the loop's
+        -- own would wait for its next enter, and this thread blocks below
+        local data = pattern(3000) .. round
+        local buf = core.buffer(#data)
+        ring:prep_send(c:fd(), data, #data, 0, 1)
+        ring:prep_recv(fd, buf, #data, core.MSG_WAITALL, 2)
+        assert.equal(2, ring:submit())
+        local got = {}
+        for _ = 1, 2 do
+          local res, ud = ring:wait_cqe(5)  -- a byte taken would hang it
+          assert(res, ud)
+          got[ud] = res
+        end
+        assert.same({ #data, #data }, got)
+        assert.equal(data, buf:tostring())
+        c:close()
+        s:close()
+      end
+      ring:close()
+      srv:close()
+    end)
+  end)
+
+  it("sock:fd() leaves what the early RECV brought to receive", function()
+    run(function()
+      local srv, port = listen()
+      local c = assert(uring.connect("127.0.0.1", port))
+      assert(c:send("before fd\n"))
+      local s = assert(srv:accept())
+      uring.sleep(0.05)           -- the early RECV has the line
+      local fd = s:fd()
+      local ring = assert(core.ring { entries = 8 })
+      local buf = core.buffer(5)
+      ring:prep_send(c:fd(), "after", 5, 0, 1)
+      ring:prep_recv(fd, buf, 5, core.MSG_WAITALL, 2)
+      assert.equal(2, ring:submit())
+      local got = {}
+      for _ = 1, 2 do
+        local res, ud = ring:wait_cqe(5)
+        assert(res, ud)
+        got[ud] = res
+      end
+      assert.same({ 5, 5 }, got)
+      assert.equal("after", buf:tostring())
+      ring:close()
+      assert.equal("before fd", s:receive("*l"))
+      c:close()
+      s:close()
+      srv:close()
+    end)
+  end)
+
+  it("sock:fd() outside uring.run settles it too: 1 MiB through a ring, MSG_WAITALL", function()
+    local c, s, srv = run(function()
+      local srv, port = listen()
+      local t = uring.spawn(function() return srv:accept() end)
+      local c = assert(uring.connect("127.0.0.1", port))
+      local _, s = assert(t:join())
+      return c, s, srv
+    end)
+    -- uring.run has returned with s's early RECV in flight (and the
+    -- listener's ACCEPT): fd() cancels the RECV and waits for its CQE
+    local inflight = uring.stats().inflight
+    local a, b = c:fd(), s:fd()
+    assert.equal(inflight - 1, uring.stats().inflight)
+    local N = 1 << 20
+    local data = pattern(N)
+    local out, into = core.buffer(N), core.buffer(N)
+    out:write(data)
+    local ring = assert(core.ring { entries = 8 })
+    ring:prep_send(a, out, N, 0, 1)
+    ring:prep_recv(b, into, N, core.MSG_WAITALL, 2)
+    assert.equal(2, ring:submit())
+    local got = {}
+    for _ = 1, 2 do
+      local res, ud = ring:wait_cqe(5)
+      assert(res, ud)
+      got[ud] = res
+    end
+    assert.same({ N, N }, got)
+    assert.equal(data, into:tostring())
+    ring:close()
+    run(function() c:close(); s:close(); srv:close() end)
+  end)
+
+  it("sock:fd() on a closed socket raises, its early RECV settled by the close", function()
+    run(function()
+      local srv, port = listen()
+      local c = assert(uring.connect("127.0.0.1", port))
+      local s = assert(srv:accept())
+      s:close()
+      assert.matches("attempt to use a closed socket", helpers.errmsg(s.fd, s))
+      c:close()
+      srv:close()
+    end)
   end)
 end)
