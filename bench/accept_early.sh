@@ -2,6 +2,9 @@
 # bench/accept_early.sh: the RECV queued at accept (issue 17, csrc/net.c
 # early_recv) against a checkout without it, on connection churn (wrk -H
 # "Connection: close": every request is a new connection) and keep-alive.
+# It is opt-in per listener (uring.listen's opts.first_recv): uring.http
+# turns it on, the hand-written server's plain listener does not, so its
+# rows are a control (the noise between two builds doing the same work).
 #
 #   BASE=/path/to/older/checkout sh bench/accept_early.sh [quick]
 #
