@@ -283,18 +283,19 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
 static void early_cqe (ur_loop *loop, ur_req *r);
 
 /* The socket's first RECV (early_recv) if it is still in flight with no
- * task waiting on it; else NULL, and s forgets it. */
+ * task waiting on it; else NULL.  s forgets it once it is gone; while a
+ * receive waits on it, s keeps it for ur_sock_recv_result. */
 static ur_req *early_pending (ur_loop *loop, ur_sock *s) {
   ur_req *r;
   if (s->early == 0) return NULL;
   r = ur_req_at(loop, s->early);
   /* r->obj: a ring set up since (configure) may have reused the slot */
   if (r == NULL || r->state != UR_REQ_INFLIGHT || r->on_cqe != early_cqe
-      || r->obj != s || r->task != NULL) {
+      || r->obj != s) {
     s->early = 0;
     return NULL;
   }
-  return r;
+  return r->task ? NULL : r;
 }
 
 /* The socket's first RECV, queued when it was accepted (early_recv), is
@@ -1817,11 +1818,11 @@ static int fd_k (lua_State *L, int status, lua_KContext ctx);
 
 static int l_sock_fd (lua_State *L) {
   ur_sock *s = tosock(L);
-  ur_loop *loop;
+  ur_loop *loop = ur_loop_of(L);
   ur_task *t;
   ur_req *r;
   uint64_t ud;
-  if (s->early == 0 || (r = early_pending(loop = ur_loop_of(L), s)) == NULL) {
+  if (s->early == 0 || (r = early_pending(loop, s)) == NULL) {
     lua_pushinteger(L, s->h.fd);
     return 1;
   }
