@@ -476,6 +476,10 @@ static int send_k (lua_State *L, int status, lua_KContext ctx) {
   if (ur_sock_behind_done(L, t) == NULL) return 3;   /* it failed */
   ur_check_interrupt(L, t);
   if (!c->open) return ur_pushclosed(L);
+  {                             /* the early RECV's turn, if any */
+    int ret = ur_sock_settle(L, ur_sock_check(L, 3), t, 0, send_k);
+    if (ret >= 0) return ret;
+  }
   return send_now(L, c, (int)lua_tointeger(L, 2));
 }
 
@@ -506,7 +510,7 @@ static int l_chan_send (lua_State *L) {
     lua_settop(L, 3);
     /* a send-behind still in flight goes out before the socket moves */
     {
-      int ret = ur_sock_wait_behind(L, s, t, 0, send_k);
+      int ret = ur_sock_settle(L, s, t, 0, send_k);
       if (ret >= 0) return ret;
     }
   }

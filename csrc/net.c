@@ -52,13 +52,19 @@ struct ur_sock {
   unsigned listener:1, eof:1, rbusy:1, wbusy:1, armed:1;
   unsigned ownbuf:1;      /* the group ran dry and cannot grow: the next
                              receive brings a buffer of its own */
+  unsigned first_recv:1;  /* a listener made with opts.first_recv: its
+                             connections come with their first RECV queued
+                             (early_recv); opt-in, as that RECV takes bytes
+                             a reader of the fd (sock:fd()) would expect */
   double timeout;         /* seconds for each recv/send; < 0: none */
   char *rbuf;             /* received, not yet taken: rbuf[rpos..+rlen) */
   size_t rcap, rpos, rlen;
   size_t scanned;         /* bytes of rbuf already searched for '\n' */
   size_t mark;            /* a parser's resume point (ur_sock_mark) */
+  lua_Integer rin;        /* bytes ever put in rbuf (LuaSocket's getstats:
+                             some arrive with no receive waiting) */
   /* listener */
-  int *pend;              /* accepted fds no task has taken yet */
+  struct pend *pend;      /* accepted connections no task has taken yet */
   size_t phead, plen, pcap;
   int accept_err;
   ur_waitq acceptors;     /* tasks blocked in accept() */
@@ -71,6 +77,23 @@ struct ur_sock {
   void *tls_ctx;          /* a listener's (or a TLS connect's) context,
                              one reference held (tls.c) */
   ur_mshot ms;            /* its multishot receive (recv_multishot.c) */
+  uint64_t early;         /* its first RECV, queued at accept, while in
+                             flight with no task waiting on it, or 0 */
+};
+
+/* An accepted connection no task has taken yet: its fd, already under the
+ * one close path, and what its first RECV (queued by the reaper when the
+ * ACCEPT's CQE came: early_recv) brought, until accept() hands it all to
+ * the socket it makes. */
+struct pend {
+  ur_handle h;
+  uint64_t early;         /* the first RECV while in flight, or 0 */
+  char *bytes;            /* what it brought (malloc'd), or NULL */
+  size_t n;
+  int eof;                /* it found the peer's FIN (or no memory for
+                             the bytes: the stream ends, without a hole) */
+  int ownbuf;             /* it found the group dry at its cap: the first
+                             receive brings a buffer of its own */
 };
 
 /* it runs several times per request on a busy server */
@@ -185,6 +208,7 @@ static int append (ur_sock *s, const char *p, size_t n) {
   if (dst == NULL) return 0;
   memcpy(dst, p, n);
   s->rlen += n;
+  s->rin += (lua_Integer)n;
   return 1;
 }
 
@@ -214,7 +238,10 @@ size_t *ur_sock_mark (ur_sock *s) { return &s->mark; }
 
 /* for tls.c: it decrypts straight into the receive buffer */
 char *ur_sock_reserve (ur_sock *s, size_t n) { return reserve(s, n); }
-void ur_sock_commit (ur_sock *s, size_t n) { s->rlen += n; }
+void ur_sock_commit (ur_sock *s, size_t n) {
+  s->rlen += n;
+  s->rin += (lua_Integer)n;
+}
 void ur_sock_set_eof (ur_sock *s) { s->eof = 1; }
 ur_tls *ur_sock_tls (const ur_sock *s) { return s->tls; }
 void ur_sock_set_tls (ur_sock *s, ur_tls *tls) { s->tls = tls; }
@@ -270,6 +297,7 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
     s->rpos = 0;
     s->scanned = 0;
     s->rlen = res > 0 ? (size_t)res : 0;
+    s->rin += (lua_Integer)s->rlen;
     r->mem = NULL;
     ur_req_wake(loop, r);
     return;
@@ -291,6 +319,41 @@ static void recv_cqe (ur_loop *loop, ur_req *r) {
   if (r->cflags & IORING_CQE_F_BUFFER)
     ur_bufring_recycle(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
   ur_req_wake(loop, r);
+}
+
+static void early_cqe (ur_loop *loop, ur_req *r);
+
+/* The socket's first RECV (early_recv) if it is still in flight with no
+ * task waiting on it; else NULL.  s forgets it once it is gone; while a
+ * receive waits on it, s keeps it for ur_sock_recv_result. */
+static ur_req *early_pending (ur_loop *loop, ur_sock *s) {
+  ur_req *r;
+  if (s->early == 0) return NULL;
+  r = ur_req_at(loop, s->early);
+  /* r->obj: a ring set up since (configure) may have reused the slot */
+  if (r == NULL || r->state != UR_REQ_INFLIGHT || r->on_cqe != early_cqe
+      || r->obj != s) {
+    s->early = 0;
+    return NULL;
+  }
+  return r->task ? NULL : r;
+}
+
+/* The socket's first RECV, queued when it was accepted (early_recv), is
+ * still in flight: the receive waits on it rather than queue a second
+ * one beside it (two RECVs could take the bytes out of order).  A
+ * receive with a time limit (settimeout), or a TLS flow, cancels it
+ * first: its bytes, if it won the race, are kept; if not, the receive
+ * goes out again as its own (ur_sock_recv_result).  -1: none. */
+static int early_wait (lua_State *L, ur_sock *s, ur_task *t, int flow,
+                       lua_KContext ctx, lua_KFunction k) {
+  ur_req *r = early_pending(t->loop, s);
+  if (r == NULL) return -1;
+  if (s->timeout >= 0 || flow) ur_req_cancel(t->loop, r);
+  /* the socket's first wait, as configure{recv_multishot} counts them */
+  if (s->ms.waits < 255) s->ms.waits++;
+  s->rbusy = 1;
+  return ur_await(L, t, r, "recv", ctx, k);
 }
 
 /*
@@ -320,6 +383,7 @@ int ur_sock_recv_raw (lua_State *L, ur_sock *s, ur_task *t, int flow,
   ur_req *r, *tr;
   struct io_uring_sqe *sqe;
   size_t cap = UR_BR_SIZE;
+  if (s->early && (n = early_wait(L, s, t, flow, ctx, k)) >= 0) return n;
   /* configure{recv_multishot}: one RECV kept armed (recv_multishot.c);
    * one armed before must end first, whatever this receive wants */
   if ((want || s->ms.ud)
@@ -381,6 +445,11 @@ int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
     res = r->res;
     op = r->opcode;
     flow = r->aux;
+    if (s && s->early == ur_req_ud(t->loop, r)) {
+      s->early = 0;             /* the early RECV (early_wait), cancelled
+                                   for a time limit: ask again, with it */
+      if (res == -ECANCELED) res = -EAGAIN;
+    }
     /* a TLS socket's receive may have been its own send (tls.c): what the
      * kernel did not take goes back first in line */
     if (s && s->tls && op == IORING_OP_SEND) ur_tls_sent(s->tls, r);
@@ -693,12 +762,13 @@ static int l_sock_closed (lua_State *L) {
   return 4;
 }
 
-/* sock:_buffered() -> bytes waiting, eof */
+/* sock:_buffered() -> bytes waiting, eof, bytes ever received */
 static int l_sock_buffered (lua_State *L) {
   ur_sock *s = checksock(L, 1);
   lua_pushinteger(L, (lua_Integer)s->rlen);
   lua_pushboolean(L, s->eof);
-  return 2;
+  lua_pushinteger(L, s->rin);
+  return 3;
 }
 
 /* --- sending --- */
@@ -1080,6 +1150,21 @@ ur_sock *ur_sock_behind_done (lua_State *L, ur_task *t) {
   return behind_done(L, t);
 }
 
+/* Before the socket moves to another worker (msg_ring.c): the send-behind
+ * goes out, and the early RECV (early_wait) is cancelled and its bytes,
+ * if any came, buffered, so they move with it.  In k, ur_sock_behind_done
+ * ends either wait.  -1: nothing in flight. */
+int ur_sock_settle (lua_State *L, ur_sock *s, ur_task *t,
+                    lua_KContext ctx, lua_KFunction k) {
+  ur_req *r;
+  int n = wait_behind(L, s, t, ctx, k);
+  if (n >= 0 || (r = early_pending(t->loop, s)) == NULL) return n;
+  s->early = 0;
+  ur_req_cancel(t->loop, r);
+  s->wbusy = 1;                 /* behind_done clears it */
+  return ur_await(L, t, r, "recv", ctx, k);
+}
+
 /* --- accepting: one multishot ACCEPT per listener --- */
 
 static int arm_accept (lua_State *L, ur_loop *loop, ur_sock *s);
@@ -1088,30 +1173,127 @@ static void wake_acceptor (ur_loop *loop, ur_sock *s) {
   ur_waitq_wake_one(loop, &s->acceptors);
 }
 
+/* Room for one more pending connection; 0 when out of memory. */
+static int pend_room (ur_sock *s) {
+  size_t cap;
+  struct pend *np;
+  if (s->plen < s->pcap) return 1;
+  cap = s->pcap ? s->pcap * 2 : 16;
+  np = (struct pend *)malloc(cap * sizeof *np);
+  if (np == NULL) return 0;
+  for (size_t i = 0; i < s->plen; i++)
+    np[i] = s->pend[(s->phead + i) % s->pcap];
+  free(s->pend);
+  s->pend = np;
+  s->pcap = cap;
+  s->phead = 0;
+  return 1;
+}
+
+/* The early RECV's CQE.  A task waiting on it (the socket's first
+ * receive adopted it): an ordinary receive's CQE.  Otherwise its bytes
+ * (or EOF) go where the first receive will look: the pending entry of a
+ * connection not yet taken (r->obj the listener), or the socket's buffer
+ * (r->obj the socket).  r->obj is NULL once nobody can take them. */
+static void early_cqe (ur_loop *loop, ur_req *r) {
+  ur_sock *s = (ur_sock *)r->obj;
+  uint64_t ud = ur_req_ud(loop, r);
+  int res = r->res, eof = res == 0;
+  const char *data = NULL;
+  if (r->task) {
+    recv_cqe(loop, r);
+    return;
+  }
+  /* the group ran dry, as for any receive (ur_sock_recv_result) */
+  int ownbuf = res == -ENOBUFS && !ur_bufring_grow(loop);
+  if (r->cflags & IORING_CQE_F_BUFFER)
+    data = ur_bufring_data(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
+  if (res > 0 && data) ur_kernel_wrote(data, (size_t)res);
+  else res = 0;                 /* an error (ENOBUFS, a reset): the first
+                                   receive asks the kernel itself */
+  if (s && s->listener) {
+    for (size_t i = 0; i < s->plen; i++) {
+      struct pend *e = &s->pend[(s->phead + i) % s->pcap];
+      if (e->early != ud) continue;
+      e->early = 0;
+      e->eof = eof;
+      e->ownbuf = ownbuf;
+      if (res > 0 && (e->bytes = (char *)malloc((size_t)res)) == NULL)
+        e->eof = 1;             /* out of memory: end, never skip bytes */
+      else if (res > 0) {
+        memcpy(e->bytes, data, (size_t)res);
+        e->n = (size_t)res;
+      }
+      break;
+    }
+  }
+  else if (s && s->h.fd >= 0) {
+    if (s->early == ud) s->early = 0;
+    if (eof || (res > 0 && !append(s, data, (size_t)res))) s->eof = 1;
+    if (ownbuf) s->ownbuf = 1;
+  }
+  if (r->cflags & IORING_CQE_F_BUFFER)
+    ur_bufring_recycle(loop, r->cflags >> IORING_CQE_BUFFER_SHIFT);
+  ur_req_free(loop, r);
+}
+
+/*
+ * A connection was just accepted (in the reaper, before any task runs):
+ * queue its first RECV now, into a provided buffer, so it goes out with
+ * the next enter and the client's request, which usually comes with the
+ * connection, is already buffered or on its way when the serving task
+ * first receives (it adopts this RECV: early_wait).  A connection that
+ * never speaks holds no buffer meanwhile (buffer select), only the
+ * request.  Only for listeners made with opts.first_recv, whose owner
+ * reads its connections itself (uring.http): the RECV takes bytes out of
+ * the kernel, so whoever reads the fd by other means would miss them
+ * (sock:fd() settles it first).  Not for TLS listeners: OpenSSL reads the
+ * first bytes in the handshake, which the serving task runs.  Out of
+ * memory or without provided buffers: no early RECV, the first receive
+ * asks as before.
+ */
+static void early_recv (ur_loop *loop, ur_sock *s, struct pend *e,
+                        int untraced) {
+  ur_req *r;
+  struct io_uring_sqe *sqe;
+  if (!s->first_recv || s->tls_ctx || ur_bufring_ensure(loop) != 0) return;
+  r = ur_req_new(NULL, loop, IORING_OP_RECV);
+  if (r == NULL) return;
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_recv(sqe, e->h.fd, NULL, UR_BR_SIZE, 0);
+  ur_handle_sqe(loop, &e->h, r, sqe);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = UR_BGID;
+  r->on_cqe = early_cqe;
+  r->obj = s;
+  r->memlen = UR_BR_SIZE;
+  r->untraced = untraced;       /* as its listener's ACCEPT (the REPL's) */
+  ur_req_submitted(loop, r, sqe);
+  r->task = NULL;               /* no task waits on it yet */
+  loop->lazy++;                 /* nor must it cost an enter of its own: the
+                                   turn's next enter carries it (loop.c) */
+  e->early = ur_req_ud(loop, r);
+}
+
 static void accept_cqe (ur_loop *loop, ur_req *r) {
   ur_sock *s = (ur_sock *)r->obj;
   int res = r->res, more = (r->cflags & IORING_CQE_F_MORE) != 0;
   if (res >= 0) {
+    struct pend *e;
     if (s == NULL || s->h.fd < 0) ur_fd_release(res);   /* nobody can take it */
-    else if (s->plen == s->pcap) {
-      size_t cap = s->pcap ? s->pcap * 2 : 16;
-      int *np = (int *)malloc(cap * sizeof *np);
-      if (np == NULL) {         /* no room to keep it: accept() says so */
-        ur_fd_release(res);
-        s->accept_err = -ENOMEM;
-      }
-      else {
-        for (size_t i = 0; i < s->plen; i++)
-          np[i] = s->pend[(s->phead + i) % s->pcap];
-        free(s->pend);
-        s->pend = np;
-        s->pcap = cap;
-        s->phead = 0;
-      }
+    else if (!pend_room(s)) {   /* no room to keep it: accept() says so */
+      ur_fd_release(res);
+      s->accept_err = -ENOMEM;
     }
-    if (s && s->h.fd >= 0 && s->plen < s->pcap) {
-      s->pend[(s->phead + s->plen) % s->pcap] = res;
-      s->plen++;
+    else {
+      e = &s->pend[(s->phead + s->plen) % s->pcap];
+      memset(e, 0, sizeof *e);
+      ur_handle_init(&e->h);
+      if (ur_handle_adopt(loop, &e->h, res) < 0) s->accept_err = -ENOMEM;
+      else {
+        s->plen++;
+        early_recv(loop, s, e, r->untraced);
+      }
     }
   }
   else if (s && res != -ECANCELED)
@@ -1185,14 +1367,25 @@ static int try_accept (lua_State *L, ur_sock *s, ur_task *t, uint64_t timer) {
     disarm_accept_timer(t->loop, timer);
   if (s->h.fd < 0) return ur_sock_fail(L, s, -EBADF);
   if (s->plen > 0) {
-    /* the owner first: if it cannot be made, the fd stays queued */
+    /* the owner first: if it cannot be made, the connection stays queued */
     ur_sock *c = newsock(L, s->family);
-    int fd = s->pend[s->phead], ret;
+    struct pend *e = &s->pend[s->phead];
+    ur_req *er = e->early ? ur_req_at(t->loop, e->early) : NULL;
+    int ret;
     s->phead = (s->phead + 1) % s->pcap;
     s->plen--;
-    if ((ret = ur_handle_adopt(t->loop, &c->h, fd)) < 0)
-      return ur_pushfail(L, ret, "accept");
+    c->h = e->h;                /* the fd table entry, with the early RECV
+                                   on its list, stays as it is */
     ur_handle_fix(t->loop, &c->h);
+    c->rbuf = e->bytes;         /* what the early RECV brought, in order */
+    c->rcap = c->rlen = e->n;
+    c->rin = (lua_Integer)e->n;
+    c->eof = e->eof;
+    c->ownbuf = e->ownbuf;
+    if (er) {                   /* still in flight: the socket's now */
+      er->obj = c;
+      c->early = e->early;
+    }
     /* a TLS listener's connection: its handshake runs in its first
      * receive or send, in the task that serves it, not in accept */
     if (s->tls_ctx && (ret = ur_tls_attach(c, s->tls_ctx, NULL)) < 0) {
@@ -1249,7 +1442,7 @@ static int l_sock_accept (lua_State *L) {
 
 typedef struct conn_args {   /* kept on the task's stack as a userdata */
   ur_addr addr;
-  int listen, backlog, reuseport;
+  int listen, backlog, reuseport, first_recv;
   char what[96];             /* "host:port" for messages */
 } conn_args;
 
@@ -1300,6 +1493,7 @@ static int setup_listener (lua_State *L, ur_loop *loop, ur_sock *s,
     return ur_pushfail(L, -err, a->what);
   }
   s->listener = 1;
+  s->first_recv = a->first_recv ? 1 : 0;
   return 0;
 }
 
@@ -1369,6 +1563,16 @@ static conn_args *push_conn (lua_State *L, int listening, int family) {
   return a;
 }
 
+/* opts[key] of the table at index t (argument t): false when absent. */
+static int boolfield (lua_State *L, int t, const char *key) {
+  int type = lua_getfield(L, t, key), v = lua_toboolean(L, -1);
+  if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+    luaL_argerror(L, t, lua_pushfstring(L, "%s must be a boolean, got %s",
+                                        key, luaL_typename(L, -1)));
+  lua_pop(L, 1);
+  return v;
+}
+
 /* Shared by connect and listen: parse, resolve if needed, make. */
 static int open_stream (lua_State *L, int listening, const char *fname) {
   const char *host = ur_optcstr(L, 1, "host", "*");
@@ -1386,6 +1590,7 @@ static int open_stream (lua_State *L, int listening, const char *fname) {
     lua_getfield(L, 3, "reuseport");
     a->reuseport = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    if (listening) a->first_recv = boolfield(L, 3, "first_recv");
     /* opts.tls: the socket holds the context until its handshake starts
      * (connect) or it closes (listen) */
     ur_tls_opts(L, 3, checksock(L, 5), listening, fname);
@@ -1401,7 +1606,7 @@ static int open_stream (lua_State *L, int listening, const char *fname) {
 static int l_connect (lua_State *L) { return open_stream(L, 0, "connect"); }
 
 /* uring.listen(host, port [, opts]) -> server | fail
- * opts: backlog (511), reuseport (false) */
+ * opts: backlog (511), reuseport (false), first_recv (false) */
 static int l_listen (lua_State *L) { return open_stream(L, 1, "listen"); }
 
 /* uring.connect_unix(path) / uring.listen_unix(path [, opts]) */
@@ -1500,12 +1705,22 @@ static void sock_close (ur_loop *loop, ur_sock *s, int gc) {
     return;
   }
   if (s->tls) ur_tls_close(loop, s);   /* close_notify goes out first */
+  /* accepted, never taken: their early RECVs must not touch s from here
+   * on (closing may reap, now or later) */
+  for (size_t i = 0; i < s->plen; i++) {
+    struct pend *e = &s->pend[(s->phead + i) % s->pcap];
+    ur_req *r = e->early ? ur_req_at(loop, e->early) : NULL;
+    if (r) r->obj = NULL;
+  }
   if (s->listener) ur_handle_close(loop, &s->h, gc ? s : NULL);
   else ur_handle_close_lazy(loop, &s->h, gc ? s : NULL);
-  while (s->plen > 0) {          /* accepted, never taken: nothing names them */
-    ur_fd_release(s->pend[s->phead]);
+  while (s->plen > 0) {         /* ... each closed by the one close path:
+                                   after its early RECV's CQE, if any */
+    struct pend *e = &s->pend[s->phead];
     s->phead = (s->phead + 1) % s->pcap;
     s->plen--;
+    ur_handle_close_lazy(loop, &e->h, NULL);
+    free(e->bytes);
   }
   free(s->pend);
   s->pend = NULL;
@@ -1624,8 +1839,62 @@ static int l_sock_is_tls (lua_State *L) {
   return 1;
 }
 
+/*
+ * sock:fd() hands the number out, and whoever reads it (a uring.ring, a
+ * C library) must find every byte the peer sends from then on.  So the
+ * first RECV its listener queued at accept (early_recv), if it is still
+ * in flight, is cancelled and its CQE waited for first; the bytes it
+ * brought, if it won the race, stay buffered for receive.  In a task the
+ * task waits (fd_k); outside uring.run the ring is driven here, as
+ * handle.c does for a close.
+ */
+static int fd_k (lua_State *L, int status, lua_KContext ctx);
+
 static int l_sock_fd (lua_State *L) {
-  lua_pushinteger(L, tosock(L)->h.fd);
+  ur_sock *s = tosock(L);
+  ur_loop *loop = ur_loop_of(L);
+  ur_task *t;
+  ur_req *r;
+  uint64_t ud;
+  if (s->early == 0 || (r = early_pending(loop, s)) == NULL) {
+    lua_pushinteger(L, s->h.fd);
+    return 1;
+  }
+  t = ur_task_in(loop, L);
+  if (t == NULL && (loop->running || loop->reaping))
+    return luaL_error(L, "fd: not inside a task (use uring.run)");
+  ud = s->early;
+  s->early = 0;                 /* a receive from here on asks anew */
+  ur_req_cancel(loop, r);
+  if (t) {
+    s->rbusy = 1;               /* fd_k clears it */
+    lua_settop(L, 1);
+    return ur_await(L, t, r, "recv", 0, fd_k);
+  }
+  /* r->task stays NULL: early_cqe buffers what it brought */
+  for (int tries = 0; tries < 1000; tries++) {
+    if ((r = ur_req_at(loop, ud)) == NULL || r->state != UR_REQ_INFLIGHT)
+      break;
+    if (ur_submit_timeout(loop, 0.01) < 0) break;
+    ur_reap(loop);
+  }
+  lua_pushinteger(L, s->h.fd);
+  return 1;
+}
+
+static int fd_k (lua_State *L, int status, lua_KContext ctx) {
+  ur_task *t = ur_task_of(L);
+  ur_req *r = ur_resumed(L, t);
+  ur_sock *s = checksock(L, 1);
+  (void)status; (void)ctx;
+  /* recv_cqe took a provided buffer's bytes but had no memory to keep
+   * them: the stream ends there rather than go on with a hole */
+  if (r->res == -ENOMEM && (r->cflags & IORING_CQE_F_BUFFER) && r->obj == s)
+    s->eof = 1;
+  ur_req_free(t->loop, r);
+  s->rbusy = 0;
+  ur_check_interrupt(L, t);
+  lua_pushinteger(L, tosock(L)->h.fd);   /* closed meanwhile: raises */
   return 1;
 }
 

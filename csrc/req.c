@@ -196,7 +196,7 @@ void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe) {
   if (loop->trace_ref != LUA_NOREF) {
     /* only while tracing: no cost per op otherwise (a request made
      * before tracing began is traced as if no task made it) */
-    r->untraced = r->task && r->task->untraced;
+    r->untraced = r->untraced || (r->task && r->task->untraced);
     r->t_prep = ur_now();
     ur_trace_sqe(loop, r);
   }

@@ -659,6 +659,10 @@ int ur_sock_sendfile (lua_State *L);
 int ur_sock_wait_behind (lua_State *L, ur_sock *s, ur_task *t,
                          lua_KContext ctx, lua_KFunction k);
 ur_sock *ur_sock_behind_done (lua_State *L, ur_task *t);
+/* ... and, before a socket moves (msg_ring.c), its first RECV, queued
+ * when it was accepted, too: cancelled, what it brought buffered */
+int ur_sock_settle (lua_State *L, ur_sock *s, ur_task *t,
+                    lua_KContext ctx, lua_KFunction k);
 /* the string at idx sent behind at once, 1 pushed; or 0: use sock:send */
 int ur_sock_send_behind (lua_State *L, ur_sock *s, int idx);
 

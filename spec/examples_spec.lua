@@ -472,6 +472,15 @@ describe("examples", function()
     end)
   end)
 
+  describe("accept_early.lua", function()
+    it("shows each connection's first RECV queued before accept() returned it", function()
+      local code, out, err = run("accept_early.lua", "30")
+      expect_ok(code, out, err)
+      assert.matches("30 connections, 30 answered: 30 RECV SQEs on the server's sockets, "
+        .. "30 of them queued by the core before accept%(%) returned the connection", out)
+    end)
+  end)
+
   describe("recv_multishot.lua", function()
     it("counts RECV SQEs with and without the multishot, and finds bytes that came unasked", function()
       local code, out, err = run("recv_multishot.lua", "50")

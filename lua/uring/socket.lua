@@ -281,6 +281,8 @@ local function closemm(self)
     if u then u:close() end
   else
     local s, c = self.s, self.stash
+    -- its received count outlives the socket (getstats)
+    if s then self.rx = select(3, nbuffered(s)) - (self.rx_base or 0) end
     self.s, self.stash = nil, nil
     if s then s:close() end
     if c then c:close() end
@@ -439,17 +441,28 @@ function tcpm:getfamily()
   return self.family or "inet"
 end
 
+-- bytes received: the core's count (bytes may come in with no fill
+-- waiting: the RECV queued at accept), less what setstats took off
+local function received(self)
+  if not self.s then return self.rx end
+  return select(3, nbuffered(self.s)) - (self.rx_base or 0)
+end
+
 function tcpm:getstats()
   checktcp(self, nil, "getstats")
-  return self.rx, self.tx, now() - self.born
+  return received(self), self.tx, now() - self.born
 end
 
 function tcpm:setstats(received, sent, age)
   checktcp(self, nil, "setstats")
-  received = optnumber(2, "setstats", received, self.rx)
+  received = optnumber(2, "setstats", received, nil)
   sent = optnumber(3, "setstats", sent, self.tx)
   age = optnumber(4, "setstats", age, nil)
-  self.rx, self.tx = received, sent
+  if received then
+    self.rx = received
+    if self.s then self.rx_base = select(3, nbuffered(self.s)) - received end
+  end
+  self.tx = sent
   if age then self.born = now() - age end
   return 1
 end
@@ -585,9 +598,7 @@ end
 local function fill(self, start)
   arm(self, start)
   local s = self.s
-  local before = nbuffered(s)
   local ok, msg, en = nfill(s)
-  self.rx = self.rx + ((nbuffered(s)) - before)   -- bytes off the wire
   if ok == nil then return nil, lserr(msg, en) end
   if ok == false then return nil, "closed" end
   return true

@@ -6,7 +6,7 @@
 --                fails(msg, errnos, ...)  (the nil, msg, errno tuple)
 --   leaks        fds()  fd_count()  pipes()  settled(before)  clean(body [, opts])
 --                leak_check(before_each, after_each)
---   sockets      listen([host])  pair([host])  echo_server(srv, n)
+--   sockets      listen([host [, opts]])  pair([host])  echo_server(srv, n)
 --   files        tmpdir()  rmrf(path)  readall(path)  writeall(path, s)
 --                exists(path)  pipe()  random_bytes(n)
 --   processes    sh(cmd)  exec(cmd)  have(cmd)  shq(s)  lua_cmd()  child(code [, prefix])
@@ -213,10 +213,11 @@ end
 
 -- --- sockets (inside a task) ------------------------------------------
 
---- A listener on host (default 127.0.0.1), port 0: server, port.
-function helpers.listen(host)
+--- A listener on host (default 127.0.0.1), port 0: server, port.  opts
+-- as uring.listen's (first_recv, ...).
+function helpers.listen(host, opts)
   local uring = require "uring"
-  local srv = assert(uring.listen(host or "127.0.0.1", 0))
+  local srv = assert(uring.listen(host or "127.0.0.1", 0, opts))
   local _, port = srv:getsockname()
   assert(math.type(port) == "integer" and port > 0, "no port")
   return srv, port

@@ -586,8 +586,12 @@ function M.server(opts)
     argerror(1, "server", "tls must be a server uring.tls.context, got " .. check.typename(tls))
   end
   check.intask("server")
+  -- first_recv: the server reads its connections itself, so each one's
+  -- first RECV may go out as its ACCEPT completes (no SQE of its own in
+  -- the serving task; skipped by the core for TLS)
   local lsock, msg, en = uring.listen(host, port,
-    { backlog = backlog, reuseport = opts.reuseport and true or false, tls = tls })
+    { backlog = backlog, reuseport = opts.reuseport and true or false, tls = tls,
+      first_recv = true })
   if not lsock then return nil, msg, en end
   -- accepted sockets inherit TCP_NODELAY from the listener (Linux): one
   -- setsockopt here rather than a system call per connection
