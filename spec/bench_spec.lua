@@ -254,6 +254,42 @@ describe("bench/http_callgrind.sh quick", function()
   end)
 end)
 
+describe("bench/http_callgrind.sh CONNS=500", function()
+  it("counts them at 500 connections and leaves the budget rows alone", function()
+    local tsv = results .. "/callgrind.tsv"
+    local f = assert(io.open(tsv, "w"))
+    f:write("kept\t1.0\t1.0\tnot rewritten at c500\n")
+    f:close()
+    local code, out = run(ENV .. "CONNS=500 SERVERS='uring-http c' timeout 300 sh bench/http_callgrind.sh")
+    assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
+    assert.matches("wrk %-t1 %-c500 keep%-alive\n", out)
+    for _, n in ipairs { "uring%-http", "c" } do
+      local per = tonumber(out:match("\n" .. n .. ": (%d+) instructions per request\n"))
+      assert.is_true(per ~= nil and per > 100, out)
+    end
+    assert.is_nil(out:find("budget", 1, true), out)      -- budgets are for c50
+    assert.is_nil(out:find("ratios written", 1, true), out)
+    assert.equal(1, #tsv_lines(tsv))
+  end)
+end)
+
+describe("bench/http_split.sh quick", function()
+  it("splits each server's CPU per request into user and system time", function()
+    local code, out = run(ENV .. "CONNS=50 SERVERS='uring-http c' timeout 120 sh bench/http_split.sh")
+    assert(code == 0, ("exit status %s:\n%s"):format(tostring(code), out))
+    assert.matches("wrk %-t1 %-c50 %-d1s, 1 round", out)
+    for _, n in ipairs { "uring%-http", "c" } do
+      local q = tonumber(out:match("round 1 " .. n .. " +(%d+) requests"))
+      assert.is_true(q ~= nil and q > 0, out)
+      local u, s, c = out:match("\n" .. n .. " +user +([%d.]+) +system +([%d.]+) +on CPU +([%d.]+) us/request")
+      assert.is_not_nil(c, out)
+      -- a request costs the server some CPU, and no more than a second
+      assert.is_true(tonumber(c) > 0 and tonumber(c) < 1e6, out)
+      assert.is_true(tonumber(u) + tonumber(s) < 1e6, out)
+    end
+  end)
+end)
+
 describe("bench/lua_sym.c (make -C bench lua-sym)", function()
   it("runs a script as lua5.4 does: arg, its arguments as ..., errors with exit status 1", function()
     local code, out = run("make -s -C bench lua-sym 2>&1")
