@@ -423,8 +423,11 @@ void ur_reap (ur_loop *loop) {
  * (uring.yield: READY), or called coroutine.yield bare; the last is
  * treated as uring.yield.
  */
+__thread ur_loop *ur_resuming;
+
 static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
   lua_State *co = t->co;
+  ur_loop *outer;
   int nres, st, nargs = 0;
   if (!t->started) {
     t->started = 1;
@@ -454,7 +457,10 @@ static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
   t->what = NULL;
   loop->current = t;
   loop->stats.resumes++;
+  outer = ur_resuming;          /* a loop driven from inside another's task */
+  ur_resuming = loop;
   st = lua_resume(co, L, nargs, &nres);
+  ur_resuming = outer;
   loop->current = NULL;
   if (st == LUA_YIELD) {
     if (nres) lua_pop(co, nres);   /* a park yields none: no API call */

@@ -75,7 +75,7 @@ struct ur_sock {
 
 /* it runs several times per request on a busy server */
 static ur_sock *checksock (lua_State *L, int idx) {
-  return (ur_sock *)ur_checkudata(L, idx, ur_loop_of(L)->sock_mt, UR_SOCK_MT);
+  return (ur_sock *)ur_checkudata(L, idx, ur_loop_at(L)->sock_mt, UR_SOCK_MT);
 }
 
 /* the same, with the loop at hand (each upvalue lookup is an API call) */
@@ -332,7 +332,9 @@ int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
   ur_req *r = t ? ur_req_at(t->loop, t->wait_ud) : NULL;
   ur_sock *s;
   int res, op = IORING_OP_RECV, flow = 0;
-  if (r && ur_mshot_owns(r))    /* a wait on the multishot: what it brought */
+  /* a wait on the multishot: what it brought (a single shot's handler
+   * is told apart first, without the call) */
+  if (r && r->on_cqe != recv_cqe && ur_mshot_owns(r))
     res = ur_mshot_result(t->loop, t, r, &s, &flow);
   else {
     r = ur_resumed(L, t);
@@ -437,14 +439,19 @@ static int take_line (lua_State *L, ur_loop *loop, ur_sock *s, int keep,
   }
   {
     size_t n = (size_t)(nl - p) + 1, len = keep ? n : n - 1;
-    if (dropcr && len > 0 && memchr(p, '\r', len - 1) == NULL) {
-      /* the usual line: at most one CR, right before the LF */
-      ur_strcache_push_line(L, loop, p, p[len - 1] == '\r' ? len - 1 : len);
+    if (dropcr) {
+      /* the usual line: at most one CR, right before the LF; one a line
+       * slot holds has no other (strcache.c), so a hit needs no scan */
+      size_t m = (len > 0 && p[len - 1] == '\r') ? len - 1 : len;
+      if (ur_strcache_line_hit(L, loop, p, m))
+        ;
+      else if (memchr(p, '\r', m) == NULL)
+        ur_strcache_push_line(L, loop, p, m, 1);
+      else
+        push_nocr(L, p, len);
     }
-    else if (dropcr)
-      push_nocr(L, p, len);
     else
-      ur_strcache_push_line(L, loop, p, len);
+      ur_strcache_push_line(L, loop, p, len, 0);
     consume(s, n);
   }
   return 1;
@@ -520,7 +527,7 @@ static int receive_step (lua_State *L, ur_loop *loop, ur_sock *s,
 }
 
 static int receive_k (lua_State *L, int status, lua_KContext ctx) {
-  ur_task *t = ur_task_in(ur_loop_of(L), L);
+  ur_task *t = ur_task_in(ur_loop_at(L), L);
   ur_sock *s;
   (void)status;
   switch (ur_sock_recv_result(L, t, &s)) {
@@ -535,13 +542,18 @@ static int receive_k (lua_State *L, int status, lua_KContext ctx) {
  * string at 3), taken at once when the bytes brought one; anything else
  * goes the general way. */
 static int line_k (lua_State *L, int status, lua_KContext ctx) {
-  ur_loop *loop = ur_loop_of(L);
+  ur_loop *loop = ur_loop_at(L);
   ur_task *t = ur_task_in(loop, L);
   ur_sock *s;
   (void)status; (void)ctx;
   switch (ur_sock_recv_result(L, t, &s)) {
     case UR_RECV_FAILED: return 3;
-    case UR_RECV_BYTES: if (take_line(L, loop, s, 0, 1)) return 1;
+    case UR_RECV_BYTES:
+      /* s is the request's socket (r->obj: checked when the receive
+       * began, cleared by __gc): the task's next receive or send on it,
+       * after others ran meanwhile, skips the metatable check */
+      loop->sock_hot = s;
+      if (take_line(L, loop, s, 0, 1)) return 1;
     /* fall through */
     default:
       lua_settop(L, 3);
@@ -597,7 +609,7 @@ static int receive_args (lua_State *L, ur_loop *loop, ur_sock *s) {
  * that is already buffered: that case costs half the Lua API calls of
  * the general one (receive_args). */
 static int l_sock_receive (lua_State *L) {
-  ur_loop *loop = ur_loop_of(L);
+  ur_loop *loop = ur_loop_at(L);
   int top = lua_gettop(L);
   ur_sock *s;
   if (top <= 2) {               /* no prefix: maybe a line, at hand */
@@ -953,7 +965,7 @@ static int send_behind_k (lua_State *L, int status, lua_KContext ctx) {
  * A response sent with nothing else in flight on the socket goes behind
  * without touching the stack: no continuation will read it. */
 static int l_sock_send (lua_State *L) {
-  ur_loop *loop = ur_loop_of(L);
+  ur_loop *loop = ur_loop_at(L);
   ur_sock *s = (ur_sock *)lua_touserdata(L, 1);
   if (s == NULL || s != loop->sock_hot) {
     s = checksock_in(L, loop, 1);

@@ -34,6 +34,9 @@
 #define LINE_SLOTS 66      /* 33 pairs: the empty line's, 32 others */
 #define LINE_KEEP_MAX 64   /* longer lines are pushed as they come */
 #define NO_LINE    UINT32_MAX
+/* a line slot's n with this bit: its line was not checked for CRs (kept
+ * by a reader that keeps them), so a reader dropping CRs cannot take it */
+#define LINE_MAYCR 0x80000000u
 
 struct ur_strcache {
   struct { const char *p; uint32_t busy; int ref; } send[SEND_SLOTS];
@@ -89,31 +92,70 @@ void ur_strcache_unpin (ur_loop *loop, ur_req *r) {
   loop->strcache->send[r->aux].busy--;
 }
 
+/* The slot of the pair at i holding p[0..n) (its n equal to key: n, or
+ * n with LINE_MAYCR), or -1; a hit makes the pair's other slot the one a
+ * miss takes next */
+static int line_find (ur_strcache *c, unsigned i, const char *p, size_t n,
+                      uint32_t key) {
+  if ((c->line[i].n == key || c->line[i].n == (key | LINE_MAYCR))
+      && memcmp(c->line[i].p, p, n) == 0) {
+    c->victim[i / 2] = 1;
+    return (int)i;
+  }
+  if ((c->line[i + 1].n == key || c->line[i + 1].n == (key | LINE_MAYCR))
+      && memcmp(c->line[i + 1].p, p, n) == 0) {
+    c->victim[i / 2] = 0;
+    return (int)i + 1;
+  }
+  return -1;
+}
+
 /*
- * Push p[0..n) as a Lua string: the one a line slot holds if it has
- * these bytes, else a new one, kept in the slot.  Raises only as
- * lua_pushlstring does (memory).
+ * Push p[0..n), a line the caller knows has no CR, if a line slot holds
+ * it with no CR either (1), else push nothing (0).  sock:receive's "*l"
+ * tries this before it scans the line for stray CRs: a line seen lately
+ * needs no scan (its bytes are the slot's, which had none).  Never
+ * raises.
  */
-void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
-                            size_t n) {
+int ur_strcache_line_hit (lua_State *L, ur_loop *loop, const char *p,
+                          size_t n) {
   ur_strcache *c = loop->strcache;
   unsigned i;
+  if (n > LINE_KEEP_MAX) return 0;
+  i = line_pair(p, n);
+  if (c->line[i].n == n && memcmp(c->line[i].p, p, n) == 0) {
+    c->victim[i / 2] = 1;
+  }
+  else if (c->line[i + 1].n == n && memcmp(c->line[i + 1].p, p, n) == 0) {
+    c->victim[i / 2] = 0;
+    i++;
+  }
+  else return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i].ref);
+  return 1;
+}
+
+/*
+ * Push p[0..n) as a Lua string: the one a line slot holds if it has
+ * these bytes, else a new one, kept in the slot (nocr: the caller checked
+ * it has no CR, so ur_strcache_line_hit may hand it out).  Raises only
+ * as lua_pushlstring does (memory).
+ */
+void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
+                            size_t n, int nocr) {
+  ur_strcache *c = loop->strcache;
+  unsigned i;
+  int hit;
   const char *s;
   if (n > LINE_KEEP_MAX) {
     lua_pushlstring(L, p, n);
     return;
   }
   i = line_pair(p, n);
-  /* a hit: the pair's other slot is the one a miss takes next; the
-   * push is the last call (a tail call) */
-  if (c->line[i].n == n && memcmp(c->line[i].p, p, n) == 0) {
-    c->victim[i / 2] = 1;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i].ref);
-    return;
-  }
-  if (c->line[i + 1].n == n && memcmp(c->line[i + 1].p, p, n) == 0) {
-    c->victim[i / 2] = 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i + 1].ref);
+  hit = line_find(c, i, p, n, (uint32_t)n);
+  if (hit >= 0) {
+    if (nocr) c->line[hit].n = (uint32_t)n;   /* now known CR-free */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[hit].ref);
     return;
   }
   /* two lines that share a pair both stay; a third takes the place of
@@ -124,7 +166,7 @@ void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
   lua_pushvalue(L, -1);
   lua_rawseti(L, LUA_REGISTRYINDEX, c->line[i].ref);   /* anchored */
   c->line[i].p = s;
-  c->line[i].n = (uint32_t)n;
+  c->line[i].n = (uint32_t)n | (nocr ? 0 : LINE_MAYCR);
 }
 
 /* The cache and its registry slots, once per Lua state (the loop keeps
