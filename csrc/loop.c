@@ -311,7 +311,8 @@ static void loop_flush (ur_loop *loop) {
   if (!loop->reaping) ur_reap(loop);
 }
 
-struct io_uring_sqe *ur_get_sqe (ur_loop *loop) {
+/* ur_get_sqe (uring.h) when the SQ is full */
+struct io_uring_sqe *ur_get_sqe_slow (ur_loop *loop) {
   struct io_uring_sqe *sqe;
   while ((sqe = io_uring_get_sqe(&loop->ring)) == NULL)
     loop_flush(loop);
@@ -395,11 +396,15 @@ void ur_reap (ur_loop *loop) {
   for (;;) {
     struct io_uring_cqe *cqe;
     unsigned head, n = 0;
-    io_uring_for_each_cqe(&loop->ring, head, cqe) {
+    /* io_uring_for_each_cqe, with the tail read once per batch and
+     * the CQE size known: CQE32 is never asked for */
+    unsigned tail = io_uring_smp_load_acquire(loop->ring.cq.ktail);
+    for (head = *loop->ring.cq.khead; head != tail && n < BATCH; head++) {
+      cqe = &loop->ring.cq.cqes[head & loop->ring.cq.ring_mask];
       b[n].ud = cqe->user_data;
       b[n].res = cqe->res;
       b[n].flags = cqe->flags;
-      if (++n == BATCH) break;
+      n++;
     }
     if (n == 0) {
       if (!io_uring_cq_has_overflow(&loop->ring)) break;

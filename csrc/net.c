@@ -332,6 +332,18 @@ int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
   ur_req *r = t ? ur_req_at(t->loop, t->wait_ud) : NULL;
   ur_sock *s;
   int res, op = IORING_OP_RECV, flow = 0;
+  /* the usual end, first: a plain receive brought bytes for a socket
+   * still open, and nothing interrupted the task (what the general way
+   * below concludes, with none of its other cases to rule out) */
+  if (r != NULL && r->on_cqe == recv_cqe && r->state == UR_REQ_DONE
+      && r->res > 0 && (s = (ur_sock *)r->obj) != NULL && s->h.fd >= 0
+      && s->tls == NULL && !ur_interrupted(t)) {
+    t->wait_ud = 0;
+    ur_req_free(t->loop, r);
+    s->rbusy = 0;
+    *sp = s;
+    return UR_RECV_BYTES;
+  }
   /* a wait on the multishot: what it brought (a single shot's handler
    * is told apart first, without the call) */
   if (r && r->on_cqe != recv_cqe && ur_mshot_owns(r))
@@ -457,6 +469,32 @@ static int take_line (lua_State *L, ur_loop *loop, ur_sock *s, int keep,
   return 1;
 }
 
+/* take_line(L, loop, s, 0, 1), LuaSocket's "*l", for the paths of
+ * sock:receive that run per line of a line protocol: inline there, with
+ * the constants folded in. */
+static inline int take_recv_line (lua_State *L, ur_loop *loop, ur_sock *s) {
+  char *p, *nl;
+  size_t len, m;
+  if (s->rlen <= s->scanned) {
+    s->scanned = s->rlen;
+    return 0;
+  }
+  p = s->rbuf + s->rpos;
+  nl = (char *)memchr(p + s->scanned, '\n', s->rlen - s->scanned);
+  if (nl == NULL) {
+    s->scanned = s->rlen;
+    return 0;
+  }
+  len = (size_t)(nl - p);
+  m = (len > 0 && p[len - 1] == '\r') ? len - 1 : len;
+  if (!ur_strcache_line_hit(L, loop, p, m)) {   /* as take_line's */
+    if (memchr(p, '\r', m) == NULL) ur_strcache_push_line(L, loop, p, m, 1);
+    else push_nocr(L, p, len);
+  }
+  consume(s, len + 1);
+  return 1;
+}
+
 /* sock:_take_line(keep_newline, drop_cr) -> line | nil (no full line) */
 static int l_sock_take_line (lua_State *L) {
   ur_sock *s = checksock(L, 1);
@@ -496,7 +534,7 @@ static void push_take (lua_State *L, ur_sock *s, size_t n) {
 static int receive_step (lua_State *L, ur_loop *loop, ur_sock *s,
                          lua_KContext ctx) {
   if (ctx == RECV_LINE) {
-    if (take_line(L, loop, s, 0, 1)) {
+    if (take_recv_line(L, loop, s)) {
       prefixed(L);
       return 1;
     }
@@ -553,7 +591,7 @@ static int line_k (lua_State *L, int status, lua_KContext ctx) {
        * began, cleared by __gc): the task's next receive or send on it,
        * after others ran meanwhile, skips the metatable check */
       loop->sock_hot = s;
-      if (take_line(L, loop, s, 0, 1)) return 1;
+      if (take_recv_line(L, loop, s)) return 1;
     /* fall through */
     default:
       lua_settop(L, 3);
@@ -608,8 +646,25 @@ static int receive_args (lua_State *L, ur_loop *loop, ur_sock *s) {
  * A line protocol calls it several times per message, mostly for a line
  * that is already buffered: that case costs half the Lua API calls of
  * the general one (receive_args). */
+static int receive_checked (lua_State *L, ur_loop *loop);
+
 static int l_sock_receive (lua_State *L) {
   ur_loop *loop = ur_loop_at(L);
+  ur_sock *s = (ur_sock *)lua_touserdata(L, 1);
+  /* a line protocol's call: sock:receive() on the socket last checked
+   * (loop->sock_hot only ever names a live socket) */
+  if (s != NULL && s == loop->sock_hot && lua_gettop(L) == 1
+      && s->h.fd >= 0) {
+    if (take_recv_line(L, loop, s)) return 1;
+    if (!s->eof)                /* wait for bytes, the stack as it is */
+      return ur_sock_recv(L, s, recv_task_in(L, loop, s), 0, line_k);
+  }
+  return receive_checked(L, loop);
+}
+
+/* sock:receive's every other case: the socket checked, the pattern
+ * read; a line at hand still costs few API calls. */
+static int receive_checked (lua_State *L, ur_loop *loop) {
   int top = lua_gettop(L);
   ur_sock *s;
   if (top <= 2) {               /* no prefix: maybe a line, at hand */
@@ -627,7 +682,7 @@ static int l_sock_receive (lua_State *L) {
         loop->sock_hot = s;     /* a socket: the next call skips this */
       }
       if (s->h.fd >= 0) {
-        if (take_line(L, loop, s, 0, 1)) return 1;
+        if (take_recv_line(L, loop, s)) return 1;
         if (!s->eof)            /* wait for bytes, the stack as it is */
           return ur_sock_recv(L, s, recv_task_in(L, loop, s), 0, line_k);
         lua_settop(L, 3);       /* 2: the pattern (or nil), 3: no prefix */

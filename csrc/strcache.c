@@ -112,7 +112,7 @@ static int line_find (ur_strcache *c, unsigned i, const char *p, size_t n,
 
 /*
  * Push p[0..n), a line the caller knows has no CR, if a line slot holds
- * it with no CR either (1), else push nothing (0).  sock:receive's "*l"
+ * it with no CR either (nonzero), else push nothing (0).  sock:receive's "*l"
  * tries this before it scans the line for stray CRs: a line seen lately
  * needs no scan (its bytes are the slot's, which had none).  Never
  * raises.
@@ -123,16 +123,16 @@ int ur_strcache_line_hit (lua_State *L, ur_loop *loop, const char *p,
   unsigned i;
   if (n > LINE_KEEP_MAX) return 0;
   i = line_pair(p, n);
-  if (c->line[i].n == n && memcmp(c->line[i].p, p, n) == 0) {
-    c->victim[i / 2] = 1;
+  if (c->line[i].n == n && (n == 0 || memcmp(c->line[i].p, p, n) == 0)) {
+    c->victim[i / 2] = 1;       /* (the empty line has its pair alone) */
   }
   else if (c->line[i + 1].n == n && memcmp(c->line[i + 1].p, p, n) == 0) {
     c->victim[i / 2] = 0;
     i++;
   }
   else return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i].ref);
-  return 1;
+  /* the slot's string (a tail call: its type, LUA_TSTRING, is nonzero) */
+  return lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i].ref);
 }
 
 /*

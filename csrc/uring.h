@@ -402,7 +402,8 @@ void ur_loop_hook (lua_State *L, const ur_hooks *h);
   } while (0)
 int ur_loop_setup (lua_State *L, ur_loop *loop);   /* 0 or -errno */
 ur_loop *ur_loop_ready (lua_State *L);        /* and set up the ring; raises */
-struct io_uring_sqe *ur_get_sqe (ur_loop *loop);   /* flushes a full SQ */
+/* ur_get_sqe (inline, below ur_slab_take) flushes a full SQ through: */
+struct io_uring_sqe *ur_get_sqe_slow (ur_loop *loop);
 void ur_reserve_sqes (ur_loop *loop, unsigned n);  /* room for a link chain */
 int ur_submit (ur_loop *loop, unsigned wait_nr);    /* counts enters */
 int ur_submit_timeout (ur_loop *loop, double secs); /* wait for 1, bounded */
@@ -742,7 +743,7 @@ void ur_strcache_unpin (ur_loop *loop, ur_req *r);
 void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
                             size_t n, int nocr);   /* nocr: checked CR-free */
 int ur_strcache_line_hit (lua_State *L, ur_loop *loop, const char *p,
-                          size_t n);   /* 1: pushed a CR-free line held */
+                          size_t n);   /* !0: pushed a CR-free line held */
 void ur_register_strcache (lua_State *L);
 
 /* http.c: HTTP/1.x request heads; adds sock:receive_head and
@@ -904,6 +905,15 @@ static inline int ur_interrupted (const ur_task *t) {
 /* Every op runs these three per request, a server several per message:
  * inline, so the usual case costs no call (the rest is in req.c and
  * task.c). */
+
+/* An SQE to fill; a full SQ is flushed first, never an error. */
+static inline struct io_uring_sqe *ur_get_sqe (ur_loop *loop) {
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+  if (sqe == NULL) return ur_get_sqe_slow(loop);
+  loop->pending++;
+  loop->stats.sqes++;
+  return sqe;
+}
 
 /* A request record for opcode; raises when memory ran out (or, with L
  * NULL, returns NULL), and in a forked child. */
