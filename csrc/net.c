@@ -1016,12 +1016,33 @@ static int send_behind_k (lua_State *L, int status, lua_KContext ctx) {
   return send_now(L, s, t);
 }
 
+static int send_checked (lua_State *L, ur_loop *loop, ur_sock *s);
+
 /* sock:send(data [, i [, j]]) -> bytes sent (all of data[i..j]) | fail
  * A response sent with nothing else in flight on the socket goes behind
  * without touching the stack: no continuation will read it. */
 static int l_sock_send (lua_State *L) {
   ur_loop *loop = ur_loop_at(L);
   ur_sock *s = (ur_sock *)lua_touserdata(L, 1);
+  size_t len;
+  const char *data;
+  /* a server's answer: sock:send(string) on the socket last checked
+   * (loop->sock_hot only ever names a live socket), nothing in flight
+   * on it, going behind: what the general way below does for it, with
+   * no i, j to work out */
+  if (s != NULL && s == loop->sock_hot && lua_gettop(L) == 2
+      && s->h.fd >= 0 && s->behind == 0 && s->behind_err == 0
+      && s->tls == NULL && !s->listener && !s->wbusy
+      && (data = lua_tolstring(L, 2, &len)) != NULL && len > 0
+      && can_go_behind(loop, s, len)) {
+    ur_task_current_in(L, loop, "send");   /* raises outside a task */
+    return send_behind(L, loop, s, data, data, len, 2);
+  }
+  return send_checked(L, loop, s);
+}
+
+/* sock:send's every case: the socket checked, i and j worked out */
+static int send_checked (lua_State *L, ur_loop *loop, ur_sock *s) {
   if (s == NULL || s != loop->sock_hot) {
     s = checksock_in(L, loop, 1);
     loop->sock_hot = s;         /* a socket: the next call skips the check */
