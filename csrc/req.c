@@ -195,24 +195,9 @@ void ur_req_traced (ur_loop *loop, ur_req *r) {
   ur_trace_sqe(loop, r);
 }
 
-/* Called only when the kernel is done with r (its last CQE was seen). */
-void ur_req_free (ur_loop *loop, ur_req *r) {
+/* ur_req_free's (uring.h) general case: memory, pins, the fd's list */
+void ur_req_free_slow (ur_loop *loop, ur_req *r) {
   if (r->state == UR_REQ_FREE) return;
-  if (r->mem == NULL && r->pin_ref == LUA_NOREF && !r->onfd
-      && (r->memclass == 0 || r->memclass == UR_MEM_SLOT)) {
-    /* the usual request (a receive whose buffer the socket took back, a
-     * send through a slot): nothing to release but the slot */
-    if (r->memclass == UR_MEM_SLOT) {
-      ur_strcache_unpin(loop, r);
-      r->memclass = 0;
-    }
-    r->state = UR_REQ_FREE;
-    if (++r->gen == 0) r->gen = 1;   /* user_data 0 is reserved */
-    r->next_free = loop->slab.free_head;
-    loop->slab.free_head = r->idx + 1;
-    loop->slab.used--;
-    return;
-  }
   if (r->onfd) ur_fd_unlink(loop, r);   /* freed without its last CQE */
   if (r->memclass == UR_MEM_FIXED) {
     /* back on the free stack, unless the ring it belonged to is gone */

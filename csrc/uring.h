@@ -432,7 +432,8 @@ int ur_anchor (lua_State *L, int idx);    /* a registry ref for pin_ref */
 /* ur_req_new (raises) and ur_req_submitted are inline, below ur_slab_take */
 ur_req *ur_req_new_slow (lua_State *L, ur_loop *loop, uint8_t opcode);
 void ur_req_traced (ur_loop *loop, ur_req *r);
-void ur_req_free (ur_loop *loop, ur_req *r);          /* unpins, frees mem */
+/* ur_req_free (unpins, frees mem) is inline, below ur_slab_take */
+void ur_req_free_slow (ur_loop *loop, ur_req *r);
 void ur_req_cancel (ur_loop *loop, ur_req *r);        /* ASYNC_CANCEL it */
 void ur_req_pin (lua_State *L, ur_req *r, int idx);   /* kernel reads it */
 void *ur_iobuf_new (ur_loop *loop, ur_req *r, size_t n);  /* r->mem; NULL: ENOMEM */
@@ -922,6 +923,28 @@ static inline ur_req *ur_req_new (lua_State *L, ur_loop *loop,
   if (loop->slab.free_head != 0 && !ur_foreign(loop))
     return ur_slab_take(&loop->slab, opcode);
   return ur_req_new_slow(L, loop, opcode);
+}
+
+/* Called only when the kernel is done with r (its last CQE was seen), or
+ * it never reached the kernel.  The usual request (a receive whose buffer
+ * the socket took back, a send through a slot) has nothing to release
+ * but its slot: done here; the rest in req.c. */
+static inline void ur_req_free (ur_loop *loop, ur_req *r) {
+  if (r->state == UR_REQ_FREE) return;
+  if (r->mem != NULL || r->pin_ref != LUA_NOREF || r->onfd
+      || (r->memclass != 0 && r->memclass != UR_MEM_SLOT)) {
+    ur_req_free_slow(loop, r);
+    return;
+  }
+  if (r->memclass == UR_MEM_SLOT) {
+    ur_strcache_unpin(loop, r);
+    r->memclass = 0;
+  }
+  r->state = UR_REQ_FREE;
+  if (++r->gen == 0) r->gen = 1;   /* user_data 0 is reserved */
+  r->next_free = loop->slab.free_head;
+  loop->slab.free_head = r->idx + 1;
+  loop->slab.used--;
 }
 
 /* The SQE is fully prepared: from here the kernel owns the request. */
