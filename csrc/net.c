@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "uring.h"
+#include "strcache.h"   /* the line slots, asked inline */
 
 #define UR_SOCK_MT "uring.socket"
 #define RECV_KEEP  (64 * 1024)   /* a buffer this big is kept, not shrunk */
@@ -328,13 +329,13 @@ int ur_sock_recv_raw (lua_State *L, ur_sock *s, ur_task *t, int flow,
  * Raises a cancel or an expired timeout scope (what arrived stays
  * buffered).  The socket is the request's r->obj, checked when the op
  * began: a continuation needs no second checksock (__gc clears r->obj). */
-int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
+/* The usual end of a receive, first (1, the socket in *sp): a plain
+ * receive brought bytes for a socket still open, and nothing interrupted
+ * the task -- what ur_sock_recv_result concludes then, with none of its
+ * other cases to rule out; 0: it has to. */
+static inline int recv_result_bytes (ur_task *t, ur_sock **sp) {
   ur_req *r = t ? ur_req_at(t->loop, t->wait_ud) : NULL;
   ur_sock *s;
-  int res, op = IORING_OP_RECV, flow = 0;
-  /* the usual end, first: a plain receive brought bytes for a socket
-   * still open, and nothing interrupted the task (what the general way
-   * below concludes, with none of its other cases to rule out) */
   if (r != NULL && r->on_cqe == recv_cqe && r->state == UR_REQ_DONE
       && r->res > 0 && (s = (ur_sock *)r->obj) != NULL && s->h.fd >= 0
       && s->tls == NULL && !ur_interrupted(t)) {
@@ -342,8 +343,17 @@ int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
     ur_req_free(t->loop, r);
     s->rbusy = 0;
     *sp = s;
-    return UR_RECV_BYTES;
+    return 1;
   }
+  return 0;
+}
+
+int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
+  ur_req *r;
+  ur_sock *s;
+  int res, op = IORING_OP_RECV, flow = 0;
+  if (recv_result_bytes(t, sp)) return UR_RECV_BYTES;
+  r = t ? ur_req_at(t->loop, t->wait_ud) : NULL;
   /* a wait on the multishot: what it brought (a single shot's handler
    * is told apart first, without the call) */
   if (r && r->on_cqe != recv_cqe && ur_mshot_owns(r))
@@ -410,7 +420,8 @@ static int fill_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* The checks of a receive that must wait for bytes; then the task that
  * waits. */
-static ur_task *recv_task_in (lua_State *L, ur_loop *loop, ur_sock *s) {
+static inline ur_task *recv_task_in (lua_State *L, ur_loop *loop,
+                                     ur_sock *s) {
   ur_task *t = ur_task_current_in(L, loop, "receive");
   if (s->listener) luaL_error(L, "receive: socket is listening");
   if (s->rbusy)
@@ -472,7 +483,8 @@ static int take_line (lua_State *L, ur_loop *loop, ur_sock *s, int keep,
 /* take_line(L, loop, s, 0, 1), LuaSocket's "*l", for the paths of
  * sock:receive that run per line of a line protocol: inline there, with
  * the constants folded in. */
-static inline int take_recv_line (lua_State *L, ur_loop *loop, ur_sock *s) {
+static inline __attribute__((always_inline))
+int take_recv_line (lua_State *L, ur_loop *loop, ur_sock *s) {
   char *p, *nl;
   size_t len, m;
   if (s->rlen <= s->scanned) {
@@ -584,6 +596,12 @@ static int line_k (lua_State *L, int status, lua_KContext ctx) {
   ur_task *t = ur_task_in(loop, L);
   ur_sock *s;
   (void)status; (void)ctx;
+  if (recv_result_bytes(t, &s)) {   /* the usual end, as below */
+    loop->sock_hot = s;
+    if (take_recv_line(L, loop, s)) return 1;
+    lua_settop(L, 3);
+    return receive_step(L, loop, s, RECV_LINE);
+  }
   switch (ur_sock_recv_result(L, t, &s)) {
     case UR_RECV_FAILED: return 3;
     case UR_RECV_BYTES:
@@ -806,7 +824,7 @@ static ur_sock *behind_done (lua_State *L, ur_task *t) {
  * bigger one pins the string with a ref of its own.  With trp, the
  * request of the link timeout too (room for both SQEs is made first).
  * Raises (memory) before anything reaches the ring, holding nothing. */
-static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
+static inline ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
                          const char *str, const char *src, size_t n,
                          int pin, int flags, struct io_uring_sqe **sqep,
                          ur_req **trp) {
@@ -860,7 +878,7 @@ static int send_behind (lua_State *L, ur_loop *loop, ur_sock *s,
 /* Can a send of n bytes go behind?  (A kernel without SEND: the task
  * waits, and hears so from the CQE.  A send configure{send_zc} wants
  * zero copy for is send_now's: SEND_ZC, waited for.) */
-static int can_go_behind (ur_loop *loop, ur_sock *s, size_t n) {
+static inline int can_go_behind (ur_loop *loop, ur_sock *s, size_t n) {
   return n <= SEND_BEHIND && s->timeout < 0 && !s->nobehind
          && !ur_op_missing(loop, IORING_OP_SEND)
          && (s->family == AF_UNIX || !ur_send_zc_wanted(loop, (lua_Integer)n));

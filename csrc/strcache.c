@@ -30,38 +30,13 @@
 
 #include "uring.h"
 
-#define SEND_SLOTS 16
-#define LINE_SLOTS 66      /* 33 pairs: the empty line's, 32 others */
-#define LINE_KEEP_MAX 64   /* longer lines are pushed as they come */
-#define NO_LINE    UINT32_MAX
-/* a line slot's n with this bit: its line was not checked for CRs (kept
- * by a reader that keeps them), so a reader dropping CRs cannot take it */
-#define LINE_MAYCR 0x80000000u
-
-struct ur_strcache {
-  struct { const char *p; uint32_t busy; int ref; } send[SEND_SLOTS];
-  struct { const char *p; uint32_t n; int ref; } line[LINE_SLOTS];
-  uint8_t victim[LINE_SLOTS / 2];   /* per pair: the slot a miss takes */
-};
+#include "strcache.h"   /* the cache's layout; its line hit, inline */
 
 /* Pointers to string bodies are 16-byte aligned (malloc): mix the bits
  * above that. */
 static unsigned send_slot (const char *s) {
   uintptr_t u = (uintptr_t)s;
   return (unsigned)((u >> 4) ^ (u >> 10)) % SEND_SLOTS;
-}
-
-/* The first slot of a line's pair: the empty line (the end of every
- * HTTP head) has pair 0 to itself; others spread over the other 32 by
- * their length and three bytes (a mask, not a division). */
-static unsigned line_pair (const char *p, size_t n) {
-  uint32_t h;
-  if (n == 0) return 0;
-  h = (uint32_t)n * 0x9E3779B1u;
-  h ^= (unsigned char)p[0] | (unsigned char)p[n / 2] << 8
-       | (unsigned char)p[n - 1] << 16;
-  h *= 0x85EBCA6Bu;
-  return 2 * (1 + (h >> 27));
 }
 
 /*
@@ -111,31 +86,6 @@ static int line_find (ur_strcache *c, unsigned i, const char *p, size_t n,
 }
 
 /*
- * Push p[0..n), a line the caller knows has no CR, if a line slot holds
- * it with no CR either (nonzero), else push nothing (0).  sock:receive's "*l"
- * tries this before it scans the line for stray CRs: a line seen lately
- * needs no scan (its bytes are the slot's, which had none).  Never
- * raises.
- */
-int ur_strcache_line_hit (lua_State *L, ur_loop *loop, const char *p,
-                          size_t n) {
-  ur_strcache *c = loop->strcache;
-  unsigned i;
-  if (n > LINE_KEEP_MAX) return 0;
-  i = line_pair(p, n);
-  if (c->line[i].n == n && (n == 0 || memcmp(c->line[i].p, p, n) == 0)) {
-    c->victim[i / 2] = 1;       /* (the empty line has its pair alone) */
-  }
-  else if (c->line[i + 1].n == n && memcmp(c->line[i + 1].p, p, n) == 0) {
-    c->victim[i / 2] = 0;
-    i++;
-  }
-  else return 0;
-  /* the slot's string (a tail call: its type, LUA_TSTRING, is nonzero) */
-  return lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i].ref);
-}
-
-/*
  * Push p[0..n) as a Lua string: the one a line slot holds if it has
  * these bytes, else a new one, kept in the slot (nocr: the caller checked
  * it has no CR, so ur_strcache_line_hit may hand it out).  Raises only
@@ -151,7 +101,7 @@ void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
     lua_pushlstring(L, p, n);
     return;
   }
-  i = line_pair(p, n);
+  i = ur_line_pair(p, n);
   hit = line_find(c, i, p, n, (uint32_t)n);
   if (hit >= 0) {
     if (nocr) c->line[hit].n = (uint32_t)n;   /* now known CR-free */

@@ -743,8 +743,7 @@ int ur_strcache_pin (lua_State *L, ur_loop *loop, ur_req *r, int idx,
 void ur_strcache_unpin (ur_loop *loop, ur_req *r);
 void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
                             size_t n, int nocr);   /* nocr: checked CR-free */
-int ur_strcache_line_hit (lua_State *L, ur_loop *loop, const char *p,
-                          size_t n);   /* !0: pushed a CR-free line held */
+/* (ur_strcache_line_hit, for net.c: inline, in strcache.h) */
 void ur_register_strcache (lua_State *L);
 
 /* http.c: HTTP/1.x request heads; adds sock:receive_head and
