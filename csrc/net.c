@@ -617,6 +617,31 @@ static int line_k (lua_State *L, int status, lua_KContext ctx) {
   }
 }
 
+/* ur_sock_recv_raw's case of a keep-alive connection between requests,
+ * for sock:receive's line path: the socket's empty buffer lent to the
+ * RECV, no timeout, no multishot, no TLS (the caller checked) -- the
+ * same request, SQE and park, without the general case's checks. */
+static int recv_lent (lua_State *L, ur_loop *loop, ur_sock *s, ur_task *t) {
+  ur_req *r = ur_req_new(L, loop, IORING_OP_RECV);
+  struct io_uring_sqe *sqe;
+  size_t cap = s->rcap;
+  r->mem = s->rbuf;             /* nothing raises from here on */
+  r->aux = 1;
+  s->rbuf = NULL;
+  s->rcap = 0;
+  s->rpos = 0;
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_recv(sqe, s->h.fd, r->mem, cap, 0);
+  ur_handle_sqe(loop, &s->h, r, sqe);
+  r->on_cqe = recv_cqe;
+  r->obj = s;
+  r->memlen = cap;
+  ur_req_submitted(loop, r, sqe);
+  s->rbusy = 1;
+  s->ownbuf = 0;
+  return ur_await(L, t, r, "recv", 0, line_k);
+}
+
 /* The general case of sock:receive: any pattern, a prefix, nothing
  * buffered yet.  Stack: the arguments (and no more). */
 static int receive_args (lua_State *L, ur_loop *loop, ur_sock *s) {
@@ -674,8 +699,14 @@ static int l_sock_receive (lua_State *L) {
   if (s != NULL && s == loop->sock_hot && lua_gettop(L) == 1
       && s->h.fd >= 0) {
     if (take_recv_line(L, loop, s)) return 1;
-    if (!s->eof)                /* wait for bytes, the stack as it is */
-      return ur_sock_recv(L, s, recv_task_in(L, loop, s), 0, line_k);
+    if (!s->eof) {              /* wait for bytes, the stack as it is */
+      ur_task *t = recv_task_in(L, loop, s);
+      if (s->rlen == 0 && s->rbuf != NULL && s->rcap >= 1024
+          && s->timeout < 0 && s->tls == NULL && !loop->recv_mshot
+          && s->ms.ud == 0)
+        return recv_lent(L, loop, s, t);
+      return ur_sock_recv(L, s, t, 0, line_k);
+    }
   }
   return receive_checked(L, loop);
 }

@@ -104,16 +104,6 @@ static int l_intask (lua_State *L) {
   return 0;
 }
 
-/* Park t on request r: it resumes in k when r's CQE has arrived. */
-int ur_await (lua_State *L, ur_task *t, ur_req *r, const char *what,
-              lua_KContext ctx, lua_KFunction k) {
-  r->task = t;
-  t->wait_ud = ur_req_ud(t->loop, r);
-  t->status = UR_WAITING;
-  t->what = what;
-  return lua_yieldk(L, 0, ctx, k);
-}
-
 /* ur_resumed's (uring.h) every case, raising where it must */
 ur_req *ur_resumed_slow (lua_State *L, ur_task *t) {
   ur_req *r;

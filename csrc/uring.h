@@ -503,8 +503,7 @@ static inline ur_loop *ur_loop_at (lua_State *L) {
     return loop;
   return ur_loop_of(L);
 }
-int ur_await (lua_State *L, ur_task *t, ur_req *r, const char *what,
-              lua_KContext ctx, lua_KFunction k);
+/* (ur_await, the park on a request, is inline below ur_interrupted) */
 /* (ur_resumed, the finished request, is inline below ur_interrupted) */
 ur_req *ur_resumed_slow (lua_State *L, ur_task *t);
 void ur_check_interrupt (lua_State *L, ur_task *t);   /* raise cancel/timeout */
@@ -965,6 +964,17 @@ static inline ur_task *ur_task_current_in (lua_State *L, ur_loop *loop,
   ur_task *t = ur_task_in(loop, L);
   if (t != NULL && !ur_interrupted(t) && lua_isyieldable(L)) return t;
   return ur_task_current_slow(L, loop, fname);
+}
+
+/* Park t on request r: it resumes in k when r's CQE has arrived. */
+static inline int ur_await (lua_State *L, ur_task *t, ur_req *r,
+                            const char *what, lua_KContext ctx,
+                            lua_KFunction k) {
+  r->task = t;
+  t->wait_ud = ur_req_ud(t->loop, r);
+  t->status = UR_WAITING;
+  t->what = what;
+  return lua_yieldk(L, 0, ctx, k);
 }
 
 /* In a continuation: check that the loop resumed us, then hand back the
