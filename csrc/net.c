@@ -855,7 +855,8 @@ static ur_sock *behind_done (lua_State *L, ur_task *t) {
  * bigger one pins the string with a ref of its own.  With trp, the
  * request of the link timeout too (room for both SQEs is made first).
  * Raises (memory) before anything reaches the ring, holding nothing. */
-static inline ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
+static inline __attribute__((always_inline))
+ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
                          const char *str, const char *src, size_t n,
                          int pin, int flags, struct io_uring_sqe **sqep,
                          ur_req **trp) {

@@ -32,36 +32,6 @@
 
 #include "strcache.h"   /* the cache's layout; its line hit, inline */
 
-/* Pointers to string bodies are 16-byte aligned (malloc): mix the bits
- * above that. */
-static unsigned send_slot (const char *s) {
-  uintptr_t u = (uintptr_t)s;
-  return (unsigned)((u >> 4) ^ (u >> 10)) % SEND_SLOTS;
-}
-
-/*
- * r sends bytes of the string at stack index idx, whose body starts at
- * str: pin it through a send slot.  1: pinned (r->memclass UR_MEM_SLOT,
- * r->aux the slot; ur_req_free lets go of it); 0: the slot holds another
- * string still being sent, and the caller copies.  Never raises: the
- * slot's registry entry exists, so the store allocates nothing.
- */
-int ur_strcache_pin (lua_State *L, ur_loop *loop, ur_req *r, int idx,
-                     const char *str) {
-  ur_strcache *c = loop->strcache;
-  unsigned i = send_slot(str);
-  if (c->send[i].p != str) {
-    if (c->send[i].busy) return 0;
-    lua_pushvalue(L, idx);
-    lua_rawseti(L, LUA_REGISTRYINDEX, c->send[i].ref);
-    c->send[i].p = str;
-  }
-  c->send[i].busy++;
-  r->memclass = UR_MEM_SLOT;
-  r->aux = (int)i;
-  return 1;
-}
-
 /* r is done: the kernel no longer reads its slot's string. */
 void ur_strcache_unpin (ur_loop *loop, ur_req *r) {
   loop->strcache->send[r->aux].busy--;

@@ -1,8 +1,9 @@
 /*
  * strcache.h: the layout of the loop's string cache (strcache.c), for
- * the one reader that needs it inline: sock:receive's line path (net.c)
- * asks the line slots for every line of a line protocol, and a call
- * there costs a fifth of the lookup.
+ * the one user that needs it inline: sock:receive's line path (net.c)
+ * asks the line slots for every line of a line protocol, and sock:send
+ * a send slot for every small send; a call there costs a fifth of the
+ * lookup.
  */
 #ifndef UR_STRCACHE_H
 #define UR_STRCACHE_H
@@ -61,6 +62,37 @@ static inline int ur_strcache_line_hit (lua_State *L, ur_loop *loop,
   else return 0;
   /* the slot's string (its type, LUA_TSTRING, is nonzero) */
   return lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i].ref);
+}
+
+/* Pointers to string bodies are 16-byte aligned (malloc): mix the bits
+ * above that. */
+static inline unsigned ur_send_slot (const char *s) {
+  uintptr_t u = (uintptr_t)s;
+  return (unsigned)((u >> 4) ^ (u >> 10)) % SEND_SLOTS;
+}
+
+/*
+ * r (a send of net.c's) sends bytes of the string at stack index idx,
+ * whose body starts at str: pin it through a send slot.  1: pinned
+ * (r->memclass UR_MEM_SLOT,
+ * r->aux the slot; ur_req_free lets go of it); 0: the slot holds another
+ * string still being sent, and the caller copies.  Never raises: the
+ * slot's registry entry exists, so the store allocates nothing.
+ */
+static inline int ur_strcache_pin (lua_State *L, ur_loop *loop, ur_req *r,
+                                   int idx, const char *str) {
+  ur_strcache *c = loop->strcache;
+  unsigned i = ur_send_slot(str);
+  if (c->send[i].p != str) {
+    if (c->send[i].busy) return 0;
+    lua_pushvalue(L, idx);
+    lua_rawseti(L, LUA_REGISTRYINDEX, c->send[i].ref);
+    c->send[i].p = str;
+  }
+  c->send[i].busy++;
+  r->memclass = UR_MEM_SLOT;
+  r->aux = (int)i;
+  return 1;
 }
 
 #endif

@@ -737,8 +737,7 @@ void ur_register_tls (lua_State *L);
 /* strcache.c: a small send pinned through a slot of anchored strings (1;
  * 0: that slot is busy, copy), let go of by ur_req_free; and a received
  * line pushed as the string a line slot already holds, if it does */
-int ur_strcache_pin (lua_State *L, ur_loop *loop, ur_req *r, int idx,
-                     const char *str);
+/* (ur_strcache_pin, for net.c: inline, in strcache.h) */
 void ur_strcache_unpin (ur_loop *loop, ur_req *r);
 void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
                             size_t n, int nocr);   /* nocr: checked CR-free */
