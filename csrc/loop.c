@@ -422,17 +422,18 @@ void ur_reap (ur_loop *loop) {
   loop->reaping = was;
 }
 
+/* The loop whose ur_loop_turn is resuming tasks on this thread (uring.h:
+ * ur_loop_at), or NULL. */
+__thread ur_loop *ur_resuming;
+
 /*
  * Resume one task from the loop's flat frame.  A task that yields has
  * either parked itself (ur_await, ur_park: status WAITING), queued itself
  * (uring.yield: READY), or called coroutine.yield bare; the last is
  * treated as uring.yield.
  */
-__thread ur_loop *ur_resuming;
-
 static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
   lua_State *co = t->co;
-  ur_loop *outer;
   int nres, st, nargs = 0;
   if (!t->started) {
     t->started = 1;
@@ -462,10 +463,7 @@ static void resume_task (lua_State *L, ur_loop *loop, ur_task *t) {
   t->what = NULL;
   loop->current = t;
   loop->stats.resumes++;
-  outer = ur_resuming;          /* a loop driven from inside another's task */
-  ur_resuming = loop;
   st = lua_resume(co, L, nargs, &nres);
-  ur_resuming = outer;
   loop->current = NULL;
   if (st == LUA_YIELD) {
     if (nres) lua_pop(co, nres);   /* a park yields none: no API call */
@@ -500,13 +498,18 @@ static void cancel_all_tasks (lua_State *L, ur_loop *loop) {
  */
 void ur_loop_turn (lua_State *L, ur_loop *loop, double wait) {
   uint32_t n = loop->runq_len;
+  ur_loop *outer = ur_resuming;   /* a loop driven from another's task */
   if (loop->trace_ref != LUA_NOREF) ur_trace_flush(L, loop);
+  /* ur_loop_at's hint while the tasks run: set once a turn, and put back
+   * before anything here can raise (resume_task never does) */
+  ur_resuming = loop;
   while (n-- > 0) {
     ur_task *t = runq_pop(loop);
     if (!t) break;
     resume_task(L, loop, t);
     if (lua_gettop(L) != 1) lua_settop(L, 1);   /* (mostly it is: cheaper) */
   }
+  ur_resuming = outer;
   /* a task fork()ed during this turn and this is the child: stop before
    * touching the ring's memory, which the child does not have */
   if (ur_foreign(loop)) ur_foreign_error(L, loop);

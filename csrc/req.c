@@ -108,10 +108,10 @@ int ur_anchor (lua_State *L, int idx) {
 
 /* ------------------------------------------------- the loop's requests */
 
-/* Raises "not enough memory" before anything is prepared: callers take a
- * request first, then the SQE, so nothing half-built reaches the kernel. */
 /* ur_req_new's (uring.h) other cases: a forked child, an empty free
- * list */
+ * list.  Raises "not enough memory" before anything is prepared: callers
+ * take a request first, then the SQE, so nothing half-built reaches the
+ * kernel. */
 ur_req *ur_req_new_slow (lua_State *L, ur_loop *loop, uint8_t opcode) {
   ur_req *r;
   if (ur_foreign(loop)) {

@@ -491,8 +491,8 @@ static inline ur_task *ur_task_in (ur_loop *loop, lua_State *L) {
   ur_task *t = loop->current;
   return (t && t->co == L) ? t : NULL;
 }
-/* The loop resuming a task on this thread right now (loop.c sets it
- * around lua_resume), or NULL: a thread-local read (__tls_get_addr),
+/* The loop resuming tasks on this thread right now (ur_loop_turn sets
+ * it while it runs them), or NULL: a thread-local read (__tls_get_addr),
  * where the loop upvalue (ur_loop_of) is an API call of ~35. */
 extern __thread ur_loop *ur_resuming;
 /* ur_loop_of(L) for the hot paths of sockets, which run in the task the
@@ -900,9 +900,8 @@ static inline int ur_interrupted (const ur_task *t) {
   return t->canceled || (t->expired_at && t->expired_at <= t->scope_depth);
 }
 
-/* Every op runs these three per request, a server several per message:
- * inline, so the usual case costs no call (the rest is in req.c and
- * task.c). */
+/* Every op runs these, a server several per message: inline, so the
+ * usual case costs no call (the rest is in loop.c, req.c and task.c). */
 
 /* An SQE to fill; a full SQ is flushed first, never an error. */
 static inline struct io_uring_sqe *ur_get_sqe (ur_loop *loop) {
