@@ -323,7 +323,8 @@ static void loop_flush (ur_loop *loop) {
   if (!loop->reaping) ur_reap(loop);
 }
 
-struct io_uring_sqe *ur_get_sqe (ur_loop *loop) {
+/* ur_get_sqe (uring.h) when the SQ is full */
+struct io_uring_sqe *ur_get_sqe_slow (ur_loop *loop) {
   struct io_uring_sqe *sqe;
   while ((sqe = io_uring_get_sqe(&loop->ring)) == NULL)
     loop_flush(loop);
@@ -407,11 +408,15 @@ void ur_reap (ur_loop *loop) {
   for (;;) {
     struct io_uring_cqe *cqe;
     unsigned head, n = 0;
-    io_uring_for_each_cqe(&loop->ring, head, cqe) {
+    /* io_uring_for_each_cqe, with the tail read once per batch and
+     * the CQE size known: CQE32 is never asked for */
+    unsigned tail = io_uring_smp_load_acquire(loop->ring.cq.ktail);
+    for (head = *loop->ring.cq.khead; head != tail && n < BATCH; head++) {
+      cqe = &loop->ring.cq.cqes[head & loop->ring.cq.ring_mask];
       b[n].ud = cqe->user_data;
       b[n].res = cqe->res;
       b[n].flags = cqe->flags;
-      if (++n == BATCH) break;
+      n++;
     }
     if (n == 0) {
       if (!io_uring_cq_has_overflow(&loop->ring)) break;
@@ -429,6 +434,10 @@ void ur_reap (ur_loop *loop) {
   if (loop->nlate) ur_late_cancels(loop);
   loop->reaping = was;
 }
+
+/* The loop whose ur_loop_turn is resuming tasks on this thread (uring.h:
+ * ur_loop_at), or NULL. */
+__thread ur_loop *ur_resuming;
 
 /*
  * Resume one task from the loop's flat frame.  A task that yields has
@@ -502,13 +511,18 @@ static void cancel_all_tasks (lua_State *L, ur_loop *loop) {
  */
 void ur_loop_turn (lua_State *L, ur_loop *loop, double wait) {
   uint32_t n = loop->runq_len;
+  ur_loop *outer = ur_resuming;   /* a loop driven from another's task */
   if (loop->trace_ref != LUA_NOREF) ur_trace_flush(L, loop);
+  /* ur_loop_at's hint while the tasks run: set once a turn, and put back
+   * before anything here can raise (resume_task never does) */
+  ur_resuming = loop;
   while (n-- > 0) {
     ur_task *t = runq_pop(loop);
     if (!t) break;
     resume_task(L, loop, t);
     if (lua_gettop(L) != 1) lua_settop(L, 1);   /* (mostly it is: cheaper) */
   }
+  ur_resuming = outer;
   /* a task fork()ed during this turn and this is the child: stop before
    * touching the ring's memory, which the child does not have */
   if (ur_foreign(loop)) ur_foreign_error(L, loop);

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "uring.h"
+#include "strcache.h"   /* the line slots, asked inline */
 
 #define UR_SOCK_MT "uring.socket"
 #define RECV_KEEP  (64 * 1024)   /* a buffer this big is kept, not shrunk */
@@ -98,7 +99,7 @@ struct pend {
 
 /* it runs several times per request on a busy server */
 static ur_sock *checksock (lua_State *L, int idx) {
-  return (ur_sock *)ur_checkudata(L, idx, ur_loop_of(L)->sock_mt, UR_SOCK_MT);
+  return (ur_sock *)ur_checkudata(L, idx, ur_loop_at(L)->sock_mt, UR_SOCK_MT);
 }
 
 /* the same, with the loop at hand (each upvalue lookup is an API call) */
@@ -433,11 +434,34 @@ int ur_sock_recv_raw (lua_State *L, ur_sock *s, ur_task *t, int flow,
  * Raises a cancel or an expired timeout scope (what arrived stays
  * buffered).  The socket is the request's r->obj, checked when the op
  * began: a continuation needs no second checksock (__gc clears r->obj). */
-int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
+/* The usual end of a receive, first (1, the socket in *sp): a plain
+ * receive brought bytes for a socket still open, and nothing interrupted
+ * the task -- what ur_sock_recv_result concludes then, with none of its
+ * other cases to rule out; 0: it has to. */
+static inline int recv_result_bytes (ur_task *t, ur_sock **sp) {
   ur_req *r = t ? ur_req_at(t->loop, t->wait_ud) : NULL;
   ur_sock *s;
+  if (r != NULL && r->on_cqe == recv_cqe && r->state == UR_REQ_DONE
+      && r->res > 0 && (s = (ur_sock *)r->obj) != NULL && s->h.fd >= 0
+      && s->tls == NULL && !ur_interrupted(t)) {
+    t->wait_ud = 0;
+    ur_req_free(t->loop, r);
+    s->rbusy = 0;
+    *sp = s;
+    return 1;
+  }
+  return 0;
+}
+
+int ur_sock_recv_result (lua_State *L, ur_task *t, ur_sock **sp) {
+  ur_req *r;
+  ur_sock *s;
   int res, op = IORING_OP_RECV, flow = 0;
-  if (r && ur_mshot_owns(r))    /* a wait on the multishot: what it brought */
+  if (recv_result_bytes(t, sp)) return UR_RECV_BYTES;
+  r = t ? ur_req_at(t->loop, t->wait_ud) : NULL;
+  /* a wait on the multishot: what it brought (a single shot's handler
+   * is told apart first, without the call) */
+  if (r && r->on_cqe != recv_cqe && ur_mshot_owns(r))
     res = ur_mshot_result(t->loop, t, r, &s, &flow);
   else {
     r = ur_resumed(L, t);
@@ -506,7 +530,8 @@ static int fill_k (lua_State *L, int status, lua_KContext ctx) {
 
 /* The checks of a receive that must wait for bytes; then the task that
  * waits. */
-static ur_task *recv_task_in (lua_State *L, ur_loop *loop, ur_sock *s) {
+static inline ur_task *recv_task_in (lua_State *L, ur_loop *loop,
+                                     ur_sock *s) {
   ur_task *t = ur_task_current_in(L, loop, "receive");
   if (s->listener) luaL_error(L, "receive: socket is listening");
   if (s->rbusy)
@@ -547,16 +572,48 @@ static int take_line (lua_State *L, ur_loop *loop, ur_sock *s, int keep,
   }
   {
     size_t n = (size_t)(nl - p) + 1, len = keep ? n : n - 1;
-    if (dropcr && len > 0 && memchr(p, '\r', len - 1) == NULL) {
-      /* the usual line: at most one CR, right before the LF */
-      ur_strcache_push_line(L, loop, p, p[len - 1] == '\r' ? len - 1 : len);
+    if (dropcr) {
+      /* the usual line: at most one CR, right before the LF; one a line
+       * slot holds has no other (strcache.c), so a hit needs no scan */
+      size_t m = (len > 0 && p[len - 1] == '\r') ? len - 1 : len;
+      if (ur_strcache_line_hit(L, loop, p, m))
+        ;
+      else if (memchr(p, '\r', m) == NULL)
+        ur_strcache_push_line(L, loop, p, m, 1);
+      else
+        push_nocr(L, p, len);
     }
-    else if (dropcr)
-      push_nocr(L, p, len);
     else
-      ur_strcache_push_line(L, loop, p, len);
+      ur_strcache_push_line(L, loop, p, len, 0);
     consume(s, n);
   }
+  return 1;
+}
+
+/* take_line(L, loop, s, 0, 1), LuaSocket's "*l", for the paths of
+ * sock:receive that run per line of a line protocol: inline there, with
+ * the constants folded in. */
+static inline __attribute__((always_inline))
+int take_recv_line (lua_State *L, ur_loop *loop, ur_sock *s) {
+  char *p, *nl;
+  size_t len, m;
+  if (s->rlen <= s->scanned) {
+    s->scanned = s->rlen;
+    return 0;
+  }
+  p = s->rbuf + s->rpos;
+  nl = (char *)memchr(p + s->scanned, '\n', s->rlen - s->scanned);
+  if (nl == NULL) {
+    s->scanned = s->rlen;
+    return 0;
+  }
+  len = (size_t)(nl - p);
+  m = (len > 0 && p[len - 1] == '\r') ? len - 1 : len;
+  if (!ur_strcache_line_hit(L, loop, p, m)) {   /* as take_line's */
+    if (memchr(p, '\r', m) == NULL) ur_strcache_push_line(L, loop, p, m, 1);
+    else push_nocr(L, p, len);
+  }
+  consume(s, len + 1);
   return 1;
 }
 
@@ -599,7 +656,7 @@ static void push_take (lua_State *L, ur_sock *s, size_t n) {
 static int receive_step (lua_State *L, ur_loop *loop, ur_sock *s,
                          lua_KContext ctx) {
   if (ctx == RECV_LINE) {
-    if (take_line(L, loop, s, 0, 1)) {
+    if (take_recv_line(L, loop, s)) {
       prefixed(L);
       return 1;
     }
@@ -630,7 +687,7 @@ static int receive_step (lua_State *L, ur_loop *loop, ur_sock *s,
 }
 
 static int receive_k (lua_State *L, int status, lua_KContext ctx) {
-  ur_task *t = ur_task_in(ur_loop_of(L), L);
+  ur_task *t = ur_task_in(ur_loop_at(L), L);
   ur_sock *s;
   (void)status;
   switch (ur_sock_recv_result(L, t, &s)) {
@@ -645,18 +702,54 @@ static int receive_k (lua_State *L, int status, lua_KContext ctx) {
  * string at 3), taken at once when the bytes brought one; anything else
  * goes the general way. */
 static int line_k (lua_State *L, int status, lua_KContext ctx) {
-  ur_loop *loop = ur_loop_of(L);
+  ur_loop *loop = ur_loop_at(L);
   ur_task *t = ur_task_in(loop, L);
   ur_sock *s;
   (void)status; (void)ctx;
+  if (recv_result_bytes(t, &s)) {   /* the usual end, as below */
+    loop->sock_hot = s;
+    if (take_recv_line(L, loop, s)) return 1;
+    lua_settop(L, 3);
+    return receive_step(L, loop, s, RECV_LINE);
+  }
   switch (ur_sock_recv_result(L, t, &s)) {
     case UR_RECV_FAILED: return 3;
-    case UR_RECV_BYTES: if (take_line(L, loop, s, 0, 1)) return 1;
+    case UR_RECV_BYTES:
+      /* s is the request's socket (r->obj: checked when the receive
+       * began, cleared by __gc): the task's next receive or send on it,
+       * after others ran meanwhile, skips the metatable check */
+      loop->sock_hot = s;
+      if (take_recv_line(L, loop, s)) return 1;
     /* fall through */
     default:
       lua_settop(L, 3);
       return receive_step(L, loop, s, RECV_LINE);
   }
+}
+
+/* ur_sock_recv_raw's case of a keep-alive connection between requests,
+ * for sock:receive's line path: the socket's empty buffer lent to the
+ * RECV, no timeout, no multishot, no TLS (the caller checked) -- the
+ * same request, SQE and park, without the general case's checks. */
+static int recv_lent (lua_State *L, ur_loop *loop, ur_sock *s, ur_task *t) {
+  ur_req *r = ur_req_new(L, loop, IORING_OP_RECV);
+  struct io_uring_sqe *sqe;
+  size_t cap = s->rcap;
+  r->mem = s->rbuf;             /* nothing raises from here on */
+  r->aux = 1;
+  s->rbuf = NULL;
+  s->rcap = 0;
+  s->rpos = 0;
+  sqe = ur_get_sqe(loop);
+  io_uring_prep_recv(sqe, s->h.fd, r->mem, cap, 0);
+  ur_handle_sqe(loop, &s->h, r, sqe);
+  r->on_cqe = recv_cqe;
+  r->obj = s;
+  r->memlen = cap;
+  ur_req_submitted(loop, r, sqe);
+  s->rbusy = 1;
+  s->ownbuf = 0;
+  return ur_await(L, t, r, "recv", 0, line_k);
 }
 
 /* The general case of sock:receive: any pattern, a prefix, nothing
@@ -706,8 +799,31 @@ static int receive_args (lua_State *L, ur_loop *loop, ur_sock *s) {
  * A line protocol calls it several times per message, mostly for a line
  * that is already buffered: that case costs half the Lua API calls of
  * the general one (receive_args). */
+static int receive_checked (lua_State *L, ur_loop *loop);
+
 static int l_sock_receive (lua_State *L) {
-  ur_loop *loop = ur_loop_of(L);
+  ur_loop *loop = ur_loop_at(L);
+  ur_sock *s = (ur_sock *)lua_touserdata(L, 1);
+  /* a line protocol's call: sock:receive() on the socket last checked
+   * (loop->sock_hot only ever names a live socket) */
+  if (s != NULL && s == loop->sock_hot && lua_gettop(L) == 1
+      && s->h.fd >= 0) {
+    if (take_recv_line(L, loop, s)) return 1;
+    if (!s->eof) {              /* wait for bytes, the stack as it is */
+      ur_task *t = recv_task_in(L, loop, s);
+      if (s->rlen == 0 && s->rbuf != NULL && s->rcap >= 1024
+          && s->timeout < 0 && s->tls == NULL && !loop->recv_mshot
+          && s->ms.ud == 0)
+        return recv_lent(L, loop, s, t);
+      return ur_sock_recv(L, s, t, 0, line_k);
+    }
+  }
+  return receive_checked(L, loop);
+}
+
+/* sock:receive's every other case: the socket checked, the pattern
+ * read; a line at hand still costs few API calls. */
+static int receive_checked (lua_State *L, ur_loop *loop) {
   int top = lua_gettop(L);
   ur_sock *s;
   if (top <= 2) {               /* no prefix: maybe a line, at hand */
@@ -725,7 +841,7 @@ static int l_sock_receive (lua_State *L) {
         loop->sock_hot = s;     /* a socket: the next call skips this */
       }
       if (s->h.fd >= 0) {
-        if (take_line(L, loop, s, 0, 1)) return 1;
+        if (take_recv_line(L, loop, s)) return 1;
         if (!s->eof)            /* wait for bytes, the stack as it is */
           return ur_sock_recv(L, s, recv_task_in(L, loop, s), 0, line_k);
         lua_settop(L, 3);       /* 2: the pattern (or nil), 3: no prefix */
@@ -850,7 +966,8 @@ static ur_sock *behind_done (lua_State *L, ur_task *t) {
  * bigger one pins the string with a ref of its own.  With trp, the
  * request of the link timeout too (room for both SQEs is made first).
  * Raises (memory) before anything reaches the ring, holding nothing. */
-static ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
+static inline __attribute__((always_inline))
+ur_req *send_req (lua_State *L, ur_loop *loop, ur_sock *s,
                          const char *str, const char *src, size_t n,
                          int pin, int flags, struct io_uring_sqe **sqep,
                          ur_req **trp) {
@@ -904,7 +1021,7 @@ static int send_behind (lua_State *L, ur_loop *loop, ur_sock *s,
 /* Can a send of n bytes go behind?  (A kernel without SEND: the task
  * waits, and hears so from the CQE.  A send configure{send_zc} wants
  * zero copy for is send_now's: SEND_ZC, waited for.) */
-static int can_go_behind (ur_loop *loop, ur_sock *s, size_t n) {
+static inline int can_go_behind (ur_loop *loop, ur_sock *s, size_t n) {
   return n <= SEND_BEHIND && s->timeout < 0 && !s->nobehind
          && !ur_op_missing(loop, IORING_OP_SEND)
          && (s->family == AF_UNIX || !ur_send_zc_wanted(loop, (lua_Integer)n));
@@ -1060,12 +1177,33 @@ static int send_behind_k (lua_State *L, int status, lua_KContext ctx) {
   return send_now(L, s, t);
 }
 
+static int send_checked (lua_State *L, ur_loop *loop, ur_sock *s);
+
 /* sock:send(data [, i [, j]]) -> bytes sent (all of data[i..j]) | fail
  * A response sent with nothing else in flight on the socket goes behind
  * without touching the stack: no continuation will read it. */
 static int l_sock_send (lua_State *L) {
-  ur_loop *loop = ur_loop_of(L);
+  ur_loop *loop = ur_loop_at(L);
   ur_sock *s = (ur_sock *)lua_touserdata(L, 1);
+  size_t len;
+  const char *data;
+  /* a server's answer: sock:send(string) on the socket last checked
+   * (loop->sock_hot only ever names a live socket), nothing in flight
+   * on it, going behind: what the general way below does for it, with
+   * no i, j to work out */
+  if (s != NULL && s == loop->sock_hot && lua_gettop(L) == 2
+      && s->h.fd >= 0 && s->behind == 0 && s->behind_err == 0
+      && s->tls == NULL && !s->listener && !s->wbusy
+      && (data = lua_tolstring(L, 2, &len)) != NULL && len > 0
+      && can_go_behind(loop, s, len)) {
+    ur_task_current_in(L, loop, "send");   /* raises outside a task */
+    return send_behind(L, loop, s, data, data, len, 2);
+  }
+  return send_checked(L, loop, s);
+}
+
+/* sock:send's every case: the socket checked, i and j worked out */
+static int send_checked (lua_State *L, ur_loop *loop, ur_sock *s) {
   if (s == NULL || s != loop->sock_hot) {
     s = checksock_in(L, loop, 1);
     loop->sock_hot = s;         /* a socket: the next call skips the check */

@@ -108,9 +108,11 @@ int ur_anchor (lua_State *L, int idx) {
 
 /* ------------------------------------------------- the loop's requests */
 
-/* Raises "not enough memory" before anything is prepared: callers take a
- * request first, then the SQE, so nothing half-built reaches the kernel. */
-ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode) {
+/* ur_req_new's (uring.h) other cases: a forked child, an empty free
+ * list.  Raises "not enough memory" before anything is prepared: callers
+ * take a request first, then the SQE, so nothing half-built reaches the
+ * kernel. */
+ur_req *ur_req_new_slow (lua_State *L, ur_loop *loop, uint8_t opcode) {
   ur_req *r;
   if (ur_foreign(loop)) {
     if (L == NULL) return NULL;
@@ -185,25 +187,16 @@ static void iobuf_free_all (ur_loop *loop) {
   }
 }
 
-/* The SQE is fully prepared: from here the kernel owns the request. */
-void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe) {
-  io_uring_sqe_set_data64(sqe, ur_req_ud(loop, r));
-  UR_FAULT_SQE(sqe);            /* test builds: an op an old kernel lacks */
-  r->state = UR_REQ_INFLIGHT;
-  loop->inflight++;
-  loop->background += r->background;
-  if (r->task == NULL) r->task = loop->current;   /* ur_await confirms it */
-  if (loop->trace_ref != LUA_NOREF) {
-    /* only while tracing: no cost per op otherwise (a request made
-     * before tracing began is traced as if no task made it) */
-    r->untraced = r->untraced || (r->task && r->task->untraced);
-    r->t_prep = ur_now();
-    ur_trace_sqe(loop, r);
-  }
+/* ur_req_submitted (uring.h) while tracing: no cost per op otherwise (a
+ * request made before tracing began is traced as if no task made it) */
+void ur_req_traced (ur_loop *loop, ur_req *r) {
+  r->untraced = r->untraced || (r->task && r->task->untraced);
+  r->t_prep = ur_now();
+  ur_trace_sqe(loop, r);
 }
 
-/* Called only when the kernel is done with r (its last CQE was seen). */
-void ur_req_free (ur_loop *loop, ur_req *r) {
+/* ur_req_free's (uring.h) general case: memory, pins, the fd's list */
+void ur_req_free_slow (ur_loop *loop, ur_req *r) {
   if (r->state == UR_REQ_FREE) return;
   if (r->onfd) ur_fd_unlink(loop, r);   /* freed without its last CQE */
   if (r->memclass == UR_MEM_FIXED) {

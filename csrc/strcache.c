@@ -30,90 +30,52 @@
 
 #include "uring.h"
 
-#define SEND_SLOTS 16
-#define LINE_SLOTS 66      /* 33 pairs: the empty line's, 32 others */
-#define LINE_KEEP_MAX 64   /* longer lines are pushed as they come */
-#define NO_LINE    UINT32_MAX
-
-struct ur_strcache {
-  struct { const char *p; uint32_t busy; int ref; } send[SEND_SLOTS];
-  struct { const char *p; uint32_t n; int ref; } line[LINE_SLOTS];
-  uint8_t victim[LINE_SLOTS / 2];   /* per pair: the slot a miss takes */
-};
-
-/* Pointers to string bodies are 16-byte aligned (malloc): mix the bits
- * above that. */
-static unsigned send_slot (const char *s) {
-  uintptr_t u = (uintptr_t)s;
-  return (unsigned)((u >> 4) ^ (u >> 10)) % SEND_SLOTS;
-}
-
-/* The first slot of a line's pair: the empty line (the end of every
- * HTTP head) has pair 0 to itself; others spread over the other 32 by
- * their length and three bytes (a mask, not a division). */
-static unsigned line_pair (const char *p, size_t n) {
-  uint32_t h;
-  if (n == 0) return 0;
-  h = (uint32_t)n * 0x9E3779B1u;
-  h ^= (unsigned char)p[0] | (unsigned char)p[n / 2] << 8
-       | (unsigned char)p[n - 1] << 16;
-  h *= 0x85EBCA6Bu;
-  return 2 * (1 + (h >> 27));
-}
-
-/*
- * r sends bytes of the string at stack index idx, whose body starts at
- * str: pin it through a send slot.  1: pinned (r->memclass UR_MEM_SLOT,
- * r->aux the slot; ur_req_free lets go of it); 0: the slot holds another
- * string still being sent, and the caller copies.  Never raises: the
- * slot's registry entry exists, so the store allocates nothing.
- */
-int ur_strcache_pin (lua_State *L, ur_loop *loop, ur_req *r, int idx,
-                     const char *str) {
-  ur_strcache *c = loop->strcache;
-  unsigned i = send_slot(str);
-  if (c->send[i].p != str) {
-    if (c->send[i].busy) return 0;
-    lua_pushvalue(L, idx);
-    lua_rawseti(L, LUA_REGISTRYINDEX, c->send[i].ref);
-    c->send[i].p = str;
-  }
-  c->send[i].busy++;
-  r->memclass = UR_MEM_SLOT;
-  r->aux = (int)i;
-  return 1;
-}
+#include "strcache.h"   /* the cache's layout; its line hit, inline */
 
 /* r is done: the kernel no longer reads its slot's string. */
 void ur_strcache_unpin (ur_loop *loop, ur_req *r) {
   loop->strcache->send[r->aux].busy--;
 }
 
+/* The slot of the pair at i holding p[0..n) (its n equal to key: n, or
+ * n with LINE_MAYCR), or -1; a hit makes the pair's other slot the one a
+ * miss takes next */
+static int line_find (ur_strcache *c, unsigned i, const char *p, size_t n,
+                      uint32_t key) {
+  if ((c->line[i].n == key || c->line[i].n == (key | LINE_MAYCR))
+      && memcmp(c->line[i].p, p, n) == 0) {
+    c->victim[i / 2] = 1;
+    return (int)i;
+  }
+  if ((c->line[i + 1].n == key || c->line[i + 1].n == (key | LINE_MAYCR))
+      && memcmp(c->line[i + 1].p, p, n) == 0) {
+    c->victim[i / 2] = 0;
+    return (int)i + 1;
+  }
+  return -1;
+}
+
 /*
  * Push p[0..n) as a Lua string: the one a line slot holds if it has
- * these bytes, else a new one, kept in the slot.  Raises only as
- * lua_pushlstring does (memory).
+ * these bytes, else a new one, kept in the slot (nocr: the caller checked
+ * it has no CR, so ur_strcache_line_hit may hand it out).  Raises only
+ * as lua_pushlstring does (memory).
  */
 void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
-                            size_t n) {
+                            size_t n, int nocr) {
   ur_strcache *c = loop->strcache;
   unsigned i;
+  int hit;
   const char *s;
   if (n > LINE_KEEP_MAX) {
     lua_pushlstring(L, p, n);
     return;
   }
-  i = line_pair(p, n);
-  /* a hit: the pair's other slot is the one a miss takes next; the
-   * push is the last call (a tail call) */
-  if (c->line[i].n == n && memcmp(c->line[i].p, p, n) == 0) {
-    c->victim[i / 2] = 1;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i].ref);
-    return;
-  }
-  if (c->line[i + 1].n == n && memcmp(c->line[i + 1].p, p, n) == 0) {
-    c->victim[i / 2] = 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[i + 1].ref);
+  i = ur_line_pair(p, n);
+  hit = line_find(c, i, p, n, (uint32_t)n);
+  if (hit >= 0) {
+    if (nocr) c->line[hit].n = (uint32_t)n;   /* now known CR-free */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->line[hit].ref);
     return;
   }
   /* two lines that share a pair both stay; a third takes the place of
@@ -124,7 +86,7 @@ void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
   lua_pushvalue(L, -1);
   lua_rawseti(L, LUA_REGISTRYINDEX, c->line[i].ref);   /* anchored */
   c->line[i].p = s;
-  c->line[i].n = (uint32_t)n;
+  c->line[i].n = (uint32_t)n | (nocr ? 0 : LINE_MAYCR);
 }
 
 /* The cache and its registry slots, once per Lua state (the loop keeps

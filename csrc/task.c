@@ -78,9 +78,10 @@ static void cannot_wait (lua_State *L, ur_task *t, const char *fname,
   lua_error(L);
 }
 
-/* The task an op runs in; raises when there is none or it cannot yield. */
-ur_task *ur_task_current_in (lua_State *L, ur_loop *loop,
-                             const char *fname) {
+/* The task an op runs in; raises when there is none or it cannot yield
+ * (ur_task_current_in, uring.h, runs the usual case inline). */
+ur_task *ur_task_current_slow (lua_State *L, ur_loop *loop,
+                               const char *fname) {
   ur_task *t = ur_task_in(loop, L);
   if (t == NULL || !lua_isyieldable(L)) cannot_wait(L, t, fname, 1);
   if (ur_interrupted(t)) ur_check_interrupt(L, t);
@@ -88,7 +89,7 @@ ur_task *ur_task_current_in (lua_State *L, ur_loop *loop,
 }
 
 ur_task *ur_task_current (lua_State *L, const char *fname) {
-  return ur_task_current_in(L, ur_loop_of(L), fname);
+  return ur_task_current_slow(L, ur_loop_of(L), fname);
 }
 
 /* _intask(name [, level]): the check ur_task_current makes, for the
@@ -103,19 +104,8 @@ static int l_intask (lua_State *L) {
   return 0;
 }
 
-/* Park t on request r: it resumes in k when r's CQE has arrived. */
-int ur_await (lua_State *L, ur_task *t, ur_req *r, const char *what,
-              lua_KContext ctx, lua_KFunction k) {
-  r->task = t;
-  t->wait_ud = ur_req_ud(t->loop, r);
-  t->status = UR_WAITING;
-  t->what = what;
-  return lua_yieldk(L, 0, ctx, k);
-}
-
-/* In a continuation: check that the loop resumed us, then hand back the
- * finished request.  The caller frees it (ur_req_free). */
-ur_req *ur_resumed (lua_State *L, ur_task *t) {
+/* ur_resumed's (uring.h) every case, raising where it must */
+ur_req *ur_resumed_slow (lua_State *L, ur_task *t) {
   ur_req *r;
   if (t == NULL)
     luaL_error(L, "a task can only be resumed by the uring loop");

@@ -415,7 +415,8 @@ void ur_loop_hook (lua_State *L, const ur_hooks *h);
   } while (0)
 int ur_loop_setup (lua_State *L, ur_loop *loop);   /* 0 or -errno */
 ur_loop *ur_loop_ready (lua_State *L);        /* and set up the ring; raises */
-struct io_uring_sqe *ur_get_sqe (ur_loop *loop);   /* flushes a full SQ */
+/* ur_get_sqe (inline, below ur_slab_take) flushes a full SQ through: */
+struct io_uring_sqe *ur_get_sqe_slow (ur_loop *loop);
 void ur_reserve_sqes (ur_loop *loop, unsigned n);  /* room for a link chain */
 int ur_submit (ur_loop *loop, unsigned wait_nr);    /* counts enters */
 int ur_submit_timeout (ur_loop *loop, double secs); /* wait for 1, bounded */
@@ -441,9 +442,11 @@ int ur_slab_grow (ur_slab *s);                    /* 0: out of memory */
 void ur_slab_put (lua_State *L, ur_slab *s, ur_req *r);  /* never raises */
 void ur_slab_destroy (ur_slab *s);        /* the chunks; records are gone */
 int ur_anchor (lua_State *L, int idx);    /* a registry ref for pin_ref */
-ur_req *ur_req_new (lua_State *L, ur_loop *loop, uint8_t opcode); /* raises */
-void ur_req_submitted (ur_loop *loop, ur_req *r, struct io_uring_sqe *sqe);
-void ur_req_free (ur_loop *loop, ur_req *r);          /* unpins, frees mem */
+/* ur_req_new (raises) and ur_req_submitted are inline, below ur_slab_take */
+ur_req *ur_req_new_slow (lua_State *L, ur_loop *loop, uint8_t opcode);
+void ur_req_traced (ur_loop *loop, ur_req *r);
+/* ur_req_free (unpins, frees mem) is inline, below ur_slab_take */
+void ur_req_free_slow (ur_loop *loop, ur_req *r);
 void ur_req_cancel (ur_loop *loop, ur_req *r);        /* ASYNC_CANCEL it */
 int ur_req_cancel_late (ur_loop *loop, ur_req *r);    /* 0: cancel it now */
 void ur_late_cancels (ur_loop *loop);       /* after a reap (loop.c) */
@@ -496,14 +499,28 @@ int ur_pushclosed (lua_State *L);     /* nil, "closed", EBADF */
 ur_task *ur_task_current (lua_State *L, const char *fname);  /* raises */
 ur_task *ur_task_of (lua_State *L);           /* NULL outside a task */
 /* the same two with the loop at hand: no upvalue lookup (hot paths) */
-ur_task *ur_task_current_in (lua_State *L, ur_loop *loop, const char *fname);
+/* (ur_task_current_in is inline, below ur_interrupted) */
+ur_task *ur_task_current_slow (lua_State *L, ur_loop *loop,
+                               const char *fname);
 static inline ur_task *ur_task_in (ur_loop *loop, lua_State *L) {
   ur_task *t = loop->current;
   return (t && t->co == L) ? t : NULL;
 }
-int ur_await (lua_State *L, ur_task *t, ur_req *r, const char *what,
-              lua_KContext ctx, lua_KFunction k);
-ur_req *ur_resumed (lua_State *L, ur_task *t);   /* the finished request */
+/* The loop resuming tasks on this thread right now (ur_loop_turn sets
+ * it while it runs them), or NULL: a thread-local read (__tls_get_addr),
+ * where the loop upvalue (ur_loop_of) is an API call of ~35. */
+extern __thread ur_loop *ur_resuming;
+/* ur_loop_of(L) for the hot paths of sockets, which run in the task the
+ * loop is resuming: that loop when L is its task, else the upvalue. */
+static inline ur_loop *ur_loop_at (lua_State *L) {
+  ur_loop *loop = ur_resuming;
+  if (loop != NULL && loop->current != NULL && loop->current->co == L)
+    return loop;
+  return ur_loop_of(L);
+}
+/* (ur_await, the park on a request, is inline below ur_interrupted) */
+/* (ur_resumed, the finished request, is inline below ur_interrupted) */
+ur_req *ur_resumed_slow (lua_State *L, ur_task *t);
 void ur_check_interrupt (lua_State *L, ur_task *t);   /* raise cancel/timeout */
 void ur_req_wake (ur_loop *loop, ur_req *r);  /* default CQE handler */
 int ur_park (lua_State *L, ur_task *t, ur_waitq *q, const char *what,
@@ -739,11 +756,11 @@ void ur_register_tls (lua_State *L);
 /* strcache.c: a small send pinned through a slot of anchored strings (1;
  * 0: that slot is busy, copy), let go of by ur_req_free; and a received
  * line pushed as the string a line slot already holds, if it does */
-int ur_strcache_pin (lua_State *L, ur_loop *loop, ur_req *r, int idx,
-                     const char *str);
+/* (ur_strcache_pin, for net.c: inline, in strcache.h) */
 void ur_strcache_unpin (ur_loop *loop, ur_req *r);
 void ur_strcache_push_line (lua_State *L, ur_loop *loop, const char *p,
-                            size_t n);
+                            size_t n, int nocr);   /* nocr: checked CR-free */
+/* (ur_strcache_line_hit, for net.c: inline, in strcache.h) */
 void ur_register_strcache (lua_State *L);
 
 /* http.c: HTTP/1.x request heads; adds sock:receive_head and
@@ -901,6 +918,93 @@ static inline ur_req *ur_slab_take (ur_slab *s, uint8_t opcode) {
  * its next wait point raises (ur_check_interrupt) */
 static inline int ur_interrupted (const ur_task *t) {
   return t->canceled || (t->expired_at && t->expired_at <= t->scope_depth);
+}
+
+/* Every op runs these, a server several per message: inline, so the
+ * usual case costs no call (the rest is in loop.c, req.c and task.c). */
+
+/* An SQE to fill; a full SQ is flushed first, never an error. */
+static inline struct io_uring_sqe *ur_get_sqe (ur_loop *loop) {
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->ring);
+  if (sqe == NULL) return ur_get_sqe_slow(loop);
+  loop->pending++;
+  loop->stats.sqes++;
+  return sqe;
+}
+
+/* A request record for opcode; raises when memory ran out (or, with L
+ * NULL, returns NULL), and in a forked child. */
+static inline ur_req *ur_req_new (lua_State *L, ur_loop *loop,
+                                  uint8_t opcode) {
+  if (loop->slab.free_head != 0 && !ur_foreign(loop))
+    return ur_slab_take(&loop->slab, opcode);
+  return ur_req_new_slow(L, loop, opcode);
+}
+
+/* Called only when the kernel is done with r (its last CQE was seen), or
+ * it never reached the kernel.  The usual request (a receive whose buffer
+ * the socket took back, a send through a slot) has nothing to release
+ * but its slot: done here; the rest in req.c. */
+static inline void ur_req_free (ur_loop *loop, ur_req *r) {
+  if (r->state == UR_REQ_FREE) return;
+  if (r->mem != NULL || r->pin_ref != LUA_NOREF || r->onfd
+      || (r->memclass != 0 && r->memclass != UR_MEM_SLOT)) {
+    ur_req_free_slow(loop, r);
+    return;
+  }
+  if (r->memclass == UR_MEM_SLOT) {
+    ur_strcache_unpin(loop, r);
+    r->memclass = 0;
+  }
+  r->state = UR_REQ_FREE;
+  if (++r->gen == 0) r->gen = 1;   /* user_data 0 is reserved */
+  r->next_free = loop->slab.free_head;
+  loop->slab.free_head = r->idx + 1;
+  loop->slab.used--;
+}
+
+/* The SQE is fully prepared: from here the kernel owns the request. */
+static inline void ur_req_submitted (ur_loop *loop, ur_req *r,
+                                     struct io_uring_sqe *sqe) {
+  io_uring_sqe_set_data64(sqe, ur_req_ud(loop, r));
+  UR_FAULT_SQE(sqe);            /* test builds: an op an old kernel lacks */
+  r->state = UR_REQ_INFLIGHT;
+  loop->inflight++;
+  loop->background += r->background;
+  if (r->task == NULL) r->task = loop->current;   /* ur_await confirms it */
+  if (loop->trace_ref != LUA_NOREF) ur_req_traced(loop, r);
+}
+
+/* The task an op runs in; raises when there is none or it cannot yield
+ * (and raises what interrupted it: a cancel, an expired scope). */
+static inline ur_task *ur_task_current_in (lua_State *L, ur_loop *loop,
+                                           const char *fname) {
+  ur_task *t = ur_task_in(loop, L);
+  if (t != NULL && !ur_interrupted(t) && lua_isyieldable(L)) return t;
+  return ur_task_current_slow(L, loop, fname);
+}
+
+/* Park t on request r: it resumes in k when r's CQE has arrived. */
+static inline int ur_await (lua_State *L, ur_task *t, ur_req *r,
+                            const char *what, lua_KContext ctx,
+                            lua_KFunction k) {
+  r->task = t;
+  t->wait_ud = ur_req_ud(t->loop, r);
+  t->status = UR_WAITING;
+  t->what = what;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+/* In a continuation: check that the loop resumed us, then hand back the
+ * finished request.  The caller frees it (ur_req_free). */
+static inline ur_req *ur_resumed (lua_State *L, ur_task *t) {
+  ur_req *r;
+  if (t != NULL && (r = ur_req_at(t->loop, t->wait_ud)) != NULL
+      && r->state == UR_REQ_DONE) {
+    t->wait_ud = 0;
+    return r;
+  }
+  return ur_resumed_slow(L, t);
 }
 
 static inline void ur_set_ts (struct __kernel_timespec *ts, double secs) {
