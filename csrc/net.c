@@ -53,6 +53,9 @@ struct ur_sock {
   unsigned listener:1, eof:1, rbusy:1, wbusy:1, armed:1;
   unsigned ownbuf:1;      /* the group ran dry and cannot grow: the next
                              receive brings a buffer of its own */
+  unsigned nomem:1;       /* the early RECV's bytes could not be kept (the
+                             reaper cannot raise): the next receive that
+                             reaches the kernel raises instead */
   unsigned first_recv:1;  /* a listener made with opts.first_recv: its
                              connections come with their first RECV queued
                              (early_recv); opt-in, as that RECV takes bytes
@@ -91,8 +94,9 @@ struct pend {
   uint64_t early;         /* the first RECV while in flight, or 0 */
   char *bytes;            /* what it brought (malloc'd), or NULL */
   size_t n;
-  int eof;                /* it found the peer's FIN (or no memory for
-                             the bytes: the stream ends, without a hole) */
+  int eof;                /* it found the peer's FIN */
+  int nomem;              /* no memory for the bytes it brought: the
+                             socket's first receive raises (ur_sock.nomem) */
   int ownbuf;             /* it found the group dry at its cap: the first
                              receive brings a buffer of its own */
 };
@@ -368,6 +372,16 @@ static int early_wait (lua_State *L, ur_sock *s, ur_task *t, int flow,
  * still takes a provided buffer only when data arrives.  The task resumes
  * in k with ctx (ur_sock_recv_result tells it what came).
  */
+/* The bytes an early RECV brought were lost to an allocation that
+ * failed in the reaper (early_cqe), after those buffered before them:
+ * the stream has a hole there, so it ends, and the receive that reached
+ * it raises, as one whose own bytes found no memory (recv_cqe). */
+static void nomem_hole (lua_State *L, ur_sock *s) {
+  s->nomem = 0;
+  s->eof = 1;
+  luaL_error(L, "receive: not enough memory");
+}
+
 int ur_sock_recv (lua_State *L, ur_sock *s, ur_task *t,
                   lua_KContext ctx, lua_KFunction k) {
   if (s->tls) return ur_tls_recv(L, s, t, ctx, k);   /* it may send first */
@@ -384,6 +398,7 @@ int ur_sock_recv_raw (lua_State *L, ur_sock *s, ur_task *t, int flow,
   ur_req *r, *tr;
   struct io_uring_sqe *sqe;
   size_t cap = UR_BR_SIZE;
+  if (s->nomem) nomem_hole(L, s);
   if (s->early && (n = early_wait(L, s, t, flow, ctx, k)) >= 0) return n;
   /* configure{recv_multishot}: one RECV kept armed (recv_multishot.c);
    * one armed before must end first, whatever this receive wants */
@@ -732,7 +747,9 @@ static int line_k (lua_State *L, int status, lua_KContext ctx) {
  * RECV, no timeout, no multishot, no TLS (the caller checked) -- the
  * same request, SQE and park, without the general case's checks. */
 static int recv_lent (lua_State *L, ur_loop *loop, ur_sock *s, ur_task *t) {
-  ur_req *r = ur_req_new(L, loop, IORING_OP_RECV);
+  ur_req *r;
+  if (s->nomem) nomem_hole(L, s);
+  r = ur_req_new(L, loop, IORING_OP_RECV);
   struct io_uring_sqe *sqe;
   size_t cap = s->rcap;
   r->mem = s->rbuf;             /* nothing raises from here on */
@@ -1357,7 +1374,7 @@ static void early_cqe (ur_loop *loop, ur_req *r) {
       e->eof = eof;
       e->ownbuf = ownbuf;
       if (res > 0 && (e->bytes = (char *)malloc((size_t)res)) == NULL)
-        e->eof = 1;             /* out of memory: end, never skip bytes */
+        e->nomem = 1;           /* out of memory: never skip bytes */
       else if (res > 0) {
         memcpy(e->bytes, data, (size_t)res);
         e->n = (size_t)res;
@@ -1367,7 +1384,8 @@ static void early_cqe (ur_loop *loop, ur_req *r) {
   }
   else if (s && s->h.fd >= 0) {
     if (s->early == ud) s->early = 0;
-    if (eof || (res > 0 && !append(s, data, (size_t)res))) s->eof = 1;
+    if (eof) s->eof = 1;
+    else if (res > 0 && !append(s, data, (size_t)res)) s->nomem = 1;
     if (ownbuf) s->ownbuf = 1;
   }
   if (r->cflags & IORING_CQE_F_BUFFER)
@@ -1519,6 +1537,7 @@ static int try_accept (lua_State *L, ur_sock *s, ur_task *t, uint64_t timer) {
     c->rcap = c->rlen = e->n;
     c->rin = (lua_Integer)e->n;
     c->eof = e->eof;
+    c->nomem = e->nomem;
     c->ownbuf = e->ownbuf;
     if (er) {                   /* still in flight: the socket's now */
       er->obj = c;
